@@ -1,0 +1,99 @@
+// Package queue publishes messages to the Service Bus queues that feed the workers (sync-jobs,
+// channel-events, outbound-mail, outbound-teams). Production publishes with azservicebus; local
+// runs and tests publish to the host stand-in's in-process queue over HTTP. Consumers depend on a
+// one-method interface of their own, never on either implementation.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+// The queues of DESIGN §2.1.
+const (
+	SyncJobs      = "sync-jobs"
+	ChannelEvents = "channel-events"
+	OutboundMail  = "outbound-mail"
+	OutboundTeams = "outbound-teams"
+)
+
+// Error kinds. Publishers wrap one of these with %w; callers branch with errors.Is.
+var (
+	ErrInvalid     = errors.New("queue: invalid message")
+	ErrNotFound    = errors.New("queue: no such queue")
+	ErrAuth        = errors.New("queue: not authorized")
+	ErrUnavailable = errors.New("queue: temporarily unavailable") // retry later
+)
+
+// maxBody is the Service Bus Standard tier message size limit.
+const maxBody = 256 << 10
+
+// Message is one message to publish.
+type Message struct {
+	Queue       string
+	ID          string // duplicate-detection key: publishing the same ID twice delivers once
+	Body        []byte
+	ContentType string
+	Subject     string
+	Properties  map[string]string
+	NotBefore   time.Time // scheduled enqueue; zero = now
+}
+
+func (m Message) validate() error {
+	var errs []string
+	if m.Queue == "" {
+		errs = append(errs, "queue is empty")
+	}
+	if m.ID == "" {
+		errs = append(errs, "message id is empty (duplicate detection needs one)")
+	} else if len(m.ID) > 128 {
+		errs = append(errs, "message id is longer than 128 characters")
+	}
+	if len(m.Body) > maxBody {
+		errs = append(errs, fmt.Sprintf("body is %d bytes, over the %d-byte limit", len(m.Body), maxBody))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Publisher is what Open returns: a closable publisher of either kind.
+type Publisher interface {
+	Publish(ctx context.Context, m Message) error
+	Close(ctx context.Context) error
+}
+
+// Connection is the ServiceBusConnection setting, already split by the caller: a connection
+// string (a Service Bus one, or "devhost=<url>" naming the local host stand-in), or a fully
+// qualified namespace used with a token credential (managed identity).
+type Connection struct {
+	ConnectionString string
+	Namespace        string
+	Credential       azcore.TokenCredential
+}
+
+// devHostPrefix marks a ServiceBusConnection value that names the local host stand-in.
+const devHostPrefix = "devhost="
+
+// IsDevHost reports whether a ServiceBusConnection value names the local host stand-in.
+func IsDevHost(conn string) bool { return strings.HasPrefix(conn, devHostPrefix) }
+
+// Open returns the publisher for c. It does no network I/O.
+func Open(c Connection, opts Options) (Publisher, error) {
+	switch {
+	case IsDevHost(c.ConnectionString):
+		return NewDevHost(strings.TrimPrefix(c.ConnectionString, devHostPrefix), opts.HTTPClient)
+	case c.ConnectionString != "":
+		return newServiceBusFromConnectionString(c.ConnectionString)
+	case c.Namespace != "" && c.Credential != nil:
+		return newServiceBus(c.Namespace, c.Credential)
+	default:
+		return nil, errors.New("queue: no Service Bus connection string or namespace with credential")
+	}
+}
