@@ -13,10 +13,10 @@ import (
 type Type string
 
 const (
-	Invalid        Type = "urn:leapchange:problem:invalid-request"  // 400: bad input, see errors[]
-	Unauthorized   Type = "urn:leapchange:problem:unauthorized"     // 401
-	Forbidden      Type = "urn:leapchange:problem:forbidden"        // 403
-	NotFound       Type = "urn:leapchange:problem:not-found"        // 404
+	Invalid        Type = "urn:leapchange:problem:invalid-request" // 400: bad input, see errors[]
+	Unauthorized   Type = "urn:leapchange:problem:unauthorized"    // 401
+	Forbidden      Type = "urn:leapchange:problem:forbidden"       // 403
+	NotFound       Type = "urn:leapchange:problem:not-found"       // 404
 	MethodNotAllow Type = "urn:leapchange:problem:method-not-allowed"
 	Conflict       Type = "urn:leapchange:problem:conflict"            // 409: exists, or already running
 	Precondition   Type = "urn:leapchange:problem:precondition-failed" // 412: stale If-Match
