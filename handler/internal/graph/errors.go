@@ -1,0 +1,68 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+)
+
+// classify is the one place SDK and transport errors become entra errors.
+func classify(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return m365auth.Classify(err)
+	}
+	var odata *odataerrors.ODataError
+	if !errors.As(err, &odata) {
+		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": " + err.Error(), Err: err}
+	}
+	e := &entra.Error{Status: odata.ResponseStatusCode, Err: err, Message: op}
+	if main := odata.GetErrorEscaped(); main != nil {
+		e.Code = deref(main.GetCode())
+		if msg := deref(main.GetMessage()); msg != "" {
+			e.Message = op + ": " + msg
+		}
+		if inner := main.GetInnerError(); inner != nil {
+			e.RequestID = deref(inner.GetRequestId())
+		}
+	}
+	if h := odata.ResponseHeaders; h != nil {
+		if v := h.Get("Retry-After"); len(v) > 0 {
+			e.RetryAfter, _ = RetryAfter(http.Header{"Retry-After": v}, time.Now())
+		}
+	}
+	e.Kind = kindFor(e.Status, e.Code)
+	return e
+}
+
+func kindFor(status int, code string) entra.Kind {
+	switch {
+	case status == http.StatusGone, code == "syncStateNotFound", code == "resyncRequired", code == "syncStateInvalid":
+		return entra.KindResync
+	case status == http.StatusTooManyRequests:
+		return entra.KindThrottled
+	case status == http.StatusUnauthorized:
+		return entra.KindUnauthorized
+	case status == http.StatusForbidden:
+		return entra.KindForbidden
+	case status == http.StatusNotFound:
+		return entra.KindNotFound
+	case status == http.StatusBadRequest:
+		return entra.KindInvalid
+	case status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+		return entra.KindThrottled
+	case status >= 500:
+		return entra.KindUnavailable
+	}
+	return entra.KindOther
+}
