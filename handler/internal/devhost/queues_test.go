@@ -1,0 +1,158 @@
+package devhost
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2025, 3, 4, 9, 14, 0, 0, time.UTC)
+
+func receiveNow(t *testing.T, q *Queues, name string) *Delivery {
+	t.Helper()
+	d, _, _, err := q.tryReceive(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestQueuesDuplicateDetection(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{DuplicateWindow: 10 * time.Minute}, "jobs")
+	first, err := q.Send("jobs", Message{MessageID: "m1", Body: []byte("a")})
+	if err != nil || first.Duplicate {
+		t.Fatalf("first send = %+v, %v", first, err)
+	}
+	dup, err := q.Send("jobs", Message{MessageID: "m1", Body: []byte("b")})
+	if err != nil || !dup.Duplicate || dup.SequenceNumber != first.SequenceNumber {
+		t.Fatalf("duplicate send = %+v, %v; want the first outcome with Duplicate", dup, err)
+	}
+	if c := q.Counts()["jobs"]; c.Active != 1 {
+		t.Fatalf("active = %d, want 1", c.Active)
+	}
+	clk.Advance(10*time.Minute + time.Second) // outside the window: a new message
+	again, _ := q.Send("jobs", Message{MessageID: "m1"})
+	if again.Duplicate || again.SequenceNumber == first.SequenceNumber {
+		t.Fatalf("send after the window = %+v, want a new message", again)
+	}
+	if _, err := q.Send("nope", Message{MessageID: "x"}); !errors.Is(err, ErrUnknownQueue) {
+		t.Errorf("unknown queue: %v", err)
+	}
+	if _, err := q.Send("jobs", Message{}); err == nil {
+		t.Error("missing message id accepted")
+	}
+}
+
+func TestQueuesFIFOAndScheduled(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{}, "jobs")
+	q.Send("jobs", Message{MessageID: "later", ScheduledEnqueueTime: t0.Add(5 * time.Minute)})
+	q.Send("jobs", Message{MessageID: "a"})
+	q.Send("jobs", Message{MessageID: "b"})
+	if c := q.Counts()["jobs"]; c.Scheduled != 1 || c.Active != 2 {
+		t.Fatalf("counts = %+v", c)
+	}
+	for _, want := range []string{"a", "b"} {
+		if d := receiveNow(t, q, "jobs"); d == nil || d.MessageID != want {
+			t.Fatalf("received %+v, want %s", d, want)
+		}
+	}
+	if d, wait, _, _ := q.tryReceive("jobs"); d != nil || wait != 5*time.Minute {
+		t.Fatalf("before the scheduled time: %+v, wait %v", d, wait)
+	}
+	// A blocked Receive wakes when the fake clock reaches the scheduled time.
+	got := make(chan *Delivery, 1)
+	go func() {
+		d, _ := q.Receive(context.Background(), "jobs")
+		got <- d
+	}()
+	clk.Advance(5 * time.Minute)
+	select {
+	case d := <-got:
+		if d.MessageID != "later" || !d.EnqueuedTime.Equal(t0.Add(5*time.Minute)) {
+			t.Fatalf("got %+v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("scheduled message not delivered")
+	}
+}
+
+func TestQueuesAbandonAndDeadLetter(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{MaxDeliveryCount: 3}, "jobs")
+	q.Send("jobs", Message{MessageID: "poison", Body: []byte("x")})
+	for i := 1; i <= 3; i++ {
+		d := receiveNow(t, q, "jobs")
+		if d == nil || d.DeliveryCount != i {
+			t.Fatalf("delivery %d: %+v", i, d)
+		}
+		if c := q.Counts()["jobs"]; c.Locked != 1 || c.Active != 0 {
+			t.Fatalf("while locked: %+v", c)
+		}
+		if receiveNow(t, q, "jobs") != nil {
+			t.Fatal("a locked message was delivered twice")
+		}
+		if err := q.Abandon(d, "status 500"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := receiveNow(t, q, "jobs"); d != nil {
+		t.Fatalf("delivered after max delivery count: %+v", d)
+	}
+	dl, _ := q.DeadLetters("jobs")
+	if len(dl) != 1 || dl[0].DeadLetterReason != "MaxDeliveryCountExceeded" || dl[0].LastError != "status 500" || dl[0].DeliveryCount != 3 {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+	c := q.Counts()["jobs"]
+	if c.DeadLettered != 1 || c.Deliveries != 3 || c.Failures != 3 || c.Active != 0 {
+		t.Fatalf("counts = %+v", c)
+	}
+}
+
+func TestQueuesCompleteAndLockExpiry(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{LockDuration: time.Minute, MaxDeliveryCount: 2}, "jobs")
+	q.Send("jobs", Message{MessageID: "m"})
+	d1 := receiveNow(t, q, "jobs")
+	clk.Advance(time.Minute) // lock expires unsettled
+	d2 := receiveNow(t, q, "jobs")
+	if d2 == nil || d2.DeliveryCount != 2 {
+		t.Fatalf("redelivery after lock expiry = %+v", d2)
+	}
+	if err := q.Complete(d1); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("complete with a stale lock: %v", err)
+	}
+	if err := q.Complete(d2); err != nil {
+		t.Fatal(err)
+	}
+	if c := q.Counts()["jobs"]; c.Completed != 1 || c.Active+c.Locked != 0 {
+		t.Fatalf("counts = %+v", c)
+	}
+	// Lock expiry on the last allowed delivery dead-letters.
+	q.Send("jobs", Message{MessageID: "n"})
+	receiveNow(t, q, "jobs")
+	clk.Advance(time.Minute)
+	receiveNow(t, q, "jobs")
+	clk.Advance(time.Minute)
+	if d := receiveNow(t, q, "jobs"); d != nil {
+		t.Fatalf("delivered a third time: %+v", d)
+	}
+	if dl, _ := q.DeadLetters("jobs"); len(dl) != 1 || dl[0].LastError != "lock expired" {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+}
+
+func TestQueuesTimeToLive(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{TimeToLive: time.Hour}, "jobs")
+	q.Send("jobs", Message{MessageID: "old"})
+	clk.Advance(time.Hour)
+	if d := receiveNow(t, q, "jobs"); d != nil {
+		t.Fatalf("expired message delivered: %+v", d)
+	}
+	if c := q.Counts()["jobs"]; c.Expired != 1 {
+		t.Fatalf("counts = %+v", c)
+	}
+}
