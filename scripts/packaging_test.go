@@ -1,0 +1,1015 @@
+package scripts
+
+// Tests for scripts/package.sh, scripts/deploy.sh and infra/*.bicep (standard library only).
+//
+//   go test ./scripts
+//
+// The packaging tests never compile the real handler (it links the Graph SDK): they build a tiny
+// linux/amd64 binary and hand it to package.sh through HANDLER_BIN.
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// DESIGN.md §2.1: function names and the queue each Service Bus function is triggered by.
+var contractFunctions = map[string]string{
+	"Api":                 "",
+	"ConsentCallback":     "",
+	"GraphNotifications":  "",
+	"GraphLifecycle":      "",
+	"BotMessages":         "",
+	"SyncScheduler":       "",
+	"SyncWorker":          "sync-jobs",
+	"SubscriptionRenewer": "",
+	"ChannelEventWorker":  "channel-events",
+	"MailSender":          "outbound-mail",
+	"TeamsSender":         "outbound-teams",
+}
+
+var contractQueues = []string{"sync-jobs", "channel-events", "outbound-mail", "outbound-teams"}
+
+// DESIGN.md §2.2 settings the deployed app must get from infra. Left out on purpose:
+// FUNCTIONS_CUSTOMHANDLER_PORT (set by the host) and AZURE_AUTHORITY_HOST (azidentity's default; tests
+// only). TablesConnection and ServiceBusConnection are deployed in their identity-based `__` forms.
+var contractSettings = []string{
+	"TablesConnection__tableServiceUri",
+	"ServiceBusConnection__fullyQualifiedNamespace",
+	"TABLE_PREFIX",
+	"M365_CLIENT_ID",
+	"M365_CLIENT_SECRET",
+	"GRAPH_BASE_URL",
+	"BOT_APP_ID",
+	"BOT_APP_SECRET",
+	"BOT_TENANT_ID",
+	"BOT_OPENID_METADATA_URL",
+	"PUBLIC_BASE_URL",
+	"LEAP_APP_URL",
+	"STATE_SIGNING_KEY",
+	"AzureWebJobsStorage__accountName",
+	"APPLICATIONINSIGHTS_CONNECTION_STRING",
+}
+
+var keyVaultSettings = []string{"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY"}
+
+var (
+	tinyOnce sync.Once
+	tinyPath string
+	tinyErr  error
+	tinyDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tinyDir != "" {
+		os.RemoveAll(tinyDir)
+	}
+	os.Exit(code)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd() // go test runs in the package directory: <repo>/scripts
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+// tinyHandler builds (once) a minimal linux/amd64 executable to package instead of the real handler.
+func tinyHandler(t *testing.T) string {
+	t.Helper()
+	tinyOnce.Do(func() {
+		tinyDir, tinyErr = os.MkdirTemp("", "tiny-handler-")
+		if tinyErr != nil {
+			return
+		}
+		src := filepath.Join(tinyDir, "main.go")
+		tinyErr = os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o644)
+		if tinyErr != nil {
+			return
+		}
+		tinyPath = filepath.Join(tinyDir, "handler")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", tinyPath, "main.go")
+		cmd.Dir = tinyDir
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tinyErr = fmt.Errorf("go build tiny handler: %v\n%s", err, out)
+		}
+	})
+	if tinyErr != nil {
+		t.Fatal(tinyErr)
+	}
+	return tinyPath
+}
+
+type pkgRun struct {
+	stage, zip, output string
+	err                error
+}
+
+// runPackage runs scripts/package.sh --root root --out <tmp>/stage --zip <tmp>/app.zip.
+func runPackage(t *testing.T, root string, env []string, extraArgs ...string) pkgRun {
+	t.Helper()
+	tmp := t.TempDir()
+	r := pkgRun{stage: filepath.Join(tmp, "stage"), zip: filepath.Join(tmp, "app.zip")}
+	args := append([]string{filepath.Join(repoRoot(t), "scripts", "package.sh"),
+		"--root", root, "--out", r.stage, "--zip", r.zip}, extraArgs...)
+	cmd := exec.Command("bash", args...)
+	cmd.Env = append(append(os.Environ(), "HANDLER_BIN="+tinyHandler(t)), env...)
+	out, err := cmd.CombinedOutput()
+	r.output, r.err = string(out), err
+	return r
+}
+
+// expectedFiles lists what the staged app root must hold for root: host.json, handler and
+// <Name>/function.json for every functions/<Name>/ folder.
+func expectedFiles(t *testing.T, root string) map[string]string {
+	t.Helper()
+	want := map[string]string{
+		"host.json": filepath.Join(root, "host.json"),
+		"handler":   "",
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "functions"))
+	if err != nil {
+		t.Fatalf("read %s/functions: %v", root, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			want[e.Name()+"/function.json"] = filepath.Join(root, "functions", e.Name(), "function.json")
+		}
+	}
+	return want
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkPackage verifies the staged directory and the zip against root.
+func checkPackage(t *testing.T, root string, r pkgRun) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf("package.sh failed: %v\n%s", r.err, r.output)
+	}
+	want := expectedFiles(t, root)
+	handlerBytes, err := os.ReadFile(tinyHandler(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// host.json: copied unchanged, and it starts ./handler.
+	hostJSON, err := os.ReadFile(filepath.Join(r.stage, "host.json"))
+	if err != nil {
+		t.Fatalf("staged host.json: %v", err)
+	}
+	var host struct {
+		Version       string `json:"version"`
+		CustomHandler *struct {
+			Description struct {
+				DefaultExecutablePath string `json:"defaultExecutablePath"`
+			} `json:"description"`
+		} `json:"customHandler"`
+	}
+	if err := json.Unmarshal(hostJSON, &host); err != nil {
+		t.Fatalf("host.json is not valid JSON: %v", err)
+	}
+	if host.CustomHandler == nil || host.CustomHandler.Description.DefaultExecutablePath != "handler" {
+		t.Errorf("host.json customHandler.description.defaultExecutablePath must be \"handler\" (functions-host.md §2)")
+	}
+	if host.Version != "2.0" {
+		t.Errorf("host.json version = %q, want \"2.0\"", host.Version)
+	}
+
+	// The staged tree holds exactly the expected files, byte for byte.
+	got := map[string]fs.FileMode{}
+	err = filepath.WalkDir(r.stage, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(r.stage, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && strings.Contains(rel, "/") {
+				t.Errorf("nested directory staged: %s", rel)
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			t.Errorf("staged %s is not a regular file (%v)", rel, info.Mode())
+		}
+		got[rel] = info.Mode()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("stray file staged: %s", name)
+		}
+		if filepath.Base(name) == "local.settings.json" {
+			t.Errorf("local.settings.json must never be staged (found %s)", name)
+		}
+	}
+	for _, name := range sortedKeys(want) {
+		mode, ok := got[name]
+		if !ok {
+			t.Errorf("missing from the stage: %s", name)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(r.stage, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "handler" {
+			if mode&0o111 == 0 {
+				t.Errorf("staged handler is not executable: %v", mode)
+			}
+			if !bytes.Equal(data, handlerBytes) {
+				t.Errorf("staged handler differs from HANDLER_BIN")
+			}
+			continue
+		}
+		src, err := os.ReadFile(want[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, src) {
+			t.Errorf("staged %s differs from %s", name, want[name])
+		}
+		if strings.HasSuffix(name, "/function.json") {
+			var fn struct {
+				Bindings []map[string]any `json:"bindings"`
+			}
+			if err := json.Unmarshal(data, &fn); err != nil || len(fn.Bindings) == 0 {
+				t.Errorf("%s: not valid JSON with a non-empty bindings array (err=%v)", name, err)
+			}
+		}
+	}
+
+	// The zip holds the same files (no directory entries), same bytes, handler executable.
+	zr, err := zip.OpenReader(r.zip)
+	if err != nil {
+		t.Fatalf("open zip: %v", err)
+	}
+	defer zr.Close()
+	seen := map[string]bool{}
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/") {
+			continue // directory entries are harmless, but package.sh writes none
+		}
+		if strings.HasPrefix(f.Name, "/") || strings.Contains(f.Name, "\\") || strings.Contains(f.Name, "..") {
+			t.Errorf("bad zip entry name %q", f.Name)
+		}
+		if seen[f.Name] {
+			t.Errorf("duplicate zip entry %s", f.Name)
+		}
+		seen[f.Name] = true
+		if _, ok := want[f.Name]; !ok {
+			t.Errorf("stray zip entry: %s", f.Name)
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("read zip entry %s: %v", f.Name, err)
+		}
+		staged, _ := os.ReadFile(filepath.Join(r.stage, filepath.FromSlash(f.Name)))
+		if !bytes.Equal(data, staged) {
+			t.Errorf("zip entry %s differs from the staged file", f.Name)
+		}
+		mode := f.Mode()
+		if !mode.IsRegular() {
+			t.Errorf("zip entry %s is not a regular file (%v)", f.Name, mode)
+		}
+		if f.Name == "handler" && mode&0o111 == 0 {
+			t.Errorf("zip entry handler has no exec bit (mode %v, creator %d)", mode, f.CreatorVersion>>8)
+		}
+		if f.Name != "handler" && mode&0o111 != 0 {
+			t.Errorf("zip entry %s should not be executable (mode %v)", f.Name, mode)
+		}
+	}
+	for _, name := range sortedKeys(want) {
+		if !seen[name] {
+			t.Errorf("missing from the zip: %s", name)
+		}
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixtureRoot copies scripts/testdata/app and adds what must not be packaged.
+func fixtureRoot(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "app")
+	copyTree(t, filepath.Join(repoRoot(t), "scripts", "testdata", "app"), root)
+	writeFile(t, filepath.Join(root, "local.settings.json"), `{"IsEncrypted":false,"Values":{"FUNCTIONS_WORKER_RUNTIME":"Custom","M365_CLIENT_SECRET":"do-not-ship"}}`)
+	writeFile(t, filepath.Join(root, "functions", "Api", "local.settings.json"), `{}`)
+	writeFile(t, filepath.Join(root, "functions", "Api", "notes.md"), "not deployed\n")
+	writeFile(t, filepath.Join(root, "functions", "README.md"), "not deployed\n")
+	writeFile(t, filepath.Join(root, "go.mod"), "module example.invalid/app\n")
+	writeFile(t, filepath.Join(root, "handler", "main.go"), "package main\n")
+	return root
+}
+
+// TestPackage runs package.sh on the fixture app root first, then on the repository root.
+func TestPackage(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("package.sh is a bash script for Linux build machines")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatalf("bash is needed to run scripts/package.sh: %v", err)
+	}
+
+	t.Run("fixture", func(t *testing.T) {
+		root := fixtureRoot(t)
+		r := runPackage(t, root, nil)
+		checkPackage(t, root, r)
+		for _, want := range []string{"staged", "handler", "host.json", "Api/function.json", "wrote"} {
+			if !strings.Contains(r.output, want) {
+				t.Errorf("package.sh output does not mention %q:\n%s", want, r.output)
+			}
+		}
+	})
+
+	for _, zipper := range []string{"python3", "zip", "go"} {
+		t.Run("fixture-zipper-"+zipper, func(t *testing.T) {
+			if _, err := exec.LookPath(zipper); err != nil {
+				t.Skipf("%s not installed: the %s zip path is not exercised on this machine", zipper, zipper)
+			}
+			root := fixtureRoot(t)
+			r := runPackage(t, root, []string{"PACKAGE_ZIPPER=" + zipper})
+			checkPackage(t, root, r)
+			if !strings.Contains(r.output, "("+zipper+",") {
+				t.Errorf("package.sh did not use %s:\n%s", zipper, r.output)
+			}
+		})
+	}
+
+	t.Run("fixture-errors", func(t *testing.T) {
+		root := fixtureRoot(t)
+		os.Remove(filepath.Join(root, "host.json"))
+		if r := runPackage(t, root, nil); r.err == nil || !strings.Contains(r.output, "host.json") {
+			t.Errorf("missing host.json: want a failure naming host.json, got err=%v\n%s", r.err, r.output)
+		}
+
+		root = fixtureRoot(t)
+		os.MkdirAll(filepath.Join(root, "functions", "Empty"), 0o755)
+		if r := runPackage(t, root, nil); r.err == nil || !strings.Contains(r.output, "Empty") {
+			t.Errorf("function folder without function.json: want a failure naming it, got err=%v\n%s", r.err, r.output)
+		}
+
+		root = fixtureRoot(t)
+		out := filepath.Join(t.TempDir(), "busy")
+		writeFile(t, filepath.Join(out, "keep.txt"), "mine")
+		cmd := exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "package.sh"),
+			"--root", root, "--out", out, "--zip", filepath.Join(t.TempDir(), "a.zip"))
+		cmd.Env = append(os.Environ(), "HANDLER_BIN="+tinyHandler(t))
+		if outb, err := cmd.CombinedOutput(); err == nil {
+			t.Errorf("non-empty --out without --force must fail:\n%s", outb)
+		}
+		if _, err := os.Stat(filepath.Join(out, "keep.txt")); err != nil {
+			t.Errorf("package.sh touched a non-empty --out directory it refused: %v", err)
+		}
+	})
+
+	// The repository's own app root, once functions/ exists there.
+	t.Run("repo", func(t *testing.T) {
+		root := repoRoot(t)
+		if _, err := os.Stat(filepath.Join(root, "functions")); err != nil {
+			t.Skipf("repository has no functions/ yet (%v): only the fixture app root was packaged", err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "host.json")); err != nil {
+			t.Fatalf("repository has functions/ but no host.json at %s: the app cannot be packaged (%v)",
+				filepath.Join(root, "host.json"), err)
+		}
+		r := runPackage(t, root, nil)
+		checkPackage(t, root, r)
+		if t.Failed() {
+			return
+		}
+		checkContractFunctions(t, r.stage)
+	})
+}
+
+// checkContractFunctions compares the packaged functions with DESIGN.md §2.1 and infra's queues.
+func checkContractFunctions(t *testing.T, stage string) {
+	t.Helper()
+	entries, err := os.ReadDir(stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() {
+			got[e.Name()] = true
+		}
+	}
+	for _, name := range sortedKeys(contractFunctions) {
+		if !got[name] {
+			t.Errorf("function %s (DESIGN.md §2.1) is missing: no functions/%s/function.json", name, name)
+		}
+	}
+	queues := map[string]bool{}
+	for _, q := range contractQueues {
+		queues[q] = true
+	}
+	for _, name := range sortedKeys(got) {
+		wantQueue, ok := contractFunctions[name]
+		if !ok {
+			t.Errorf("function %s is not in DESIGN.md §2.1", name)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(stage, name, "function.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fn struct {
+			Bindings []struct {
+				Type       string `json:"type"`
+				Direction  string `json:"direction"`
+				QueueName  string `json:"queueName"`
+				Connection string `json:"connection"`
+			} `json:"bindings"`
+		}
+		if err := json.Unmarshal(data, &fn); err != nil {
+			t.Errorf("%s/function.json: %v", name, err)
+			continue
+		}
+		trigger := ""
+		for _, b := range fn.Bindings {
+			if !strings.HasPrefix(strings.ToLower(b.Type), "servicebus") {
+				continue
+			}
+			if !queues[b.QueueName] {
+				t.Errorf("%s/function.json: queue %q is not one infra creates %v", name, b.QueueName, contractQueues)
+			}
+			if b.Connection != "ServiceBusConnection" {
+				t.Errorf("%s/function.json: Service Bus connection %q, want ServiceBusConnection (the app setting prefix infra sets)", name, b.Connection)
+			}
+			if strings.EqualFold(b.Type, "serviceBusTrigger") {
+				trigger = b.QueueName
+			}
+		}
+		if trigger != wantQueue {
+			t.Errorf("%s/function.json: triggered by queue %q, DESIGN.md §2.1 says %q", name, trigger, wantQueue)
+		}
+	}
+}
+
+func TestDeployScript(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	root := repoRoot(t)
+	for _, s := range []string{"package.sh", "deploy.sh"} {
+		path := filepath.Join(root, "scripts", s)
+		if out, err := exec.Command("bash", "-n", path).CombinedOutput(); err != nil {
+			t.Errorf("bash -n %s: %v\n%s", s, err, out)
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode()&0o111 == 0 {
+			t.Errorf("%s is not executable", s)
+		}
+	}
+	deploy := filepath.Join(root, "scripts", "deploy.sh")
+	out, err := exec.Command("bash", deploy, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("deploy.sh --help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--resource-group", "--what-if", "az deployment group create", "az functionapp deploy", "infra/main.bicep", "M365_CLIENT_SECRET", "STATE_SIGNING_KEY"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("deploy.sh usage does not mention %q", want)
+		}
+	}
+	// Parameter checks happen before any Azure call.
+	for _, args := range [][]string{{}, {"-g", "rg", "--skip-infra"}, {"-g", "rg", "--skip-infra", "--skip-code"}, {"--bogus"}} {
+		cmd := exec.Command("bash", append([]string{deploy}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH=/usr/bin:/bin") // no az here either way
+		if out, err := cmd.CombinedOutput(); err == nil {
+			t.Errorf("deploy.sh %v succeeded, want a usage error:\n%s", args, out)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bicep
+// ---------------------------------------------------------------------------------------------
+
+// bicepFile is a Bicep source with comments blanked (code) and, in addition, string contents blanked
+// outside ${...} interpolations (skel). Both keep every byte offset of the source.
+type bicepFile struct {
+	path, src, code, skel string
+}
+
+func parseBicep(t *testing.T, path string) *bicepFile {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	src := string(data)
+	code := []byte(src)
+	skel := []byte(src)
+	blank := func(b []byte, i int) {
+		if b[i] != '\n' {
+			b[i] = ' '
+		}
+	}
+	// modes: 0 code, 1 string, 2 multi-line string; a stack handles ${ } inside strings.
+	type frame struct{ mode, depth int }
+	stack := []frame{{0, 0}}
+	var brackets []byte
+	line := 1
+	fail := func(format string, a ...any) {
+		t.Errorf("%s:%d: %s", path, line, fmt.Sprintf(format, a...))
+	}
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		top := &stack[len(stack)-1]
+		if c == '\n' {
+			line++
+		}
+		switch top.mode {
+		case 0:
+			switch {
+			case strings.HasPrefix(src[i:], "//"):
+				for i < len(src) && src[i] != '\n' {
+					blank(code, i)
+					blank(skel, i)
+					i++
+				}
+				i--
+			case strings.HasPrefix(src[i:], "/*"):
+				end := strings.Index(src[i+2:], "*/")
+				if end < 0 {
+					fail("unterminated /* comment")
+					return &bicepFile{path, src, string(code), string(skel)}
+				}
+				for j := i; j < i+2+end+2; j++ {
+					if src[j] == '\n' {
+						line++
+					}
+					blank(code, j)
+					blank(skel, j)
+				}
+				i += 2 + end + 1
+			case strings.HasPrefix(src[i:], "'''"):
+				stack = append(stack, frame{2, 0})
+				i += 2
+			case c == '\'':
+				stack = append(stack, frame{1, 0})
+			case c == '{' || c == '[' || c == '(':
+				brackets = append(brackets, c)
+				top.depth++
+			case c == '}' && len(stack) > 1 && top.depth == 0:
+				stack = stack[:len(stack)-1] // end of ${...}
+			case c == '}' || c == ']' || c == ')':
+				open := map[byte]byte{'}': '{', ']': '[', ')': '('}[c]
+				if len(brackets) == 0 || brackets[len(brackets)-1] != open {
+					fail("unbalanced %q", c)
+				} else {
+					brackets = brackets[:len(brackets)-1]
+				}
+				top.depth--
+			}
+		case 1:
+			switch {
+			case c == '\\':
+				skel[i] = '_'
+				if i+1 < len(src) {
+					skel[i+1] = '_'
+				}
+				i++
+			case c == '\'':
+				stack = stack[:len(stack)-1]
+			case strings.HasPrefix(src[i:], "${"):
+				stack = append(stack, frame{0, 0})
+				i++
+			case c == '\n':
+				fail("newline in a single-quoted string")
+			default:
+				skel[i] = '_'
+			}
+		case 2:
+			if strings.HasPrefix(src[i:], "'''") {
+				stack = stack[:len(stack)-1]
+				i += 2
+			} else {
+				blank(skel, i)
+			}
+		}
+	}
+	if len(stack) != 1 {
+		t.Errorf("%s: unterminated string or interpolation", path)
+	}
+	if len(brackets) != 0 {
+		t.Errorf("%s: %d unclosed bracket(s) %q", path, len(brackets), brackets)
+	}
+	return &bicepFile{path, src, string(code), string(skel)}
+}
+
+// block returns the offsets of the bracketed block that opens at skel[open].
+func (f *bicepFile) block(t *testing.T, open int) (int, int) {
+	t.Helper()
+	depth := 0
+	for i := open; i < len(f.skel); i++ {
+		switch f.skel[i] {
+		case '{', '[', '(':
+			depth++
+		case '}', ']', ')':
+			depth--
+			if depth == 0 {
+				return open, i + 1
+			}
+		}
+	}
+	t.Fatalf("%s: unclosed block at offset %d", f.path, open)
+	return 0, 0
+}
+
+// topLevelKeys returns the keys of the object block skel[start:end] at its first level.
+func (f *bicepFile) topLevelKeys(start, end int) []string {
+	var keys []string
+	depth := 0
+	lineStart := true
+	for i := start; i < end; i++ {
+		c := f.skel[i]
+		switch c {
+		case '{', '[', '(':
+			depth++
+		case '}', ']', ')':
+			depth--
+		case '\n':
+			lineStart = true
+			continue
+		}
+		if lineStart && depth == 1 && c != ' ' && c != '\t' {
+			if m := regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*|'[^']*')\s*:`).FindStringSubmatch(f.code[i:end]); m != nil {
+				keys = append(keys, strings.Trim(m[1], "'"))
+			}
+		}
+		if c != ' ' && c != '\t' {
+			lineStart = false
+		}
+	}
+	return keys
+}
+
+type bicepParam struct {
+	typ      string
+	required bool
+}
+
+var (
+	reParam  = regexp.MustCompile(`(?m)^param\s+([A-Za-z_][A-Za-z0-9_]*)\s+([A-Za-z\[\]?]+)\s*(=)?`)
+	reOutput = regexp.MustCompile(`(?m)^output\s+([A-Za-z_][A-Za-z0-9_]*)\s`)
+	reVar    = regexp.MustCompile(`(?m)^var\s+([A-Za-z_][A-Za-z0-9_]*)\s*=`)
+	reModule = regexp.MustCompile(`(?m)^module\s+([A-Za-z_][A-Za-z0-9_]*)\s+'([^']+)'\s*=[^{]*\{`)
+)
+
+func (f *bicepFile) params() map[string]bicepParam {
+	out := map[string]bicepParam{}
+	for _, m := range reParam.FindAllStringSubmatch(f.skel, -1) {
+		out[m[1]] = bicepParam{typ: m[2], required: m[3] == "" && !strings.HasSuffix(m[2], "?")}
+	}
+	return out
+}
+
+func (f *bicepFile) outputs() map[string]bool {
+	out := map[string]bool{}
+	for _, m := range reOutput.FindAllStringSubmatch(f.skel, -1) {
+		out[m[1]] = true
+	}
+	return out
+}
+
+// checkUsed reports params and vars that are declared but never referenced (bicep lint: no-unused-*).
+func (f *bicepFile) checkUsed(t *testing.T) {
+	t.Helper()
+	names := map[string]string{}
+	for n := range f.params() {
+		names[n] = "param"
+	}
+	for _, m := range reVar.FindAllStringSubmatch(f.skel, -1) {
+		names[m[1]] = "var"
+	}
+	for n, kind := range names {
+		re := regexp.MustCompile(`\b` + n + `\b`)
+		uses := 0
+		for _, loc := range re.FindAllStringIndex(f.skel, -1) {
+			// Skip the declaration and object keys (`name:`), which are not references.
+			lineStart := strings.LastIndex(f.skel[:loc[0]], "\n") + 1
+			if regexp.MustCompile(`^(param|var|output)\s+$`).MatchString(f.skel[lineStart:loc[0]]) {
+				continue
+			}
+			before := f.skel[:loc[0]]
+			after := strings.TrimLeft(f.skel[loc[1]:], " \t")
+			if strings.HasPrefix(after, ":") && strings.TrimSpace(f.skel[lineStart:loc[0]]) == "" {
+				continue
+			}
+			if strings.HasSuffix(before, ".") { // property access x.name
+				continue
+			}
+			uses++
+		}
+		if uses == 0 {
+			t.Errorf("%s: %s %s is declared but never used", filepath.Base(f.path), kind, n)
+		}
+	}
+}
+
+func TestInfraBicep(t *testing.T) {
+	root := repoRoot(t)
+	infra := filepath.Join(root, "infra")
+	mainPath := filepath.Join(infra, "main.bicep")
+	if _, err := os.Stat(mainPath); err != nil {
+		t.Fatalf("infra/main.bicep: %v", err)
+	}
+
+	// With a Bicep CLI, compile and lint for real.
+	if bicep, err := exec.LookPath("bicep"); err == nil {
+		for _, args := range [][]string{{"build", "--stdout", mainPath}, {"lint", mainPath}} {
+			out, err := exec.Command(bicep, args...).CombinedOutput()
+			if err != nil {
+				t.Errorf("bicep %s: %v\n%s", args[0], err, out)
+			} else if args[0] == "lint" && bytes.Contains(out, []byte("Warning")) {
+				t.Errorf("bicep lint warnings:\n%s", out)
+			}
+		}
+	} else {
+		t.Log("no bicep CLI on PATH: structural checks only (install the Bicep CLI to compile and lint)")
+	}
+
+	mainFile := parseBicep(t, mainPath)
+	files := map[string]*bicepFile{"main.bicep": mainFile}
+	modPaths, _ := filepath.Glob(filepath.Join(infra, "modules", "*.bicep"))
+	if len(modPaths) == 0 {
+		t.Fatal("no infra/modules/*.bicep")
+	}
+	for _, p := range modPaths {
+		files["modules/"+filepath.Base(p)] = parseBicep(t, p)
+	}
+	for _, f := range files {
+		f.checkUsed(t)
+	}
+
+	// Every module call: file exists, params known to the module, required params passed,
+	// and every <module>.outputs.<x> is an output of that module.
+	modules := map[string]*bicepFile{}
+	for _, loc := range reModule.FindAllStringSubmatchIndex(mainFile.skel, -1) {
+		sym := mainFile.skel[loc[2]:loc[3]]
+		rel := mainFile.code[loc[4]:loc[5]]
+		mod, ok := files[filepath.ToSlash(filepath.Clean(rel))]
+		if !ok {
+			t.Errorf("main.bicep: module %s refers to %s, which does not exist", sym, rel)
+			continue
+		}
+		modules[sym] = mod
+		start, end := mainFile.block(t, loc[1]-1)
+		keys := mainFile.topLevelKeys(start, end)
+		paramsStart := -1
+		for _, k := range keys {
+			if k == "params" {
+				paramsStart = strings.Index(mainFile.skel[start:end], "params:") + start
+			}
+		}
+		passed := map[string]bool{}
+		if paramsStart >= 0 {
+			open := strings.Index(mainFile.skel[paramsStart:], "{") + paramsStart
+			ps, pe := mainFile.block(t, open)
+			for _, k := range mainFile.topLevelKeys(ps, pe) {
+				passed[k] = true
+			}
+		}
+		declared := mod.params()
+		for k := range passed {
+			if _, ok := declared[k]; !ok {
+				t.Errorf("main.bicep: module %s passes %s, which %s does not declare", sym, k, rel)
+			}
+		}
+		for name, p := range declared {
+			if p.required && !passed[name] {
+				t.Errorf("main.bicep: module %s does not pass required param %s of %s", sym, name, rel)
+			}
+		}
+	}
+	for _, m := range regexp.MustCompile(`\b([A-Za-z_][A-Za-z0-9_]*)\.outputs\.([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(mainFile.skel, -1) {
+		mod, ok := modules[m[1]]
+		if !ok {
+			t.Errorf("main.bicep: %s.outputs.%s: no module %s", m[1], m[2], m[1])
+		} else if !mod.outputs()[m[2]] {
+			t.Errorf("main.bicep: %s.outputs.%s is not an output of %s", m[1], m[2], filepath.Base(mod.path))
+		}
+	}
+
+	// Queues of DESIGN.md §2.1.
+	qm := regexp.MustCompile(`(?m)^var\s+queueNames\s*=\s*\[`).FindStringIndex(mainFile.skel)
+	if qm == nil {
+		t.Error("main.bicep: no `var queueNames = [...]`")
+	} else {
+		s, e := mainFile.block(t, qm[1]-1)
+		var got []string
+		for _, m := range regexp.MustCompile(`'([^']*)'`).FindAllStringSubmatch(mainFile.code[s:e], -1) {
+			got = append(got, m[1])
+		}
+		if strings.Join(got, ",") != strings.Join(contractQueues, ",") {
+			t.Errorf("main.bicep queueNames = %v, want %v", got, contractQueues)
+		}
+	}
+
+	// App settings of DESIGN.md §2.2.
+	all := func(pred func(f *bicepFile) bool) bool {
+		for _, f := range files {
+			if pred(f) {
+				return true
+			}
+		}
+		return false
+	}
+	settingsFile := files["modules/appsettings.bicep"]
+	if settingsFile == nil {
+		t.Fatal("no infra/modules/appsettings.bicep")
+	}
+	keys := map[string]bool{}
+	for _, loc := range regexp.MustCompile(`(?m)^var\s+[A-Za-z_][A-Za-z0-9_]*\s*=\s*\{`).FindAllStringIndex(settingsFile.skel, -1) {
+		s, e := settingsFile.block(t, loc[1]-1)
+		for _, k := range settingsFile.topLevelKeys(s, e) {
+			keys[k] = true
+		}
+	}
+	for _, s := range contractSettings {
+		if !keys[s] {
+			t.Errorf("app setting %s (DESIGN.md §2.2) is not set in modules/appsettings.bicep", s)
+		}
+	}
+	for _, s := range keyVaultSettings {
+		if !regexp.MustCompile(`(?m)^\s*` + s + `:\s*'@Microsoft\.KeyVault\(SecretUri=\$\{keyVaultUri\}secrets/\$\{[^}]+\}\)'`).MatchString(settingsFile.code) {
+			t.Errorf("app setting %s must be a @Microsoft.KeyVault(SecretUri=...) reference", s)
+		}
+	}
+	if all(func(f *bicepFile) bool {
+		return regexp.MustCompile(`FUNCTIONS_WORKER_RUNTIME'?\s*:|'FUNCTIONS_WORKER_RUNTIME'`).MatchString(f.code)
+	}) {
+		t.Error("FUNCTIONS_WORKER_RUNTIME must not be an app setting on Flex Consumption (runtime goes in functionAppConfig)")
+	}
+	if !strings.Contains(settingsFile.code, "properties: union(hostSettings") {
+		t.Error("appsettings.bicep must keep the host settings (the appsettings resource replaces the whole set)")
+	}
+
+	// Facts the design depends on, by file.
+	mustContain := map[string][]string{
+		"main.bicep": {
+			"param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'",
+			"param botOpenIdMetadataUrl string = 'https://login.botframework.com/v1/.well-known/openidconfiguration'",
+			"'https://${defaultHostName}'",
+			"lockDuration: 'PT5M'",
+			"param maxDeliveryCount int = 10",
+			"param leapAppUrl string\n",
+			"param tablePrefix string = ''",
+			"@secure()\nparam m365ClientSecret",
+			"@secure()\nparam botAppSecret",
+			"@secure()\nparam stateSigningKey",
+			"output functionAppName string",
+			"output defaultHostName string",
+			"output functionsBaseUrl string",
+		},
+		"modules/functionapp.bicep": {
+			"'Microsoft.Web/serverfarms@", "name: 'FC1'", "tier: 'FlexConsumption'", "reserved: true",
+			"kind: 'functionapp,linux'", "type: 'SystemAssigned'", "httpsOnly: true", "minTlsVersion: '1.2'",
+			"ftpsState: 'Disabled'", "functionAppConfig: {", "type: 'blobContainer'", "type: 'SystemAssignedIdentity'",
+			"name: 'custom'", "instanceMemoryMB: instanceMemoryMB", "maximumInstanceCount: maximumInstanceCount",
+			"name: 'http'", "alwaysReady:", "AzureWebJobsStorage__accountName", "name: 'ftp'", "allow: false",
+		},
+		"modules/servicebus.bicep": {
+			"name: 'Standard'", "disableLocalAuth: true", "maxDeliveryCount: maxDeliveryCount",
+			"requiresDuplicateDetection: true", "duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow",
+			"lockDuration: lockDuration", "deadLetteringOnMessageExpiration: true", "output fullyQualifiedNamespace string",
+		},
+		"modules/keyvault.bicep": {"enableRbacAuthorization: true", "@secure()"},
+		"modules/storage.bicep":  {"minimumTlsVersion: 'TLS1_2'", "allowSharedKeyAccess: false", "allowBlobPublicAccess: false", "supportsHttpsTrafficOnly: true"},
+		"modules/roles.bicep": {
+			"4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", // Azure Service Bus Data Receiver
+			"69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", // Azure Service Bus Data Sender
+			"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", // Storage Table Data Contributor
+			"b7e6dc6d-f1e8-4753-8033-0f276bb0955b", // Storage Blob Data Owner
+			"4633458b-17de-408a-b874-0445c86b69e6", // Key Vault Secrets User
+			"scope: queues[i]", "scope: dataStorage", "scope: hostStorage", "scope: vault",
+			"principalType: 'ServicePrincipal'",
+		},
+	}
+	for name, wants := range mustContain {
+		f := files[name]
+		if f == nil {
+			t.Errorf("missing infra/%s", name)
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(f.code, w) {
+				t.Errorf("infra/%s does not contain %q", name, w)
+			}
+		}
+	}
+	// No role broader than data plane: no Owner/Contributor role ids.
+	for _, id := range []string{"8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "b24988ac-6180-42a0-ab88-20f7382dd24c"} {
+		if all(func(f *bicepFile) bool { return strings.Contains(f.code, id) }) {
+			t.Errorf("infra assigns a control-plane role %s; the app needs data-plane roles only", id)
+		}
+	}
+	// API versions are dated and not previews.
+	for name, f := range files {
+		for _, m := range regexp.MustCompile(`'([A-Za-z.]+/[A-Za-z/]+)@([^']+)'`).FindAllStringSubmatch(f.code, -1) {
+			if !regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`).MatchString(m[2]) {
+				t.Errorf("infra/%s: %s uses API version %s (want a stable dated version)", name, m[1], m[2])
+			}
+		}
+	}
+
+	// Example parameters file agrees with main.bicep.
+	data, err := os.ReadFile(filepath.Join(infra, "main.parameters.example.json"))
+	if err != nil {
+		t.Fatalf("infra/main.parameters.example.json: %v", err)
+	}
+	var pf struct {
+		Parameters map[string]json.RawMessage `json:"parameters"`
+	}
+	if err := json.Unmarshal(data, &pf); err != nil {
+		t.Fatalf("main.parameters.example.json: %v", err)
+	}
+	declared := mainFile.params()
+	for k := range pf.Parameters {
+		if _, ok := declared[k]; !ok {
+			t.Errorf("main.parameters.example.json sets %s, which main.bicep does not declare", k)
+		}
+		if strings.Contains(strings.ToLower(k), "secret") || k == "stateSigningKey" {
+			t.Errorf("main.parameters.example.json must not carry secrets (%s); deploy.sh passes them from the environment", k)
+		}
+	}
+	for name, p := range declared {
+		if p.required {
+			if _, ok := pf.Parameters[name]; !ok {
+				t.Errorf("main.parameters.example.json lacks required parameter %s", name)
+			}
+		}
+	}
+}
