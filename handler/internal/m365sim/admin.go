@@ -1,0 +1,162 @@
+package m365sim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The admin API (Options.Admin) lets other processes drive a running sim:
+//
+//	GET    /_sim/stats                                  Stats as JSON
+//	POST   /_sim/faults                                 add a FaultRule: {"method","pathPrefix","pathRegexp","times","status","code","message","retryAfter":"1.5s","delay":"200ms"}
+//	DELETE /_sim/faults                                 ClearFaults
+//	POST   /_sim/clock                                  {"advance":"168h"}: AdvanceClock
+//	POST   /_sim/tenants/{t}/mutate                     {"fraction":0.01,"seed":1} -> {"changed":n}
+//	POST   /_sim/tenants/{t}/reset-delta                ResetDelta
+//	POST   /_sim/tenants/{t}/users                      User JSON -> created user
+//	PATCH  /_sim/tenants/{t}/users/{id}                 partial User JSON (Graph property names)
+//	DELETE /_sim/tenants/{t}/users/{id}[?permanent=true]
+//	POST   /_sim/tenants/{t}/users/{id}/restore
+//	POST   /_sim/tenants/{t}/groups/{g}/members         {"id":"..."}
+//	DELETE /_sim/tenants/{t}/groups/{g}/members/{id}
+//	PATCH  /_sim/tenants/{t}/groups/{g}                 {"displayName":"..."}
+//	DELETE /_sim/tenants/{t}/groups/{g}
+func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/_sim/"), "/"), "/")
+	reply := func(v any, err error) {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			writeJSON(w, http.StatusNotFound, "application/json", map[string]string{"error": err.Error()})
+		case err != nil:
+			writeJSON(w, http.StatusBadRequest, "application/json", map[string]string{"error": err.Error()})
+		case v == nil:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, http.StatusOK, "application/json", v)
+		}
+	}
+	decode := func(v any) error {
+		if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+			return fmt.Errorf("bad JSON body: %w", err)
+		}
+		return nil
+	}
+	m, n := r.Method, len(parts)
+	at := func(i int, v string) bool { return i < n && parts[i] == v }
+	switch {
+	case m == http.MethodGet && n == 1 && at(0, "stats"):
+		reply(s.Stats(), nil)
+	case m == http.MethodPost && n == 1 && at(0, "faults"):
+		var body struct {
+			FaultRule
+			RetryAfter string `json:"retryAfter"`
+			Delay      string `json:"delay"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		var err error
+		if body.RetryAfter != "" {
+			body.FaultRule.RetryAfter, err = time.ParseDuration(body.RetryAfter)
+		}
+		if err == nil && body.Delay != "" {
+			body.FaultRule.Delay, err = time.ParseDuration(body.Delay)
+		}
+		if err == nil {
+			err = s.AddFault(body.FaultRule)
+		}
+		reply(nil, err)
+	case m == http.MethodDelete && n == 1 && at(0, "faults"):
+		s.ClearFaults()
+		reply(nil, nil)
+	case m == http.MethodPost && n == 1 && at(0, "clock"):
+		var body struct {
+			Advance string `json:"advance"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		d, err := time.ParseDuration(body.Advance)
+		if err == nil {
+			s.AdvanceClock(d)
+		}
+		reply(map[string]string{"now": s.Now().UTC().Format(time.RFC3339)}, err)
+	case n >= 3 && at(0, "tenants"):
+		s.adminTenant(r, parts[1], parts[2:], reply, decode)
+	default:
+		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+	}
+}
+
+func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(any, error), decode func(any) error) {
+	m, n := r.Method, len(p)
+	switch {
+	case m == http.MethodPost && n == 1 && p[0] == "mutate":
+		var body struct {
+			Fraction float64 `json:"fraction"`
+			Seed     uint64  `json:"seed"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		c, err := s.MutateRandom(t, body.Fraction, body.Seed)
+		reply(map[string]int{"changed": c}, err)
+	case m == http.MethodPost && n == 1 && p[0] == "reset-delta":
+		reply(nil, s.ResetDelta(t))
+	case m == http.MethodPost && n == 1 && p[0] == "users":
+		var u User
+		if err := decode(&u); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(s.AddUser(t, u))
+	case m == http.MethodPatch && n == 2 && p[0] == "users":
+		var raw json.RawMessage
+		if err := decode(&raw); err != nil {
+			reply(nil, err)
+			return
+		}
+		var uerr error
+		err := s.UpdateUser(t, p[1], func(u *User) { uerr = json.Unmarshal(raw, u) })
+		reply(nil, errors.Join(err, uerr))
+	case m == http.MethodDelete && n == 2 && p[0] == "users":
+		if r.URL.Query().Get("permanent") == "true" {
+			reply(nil, s.HardDeleteUser(t, p[1]))
+		} else {
+			reply(nil, s.SoftDeleteUser(t, p[1]))
+		}
+	case m == http.MethodPost && n == 3 && p[0] == "users" && p[2] == "restore":
+		reply(nil, s.RestoreUser(t, p[1]))
+	case m == http.MethodPost && n == 3 && p[0] == "groups" && p[2] == "members":
+		var body struct {
+			ID string `json:"id"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.AddMember(t, p[1], body.ID))
+	case m == http.MethodDelete && n == 4 && p[0] == "groups" && p[2] == "members":
+		reply(nil, s.RemoveMember(t, p[1], p[3]))
+	case m == http.MethodPatch && n == 2 && p[0] == "groups":
+		var body struct {
+			DisplayName string `json:"displayName"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.RenameGroup(t, p[1], body.DisplayName))
+	case m == http.MethodDelete && n == 2 && p[0] == "groups":
+		reply(nil, s.DeleteGroup(t, p[1]))
+	default:
+		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+	}
+}

@@ -1,0 +1,589 @@
+package m365sim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned by the state accessors and mutations for an unknown tenant, user or group.
+var ErrNotFound = errors.New("m365sim: not found")
+
+// User is an Entra user as the simulated tenant stores it. Empty strings are served as JSON null.
+// The JSON tags are Graph's property names, so the admin API accepts Graph-shaped bodies.
+type User struct {
+	ID                string   `json:"id"`
+	DisplayName       string   `json:"displayName"`
+	GivenName         string   `json:"givenName"`
+	Surname           string   `json:"surname"`
+	Mail              string   `json:"mail"`
+	UserPrincipalName string   `json:"userPrincipalName"`
+	MobilePhone       string   `json:"mobilePhone"`
+	BusinessPhones    []string `json:"businessPhones"`
+	Department        string   `json:"department"`
+	JobTitle          string   `json:"jobTitle"`
+	OfficeLocation    string   `json:"officeLocation"`
+	EmployeeID        string   `json:"employeeId"`
+	PreferredLanguage string   `json:"preferredLanguage"`
+	AccountEnabled    bool     `json:"accountEnabled"`
+	// ManagerID is the object id of the user's manager ("" for none).
+	ManagerID string `json:"managerId"`
+}
+
+// Group is an Entra group. Membership is kept separately (see Server.Members).
+type Group struct {
+	ID              string   `json:"id"`
+	DisplayName     string   `json:"displayName"`
+	Description     string   `json:"description"`
+	Mail            string   `json:"mail"`
+	MailNickname    string   `json:"mailNickname"`
+	MailEnabled     bool     `json:"mailEnabled"`
+	SecurityEnabled bool     `json:"securityEnabled"`
+	GroupTypes      []string `json:"groupTypes"`
+}
+
+// Member is one direct member of a group.
+type Member struct {
+	ID      string `json:"id"`
+	IsGroup bool   `json:"isGroup"`
+}
+
+type objState uint8
+
+const (
+	stateActive objState = iota
+	stateSoftDeleted
+	stateGone // permanently deleted
+)
+
+type userRec struct {
+	User
+	idx   int32
+	state objState
+}
+
+type memberRef struct {
+	idx     int32
+	isGroup bool
+}
+
+type groupRec struct {
+	Group
+	idx     int32
+	state   objState
+	created time.Time
+	members []memberRef
+}
+
+// change is one entry of a tenant's ordered change log. Delta tokens are positions in the log.
+type change struct {
+	group bool
+	idx   int32  // user or group index
+	mask  uint64 // changed properties (userProp/groupProp bits)
+	// For membership changes (group == true, mask has gMembers): the member and whether it left.
+	member    memberRef
+	removed   bool
+	oldManager int32 // for manager changes: previous manager idx, -1 for none
+}
+
+type tenant struct {
+	id, domain string
+	epoch      int // bumped by ResetDelta; tokens of older epochs get 410 Gone
+
+	users   []*userRec // creation order, never shrinks (gone users stay as tombstones)
+	userIDs map[string]int32
+	upns    map[string]int32 // lower-cased UPN
+	groups  []*groupRec
+	groupIDs map[string]int32
+
+	log []change
+
+	// consented apps: client id -> granted role names
+	consents  map[string][]string
+	consentAt map[string]time.Time
+	graphSP   string // object id of the Microsoft Graph service principal in this tenant
+
+	// caches, dropped on every mutation
+	version     int
+	transitive  map[int32][]memberRef
+	transitiveV int
+	rounds      map[roundKey][]roundItem
+}
+
+func newTenant(id, domain string) *tenant {
+	return &tenant{
+		id: id, domain: domain,
+		userIDs: map[string]int32{}, upns: map[string]int32{}, groupIDs: map[string]int32{},
+		consents: map[string][]string{}, consentAt: map[string]time.Time{}, graphSP: uuidFrom(id, "graph-sp"),
+	}
+}
+
+func (t *tenant) touch() { t.version++ }
+
+func (t *tenant) logChange(c change) {
+	t.log = append(t.log, c)
+	t.touch()
+}
+
+func (t *tenant) user(id string) (*userRec, bool) {
+	i, ok := t.userIDs[strings.ToLower(id)]
+	if !ok {
+		return nil, false
+	}
+	return t.users[i], true
+}
+
+func (t *tenant) group(id string) (*groupRec, bool) {
+	i, ok := t.groupIDs[strings.ToLower(id)]
+	if !ok {
+		return nil, false
+	}
+	return t.groups[i], true
+}
+
+func (t *tenant) addUser(u User) *userRec {
+	r := &userRec{User: u, idx: int32(len(t.users))}
+	r.BusinessPhones = slices.Clone(u.BusinessPhones)
+	t.users = append(t.users, r)
+	t.userIDs[strings.ToLower(u.ID)] = r.idx
+	if u.UserPrincipalName != "" {
+		t.upns[strings.ToLower(u.UserPrincipalName)] = r.idx
+	}
+	return r
+}
+
+func (t *tenant) addGroup(g Group, now time.Time) *groupRec {
+	r := &groupRec{Group: g, idx: int32(len(t.groups)), created: now}
+	r.GroupTypes = slices.Clone(g.GroupTypes)
+	t.groups = append(t.groups, r)
+	t.groupIDs[strings.ToLower(g.ID)] = r.idx
+	return r
+}
+
+func (t *tenant) memberID(m memberRef) string {
+	if m.isGroup {
+		return t.groups[m.idx].ID
+	}
+	return t.users[m.idx].ID
+}
+
+func (t *tenant) managerIdx(u *userRec) int32 {
+	if u.ManagerID == "" {
+		return -1
+	}
+	if i, ok := t.userIDs[strings.ToLower(u.ManagerID)]; ok {
+		return i
+	}
+	return -1
+}
+
+// --- public state API ------------------------------------------------------------------------
+
+// AddTenant creates an empty tenant. domain is its verified domain (e.g. "contoso.example");
+// tokens can be requested with either the tenant id or the domain in the path.
+func (s *Server) AddTenant(tenantID, domain string) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tid := strings.ToLower(tenantID)
+	if _, ok := s.tenants[tid]; ok {
+		return
+	}
+	s.tenants[tid] = newTenant(tid, strings.ToLower(domain))
+}
+
+func (s *Server) tenantLocked(tenantID string) (*tenant, error) {
+	t, ok := s.tenants[strings.ToLower(tenantID)]
+	if !ok {
+		return nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	}
+	return t, nil
+}
+
+// userLocked finds a user that is not permanently deleted.
+func (s *Server) userLocked(tenantID, id string) (*tenant, *userRec, error) {
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, ok := t.user(id)
+	if !ok || u.state == stateGone {
+		return nil, nil, fmt.Errorf("user %q in tenant %q: %w", id, tenantID, ErrNotFound)
+	}
+	return t, u, nil
+}
+
+func (s *Server) groupLocked(tenantID, id string) (*tenant, *groupRec, error) {
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, ok := t.group(id)
+	if !ok || g.state == stateGone {
+		return nil, nil, fmt.Errorf("group %q in tenant %q: %w", id, tenantID, ErrNotFound)
+	}
+	return t, g, nil
+}
+
+// AddUser creates a user (a new id is assigned when u.ID is empty) and records it in the change
+// log. It returns the stored user.
+func (s *Server) AddUser(tenantID string, u User) (User, error) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return User{}, err
+	}
+	if u.ID == "" {
+		u.ID = newUUID()
+	}
+	if _, dup := t.userIDs[strings.ToLower(u.ID)]; dup {
+		return User{}, fmt.Errorf("m365sim: user id %q already exists", u.ID)
+	}
+	r := t.addUser(u)
+	t.logChange(change{idx: r.idx, mask: userAllProps, oldManager: -1})
+	return cloneUser(r.User), nil
+}
+
+// UpdateUser changes a user through fn and logs exactly the properties fn changed.
+func (s *Server) UpdateUser(tenantID, id string, fn func(*User)) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, u, err := s.userLocked(tenantID, id)
+	if err != nil {
+		return err
+	}
+	s.updateUserLocked(t, u, fn)
+	return nil
+}
+
+func (s *Server) updateUserLocked(t *tenant, u *userRec, fn func(*User)) {
+	before := cloneUser(u.User)
+	oldMgr := t.managerIdx(u)
+	next := cloneUser(u.User)
+	fn(&next)
+	next.ID = before.ID // ids never change
+	mask := diffUser(&before, &next)
+	if mask == 0 {
+		return
+	}
+	if before.UserPrincipalName != next.UserPrincipalName {
+		delete(t.upns, strings.ToLower(before.UserPrincipalName))
+		if next.UserPrincipalName != "" {
+			t.upns[strings.ToLower(next.UserPrincipalName)] = u.idx
+		}
+	}
+	u.User = next
+	t.logChange(change{idx: u.idx, mask: mask, oldManager: oldMgr})
+}
+
+// SetAccountEnabled enables or disables a user's account.
+func (s *Server) SetAccountEnabled(tenantID, id string, enabled bool) error {
+	return s.UpdateUser(tenantID, id, func(u *User) { u.AccountEnabled = enabled })
+}
+
+// SoftDeleteUser moves a user to deleted items: users/delta reports it with
+// "@removed": {"reason": "changed"}; memberships are kept (as in Entra) but the user is not
+// listed by /users or member listings while deleted.
+func (s *Server) SoftDeleteUser(tenantID, id string) error {
+	return s.setUserState(tenantID, id, stateSoftDeleted)
+}
+
+// RestoreUser brings a soft-deleted user back; delta reports it again as a full object.
+func (s *Server) RestoreUser(tenantID, id string) error {
+	return s.setUserState(tenantID, id, stateActive)
+}
+
+// HardDeleteUser deletes a user permanently ("@removed": {"reason": "deleted"}) and removes it
+// from every group (each removal is logged for groups/delta).
+func (s *Server) HardDeleteUser(tenantID, id string) error {
+	return s.setUserState(tenantID, id, stateGone)
+}
+
+func (s *Server) setUserState(tenantID, id string, st objState) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, u, err := s.userLocked(tenantID, id)
+	if err != nil {
+		return err
+	}
+	if st == stateActive && u.state != stateSoftDeleted {
+		return fmt.Errorf("m365sim: user %q is not deleted", id)
+	}
+	if st == u.state {
+		return nil
+	}
+	u.state = st
+	t.logChange(change{idx: u.idx, mask: userAllProps, oldManager: -1})
+	if st == stateGone {
+		delete(t.upns, strings.ToLower(u.UserPrincipalName))
+		for _, g := range t.groups {
+			if g.state != stateGone {
+				t.removeMemberLocked(g, memberRef{idx: u.idx})
+			}
+		}
+	}
+	return nil
+}
+
+// AddGroup creates a group (a new id is assigned when g.ID is empty), logged for groups/delta.
+func (s *Server) AddGroup(tenantID string, g Group) (Group, error) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return Group{}, err
+	}
+	if g.ID == "" {
+		g.ID = newUUID()
+	}
+	if _, dup := t.groupIDs[strings.ToLower(g.ID)]; dup {
+		return Group{}, fmt.Errorf("m365sim: group id %q already exists", g.ID)
+	}
+	r := t.addGroup(g, s.now())
+	t.logChange(change{group: true, idx: r.idx, mask: groupAllProps})
+	return cloneGroup(r.Group), nil
+}
+
+// RenameGroup changes a group's display name.
+func (s *Server) RenameGroup(tenantID, id, displayName string) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, id)
+	if err != nil {
+		return err
+	}
+	if g.DisplayName == displayName {
+		return nil
+	}
+	g.DisplayName = displayName
+	t.logChange(change{group: true, idx: g.idx, mask: gDisplayName})
+	return nil
+}
+
+// DeleteGroup deletes a group permanently (groups/delta: "@removed": {"reason": "deleted"});
+// it is also removed from the groups it was a member of.
+func (s *Server) DeleteGroup(tenantID, id string) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, id)
+	if err != nil {
+		return err
+	}
+	g.state = stateGone
+	t.logChange(change{group: true, idx: g.idx, mask: groupAllProps})
+	for _, p := range t.groups {
+		if p.state != stateGone {
+			t.removeMemberLocked(p, memberRef{idx: g.idx, isGroup: true})
+		}
+	}
+	return nil
+}
+
+// AddMember adds a user or group (by object id) as a direct member of a group.
+func (s *Server) AddMember(tenantID, groupID, memberID string) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, groupID)
+	if err != nil {
+		return err
+	}
+	m, err := t.resolveMember(memberID)
+	if err != nil {
+		return err
+	}
+	if m.isGroup && m.idx == g.idx {
+		return fmt.Errorf("m365sim: a group cannot be a member of itself")
+	}
+	if slices.Contains(g.members, m) {
+		return nil
+	}
+	g.members = append(g.members, m)
+	t.logChange(change{group: true, idx: g.idx, mask: gMembers, member: m})
+	return nil
+}
+
+// RemoveMember removes a direct member from a group.
+func (s *Server) RemoveMember(tenantID, groupID, memberID string) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, groupID)
+	if err != nil {
+		return err
+	}
+	m, err := t.resolveMember(memberID)
+	if err != nil {
+		return err
+	}
+	if !t.removeMemberLocked(g, m) {
+		return fmt.Errorf("%q is not a member of group %q: %w", memberID, groupID, ErrNotFound)
+	}
+	return nil
+}
+
+func (t *tenant) resolveMember(id string) (memberRef, error) {
+	if u, ok := t.user(id); ok && u.state != stateGone {
+		return memberRef{idx: u.idx}, nil
+	}
+	if g, ok := t.group(id); ok && g.state != stateGone {
+		return memberRef{idx: g.idx, isGroup: true}, nil
+	}
+	return memberRef{}, fmt.Errorf("directory object %q: %w", id, ErrNotFound)
+}
+
+func (t *tenant) removeMemberLocked(g *groupRec, m memberRef) bool {
+	i := slices.Index(g.members, m)
+	if i < 0 {
+		return false
+	}
+	g.members = slices.Delete(g.members, i, i+1)
+	t.logChange(change{group: true, idx: g.idx, mask: gMembers, member: m, removed: true})
+	return true
+}
+
+// Users returns the tenant's users that are not deleted, in creation order.
+func (s *Server) Users(tenantID string) []User {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return nil
+	}
+	out := make([]User, 0, len(t.users))
+	for _, u := range t.users {
+		if u.state == stateActive {
+			out = append(out, cloneUser(u.User))
+		}
+	}
+	return out
+}
+
+// User returns one user that is not deleted.
+func (s *Server) User(tenantID, id string) (User, bool) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, u, err := s.userLocked(tenantID, id)
+	if err != nil || u.state != stateActive {
+		return User{}, false
+	}
+	return cloneUser(u.User), true
+}
+
+// Groups returns the tenant's groups that are not deleted, in creation order.
+func (s *Server) Groups(tenantID string) []Group {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return nil
+	}
+	var out []Group
+	for _, g := range t.groups {
+		if g.state == stateActive {
+			out = append(out, cloneGroup(g.Group))
+		}
+	}
+	return out
+}
+
+// Members returns a group's direct members (including soft-deleted users, as Entra keeps them).
+func (s *Server) Members(tenantID, groupID string) ([]Member, error) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, groupID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Member, len(g.members))
+	for i, m := range g.members {
+		out[i] = Member{ID: t.memberID(m), IsGroup: m.isGroup}
+	}
+	return out, nil
+}
+
+// TransitiveUserIDs returns the ids of the active users that are members of a group directly or
+// through nested groups, without duplicates, in the order /transitiveMembers lists them.
+func (s *Server) TransitiveUserIDs(tenantID, groupID string) ([]string, error) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, g, err := s.groupLocked(tenantID, groupID)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range t.transitiveMembers(g) {
+		if !m.isGroup {
+			out = append(out, t.users[m.idx].ID)
+		}
+	}
+	return out, nil
+}
+
+// transitiveMembers flattens nested groups breadth first, skipping cycles, deleted users and
+// deleted groups. Results are cached until the next mutation.
+func (t *tenant) transitiveMembers(g *groupRec) []memberRef {
+	if t.transitive == nil || t.transitiveV != t.version {
+		t.transitive = map[int32][]memberRef{}
+		t.transitiveV = t.version
+	}
+	if r, ok := t.transitive[g.idx]; ok {
+		return r
+	}
+	seenU := map[int32]bool{}
+	seenG := map[int32]bool{g.idx: true}
+	var out []memberRef
+	queue := []int32{g.idx}
+	for len(queue) > 0 {
+		cur := t.groups[queue[0]]
+		queue = queue[1:]
+		for _, m := range cur.members {
+			if m.isGroup {
+				if seenG[m.idx] || t.groups[m.idx].state != stateActive {
+					continue
+				}
+				seenG[m.idx] = true
+				out = append(out, m)
+				queue = append(queue, m.idx)
+				continue
+			}
+			if seenU[m.idx] || t.users[m.idx].state != stateActive {
+				continue
+			}
+			seenU[m.idx] = true
+			out = append(out, m)
+		}
+	}
+	t.transitive[g.idx] = out
+	return out
+}
+
+func cloneUser(u User) User {
+	u.BusinessPhones = slices.Clone(u.BusinessPhones)
+	if u.BusinessPhones == nil {
+		u.BusinessPhones = []string{}
+	}
+	return u
+}
+
+func cloneGroup(g Group) Group {
+	g.GroupTypes = slices.Clone(g.GroupTypes)
+	if g.GroupTypes == nil {
+		g.GroupTypes = []string{}
+	}
+	return g
+}

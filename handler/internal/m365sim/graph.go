@@ -1,0 +1,947 @@
+package m365sim
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// graphContentType is what Microsoft Graph sends for JSON payloads.
+const graphContentType = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+
+// gctx is an authenticated Graph call: the tenant selected by the token and the granted roles.
+type gctx struct {
+	t     *tenant
+	appID string
+	roles []string
+	base  string // scheme://host of the request, for links
+	now   time.Time
+}
+
+// gresp is a handler's answer; it is written after the state lock is released.
+type gresp struct {
+	status int
+	body   []byte
+	err    *gerr
+	hdr    map[string]string
+}
+
+type gerr struct {
+	status        int
+	code, message string
+}
+
+func errResp(status int, code, msg string) gresp {
+	return gresp{err: &gerr{status: status, code: code, message: msg}}
+}
+
+func notFound(id string) gresp {
+	return errResp(http.StatusNotFound, "Request_ResourceNotFound", fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id))
+}
+
+func unsupported(msg string) gresp {
+	return errResp(http.StatusBadRequest, "Request_UnsupportedQuery", msg)
+}
+
+// unhandledQuery marks a request the sim deliberately does not implement (answered 501 and
+// counted as unhandled) as opposed to one Graph itself rejects.
+func unhandledQuery(msg string) gresp {
+	return errResp(http.StatusNotImplemented, "NotImplemented", "m365sim: "+msg)
+}
+
+type graphHandler func(r *http.Request, g *gctx) gresp
+
+func isDelta(seg string) bool { return seg == "delta" || seg == "delta()" }
+
+func (s *Server) graphRoute(r *http.Request, segs []string) route {
+	if r.Method != http.MethodGet {
+		return route{}
+	}
+	n := len(segs)
+	at := func(i int, v string) bool { return i < n && segs[i] == v }
+	switch {
+	case n == 1 && at(0, "users"):
+		return route{"users", s.graph(permUsersRead, s.listUsers)}
+	case n == 2 && at(0, "users") && isDelta(segs[1]):
+		return route{"users/delta", s.graph(permUsersRead, s.usersDelta)}
+	case n == 2 && at(0, "users") && segs[1] != "":
+		return route{"user", s.graph(permUsersRead, s.getUser)}
+	case n == 3 && at(0, "users") && at(2, "manager"):
+		return route{"manager", s.graph(permUsersRead, s.getManager)}
+	case n == 1 && at(0, "groups"):
+		return route{"groups", s.graph(permMembersRead, s.listGroups)}
+	case n == 2 && at(0, "groups") && isDelta(segs[1]):
+		return route{"groups/delta", s.graph(permMembersRead, s.groupsDelta)}
+	case n == 2 && at(0, "groups") && segs[1] != "":
+		return route{"group", s.graph(permMembersRead, s.getGroup)}
+	case (n == 3 || n == 4) && at(0, "groups") && (at(2, "members") || at(2, "transitiveMembers")):
+		if n == 4 && segs[3] != "microsoft.graph.user" && segs[3] != "microsoft.graph.group" {
+			return route{}
+		}
+		return route{segs[2], s.graph(permMembersRead, s.listMembers)}
+	case n == 1 && at(0, "servicePrincipals"):
+		return route{"servicePrincipals", s.graph(permAppsRead, s.listServicePrincipals)}
+	case n == 3 && at(0, "servicePrincipals") && at(2, "appRoleAssignments"):
+		return route{"appRoleAssignments", s.graph(permAppsRead, s.appRoleAssignments)}
+	}
+	return route{}
+}
+
+// graph authenticates a Graph call, checks the permission, runs h under the state lock and
+// writes its answer.
+func (s *Server) graph(perms []string, h graphHandler) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		resp := s.runGraph(r, perms, h)
+		for k, v := range resp.hdr {
+			w.Header().Set(k, v)
+		}
+		if resp.err != nil {
+			if resp.err.status == http.StatusNotImplemented {
+				s.unhandled.Add(1)
+				s.opts.Logger.WarnContext(r.Context(), resp.err.message, "url", r.URL.String())
+			}
+			if resp.err.status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+baseURL(r)+`/common/oauth2/authorize", client_id="`+GraphAppID+`"`)
+			}
+			s.graphError(w, r, resp.err.status, resp.err.code, resp.err.message)
+			return
+		}
+		w.Header().Set("Content-Type", graphContentType)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(cmp0(resp.status, http.StatusOK))
+		w.Write(resp.body)
+	}
+}
+
+func cmp0(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+func (s *Server) runGraph(r *http.Request, perms []string, h graphHandler) gresp {
+	authz := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(authz, "Bearer ")
+	if !ok || strings.TrimSpace(tok) == "" {
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty.")
+	}
+	c, err := parseJWT(strings.TrimSpace(tok))
+	if err != nil {
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed or the signature is invalid: "+err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	switch {
+	case c.Aud != GraphResource && c.Aud != GraphAppID:
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
+	case now.Unix() >= c.Exp:
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+	case now.Unix()+300 < c.Nbf:
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Lifetime validation failed, the token is not yet valid.")
+	case !strings.HasSuffix(c.Iss, "/"+c.Tid+"/v2.0"):
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid issuer.")
+	}
+	t, ok := s.tenants[c.Tid]
+	if !ok {
+		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
+	}
+	if !slices.ContainsFunc(perms, func(p string) bool { return slices.Contains(c.Roles, p) }) {
+		return errResp(http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+	}
+	return h(r, &gctx{t: t, appID: c.AppID, roles: c.Roles, base: baseURL(r), now: now})
+}
+
+func (s *Server) graphError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	s.graphErrorInner(w, r, status, code, msg, "")
+}
+
+func (s *Server) graphErrorInner(w http.ResponseWriter, r *http.Request, status int, code, msg, innerCode string) {
+	s.mu.Lock()
+	now := s.now().UTC()
+	s.mu.Unlock()
+	var e enc
+	e.open()
+	e.key("error")
+	e.open()
+	e.str("code", code)
+	e.str("message", msg)
+	e.key("innerError")
+	e.open()
+	if innerCode != "" {
+		e.str("code", innerCode)
+	}
+	e.str("date", now.Format("2006-01-02T15:04:05"))
+	e.str("request-id", w.Header().Get("request-id"))
+	e.str("client-request-id", w.Header().Get("client-request-id"))
+	e.close()
+	e.close()
+	e.close()
+	w.Header().Set("Content-Type", graphContentType)
+	w.WriteHeader(status)
+	w.Write(e.b)
+}
+
+// --- request helpers -------------------------------------------------------------------------
+
+// checkQuery rejects $-options the handler does not know (501: the sim does not implement them).
+func checkQuery(q url.Values, allowed ...string) *gresp {
+	for k := range q {
+		name := strings.TrimPrefix(k, "$")
+		if slices.Contains(allowed, name) {
+			continue
+		}
+		r := unhandledQuery(fmt.Sprintf("query option %q is not implemented on this route", k))
+		return &r
+	}
+	return nil
+}
+
+func qget(q url.Values, name string) string {
+	if v := q.Get("$" + name); v != "" {
+		return v
+	}
+	return q.Get(name)
+}
+
+type prefer struct {
+	maxPageSize int
+	minimal     bool
+}
+
+func parsePrefer(r *http.Request) prefer {
+	var p prefer
+	for _, h := range r.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(h, ",") {
+			part = strings.TrimSpace(part)
+			if v, ok := strings.CutPrefix(part, "odata.maxpagesize="); ok {
+				p.maxPageSize, _ = strconv.Atoi(v)
+			}
+			if strings.EqualFold(part, "return=minimal") {
+				p.minimal = true
+			}
+		}
+	}
+	return p
+}
+
+func eventual(r *http.Request) bool {
+	return strings.EqualFold(strings.TrimSpace(r.Header.Get("ConsistencyLevel")), "eventual")
+}
+
+// pageState is the opaque content of $skiptoken / $deltatoken values.
+type pageState struct {
+	K    string   `json:"k"`           // route kind
+	T    string   `json:"t"`           // tenant
+	C    int      `json:"c,omitempty"` // cursor
+	S    uint64   `json:"s,omitempty"` // $select mask (users or groups)
+	S2   uint64   `json:"s2,omitempty"`
+	N    int      `json:"n,omitempty"` // page size from $top
+	F    string   `json:"f,omitempty"` // $filter / $search text
+	G    string   `json:"g,omitempty"` // group id
+	X    bool     `json:"x,omitempty"` // $count=true
+	Cast string   `json:"cast,omitempty"`
+	E    int      `json:"e,omitempty"`  // delta epoch
+	P    int      `json:"p,omitempty"`  // delta phase: 0 initial walk, 1 change round
+	From int      `json:"fr,omitempty"` // delta log range
+	To   int      `json:"to,omitempty"`
+	M    int      `json:"m,omitempty"` // member offset inside the group at cursor
+	I    int64    `json:"i,omitempty"` // issued (sim clock, unix seconds)
+	Ids  []string `json:"ids,omitempty"`
+}
+
+func encodeState(p pageState) string {
+	b, _ := json.Marshal(p)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeState(tok, kind string, g *gctx) (pageState, *gresp) {
+	var p pageState
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || json.Unmarshal(b, &p) != nil || p.K != kind {
+		r := errResp(http.StatusBadRequest, "Request_BadRequest", "Invalid or malformed skip token.")
+		return p, &r
+	}
+	if p.T != g.t.id {
+		r := errResp(http.StatusBadRequest, "Request_BadRequest", "The skip token was issued for another tenant.")
+		return p, &r
+	}
+	return p, nil
+}
+
+// listPage writes a standard collection page.
+func listPage(context string, count int, items func(e *enc), next string) []byte {
+	var e enc
+	e.open()
+	e.str("@odata.context", context)
+	if count >= 0 {
+		e.num("@odata.count", count)
+	}
+	if next != "" {
+		e.str("@odata.nextLink", next)
+	}
+	e.key("value")
+	e.openArr()
+	items(&e)
+	e.closeArr()
+	e.close()
+	return e.b
+}
+
+func parseTop(q url.Values) (int, *gresp) {
+	v := qget(q, "top")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 999 {
+		r := unsupported(fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and 999 inclusive.", v))
+		return 0, &r
+	}
+	return n, nil
+}
+
+func (s *Server) listPageSize(r *http.Request, top int) int {
+	if top > 0 {
+		return top
+	}
+	n := s.pageSize(100)
+	if p := parsePrefer(r); p.maxPageSize > 0 && p.maxPageSize < n {
+		n = p.maxPageSize
+	}
+	return n
+}
+
+// --- filters -------------------------------------------------------------------------------
+
+type strFilter struct {
+	prop, op, val string // op: eq, startswith
+	boolVal       *bool
+}
+
+// parseFilter accepts the minimal $filter grammar the sim supports: clauses joined by "and",
+// each `prop eq 'v'`, `prop eq true|false` or `startswith(prop,'v')`.
+func parseFilter(f string, names []string) ([]strFilter, *gresp) {
+	var out []strFilter
+	if strings.TrimSpace(f) == "" {
+		return nil, nil
+	}
+	bad := func() ([]strFilter, *gresp) {
+		r := unsupported("Unsupported Query.")
+		return nil, &r
+	}
+	for clause := range strings.SplitSeq(f, " and ") {
+		clause = strings.TrimSpace(clause)
+		var sf strFilter
+		if rest, ok := strings.CutPrefix(strings.ToLower(clause), "startswith("); ok && strings.HasSuffix(rest, ")") {
+			inner := clause[len("startswith(") : len(clause)-1]
+			prop, val, ok := strings.Cut(inner, ",")
+			if !ok {
+				return bad()
+			}
+			sf = strFilter{prop: strings.TrimSpace(prop), op: "startswith", val: strings.TrimSpace(val)}
+		} else {
+			parts := strings.SplitN(clause, " ", 3)
+			if len(parts) != 3 || !strings.EqualFold(parts[1], "eq") {
+				return bad()
+			}
+			sf = strFilter{prop: parts[0], op: "eq", val: strings.TrimSpace(parts[2])}
+		}
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, sf.prop) }) {
+			return bad()
+		}
+		switch {
+		case len(sf.val) >= 2 && sf.val[0] == '\'' && sf.val[len(sf.val)-1] == '\'':
+			sf.val = strings.ReplaceAll(sf.val[1:len(sf.val)-1], "''", "'")
+		case sf.op == "eq" && (sf.val == "true" || sf.val == "false"):
+			b := sf.val == "true"
+			sf.boolVal = &b
+		default:
+			return bad()
+		}
+		out = append(out, sf)
+	}
+	return out, nil
+}
+
+func (f strFilter) match(get func(prop string) (string, bool, bool)) bool {
+	s, b, isBool := get(strings.ToLower(f.prop))
+	if f.boolVal != nil {
+		return isBool && b == *f.boolVal
+	}
+	if isBool {
+		return false
+	}
+	if f.op == "startswith" {
+		return strings.HasPrefix(strings.ToLower(s), strings.ToLower(f.val))
+	}
+	return strings.EqualFold(s, f.val)
+}
+
+func userField(u *userRec) func(string) (string, bool, bool) {
+	return func(p string) (string, bool, bool) {
+		switch p {
+		case "id":
+			return u.ID, false, false
+		case "displayname":
+			return u.DisplayName, false, false
+		case "givenname":
+			return u.GivenName, false, false
+		case "surname":
+			return u.Surname, false, false
+		case "mail":
+			return u.Mail, false, false
+		case "userprincipalname":
+			return u.UserPrincipalName, false, false
+		case "department":
+			return u.Department, false, false
+		case "jobtitle":
+			return u.JobTitle, false, false
+		case "officelocation":
+			return u.OfficeLocation, false, false
+		case "employeeid":
+			return u.EmployeeID, false, false
+		case "accountenabled":
+			return "", u.AccountEnabled, true
+		}
+		return "", false, false
+	}
+}
+
+func groupField(g *groupRec) func(string) (string, bool, bool) {
+	return func(p string) (string, bool, bool) {
+		switch p {
+		case "id":
+			return g.ID, false, false
+		case "displayname":
+			return g.DisplayName, false, false
+		case "description":
+			return g.Description, false, false
+		case "mail":
+			return g.Mail, false, false
+		case "mailnickname":
+			return g.MailNickname, false, false
+		case "mailenabled":
+			return "", g.MailEnabled, true
+		case "securityenabled":
+			return "", g.SecurityEnabled, true
+		}
+		return "", false, false
+	}
+}
+
+var userFilterProps = []string{"id", "displayName", "givenName", "surname", "mail", "userPrincipalName", "department", "jobTitle", "officeLocation", "employeeId", "accountEnabled"}
+var groupFilterProps = []string{"id", "displayName", "description", "mail", "mailNickname", "mailEnabled", "securityEnabled"}
+
+// --- users ---------------------------------------------------------------------------------
+
+func selectError(name, typ string) gresp {
+	return errResp(http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'Microsoft.DirectoryServices.%s'.", name, typ))
+}
+
+func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	var st pageState
+	if tok := qget(q, "skiptoken"); tok != "" {
+		p, e := decodeState(tok, "users", g)
+		if e != nil {
+			return *e
+		}
+		st = p
+	} else {
+		if e := checkQuery(q, "select", "top", "filter", "count"); e != nil {
+			return *e
+		}
+		mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
+		if bad != "" || mask&uManager != 0 {
+			return selectError(cmpOr(bad, "manager"), "User")
+		}
+		top, e := parseTop(q)
+		if e != nil {
+			return *e
+		}
+		st = pageState{K: "users", T: g.t.id, S: mask, N: top, F: qget(q, "filter"), X: qget(q, "count") == "true"}
+		if st.X && !eventual(r) {
+			return unsupported("$count is not currently supported without the header 'ConsistencyLevel: eventual'.")
+		}
+	}
+	filters, e := parseFilter(st.F, userFilterProps)
+	if e != nil {
+		return *e
+	}
+	size := s.listPageSize(r, st.N)
+	match := func(u *userRec) bool {
+		if u.state != stateActive {
+			return false
+		}
+		for _, f := range filters {
+			if !f.match(userField(u)) {
+				return false
+			}
+		}
+		return true
+	}
+	var page []*userRec
+	i := st.C
+	for ; i < len(g.t.users) && len(page) < size; i++ {
+		if u := g.t.users[i]; match(u) {
+			page = append(page, u)
+		}
+	}
+	for i < len(g.t.users) && !match(g.t.users[i]) { // no empty last page
+		i++
+	}
+	next := ""
+	if i < len(g.t.users) {
+		ns := st
+		ns.C = i
+		next = g.base + "/v1.0/users?$skiptoken=" + encodeState(ns)
+	}
+	count := -1
+	if st.X {
+		count = 0
+		for _, u := range g.t.users {
+			if match(u) {
+				count++
+			}
+		}
+	}
+	ctx := g.base + "/v1.0/$metadata#users"
+	if st.S != userDefaultProps {
+		ctx += "(" + selectList(st.S, userPropNames) + ")"
+	}
+	return gresp{body: listPage(ctx, count, func(e *enc) {
+		for _, u := range page {
+			e.elem()
+			e.open()
+			writeUser(e, u, st.S)
+			e.close()
+		}
+	}, next)}
+}
+
+func (s *Server) getUser(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	if e := checkQuery(q, "select"); e != nil {
+		return *e
+	}
+	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
+	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
+	if bad != "" || mask&uManager != 0 {
+		return selectError(cmpOr(bad, "manager"), "User")
+	}
+	u := g.t.lookupUser(id)
+	if u == nil {
+		return notFound(id)
+	}
+	ctx := g.base + "/v1.0/$metadata#users/$entity"
+	if mask != userDefaultProps {
+		ctx = g.base + "/v1.0/$metadata#users(" + selectList(mask, userPropNames) + ")/$entity"
+	}
+	var e enc
+	e.open()
+	e.str("@odata.context", ctx)
+	writeUser(&e, u, mask)
+	e.close()
+	return gresp{body: e.b}
+}
+
+// lookupUser finds an active user by object id or UPN.
+func (t *tenant) lookupUser(idOrUPN string) *userRec {
+	key, _ := url.PathUnescape(idOrUPN)
+	key = strings.ToLower(key)
+	if i, ok := t.userIDs[key]; ok && t.users[i].state == stateActive {
+		return t.users[i]
+	}
+	if i, ok := t.upns[key]; ok && t.users[i].state == stateActive {
+		return t.users[i]
+	}
+	return nil
+}
+
+func (s *Server) getManager(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	if e := checkQuery(q, "select"); e != nil {
+		return *e
+	}
+	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
+	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
+	if bad != "" || mask&uManager != 0 {
+		return selectError(cmpOr(bad, "manager"), "User")
+	}
+	u := g.t.lookupUser(id)
+	if u == nil {
+		return notFound(id)
+	}
+	mi := g.t.managerIdx(u)
+	if mi < 0 || g.t.users[mi].state != stateActive {
+		return notFound("manager")
+	}
+	var e enc
+	e.open()
+	e.str("@odata.context", g.base+"/v1.0/$metadata#directoryObjects/$entity")
+	e.str("@odata.type", "#microsoft.graph.user")
+	writeUser(&e, g.t.users[mi], mask)
+	e.close()
+	return gresp{body: e.b}
+}
+
+// --- groups --------------------------------------------------------------------------------
+
+// searchMatch implements $search="displayName:term" (OR of clauses): a word of the property
+// starts with the term, case-insensitively (Graph's tokenized search).
+func searchMatch(search string, gr *groupRec) bool {
+	for clause := range strings.SplitSeq(search, " OR ") {
+		clause = strings.Trim(strings.TrimSpace(clause), `"`)
+		prop, term, _ := strings.Cut(clause, ":")
+		var v string
+		switch strings.ToLower(prop) {
+		case "displayname":
+			v = gr.DisplayName
+		case "description":
+			v = gr.Description
+		case "mail":
+			v = gr.Mail
+		}
+		norm := " " + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127 {
+				return r
+			}
+			return ' '
+		}, strings.ToLower(v))
+		if term != "" && strings.Contains(norm, " "+strings.ToLower(term)) {
+			return true
+		}
+	}
+	return false
+}
+
+func validSearch(search string) bool {
+	for clause := range strings.SplitSeq(search, " OR ") {
+		clause = strings.TrimSpace(clause)
+		if len(clause) < 2 || clause[0] != '"' || clause[len(clause)-1] != '"' {
+			return false
+		}
+		prop, _, ok := strings.Cut(strings.Trim(clause, `"`), ":")
+		if !ok || !slices.Contains([]string{"displayname", "description", "mail"}, strings.ToLower(prop)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) listGroups(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	var st pageState
+	if tok := qget(q, "skiptoken"); tok != "" {
+		p, e := decodeState(tok, "groups", g)
+		if e != nil {
+			return *e
+		}
+		st = p
+	} else {
+		if e := checkQuery(q, "select", "top", "filter", "search", "count"); e != nil {
+			return *e
+		}
+		mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
+		if bad != "" || mask&gMembers != 0 {
+			return selectError(cmpOr(bad, "members"), "Group")
+		}
+		top, e := parseTop(q)
+		if e != nil {
+			return *e
+		}
+		st = pageState{K: "groups", T: g.t.id, S: mask, N: top, F: qget(q, "filter"), G: qget(q, "search"), X: qget(q, "count") == "true"}
+		if st.G != "" && !eventual(r) {
+			return unsupported("Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'")
+		}
+		if st.G != "" && !validSearch(st.G) {
+			return unsupported("Syntax error: the $search value must be quoted clauses like \"displayName:term\".")
+		}
+		if st.X && !eventual(r) {
+			return unsupported("$count is not currently supported without the header 'ConsistencyLevel: eventual'.")
+		}
+	}
+	filters, e := parseFilter(st.F, groupFilterProps)
+	if e != nil {
+		return *e
+	}
+	size := s.listPageSize(r, st.N)
+	match := func(gr *groupRec) bool {
+		if gr.state != stateActive {
+			return false
+		}
+		for _, f := range filters {
+			if !f.match(groupField(gr)) {
+				return false
+			}
+		}
+		return st.G == "" || searchMatch(st.G, gr)
+	}
+	var page []*groupRec
+	i := st.C
+	for ; i < len(g.t.groups) && len(page) < size; i++ {
+		if gr := g.t.groups[i]; match(gr) {
+			page = append(page, gr)
+		}
+	}
+	for i < len(g.t.groups) && !match(g.t.groups[i]) {
+		i++
+	}
+	next := ""
+	if i < len(g.t.groups) {
+		ns := st
+		ns.C = i
+		next = g.base + "/v1.0/groups?$skiptoken=" + encodeState(ns)
+	}
+	count := -1
+	if st.X {
+		count = 0
+		for _, gr := range g.t.groups {
+			if match(gr) {
+				count++
+			}
+		}
+	}
+	ctx := g.base + "/v1.0/$metadata#groups"
+	if st.S != groupDefaultProps {
+		ctx += "(" + selectList(st.S, groupPropNames) + ")"
+	}
+	return gresp{body: listPage(ctx, count, func(e *enc) {
+		for _, gr := range page {
+			e.elem()
+			e.open()
+			writeGroup(e, gr, st.S)
+			e.close()
+		}
+	}, next)}
+}
+
+func (s *Server) getGroup(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	if e := checkQuery(q, "select"); e != nil {
+		return *e
+	}
+	id := strings.TrimPrefix(r.URL.Path, "/v1.0/groups/")
+	mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
+	if bad != "" || mask&gMembers != 0 {
+		return selectError(cmpOr(bad, "members"), "Group")
+	}
+	gr, ok := g.t.group(id)
+	if !ok || gr.state != stateActive {
+		return notFound(id)
+	}
+	ctx := g.base + "/v1.0/$metadata#groups/$entity"
+	if mask != groupDefaultProps {
+		ctx = g.base + "/v1.0/$metadata#groups(" + selectList(mask, groupPropNames) + ")/$entity"
+	}
+	var e enc
+	e.open()
+	e.str("@odata.context", ctx)
+	writeGroup(&e, gr, mask)
+	e.close()
+	return gresp{body: e.b}
+}
+
+// parseMemberSelect parses $select for directory objects (user and group properties).
+func parseMemberSelect(v string) (um, gm uint64, bad string) {
+	if strings.TrimSpace(v) == "" {
+		return userDefaultProps, groupDefaultProps, ""
+	}
+	um, gm = 1, 1
+	for p := range strings.SplitSeq(v, ",") {
+		p = strings.TrimSpace(p)
+		ui := slices.IndexFunc(userPropNames, func(n string) bool { return strings.EqualFold(n, p) })
+		gi := slices.IndexFunc(groupPropNames, func(n string) bool { return strings.EqualFold(n, p) })
+		if (ui < 0 && gi < 0) || p == "manager" || p == "members" {
+			return 0, 0, p
+		}
+		if ui >= 0 {
+			um |= 1 << ui
+		}
+		if gi >= 0 {
+			gm |= 1 << gi
+		}
+	}
+	return um, gm, ""
+}
+
+func (s *Server) listMembers(r *http.Request, g *gctx) gresp {
+	segs := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/"), "/")
+	kind := segs[2]
+	cast := ""
+	if len(segs) == 4 {
+		cast = segs[3]
+	}
+	q := r.URL.Query()
+	var st pageState
+	if tok := qget(q, "skiptoken"); tok != "" {
+		p, e := decodeState(tok, kind, g)
+		if e != nil {
+			return *e
+		}
+		st = p
+	} else {
+		if e := checkQuery(q, "select", "top", "count"); e != nil {
+			return *e
+		}
+		um, gm, bad := parseMemberSelect(qget(q, "select"))
+		if bad != "" {
+			return selectError(bad, "DirectoryObject")
+		}
+		top, e := parseTop(q)
+		if e != nil {
+			return *e
+		}
+		st = pageState{K: kind, T: g.t.id, S: um, S2: gm, N: top, G: segs[1], X: qget(q, "count") == "true", Cast: cast}
+		if (cast != "" || st.X) && (!eventual(r) || !st.X) {
+			return unsupported("This query (an OData cast or $count on a directory-object collection) is an advanced query: it requires the header 'ConsistencyLevel: eventual' and $count=true.")
+		}
+	}
+	if st.G != segs[1] || st.Cast != cast {
+		return errResp(http.StatusBadRequest, "Request_BadRequest", "The skip token does not belong to this collection.")
+	}
+	gr, ok := g.t.group(st.G)
+	if !ok || gr.state != stateActive {
+		return notFound(st.G)
+	}
+	var all []memberRef
+	if kind == "transitiveMembers" {
+		all = g.t.transitiveMembers(gr)
+	} else {
+		for _, m := range gr.members {
+			if m.isGroup && g.t.groups[m.idx].state == stateActive || !m.isGroup && g.t.users[m.idx].state == stateActive {
+				all = append(all, m)
+			}
+		}
+	}
+	if cast != "" {
+		wantGroup := cast == "microsoft.graph.group"
+		all = slices.DeleteFunc(slices.Clone(all), func(m memberRef) bool { return m.isGroup != wantGroup })
+	}
+	size := s.listPageSize(r, st.N)
+	end := min(st.C+size, len(all))
+	page := all[min(st.C, len(all)):end]
+	next := ""
+	if end < len(all) {
+		ns := st
+		ns.C = end
+		path := "/v1.0/groups/" + gr.ID + "/" + kind
+		if cast != "" {
+			path += "/" + cast
+		}
+		next = g.base + path + "?$skiptoken=" + encodeState(ns)
+	}
+	ctx := g.base + "/v1.0/$metadata#directoryObjects"
+	switch cast {
+	case "microsoft.graph.user":
+		ctx = g.base + "/v1.0/$metadata#users"
+	case "microsoft.graph.group":
+		ctx = g.base + "/v1.0/$metadata#groups"
+	}
+	count := -1
+	if st.X {
+		count = len(all)
+	}
+	return gresp{body: listPage(ctx, count, func(e *enc) {
+		for _, m := range page {
+			e.elem()
+			e.open()
+			if m.isGroup {
+				e.str("@odata.type", "#microsoft.graph.group")
+				writeGroup(e, g.t.groups[m.idx], st.S2)
+			} else {
+				e.str("@odata.type", "#microsoft.graph.user")
+				writeUser(e, g.t.users[m.idx], st.S)
+			}
+			e.close()
+		}
+	}, next)}
+}
+
+// --- service principals ----------------------------------------------------------------------
+
+func (s *Server) listServicePrincipals(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	if e := checkQuery(q, "filter", "select"); e != nil {
+		return *e
+	}
+	f := qget(q, "filter")
+	rest, ok := strings.CutPrefix(f, "appId eq '")
+	if !ok || !strings.HasSuffix(rest, "'") {
+		return unhandledQuery("servicePrincipals is implemented only with $filter=appId eq '{appId}'")
+	}
+	appID := strings.ToLower(strings.TrimSuffix(rest, "'"))
+	type sp struct{ id, appID, name string }
+	var found []sp
+	if appID == GraphAppID {
+		found = append(found, sp{g.t.graphSP, GraphAppID, "Microsoft Graph"})
+	} else if _, ok := g.t.consents[appID]; ok {
+		name := appID
+		if a, ok := s.apps[appID]; ok {
+			name = a.name
+		}
+		found = append(found, sp{spObjectID(g.t.id, appID), appID, name})
+	}
+	return gresp{body: listPage(g.base+"/v1.0/$metadata#servicePrincipals", -1, func(e *enc) {
+		for _, p := range found {
+			e.elem()
+			e.open()
+			e.str("id", p.id)
+			e.null("deletedDateTime")
+			e.boolean("accountEnabled", true)
+			e.str("appDisplayName", p.name)
+			e.str("appId", p.appID)
+			e.str("displayName", p.name)
+			e.str("servicePrincipalType", "Application")
+			e.strs("servicePrincipalNames", []string{p.appID})
+			e.close()
+		}
+	}, "")}
+}
+
+func (s *Server) appRoleAssignments(r *http.Request, g *gctx) gresp {
+	q := r.URL.Query()
+	if e := checkQuery(q); e != nil {
+		return *e
+	}
+	id := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/servicePrincipals/"), "/")[0])
+	var clientID string
+	for c := range g.t.consents {
+		if spObjectID(g.t.id, c) == id {
+			clientID = c
+		}
+	}
+	if clientID == "" && id != g.t.graphSP {
+		return notFound(id)
+	}
+	roles := g.t.consents[clientID]
+	name := clientID
+	if a, ok := s.apps[clientID]; ok {
+		name = a.name
+	}
+	created := g.t.consentAt[clientID].UTC().Format("2006-01-02T15:04:05.0000000Z")
+	return gresp{body: listPage(g.base+"/v1.0/$metadata#servicePrincipals('"+id+"')/appRoleAssignments", -1, func(e *enc) {
+		for _, role := range roles {
+			e.elem()
+			e.open()
+			e.str("id", base64.RawURLEncoding.EncodeToString([]byte(uuidFrom(id, role))[:24]))
+			e.null("deletedDateTime")
+			e.str("appRoleId", Roles[role])
+			e.str("createdDateTime", created)
+			e.str("principalDisplayName", name)
+			e.str("principalId", id)
+			e.str("principalType", "ServicePrincipal")
+			e.str("resourceDisplayName", "Microsoft Graph")
+			e.str("resourceId", g.t.graphSP)
+			e.close()
+		}
+	}, "")}
+}

@@ -1,0 +1,537 @@
+package m365sim
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type secret struct {
+	value   string
+	expires time.Time // zero: never
+}
+
+type app struct {
+	clientID string
+	name     string
+	secrets  []secret
+	certs    []*x509.Certificate
+}
+
+// RegisterApp registers a (multi-tenant) Entra application with a client secret that never
+// expires. Registering an existing app adds the secret.
+func (s *Server) RegisterApp(clientID, secret string) {
+	s.AddSecret(clientID, secret, time.Time{})
+}
+
+// AddSecret adds a client secret to an app (registering the app if needed). A non-zero expires
+// makes the token endpoint answer AADSTS7000222 once the sim clock passes it.
+func (s *Server) AddSecret(clientID, value string, expires time.Time) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.appLocked(clientID)
+	a.secrets = append(a.secrets, secret{value: value, expires: expires})
+}
+
+// AddCertificate registers a certificate for client_assertion (private_key_jwt) authentication.
+func (s *Server) AddCertificate(clientID string, cert *x509.Certificate) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.appLocked(clientID)
+	a.certs = append(a.certs, cert)
+}
+
+// RevokeSecret removes a client secret; tokens requested with it fail with AADSTS7000215.
+func (s *Server) RevokeSecret(clientID, value string) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.apps[strings.ToLower(clientID)]; ok {
+		a.secrets = slices.DeleteFunc(a.secrets, func(x secret) bool { return x.value == value })
+	}
+}
+
+func (s *Server) appLocked(clientID string) *app {
+	id := strings.ToLower(clientID)
+	a, ok := s.apps[id]
+	if !ok {
+		a = &app{clientID: id, name: "Leap Change (" + id[:min(8, len(id))] + ")"}
+		s.apps[id] = a
+	}
+	return a
+}
+
+// Consent records admin consent of a tenant to an app: its service principal exists in the
+// tenant with app role assignments for the given Graph application permissions (names from
+// Roles). Consenting again replaces the granted roles.
+func (s *Server) Consent(tenantID, clientID string, roles ...string) error {
+	s.init()
+	for _, r := range roles {
+		if _, ok := Roles[r]; !ok {
+			return fmt.Errorf("m365sim: unknown Graph application permission %q (add it to Roles)", r)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return err
+	}
+	s.appLocked(clientID)
+	t.consents[strings.ToLower(clientID)] = slices.Clone(roles)
+	t.consentAt[strings.ToLower(clientID)] = s.now()
+	return nil
+}
+
+// RevokeConsent removes the app's service principal from the tenant: new tokens fail with
+// AADSTS700016 (tokens already issued stay valid until they expire, as with Entra).
+func (s *Server) RevokeConsent(tenantID, clientID string) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		return err
+	}
+	delete(t.consents, strings.ToLower(clientID))
+	return nil
+}
+
+func spObjectID(tenantID, clientID string) string { return uuidFrom(tenantID, clientID, "sp") }
+
+// --- signing key (shared by every Server in the process: RSA generation is slow) ----------
+
+type signer struct {
+	key  *rsa.PrivateKey
+	cert []byte // self-signed certificate for x5c
+	kid  string // base64url SHA-1 thumbprint, as Entra's kid/x5t
+}
+
+var (
+	signerOnce sync.Once
+	signerVal  *signer
+)
+
+func getSigner() *signer {
+	signerOnce.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(3),
+			Subject:      pkix.Name{CommonName: "m365sim token signing"},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		sum := sha1.Sum(der)
+		signerVal = &signer{key: key, cert: der, kid: base64.RawURLEncoding.EncodeToString(sum[:])}
+	})
+	return signerVal
+}
+
+// SigningKey returns the public key the sim signs tokens with (also served as JWKS).
+func (s *Server) SigningKey() *rsa.PublicKey { return &getSigner().key.PublicKey }
+
+// --- discovery -----------------------------------------------------------------------------
+
+func isMetaTenant(t string) bool { return t == "common" || t == "organizations" || t == "consumers" }
+
+// resolveTenantLocked maps a path tenant (id or verified domain) to the tenant.
+func (s *Server) resolveTenantLocked(pathTenant string) *tenant {
+	p := strings.ToLower(pathTenant)
+	if t, ok := s.tenants[p]; ok {
+		return t
+	}
+	for _, t := range s.tenants {
+		if t.domain != "" && t.domain == p {
+			return t
+		}
+	}
+	return nil
+}
+
+func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
+	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	base := baseURL(r)
+	tid, issuerTenant := pathTenant, pathTenant
+	if isMetaTenant(pathTenant) {
+		issuerTenant = "{tenantid}"
+	} else {
+		s.mu.Lock()
+		t := s.resolveTenantLocked(pathTenant)
+		s.mu.Unlock()
+		if t == nil {
+			s.entraError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, tenantNotFound(pathTenant))
+			return
+		}
+		tid, issuerTenant = t.id, t.id
+	}
+	cfg := map[string]any{
+		"token_endpoint":                        base + "/" + tid + "/oauth2/v2.0/token",
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
+		"jwks_uri":                              base + "/" + tid + "/discovery/v2.0/keys",
+		"response_modes_supported":              []string{"query", "fragment", "form_post"},
+		"subject_types_supported":               []string{"pairwise"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"issuer":                                base + "/" + issuerTenant + "/v2.0",
+		"request_uri_parameter_supported":       false,
+		"userinfo_endpoint":                     base + "/oidc/userinfo",
+		"authorization_endpoint":                base + "/" + tid + "/oauth2/v2.0/authorize",
+		"device_authorization_endpoint":         base + "/" + tid + "/oauth2/v2.0/devicecode",
+		"http_logout_supported":                 true,
+		"frontchannel_logout_supported":         true,
+		"end_session_endpoint":                  base + "/" + tid + "/oauth2/v2.0/logout",
+		"claims_supported":                      []string{"sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"},
+		"kerberos_endpoint":                     base + "/" + tid + "/kerberos",
+		"tenant_region_scope":                   nil,
+		"cloud_instance_name":                   "microsoftonline.com",
+		"cloud_graph_host_name":                 "graph.windows.net",
+		"msgraph_host":                          strings.TrimPrefix(base, "https://"),
+		"rbac_url":                              "https://pas.windows.net",
+	}
+	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", cfg)
+}
+
+func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
+	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	issuer := baseURL(r) + "/{tenantid}/v2.0"
+	if !isMetaTenant(pathTenant) {
+		s.mu.Lock()
+		t := s.resolveTenantLocked(pathTenant)
+		s.mu.Unlock()
+		if t == nil {
+			s.entraError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, tenantNotFound(pathTenant))
+			return
+		}
+		issuer = baseURL(r) + "/" + t.id + "/v2.0"
+	}
+	sg := getSigner()
+	pub := sg.key.PublicKey
+	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
+		"keys": []map[string]any{{
+			"kty":    "RSA",
+			"use":    "sig",
+			"kid":    sg.kid,
+			"x5t":    sg.kid,
+			"n":      base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e":      base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+			"x5c":    []string{base64.StdEncoding.EncodeToString(sg.cert)},
+			"issuer": issuer,
+		}},
+	})
+}
+
+// --- token endpoint ------------------------------------------------------------------------
+
+func tenantNotFound(t string) string {
+	return fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", t)
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	if err := r.ParseForm(); err != nil {
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+		return
+	}
+	f := r.PostForm
+	clientID := strings.ToLower(f.Get("client_id"))
+	if u, p, ok := r.BasicAuth(); ok && clientID == "" { // client_secret_basic
+		clientID = strings.ToLower(u)
+		f.Set("client_secret", p)
+	}
+
+	s.mu.Lock()
+	now := s.now()
+	t := s.resolveTenantLocked(pathTenant)
+	var a *app
+	var roles []string
+	consented := false
+	if t != nil {
+		a = s.apps[clientID]
+		roles, consented = t.consents[clientID]
+		roles = slices.Clone(roles)
+	}
+	var secrets []secret
+	var certs []*x509.Certificate
+	if a != nil {
+		secrets = slices.Clone(a.secrets)
+		certs = slices.Clone(a.certs)
+	}
+	s.mu.Unlock()
+
+	switch {
+	case f.Get("grant_type") == "":
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+		return
+	case f.Get("grant_type") != "client_credentials":
+		s.entraError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+f.Get("grant_type")+"'. (m365sim supports client_credentials only.)")
+		return
+	case clientID == "":
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+		return
+	case t == nil:
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 90002, tenantNotFound(pathTenant))
+		return
+	case a == nil || !consented:
+		s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.domain))
+		return
+	}
+
+	// client authentication
+	switch {
+	case f.Get("client_secret") != "":
+		var match *secret
+		for i := range secrets {
+			if secrets[i].value == f.Get("client_secret") {
+				match = &secrets[i]
+			}
+		}
+		if match == nil {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID))
+			return
+		}
+		if !match.expires.IsZero() && !now.Before(match.expires) {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000222, fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", clientID))
+			return
+		}
+	case f.Get("client_assertion") != "":
+		if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			s.entraError(w, r, http.StatusBadRequest, "invalid_request", 50027, "Invalid client_assertion_type; expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer.")
+			return
+		}
+		if err := verifyAssertion(f.Get("client_assertion"), clientID, certs); err != nil {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation. ("+err.Error()+")")
+			return
+		}
+	default:
+		s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+		return
+	}
+
+	scope := f.Get("scope")
+	if scope == "" {
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 90014, "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.")
+		return
+	}
+	if strings.Contains(scope, " ") || !strings.HasSuffix(scope, "/.default") {
+		s.entraError(w, r, http.StatusBadRequest, "invalid_scope", 1002012, fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", scope))
+		return
+	}
+	resource := strings.TrimSuffix(scope, "/.default")
+	var aud string
+	switch strings.ToLower(resource) {
+	case GraphResource, GraphAppID, "https://graph.microsoft.com/":
+		aud = GraphResource
+	case "https://api.botframework.com":
+		aud, roles = "https://api.botframework.com", nil
+	default:
+		s.entraError(w, r, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", resource, t.domain))
+		return
+	}
+
+	life := s.opts.TokenLifetime
+	iss := baseURL(r) + "/" + t.id + "/v2.0"
+	oid := spObjectID(t.id, clientID)
+	c := tokenClaims{
+		Aud: aud, Iss: iss, Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(life).Unix(),
+		AppDisplayName: a.name, AppID: clientID, AppIDAcr: "1", Azp: clientID, Azpacr: "1",
+		Idp: iss, Idtyp: "app", Oid: oid, Roles: roles, Sub: oid, Tid: t.id,
+		Uti: base64.RawURLEncoding.EncodeToString([]byte(newUUID())[:16]), Ver: "2.0",
+	}
+	tok, err := signJWT(c)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	secs := int(life / time.Second)
+	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
+		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok,
+	})
+}
+
+// entraError writes an error exactly as the Microsoft identity platform does.
+func (s *Server) entraError(w http.ResponseWriter, r *http.Request, status int, code string, aadsts int, desc string) {
+	s.mu.Lock()
+	now := s.now().UTC()
+	s.mu.Unlock()
+	trace, corr := newUUID(), cmpOr(r.Header.Get("client-request-id"), newUUID())
+	ts := now.Format("2006-01-02 15:04:05Z")
+	w.Header().Set("x-ms-request-id", trace)
+	writeJSON(w, status, "application/json; charset=utf-8", map[string]any{
+		"error":             code,
+		"error_description": fmt.Sprintf("AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", aadsts, desc, trace, corr, ts),
+		"error_codes":       []int{aadsts},
+		"timestamp":         ts,
+		"trace_id":          trace,
+		"correlation_id":    corr,
+		"error_uri":         baseURL(r) + "/error?code=" + strconv.Itoa(aadsts),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, ctype string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Cache-Control", "no-store, no-cache")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// --- JWT -----------------------------------------------------------------------------------
+
+type tokenClaims struct {
+	Aud            string   `json:"aud"`
+	Iss            string   `json:"iss"`
+	Iat            int64    `json:"iat"`
+	Nbf            int64    `json:"nbf"`
+	Exp            int64    `json:"exp"`
+	AppDisplayName string   `json:"app_displayname,omitempty"`
+	AppID          string   `json:"appid"`
+	AppIDAcr       string   `json:"appidacr"`
+	Azp            string   `json:"azp"`
+	Azpacr         string   `json:"azpacr"`
+	Idp            string   `json:"idp"`
+	Idtyp          string   `json:"idtyp"`
+	Oid            string   `json:"oid"`
+	Roles          []string `json:"roles,omitempty"`
+	Sub            string   `json:"sub"`
+	Tid            string   `json:"tid"`
+	Uti            string   `json:"uti"`
+	Ver            string   `json:"ver"`
+}
+
+func signJWT(c tokenClaims) (string, error) {
+	sg := getSigner()
+	hdr, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "RS256", "x5t": sg.kid, "kid": sg.kid})
+	body, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	signing := b64(hdr) + "." + b64(body)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, sg.key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", err
+	}
+	return signing + "." + b64(sig), nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// parseJWT verifies an RS256 signature made by the sim's key and decodes the claims.
+func parseJWT(tok string) (tokenClaims, error) {
+	var c tokenClaims
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return c, fmt.Errorf("not a JWT")
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Alg != "RS256" {
+		return c, fmt.Errorf("bad JWT header")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return c, fmt.Errorf("bad JWT signature encoding")
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(&getSigner().key.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+		return c, fmt.Errorf("signature validation failed")
+	}
+	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(pb, &c) != nil {
+		return c, fmt.Errorf("bad JWT payload")
+	}
+	return c, nil
+}
+
+// verifyAssertion checks a client_assertion JWT (RS256 or PS256) against the app's certificates.
+func verifyAssertion(tok, clientID string, certs []*x509.Certificate) error {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("not a JWT")
+	}
+	var hdr struct {
+		Alg     string `json:"alg"`
+		X5t     string `json:"x5t"`
+		X5tS256 string `json:"x5t#S256"`
+	}
+	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || json.Unmarshal(hb, &hdr) != nil {
+		return fmt.Errorf("bad header")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return fmt.Errorf("bad signature encoding")
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	var cert *x509.Certificate
+	for _, c := range certs {
+		s1, s2 := sha1.Sum(c.Raw), sha256.Sum256(c.Raw)
+		if hdr.X5t == b64(s1[:]) || hdr.X5tS256 == b64(s2[:]) {
+			cert = c
+		}
+	}
+	if cert == nil {
+		return fmt.Errorf("no registered certificate matches x5t")
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return fmt.Errorf("certificate key is not RSA")
+	}
+	switch hdr.Alg {
+	case "RS256":
+		err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
+	case "PS256":
+		err = rsa.VerifyPSS(pub, crypto.SHA256, sum[:], sig, nil)
+	default:
+		err = fmt.Errorf("unsupported alg %q", hdr.Alg)
+	}
+	if err != nil {
+		return err
+	}
+	var c struct {
+		Iss string `json:"iss"`
+		Sub string `json:"sub"`
+		Exp int64  `json:"exp"`
+	}
+	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(pb, &c) != nil {
+		return fmt.Errorf("bad payload")
+	}
+	if !strings.EqualFold(c.Iss, clientID) || !strings.EqualFold(c.Sub, clientID) {
+		return fmt.Errorf("iss/sub must be the client id")
+	}
+	if c.Exp < time.Now().Unix() { // the client's clock, not the sim's
+		return fmt.Errorf("assertion expired")
+	}
+	return nil
+}
