@@ -16,9 +16,9 @@ import (
 
 // Limits of Table Storage that encode checks before sending.
 const (
-	MaxProperties    = 252     // user properties per entity (255 minus PartitionKey, RowKey, Timestamp)
+	MaxProperties    = 252      // user properties per entity (255 minus PartitionKey, RowKey, Timestamp)
 	MaxStringBytes   = 64 << 10 // per string or binary property; strings count UTF-16 bytes (32 Ki chars)
-	MaxEntityBytes   = 1 << 20 // per entity, as Table Storage computes it
+	MaxEntityBytes   = 1 << 20  // per entity, as Table Storage computes it
 	maxPropertyName  = 255
 	dateTimeFormat   = "2006-01-02T15:04:05.0000000Z"
 	annotationSuffix = "@odata.type"

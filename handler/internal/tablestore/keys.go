@@ -14,7 +14,7 @@ import (
 type Org struct{ id string }
 
 // NewOrg validates id as a partition key: not empty, at most 255 bytes of UTF-8, and free of
-// '/', '\\', '#', '?' and control characters (which Table Storage forbids in keys) and of '\''
+// '/', '\\', '#', '?' and control characters (which Table Storage forbids in keys) and of '\”
 // (which aztables v1.4.0 does not escape in transactions). Violations are ErrInvalid.
 func NewOrg(id string) (Org, error) {
 	if err := checkKey("org id", id, maxOrgBytes); err != nil {
@@ -39,7 +39,7 @@ const (
 )
 
 // CheckKey reports whether key is usable as a RowKey: not empty, at most 1 KiB of UTF-8, and free of
-// '/', '\\', '#', '?', '\'' and control characters (see NewOrg). Violations are ErrInvalid. Every operation checks its keys
+// '/', '\\', '#', '?', '\” and control characters (see NewOrg). Violations are ErrInvalid. Every operation checks its keys
 // this way before sending anything; use KeyEscape to turn an arbitrary id into a valid key.
 func CheckKey(key string) error { return checkKey("row key", key, maxKeyBytes) }
 
