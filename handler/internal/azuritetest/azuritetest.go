@@ -112,6 +112,11 @@ func start() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return startIn(root)
+}
+
+// startIn starts Azurite from root's node_modules.
+func startIn(root string) (string, error) {
 	bin := filepath.Join(root, "node_modules", ".bin", "azurite-table")
 	if _, err := os.Stat(bin); err != nil {
 		return "", fmt.Errorf("%s not found: run `npm ci` in the repo root %s (scripts/test.sh does this), or set %s", bin, root, EnvConnection)

@@ -45,3 +45,11 @@ func TestPrefixIsUniqueAndTableSafe(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+func TestMissingNodeModulesSaysHowToFix(t *testing.T) {
+	root := t.TempDir()
+	_, err := startIn(root)
+	if err == nil || !strings.Contains(err.Error(), "npm ci") {
+		t.Fatalf("startIn(no node_modules) err = %v, want the `npm ci` fix", err)
+	}
+}
