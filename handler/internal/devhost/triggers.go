@@ -83,13 +83,15 @@ func (h *Host) timerLoop(ctx context.Context, t *timer, base time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Past due: the clock is already beyond the following occurrence, so runs were missed.
+		// Like the host, run once for the latest occurrence and flag it.
 		now := h.clock.Now().UTC()
-		following := t.schedule.Next(next)
-		// Past due: the clock is already beyond the following occurrence, so at least one run
-		// was missed; like the host, run once and flag it.
-		pastDue := !following.IsZero() && !now.Before(following)
+		following, pastDue := t.schedule.Next(next), false
+		for !following.IsZero() && !now.Before(following) {
+			next, following, pastDue = following, t.schedule.Next(following), true
+		}
 		h.fireTimerAt(t, next, pastDue)
-		next = t.schedule.Next(h.clock.Now())
+		next = following
 	}
 }
 
@@ -119,7 +121,7 @@ func (h *Host) fireTimerAt(t *timer, occurrence time.Time, pastDue bool) {
 	}
 	payload := timerPayload(t.fn.Name, t.binding, status, pastDue, now)
 	res, err := h.invokeJSON(context.Background(), t.fn.Name, payload)
-	t.last, t.lastUpdated = occurrence, h.clock.Now().UTC()
+	t.last, t.lastUpdated = occurrence, now
 	if err != nil {
 		return // a failed timer run is not retried; the next one happens on schedule
 	}
