@@ -83,8 +83,8 @@ type change struct {
 	idx   int32  // user or group index
 	mask  uint64 // changed properties (userProp/groupProp bits)
 	// For membership changes (group == true, mask has gMembers): the member and whether it left.
-	member    memberRef
-	removed   bool
+	member     memberRef
+	removed    bool
 	oldManager int32 // for manager changes: previous manager idx, -1 for none
 }
 
@@ -92,10 +92,10 @@ type tenant struct {
 	id, domain string
 	epoch      int // bumped by ResetDelta; tokens of older epochs get 410 Gone
 
-	users   []*userRec // creation order, never shrinks (gone users stay as tombstones)
-	userIDs map[string]int32
-	upns    map[string]int32 // lower-cased UPN
-	groups  []*groupRec
+	users    []*userRec // creation order, never shrinks (gone users stay as tombstones)
+	userIDs  map[string]int32
+	upns     map[string]int32 // lower-cased UPN
+	groups   []*groupRec
 	groupIDs map[string]int32
 
 	log []change

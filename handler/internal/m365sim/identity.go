@@ -331,7 +331,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	scope := f.Get("scope")
+	// MSAL appends the OIDC scopes; Entra ignores them for client credentials.
+	var scopes []string
+	for sc := range strings.FieldsSeq(f.Get("scope")) {
+		switch sc {
+		case "openid", "offline_access", "profile", "email":
+		default:
+			scopes = append(scopes, sc)
+		}
+	}
+	scope := strings.Join(scopes, " ")
 	if scope == "" {
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 90014, "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.")
 		return
