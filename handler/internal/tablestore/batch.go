@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -94,6 +95,9 @@ func (t *Table) Batch(ctx context.Context, org Org, ops []Op) error {
 	for n, c := range chunks {
 		if _, err := t.client.SubmitTransaction(ctx, actions[c.first:c.end], nil); err != nil {
 			terr, failed := translate(fmt.Sprintf("batch %s/%s", t.full, org.id), err)
+			if e := (*Error)(nil); errors.As(terr, &e) && e.Code == string(aztables.TableNotFound) {
+				t.ready.Store(false)
+			}
 			be := &BatchError{Transaction: n, Transactions: len(chunks), First: c.first, End: c.end, Failed: -1, Err: terr}
 			if failed >= 0 && c.first+failed < c.end {
 				be.Failed = c.first + failed

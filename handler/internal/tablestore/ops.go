@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -85,7 +86,7 @@ func Get[T any](ctx context.Context, t *Table, org Org, key string) (T, ETag, er
 	}
 	resp, err := t.client.GetEntity(ctx, org.id, key, nil)
 	if err != nil {
-		err, _ = translate(t.op("get", org, key), err)
+		err = t.fail(t.op("get", org, key), err)
 		return zero, "", err
 	}
 	v, m, err := decode[T](resp.Value)
@@ -109,7 +110,7 @@ func (t *Table) Insert(ctx context.Context, org Org, key string, v any) (ETag, e
 	}
 	resp, err := t.client.AddEntity(ctx, e.body, &aztables.AddEntityOptions{Format: noMetadata()})
 	if err != nil {
-		err, _ = translate(t.op("insert", org, key), err)
+		err = t.fail(t.op("insert", org, key), err)
 		return "", err
 	}
 	return ETag(resp.ETag), nil
@@ -131,7 +132,7 @@ func (t *Table) Upsert(ctx context.Context, org Org, key string, v any, mode Mod
 	}
 	resp, err := t.client.UpsertEntity(ctx, e.body, &aztables.UpsertEntityOptions{UpdateMode: updateMode(mode)})
 	if err != nil {
-		err, _ = translate(t.op("upsert", org, key), err)
+		err = t.fail(t.op("upsert", org, key), err)
 		return "", err
 	}
 	return ETag(resp.ETag), nil
@@ -157,7 +158,7 @@ func (t *Table) Update(ctx context.Context, org Org, key string, v any, etag ETa
 	ifMatch := azcore.ETag(etag)
 	resp, err := t.client.UpdateEntity(ctx, e.body, &aztables.UpdateEntityOptions{IfMatch: &ifMatch, UpdateMode: updateMode(mode)})
 	if err != nil {
-		err, _ = translate(t.op("update", org, key), err)
+		err = t.fail(t.op("update", org, key), err)
 		return "", err
 	}
 	return ETag(resp.ETag), nil
@@ -174,10 +175,21 @@ func (t *Table) Delete(ctx context.Context, org Org, key string, etag ETag) erro
 	}
 	ifMatch := azcore.ETag(etag)
 	if _, err := t.client.DeleteEntity(ctx, org.id, key, &aztables.DeleteEntityOptions{IfMatch: &ifMatch}); err != nil {
-		err, _ = translate(t.op("delete", org, key), err)
+		err = t.fail(t.op("delete", org, key), err)
 		return err
 	}
 	return nil
+}
+
+// fail translates err and, if the table has vanished (deleted by DropTables elsewhere, or by hand),
+// forgets that it exists so the next operation creates it again.
+func (t *Table) fail(op string, err error) error {
+	err, _ = translate(op, err)
+	var e *Error
+	if errors.As(err, &e) && e.Code == string(aztables.TableNotFound) {
+		t.ready.Store(false)
+	}
+	return err
 }
 
 func updateMode(m Mode) aztables.UpdateMode {
@@ -227,7 +239,7 @@ func Query[T any](ctx context.Context, t *Table, org Org, q QueryOptions) iter.S
 		for pager.More() {
 			page, err := pager.NextPage(ctx)
 			if err != nil {
-				err, _ = translate("query "+t.full+"/"+org.id, err)
+				err = t.fail("query "+t.full+"/"+org.id, err)
 				yield(Row[T]{}, err)
 				return
 			}
