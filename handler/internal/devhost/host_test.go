@@ -420,7 +420,9 @@ func TestFailedInvocationsRetryThenDeadLetter(t *testing.T) {
 			})
 			publish(t, h, "jobs", `{"messageId":"poison","body":"eA=="}`)
 			for want := 1; want <= 3; want++ {
-				var p struct{ Metadata struct{ DeliveryCount string } }
+				var p struct {
+					Metadata struct{ DeliveryCount string }
+				}
 				json.Unmarshal(h.fake.next(t, "/Worker").Body, &p)
 				if p.Metadata.DeliveryCount != fmt.Sprint(want) {
 					t.Fatalf("DeliveryCount = %q, want %d", p.Metadata.DeliveryCount, want)
