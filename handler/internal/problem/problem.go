@@ -19,6 +19,7 @@ const (
 	NotFound       Type = "urn:leapchange:problem:not-found"       // 404
 	MethodNotAllow Type = "urn:leapchange:problem:method-not-allowed"
 	Conflict       Type = "urn:leapchange:problem:conflict"            // 409: exists, or already running
+	NotConnected   Type = "urn:leapchange:problem:not-connected"       // 409: the org has no Microsoft 365 connection
 	Precondition   Type = "urn:leapchange:problem:precondition-failed" // 412: stale If-Match
 	TooLarge       Type = "urn:leapchange:problem:payload-too-large"
 	Unsupported    Type = "urn:leapchange:problem:unsupported-media-type"

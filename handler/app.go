@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/leapchange/m365/handler/internal/api"
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/graph"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// app is the wired handler: clients built once at start-up, without network I/O.
+type app struct {
+	log   *slog.Logger
+	store *tablestore.Store
+	queue queue.Publisher
+	conns *connection.Store
+	sync  *dirsync.Engine
+	api   *api.Server
+}
+
+func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	tcfg := tablestore.Config{ConnectionString: cfg.TablesConnectionString, Prefix: cfg.TablePrefix}
+	if cfg.TablesConnectionString == "" {
+		cred, err := managedIdentity(cfg.TablesClientID)
+		if err != nil {
+			return nil, err
+		}
+		tcfg.ServiceURL, tcfg.Credential = cfg.TablesServiceURL, cred
+	}
+	store, err := tablestore.Open(ctx, tcfg)
+	if err != nil {
+		return nil, err
+	}
+
+	qc := queue.Connection{ConnectionString: cfg.ServiceBusConnectionString}
+	if qc.ConnectionString == "" {
+		cred, err := managedIdentity(cfg.ServiceBusClientID)
+		if err != nil {
+			return nil, err
+		}
+		qc.Namespace, qc.Credential = cfg.ServiceBusNamespace, cred
+	}
+	pub, err := queue.Open(qc, queue.Options{})
+	if err != nil {
+		return nil, err
+	}
+
+	creds := m365auth.New(m365auth.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AuthorityHost: cfg.AuthorityURL})
+	gc, err := graph.New(graph.Config{BaseURL: cfg.GraphBaseURL, Credentials: creds, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	conns := connection.NewStore(store)
+	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Logger: log})
+	return &app{
+		log: log, store: store, queue: pub, conns: conns, sync: engine,
+		api: api.New(engine, conns, log),
+	}, nil
+}
+
+// managedIdentity is the credential for identity-based connections: DefaultAzureCredential, or
+// the user-assigned identity named by <prefix>__clientId.
+func managedIdentity(clientID string) (azcore.TokenCredential, error) {
+	if clientID != "" {
+		cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(clientID)})
+		if err != nil {
+			return nil, fmt.Errorf("managed identity %s: %w", clientID, err)
+		}
+		return cred, nil
+	}
+	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("default Azure credential: %w", err)
+	}
+	return cred, nil
+}
+
+func (a *app) close(ctx context.Context) {
+	if err := a.queue.Close(ctx); err != nil {
+		a.log.Warn("closing the queue publisher", "error", err.Error())
+	}
+}

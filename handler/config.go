@@ -1,0 +1,154 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// config is every setting of DESIGN §2.2, read once at start-up.
+type config struct {
+	Port string
+
+	TablesConnectionString string // TablesConnection: a connection string (Azurite locally)
+	TablesServiceURL       string // TablesConnection__tableServiceUri: managed identity
+	TablesClientID         string // TablesConnection__clientId: a user-assigned identity
+
+	ServiceBusConnectionString string // ServiceBusConnection (or "devhost=<url>" locally)
+	ServiceBusNamespace        string // ServiceBusConnection__fullyQualifiedNamespace
+	ServiceBusClientID         string // ServiceBusConnection__clientId
+
+	TablePrefix string
+
+	ClientID     string
+	ClientSecret string
+	GraphBaseURL string
+	AuthorityURL string // AZURE_AUTHORITY_HOST; empty = Microsoft's public cloud
+
+	BotAppID          string
+	BotAppSecret      string
+	BotTenantID       string
+	BotOpenIDMetadata string
+
+	PublicBaseURL string
+	LeapAppURL    string
+	StateKey      []byte
+}
+
+// settingNames lists every setting loadConfig reads; a test checks local.settings.example.json
+// against it.
+var settingNames = []string{
+	"FUNCTIONS_CUSTOMHANDLER_PORT",
+	"TablesConnection", "TablesConnection__tableServiceUri", "TablesConnection__clientId",
+	"ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace", "ServiceBusConnection__clientId",
+	"TABLE_PREFIX", "M365_CLIENT_ID", "M365_CLIENT_SECRET", "GRAPH_BASE_URL", "AZURE_AUTHORITY_HOST",
+	"BOT_APP_ID", "BOT_APP_SECRET", "BOT_TENANT_ID", "BOT_OPENID_METADATA_URL",
+	"PUBLIC_BASE_URL", "LEAP_APP_URL", "STATE_SIGNING_KEY",
+}
+
+const (
+	defaultGraphBaseURL   = "https://graph.microsoft.com/v1.0"
+	defaultBotOpenIDURL   = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+	minStateKeyBytes      = 32
+	fallbackForwardedPort = "FUNCTIONS_HTTPWORKER_PORT" // the host's legacy alias
+)
+
+func loadConfig(getenv func(string) string) (config, error) {
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	c := config{
+		Port:                       cmp.Or(get("FUNCTIONS_CUSTOMHANDLER_PORT"), get(fallbackForwardedPort)),
+		TablesConnectionString:     get("TablesConnection"),
+		TablesServiceURL:           get("TablesConnection__tableServiceUri"),
+		TablesClientID:             get("TablesConnection__clientId"),
+		ServiceBusConnectionString: get("ServiceBusConnection"),
+		ServiceBusNamespace:        get("ServiceBusConnection__fullyQualifiedNamespace"),
+		ServiceBusClientID:         get("ServiceBusConnection__clientId"),
+		TablePrefix:                get("TABLE_PREFIX"),
+		ClientID:                   get("M365_CLIENT_ID"),
+		ClientSecret:               get("M365_CLIENT_SECRET"),
+		GraphBaseURL:               strings.TrimRight(cmp.Or(get("GRAPH_BASE_URL"), defaultGraphBaseURL), "/"),
+		AuthorityURL:               get("AZURE_AUTHORITY_HOST"),
+		BotAppID:                   get("BOT_APP_ID"),
+		BotAppSecret:               get("BOT_APP_SECRET"),
+		BotTenantID:                get("BOT_TENANT_ID"),
+		BotOpenIDMetadata:          cmp.Or(get("BOT_OPENID_METADATA_URL"), defaultBotOpenIDURL),
+		PublicBaseURL:              strings.TrimRight(get("PUBLIC_BASE_URL"), "/"),
+		LeapAppURL:                 get("LEAP_APP_URL"),
+		StateKey:                   []byte(get("STATE_SIGNING_KEY")),
+	}
+	return c, c.validate()
+}
+
+var (
+	guidPattern   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	prefixPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,31}$`)
+	fqdnPattern   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
+)
+
+// validate reports every problem at once, naming settings and never echoing a secret's value.
+func (c config) validate() error {
+	var errs []error
+	bad := func(cond bool, format string, args ...any) {
+		if cond {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	port, err := strconv.Atoi(c.Port)
+	bad(c.Port == "", "FUNCTIONS_CUSTOMHANDLER_PORT is not set (the Functions host sets it)")
+	bad(c.Port != "" && (err != nil || port < 1 || port > 65535), "FUNCTIONS_CUSTOMHANDLER_PORT must be a port number, got %q", c.Port)
+
+	bad(c.TablesConnectionString == "" && c.TablesServiceURL == "", "TablesConnection (connection string) or TablesConnection__tableServiceUri (managed identity) must be set")
+	bad(c.TablesConnectionString != "" && !strings.Contains(c.TablesConnectionString, "AccountName=") && !strings.Contains(c.TablesConnectionString, "UseDevelopmentStorage=true") && !strings.Contains(c.TablesConnectionString, "TableEndpoint="),
+		"TablesConnection is not a storage connection string (want AccountName=…;AccountKey=… or TableEndpoint=…)")
+	bad(c.TablesConnectionString == "" && c.TablesServiceURL != "" && !isHTTPSURL(c.TablesServiceURL), "TablesConnection__tableServiceUri must be an https URL, got %q", c.TablesServiceURL)
+
+	bad(c.ServiceBusConnectionString == "" && c.ServiceBusNamespace == "", "ServiceBusConnection (connection string) or ServiceBusConnection__fullyQualifiedNamespace (managed identity) must be set")
+	bad(c.ServiceBusConnectionString != "" && !strings.HasPrefix(c.ServiceBusConnectionString, "devhost=") && !strings.Contains(c.ServiceBusConnectionString, "Endpoint=sb://"),
+		"ServiceBusConnection is not a Service Bus connection string (want Endpoint=sb://…) nor devhost=<url>")
+	bad(c.ServiceBusConnectionString == "" && c.ServiceBusNamespace != "" && !fqdnPattern.MatchString(c.ServiceBusNamespace),
+		"ServiceBusConnection__fullyQualifiedNamespace must be a host name like leap.servicebus.windows.net, got %q", c.ServiceBusNamespace)
+
+	bad(c.TablePrefix != "" && !prefixPattern.MatchString(c.TablePrefix), "TABLE_PREFIX must be a letter then up to 31 letters or digits, got %q", c.TablePrefix)
+
+	bad(!guidPattern.MatchString(c.ClientID), "M365_CLIENT_ID must be the app's client id (a GUID), got %q", c.ClientID)
+	bad(c.ClientSecret == "", "M365_CLIENT_SECRET is not set")
+	bad(!isHTTPSURL(c.GraphBaseURL), "GRAPH_BASE_URL must be an https URL, got %q", c.GraphBaseURL)
+	bad(c.AuthorityURL != "" && !isHTTPSURL(c.AuthorityURL), "AZURE_AUTHORITY_HOST must be an https URL, got %q", c.AuthorityURL)
+
+	bad(!guidPattern.MatchString(c.BotAppID), "BOT_APP_ID must be the bot's app id (a GUID), got %q", c.BotAppID)
+	bad(c.BotAppSecret == "", "BOT_APP_SECRET is not set")
+	bad(!guidPattern.MatchString(c.BotTenantID), "BOT_TENANT_ID must be the bot's tenant id (a GUID), got %q", c.BotTenantID)
+	bad(!isHTTPSURL(c.BotOpenIDMetadata), "BOT_OPENID_METADATA_URL must be an https URL, got %q", c.BotOpenIDMetadata)
+
+	bad(!isPublicURL(c.PublicBaseURL), "PUBLIC_BASE_URL must be an https URL (http only for localhost), got %q", c.PublicBaseURL)
+	bad(!isPublicURL(c.LeapAppURL), "LEAP_APP_URL must be an https URL (http only for localhost), got %q", c.LeapAppURL)
+	bad(len(c.StateKey) < minStateKeyBytes, "STATE_SIGNING_KEY must be at least %d bytes, got %d", minStateKeyBytes, len(c.StateKey))
+	return errors.Join(errs...)
+}
+
+func isHTTPSURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != ""
+}
+
+// isPublicURL accepts https, and http for loopback addresses (local runs).
+func isPublicURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		ip := net.ParseIP(h)
+		return h == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return false
+}

@@ -1,0 +1,172 @@
+// Package api serves the Leap Change web app's API under /api/orgs/{org}/ (DESIGN §3): JSON in
+// and out, errors as problem+json with stable types, every org's data reached only through its
+// validated partition.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// syncer is the slice of the sync engine the API drives.
+type syncer interface {
+	Start(ctx context.Context, org tablestore.Org, trigger string) (dirsync.Run, bool, error)
+	Run(ctx context.Context, org tablestore.Org, id string) (dirsync.Run, tablestore.ETag, error)
+	Runs(ctx context.Context, org tablestore.Org, limit int) ([]dirsync.Run, error)
+}
+
+// connections reads connection records.
+type connections interface {
+	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
+}
+
+// Server is the API.
+type Server struct {
+	sync  syncer
+	conns connections
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the API handler.
+func New(sync syncer, conns connections, log *slog.Logger) *Server {
+	s := &Server{sync: sync, conns: conns, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// handler is an endpoint: it gets the validated org and answers or returns an error that
+// problemFor turns into problem+json.
+type handler func(w http.ResponseWriter, r *http.Request, org tablestore.Org) error
+
+// route registers the methods of one path pattern; other methods get a 405 problem.
+func (s *Server) route(pattern string, methods map[string]handler) {
+	allow := make([]string, 0, len(methods))
+	for m := range methods {
+		allow = append(allow, m)
+	}
+	s.mux.HandleFunc("/api/orgs/{org}"+pattern, func(w http.ResponseWriter, r *http.Request) {
+		h, ok := methods[r.Method]
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, problem.MethodNotAllow, r.Method+" is not supported here"))
+			return
+		}
+		org, err := tablestore.NewOrg(r.PathValue("org"))
+		if err != nil {
+			problem.Write(w, r, problem.InvalidFields(problem.FieldError{Field: "org", Message: "not a valid org id"}))
+			return
+		}
+		if err := h(w, r, org); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// notImplemented answers for a contract path whose feature lands with a later issue.
+func notImplemented(feature string) handler {
+	return func(w http.ResponseWriter, r *http.Request, _ tablestore.Org) error {
+		problem.Write(w, r, problem.New(http.StatusNotImplemented, problem.NotImplemented, feature+" is not implemented yet"))
+		return nil
+	}
+}
+
+// fail writes err as a problem, logging what the caller does not see.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	p := problemFor(err)
+	if p.Status >= 500 {
+		s.log.ErrorContext(r.Context(), "api request failed", "path", r.URL.Path, "error", err.Error())
+	}
+	problem.Write(w, r, p)
+}
+
+// badRequest is an input error naming its field.
+type badRequest struct{ fields []problem.FieldError }
+
+func (b badRequest) Error() string { return fmt.Sprintf("bad request: %v", b.fields) }
+
+func invalid(field, msg string) error {
+	return badRequest{[]problem.FieldError{{Field: field, Message: msg}}}
+}
+
+// problemFor is the one place errors become HTTP answers.
+func problemFor(err error) problem.Problem {
+	var br badRequest
+	switch {
+	case errors.As(err, &br):
+		return problem.InvalidFields(br.fields...)
+	case errors.Is(err, connection.ErrNotConnected):
+		return problem.New(http.StatusConflict, problem.NotConnected, "the org is not connected to Microsoft 365: connect it first")
+	case errors.Is(err, dirsync.ErrRunNotFound), errors.Is(err, tablestore.ErrNotFound):
+		return problem.New(http.StatusNotFound, problem.NotFound, "no such resource")
+	case errors.Is(err, tablestore.ErrConflict):
+		return problem.New(http.StatusConflict, problem.Conflict, "changed by someone else; reload and retry")
+	case errors.Is(err, tablestore.ErrThrottled), errors.Is(err, tablestore.ErrUnavailable):
+		p := problem.New(http.StatusServiceUnavailable, problem.Unavailable, "storage is busy; retry shortly")
+		p.RetryAfter = 5e9
+		return p
+	}
+	return problem.New(http.StatusInternalServerError, problem.Internal, "internal error")
+}
+
+// maxBody bounds API request bodies.
+const maxBody = 1 << 20
+
+// decode reads an optional JSON body into v, rejecting unknown fields and trailing data.
+func decode(r *http.Request, v any) error {
+	if r.ContentLength == 0 && r.Header.Get("Transfer-Encoding") == "" {
+		return nil
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			return invalid("Content-Type", "must be application/json")
+		}
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return invalid("body", "not valid JSON for this request: "+err.Error())
+	}
+	if dec.More() {
+		return invalid("body", "has data after the JSON value")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// intParam reads an optional integer query parameter within [lo, hi].
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, invalid(name, fmt.Sprintf("must be an integer from %d to %d", lo, hi))
+	}
+	return n, nil
+}

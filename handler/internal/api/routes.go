@@ -1,0 +1,51 @@
+package api
+
+import "net/http"
+
+// routes lists every path of DESIGN §3. Paths whose feature is a later issue answer 501.
+func (s *Server) routes() {
+	s.route("/m365", map[string]handler{
+		http.MethodGet:    notImplemented("connection status"),
+		http.MethodDelete: notImplemented("disconnect"),
+	})
+	s.route("/m365/connect", map[string]handler{http.MethodPost: notImplemented("admin consent")})
+	s.route("/m365/settings", map[string]handler{
+		http.MethodGet: notImplemented("sync settings"),
+		http.MethodPut: notImplemented("sync settings"),
+	})
+	s.route("/m365/groups", map[string]handler{http.MethodGet: notImplemented("group search")})
+	s.route("/m365/sync", map[string]handler{http.MethodPost: s.startSync})
+	s.route("/m365/status", map[string]handler{http.MethodGet: s.status})
+	s.route("/m365/sync/runs", map[string]handler{http.MethodGet: s.listRuns})
+	s.route("/m365/sync/runs/{runId}", map[string]handler{http.MethodGet: s.getRun})
+	s.route("/m365/sync/runs/{runId}/approve", map[string]handler{http.MethodPost: notImplemented("deletion-guard approval")})
+	s.route("/stakeholders", map[string]handler{
+		http.MethodGet:  notImplemented("stakeholder directory"),
+		http.MethodPost: notImplemented("stakeholder directory"),
+	})
+	s.route("/stakeholders/{id}", map[string]handler{
+		http.MethodGet:    notImplemented("stakeholder directory"),
+		http.MethodPut:    notImplemented("stakeholder directory"),
+		http.MethodDelete: notImplemented("stakeholder directory"),
+	})
+	s.route("/groups", map[string]handler{http.MethodGet: notImplemented("stakeholder groups")})
+	s.route("/groups/{id}/members", map[string]handler{http.MethodGet: notImplemented("stakeholder groups")})
+	s.route("/teams/connect", map[string]handler{http.MethodPost: notImplemented("Teams connection")})
+	s.route("/teams", map[string]handler{
+		http.MethodGet:    notImplemented("Teams connection"),
+		http.MethodDelete: notImplemented("Teams connection"),
+	})
+	s.route("/teams/channels", map[string]handler{http.MethodGet: notImplemented("Teams channels")})
+	s.route("/teams/monitoring", map[string]handler{http.MethodPut: notImplemented("channel monitoring")})
+	s.route("/insights", map[string]handler{http.MethodGet: notImplemented("insights")})
+	s.route("/messages", map[string]handler{http.MethodPost: notImplemented("messaging")})
+	s.route("/messages/{batchId}", map[string]handler{
+		http.MethodGet:    notImplemented("messaging"),
+		http.MethodDelete: notImplemented("messaging"),
+	})
+	s.route("/changes/{changeId}", map[string]handler{
+		http.MethodPut:    notImplemented("change summaries"),
+		http.MethodDelete: notImplemented("change summaries"),
+	})
+	s.mux.HandleFunc("/", s.notFound)
+}

@@ -1,0 +1,88 @@
+// Package connection keeps each org's Microsoft 365 connection record: which tenant it is bound
+// to, its status, the permissions that tenant granted, and the last error an admin must see.
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// Status is the connection state the web app shows.
+type Status string
+
+const (
+	Pending              Status = "pending"               // consent started, not finished
+	Connected            Status = "connected"             // consent proven with an app-only token
+	NeedsReauthorization Status = "needs_reauthorization" // tokens refused since: an admin must consent again
+	Failed               Status = "error"                 // the last consent attempt failed
+	Disconnected         Status = "disconnected"          // never connected, or disconnected by an admin
+)
+
+// Record is one org's connection.
+type Record struct {
+	Status      Status    `json:"status"`
+	TenantID    string    `json:"tenantId"`
+	Granted     []string  `json:"granted"`
+	Missing     []string  `json:"missing"`
+	ConnectedAt time.Time `json:"connectedAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	LastError   string    `json:"lastError"`
+	ErrorHint   string    `json:"errorHint"`
+}
+
+// Table is the table connection records live in.
+const Table = "connections"
+
+// rowKey is the record's key in the org's partition: one Microsoft 365 connection per org.
+const rowKey = "m365"
+
+// ErrNotConnected says an org has no usable connection.
+var ErrNotConnected = errors.New("connection: org is not connected to Microsoft 365")
+
+// Store reads and writes connection records.
+type Store struct{ t *tablestore.Table }
+
+// NewStore returns a Store over s.
+func NewStore(s *tablestore.Store) *Store { return &Store{t: s.Table(Table)} }
+
+// Get returns org's record and its ETag; a missing record is a Disconnected one with an empty ETag.
+func (s *Store) Get(ctx context.Context, org tablestore.Org) (Record, tablestore.ETag, error) {
+	rec, etag, err := tablestore.Get[Record](ctx, s.t, org, rowKey)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return Record{Status: Disconnected}, "", nil
+	}
+	if err != nil {
+		return Record{}, "", fmt.Errorf("connection of %s: %w", org, err)
+	}
+	return rec, etag, nil
+}
+
+// Put stores rec; etag "" creates it (failing if one appeared meanwhile), otherwise it must match.
+func (s *Store) Put(ctx context.Context, org tablestore.Org, rec Record, etag tablestore.ETag) (tablestore.ETag, error) {
+	var err error
+	if etag == "" {
+		etag, err = s.t.Insert(ctx, org, rowKey, rec)
+	} else {
+		etag, err = s.t.Update(ctx, org, rowKey, rec, etag, tablestore.Replace)
+	}
+	if err != nil {
+		return "", fmt.Errorf("save connection of %s: %w", org, err)
+	}
+	return etag, nil
+}
+
+// Tenant returns the tenant a connected org is bound to, or ErrNotConnected.
+func (s *Store) Tenant(ctx context.Context, org tablestore.Org) (string, error) {
+	rec, _, err := s.Get(ctx, org)
+	if err != nil {
+		return "", err
+	}
+	if rec.Status != Connected || rec.TenantID == "" {
+		return "", fmt.Errorf("%w (status %s)", ErrNotConnected, rec.Status)
+	}
+	return rec.TenantID, nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+
+	"github.com/leapchange/m365/handler/internal/invoke"
+	"github.com/leapchange/m365/handler/internal/problem"
+)
+
+// function is one row of DESIGN §2.1 as the handler serves it.
+type function struct {
+	name string
+	// http is the proxied path pattern of an HTTP function ("" for JSON-mode functions).
+	http string
+	// h serves the function: the proxied request for HTTP functions, the JSON invocation otherwise.
+	h http.Handler
+}
+
+// functions is the handler's side of functions/*/function.json, one row per folder; a test
+// checks the two agree.
+func (a *app) functions() []function {
+	notYet := func(feature string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			problem.Write(w, r, problem.New(http.StatusNotImplemented, problem.NotImplemented, feature+" is not implemented yet"))
+		})
+	}
+	timerNotYet := func(feature string) http.Handler {
+		return invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
+			return errNotImplemented(feature)
+		})
+	}
+	queueNotYet := func(feature string) http.Handler {
+		return invoke.ServiceBus("msg", true, a.log, func(ctx context.Context, _ invoke.Message) error {
+			return errNotImplemented(feature)
+		})
+	}
+	return []function{
+		{name: "Api", http: "/api/orgs/{org}/{rest...}", h: a.api},
+		{name: "ConsentCallback", http: "GET /api/consent/callback", h: notYet("the admin-consent callback")},
+		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
+		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
+		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},
+		{name: "SyncScheduler", h: timerNotYet("scheduled sync")},
+		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},
+		{name: "SyncWorker", h: invoke.ServiceBus("msg", true, a.log, func(ctx context.Context, m invoke.Message) error {
+			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
+		})},
+		{name: "ChannelEventWorker", h: queueNotYet("channel monitoring")},
+		{name: "MailSender", h: queueNotYet("mail sending")},
+		{name: "TeamsSender", h: queueNotYet("Teams sending")},
+	}
+}
+
+type errNotImplemented string
+
+func (e errNotImplemented) Error() string { return string(e) + " is not implemented yet" }
+
+// routes serves every function: HTTP functions on their proxied paths (and, should the host
+// fall back to JSON mode, on POST /<Name>), the others on POST /<Name>; GET / answers the
+// host's start-up ping.
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, f := range a.functions() {
+		if f.http != "" {
+			mux.Handle(f.http, f.h)
+			mux.Handle("POST /"+f.name, invoke.HTTPFallback("req", "res", a.log, f.h))
+			continue
+		}
+		mux.Handle("POST /"+f.name, f.h)
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(http.StatusNotFound, problem.NotFound, "no function is served at "+r.URL.Path))
+	})
+	return mux
+}
