@@ -1,0 +1,44 @@
+# Shared by the entry-point scripts: repo root, npm tools, free ports, Azurite.
+# shellcheck shell=bash
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# ensure_npm_tools installs Azurite from the committed package.json + lockfile when missing.
+ensure_npm_tools() {
+  if [ ! -x "$root/node_modules/.bin/azurite-table" ]; then
+    command -v npm >/dev/null || { echo "npm is required (Node.js 20+): apt-get install nodejs npm" >&2; exit 1; }
+    say "installing Azurite (npm ci)"
+    (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+# free_port prints a free loopback TCP port.
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# wait_port waits until 127.0.0.1:$1 accepts connections (up to $2 seconds, default 30).
+wait_port() {
+  local port=$1 limit=${2:-30} i
+  for ((i = 0; i < limit * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$port after ${limit}s" >&2
+  return 1
+}
+
+# start_azurite starts an in-memory Azurite Table service on a free port and sets
+# AZURITE_TABLES_CONNECTION; the caller stops it with kill "$azurite_pid".
+start_azurite() {
+  local port
+  port=$(free_port)
+  "$root/node_modules/.bin/azurite-table" --tableHost 127.0.0.1 --tablePort "$port" --inMemoryPersistence \
+    --skipApiVersionCheck --disableProductStyleUrl --disableTelemetry --silent >"${AZURITE_LOG:-/dev/null}" 2>&1 &
+  azurite_pid=$!
+  wait_port "$port" 60
+  AZURITE_TABLES_CONNECTION="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:$port/devstoreaccount1;"
+  export AZURITE_TABLES_CONNECTION
+}
