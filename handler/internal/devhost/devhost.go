@@ -120,6 +120,8 @@ type Host struct {
 	srv     *http.Server
 	proc    *process // nil with HandlerURL
 	target  atomic.Pointer[string]
+	readyMu sync.Mutex
+	readyCh chan struct{} // closed while the handler is ready
 	url     string
 	fatal   chan error
 	stop    context.CancelFunc
@@ -198,6 +200,41 @@ func (h *Host) URL() string { return h.url }
 func (h *Host) Key() string { return h.key }
 
 func (h *Host) handlerURL() string { return *h.target.Load() }
+
+// setReady records whether the handler answers; invocations wait while it (re)starts, as the host
+// does not invoke a worker that is not running.
+func (h *Host) setReady(ready bool) {
+	h.readyMu.Lock()
+	defer h.readyMu.Unlock()
+	if h.readyCh == nil {
+		h.readyCh = make(chan struct{})
+	}
+	select {
+	case <-h.readyCh:
+		if !ready {
+			h.readyCh = make(chan struct{})
+		}
+	default:
+		if ready {
+			close(h.readyCh)
+		}
+	}
+}
+
+func (h *Host) waitHandler(ctx context.Context) error {
+	h.readyMu.Lock()
+	ch := h.readyCh
+	h.readyMu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Start listens, starts the handler and waits for its readiness ping, then starts timers (firing
 // runOnStartup ones), queue consumers and the HTTP server. ctx bounds only the start-up.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -463,7 +464,9 @@ func TestOutputsAreSent(t *testing.T) {
 		got = append(got, fmt.Sprintf("%q", p.Data.Msg))
 	}
 	want := []string{`"{\"org\":\"acme\",\"n\":1}"`, `"test"`, `"\xb5\xeb-"`, `"not base64!"`}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
+	slices.Sort(got) // two Sink consumers: any order
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
 		t.Fatalf("Sink got %v, want %v", got, want)
 	}
 	waitFor(t, "completion", func() bool { return h.Queues().Counts()["jobs"].Completed == 1 })
@@ -554,5 +557,47 @@ func TestLoadSettings(t *testing.T) {
 	s, err = LoadSettings(t.TempDir(), func(string) string { return "" })
 	if err != nil || len(s) != 0 {
 		t.Fatalf("no file: %v %v", s, err)
+	}
+}
+
+func TestTimerRunOnStartupWithoutMonitor(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "functions", "Boot"), 0o755)
+	os.WriteFile(filepath.Join(root, "host.json"), []byte(`{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"handler"},"enableProxyingHttpRequest":true}}`), 0o644)
+	os.WriteFile(filepath.Join(root, "functions", "Boot", "function.json"), []byte(
+		`{"bindings":[{"type":"timerTrigger","direction":"in","name":"myTimer","schedule":"*/30 * * * * *","runOnStartup":true}]}`), 0o644)
+	h := startHost(t, func(c *Config) { c.Root = root })
+	c := h.fake.next(t, "/Boot")
+	var p struct {
+		Data map[string]struct {
+			ScheduleStatus *json.RawMessage
+			IsPastDue      bool
+		}
+	}
+	if err := json.Unmarshal(c.Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	tm, ok := p.Data["myTimer"]
+	if !ok || tm.ScheduleStatus != nil || tm.IsPastDue {
+		t.Fatalf("startup run payload = %s; want ScheduleStatus null (monitor off below one minute)", c.Body)
+	}
+	h.clock.Advance(30 * time.Second)
+	h.fake.next(t, "/Boot")
+}
+
+func TestInvocationTimeoutFails(t *testing.T) {
+	h := startHost(t, func(c *Config) { c.FunctionTimeout = 200 * time.Millisecond; c.Queue.MaxDeliveryCount = 1 })
+	h.fake.setRespond(func(w http.ResponseWriter, c call) bool {
+		if !strings.HasPrefix(c.URI, "/Worker") {
+			return false
+		}
+		time.Sleep(2 * time.Second) // longer than functionTimeout
+		return false
+	})
+	publish(t, h, "jobs", `{"messageId":"slow","body":"eA=="}`)
+	waitFor(t, "dead-lettering after the timeout", func() bool { return h.Queues().Counts()["jobs"].DeadLettered == 1 })
+	dl, _ := h.Queues().DeadLetters("jobs")
+	if !strings.Contains(dl[0].LastError, "timed out") {
+		t.Fatalf("last error = %q", dl[0].LastError)
 	}
 }

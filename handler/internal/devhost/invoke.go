@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -150,6 +149,9 @@ func (h *Host) invokeJSON(ctx context.Context, fn string, payload any) (*result,
 		ctx, cancel = context.WithTimeout(ctx, h.timeout)
 		defer cancel()
 	}
+	if err := h.waitHandler(ctx); err != nil {
+		return nil, fmt.Errorf("%w: handler not ready: %v", errInvocation, err)
+	}
 	id := newUUID()
 	log := h.log.With("function", fn, "invocation_id", id)
 	start := time.Now()
@@ -278,5 +280,3 @@ func (h *Host) applyOutputs(f *appfiles.Function, r *result) {
 		}
 	}
 }
-
-var _ = slog.LevelInfo

@@ -29,7 +29,6 @@ type process struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when cmd has exited
-	workerN  int
 	stopping bool
 	tail     *tailBuffer
 }
@@ -104,8 +103,8 @@ func (p *process) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.h.setReady(false)
 	p.mu.Lock()
-	p.workerN++
 	workerID := newUUID()
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Dir = p.dir
@@ -133,6 +132,7 @@ func (p *process) start(ctx context.Context) error {
 		if res, err := client.Get(u + "/"); err == nil {
 			res.Body.Close()
 			p.h.target.Store(&u)
+			p.h.setReady(true)
 			log.Info("handler ready")
 			return nil
 		}
@@ -177,6 +177,7 @@ func (h *Host) supervise() {
 		if h.closing.Load() {
 			return
 		}
+		h.setReady(false)
 		now := time.Now()
 		failures = append(failures, now)
 		for len(failures) > 0 && now.Sub(failures[0]) > window {
