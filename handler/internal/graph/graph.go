@@ -91,8 +91,13 @@ func (c *Client) tenant(tenantID string) (*msgraph.GraphServiceClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The Graph host, port included, must be a valid host or the provider silently sends no token.
-	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{m365auth.GraphScope}, []string{c.base.Host})
+	// The Graph host must be a valid host or the provider silently sends no token. This kiota
+	// version compares the host name without its port; list both forms to be safe across versions.
+	hosts := []string{c.base.Hostname()}
+	if c.base.Host != c.base.Hostname() {
+		hosts = append(hosts, c.base.Host)
+	}
+	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{m365auth.GraphScope}, hosts)
 	if err != nil {
 		return nil, fmt.Errorf("graph: auth provider: %w", err)
 	}

@@ -61,6 +61,9 @@ type retryTransport struct {
 }
 
 func newRetryTransport(next http.RoundTripper, p RetryPolicy, log *slog.Logger) *retryTransport {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &retryTransport{next: next, policy: p, log: log}
 }
 

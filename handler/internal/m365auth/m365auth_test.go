@@ -1,0 +1,73 @@
+package m365auth_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+)
+
+const (
+	tenantID = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
+	otherID  = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	clientID = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+	secret   = "sim-secret-value"
+)
+
+func TestTokenThroughAzidentity(t *testing.T) {
+	sim := m365sim.New(m365sim.Options{})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sim.RegisterApp(clientID, secret)
+	sim.AddTenant(tenantID, "fabrikam.example")
+	sim.AddTenant(otherID, "contoso.example")
+	if err := sim.Consent(tenantID, clientID, "User.Read.All", "GroupMember.Read.All"); err != nil {
+		t.Fatal(err)
+	}
+	creds := func(secret string) *m365auth.Credentials {
+		return m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
+	}
+
+	tok, err := creds(secret).Token(t.Context(), tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(tok.Roles)
+	if tok.TenantID != tenantID || !slices.Equal(tok.Roles, []string{"GroupMember.Read.All", "User.Read.All"}) || tok.ExpiresOn.IsZero() {
+		t.Errorf("token claims = %+v", tok)
+	}
+
+	for _, tc := range []struct {
+		name, secret, tenant, code string
+		kind                       entra.Kind
+	}{
+		{"wrong secret", "not-the-secret", tenantID, "AADSTS7000215", entra.KindUnauthorized},
+		{"not consented", secret, otherID, "AADSTS700016", entra.KindUnauthorized},
+		{"unknown tenant", secret, "11111111-2222-4333-8444-555555555555", "AADSTS90002", entra.KindUnauthorized},
+		{"not a tenant", secret, "../evil", "", entra.KindInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := creds(tc.secret).Token(t.Context(), tc.tenant)
+			var e *entra.Error
+			if !asEntra(err, &e) || e.Kind != tc.kind || e.Code != tc.code {
+				t.Fatalf("err = %#v, want kind %v code %q", err, tc.kind, tc.code)
+			}
+			if strings.Contains(err.Error(), tc.secret) && tc.secret != "" {
+				t.Errorf("error text leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func asEntra(err error, target **entra.Error) bool {
+	e, ok := err.(*entra.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
