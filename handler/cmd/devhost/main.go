@@ -7,6 +7,22 @@
 // (go build -o <tmp>/handler ./handler in root) unless -handler or -no-build says otherwise, starts
 // it, and prints exactly one line "READY http://127.0.0.1:<port>" on stdout once serving. The
 // handler's stdout and stderr are passed through; devhost's own logs go to stderr.
+//
+// Flags:
+//
+//	-root DIR                 app root (default ".")
+//	-port N                   listen port on 127.0.0.1 (default 7071; 0 = any free port)
+//	-handler PATH             prebuilt handler binary; no build
+//	-no-build                 run host.json's defaultExecutablePath from the root; no build
+//	-max-delivery-count N     deliveries before dead-lettering (default 10)
+//	-max-concurrent-calls N   consumers per queue function (default: host.json, else 16)
+//	-lock-duration D          peek-lock duration (default 5m)
+//	-duplicate-window D       message-id duplicate detection window (default 10m)
+//	-init-timeout D           handler start-up timeout (default: host.json, else 30s)
+//	-v                        debug logging
+//
+// SIGINT or SIGTERM shuts down gracefully: timers and consumers stop, in-flight invocations and
+// requests drain, the handler gets SIGTERM.
 package main
 
 import (

@@ -34,12 +34,29 @@
 // unchanged; the Service Bus triggers still consume the in-process queues, so messages the handler
 // then sends to a real namespace are not seen by this host.
 //
+// # Handler process
+//
+// The handler is started with FUNCTIONS_CUSTOMHANDLER_PORT (a free port), FUNCTIONS_HTTPWORKER_PORT,
+// FUNCTIONS_CUSTOMHANDLER_WORKER_ID, FUNCTIONS_APP_ROOT_PATH and every setting as environment.
+// devhost pings GET / every 25 ms until any HTTP answer (failing after the init timeout with the
+// tail of the handler's stderr), restarts the handler whenever it exits, holds invocations while it
+// restarts, and gives up after 3 failures within 30 minutes.
+//
+// # Outputs
+//
+// A serviceBus output value that is an array sends one message per element; objects are sent as
+// JSON (ContentType application/json); strings follow the host's base64 trap faithfully: a string
+// that decodes as base64 is sent decoded ("test" becomes the bytes b5 eb 2d), anything else as its
+// UTF-8 bytes. An http output in JSON mode ({"statusCode","headers","body"}) is the HTTP answer.
+//
 // # Differences from the real host
 //
 // Keys are checked on every function even though `func start` skips them locally; admin routes
 // use the same key; queue sessions, topics, retry policies and cardinality many are not supported;
-// the timer schedule monitor lives in memory; an invocation timeout (functionTimeout) fails the
-// invocation and restarts the handler process, as the host does.
+// the timer schedule monitor lives in memory (on the first run ScheduleStatus.Last is
+// 0001-01-01T00:00:00+00:00); an invocation timeout (functionTimeout) fails the invocation and
+// restarts the handler process, as the host does; POST /admin/functions/<Name> on a Service Bus
+// function enqueues the input rather than invoking directly, so queue semantics still apply.
 package devhost
 
 import (
