@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/leapchange/m365/handler/internal/azuritetest"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+// TestDemoRunsEndToEnd is the acceptance check of the demo command: the real handler binary,
+// run by the host stand-in, syncs a generated tenant from the simulated tenant into Azurite, in
+// full and then in delta, and the summary says so.
+func TestDemoRunsEndToEnd(t *testing.T) {
+	conn := azuritetest.Start(t)
+	var out, errOut bytes.Buffer
+	getenv := func(k string) string {
+		if k == "AZURITE_TABLES_CONNECTION" {
+			return conn
+		}
+		return os.Getenv(k)
+	}
+	err := run(t.Context(), []string{"-root", "../../..", "-users", "450", "-groups", "12"}, getenv, &out, &errOut)
+	if err != nil {
+		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+	}
+	s := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 450 processed, 450 written`),
+		regexp.MustCompile(`Delta sync after (\d+) users changed`),
+		regexp.MustCompile(`succeeded delta sync in [0-9.]+s — [1-9]\d* processed`),
+		regexp.MustCompile(`queue sync-jobs\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
+		regexp.MustCompile(`DEMO OK`),
+	} {
+		if !want.MatchString(s) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(errOut.String(), "panic") {
+		t.Errorf("stderr shows a panic:\n%s", errOut.String())
+	}
+}
+
+func TestDemoNeedsAzurite(t *testing.T) {
+	err := run(t.Context(), nil, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "scripts/demo.sh") {
+		t.Errorf("err = %v, want advice to run scripts/demo.sh", err)
+	}
+}
