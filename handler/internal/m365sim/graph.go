@@ -488,30 +488,12 @@ func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
 		}
 		return true
 	}
-	var page []*userRec
-	i := st.C
-	for ; i < len(g.t.users) && len(page) < size; i++ {
-		if u := g.t.users[i]; match(u) {
-			page = append(page, u)
-		}
-	}
-	for i < len(g.t.users) && !match(g.t.users[i]) { // no empty last page
-		i++
-	}
+	page, i, count := filterPage(g.t.users, st.C, size, match, st.X)
 	next := ""
 	if i < len(g.t.users) {
 		ns := st
 		ns.C = i
 		next = g.base + "/v1.0/users?$skiptoken=" + encodeState(ns)
-	}
-	count := -1
-	if st.X {
-		count = 0
-		for _, u := range g.t.users {
-			if match(u) {
-				count++
-			}
-		}
 	}
 	ctx := g.base + "/v1.0/$metadata#users"
 	if st.S != userDefaultProps {
@@ -685,30 +667,12 @@ func (s *Server) listGroups(r *http.Request, g *gctx) gresp {
 		}
 		return st.G == "" || searchMatch(st.G, gr)
 	}
-	var page []*groupRec
-	i := st.C
-	for ; i < len(g.t.groups) && len(page) < size; i++ {
-		if gr := g.t.groups[i]; match(gr) {
-			page = append(page, gr)
-		}
-	}
-	for i < len(g.t.groups) && !match(g.t.groups[i]) {
-		i++
-	}
+	page, i, count := filterPage(g.t.groups, st.C, size, match, st.X)
 	next := ""
 	if i < len(g.t.groups) {
 		ns := st
 		ns.C = i
 		next = g.base + "/v1.0/groups?$skiptoken=" + encodeState(ns)
-	}
-	count := -1
-	if st.X {
-		count = 0
-		for _, gr := range g.t.groups {
-			if match(gr) {
-				count++
-			}
-		}
 	}
 	ctx := g.base + "/v1.0/$metadata#groups"
 	if st.S != groupDefaultProps {
@@ -944,4 +908,29 @@ func (s *Server) appRoleAssignments(r *http.Request, g *gctx) gresp {
 			e.close()
 		}
 	}, "")}
+}
+
+// filterPage returns up to size items that match, starting at index from; the index the next page
+// starts at (len(items) when there is none, so a last page is never empty); and, when counting
+// ($count=true), how many items match in all, else -1.
+func filterPage[T any](items []T, from, size int, match func(T) bool, counting bool) (page []T, next, count int) {
+	i := from
+	for ; i < len(items) && len(page) < size; i++ {
+		if match(items[i]) {
+			page = append(page, items[i])
+		}
+	}
+	for i < len(items) && !match(items[i]) {
+		i++
+	}
+	count = -1
+	if counting {
+		count = 0
+		for _, it := range items {
+			if match(it) {
+				count++
+			}
+		}
+	}
+	return page, i, count
 }

@@ -1,0 +1,57 @@
+package connection_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/azuritetest"
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+func TestRecordLifecycle(t *testing.T) {
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := connection.NewStore(store)
+	acme, _ := tablestore.NewOrg("acme")
+	other, _ := tablestore.NewOrg("other")
+
+	rec, etag, err := conns.Get(t.Context(), acme)
+	if err != nil || rec.Status != connection.Disconnected || etag != "" {
+		t.Fatalf("missing record = %+v %q %v, want disconnected with no ETag", rec, etag, err)
+	}
+	if _, err := conns.Tenant(t.Context(), acme); !errors.Is(err, connection.ErrNotConnected) {
+		t.Errorf("Tenant of an unconnected org: %v, want ErrNotConnected", err)
+	}
+
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	etag, err = conns.Put(t.Context(), acme, connection.Record{Status: connection.Connected, TenantID: "t-1", Granted: []string{"User.Read.All"}, ConnectedAt: now}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tenant, err := conns.Tenant(t.Context(), acme); err != nil || tenant != "t-1" {
+		t.Errorf("Tenant = %q, %v; want t-1", tenant, err)
+	}
+	if _, err := conns.Put(t.Context(), acme, connection.Record{Status: connection.Pending}, ""); !errors.Is(err, tablestore.ErrConflict) {
+		t.Errorf("second create: %v, want ErrConflict", err)
+	}
+	// A writer holding the old ETag must not overwrite a newer record.
+	if _, err := conns.Put(t.Context(), acme, connection.Record{Status: connection.NeedsReauthorization, TenantID: "t-1"}, etag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conns.Put(t.Context(), acme, connection.Record{Status: connection.Connected, TenantID: "t-1"}, etag); !errors.Is(err, tablestore.ErrConflict) {
+		t.Errorf("stale ETag write: %v, want ErrConflict", err)
+	}
+	got, _, err := conns.Get(t.Context(), acme)
+	if err != nil || got.Status != connection.NeedsReauthorization {
+		t.Errorf("record = %+v, %v; want needs_reauthorization", got, err)
+	}
+	if rec, _, _ := conns.Get(t.Context(), other); rec.Status != connection.Disconnected {
+		t.Errorf("org other sees %+v", rec)
+	}
+}
