@@ -324,12 +324,15 @@ func TestPublishEndpoint(t *testing.T) {
 	if res.StatusCode != 200 || v2["duplicate"] != true || v2["sequenceNumber"] != v["sequenceNumber"] {
 		t.Fatalf("duplicate publish: %d %v", res.StatusCode, v2)
 	}
-	for _, tc := range []struct{ queue, body, field string }{
-		{"jobs", `{"body":"e30="}`, "messageId"},
-		{"no-such-queue", `{"messageId":"x"}`, "queue"},
-		{"jobs", `{"messageId":"x","body":"not base64!"}`, "body"},
-		{"jobs", `{"messageId":"x","scheduledEnqueueTime":"tomorrow"}`, "body"},
-		{"jobs", `[`, "body"},
+	for _, tc := range []struct {
+		queue, body, field string
+		status             int
+	}{
+		{"jobs", `{"body":"e30="}`, "messageId", 400},
+		{"no-such-queue", `{"messageId":"x"}`, "queue", 404},
+		{"jobs", `{"messageId":"x","body":"not base64!"}`, "body", 400},
+		{"jobs", `{"messageId":"x","scheduledEnqueueTime":"tomorrow"}`, "body", 400},
+		{"jobs", `[`, "body", 400},
 	} {
 		res, p := publish(t, h, tc.queue, tc.body)
 		errs, _ := p["errors"].([]any)
@@ -337,8 +340,8 @@ func TestPublishEndpoint(t *testing.T) {
 		if len(errs) == 1 {
 			field = errs[0].(map[string]any)["field"]
 		}
-		if res.StatusCode != 400 || res.Header.Get("Content-Type") != "application/problem+json" || field != tc.field || p["status"] != float64(400) {
-			t.Errorf("publish %s %s: %d %s %v; want 400 problem naming %s", tc.queue, tc.body, res.StatusCode, res.Header.Get("Content-Type"), p, tc.field)
+		if res.StatusCode != tc.status || res.Header.Get("Content-Type") != "application/problem+json" || field != tc.field || p["status"] != float64(tc.status) {
+			t.Errorf("publish %s %s: %d %s %v; want %d problem naming %s", tc.queue, tc.body, res.StatusCode, res.Header.Get("Content-Type"), p, tc.status, tc.field)
 		}
 	}
 	res, err := http.Get(h.URL() + "/_devhost/queues")

@@ -39,7 +39,7 @@ func TestHandlerPublisher(t *testing.T) {
 
 	bad := m
 	bad.Queue = "no-such-queue"
-	if err := pub.Publish(t.Context(), bad); !errors.Is(err, queue.ErrInvalid) {
-		t.Fatalf("unknown queue: %v, want ErrInvalid", err)
+	if err := pub.Publish(t.Context(), bad); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("unknown queue: %v, want ErrNotFound", err)
 	}
 }

@@ -310,7 +310,7 @@ func (h *Host) adminInvoke(w http.ResponseWriter, r *http.Request) {
 func (h *Host) postMessage(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("queue")
 	if !slices.Contains(h.queues.Names(), name) {
-		writeProblem(w, http.StatusBadRequest, "unknown queue", fmt.Sprintf("queue %q is not used by any function (known: %s)", name, strings.Join(h.queues.Names(), ", ")), "queue")
+		writeProblem(w, http.StatusNotFound, "unknown queue", fmt.Sprintf("queue %q is not used by any function (known: %s)", name, strings.Join(h.queues.Names(), ", ")), "queue")
 		return
 	}
 	var m queue.DevHostMessage
