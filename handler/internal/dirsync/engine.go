@@ -81,9 +81,14 @@ func New(cfg Config) *Engine {
 
 // syncState is the org's persistent sync state (table "syncstate", key "users").
 type syncState struct {
-	DeltaLink   string `json:"deltaLink"`
-	ActiveRunID string `json:"activeRunId"`
+	DeltaLink   string    `json:"deltaLink"`
+	ActiveRunID string    `json:"activeRunId"`
+	ClaimedAt   time.Time `json:"claimedAt,omitzero"` // when ActiveRunID claimed the org
 }
+
+// claimGrace is how long a claim whose run is not recorded yet is taken for a start in
+// progress; an older one was left by a start that crashed in between, and is taken over.
+const claimGrace = time.Minute
 
 const usersStateKey = "users"
 
@@ -107,18 +112,25 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) 
 	if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
 		return Run{}, false, err
 	}
+	now := e.cfg.Now().UTC()
 	if st.ActiveRunID != "" {
 		active, _, err := e.Run(ctx, org, st.ActiveRunID)
-		if err == nil && active.State == Running {
+		switch {
+		case err == nil && active.State == Running:
 			return active, false, nil
+		case errors.Is(err, ErrRunNotFound) && now.Sub(st.ClaimedAt) < claimGrace:
+			// Claimed by a start that has not recorded its run yet: taking the org over
+			// here would start a second run beside it.
+			return e.runningOrRetry(ctx, org, trigger)
+		case err != nil && !errors.Is(err, ErrRunNotFound):
+			return Run{}, false, err
 		}
 	}
-	now := e.cfg.Now().UTC()
 	run = Run{ID: newRunID(now, rand.Uint32()), State: Running, Kind: "delta", Trigger: trigger, StartedAt: now}
 	if st.DeltaLink == "" {
 		run.Kind = "full"
 	}
-	st.ActiveRunID = run.ID
+	st.ActiveRunID, st.ClaimedAt = run.ID, now
 	// Claim the org first: of two concurrent starts, one update fails on the ETag.
 	if etag == "" {
 		_, err = e.state.Insert(ctx, org, usersStateKey, st)
