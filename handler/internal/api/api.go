@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,6 +61,7 @@ func (s *Server) route(pattern string, methods map[string]handler) {
 	for m := range methods {
 		allow = append(allow, m)
 	}
+	slices.Sort(allow) // map order is random; the Allow header should not be
 	s.mux.HandleFunc("/api/orgs/{org}"+pattern, func(w http.ResponseWriter, r *http.Request) {
 		h, ok := methods[r.Method]
 		if !ok {

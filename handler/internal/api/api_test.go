@@ -1,0 +1,304 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/api"
+	"github.com/leapchange/m365/handler/internal/azuritetest"
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+// twoPages is a directory whose every round is two pages of one user each. The API tests are
+// about HTTP; the sync against the simulated tenant is tested in dirsync.
+type twoPages struct{}
+
+func (twoPages) UsersDelta(_ context.Context, _, link string) (entra.UserPage, error) {
+	if !strings.Contains(link, "skiptoken") {
+		return entra.UserPage{
+			Users:    []entra.User{{ID: "u1", GivenName: "Ada", Surname: "Lovelace", Mail: "ada@contoso.example", AccountEnabled: true}},
+			NextLink: "https://graph.example/v1.0/users/delta?$skiptoken=secret-skip",
+		}, nil
+	}
+	return entra.UserPage{
+		Users:     []entra.User{{ID: "u2", GivenName: "Alan", Surname: "Turing", Mail: "alan@contoso.example", AccountEnabled: true}},
+		DeltaLink: "https://graph.example/v1.0/users/delta?$deltatoken=secret-state",
+	}, nil
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	msgs []queue.Message
+}
+
+func (r *recorder) Publish(_ context.Context, m queue.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+// drain runs every published step.
+func (r *recorder) drain(t *testing.T, eng *dirsync.Engine) {
+	t.Helper()
+	for range 100 {
+		r.mu.Lock()
+		if len(r.msgs) == 0 {
+			r.mu.Unlock()
+			return
+		}
+		m := r.msgs[0]
+		r.msgs = r.msgs[1:]
+		r.mu.Unlock()
+		if err := eng.Step(t.Context(), m.Body, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("drain: the step chain does not end")
+}
+
+type fixture struct {
+	srv *httptest.Server
+	eng *dirsync.Engine
+	q   *recorder
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.DropTables(context.Background()) })
+	conns := connection.NewStore(store)
+	org, _ := tablestore.NewOrg("org-a")
+	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { // a new millisecond at every reading: run ids sort by start
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Millisecond)
+		return now
+	}
+	f := &fixture{q: &recorder{}}
+	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
+	f.srv = httptest.NewServer(api.New(f.eng, conns, slog.New(slog.DiscardHandler)))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (f *fixture) do(t *testing.T, method, path, contentType, body string) answer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, f.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &a.body); err != nil {
+			t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+		}
+	}
+	return a
+}
+
+// wantProblem checks a problem+json answer of status and type, naming field when given.
+func wantProblem(t *testing.T, a answer, status int, typ, field string) {
+	t.Helper()
+	if a.status != status || a.header.Get("Content-Type") != "application/problem+json" || a.body["type"] != typ {
+		t.Fatalf("answer %d %s %s, want %d problem %s", a.status, a.header.Get("Content-Type"), a.raw, status, typ)
+	}
+	if field == "" {
+		return
+	}
+	errs, _ := a.body["errors"].([]any)
+	for _, e := range errs {
+		if m, _ := e.(map[string]any); m["field"] == field {
+			return
+		}
+	}
+	t.Errorf("problem %s does not name field %q", a.raw, field)
+}
+
+const (
+	base        = "/api/orgs/org-a/m365"
+	invalidType = "urn:leapchange:problem:invalid-request"
+)
+
+func TestStartSync(t *testing.T) {
+	f := setup(t)
+	a := f.do(t, "POST", base+"/sync", "", "")
+	id, _ := a.body["runId"].(string)
+	if a.status != http.StatusAccepted || id == "" || a.body["started"] != true || a.body["state"] != "running" {
+		t.Fatalf("POST sync = %d %s", a.status, a.raw)
+	}
+	if loc := a.header.Get("Location"); loc != base+"/sync/runs/"+id {
+		t.Errorf("Location = %q", loc)
+	}
+	again := f.do(t, "POST", base+"/sync", "application/json", `{"dryRun":false}`)
+	if again.status != http.StatusAccepted || again.body["runId"] != id || again.body["started"] != false {
+		t.Errorf("second POST sync = %d %s, want 202 with run %s and started false", again.status, again.raw, id)
+	}
+	run := f.do(t, "GET", base+"/sync/runs/"+id, "", "")
+	if run.status != http.StatusOK || run.body["id"] != id || run.body["state"] != "running" {
+		t.Errorf("GET run = %d %s", run.status, run.raw)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	f := setup(t)
+	for _, tc := range []struct {
+		name, method, path, contentType, body string
+		status                                int
+		typ, field                            string
+	}{
+		{"not connected", "POST", "/api/orgs/org-b/m365/sync", "", "", 409, "urn:leapchange:problem:not-connected", ""},
+		{"bad org", "POST", "/api/orgs/it's/m365/sync", "", "", 400, invalidType, "org"},
+		{"bad org on a 501 path", "GET", "/api/orgs/it's/insights", "", "", 400, invalidType, "org"},
+		{"unknown run", "GET", base + "/sync/runs/1klxow0l9apkv-fc96", "", "", 404, "urn:leapchange:problem:not-found", ""},
+		{"malformed run id", "GET", base + "/sync/runs/nonsense", "", "", 404, "urn:leapchange:problem:not-found", ""},
+		{"invalid JSON", "POST", base + "/sync", "application/json", `{"dryRun":`, 400, invalidType, "body"},
+		{"unknown field", "POST", base + "/sync", "application/json", `{"dryrun":true,"full":1}`, 400, invalidType, "body"},
+		{"trailing data", "POST", base + "/sync", "application/json", `{} {}`, 400, invalidType, "body"},
+		{"not JSON", "POST", base + "/sync", "text/plain", `hello`, 400, invalidType, "Content-Type"},
+		{"dry run", "POST", base + "/sync", "application/json", `{"dryRun":true}`, 501, "urn:leapchange:problem:not-implemented", ""},
+		{"limit 0", "GET", base + "/sync/runs?limit=0", "", "", 400, invalidType, "limit"},
+		{"limit 101", "GET", base + "/sync/runs?limit=101", "", "", 400, invalidType, "limit"},
+		{"limit text", "GET", base + "/sync/runs?limit=ten", "", "", 400, invalidType, "limit"},
+		{"not implemented", "GET", "/api/orgs/org-a/insights", "", "", 501, "urn:leapchange:problem:not-implemented", ""},
+		{"not implemented delete", "DELETE", "/api/orgs/org-a/stakeholders/x", "", "", 501, "urn:leapchange:problem:not-implemented", ""},
+		{"no such path", "GET", "/api/nothing", "", "", 404, "urn:leapchange:problem:not-found", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantProblem(t, f.do(t, tc.method, tc.path, tc.contentType, tc.body), tc.status, tc.typ, tc.field)
+		})
+	}
+	// None of these started a run.
+	if runs, err := f.eng.Runs(t.Context(), mustOrg(t, "org-a"), 10); err != nil || len(runs) != 0 {
+		t.Errorf("runs after bad requests = %d, %v", len(runs), err)
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	f := setup(t)
+	for _, tc := range []struct{ method, path, allow string }{
+		{"GET", base + "/sync", "POST"},
+		{"DELETE", base + "/status", "GET"},
+		{"POST", base + "/sync/runs", "GET"},
+		{"PATCH", "/api/orgs/org-a/teams", "DELETE, GET"},
+	} {
+		a := f.do(t, tc.method, tc.path, "", "")
+		wantProblem(t, a, http.StatusMethodNotAllowed, "urn:leapchange:problem:method-not-allowed", "")
+		if got := a.header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+}
+
+func TestRunsAndStatus(t *testing.T) {
+	f := setup(t)
+	st := f.do(t, "GET", base+"/status", "", "")
+	if st.status != 200 || st.body["connection"] != "connected" || st.body["lastRun"] != nil || st.body["running"] != nil {
+		t.Fatalf("status before any run = %d %s", st.status, st.raw)
+	}
+	var ids []string
+	for range 3 {
+		a := f.do(t, "POST", base+"/sync", "", "")
+		ids = append(ids, a.body["runId"].(string))
+		f.q.drain(t, f.eng)
+	}
+	running := f.do(t, "POST", base+"/sync", "", "")
+	ids = append(ids, running.body["runId"].(string))
+
+	list := f.do(t, "GET", base+"/sync/runs?limit=3", "", "")
+	runs, _ := list.body["runs"].([]any)
+	if list.status != 200 || len(runs) != 3 {
+		t.Fatalf("GET runs?limit=3 = %d %s", list.status, list.raw)
+	}
+	for i, r := range runs {
+		if got := r.(map[string]any)["id"]; got != ids[len(ids)-1-i] {
+			t.Errorf("runs[%d] = %v, want %s (newest first)", i, got, ids[len(ids)-1-i])
+		}
+	}
+	if strings.Contains(list.raw, "nextLink") || strings.Contains(list.raw, "secret") {
+		t.Errorf("the run list shows sync state: %s", list.raw)
+	}
+
+	st = f.do(t, "GET", base+"/status", "", "")
+	last, _ := st.body["lastRun"].(map[string]any)
+	run, _ := st.body["running"].(map[string]any)
+	if st.status != 200 || last["id"] != ids[2] || last["state"] != "succeeded" || run["id"] != ids[3] ||
+		st.body["lastSync"] == nil || st.body["recordsSynced"] != 2.0 {
+		t.Errorf("status = %s", st.raw)
+	}
+}
+
+// TestRunViewHidesCheckpoint looks at a run paused between steps, when its record holds the
+// Graph link it resumes from.
+func TestRunViewHidesCheckpoint(t *testing.T) {
+	f := setup(t)
+	a := f.do(t, "POST", base+"/sync", "", "")
+	id := a.body["runId"].(string)
+	f.q.mu.Lock()
+	m := f.q.msgs[0]
+	f.q.msgs = nil
+	f.q.mu.Unlock()
+	if err := f.eng.Step(t.Context(), m.Body, 1); err != nil {
+		t.Fatal(err)
+	}
+	stored, _, err := f.eng.Run(t.Context(), mustOrg(t, "org-a"), id)
+	if err != nil || stored.NextLink == "" || stored.State != dirsync.Running {
+		t.Fatalf("stored run = %+v, %v; want a running run with a checkpoint link", stored, err)
+	}
+	for _, path := range []string{base + "/sync/runs/" + id, base + "/sync/runs", base + "/status"} {
+		got := f.do(t, "GET", path, "", "")
+		if got.status != 200 || strings.Contains(got.raw, "nextLink") || strings.Contains(got.raw, "secret") {
+			t.Errorf("GET %s = %d %s: shows the checkpoint", path, got.status, got.raw)
+		}
+	}
+	if got := f.do(t, "GET", base+"/sync/runs/"+id, "", ""); got.body["step"] != 1.0 || got.body["processed"] != 1.0 {
+		t.Errorf("run view = %s, want step 1, processed 1", got.raw)
+	}
+}
+
+func mustOrg(t *testing.T, s string) tablestore.Org {
+	t.Helper()
+	org, err := tablestore.NewOrg(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org
+}
