@@ -143,10 +143,16 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) 
 	if err != nil {
 		return Run{}, false, err
 	}
-	if _, err := e.runs.Insert(ctx, org, run.ID, run); err != nil {
+	runETag, err := e.runs.Insert(ctx, org, run.ID, run)
+	if err != nil {
 		return Run{}, false, err
 	}
 	if err := e.publish(ctx, Job{Org: org.String(), RunID: run.ID}, time.Time{}); err != nil {
+		// Without its first message the run would stay "running" and hold the org forever.
+		run.addError(RunError{Code: "unavailable", Detail: err.Error(), Hint: "The sync queue could not be reached; sync again shortly."})
+		if ferr := e.finish(ctx, org, run, runETag, Failed, "", err.Error()); ferr != nil {
+			e.cfg.Logger.WarnContext(ctx, "could not fail an unpublished run", "org", org.String(), "run", run.ID, "error", ferr.Error())
+		}
 		return Run{}, false, err
 	}
 	e.cfg.Logger.InfoContext(ctx, "sync run started", "org", org.String(), "run", run.ID, "kind", run.Kind, "trigger", trigger)

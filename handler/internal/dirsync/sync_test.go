@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -367,4 +369,33 @@ func TestBadJobs(t *testing.T) {
 	if n := len(e.q.published()); n != 0 {
 		t.Errorf("%d messages published for bad jobs", n)
 	}
+}
+
+// failingQueue refuses its first n publishes.
+type failingQueue struct {
+	*recorder
+	n int
+}
+
+func (f *failingQueue) Publish(ctx context.Context, m queue.Message) error {
+	if f.n > 0 {
+		f.n--
+		return errors.New("queue down")
+	}
+	return f.recorder.Publish(ctx, m)
+}
+
+func TestStartPublishFails(t *testing.T) {
+	e := setup(t, 5, 0)
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: newGraphDir(e.sim, secret), Queue: &failingQueue{e.q, 1},
+		Tenants: e.conns, Now: e.clock.Now})
+	if _, _, err := e.eng.Start(t.Context(), e.org, "manual"); err == nil {
+		t.Fatal("Start with the queue down succeeded")
+	}
+	runs, err := e.eng.Runs(t.Context(), e.org, 10)
+	if err != nil || len(runs) != 1 || runs[0].State != dirsync.Failed {
+		t.Fatalf("runs = %+v, %v; want one failed run", runs, err)
+	}
+	// The org is not held by the run that never got its message.
+	wantState(t, e.sync(t), dirsync.Succeeded)
 }
