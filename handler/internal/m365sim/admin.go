@@ -15,6 +15,11 @@ import (
 //	POST   /_sim/faults                                 add a FaultRule: {"method","pathPrefix","pathRegexp","times","status","code","message","retryAfter":"1.5s","delay":"200ms"}
 //	DELETE /_sim/faults                                 ClearFaults
 //	POST   /_sim/clock                                  {"advance":"168h"}: AdvanceClock
+//	POST   /_sim/apps/{id}/redirect-uris                {"uri":"https://..."}: RegisterRedirectURI
+//	PUT    /_sim/apps/{id}/permissions                  {"roles":["User.Read.All"]}: SetAppPermissions
+//	POST   /_sim/tenants/{t}/sign-in                    SetSignedInTenant (the admin /organizations consents as)
+//	POST   /_sim/tenants/{t}/consent-decision           ConsentDecision JSON: {"grant","roles","error","errorDescription","withAdminConsentTrue"}
+//	DELETE /_sim/tenants/{t}/consents/{app}             RevokeConsent
 //	POST   /_sim/tenants/{t}/mutate                     {"fraction":0.01,"seed":1} -> {"changed":n}
 //	POST   /_sim/tenants/{t}/reset-delta                ResetDelta
 //	POST   /_sim/tenants/{t}/users                      User JSON -> created user
@@ -87,6 +92,29 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			s.AdvanceClock(d)
 		}
 		reply(map[string]string{"now": s.Now().UTC().Format(time.RFC3339)}, err)
+	case m == http.MethodPost && n == 3 && at(0, "apps") && at(2, "redirect-uris"):
+		var body struct {
+			URI string `json:"uri"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		if body.URI == "" {
+			reply(nil, errors.New("uri is required"))
+			return
+		}
+		s.RegisterRedirectURI(parts[1], body.URI)
+		reply(nil, nil)
+	case m == http.MethodPut && n == 3 && at(0, "apps") && at(2, "permissions"):
+		var body struct {
+			Roles []string `json:"roles"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.SetAppPermissions(parts[1], body.Roles...))
 	case n >= 3 && at(0, "tenants"):
 		s.adminTenant(r, parts[1], parts[2:], reply, decode)
 	default:
@@ -108,6 +136,17 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		}
 		c, err := s.MutateRandom(t, body.Fraction, body.Seed)
 		reply(map[string]int{"changed": c}, err)
+	case m == http.MethodPost && n == 1 && p[0] == "sign-in":
+		reply(nil, s.SetSignedInTenant(t))
+	case m == http.MethodPost && n == 1 && p[0] == "consent-decision":
+		var d ConsentDecision
+		if err := decode(&d); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.SetConsentDecision(t, d))
+	case m == http.MethodDelete && n == 2 && p[0] == "consents":
+		reply(nil, s.RevokeConsent(t, p[1]))
 	case m == http.MethodPost && n == 1 && p[0] == "reset-delta":
 		reply(nil, s.ResetDelta(t))
 	case m == http.MethodPost && n == 1 && p[0] == "users":

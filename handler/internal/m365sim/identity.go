@@ -30,6 +30,10 @@ type app struct {
 	name     string
 	secrets  []secret
 	certs    []*x509.Certificate
+	// redirectURIs are the registered redirect URIs (RegisterRedirectURI); permissions are the
+	// configured Graph application permissions that .default asks for (SetAppPermissions).
+	redirectURIs []string
+	permissions  []string
 }
 
 // RegisterApp registers a (multi-tenant) Entra application with a client secret that never
@@ -93,10 +97,15 @@ func (s *Server) Consent(tenantID, clientID string, roles ...string) error {
 	if err != nil {
 		return err
 	}
+	s.consentLocked(t, clientID, roles)
+	return nil
+}
+
+// consentLocked records consent of t to the app (Consent and the admin-consent endpoint).
+func (s *Server) consentLocked(t *tenant, clientID string, roles []string) {
 	s.appLocked(clientID)
 	t.consents[strings.ToLower(clientID)] = slices.Clone(roles)
 	t.consentAt[strings.ToLower(clientID)] = s.now()
-	return nil
 }
 
 // RevokeConsent removes the app's service principal from the tenant: new tokens fail with

@@ -63,6 +63,8 @@ type Server struct {
 	mu        sync.Mutex
 	tenants   map[string]*tenant
 	apps      map[string]*app
+	decisions map[string]ConsentDecision // tenant id -> scripted admin-consent decision
+	signedIn  string                     // tenant id of the admin the organizations path resolves to
 	rules     []*faultRule
 	routes    map[string]int64
 	total     int64
@@ -108,6 +110,7 @@ func (s *Server) init() {
 		}
 		s.tenants = map[string]*tenant{}
 		s.apps = map[string]*app{}
+		s.decisions = map[string]ConsentDecision{}
 		s.routes = map[string]int64{}
 	})
 }
@@ -284,7 +287,7 @@ func (s *Server) makeTLS() error {
 // --- stats ---------------------------------------------------------------------------------
 
 // Stats are request counters. Routes are named by kind: "token", "openid-configuration",
-// "keys", "users", "user", "manager", "users/delta", "groups", "group", "groups/delta",
+// "keys", "adminconsent", "users", "user", "manager", "users/delta", "groups", "group", "groups/delta",
 // "members", "transitiveMembers", "servicePrincipals", "appRoleAssignments", "admin",
 // "unhandled".
 type Stats struct {
@@ -311,7 +314,7 @@ func (s *Server) Stats() Stats {
 
 func graphRoute(kind string) bool {
 	switch kind {
-	case "token", "openid-configuration", "keys", "admin", "unhandled":
+	case "token", "openid-configuration", "keys", "adminconsent", "admin", "unhandled":
 		return false
 	}
 	return true
@@ -400,6 +403,8 @@ func (s *Server) route(r *http.Request) route {
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration" && r.Method == http.MethodGet:
 		return route{"openid-configuration", s.openIDConfiguration}
+	case len(parts) == 3 && parts[1] == "v2.0" && parts[2] == "adminconsent" && r.Method == http.MethodGet:
+		return route{"adminconsent", s.adminConsent}
 	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token" && r.Method == http.MethodPost:
 		return route{"token", s.token}
 	case len(parts) == 4 && parts[1] == "discovery" && parts[2] == "v2.0" && parts[3] == "keys" && r.Method == http.MethodGet:
