@@ -3,7 +3,13 @@
 //
 //	go run ./handler/cmd/m365sim -addr 127.0.0.1:0 -tenant <id> -users 1000 -groups 20 \
 //	    -app-id <client id> -app-secret <secret> -roles User.Read.All,GroupMember.Read.All,Mail.Send \
-//	    -ca-out /tmp/m365sim-ca.pem
+//	    -redirect-uri https://localhost:7071/api/consent/callback -ca-out /tmp/m365sim-ca.pem
+//
+// -roles are the app registration's configured application permissions and, unless
+// -consented=false, the tenant's consent. With -consented=false the tenant starts unconsented
+// and the admin-consent flow ({url}/organizations/v2.0/adminconsent, signed in as -tenant, to a
+// -redirect-uri) grants them; POST /_sim/tenants/{t}/consent-decision scripts a refusal or a
+// partial grant.
 //
 // It writes the CA certificate to -ca-out (use it as SSL_CERT_FILE), prints one line
 // "READY https://127.0.0.1:<port>" and serves until SIGINT/SIGTERM. The /_sim/ admin API
@@ -46,6 +52,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	appID := fs.String("app-id", "", "client id of the Entra app (required)")
 	appSecret := fs.String("app-secret", "", "client secret of the app (required)")
 	roles := fs.String("roles", "User.Read.All,GroupMember.Read.All,Mail.Send", "consented Graph application permissions")
+	redirects := fs.String("redirect-uri", "", "comma-separated redirect URIs registered on the app (admin consent)")
+	consented := fs.Bool("consented", true, "consent the tenant at start-up (false: leave it to the admin-consent flow)")
 	caOut := fs.String("ca-out", "", "write the CA certificate PEM to this file")
 	verbose := fs.Bool("v", false, "log every request to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -70,8 +78,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			rl = append(rl, r)
 		}
 	}
-	if err := sim.Consent(*tenant, *appID, rl...); err != nil {
+	if err := sim.SetAppPermissions(*appID, rl...); err != nil {
 		return err
+	}
+	for u := range strings.SplitSeq(*redirects, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			sim.RegisterRedirectURI(*appID, u)
+		}
+	}
+	if err := sim.SetSignedInTenant(*tenant); err != nil {
+		return err
+	}
+	if *consented {
+		if err := sim.Consent(*tenant, *appID, rl...); err != nil {
+			return err
+		}
 	}
 	if err := sim.Generate(*tenant, m365sim.GenSpec{Users: *users, Groups: *groups, Depth: *depth, Seed: *seed, InvalidUsers: *invalid}); err != nil {
 		return err

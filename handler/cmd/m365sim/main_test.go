@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,72 @@ func TestRun(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("token: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunAdminConsent(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	const cb = "https://localhost:7071/api/consent/callback"
+	go func() {
+		done <- run(ctx, []string{"-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
+			"-consented=false", "-redirect-uri", cb, "-ca-out", caFile}, pw)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
+	if !ok {
+		t.Fatalf("first line %q", line)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tokenStatus := func() int {
+		resp, err := c.PostForm(base+"/t1/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := tokenStatus(); st != 400 {
+		t.Errorf("token before consent: %d", st)
+	}
+	resp, err := c.Post(base+"/_sim/tenants/t1/consent-decision", "application/json", strings.NewReader(`{"grant":true,"roles":["User.Read.All"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Errorf("consent-decision: %d", resp.StatusCode)
+	}
+	q := url.Values{"client_id": {"app"}, "scope": {"https://graph.microsoft.com/.default"}, "redirect_uri": {cb}, "state": {"x y"}}
+	resp, err = c.Get(base + "/organizations/v2.0/adminconsent?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != 302 || loc == nil || loc.Query().Get("tenant") != "t1" || loc.Query().Get("state") != "x y" {
+		t.Errorf("adminconsent: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if st := tokenStatus(); st != 200 {
+		t.Errorf("token after consent: %d", st)
 	}
 	cancel()
 	if err := <-done; err != nil {

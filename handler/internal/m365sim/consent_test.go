@@ -295,3 +295,44 @@ func equalValues(a, b url.Values) bool {
 	}
 	return true
 }
+
+func TestAdminConsentAdminAPI(t *testing.T) {
+	sim, _ := newSim(t, m365sim.Options{Admin: true})
+	c := sim.HTTPClient()
+	do := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, sim.URL()+path, strings.NewReader(body))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, step := range []struct{ method, path, body string }{
+		{"POST", "/_sim/apps/" + clientID + "/redirect-uris", `{"uri":"` + redirectURI + `"}`},
+		{"PUT", "/_sim/apps/" + clientID + "/permissions", `{"roles":["User.Read.All","Mail.Send"]}`},
+		{"POST", "/_sim/tenants/" + tenantA + "/sign-in", ``},
+		{"POST", "/_sim/tenants/" + tenantA + "/consent-decision", `{"grant":true,"roles":["Mail.Send"]}`},
+	} {
+		if st := do(step.method, step.path, step.body); st != 204 {
+			t.Fatalf("%s %s: %d", step.method, step.path, st)
+		}
+	}
+	if st := do("PUT", "/_sim/apps/"+clientID+"/permissions", `{"roles":["Nope"]}`); st != 400 {
+		t.Errorf("unknown permission: %d", st)
+	}
+	if st := do("POST", "/_sim/tenants/nowhere/sign-in", ``); st != 404 {
+		t.Errorf("sign-in to unknown tenant: %d", st)
+	}
+	wantRedirect(t, adminConsent(t, sim, "organizations", consentQuery("s")))
+	if roles, _, _ := tokenRoles(t, sim, tenantA); !slices.Equal(roles, []string{"Mail.Send"}) {
+		t.Errorf("roles %v", roles)
+	}
+	if st := do("DELETE", "/_sim/tenants/"+tenantA+"/consents/"+clientID, ``); st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	if _, _, code := tokenRoles(t, sim, tenantA); code != "unauthorized_client" {
+		t.Errorf("token after revoke: %q", code)
+	}
+}

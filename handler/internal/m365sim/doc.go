@@ -30,6 +30,30 @@
 // secret AADSTS7000222, app not consented in the tenant 400 unauthorized_client AADSTS700016,
 // unknown tenant 400 invalid_request AADSTS90002.
 //
+// # Admin consent
+//
+// GET /{tenant}/v2.0/adminconsent?client_id&scope&redirect_uri&state is the page an org admin's
+// browser is sent to. Tests have no browser, so the admin is scripted: SetSignedInTenant picks
+// the tenant /organizations resolves to (a tenant id or domain in the path targets that tenant),
+// and SetConsentDecision the answer per tenant (default: approve every permission the app asks
+// for). The app's side is RegisterRedirectURI and SetAppPermissions (what
+// scope=https://graph.microsoft.com/.default asks for).
+//
+//	sim.RegisterRedirectURI(clientID, "https://app.example/api/consent/callback")
+//	sim.SetAppPermissions(clientID, "User.Read.All", "GroupMember.Read.All")
+//	sim.SetSignedInTenant(tid)
+//	sim.SetConsentDecision(tid, m365sim.ConsentDecision{Grant: true, Roles: []string{"User.Read.All"}})
+//
+// Approval records consent as Consent does and answers 302 to redirect_uri with
+// admin_consent=True, tenant, scope (as sent) and state (as sent, when sent). Refusal answers
+// 302 with error, error_description ("AADSTS…" plus Entra's Trace ID/Correlation ID/Timestamp
+// lines), error_uri, state and, with WithAdminConsentTrue, admin_consent=True. Requests that
+// must not redirect get a 400 HTML error page instead: unknown tenant AADSTS90002, common or
+// consumers AADSTS90130, unknown client_id AADSTS700016, redirect_uri not exactly a registered
+// one AADSTS50011, missing client_id, redirect_uri or scope AADSTS900144, /organizations with
+// nobody signed in AADSTS50058. A scope other than Graph's .default redirects with
+// invalid_scope (AADSTS70011). The legacy /{tenant}/adminconsent is not implemented (501).
+//
 // # Graph
 //
 // Every /v1.0 call needs a token from this sim; the token's tid selects the tenant's data and
@@ -63,5 +87,6 @@
 // The Fault hook and AddFault rules inject 429 (with fractional Retry-After and the Graph
 // TooManyRequests body), 5xx, 403, 404 and delays per path. Stats counts requests per route
 // kind for benchmarks. With Options.Admin the /_sim/ JSON API (see serveAdmin) drives a sim
-// running in another process (cmd/m365sim).
+// running in another process (cmd/m365sim), including the admin-consent script (sign-in,
+// consent-decision, redirect URIs, app permissions).
 package m365sim
