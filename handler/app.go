@@ -10,6 +10,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/api"
 	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
@@ -19,12 +20,13 @@ import (
 
 // app is the wired handler: clients built once at start-up, without network I/O.
 type app struct {
-	log   *slog.Logger
-	store *tablestore.Store
-	queue queue.Publisher
-	conns *connection.Store
-	sync  *dirsync.Engine
-	api   *api.Server
+	log     *slog.Logger
+	store   *tablestore.Store
+	queue   queue.Publisher
+	conns   *connection.Store
+	sync    *dirsync.Engine
+	consent *consent.Flow
+	api     *api.Server
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -60,10 +62,14 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	conns := connection.NewStore(store)
-	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Logger: log})
+	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Logger: log})
+	flow := consent.New(consent.Config{
+		Store: store, Connections: conns, Tokens: creds, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
+		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
+	})
 	return &app{
-		log: log, store: store, queue: pub, conns: conns, sync: engine,
-		api: api.New(engine, conns, log),
+		log: log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
+		api: api.New(engine, conns, flow, log),
 	}, nil
 }
 

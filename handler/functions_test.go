@@ -128,12 +128,12 @@ func TestRoutesAnswerEveryFunction(t *testing.T) {
 		want                     int
 		wantType                 string
 	}{
-		{"ConsentCallback", "GET", "/api/consent/callback?state=x", "", 501, "application/problem+json"},
+		{"ConsentCallback", "GET", "/api/consent/callback?state=x", "", 400, "application/problem+json"},
 		{"GraphNotifications", "POST", "/api/graph/notifications", "{}", 501, "application/problem+json"},
 		{"GraphLifecycle", "POST", "/api/graph/lifecycle", "{}", 501, "application/problem+json"},
 		{"BotMessages", "POST", "/api/messages", "{}", 501, "application/problem+json"},
 		{"Api unknown path", "GET", "/api/orgs/acme/nothing-here", "", 404, "application/problem+json"},
-		{"Api not yet", "POST", "/api/orgs/acme/m365/connect", "", 501, "application/problem+json"},
+		{"Api not yet", "GET", "/api/orgs/acme/insights", "", 501, "application/problem+json"},
 		{"Api bad method", "PATCH", "/api/orgs/acme/m365/sync", "", 405, "application/problem+json"},
 		{"SyncScheduler", "POST", "/SyncScheduler", timer, 500, "application/json"},
 		{"SubscriptionRenewer", "POST", "/SubscriptionRenewer", timer, 500, "application/json"},

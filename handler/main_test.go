@@ -26,7 +26,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var stdout, stderr bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, validEnv(map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": port}), &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, validEnv(map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": port}), &stdout, &stderr)
+	}()
 
 	var resp *http.Response
 	for range 200 {

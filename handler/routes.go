@@ -38,7 +38,7 @@ func (a *app) functions() []function {
 	}
 	return []function{
 		{name: "Api", http: "/api/orgs/{org}/{rest...}", h: a.api},
-		{name: "ConsentCallback", http: "GET /api/consent/callback", h: notYet("the admin-consent callback")},
+		{name: "ConsentCallback", http: "GET /api/consent/callback", h: a.consent.Callback()},
 		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
 		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
 		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},

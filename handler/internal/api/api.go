@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
@@ -34,17 +35,24 @@ type connections interface {
 	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
 }
 
+// consenter runs the admin-consent connection flow.
+type consenter interface {
+	Begin(ctx context.Context, org tablestore.Org, allowSharedTenant bool) (string, time.Time, error)
+	Disconnect(ctx context.Context, org tablestore.Org) error
+}
+
 // Server is the API.
 type Server struct {
-	sync  syncer
-	conns connections
-	log   *slog.Logger
-	mux   *http.ServeMux
+	sync    syncer
+	conns   connections
+	consent consenter
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New returns the API handler.
-func New(sync syncer, conns connections, log *slog.Logger) *Server {
-	s := &Server{sync: sync, conns: conns, log: log, mux: http.NewServeMux()}
+func New(sync syncer, conns connections, consent consenter, log *slog.Logger) *Server {
+	s := &Server{sync: sync, conns: conns, consent: consent, log: log, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/api"
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/queue"
@@ -99,7 +101,9 @@ func setup(t *testing.T) *fixture {
 	}
 	f := &fixture{q: &recorder{}}
 	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
-	f.srv = httptest.NewServer(api.New(f.eng, conns, slog.New(slog.DiscardHandler)))
+	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
+		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
+	f.srv = httptest.NewServer(api.New(f.eng, conns, flow, slog.New(slog.DiscardHandler)))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -301,4 +305,48 @@ func mustOrg(t *testing.T, s string) tablestore.Org {
 		t.Fatal(err)
 	}
 	return org
+}
+
+func TestConnectionEndpoints(t *testing.T) {
+	f := setup(t)
+	const fresh = "/api/orgs/org-new/m365"
+
+	a := f.do(t, "GET", fresh, "", "")
+	if a.status != 200 || a.body["status"] != "disconnected" || a.body["needsReauthorization"] != false {
+		t.Fatalf("GET before connecting: %d %s", a.status, a.raw)
+	}
+	if req, _ := a.body["requiredPermissions"].([]any); len(req) != 3 {
+		t.Errorf("requiredPermissions = %v, want the three least-privilege permissions", a.body["requiredPermissions"])
+	}
+
+	a = f.do(t, "POST", fresh+"/connect", "application/json", `{}`)
+	if a.status != 200 {
+		t.Fatalf("connect: %d %s", a.status, a.raw)
+	}
+	u, err := url.Parse(a.body["consentUrl"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if u.Host != "login.microsoftonline.com" || u.Path != "/organizations/v2.0/adminconsent" ||
+		q.Get("scope") != "https://graph.microsoft.com/.default" || q.Get("redirect_uri") != "https://leap.example.net/api/consent/callback" ||
+		q.Get("client_id") != "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6" || q.Get("state") == "" {
+		t.Errorf("consentUrl = %s", u)
+	}
+	if a := f.do(t, "GET", fresh, "", ""); a.body["status"] != "pending" {
+		t.Errorf("status after connect = %v, want pending", a.body["status"])
+	}
+	wantProblem(t, f.do(t, "POST", fresh+"/connect", "application/json", `{"allowShared":true}`), 400, invalidType, "body")
+
+	// Disconnect keeps the record (and history) and is idempotent.
+	for range 2 {
+		if a := f.do(t, "DELETE", "/api/orgs/org-a/m365", "", ""); a.status != 204 {
+			t.Fatalf("disconnect: %d %s", a.status, a.raw)
+		}
+	}
+	a = f.do(t, "GET", "/api/orgs/org-a/m365", "", "")
+	if a.body["status"] != "disconnected" || a.body["tenantId"] != "11111111-2222-3333-4444-555555555555" {
+		t.Errorf("after disconnect: %s", a.raw)
+	}
+	wantProblem(t, f.do(t, "POST", base+"/sync", "", ""), 409, "urn:leapchange:problem:not-connected", "")
 }

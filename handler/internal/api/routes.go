@@ -5,10 +5,10 @@ import "net/http"
 // routes lists every path of DESIGN §3. Paths whose feature is a later issue answer 501.
 func (s *Server) routes() {
 	s.route("/m365", map[string]handler{
-		http.MethodGet:    notImplemented("connection status"),
-		http.MethodDelete: notImplemented("disconnect"),
+		http.MethodGet:    s.getConnection,
+		http.MethodDelete: s.disconnect,
 	})
-	s.route("/m365/connect", map[string]handler{http.MethodPost: notImplemented("admin consent")})
+	s.route("/m365/connect", map[string]handler{http.MethodPost: s.connect})
 	s.route("/m365/settings", map[string]handler{
 		http.MethodGet: notImplemented("sync settings"),
 		http.MethodPut: notImplemented("sync settings"),

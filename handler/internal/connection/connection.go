@@ -86,3 +86,23 @@ func (s *Store) Tenant(ctx context.Context, org tablestore.Org) (string, error) 
 	}
 	return rec.TenantID, nil
 }
+
+// hintReauthorize is shown when tokens are refused after a connection was made.
+const hintReauthorize = "Re-authorize: an administrator must connect Microsoft 365 again (Settings → Integrations). Check admin permissions if it keeps failing."
+
+// NeedsReauthorization moves a connected org to needs_reauthorization with reason, when a token
+// for its tenant is refused (secret expired, consent revoked, app removed). A later successful
+// consent restores it. Orgs that are not connected are left as they are.
+func (s *Store) NeedsReauthorization(ctx context.Context, org tablestore.Org, reason string, now time.Time) error {
+	for range 5 {
+		rec, etag, err := s.Get(ctx, org)
+		if err != nil || rec.Status != Connected {
+			return err
+		}
+		rec.Status, rec.LastError, rec.ErrorHint, rec.UpdatedAt = NeedsReauthorization, reason, hintReauthorize, now.UTC()
+		if _, err = s.Put(ctx, org, rec, etag); !errors.Is(err, tablestore.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("connection of %s keeps changing: %w", org, tablestore.ErrConflict)
+}

@@ -55,3 +55,34 @@ func TestRecordLifecycle(t *testing.T) {
 		t.Errorf("org other sees %+v", rec)
 	}
 }
+
+func TestNeedsReauthorization(t *testing.T) {
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := connection.NewStore(store)
+	acme, _ := tablestore.NewOrg("acme")
+	gone, _ := tablestore.NewOrg("gone")
+	if _, err := conns.Put(t.Context(), acme, connection.Record{Status: connection.Connected, TenantID: "t-1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := conns.NeedsReauthorization(t.Context(), acme, "AADSTS7000222: secret expired", now); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := conns.Get(t.Context(), acme)
+	if rec.Status != connection.NeedsReauthorization || rec.LastError != "AADSTS7000222: secret expired" || rec.ErrorHint == "" {
+		t.Errorf("record = %+v", rec)
+	}
+	if _, err := conns.Tenant(t.Context(), acme); !errors.Is(err, connection.ErrNotConnected) {
+		t.Errorf("a connection needing re-authorization must not be used: %v", err)
+	}
+	// A disconnected org stays disconnected.
+	if err := conns.NeedsReauthorization(t.Context(), gone, "x", now); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, _ := conns.Get(t.Context(), gone); rec.Status != connection.Disconnected {
+		t.Errorf("disconnected org became %s", rec.Status)
+	}
+}

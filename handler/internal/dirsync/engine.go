@@ -29,6 +29,12 @@ type tenants interface {
 	Tenant(ctx context.Context, org tablestore.Org) (string, error)
 }
 
+// reauthorizer records that an org's tenant refused our token, so the admin sees
+// "needs re-authorization" on the connection, not only on the run.
+type reauthorizer interface {
+	NeedsReauthorization(ctx context.Context, org tablestore.Org, reason string, now time.Time) error
+}
+
 // Tables used by sync.
 const (
 	RunsTable         = "syncruns"
@@ -45,6 +51,7 @@ type Config struct {
 	Directory directory
 	Queue     publisher
 	Tenants   tenants
+	Reauth    reauthorizer // optional
 	Logger    *slog.Logger
 	Now       func() time.Time
 	// StepBudget is how long one step keeps fetching pages before it hands over to a new

@@ -121,6 +121,11 @@ func (e *Engine) fail(ctx context.Context, org tablestore.Org, j Job, run Run, e
 		}
 		return e.publish(ctx, Job{Org: j.Org, RunID: run.ID, Step: run.Step, Retry: j.Retry + 1}, e.cfg.Now().Add(wait))
 	case entra.KindUnauthorized:
+		if e.cfg.Reauth != nil {
+			if err := e.cfg.Reauth.NeedsReauthorization(ctx, org, err.Error(), e.cfg.Now()); err != nil {
+				return err
+			}
+		}
 		run.addError(RunError{Code: "unauthorized", Detail: err.Error(), Hint: "Re-authorize the Microsoft 365 connection: an admin must grant consent again."})
 		return e.finish(ctx, org, run, etag, Failed, "", err.Error())
 	case entra.KindForbidden:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/queue"
@@ -263,11 +264,19 @@ func TestGraphFailures(t *testing.T) {
 			e := setup(t, 20, 0)
 			tc.break_(e.sim)
 			e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: newGraphDir(e.sim, tc.secret), Queue: e.q,
-				Tenants: e.conns, Now: e.clock.Now})
+				Tenants: e.conns, Reauth: e.conns, Now: e.clock.Now})
 			got := e.sync(t)
 			wantState(t, got, dirsync.Failed)
 			if re := hasError(got, "unauthorized", ""); re == nil || re.Hint == "" {
 				t.Errorf("errors = %+v, want unauthorized with a hint", got.Errors)
+			}
+			// The connection itself now asks for re-authorization, and no new run can start.
+			rec, _, err := e.conns.Get(t.Context(), e.org)
+			if err != nil || rec.Status != connection.NeedsReauthorization || rec.LastError == "" {
+				t.Errorf("connection = %+v, %v; want needs_reauthorization with the reason", rec, err)
+			}
+			if _, _, err := e.eng.Start(t.Context(), e.org, "manual"); !errors.Is(err, connection.ErrNotConnected) {
+				t.Errorf("Start after a refused token: %v, want ErrNotConnected", err)
 			}
 		})
 	}

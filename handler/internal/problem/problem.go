@@ -18,9 +18,10 @@ const (
 	Forbidden      Type = "urn:leapchange:problem:forbidden"       // 403
 	NotFound       Type = "urn:leapchange:problem:not-found"       // 404
 	MethodNotAllow Type = "urn:leapchange:problem:method-not-allowed"
-	Conflict       Type = "urn:leapchange:problem:conflict"            // 409: exists, or already running
-	NotConnected   Type = "urn:leapchange:problem:not-connected"       // 409: the org has no Microsoft 365 connection
-	Precondition   Type = "urn:leapchange:problem:precondition-failed" // 412: stale If-Match
+	Conflict       Type = "urn:leapchange:problem:conflict"              // 409: exists, or already running
+	NotConnected   Type = "urn:leapchange:problem:not-connected"         // 409: the org has no Microsoft 365 connection
+	InvalidState   Type = "urn:leapchange:problem:invalid-consent-state" // 400: forged, expired, reused or missing state
+	Precondition   Type = "urn:leapchange:problem:precondition-failed"   // 412: stale If-Match
 	TooLarge       Type = "urn:leapchange:problem:payload-too-large"
 	Unsupported    Type = "urn:leapchange:problem:unsupported-media-type"
 	Unavailable    Type = "urn:leapchange:problem:temporarily-unavailable" // 503, retry later

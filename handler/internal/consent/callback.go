@@ -1,0 +1,54 @@
+package consent
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/leapchange/m365/handler/internal/problem"
+)
+
+// Callback serves ConsentCallback: it completes consent and sends the admin back to the web app
+// with the outcome (m365=connected|error, reason, missing). A bad state gets a 400 problem and
+// no redirect: nothing in such a request can be trusted, not even which org it is about.
+func (f *Flow) Callback() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		out, err := f.Complete(r.Context(), r.URL.Query())
+		switch {
+		case errors.Is(err, ErrBadState):
+			problem.Write(w, r, problem.New(http.StatusBadRequest, problem.InvalidState,
+				"this consent link is invalid, expired or used already: start connecting Microsoft 365 again from Leap Change"))
+			return
+		case err != nil:
+			f.cfg.Logger.ErrorContext(r.Context(), "consent callback failed", "error", err.Error())
+			p := problem.New(http.StatusServiceUnavailable, problem.Unavailable, "the connection could not be recorded; start connecting again in a minute")
+			problem.Write(w, r, p)
+			return
+		}
+		http.Redirect(w, r, f.backToApp(out), http.StatusFound)
+	})
+}
+
+// backToApp is LEAP_APP_URL with the outcome added to its query.
+func (f *Flow) backToApp(out Outcome) string {
+	u, err := url.Parse(f.cfg.LeapAppURL)
+	if err != nil {
+		return f.cfg.LeapAppURL
+	}
+	q := u.Query()
+	q.Set("org", out.Org.String())
+	if out.Connected {
+		q.Set("m365", "connected")
+		if len(out.Missing) > 0 {
+			q.Set("missing", strings.Join(out.Missing, ","))
+		}
+	} else {
+		q.Set("m365", "error")
+		q.Set("reason", out.Reason)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

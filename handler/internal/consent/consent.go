@@ -1,0 +1,406 @@
+// Package consent connects an org to its Microsoft 365 tenant through Entra admin consent: it
+// builds the v2 admin-consent URL with a signed, single-use, expiring state bound to the org,
+// and completes the callback by proving consent with an app-only token for the tenant, reading
+// the granted application permissions, binding the tenant to the org, and recording the outcome
+// where the admin sees it. The callback's query is untrusted: the org comes from the state, the
+// tenant from the token.
+package consent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// Permission is one application permission the integration asks for, and what needs it.
+type Permission struct {
+	Name, NeededFor string
+}
+
+// Required lists the least-privilege application permissions of this integration.
+var Required = []Permission{
+	{"User.Read.All", "stakeholder sync"},
+	{"GroupMember.Read.All", "group filter and group sync"},
+	{"Mail.Send", "notifications by mail"},
+}
+
+// tokens proves consent: an app-only token for a tenant exists only if an admin consented.
+type tokens interface {
+	Token(ctx context.Context, tenantID string) (m365auth.AppToken, error)
+}
+
+// connections stores connection records.
+type connections interface {
+	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
+	Put(ctx context.Context, org tablestore.Org, rec connection.Record, etag tablestore.ETag) (tablestore.ETag, error)
+}
+
+// Config configures a Flow.
+type Config struct {
+	Store       *tablestore.Store
+	Connections connections
+	Tokens      tokens
+	ClientID    string
+	// AuthorityHost is AZURE_AUTHORITY_HOST ("" = https://login.microsoftonline.com/).
+	AuthorityHost string
+	PublicBaseURL string // the callback is PublicBaseURL + CallbackPath
+	LeapAppURL    string // where the admin is sent back
+	Key           []byte // STATE_SIGNING_KEY
+	StateTTL      time.Duration
+	Now           func() time.Time
+	// Sleep waits between proof attempts (consent takes a moment to propagate); tests inject it.
+	Sleep  func(ctx context.Context, d time.Duration) error
+	Logger *slog.Logger
+}
+
+// CallbackPath is where Entra sends the admin back (the ConsentCallback function).
+const CallbackPath = "/api/consent/callback"
+
+// Tables.
+const (
+	statesTable   = "consentstates"
+	bindingsTable = "tenantbindings"
+	bindingKey    = "org"
+)
+
+// Flow runs admin consent.
+type Flow struct {
+	cfg      Config
+	sign     signer
+	states   *tablestore.Table
+	bindings *tablestore.Table
+}
+
+// New returns a Flow. It does no I/O.
+func New(cfg Config) *Flow {
+	if cfg.StateTTL <= 0 {
+		cfg.StateTTL = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = func(ctx context.Context, d time.Duration) error {
+			select {
+			case <-time.After(d):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AuthorityHost == "" {
+		cfg.AuthorityHost = "https://login.microsoftonline.com/"
+	}
+	return &Flow{cfg: cfg, sign: signer{cfg.Key}, states: cfg.Store.Table(statesTable), bindings: cfg.Store.Table(bindingsTable)}
+}
+
+// pendingState is the server side of a state: it exists until the callback uses it.
+type pendingState struct {
+	Expires time.Time `json:"expires"`
+}
+
+// Begin starts admin consent for org and returns the URL to send the admin to. The org's
+// connection shows "pending" unless it is connected already (re-authorizing keeps it working).
+func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant bool) (consentURL string, expires time.Time, err error) {
+	now := f.cfg.Now().UTC()
+	expires = now.Add(f.cfg.StateTTL)
+	nonce := randomToken()
+	if _, err := f.states.Insert(ctx, org, nonce, pendingState{Expires: expires}); err != nil {
+		return "", time.Time{}, fmt.Errorf("consent: save state: %w", err)
+	}
+	state := f.sign.sign(claims{Org: org.String(), Nonce: nonce, Expires: expires.Unix(), AllowShared: allowSharedTenant})
+
+	rec, etag, err := f.cfg.Connections.Get(ctx, org)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if rec.Status != connection.Connected && rec.Status != connection.NeedsReauthorization {
+		rec.Status, rec.UpdatedAt = connection.Pending, now
+		if _, err := f.cfg.Connections.Put(ctx, org, rec, etag); err != nil {
+			return "", time.Time{}, err
+		}
+	}
+	q := url.Values{
+		"client_id":    {f.cfg.ClientID},
+		"scope":        {m365auth.GraphScope},
+		"redirect_uri": {f.redirectURI()},
+		"state":        {state},
+	}
+	// "organizations", never "common": personal accounts cannot grant admin consent.
+	return strings.TrimRight(f.cfg.AuthorityHost, "/") + "/organizations/v2.0/adminconsent?" + q.Encode(), expires, nil
+}
+
+func (f *Flow) redirectURI() string {
+	return strings.TrimRight(f.cfg.PublicBaseURL, "/") + CallbackPath
+}
+
+// Outcome is what a completed callback did, for the redirect back to the web app.
+type Outcome struct {
+	Org       tablestore.Org
+	Connected bool
+	Reason    string // a stable code when not connected: consent_denied, not_consented, tenant_in_use, …
+	Missing   []string
+}
+
+// errorCode accepts the OAuth error codes Entra sends; anything else is reported as "error".
+var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// Complete handles the admin-consent callback query. A bad state is ErrBadState and nothing is
+// written; every other outcome, success or failure, is recorded on the org's connection.
+func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
+	c, err := f.sign.verify(q.Get("state"), f.cfg.Now())
+	if err != nil {
+		return Outcome{}, err
+	}
+	org, err := tablestore.NewOrg(c.Org)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%w: org", ErrBadState)
+	}
+	// Single use: of two callbacks with the same state, one deletes it and the other finds nothing.
+	if err := f.states.Delete(ctx, org, c.Nonce, tablestore.ETagAny); err != nil {
+		if errors.Is(err, tablestore.ErrNotFound) {
+			return Outcome{}, fmt.Errorf("%w: used already", ErrBadState)
+		}
+		return Outcome{}, err
+	}
+	out := Outcome{Org: org}
+
+	// Any error parameter is a failure, even beside admin_consent=True.
+	if e := q.Get("error"); e != "" {
+		code := e
+		if !errorCode.MatchString(code) {
+			code = "error"
+		}
+		out.Reason = "consent_denied"
+		detail := "Microsoft 365 refused consent (" + code + ")"
+		if d := q.Get("error_description"); d != "" {
+			detail += ": " + truncate(firstLine(d), 300)
+		}
+		return out, f.record(ctx, org, failure{reason: detail, hint: hintDenied})
+	}
+
+	hint := q.Get("tenant")
+	if !m365auth.ValidTenant(hint) {
+		out.Reason = "no_tenant"
+		return out, f.record(ctx, org, failure{reason: "the consent callback named no valid tenant", hint: hintDenied})
+	}
+	tok, err := f.prove(ctx, hint)
+	if err != nil {
+		out.Reason = "not_consented"
+		if entra.KindOf(err) == entra.KindUnavailable {
+			out.Reason = "unreachable"
+			return out, f.record(ctx, org, failure{reason: "could not reach Microsoft sign-in: " + err.Error(), hint: hintNetwork})
+		}
+		return out, f.record(ctx, org, failure{reason: "consent could not be proven: " + err.Error(), hint: hintDenied})
+	}
+
+	if ok, err := f.bind(ctx, tok.TenantID, org, c.AllowShared); err != nil {
+		return out, err
+	} else if !ok {
+		out.Reason = "tenant_in_use"
+		return out, f.record(ctx, org, failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse})
+	}
+
+	granted, missing := split(tok.Roles)
+	out.Connected, out.Missing = true, missing
+	now := f.cfg.Now().UTC()
+	rec := connection.Record{Status: connection.Connected, TenantID: tok.TenantID, Granted: granted, Missing: missing, ConnectedAt: now, UpdatedAt: now}
+	if len(missing) > 0 {
+		rec.LastError = "permissions not granted: " + strings.Join(missing, ", ")
+		rec.ErrorHint = missingHint(missing)
+	}
+	if err := f.save(ctx, org, func(old connection.Record) connection.Record { return rec }); err != nil {
+		return out, err
+	}
+	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tok.TenantID, "missing", missing)
+	return out, nil
+}
+
+// prove gets an app-only token for tenant, retrying while a fresh consent propagates.
+func (f *Flow) prove(ctx context.Context, tenant string) (m365auth.AppToken, error) {
+	var err error
+	for attempt, wait := range []time.Duration{0, 2 * time.Second, 4 * time.Second} {
+		if attempt > 0 {
+			if err := f.cfg.Sleep(ctx, wait); err != nil {
+				return m365auth.AppToken{}, err
+			}
+		}
+		var tok m365auth.AppToken
+		if tok, err = f.cfg.Tokens.Token(ctx, tenant); err == nil {
+			return tok, nil
+		}
+		var e *entra.Error
+		// Only "app not found in the directory" is what propagation looks like; the rest is final.
+		if !errors.As(err, &e) || (e.Code != "AADSTS700016" && e.Kind != entra.KindUnavailable) {
+			return m365auth.AppToken{}, err
+		}
+	}
+	return m365auth.AppToken{}, err
+}
+
+// binding says which org a tenant is connected to.
+type binding struct {
+	Org     string    `json:"org"`
+	BoundAt time.Time `json:"boundAt"`
+}
+
+// bind claims tenant for org. It fails (false) when another org holds the tenant and is still
+// connected to it, unless sharing was explicitly allowed.
+func (f *Flow) bind(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
+	part, err := tablestore.NewOrg(tenant)
+	if err != nil {
+		return false, err
+	}
+	for range 3 {
+		b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
+		switch {
+		case errors.Is(err, tablestore.ErrNotFound):
+			_, err = f.bindings.Insert(ctx, part, bindingKey, binding{Org: org.String(), BoundAt: f.cfg.Now().UTC()})
+		case err != nil:
+			return false, err
+		case b.Org == org.String():
+			return true, nil
+		default:
+			other, _ := tablestore.NewOrg(b.Org)
+			rec, _, gerr := f.cfg.Connections.Get(ctx, other)
+			if gerr != nil {
+				return false, gerr
+			}
+			if rec.Status != connection.Disconnected && rec.TenantID == tenant {
+				return allowShared, nil
+			}
+			// The other org let the tenant go: take the binding over.
+			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), BoundAt: f.cfg.Now().UTC()}, etag, tablestore.Replace)
+		}
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, tablestore.ErrConflict) {
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("consent: tenant binding keeps changing: %w", tablestore.ErrConflict)
+}
+
+// Disconnect ends org's connection: it keeps stakeholders and history, stops what needs the
+// connection (schedules and syncs check it), and releases the tenant for other orgs.
+func (f *Flow) Disconnect(ctx context.Context, org tablestore.Org) error {
+	var tenant string
+	err := f.save(ctx, org, func(old connection.Record) connection.Record {
+		tenant = old.TenantID
+		old.Status, old.UpdatedAt, old.LastError, old.ErrorHint = connection.Disconnected, f.cfg.Now().UTC(), "", ""
+		return old
+	})
+	if err != nil || tenant == "" {
+		return err
+	}
+	part, err := tablestore.NewOrg(tenant)
+	if err != nil {
+		return nil // a tenant id we never could have bound
+	}
+	b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
+	if errors.Is(err, tablestore.ErrNotFound) || (err == nil && b.Org != org.String()) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.bindings.Delete(ctx, part, bindingKey, etag); err != nil && !errors.Is(err, tablestore.ErrNotFound) && !errors.Is(err, tablestore.ErrConflict) {
+		return err
+	}
+	return nil
+}
+
+type failure struct{ reason, hint string }
+
+// record stores a failed attempt. A working connection stays connected: a cancelled
+// re-authorization must not break it; the error is shown beside it.
+func (f *Flow) record(ctx context.Context, org tablestore.Org, fl failure) error {
+	f.cfg.Logger.WarnContext(ctx, "microsoft 365 consent failed", "org", org.String(), "reason", fl.reason)
+	return f.save(ctx, org, func(old connection.Record) connection.Record {
+		if old.Status != connection.Connected && old.Status != connection.NeedsReauthorization {
+			old.Status = connection.Failed
+		}
+		old.LastError, old.ErrorHint, old.UpdatedAt = fl.reason, fl.hint, f.cfg.Now().UTC()
+		return old
+	})
+}
+
+// save applies change to org's record with optimistic concurrency.
+func (f *Flow) save(ctx context.Context, org tablestore.Org, change func(connection.Record) connection.Record) error {
+	for range 5 {
+		old, etag, err := f.cfg.Connections.Get(ctx, org)
+		if err != nil {
+			return err
+		}
+		if _, err = f.cfg.Connections.Put(ctx, org, change(old), etag); !errors.Is(err, tablestore.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("consent: connection of %s keeps changing: %w", org, tablestore.ErrConflict)
+}
+
+// split sorts granted roles into the required ones granted and the required ones missing;
+// roles we do not ask for are ignored.
+func split(roles []string) (granted, missing []string) {
+	for _, p := range Required {
+		if slices.Contains(roles, p.Name) {
+			granted = append(granted, p.Name)
+		} else {
+			missing = append(missing, p.Name)
+		}
+	}
+	return granted, missing
+}
+
+// Hints follow the troubleshooting guidance: admin permissions, network access, re-authorize.
+const (
+	hintDenied      = "Check admin permissions: sign in with a Global Administrator or Privileged Role Administrator account, approve all requested permissions, then connect again."
+	hintNetwork     = "Check network access to login.microsoftonline.com and graph.microsoft.com, then connect again."
+	hintTenantInUse = "Disconnect the tenant from the other Leap Change organization first, or ask Leap Change support to allow sharing it."
+)
+
+func missingHint(missing []string) string {
+	var needs []string
+	for _, p := range Required {
+		if slices.Contains(missing, p.Name) {
+			needs = append(needs, p.Name+" (for "+p.NeededFor+")")
+		}
+	}
+	return "Check admin permissions: grant " + strings.Join(needs, ", ") + " to the Leap Change app in Entra ID, then re-authorize."
+}
+
+func randomToken() string {
+	b := make([]byte, 18)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(line)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,318 @@
+package consent_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/azuritetest"
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/consent"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+const (
+	tenantID  = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
+	otherTen  = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	clientID  = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+	secret    = "sim-secret-value-do-not-log"
+	publicURL = "https://leap.example.net"
+	appURL    = "https://app.leap.example.net/settings/integrations?tab=m365"
+)
+
+var allRoles = []string{"User.Read.All", "GroupMember.Read.All", "Mail.Send"}
+
+type rig struct {
+	sim   *m365sim.Server
+	flow  *consent.Flow
+	conns *connection.Store
+	logs  *syncBuffer
+	now   time.Time
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func newRig(t *testing.T, appSecret string) *rig {
+	t.Helper()
+	sim := m365sim.New(m365sim.Options{})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sim.RegisterApp(clientID, secret)
+	sim.RegisterRedirectURI(clientID, publicURL+consent.CallbackPath)
+	if err := sim.SetAppPermissions(clientID, allRoles...); err != nil {
+		t.Fatal(err)
+	}
+	sim.AddTenant(tenantID, "fabrikam.example")
+	sim.AddTenant(otherTen, "contoso.example")
+	if err := sim.SetSignedInTenant(tenantID); err != nil {
+		t.Fatal(err)
+	}
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.DropTables(context.Background()) })
+	r := &rig{sim: sim, conns: connection.NewStore(store), logs: &syncBuffer{}, now: time.Now().UTC()}
+	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: appSecret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
+	r.flow = consent.New(consent.Config{
+		Store: store, Connections: r.conns, Tokens: creds, ClientID: clientID, AuthorityHost: sim.URL() + "/",
+		PublicBaseURL: publicURL, LeapAppURL: appURL, Key: []byte("0123456789abcdef0123456789abcdef"),
+		Now:    func() time.Time { return r.now },
+		Sleep:  func(context.Context, time.Duration) error { return nil },
+		Logger: slog.New(slog.NewJSONHandler(r.logs, nil)),
+	})
+	return r
+}
+
+func org(t *testing.T, id string) tablestore.Org {
+	o, err := tablestore.NewOrg(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// begin starts consent for o and returns the consent URL's state.
+func (r *rig) begin(t *testing.T, o string, shared bool) string {
+	t.Helper()
+	u, _, err := r.flow.Begin(t.Context(), org(t, o), shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// admin plays the admin's browser at the consent URL and returns the callback query Entra sends.
+func (r *rig) admin(t *testing.T, consentURL string) url.Values {
+	t.Helper()
+	hc := r.sim.HTTPClient()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Get(consentURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), publicURL+consent.CallbackPath) {
+		t.Fatalf("consent page answered %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return loc.Query()
+}
+
+// callback delivers q to the ConsentCallback handler.
+func (r *rig) callback(t *testing.T, q url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.flow.Callback().ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", consent.CallbackPath+"?"+q.Encode(), nil))
+	return rec
+}
+
+func (r *rig) record(t *testing.T, o string) connection.Record {
+	t.Helper()
+	rec, _, err := r.conns.Get(t.Context(), org(t, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// backToApp checks the redirect to the web app and returns its query.
+func backToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
+	t.Helper()
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), "https://app.leap.example.net/settings/integrations?") {
+		t.Fatalf("callback answered %d %q, want a redirect to the web app: %s", rec.Code, rec.Header().Get("Location"), rec.Body.String())
+	}
+	if loc.Query().Get("tab") != "m365" {
+		t.Errorf("LEAP_APP_URL's own query was lost: %s", loc)
+	}
+	return loc.Query()
+}
+
+func TestConsentFlow(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		decision    *m365sim.ConsentDecision
+		wantStatus  connection.Status
+		wantResult  string
+		wantReason  string
+		wantMissing []string
+	}{
+		{name: "all granted", wantStatus: connection.Connected, wantResult: "connected"},
+		{name: "partial grant", decision: &m365sim.ConsentDecision{Grant: true, Roles: []string{"User.Read.All"}},
+			wantStatus: connection.Connected, wantResult: "connected", wantMissing: []string{"GroupMember.Read.All", "Mail.Send"}},
+		{name: "refused", decision: &m365sim.ConsentDecision{Error: "access_denied", ErrorDescription: "AADSTS65004: User declined to consent to access the app."},
+			wantStatus: connection.Failed, wantResult: "error", wantReason: "consent_denied"},
+		{name: "error beside admin_consent=True", decision: &m365sim.ConsentDecision{Error: "consent_required", ErrorDescription: "AADSTS65004: declined", WithAdminConsentTrue: true},
+			wantStatus: connection.Failed, wantResult: "error", wantReason: "consent_denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, secret)
+			if tc.decision != nil {
+				if err := r.sim.SetConsentDecision(tenantID, *tc.decision); err != nil {
+					t.Fatal(err)
+				}
+			}
+			q := r.admin(t, r.begin(t, "acme", false))
+			if r.record(t, "acme").Status != connection.Pending {
+				t.Errorf("status before the callback = %s, want pending", r.record(t, "acme").Status)
+			}
+			back := backToApp(t, r.callback(t, q))
+			if back.Get("m365") != tc.wantResult || back.Get("reason") != tc.wantReason || back.Get("org") != "acme" {
+				t.Errorf("back to the app with %v", back)
+			}
+			rec := r.record(t, "acme")
+			if rec.Status != tc.wantStatus || !slices.Equal(rec.Missing, tc.wantMissing) {
+				t.Errorf("record = %+v, want status %s missing %v", rec, tc.wantStatus, tc.wantMissing)
+			}
+			if tc.wantStatus == connection.Connected {
+				if rec.TenantID != tenantID || rec.ConnectedAt.IsZero() {
+					t.Errorf("record = %+v, want tenant %s", rec, tenantID)
+				}
+				if len(tc.wantMissing) > 0 && !strings.Contains(rec.ErrorHint, "GroupMember.Read.All (for group filter and group sync)") {
+					t.Errorf("hint %q does not name what is missing and why", rec.ErrorHint)
+				}
+			} else if rec.LastError == "" || !strings.Contains(rec.ErrorHint, "Check admin permissions") {
+				t.Errorf("failure without reason or hint: %+v", rec)
+			}
+			if strings.Contains(r.logs.String(), secret) {
+				t.Error("the app secret reached the logs")
+			}
+		})
+	}
+}
+
+func TestBadStatesWriteNothing(t *testing.T) {
+	r := newRig(t, secret)
+	q := r.admin(t, r.begin(t, "acme", false))
+	before := r.record(t, "acme")
+
+	forged := url.Values{}
+	for k, v := range q {
+		forged[k] = v
+	}
+	forged.Set("state", "s1.eyJvIjoiYWNtZSIsIm4iOiJ4IiwiZSI6OTk5OTk5OTk5OX0.AAAA")
+	missing := url.Values{"admin_consent": {"True"}, "tenant": {tenantID}}
+	for name, query := range map[string]url.Values{"forged": forged, "missing": missing} {
+		if rec := r.callback(t, query); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid-consent-state") {
+			t.Errorf("%s state: %d %s, want 400 invalid-consent-state", name, rec.Code, rec.Body.String())
+		}
+	}
+	if after := r.record(t, "acme"); after.Status != before.Status || after.UpdatedAt != before.UpdatedAt {
+		t.Errorf("a bad state changed the record: %+v → %+v", before, after)
+	}
+
+	// The real state works once; a replay is refused and changes nothing.
+	backToApp(t, r.callback(t, q))
+	connected := r.record(t, "acme")
+	r.now = r.now.Add(time.Minute)
+	if rec := r.callback(t, q); rec.Code != http.StatusBadRequest {
+		t.Errorf("replayed state: %d, want 400", rec.Code)
+	}
+	if r.record(t, "acme").UpdatedAt != connected.UpdatedAt {
+		t.Error("a replayed state changed the record")
+	}
+
+	// An expired state is refused.
+	q2 := r.admin(t, r.begin(t, "acme", false))
+	r.now = r.now.Add(11 * time.Minute)
+	if rec := r.callback(t, q2); rec.Code != http.StatusBadRequest {
+		t.Errorf("expired state: %d, want 400", rec.Code)
+	}
+}
+
+func TestCallbackNeverTrustsTheQuery(t *testing.T) {
+	r := newRig(t, secret)
+	// The attacker starts consent for their own org and rewrites the callback's tenant to a
+	// tenant that never consented: the token proof fails, and only the attacker's org is touched.
+	q := r.admin(t, r.begin(t, "attacker", false))
+	q.Set("tenant", otherTen)
+	back := backToApp(t, r.callback(t, q))
+	if back.Get("m365") != "error" || back.Get("reason") != "not_consented" {
+		t.Errorf("tampered tenant: back with %v", back)
+	}
+	if rec := r.record(t, "attacker"); rec.Status != connection.Failed || rec.TenantID != "" {
+		t.Errorf("attacker's record = %+v", rec)
+	}
+	if rec := r.record(t, "victim"); rec.Status != connection.Disconnected {
+		t.Errorf("another org was touched: %+v", rec)
+	}
+}
+
+func TestRevokedSecret(t *testing.T) {
+	r := newRig(t, secret)
+	r.sim.RevokeSecret(clientID, secret)
+	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	rec := r.record(t, "acme")
+	if back.Get("reason") != "not_consented" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "AADSTS7000215") {
+		t.Errorf("back %v, record %+v; want a stored AADSTS7000215 failure", back, rec)
+	}
+	if strings.Contains(r.logs.String(), secret) || strings.Contains(rec.LastError, secret) {
+		t.Error("the secret was logged or stored")
+	}
+}
+
+func TestOneTenantOneOrg(t *testing.T) {
+	r := newRig(t, secret)
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first", false))))
+
+	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second", false))))
+	if back.Get("reason") != "tenant_in_use" || r.record(t, "second").Status != connection.Failed {
+		t.Errorf("second org on the same tenant: %v, %+v", back, r.record(t, "second"))
+	}
+	// Explicitly allowed sharing connects.
+	if back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "shared", true)))); back.Get("m365") != "connected" {
+		t.Errorf("allowed sharing: %v", back)
+	}
+	// Once the first org disconnects, the tenant is free.
+	if err := r.flow.Disconnect(t.Context(), org(t, "first")); err != nil {
+		t.Fatal(err)
+	}
+	if back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second", false)))); back.Get("m365") != "connected" {
+		t.Errorf("after the first org disconnected: %v", back)
+	}
+	if rec := r.record(t, "first"); rec.Status != connection.Disconnected {
+		t.Errorf("first = %+v, want disconnected", rec)
+	}
+}
+
+func TestReauthorizationRestoresTheConnection(t *testing.T) {
+	r := newRig(t, secret)
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	if err := r.conns.NeedsReauthorization(t.Context(), org(t, "acme"), "AADSTS7000222: secret expired", r.now); err != nil {
+		t.Fatal(err)
+	}
+	// Starting re-authorization keeps the status visible until the admin finishes.
+	q := r.admin(t, r.begin(t, "acme", false))
+	if s := r.record(t, "acme").Status; s != connection.NeedsReauthorization {
+		t.Errorf("status during re-authorization = %s", s)
+	}
+	backToApp(t, r.callback(t, q))
+	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.LastError != "" {
+		t.Errorf("after re-consent: %+v, want connected without error", rec)
+	}
+}
