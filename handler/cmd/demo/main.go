@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -27,11 +28,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/devhost"
-	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
-	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 func main() {
@@ -95,9 +93,6 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	sim := m365sim.New(m365sim.Options{Admin: true})
 	sim.RegisterApp(clientID, secret)
 	sim.AddTenant(tenantID, "fabrikam.example")
-	if err := sim.Consent(tenantID, clientID, "User.Read.All", "GroupMember.Read.All", "Mail.Send"); err != nil {
-		return err
-	}
 	if err := sim.Generate(tenantID, m365sim.GenSpec{Users: o.users, Groups: o.groups, Depth: 2, Seed: 42, InvalidUsers: o.invalid}); err != nil {
 		return err
 	}
@@ -111,27 +106,20 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	fmt.Fprintf(out, "tenant %s at %s\n", tenantID, sim.URL())
 
-	prefix := "demo" + strconv.FormatInt(time.Now().Unix(), 36)
-	store, err := tablestore.Open(ctx, tablestore.Config{ConnectionString: o.tablesConn, Prefix: prefix})
+	prefix := "demo" + strconv.FormatInt(time.Now().Unix(), 36) // this run's own tables
+	// The host's address must be known before it starts: it is the consent redirect URI.
+	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	step("Connecting org %q", org)
-	// Until the admin-consent flow lands, the demo proves consent itself the way the callback
-	// will: an app-only token for the tenant through azidentity, granted permissions from it.
-	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
-	tok, err := creds.Token(ctx, tenantID)
-	if err != nil {
-		return fmt.Errorf("proving consent: %w", err)
-	}
-	orgID, _ := tablestore.NewOrg(org)
-	now := time.Now().UTC()
-	if _, err := connection.NewStore(store).Put(ctx, orgID, connection.Record{
-		Status: connection.Connected, TenantID: tok.TenantID, Granted: tok.Roles, ConnectedAt: now, UpdatedAt: now,
-	}, ""); err != nil {
+	publicURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	sim.RegisterRedirectURI(clientID, publicURL+"/api/consent/callback")
+	if err := sim.SetAppPermissions(clientID, "User.Read.All", "GroupMember.Read.All", "Mail.Send"); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "connected to tenant %s; granted %v\n", tok.TenantID, tok.Roles)
+	if err := sim.SetSignedInTenant(tenantID); err != nil {
+		return err
+	}
 
 	step("Starting the local Functions host stand-in with the handler")
 	handlerOut := io.Discard
@@ -147,7 +135,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	key := randomHex(12)
 	host, err := devhost.New(devhost.Config{
-		Root: o.root, HandlerPath: handlerPath, Env: append(os.Environ(), "SSL_CERT_FILE="+caFile),
+		Root: o.root, Port: port, HandlerPath: handlerPath, Env: append(os.Environ(), "SSL_CERT_FILE="+caFile),
 		Settings: map[string]string{
 			"FUNCTIONS_WORKER_RUNTIME": "custom",
 			"TablesConnection":         o.tablesConn,
@@ -160,7 +148,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 			"BOT_APP_ID":               "00000000-0000-4000-8000-00000000b07a",
 			"BOT_APP_SECRET":           randomHex(16),
 			"BOT_TENANT_ID":            tenantID,
-			"PUBLIC_BASE_URL":          "http://127.0.0.1:7071",
+			"PUBLIC_BASE_URL":          publicURL,
 			"LEAP_APP_URL":             "http://localhost:3000/settings/integrations",
 			"STATE_SIGNING_KEY":        randomHex(32),
 			"DEVHOST_FUNCTION_KEY":     key,
@@ -178,6 +166,11 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	go host.Serve(ctx)
 	fmt.Fprintf(out, "host at %s\n", host.URL())
 	api := &client{base: host.URL() + "/api/orgs/" + org, key: key}
+
+	step("Connecting org %q to Microsoft 365 (admin consent)", org)
+	if err := connect(ctx, api, sim, out); err != nil {
+		return err
+	}
 
 	step("Full sync")
 	full, err := syncOnce(ctx, api, out)
@@ -209,7 +202,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	tw.Flush()
 	st := sim.Stats()
-	fmt.Fprintf(out, "\nGraph requests served by the simulated tenant: %d; Table Storage requests by the demo itself: %d\n", st.Graph, store.Stats().Requests)
+	fmt.Fprintf(out, "\nGraph requests served by the simulated tenant: %d\n", st.Graph)
 	counts := host.Queues().Counts()
 	for _, name := range slices.Sorted(maps.Keys(counts)) {
 		fmt.Fprintf(out, "queue %-15s %+v\n", name, counts[name])
@@ -219,6 +212,68 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	fmt.Fprintln(out, "\nDEMO OK")
 	return nil
+}
+
+// connect runs the admin-consent flow as an admin's browser would: the API's consent URL, the
+// simulated Entra consent page (the admin approves), and its redirect to our callback, which
+// proves consent and sends the browser back to the web app.
+func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Writer) error {
+	var started struct {
+		ConsentURL string `json:"consentUrl"`
+	}
+	if err := api.do(ctx, "POST", "/m365/connect", map[string]any{}, &started); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "consent URL: %s…\n", started.ConsentURL[:min(len(started.ConsentURL), 90)])
+	browser := sim.HTTPClient()
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hop := func(u string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := browser.Do(req)
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound {
+			return "", fmt.Errorf("GET %s: %d, want a redirect", u, resp.StatusCode)
+		}
+		return resp.Header.Get("Location"), nil
+	}
+	callback, err := hop(started.ConsentURL)
+	if err != nil {
+		return err
+	}
+	back, err := hop(callback)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "admin approved; callback sent the admin back to %s\n", back)
+	var status struct {
+		Status             string   `json:"status"`
+		TenantID           string   `json:"tenantId"`
+		GrantedPermissions []string `json:"grantedPermissions"`
+		MissingPermissions []string `json:"missingPermissions"`
+	}
+	if err := api.do(ctx, "GET", "/m365", nil, &status); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "connection: %s to tenant %s; granted %v; missing %v\n", status.Status, status.TenantID, status.GrantedPermissions, status.MissingPermissions)
+	if status.Status != "connected" {
+		return fmt.Errorf("connection is %s, not connected", status.Status)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // runView is the part of a run the demo prints.

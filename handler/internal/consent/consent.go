@@ -126,6 +126,7 @@ func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant 
 		return "", time.Time{}, fmt.Errorf("consent: save state: %w", err)
 	}
 	state := f.sign.sign(claims{Org: org.String(), Nonce: nonce, Expires: expires.Unix(), AllowShared: allowSharedTenant})
+	f.dropExpiredStates(ctx, org, now)
 
 	rec, etag, err := f.cfg.Connections.Get(ctx, org)
 	if err != nil {
@@ -145,6 +146,23 @@ func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant 
 	}
 	// "organizations", never "common": personal accounts cannot grant admin consent.
 	return strings.TrimRight(f.cfg.AuthorityHost, "/") + "/organizations/v2.0/adminconsent?" + q.Encode(), expires, nil
+}
+
+// dropExpiredStates removes states no callback can use any more, so abandoned attempts do not
+// pile up. It is best effort: a failure only leaves rows behind.
+func (f *Flow) dropExpiredStates(ctx context.Context, org tablestore.Org, now time.Time) {
+	var ops []tablestore.Op
+	for row, err := range tablestore.Query[pendingState](ctx, f.states, org, tablestore.QueryOptions{PageSize: 100}) {
+		if err != nil || len(ops) == 100 {
+			break
+		}
+		if row.Value.Expires.Before(now) {
+			ops = append(ops, tablestore.DeleteOp(row.Key, row.ETag))
+		}
+	}
+	if err := f.states.Batch(ctx, org, ops); err != nil {
+		f.cfg.Logger.WarnContext(ctx, "dropping expired consent states", "org", org.String(), "error", err.Error())
+	}
 }
 
 func (f *Flow) redirectURI() string {

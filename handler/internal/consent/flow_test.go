@@ -35,6 +35,7 @@ const (
 var allRoles = []string{"User.Read.All", "GroupMember.Read.All", "Mail.Send"}
 
 type rig struct {
+	store *tablestore.Store
 	sim   *m365sim.Server
 	flow  *consent.Flow
 	conns *connection.Store
@@ -76,7 +77,7 @@ func newRig(t *testing.T, appSecret string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.DropTables(context.Background()) })
-	r := &rig{sim: sim, conns: connection.NewStore(store), logs: &syncBuffer{}, now: time.Now().UTC()}
+	r := &rig{store: store, sim: sim, conns: connection.NewStore(store), logs: &syncBuffer{}, now: time.Now().UTC()}
 	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: appSecret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
 	r.flow = consent.New(consent.Config{
 		Store: store, Connections: r.conns, Tokens: creds, ClientID: clientID, AuthorityHost: sim.URL() + "/",
@@ -315,4 +316,32 @@ func TestReauthorizationRestoresTheConnection(t *testing.T) {
 	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.LastError != "" {
 		t.Errorf("after re-consent: %+v, want connected without error", rec)
 	}
+}
+
+func TestExpiredStatesAreDropped(t *testing.T) {
+	r := newRig(t, secret)
+	for range 3 {
+		r.begin(t, "acme", false) // abandoned attempts
+	}
+	r.now = r.now.Add(time.Hour)
+	q := r.admin(t, r.begin(t, "acme", false))
+	if n := r.countStates(t, "acme"); n != 1 {
+		t.Errorf("%d consent states stored, want only the live one", n)
+	}
+	backToApp(t, r.callback(t, q))
+	if n := r.countStates(t, "acme"); n != 0 {
+		t.Errorf("%d consent states left after the callback, want 0", n)
+	}
+}
+
+func (r *rig) countStates(t *testing.T, o string) int {
+	t.Helper()
+	n := 0
+	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("consentstates"), org(t, o), tablestore.QueryOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
 }
