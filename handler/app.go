@@ -64,7 +64,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	conns := connection.NewStore(store)
 	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Logger: log})
 	flow := consent.New(consent.Config{
-		Store: store, Connections: conns, Tokens: creds, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
+		Store: store, Connections: conns, Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
 	return &app{

@@ -42,6 +42,11 @@ type tokens interface {
 	Token(ctx context.Context, tenantID string) (m365auth.AppToken, error)
 }
 
+// accessChecker confirms granted permissions with cheap Graph calls (graph.Client.CheckAccess).
+type accessChecker interface {
+	CheckAccess(ctx context.Context, tenantID string) (map[string]bool, error)
+}
+
 // connections stores connection records.
 type connections interface {
 	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
@@ -53,6 +58,7 @@ type Config struct {
 	Store       *tablestore.Store
 	Connections connections
 	Tokens      tokens
+	Access      accessChecker // optional: without it the token's roles are taken as they are
 	ClientID    string
 	// AuthorityHost is AZURE_AUTHORITY_HOST ("" = https://login.microsoftonline.com/).
 	AuthorityHost string
@@ -236,7 +242,7 @@ func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 		return out, f.record(ctx, org, failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse})
 	}
 
-	granted, missing := split(tok.Roles)
+	granted, missing := split(f.confirm(ctx, tok.TenantID, tok.Roles))
 	out.Connected, out.Missing = true, missing
 	now := f.cfg.Now().UTC()
 	rec := connection.Record{Status: connection.Connected, TenantID: tok.TenantID, Granted: granted, Missing: missing, ConnectedAt: now, UpdatedAt: now}
@@ -271,6 +277,23 @@ func (f *Flow) prove(ctx context.Context, tenant string) (m365auth.AppToken, err
 		}
 	}
 	return m365auth.AppToken{}, err
+}
+
+// confirm drops from roles every permission a Graph call refuses; the token claims are a
+// diagnostic, the call is the proof. A probe that cannot run leaves the claims as they are.
+func (f *Flow) confirm(ctx context.Context, tenant string, roles []string) []string {
+	if f.cfg.Access == nil {
+		return roles
+	}
+	access, err := f.cfg.Access.CheckAccess(ctx, tenant)
+	if err != nil {
+		f.cfg.Logger.WarnContext(ctx, "could not confirm granted permissions; using the token's roles", "tenant", tenant, "error", err.Error())
+		return roles
+	}
+	return slices.DeleteFunc(slices.Clone(roles), func(r string) bool {
+		allowed, probed := access[r]
+		return probed && !allowed
+	})
 }
 
 // binding says which org a tenant is connected to.

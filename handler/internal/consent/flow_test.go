@@ -345,3 +345,26 @@ func (r *rig) countStates(t *testing.T, o string) int {
 	}
 	return n
 }
+
+// refusingGroups is what Graph says when GroupMember.Read.All is in the token but the call is
+// refused anyway (consent still propagating, or a tenant policy).
+type refusingGroups struct{}
+
+func (refusingGroups) CheckAccess(context.Context, string) (map[string]bool, error) {
+	return map[string]bool{"User.Read.All": true, "GroupMember.Read.All": false}, nil
+}
+
+func TestGraphRefusalOverridesTheToken(t *testing.T) {
+	r := newRig(t, secret)
+	r.flow = consent.New(consent.Config{
+		Store: r.store, Connections: r.conns, Access: refusingGroups{},
+		Tokens:   m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: r.sim.URL() + "/", HTTPClient: r.sim.HTTPClient()}),
+		ClientID: clientID, AuthorityHost: r.sim.URL() + "/", PublicBaseURL: publicURL, LeapAppURL: appURL,
+		Key: []byte("0123456789abcdef0123456789abcdef"), Now: func() time.Time { return r.now },
+	})
+	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	rec := r.record(t, "acme")
+	if back.Get("missing") != "GroupMember.Read.All" || !slices.Equal(rec.Missing, []string{"GroupMember.Read.All"}) || !slices.Equal(rec.Granted, []string{"User.Read.All", "Mail.Send"}) {
+		t.Errorf("back %v, record %+v; want GroupMember.Read.All missing", back, rec)
+	}
+}

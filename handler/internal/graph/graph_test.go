@@ -222,3 +222,14 @@ func TestRetryAfterParsing(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAccess(t *testing.T) {
+	sim := newTenant(t, 3, "User.Read.All")
+	got, err := newClient(t, sim, secret).CheckAccess(t.Context(), tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["User.Read.All"] != true || got["GroupMember.Read.All"] != false {
+		t.Errorf("CheckAccess = %v, want User.Read.All allowed and GroupMember.Read.All refused", got)
+	}
+}
