@@ -233,3 +233,46 @@ func TestCheckAccess(t *testing.T) {
 		t.Errorf("CheckAccess = %v, want User.Read.All allowed and GroupMember.Read.All refused", got)
 	}
 }
+
+func TestGroupReads(t *testing.T) {
+	sim := newTenant(t, 60, "User.Read.All", "GroupMember.Read.All")
+	c := newClient(t, sim, secret)
+	all := sim.Groups(tenantID)
+
+	found, err := c.SearchGroups(t.Context(), tenantID, all[0].DisplayName, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) == 0 || found[0].DisplayName != all[0].DisplayName {
+		t.Errorf("SearchGroups(%q) = %+v", all[0].DisplayName, found)
+	}
+	if first, err := c.SearchGroups(t.Context(), tenantID, "", 3); err != nil || len(first) != 3 {
+		t.Errorf("SearchGroups(\"\", 3) = %d groups, %v", len(first), err)
+	}
+	if g, err := c.Group(t.Context(), tenantID, all[1].ID); err != nil || g.DisplayName != all[1].DisplayName {
+		t.Errorf("Group = %+v, %v", g, err)
+	}
+	if _, err := c.Group(t.Context(), tenantID, "00000000-0000-4000-8000-000000000000"); entra.KindOf(err) != entra.KindNotFound {
+		t.Errorf("missing group: %v, want not_found", err)
+	}
+	for _, g := range all {
+		want, _ := sim.TransitiveUserIDs(tenantID, g.ID)
+		got, err := c.TransitiveUserIDs(t.Context(), tenantID, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("group %s: %d transitive users, want %d", g.DisplayName, len(got), len(want))
+		}
+	}
+	u := sim.Users(tenantID)[5]
+	got, err := c.User(t.Context(), tenantID, u.ID)
+	if err != nil || got.UserPrincipalName != u.UserPrincipalName || got.ManagerID != u.ManagerID {
+		t.Errorf("User = %+v, %v; want %s with manager %s", got, err, u.UserPrincipalName, u.ManagerID)
+	}
+	if sim.Unhandled() != 0 {
+		t.Errorf("%d unhandled requests", sim.Unhandled())
+	}
+}

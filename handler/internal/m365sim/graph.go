@@ -81,7 +81,7 @@ func (s *Server) graphRoute(r *http.Request, segs []string) route {
 	case n == 2 && at(0, "groups") && segs[1] != "":
 		return route{"group", s.graph(permMembersRead, s.getGroup)}
 	case (n == 3 || n == 4) && at(0, "groups") && (at(2, "members") || at(2, "transitiveMembers")):
-		if n == 4 && segs[3] != "microsoft.graph.user" && segs[3] != "microsoft.graph.group" {
+		if n == 4 && castName(segs[3]) == "" {
 			return route{}
 		}
 		return route{segs[2], s.graph(permMembersRead, s.listMembers)}
@@ -579,6 +579,44 @@ func (s *Server) getManager(r *http.Request, g *gctx) gresp {
 
 // searchMatch implements $search="displayName:term" (OR of clauses): a word of the property
 // starts with the term, case-insensitively (Graph's tokenized search).
+// allPrefixes reports whether every term starts some word.
+func allPrefixes(terms, words []string) bool {
+	for _, t := range terms {
+		found := false
+		for _, w := range words {
+			if strings.HasPrefix(w, t) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// castName is the full name of an OData type cast segment: Graph accepts both
+// "microsoft.graph.user" and the alias "graph.user" (the Go SDK sends the latter). "" if unknown.
+func castName(seg string) string {
+	switch seg {
+	case "microsoft.graph.user", "graph.user":
+		return "microsoft.graph.user"
+	case "microsoft.graph.group", "graph.group":
+		return "microsoft.graph.group"
+	}
+	return ""
+}
+
+// searchWords splits text into lower-case words the way $search tokenizes: letters and digits.
+func searchWords(v string) []string {
+	return strings.FieldsFunc(strings.ToLower(v), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127)
+	})
+}
+
+// searchMatch reports whether a group matches a $search expression: "prop:words" clauses joined
+// by OR, where every word of a clause must start a word of the property (tokenized matching).
 func searchMatch(search string, gr *groupRec) bool {
 	for clause := range strings.SplitSeq(search, " OR ") {
 		clause = strings.Trim(strings.TrimSpace(clause), `"`)
@@ -592,13 +630,9 @@ func searchMatch(search string, gr *groupRec) bool {
 		case "mail":
 			v = gr.Mail
 		}
-		norm := " " + strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127 {
-				return r
-			}
-			return ' '
-		}, strings.ToLower(v))
-		if term != "" && strings.Contains(norm, " "+strings.ToLower(term)) {
+		words := searchWords(v)
+		terms := searchWords(term)
+		if len(terms) > 0 && allPrefixes(terms, words) {
 			return true
 		}
 	}
@@ -742,7 +776,7 @@ func (s *Server) listMembers(r *http.Request, g *gctx) gresp {
 	kind := segs[2]
 	cast := ""
 	if len(segs) == 4 {
-		cast = segs[3]
+		cast = castName(segs[3])
 	}
 	q := r.URL.Query()
 	var st pageState
