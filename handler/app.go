@@ -15,18 +15,22 @@ import (
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/schedule"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // app is the wired handler: clients built once at start-up, without network I/O.
 type app struct {
-	log     *slog.Logger
-	store   *tablestore.Store
-	queue   queue.Publisher
-	conns   *connection.Store
-	sync    *dirsync.Engine
-	consent *consent.Flow
-	api     *api.Server
+	log      *slog.Logger
+	store    *tablestore.Store
+	queue    queue.Publisher
+	conns    *connection.Store
+	sync     *dirsync.Engine
+	consent  *consent.Flow
+	settings *syncsettings.Store
+	api      *api.Server
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -62,14 +66,20 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	conns := connection.NewStore(store)
-	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Logger: log})
+	settings := syncsettings.NewStore(store)
+	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Settings: settings, Logger: log})
 	flow := consent.New(consent.Config{
 		Store: store, Connections: conns, Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
 	return &app{
 		log: log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
-		api: api.New(engine, conns, flow, log),
+		settings: settings,
+		api: api.New(api.Deps{
+			Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
+			Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store),
+			NextSync: schedule.Next, Logger: log,
+		}),
 	}, nil
 }
 

@@ -19,20 +19,26 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // syncer is the slice of the sync engine the API drives.
 type syncer interface {
-	Start(ctx context.Context, org tablestore.Org, trigger string) (dirsync.Run, bool, error)
+	Start(ctx context.Context, org tablestore.Org, opts dirsync.StartOptions) (dirsync.Run, bool, error)
 	Run(ctx context.Context, org tablestore.Org, id string) (dirsync.Run, tablestore.ETag, error)
 	Runs(ctx context.Context, org tablestore.Org, limit int) ([]dirsync.Run, error)
+	Approve(ctx context.Context, org tablestore.Org, id, approvedBy string) (dirsync.Run, error)
+	Changes(ctx context.Context, org tablestore.Org, runID string, after, limit int) ([]dirsync.Change, error)
 }
 
 // connections reads connection records.
 type connections interface {
 	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
+	Tenant(ctx context.Context, org tablestore.Org) (string, error)
 }
 
 // consenter runs the admin-consent connection flow.
@@ -41,18 +47,49 @@ type consenter interface {
 	Disconnect(ctx context.Context, org tablestore.Org) error
 }
 
-// Server is the API.
-type Server struct {
-	sync    syncer
-	conns   connections
-	consent consenter
-	log     *slog.Logger
-	mux     *http.ServeMux
+// settingsStore reads and writes sync settings.
+type settingsStore interface {
+	Get(ctx context.Context, org tablestore.Org) (syncsettings.Settings, tablestore.ETag, error)
+	Put(ctx context.Context, org tablestore.Org, v syncsettings.Settings, etag tablestore.ETag) (tablestore.ETag, error)
 }
 
-// New returns the API handler.
-func New(sync syncer, conns connections, consent consenter, log *slog.Logger) *Server {
-	s := &Server{sync: sync, conns: conns, consent: consent, log: log, mux: http.NewServeMux()}
+// groupDirectory finds Entra groups for the group filter.
+type groupDirectory interface {
+	SearchGroups(ctx context.Context, tenantID, query string, limit int) ([]entra.Group, error)
+	Group(ctx context.Context, tenantID, id string) (entra.Group, error)
+}
+
+// Deps are what the API serves from.
+type Deps struct {
+	Sync         syncer
+	Connections  connections
+	Consent      consenter
+	Settings     settingsStore
+	Directory    groupDirectory
+	Stakeholders *stakeholder.Store
+	Groups       *stakeholder.Groups
+	// NextSync is the schedule: the next slot after a time for the settings (schedule.Next).
+	NextSync func(syncsettings.Settings, time.Time) (time.Time, bool)
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Server is the API.
+type Server struct {
+	d   Deps
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API handler. It does no I/O.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Server{d: d, log: d.Logger, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -110,6 +147,20 @@ type badRequest struct{ fields []problem.FieldError }
 
 func (b badRequest) Error() string { return fmt.Sprintf("bad request: %v", b.fields) }
 
+type fieldProblem struct{ field, msg string }
+
+// fieldsError is a badRequest naming every problem, or nil.
+func fieldsError(ps []fieldProblem) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	fields := make([]problem.FieldError, len(ps))
+	for i, p := range ps {
+		fields[i] = problem.FieldError{Field: p.field, Message: p.msg}
+	}
+	return badRequest{fields}
+}
+
 func invalid(field, msg string) error {
 	return badRequest{[]problem.FieldError{{Field: field, Message: msg}}}
 }
@@ -122,7 +173,20 @@ func problemFor(err error) problem.Problem {
 		return problem.InvalidFields(br.fields...)
 	case errors.Is(err, connection.ErrNotConnected):
 		return problem.New(http.StatusConflict, problem.NotConnected, "the org is not connected to Microsoft 365: connect it first")
-	case errors.Is(err, dirsync.ErrRunNotFound), errors.Is(err, tablestore.ErrNotFound):
+	case errors.Is(err, stakeholder.ErrEmailInUse):
+		return problem.InvalidFields(problem.FieldError{Field: "email", Message: "another stakeholder has this email"})
+	case errors.Is(err, stakeholder.ErrSynced):
+		return problem.New(http.StatusConflict, problem.Conflict, "this stakeholder is synced from Entra ID: deactivate or delete the user there")
+	case errors.Is(err, dirsync.ErrNotHeld):
+		return problem.New(http.StatusConflict, problem.Conflict, "the run is not waiting for approval")
+	case errors.Is(err, errPrecondition):
+		return problem.New(http.StatusPreconditionFailed, problem.Precondition, "the resource changed since it was read (ETag mismatch): reload and retry")
+	case errors.Is(err, errNeedIfMatch):
+		return problem.New(http.StatusPreconditionRequired, problem.Precondition, "send If-Match with the ETag you read, so no one's change is overwritten")
+	case errors.Is(err, entraUnavailable):
+		p := problem.New(http.StatusBadGateway, problem.Unavailable, "Microsoft Graph did not answer; retry shortly")
+		return p
+	case errors.Is(err, dirsync.ErrRunNotFound), errors.Is(err, tablestore.ErrNotFound), errors.Is(err, stakeholder.ErrNotFound):
 		return problem.New(http.StatusNotFound, problem.NotFound, "no such resource")
 	case errors.Is(err, tablestore.ErrConflict):
 		return problem.New(http.StatusConflict, problem.Conflict, "changed by someone else; reload and retry")
@@ -133,6 +197,13 @@ func problemFor(err error) problem.Problem {
 	}
 	return problem.New(http.StatusInternalServerError, problem.Internal, "internal error")
 }
+
+// Errors the handlers return for problemFor.
+var (
+	errPrecondition  = errors.New("api: If-Match does not match")
+	errNeedIfMatch   = errors.New("api: If-Match required")
+	entraUnavailable = errors.New("api: Microsoft Graph unavailable")
+)
 
 // maxBody bounds API request bodies.
 const maxBody = 1 << 20

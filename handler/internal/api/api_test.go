@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +19,8 @@ import (
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -41,6 +42,30 @@ func (twoPages) UsersDelta(_ context.Context, _, link string) (entra.UserPage, e
 		DeltaLink: "https://graph.example/v1.0/users/delta?$deltatoken=secret-state",
 	}, nil
 }
+
+func (twoPages) User(context.Context, string, string) (entra.User, error) {
+	return entra.User{}, &entra.Error{Kind: entra.KindNotFound}
+}
+
+func (twoPages) Group(_ context.Context, _, id string) (entra.Group, error) {
+	if id == knownGroup {
+		return entra.Group{ID: id, DisplayName: "Change champions"}, nil
+	}
+	return entra.Group{}, &entra.Error{Kind: entra.KindNotFound}
+}
+
+func (twoPages) TransitiveUserIDs(context.Context, string, string) ([]string, error) {
+	return []string{"u1"}, nil
+}
+
+func (twoPages) SearchGroups(_ context.Context, _, q string, limit int) ([]entra.Group, error) {
+	if strings.Contains("change champions", strings.ToLower(q)) {
+		return []entra.Group{{ID: knownGroup, DisplayName: "Change champions"}}, nil
+	}
+	return nil, nil
+}
+
+const knownGroup = "e2c4a6b8-1d3f-4e5a-9b7c-0d2e4f6a8b0c"
 
 type recorder struct {
 	mu   sync.Mutex
@@ -103,7 +128,11 @@ func setup(t *testing.T) *fixture {
 	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
 	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
-	f.srv = httptest.NewServer(api.New(f.eng, conns, flow, slog.New(slog.DiscardHandler)))
+	f.srv = httptest.NewServer(api.New(api.Deps{
+		Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: twoPages{},
+		Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store), Now: clock,
+		NextSync: func(syncsettings.Settings, time.Time) (time.Time, bool) { return time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), true },
+	}))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -198,12 +227,11 @@ func TestRequestErrors(t *testing.T) {
 		{"unknown field", "POST", base + "/sync", "application/json", `{"dryrun":true,"full":1}`, 400, invalidType, "body"},
 		{"trailing data", "POST", base + "/sync", "application/json", `{} {}`, 400, invalidType, "body"},
 		{"not JSON", "POST", base + "/sync", "text/plain", `hello`, 400, invalidType, "Content-Type"},
-		{"dry run", "POST", base + "/sync", "application/json", `{"dryRun":true}`, 501, "urn:leapchange:problem:not-implemented", ""},
 		{"limit 0", "GET", base + "/sync/runs?limit=0", "", "", 400, invalidType, "limit"},
 		{"limit 101", "GET", base + "/sync/runs?limit=101", "", "", 400, invalidType, "limit"},
 		{"limit text", "GET", base + "/sync/runs?limit=ten", "", "", 400, invalidType, "limit"},
 		{"not implemented", "GET", "/api/orgs/org-a/insights", "", "", 501, "urn:leapchange:problem:not-implemented", ""},
-		{"not implemented delete", "DELETE", "/api/orgs/org-a/stakeholders/x", "", "", 501, "urn:leapchange:problem:not-implemented", ""},
+		{"delete unknown stakeholder", "DELETE", "/api/orgs/org-a/stakeholders/x", "", "", 404, "urn:leapchange:problem:not-found", ""},
 		{"no such path", "GET", "/api/nothing", "", "", 404, "urn:leapchange:problem:not-found", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

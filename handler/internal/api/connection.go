@@ -29,7 +29,7 @@ type permissionView struct {
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	rec, _, err := s.conns.Get(r.Context(), org)
+	rec, _, err := s.d.Connections.Get(r.Context(), org)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, org tablestore.
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	u, expires, err := s.consent.Begin(r.Context(), org, req.AllowSharedTenant)
+	u, expires, err := s.d.Consent.Begin(r.Context(), org, req.AllowSharedTenant)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, org tablestore.
 }
 
 func (s *Server) disconnect(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	if err := s.consent.Disconnect(r.Context(), org); err != nil {
+	if err := s.d.Consent.Disconnect(r.Context(), org); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

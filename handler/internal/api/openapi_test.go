@@ -268,7 +268,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	table := routeTable(t)
 
 	// The parsed table is what the Server serves: a method it does not know gets 405 with Allow.
-	srv := api.New(nil, nil, nil, slog.New(slog.DiscardHandler)) // New only builds the mux: no I/O
+	srv := api.New(api.Deps{Logger: slog.New(slog.DiscardHandler)}) // New only builds the mux: no I/O
 	for p, methods := range table {
 		if !strings.HasPrefix(p, "/api/orgs/") {
 			continue

@@ -10,26 +10,26 @@ func (s *Server) routes() {
 	})
 	s.route("/m365/connect", map[string]handler{http.MethodPost: s.connect})
 	s.route("/m365/settings", map[string]handler{
-		http.MethodGet: notImplemented("sync settings"),
-		http.MethodPut: notImplemented("sync settings"),
+		http.MethodGet: s.getSettings,
+		http.MethodPut: s.putSettings,
 	})
-	s.route("/m365/groups", map[string]handler{http.MethodGet: notImplemented("group search")})
+	s.route("/m365/groups", map[string]handler{http.MethodGet: s.searchGroups})
 	s.route("/m365/sync", map[string]handler{http.MethodPost: s.startSync})
 	s.route("/m365/status", map[string]handler{http.MethodGet: s.status})
 	s.route("/m365/sync/runs", map[string]handler{http.MethodGet: s.listRuns})
 	s.route("/m365/sync/runs/{runId}", map[string]handler{http.MethodGet: s.getRun})
-	s.route("/m365/sync/runs/{runId}/approve", map[string]handler{http.MethodPost: notImplemented("deletion-guard approval")})
+	s.route("/m365/sync/runs/{runId}/approve", map[string]handler{http.MethodPost: s.approveRun})
 	s.route("/stakeholders", map[string]handler{
-		http.MethodGet:  notImplemented("stakeholder directory"),
-		http.MethodPost: notImplemented("stakeholder directory"),
+		http.MethodGet:  s.listStakeholders,
+		http.MethodPost: s.createStakeholder,
 	})
 	s.route("/stakeholders/{id}", map[string]handler{
-		http.MethodGet:    notImplemented("stakeholder directory"),
-		http.MethodPut:    notImplemented("stakeholder directory"),
-		http.MethodDelete: notImplemented("stakeholder directory"),
+		http.MethodGet:    s.getStakeholder,
+		http.MethodPut:    s.putStakeholder,
+		http.MethodDelete: s.deleteStakeholder,
 	})
-	s.route("/groups", map[string]handler{http.MethodGet: notImplemented("stakeholder groups")})
-	s.route("/groups/{id}/members", map[string]handler{http.MethodGet: notImplemented("stakeholder groups")})
+	s.route("/groups", map[string]handler{http.MethodGet: s.listGroups})
+	s.route("/groups/{id}/members", map[string]handler{http.MethodGet: s.groupMembers})
 	s.route("/teams/connect", map[string]handler{http.MethodPost: notImplemented("Teams connection")})
 	s.route("/teams", map[string]handler{
 		http.MethodGet:    notImplemented("Teams connection"),

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -13,13 +16,35 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	problem.Write(w, r, problem.New(http.StatusNotFound, problem.NotFound, "no such API path"))
 }
 
-// runView is a run as the web app sees it.
+// runView is a run as the web app sees it: its Graph links are never shown.
 type runView struct {
 	dirsync.Run
-	NextLink string `json:"nextLink,omitempty"` // shadows the checkpoint: never shown
+	NextLink  string    `json:"nextLink,omitempty"`
+	DeltaLink string    `json:"deltaLink,omitempty"`
+	Cursor    string    `json:"cursor,omitempty"`
+	Progress  *progress `json:"progress,omitempty"`
 }
 
-func view(r dirsync.Run) runView { return runView{Run: r} }
+// progress is a running run's progress bar: processed of total (total 0 = unknown).
+type progress struct {
+	Phase     string `json:"phase"`
+	Processed int    `json:"processed"`
+	Total     int    `json:"total"`
+	Percent   *int   `json:"percent,omitempty"`
+}
+
+func view(r dirsync.Run) runView {
+	v := runView{Run: r}
+	if r.State == dirsync.Running {
+		p := &progress{Phase: r.Phase, Processed: r.Processed, Total: max(r.Total, r.Processed)}
+		if r.Total > 0 {
+			pct := min(100, r.Processed*100/r.Total)
+			p.Percent = &pct
+		}
+		v.Progress = p
+	}
+	return v
+}
 
 type startRequest struct {
 	DryRun bool `json:"dryRun"`
@@ -30,16 +55,12 @@ func (s *Server) startSync(w http.ResponseWriter, r *http.Request, org tablestor
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.DryRun {
-		problem.Write(w, r, problem.New(http.StatusNotImplemented, problem.NotImplemented, "dry run is not implemented yet"))
-		return nil
-	}
-	run, started, err := s.sync.Start(r.Context(), org, "manual")
+	run, started, err := s.d.Sync.Start(r.Context(), org, dirsync.StartOptions{Trigger: "manual", DryRun: req.DryRun})
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/orgs/"+org.String()+"/m365/sync/runs/"+run.ID)
-	return writeJSON(w, http.StatusAccepted, map[string]any{"runId": run.ID, "started": started, "state": run.State})
+	return writeJSON(w, http.StatusAccepted, map[string]any{"runId": run.ID, "started": started, "state": run.State, "dryRun": run.DryRun})
 }
 
 func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
@@ -47,7 +68,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, org tablestore
 	if err != nil {
 		return err
 	}
-	runs, err := s.sync.Runs(r.Context(), org, limit)
+	runs, err := s.d.Sync.Runs(r.Context(), org, limit)
 	if err != nil {
 		return err
 	}
@@ -59,8 +80,53 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, org tablestore
 	return writeJSON(w, http.StatusOK, map[string]any{"runs": out})
 }
 
+// runDetail is one run with a page of its per-record changes.
+type runDetail struct {
+	runView
+	ChangeLog    []dirsync.Change `json:"changeLog"`
+	ChangesAfter int              `json:"nextChangesAfter,omitempty"` // pass as changesAfter for the next page
+}
+
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	run, _, err := s.sync.Run(r.Context(), org, r.PathValue("runId"))
+	after, err := intParam(r, "changesAfter", 0, 0, 1<<30)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "changesLimit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	run, _, err := s.d.Sync.Run(r.Context(), org, r.PathValue("runId"))
+	if err != nil {
+		return err
+	}
+	changes, err := s.d.Sync.Changes(r.Context(), org, run.ID, after, limit)
+	if err != nil {
+		return err
+	}
+	d := runDetail{runView: view(run), ChangeLog: changes}
+	if d.ChangeLog == nil {
+		d.ChangeLog = []dirsync.Change{}
+	}
+	if len(changes) == limit {
+		d.ChangesAfter = changes[len(changes)-1].Seq
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+type approveRequest struct {
+	ApprovedBy string `json:"approvedBy"`
+}
+
+func (s *Server) approveRun(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
+	var req approveRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.ApprovedBy) > 200 {
+		return invalid("approvedBy", "at most 200 characters")
+	}
+	run, err := s.d.Sync.Approve(r.Context(), org, r.PathValue("runId"), req.ApprovedBy)
 	if err != nil {
 		return err
 	}
@@ -68,37 +134,75 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, org tablestore.O
 }
 
 type statusView struct {
-	Connection  string     `json:"connection"`
-	TenantID    string     `json:"tenantId,omitempty"`
-	LastSync    *time.Time `json:"lastSync,omitempty"`
-	LastRun     *runView   `json:"lastRun,omitempty"`
-	Running     *runView   `json:"running,omitempty"`
-	RecordsSync int        `json:"recordsSynced"`
+	Connection    string     `json:"connection"`
+	TenantID      string     `json:"tenantId,omitempty"`
+	LastSync      *time.Time `json:"lastSync,omitempty"`
+	RecordsSynced int        `json:"recordsSynced"`
+	Errors        int        `json:"errors"`
+	LastRun       *runView   `json:"lastRun,omitempty"`
+	Running       *runView   `json:"running,omitempty"`
+	Frequency     string     `json:"frequency"`
+	NextSync      *time.Time `json:"nextScheduledSync,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	conn, _, err := s.conns.Get(r.Context(), org)
+	ctx := r.Context()
+	conn, _, err := s.d.Connections.Get(ctx, org)
 	if err != nil {
 		return err
 	}
 	out := statusView{Connection: string(conn.Status), TenantID: conn.TenantID}
-	runs, err := s.sync.Runs(r.Context(), org, 10)
+	runs, err := s.d.Sync.Runs(ctx, org, 20)
 	if err != nil {
 		return err
 	}
 	for _, run := range runs {
+		if run.DryRun {
+			continue // previews are not syncs
+		}
 		v := view(run)
 		switch {
-		case run.State == dirsync.Running && out.Running == nil:
+		case (run.State == dirsync.Running || run.State == dirsync.Held) && out.Running == nil:
 			out.Running = &v
-		case run.State != dirsync.Running && out.LastRun == nil:
+		case run.State != dirsync.Running && run.State != dirsync.Held && out.LastRun == nil:
 			out.LastRun = &v
-			if run.State == dirsync.Succeeded {
-				t := run.FinishedAt
-				out.LastSync = &t
-				out.RecordsSync = run.Written
-			}
+			out.Errors = run.ErrorCount
+		}
+		if run.State == dirsync.Succeeded && out.LastSync == nil {
+			t := run.FinishedAt
+			out.LastSync = &t
+			out.RecordsSynced = run.Created + run.Updated + run.Unchanged + run.Reactivated
 		}
 	}
+	if err := s.fillSchedule(ctx, org, conn, &out); err != nil {
+		return err
+	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// fillSchedule adds the frequency and, for a connected org on a schedule, the next slot.
+func (s *Server) fillSchedule(ctx context.Context, org tablestore.Org, conn connection.Record, out *statusView) error {
+	if s.d.Settings == nil {
+		return nil
+	}
+	st, _, err := s.d.Settings.Get(ctx, org)
+	if err != nil {
+		return err
+	}
+	out.Frequency = string(st.Frequency)
+	if conn.Status == connection.Connected && s.d.NextSync != nil {
+		if next, ok := s.d.NextSync(st, s.d.Now()); ok {
+			out.NextSync = &next
+		}
+	}
+	return nil
+}
+
+// tenantOf is the org's connected tenant; not connected is a 409 problem.
+func (s *Server) tenantOf(ctx context.Context, org tablestore.Org) (string, error) {
+	tenant, err := s.d.Connections.Tenant(ctx, org)
+	if errors.Is(err, connection.ErrNotConnected) {
+		return "", err
+	}
+	return tenant, err
 }

@@ -276,3 +276,10 @@ func TestGroupReads(t *testing.T) {
 		t.Errorf("%d unhandled requests", sim.Unhandled())
 	}
 }
+
+func TestCountUsers(t *testing.T) {
+	sim := newTenant(t, 37, "User.Read.All")
+	if n, err := newClient(t, sim, secret).CountUsers(t.Context(), tenantID); err != nil || n != 37 {
+		t.Errorf("CountUsers = %d, %v; want 37", n, err)
+	}
+}

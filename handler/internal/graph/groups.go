@@ -121,3 +121,21 @@ func withoutManager(fields []string) []string {
 	}
 	return out
 }
+
+// CountUsers returns how many users the tenant has, for a full sync's progress bar.
+func (c *Client) CountUsers(ctx context.Context, tenantID string) (int, error) {
+	gc, err := c.tenant(tenantID)
+	if err != nil {
+		return 0, err
+	}
+	count, top := true, int32(1)
+	resp, err := gc.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{Headers: eventual(),
+		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Count: &count, Top: &top, Select: []string{"id"}}})
+	if err != nil {
+		return 0, classify("users/$count", err)
+	}
+	if n := resp.GetOdataCount(); n != nil {
+		return int(*n), nil
+	}
+	return 0, &entra.Error{Kind: entra.KindOther, Message: "users: no @odata.count in the answer"}
+}

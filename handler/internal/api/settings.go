@@ -1,0 +1,154 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
+	v, etag, err := s.d.Settings.Get(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	if etag != "" {
+		w.Header().Set("ETag", string(etag))
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// putSettings replaces the settings. Every field is validated (all problems named at once);
+// group ids must exist in the org's tenant. If-Match, when sent, must match.
+func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
+	ctx := r.Context()
+	cur, etag, err := s.d.Settings.Get(ctx, org)
+	if err != nil {
+		return err
+	}
+	if m := r.Header.Get("If-Match"); m != "" && m != "*" && m != string(etag) {
+		return errPrecondition
+	}
+	v := cur
+	if r.ContentLength == 0 {
+		return invalid("body", "send the settings document")
+	}
+	if err := decode(r, &v); err != nil {
+		return err
+	}
+	if v.GroupFilter == nil {
+		v.GroupFilter = []string{}
+	}
+	v.UpdatedAt = s.d.Now().UTC()
+	if err := v.Validate(); err != nil {
+		return settingsProblem(err)
+	}
+	if err := s.checkGroups(r, org, v.GroupFilter, cur.GroupFilter); err != nil {
+		return err
+	}
+	newETag, err := s.d.Settings.Put(ctx, org, v, etag)
+	if errors.Is(err, tablestore.ErrConflict) {
+		return errPrecondition
+	}
+	if err != nil {
+		return settingsProblem(err)
+	}
+	w.Header().Set("ETag", string(newETag))
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// checkGroups confirms that groups newly added to the filter exist in the tenant.
+func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []string) error {
+	var added []string
+	for _, id := range ids {
+		if !contains(before, id) {
+			added = append(added, id)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	tenant, err := s.tenantOf(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	for _, id := range added {
+		_, err := s.d.Directory.Group(r.Context(), tenant, id)
+		switch entra.KindOf(err) {
+		case entra.KindOther:
+			if err != nil {
+				return err
+			}
+		case entra.KindNotFound, entra.KindInvalid:
+			unknown = append(unknown, id)
+		default:
+			return fmt.Errorf("%w: %w", entraUnavailable, err)
+		}
+	}
+	if len(unknown) > 0 {
+		return invalid("groupFilter", "unknown Entra group ids: "+strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+func settingsProblem(err error) error {
+	var bad syncsettings.Invalid
+	if errors.As(err, &bad) {
+		fields := make([]problem.FieldError, len(bad))
+		for i, f := range bad {
+			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
+		}
+		return badRequest{fields}
+	}
+	return err
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// searchGroups serves the "Configure Groups" picker.
+func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
+	q := strings.TrimSpace(r.URL.Query().Get("search"))
+	if len(q) > 120 {
+		return invalid("search", "at most 120 characters")
+	}
+	limit, err := intParam(r, "limit", 25, 1, 100)
+	if err != nil {
+		return err
+	}
+	tenant, err := s.tenantOf(r.Context(), org)
+	if err != nil {
+		return err
+	}
+	groups, err := s.d.Directory.SearchGroups(r.Context(), tenant, q, limit)
+	if err != nil {
+		if k := entra.KindOf(err); k == entra.KindForbidden || k == entra.KindUnauthorized {
+			p := problem.New(http.StatusConflict, problem.Forbidden, "the tenant refused listing groups: grant GroupMember.Read.All and re-authorize")
+			problem.Write(w, r, p)
+			return nil
+		}
+		return fmt.Errorf("%w: %w", entraUnavailable, err)
+	}
+	type groupView struct {
+		ID          string `json:"id"`
+		DisplayName string `json:"displayName"`
+		Description string `json:"description"`
+	}
+	out := make([]groupView, len(groups))
+	for i, g := range groups {
+		out[i] = groupView{g.ID, g.DisplayName, g.Description}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+}

@@ -1,0 +1,178 @@
+package dirsync
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// pendingDeactivation is a stakeholder a run will deactivate (table "syncpending", keyed by run
+// and stakeholder, so a retried step writes the same rows). Deactivations wait until the users
+// round is done so the deletion guard can weigh them all at once.
+type pendingDeactivation struct {
+	StakeholderID string `json:"stakeholderId"`
+	ExternalID    string `json:"externalId"`
+	Reason        string `json:"reason"` // deleted, disabled, out_of_filter
+}
+
+func pendingKey(runID, stakeholderID string) string { return runID + "." + stakeholderID }
+
+// addPending records deactivations; a stakeholder already pending keeps its first reason.
+func (s *stepper) addPending(ctx context.Context, pd []pendingDeactivation) error {
+	if len(pd) == 0 {
+		return nil
+	}
+	ops := make([]tablestore.Op, 0, len(pd))
+	seen := map[string]bool{}
+	for _, p := range pd {
+		if seen[p.StakeholderID] {
+			continue
+		}
+		seen[p.StakeholderID] = true
+		ops = append(ops, tablestore.UpsertOp(pendingKey(s.run.ID, p.StakeholderID), p, tablestore.Merge))
+	}
+	return s.e.pending.Batch(ctx, s.org, ops)
+}
+
+// pendingRows streams the run's pending deactivations after cursor.
+func (s *stepper) pendingRows(ctx context.Context, after string, limit int) ([]tablestore.Row[pendingDeactivation], error) {
+	q := tablestore.QueryOptions{KeyPrefix: s.run.ID + ".", PageSize: min(limit, tablestore.MaxPageSize)}
+	if after != "" {
+		q.From = after + "\x00"
+	}
+	var out []tablestore.Row[pendingDeactivation]
+	for row, err := range tablestore.Query[pendingDeactivation](ctx, s.e.pending, s.org, q) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, row)
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// unseen ends a full round: synced stakeholders whose user the round did not return are gone
+// from Entra ID (deleted users are not listed in a full round) and are deactivated.
+func (s *stepper) unseen(ctx context.Context) error {
+	q := tablestore.QueryOptions{KeyPrefix: "s-", Select: []string{"id", "externalId", "seenRun"},
+		Filter: "source eq " + tablestore.Quote(stakeholder.Entra) + " and active eq true and seenRun ne " + tablestore.Quote(s.run.ID)}
+	already := map[string]bool{}
+	rows, err := s.pendingRows(ctx, "", 1<<30)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		already[r.Value.StakeholderID] = true
+	}
+	var pd []pendingDeactivation
+	for row, err := range tablestore.Query[stakeholder.Stakeholder](ctx, s.e.cfg.Store.Table(stakeholder.Table), s.org, q) {
+		if err != nil {
+			return err
+		}
+		if !already[row.Value.ID] {
+			pd = append(pd, pendingDeactivation{StakeholderID: row.Value.ID, ExternalID: row.Value.ExternalID, Reason: "deleted"})
+		}
+		if len(pd) == 500 {
+			if err := s.addPending(ctx, pd); err != nil {
+				return err
+			}
+			pd = pd[:0]
+		}
+	}
+	return s.addPending(ctx, pd)
+}
+
+// guard counts the run's deactivations and holds the run for approval when they exceed the
+// org's threshold (a percentage of its active synced stakeholders, or an absolute count). The
+// pending deactivations are logged either way, so an admin sees what approval would do.
+func (s *stepper) guard(ctx context.Context) error {
+	rows, err := s.pendingRows(ctx, "", 1<<30)
+	if err != nil {
+		return err
+	}
+	s.run.PendingDeactivations = len(rows)
+	if len(rows) == 0 {
+		return nil
+	}
+	ix, err := s.index(ctx)
+	if err != nil {
+		return err
+	}
+	active := 0
+	for _, l := range ix.ByExternal {
+		if l.Active {
+			active++
+		}
+	}
+	th := s.settings.DeletionThreshold
+	over := len(rows) > th.Count || len(rows)*100 > th.Percent*active
+	if s.run.DryRun || over {
+		action := ActDeactivated
+		reason := "would be deactivated (dry run): "
+		if !s.run.DryRun {
+			reason = "waiting for approval: "
+		}
+		var changes []Change
+		for _, r := range rows {
+			changes = append(changes, Change{Action: action, StakeholderID: r.Value.StakeholderID, ExternalID: r.Value.ExternalID, Reason: reason + r.Value.Reason})
+		}
+		if err := s.e.logChanges(ctx, s.org, &s.run, changes); err != nil {
+			return err
+		}
+	}
+	if over && !s.run.DryRun {
+		s.run.State = Held
+		s.run.Hold = &Hold{Deactivations: len(rows), ActiveSynced: active,
+			Threshold: fmt.Sprintf("more than %d%% of %d active synced stakeholders or more than %d", th.Percent, active, th.Count)}
+		s.run.addError(RunError{Code: "deletion_threshold", Detail: fmt.Sprintf("this run would deactivate %d of %d active synced stakeholders", len(rows), active),
+			Hint: "Check the sync's changes; approve the run if the deactivations are intended, or fix the group filter or Entra ID and sync again."})
+		s.e.cfg.Logger.WarnContext(ctx, "sync run held by the deletion guard", "org", s.org.String(), "run", s.run.ID, "deactivations", len(rows), "active", active)
+	}
+	return nil
+}
+
+// deprovision applies the pending deactivations, a chunk per call, resuming at the cursor.
+func (s *stepper) deprovision(ctx context.Context) (bool, error) {
+	rows, err := s.pendingRows(ctx, s.run.Cursor, 100)
+	if err != nil {
+		return false, err
+	}
+	if len(rows) == 0 {
+		return true, nil
+	}
+	items := make([]*work, 0, len(rows))
+	reasons := map[string]string{}
+	for _, r := range rows {
+		items = append(items, &work{id: r.Value.StakeholderID})
+		reasons[r.Value.StakeholderID] = r.Value.Reason
+	}
+	if err := s.load(ctx, items); err != nil {
+		return false, err
+	}
+	var writes []write
+	var changes []Change
+	for _, w := range items {
+		if w.cur == nil || !w.cur.Active {
+			continue // gone, or deactivated already (a retried chunk)
+		}
+		next := *w.cur
+		next.Active, next.DeactivatedReason, next.UpdatedAt = false, reasons[next.ID], s.now
+		writes = append(writes, write{next: next, prev: w.cur, etag: w.etag})
+		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: next.ID, ExternalID: next.ExternalID,
+			Name: strings.TrimSpace(next.FirstName + " " + next.LastName), Reason: reasons[next.ID]})
+	}
+	if err := s.write(ctx, writes); err != nil {
+		return false, err
+	}
+	s.run.Deactivated += len(writes)
+	if err := s.e.logChanges(ctx, s.org, &s.run, changes); err != nil {
+		return false, err
+	}
+	s.run.Cursor = rows[len(rows)-1].Key
+	return len(rows) < 100, nil
+}
