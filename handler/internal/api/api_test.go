@@ -131,7 +131,9 @@ func setup(t *testing.T) *fixture {
 	f.srv = httptest.NewServer(api.New(api.Deps{
 		Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: twoPages{},
 		Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store), Now: clock,
-		NextSync: func(syncsettings.Settings, time.Time) (time.Time, bool) { return time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), true },
+		NextSync: func(syncsettings.Settings, time.Time) (time.Time, bool) {
+			return time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), true
+		},
 	}))
 	t.Cleanup(f.srv.Close)
 	return f

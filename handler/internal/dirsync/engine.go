@@ -11,12 +11,22 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // directory is the slice of the Graph client a sync needs.
 type directory interface {
 	UsersDelta(ctx context.Context, tenantID, link string) (entra.UserPage, error)
+	User(ctx context.Context, tenantID, id string) (entra.User, error)
+	Group(ctx context.Context, tenantID, id string) (entra.Group, error)
+	TransitiveUserIDs(ctx context.Context, tenantID, groupID string) ([]string, error)
+}
+
+// userCounter is optional: a directory that can count users gives full runs a progress total.
+type userCounter interface {
+	CountUsers(ctx context.Context, tenantID string) (int, error)
 }
 
 // publisher enqueues the next step of a run.
@@ -35,15 +45,23 @@ type reauthorizer interface {
 	NeedsReauthorization(ctx context.Context, org tablestore.Org, reason string, now time.Time) error
 }
 
+// settingsReader reads an org's sync settings.
+type settingsReader interface {
+	Get(ctx context.Context, org tablestore.Org) (syncsettings.Settings, tablestore.ETag, error)
+}
+
 // Tables used by sync.
 const (
-	RunsTable         = "syncruns"
-	StateTable        = "syncstate"
-	StakeholdersTable = "stakeholders"
+	RunsTable    = "syncruns"
+	StateTable   = "syncstate"
+	PendingTable = "syncpending"
 )
 
-// ErrRunNotFound is returned for an unknown run id.
-var ErrRunNotFound = errors.New("dirsync: no such run")
+// Errors.
+var (
+	ErrRunNotFound = errors.New("dirsync: no such run")
+	ErrNotHeld     = errors.New("dirsync: the run is not waiting for approval")
+)
 
 // Config configures an Engine.
 type Config struct {
@@ -51,22 +69,28 @@ type Config struct {
 	Directory directory
 	Queue     publisher
 	Tenants   tenants
-	Reauth    reauthorizer // optional
+	Settings  settingsReader // default: syncsettings.NewStore(Store)
+	Reauth    reauthorizer   // optional
 	Logger    *slog.Logger
 	Now       func() time.Time
-	// StepBudget is how long one step keeps fetching pages before it hands over to a new
-	// message; default 2 minutes, well inside the host's function timeout.
+	// StepBudget is how long one step keeps working before it hands over to a new message;
+	// default 2 minutes, well inside the host's function timeout.
 	StepBudget time.Duration
 	// GiveUpAfter is the delivery count at which a step that keeps failing fails its run rather
 	// than leave it running until the message is dead-lettered; default 5.
 	GiveUpAfter int
+	// Concurrency bounds parallel reads of existing stakeholders; default 16.
+	Concurrency int
 }
 
 // Engine starts runs and executes their steps.
 type Engine struct {
 	cfg          Config
 	runs, state  *tablestore.Table
-	stakeholders *tablestore.Table
+	pending      *tablestore.Table
+	changes      *tablestore.Table
+	stakeholders *stakeholder.Store
+	groups       *stakeholder.Groups
 }
 
 // New returns an Engine.
@@ -83,7 +107,17 @@ func New(cfg Config) *Engine {
 	if cfg.GiveUpAfter <= 0 {
 		cfg.GiveUpAfter = 5
 	}
-	return &Engine{cfg: cfg, runs: cfg.Store.Table(RunsTable), state: cfg.Store.Table(StateTable), stakeholders: cfg.Store.Table(StakeholdersTable)}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.Settings == nil {
+		cfg.Settings = syncsettings.NewStore(cfg.Store)
+	}
+	return &Engine{
+		cfg: cfg, runs: cfg.Store.Table(RunsTable), state: cfg.Store.Table(StateTable),
+		pending: cfg.Store.Table(PendingTable), changes: cfg.Store.Table(ChangesTable),
+		stakeholders: stakeholder.NewStore(cfg.Store), groups: stakeholder.NewGroups(cfg.Store),
+	}
 }
 
 // syncState is the org's persistent sync state (table "syncstate", key "users").
@@ -91,6 +125,8 @@ type syncState struct {
 	DeltaLink   string    `json:"deltaLink"`
 	ActiveRunID string    `json:"activeRunId"`
 	ClaimedAt   time.Time `json:"claimedAt,omitzero"` // when ActiveRunID claimed the org
+	// LastScheduledSlot is the last schedule slot a run was started for (the scheduler's record).
+	LastScheduledSlot time.Time `json:"lastScheduledSlot,omitzero"`
 }
 
 // claimGrace is how long a claim whose run is not recorded yet is taken for a start in
@@ -104,16 +140,19 @@ type Job struct {
 	Org   string `json:"org"`
 	RunID string `json:"runId"`
 	Step  int    `json:"step"`
-	Retry int    `json:"retry,omitempty"` // rescheduled after throttling
+	Retry int    `json:"retry,omitempty"` // rescheduled after throttling or a resync
 }
 
 func (j Job) messageID() string { return fmt.Sprintf("%s/%s/%d/%d", j.Org, j.RunID, j.Step, j.Retry) }
 
-// Start begins a run for org unless one is already running, in which case it returns that one
-// with started false. The org must be connected.
-func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) (run Run, started bool, err error) {
+// Start begins a run for org unless one is already running or held, in which case it returns
+// that one with started false. The org must be connected.
+func (e *Engine) Start(ctx context.Context, org tablestore.Org, opts StartOptions) (run Run, started bool, err error) {
 	if _, err := e.cfg.Tenants.Tenant(ctx, org); err != nil {
 		return Run{}, false, err
+	}
+	if opts.Trigger == "" {
+		opts.Trigger = "manual"
 	}
 	st, etag, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
 	if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
@@ -123,17 +162,18 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) 
 	if st.ActiveRunID != "" {
 		active, _, err := e.Run(ctx, org, st.ActiveRunID)
 		switch {
-		case err == nil && active.State == Running:
+		case err == nil && (active.State == Running || active.State == Held):
 			return active, false, nil
 		case errors.Is(err, ErrRunNotFound) && now.Sub(st.ClaimedAt) < claimGrace:
 			// Claimed by a start that has not recorded its run yet: taking the org over
 			// here would start a second run beside it.
-			return e.runningOrRetry(ctx, org, trigger)
+			return e.runningOrRetry(ctx, org)
 		case err != nil && !errors.Is(err, ErrRunNotFound):
 			return Run{}, false, err
 		}
 	}
-	run = Run{ID: newRunID(now, rand.Uint32()), State: Running, Kind: "delta", Trigger: trigger, StartedAt: now}
+	run = Run{ID: newRunID(now, rand.Uint32()), State: Running, Kind: "delta", Trigger: opts.Trigger, DryRun: opts.DryRun,
+		StartedAt: now, Phase: PhaseUsers, Errors: []RunError{}}
 	if st.DeltaLink == "" {
 		run.Kind = "full"
 	}
@@ -145,7 +185,7 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) 
 		_, err = e.state.Update(ctx, org, usersStateKey, st, etag, tablestore.Replace)
 	}
 	if errors.Is(err, tablestore.ErrConflict) {
-		return e.runningOrRetry(ctx, org, trigger)
+		return e.runningOrRetry(ctx, org)
 	}
 	if err != nil {
 		return Run{}, false, err
@@ -157,17 +197,17 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, trigger string) 
 	if err := e.publish(ctx, Job{Org: org.String(), RunID: run.ID}, time.Time{}); err != nil {
 		// Without its first message the run would stay "running" and hold the org forever.
 		run.addError(RunError{Code: "unavailable", Detail: err.Error(), Hint: "The sync queue could not be reached; sync again shortly."})
-		if ferr := e.finish(ctx, org, run, runETag, Failed, "", err.Error()); ferr != nil {
+		if ferr := e.finish(ctx, org, run, runETag, Failed, err.Error()); ferr != nil {
 			e.cfg.Logger.WarnContext(ctx, "could not fail an unpublished run", "org", org.String(), "run", run.ID, "error", ferr.Error())
 		}
 		return Run{}, false, err
 	}
-	e.cfg.Logger.InfoContext(ctx, "sync run started", "org", org.String(), "run", run.ID, "kind", run.Kind, "trigger", trigger)
+	e.cfg.Logger.InfoContext(ctx, "sync run started", "org", org.String(), "run", run.ID, "kind", run.Kind, "trigger", run.Trigger, "dry_run", run.DryRun)
 	return run, true, nil
 }
 
 // runningOrRetry answers a start that lost the race: the winner's run.
-func (e *Engine) runningOrRetry(ctx context.Context, org tablestore.Org, trigger string) (Run, bool, error) {
+func (e *Engine) runningOrRetry(ctx context.Context, org tablestore.Org) (Run, bool, error) {
 	st, _, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
 	if err != nil {
 		return Run{}, false, err
@@ -180,7 +220,11 @@ func (e *Engine) runningOrRetry(ctx context.Context, org tablestore.Org, trigger
 		if !errors.Is(err, ErrRunNotFound) {
 			return Run{}, false, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return Run{}, false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return Run{}, false, fmt.Errorf("dirsync: run %s claimed but not recorded: %w", st.ActiveRunID, tablestore.ErrConflict)
 }
@@ -210,6 +254,32 @@ func (e *Engine) Runs(ctx context.Context, org tablestore.Org, limit int) ([]Run
 		}
 	}
 	return out, nil
+}
+
+// Approve lets a run held by the deletion guard continue with its deactivations.
+func (e *Engine) Approve(ctx context.Context, org tablestore.Org, id, approvedBy string) (Run, error) {
+	run, etag, err := e.Run(ctx, org, id)
+	if err != nil {
+		return Run{}, err
+	}
+	if run.State != Held {
+		return run, ErrNotHeld
+	}
+	run.State, run.Phase, run.Cursor = Running, PhaseDeprovision, ""
+	if run.Hold != nil {
+		run.Hold.ApprovedBy = approvedBy
+	}
+	if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
+		if errors.Is(err, tablestore.ErrConflict) {
+			return run, ErrNotHeld // approved by someone else meanwhile
+		}
+		return Run{}, err
+	}
+	if err := e.publish(ctx, Job{Org: org.String(), RunID: run.ID, Step: run.Step}, time.Time{}); err != nil {
+		return Run{}, err
+	}
+	e.cfg.Logger.InfoContext(ctx, "held sync run approved", "org", org.String(), "run", run.ID, "by", approvedBy)
+	return run, nil
 }
 
 func (e *Engine) publish(ctx context.Context, j Job, notBefore time.Time) error {

@@ -1,10 +1,12 @@
-// Package dirsync syncs Entra users into Leap Change stakeholders. A run is a chain of bounded
-// steps carried by sync-jobs messages: each step fetches users/delta pages for a time budget,
-// writes them, and checkpoints the run after every page, so a killed step resumes where it
-// stopped and a huge tenant never needs one long invocation.
+// Package dirsync syncs Entra ID users into Leap Change stakeholders (DESIGN §4). A run is a
+// chain of bounded steps carried by sync-jobs messages; every step checkpoints the run, so a
+// killed step resumes where it stopped and a huge tenant never needs one long invocation.
 //
-// This is the foundation's path (full and delta rounds, mapping, checkpoints, history); the
-// three-way merge, group filter and deletion guard build on it.
+// A run goes through phases: "users" reads users/delta pages and merges each user into its
+// stakeholder (three-way, per field); "scope" applies the group filter; "unseen" (full rounds
+// only) finds synced stakeholders whose user is gone; "guard" holds the run for approval when
+// it would deactivate more than the org's threshold; "deprovision" deactivates; "groups"
+// mirrors the filter groups as stakeholder groups; then the delta link is kept for the next run.
 package dirsync
 
 import (
@@ -20,8 +22,19 @@ type State string
 
 const (
 	Running   State = "running"
+	Held      State = "held" // waiting for an admin to approve its deactivations
 	Succeeded State = "succeeded"
 	Failed    State = "failed"
+)
+
+// Phases of a run, in order.
+const (
+	PhaseUsers       = "users"
+	PhaseScope       = "scope"
+	PhaseUnseen      = "unseen"
+	PhaseGuard       = "guard"
+	PhaseDeprovision = "deprovision"
+	PhaseGroups      = "groups"
 )
 
 // Run is one sync run: its checkpoint and its counts. Stored in table "syncruns", keyed by ID,
@@ -31,22 +44,49 @@ type Run struct {
 	State      State     `json:"state"`
 	Kind       string    `json:"kind"`    // "full" or "delta"
 	Trigger    string    `json:"trigger"` // "manual", "schedule"
+	DryRun     bool      `json:"dryRun"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 
-	// Checkpoint: the next step to run and the link it starts from.
-	Step     int    `json:"step"`
-	NextLink string `json:"nextLink,omitempty"` // opaque Graph state; the API never shows it
+	// Checkpoint: the phase and step to run next, and the Graph link the users phase resumes from.
+	Phase     string `json:"phase"`
+	Step      int    `json:"step"`
+	NextLink  string `json:"nextLink,omitempty"`  // opaque Graph state; the API never shows it
+	DeltaLink string `json:"deltaLink,omitempty"` // kept until the run finishes; never shown
+	Cursor    string `json:"cursor,omitempty"`    // resume point inside a phase
 
-	Pages       int `json:"pages"`
-	Processed   int `json:"processed"`
-	Written     int `json:"written"`     // stakeholders created or refreshed
-	Deactivated int `json:"deactivated"` // deleted or disabled in Entra
+	Total     int `json:"total"` // users expected (0 when unknown, e.g. delta rounds)
+	Pages     int `json:"pages"`
+	Processed int `json:"processed"`
+
+	Created     int `json:"created"`
+	Updated     int `json:"updated"`
+	Unchanged   int `json:"unchanged"`
+	Conflicts   int `json:"conflicts"`
+	Skipped     int `json:"skipped"` // conflicting records left untouched (skip conflicts)
+	Deactivated int `json:"deactivated"`
+	Reactivated int `json:"reactivated"`
 	Invalid     int `json:"invalid"`
 	Throttled   int `json:"throttled"`
+	ErrorCount  int `json:"errorCount"`
 
+	PendingDeactivations int `json:"pendingDeactivations"`
+	GroupsSynced         int `json:"groupsSynced"`
+	MembersAdded         int `json:"membersAdded"`
+	MembersRemoved       int `json:"membersRemoved"`
+
+	Hold      *Hold      `json:"hold,omitempty"`
 	Errors    []RunError `json:"errors"`
 	LastError string     `json:"lastError,omitempty"`
+	Changes   int        `json:"changes"` // per-record change log entries written
+}
+
+// Hold says why a run waits for approval.
+type Hold struct {
+	Deactivations int    `json:"deactivations"`
+	ActiveSynced  int    `json:"activeSynced"`
+	Threshold     string `json:"threshold"`
+	ApprovedBy    string `json:"approvedBy,omitempty"`
 }
 
 // RunError is one error recorded on a run, with what an admin can do about it.
@@ -57,14 +97,21 @@ type RunError struct {
 	Hint   string `json:"hint"`
 }
 
-// maxErrors bounds the errors kept on a run record (an entity is at most 1 MiB); the count of
-// all of them is in Invalid and the log.
-const maxErrors = 200
+// maxErrors bounds the errors kept on a run record (an entity is at most 1 MiB); ErrorCount has
+// all of them, and each is also in the change log.
+const maxErrors = 100
 
 func (r *Run) addError(e RunError) {
+	r.ErrorCount++
 	if len(r.Errors) < maxErrors {
 		r.Errors = append(r.Errors, e)
 	}
+}
+
+// StartOptions say how a run starts.
+type StartOptions struct {
+	Trigger string // "manual" or "schedule"
+	DryRun  bool   // compute and report every change, write none
 }
 
 // newRunID returns an id that sorts newest first: the inverted start time, then a tie-breaker.

@@ -5,14 +5,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // ErrBadJob marks a sync-jobs message that can never be processed.
 var ErrBadJob = errors.New("dirsync: malformed job")
+
+// stepper runs one step of one run: it owns the run record and what the step loaded.
+type stepper struct {
+	e        *Engine
+	log      *slog.Logger
+	job      Job
+	org      tablestore.Org
+	tenant   string
+	settings syncsettings.Settings
+	run      Run
+	etag     tablestore.ETag
+	deadline time.Time
+	now      time.Time
+
+	ix      *stakeholder.Index  // loaded on first use
+	allowed map[string]bool     // users in the group filter; nil = no filter
+	members map[string][]string // filter group → its users (nested included)
+}
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or
 // duplicated message for a step already checkpointed only makes sure the continuation exists.
@@ -37,7 +58,7 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error
 	}
 	switch {
 	case run.State != Running:
-		return nil // finished already: a duplicate delivery
+		return nil // finished or held already: a duplicate delivery
 	case j.Step < run.Step:
 		// Checkpointed already; the continuation may not have been published before a crash.
 		return e.publish(ctx, Job{Org: j.Org, RunID: run.ID, Step: run.Step}, time.Time{})
@@ -45,111 +66,158 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error
 		log.WarnContext(ctx, "sync step ahead of its run's checkpoint dropped", "checkpoint", run.Step)
 		return nil
 	}
-
-	tenant, err := e.cfg.Tenants.Tenant(ctx, org)
-	if err != nil {
-		run.addError(RunError{Code: "not_connected", Detail: err.Error(), Hint: "Reconnect Microsoft 365 in Settings → Integrations."})
-		return e.finish(ctx, org, run, etag, Failed, "", err.Error())
+	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC()}
+	s.deadline = s.now.Add(e.cfg.StepBudget)
+	if s.tenant, err = e.cfg.Tenants.Tenant(ctx, org); err != nil {
+		s.run.addError(RunError{Code: "not_connected", Detail: err.Error(), Hint: "Reconnect Microsoft 365 in Settings → Integrations."})
+		return e.finish(ctx, org, s.run, etag, Failed, err.Error())
 	}
-
-	link := run.NextLink
-	if run.Step == 0 && run.Kind == "delta" {
-		st, _, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
-		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
-			return err
-		}
-		link = st.DeltaLink
-		if link == "" {
-			run.Kind = "full"
-		}
+	if s.settings, _, err = e.cfg.Settings.Get(ctx, org); err != nil {
+		return err
 	}
-	deadline := e.cfg.Now().Add(e.cfg.StepBudget)
+	if err := s.loop(ctx); err != nil {
+		return s.fail(ctx, err, deliveryCount)
+	}
+	return nil
+}
+
+// loop runs phases until the run finishes, is held, or the step's budget is spent.
+func (s *stepper) loop(ctx context.Context) error {
 	for {
-		page, err := e.cfg.Directory.UsersDelta(ctx, tenant, link)
+		done, err := s.phase(ctx)
 		if err != nil {
-			return e.fail(ctx, org, j, run, etag, err, deliveryCount, &link)
-		}
-		if err := e.writePage(ctx, org, &run, page.Users); err != nil {
-			return e.retryOrFail(ctx, org, run, etag, err, deliveryCount)
-		}
-		run.Step++
-		run.Pages++
-		run.NextLink = page.NextLink
-		if page.DeltaLink != "" {
-			return e.finish(ctx, org, run, etag, Succeeded, page.DeltaLink, "")
-		}
-		if page.NextLink == "" {
-			err := &entra.Error{Kind: entra.KindInvalid, Message: "users/delta page has neither nextLink nor deltaLink"}
-			return e.retryOrFail(ctx, org, run, etag, err, deliveryCount)
-		}
-		if etag, err = e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
-			if errors.Is(err, tablestore.ErrConflict) {
-				log.WarnContext(ctx, "run checkpoint moved under this step; leaving it to the other worker")
-				return nil
-			}
 			return err
 		}
-		if e.cfg.Now().After(deadline) {
-			return e.publish(ctx, Job{Org: j.Org, RunID: run.ID, Step: run.Step}, time.Time{})
+		if done {
+			s.run.Phase, s.run.Cursor = s.next(s.run.Phase), ""
 		}
-		link = page.NextLink
+		switch {
+		case s.run.Phase == "":
+			return s.e.finish(ctx, s.org, s.run, s.etag, Succeeded, "")
+		case s.run.State == Held:
+			s.run.Step++
+			return s.checkpoint(ctx)
+		}
+		s.run.Step++
+		if err := s.checkpoint(ctx); err != nil {
+			return err
+		}
+		if s.e.cfg.Now().After(s.deadline) {
+			return s.e.publish(ctx, Job{Org: s.job.Org, RunID: s.run.ID, Step: s.run.Step}, time.Time{})
+		}
 	}
 }
 
-// fail handles a Graph error: resync restarts the round, throttling reschedules the step,
-// refused access ends the run with advice, anything else is retried by redelivery.
-func (e *Engine) fail(ctx context.Context, org tablestore.Org, j Job, run Run, etag tablestore.ETag, err error, deliveryCount int, link *string) error {
+// errMoved says another delivery of this step checkpointed first; this one stops quietly.
+var errMoved = errors.New("run checkpoint moved")
+
+func (s *stepper) checkpoint(ctx context.Context) error {
+	etag, err := s.e.runs.Update(ctx, s.org, s.run.ID, s.run, s.etag, tablestore.Replace)
+	if errors.Is(err, tablestore.ErrConflict) {
+		return errMoved
+	}
+	s.etag = etag
+	return err
+}
+
+// phase runs (part of) the current phase; done says it is complete.
+func (s *stepper) phase(ctx context.Context) (done bool, err error) {
+	switch s.run.Phase {
+	case PhaseUsers:
+		return s.usersPage(ctx)
+	case PhaseScope:
+		return true, s.scope(ctx)
+	case PhaseUnseen:
+		return true, s.unseen(ctx)
+	case PhaseGuard:
+		return true, s.guard(ctx)
+	case PhaseDeprovision:
+		return s.deprovision(ctx)
+	case PhaseGroups:
+		return true, s.syncGroups(ctx)
+	}
+	return false, fmt.Errorf("dirsync: run %s is in unknown phase %q", s.run.ID, s.run.Phase)
+}
+
+// next is the phase after p for this run; "" when the run is complete.
+func (s *stepper) next(p string) string {
+	filtered := len(s.settings.GroupFilter) > 0
+	order := []struct {
+		phase string
+		runs  bool
+	}{
+		{PhaseUsers, true},
+		{PhaseScope, filtered},
+		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun},
+		{PhaseGuard, true},
+		{PhaseDeprovision, !s.run.DryRun},
+		{PhaseGroups, s.settings.GroupSync && filtered && !s.run.DryRun},
+	}
+	seen := false
+	for _, o := range order {
+		if seen && o.runs {
+			return o.phase
+		}
+		seen = seen || o.phase == p
+	}
+	return ""
+}
+
+// fail handles an error of the step: resync restarts the users round, throttling reschedules
+// the step, refused access ends the run with advice, anything else is retried by redelivery.
+func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error {
+	if errors.Is(err, errMoved) {
+		s.log.WarnContext(ctx, "run checkpoint moved under this step; leaving it to the other delivery")
+		return nil
+	}
+	e, run := s.e, s.run
 	var ge *entra.Error
 	errors.As(err, &ge)
 	switch entra.KindOf(err) {
 	case entra.KindResync:
 		// The delta token expired or was reset: a full round from scratch reaches the same state.
-		e.cfg.Logger.InfoContext(ctx, "delta token expired; resyncing in full", "org", org.String(), "run", run.ID)
-		run.Kind, run.NextLink = "full", ""
-		if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
+		s.log.InfoContext(ctx, "delta token expired; resyncing in full")
+		run.Kind, run.Phase, run.NextLink, run.Cursor = "full", PhaseUsers, "", ""
+		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
 			return err
 		}
-		return e.publish(ctx, Job{Org: j.Org, RunID: run.ID, Step: run.Step, Retry: j.Retry + 1}, time.Time{})
+		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, time.Time{})
 	case entra.KindThrottled:
 		run.Throttled++
 		wait := 30 * time.Second
 		if ge != nil && ge.RetryAfter > 0 {
 			wait = ge.RetryAfter
 		}
-		if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
+		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
 			return err
 		}
-		return e.publish(ctx, Job{Org: j.Org, RunID: run.ID, Step: run.Step, Retry: j.Retry + 1}, e.cfg.Now().Add(wait))
+		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, e.cfg.Now().Add(wait))
 	case entra.KindUnauthorized:
 		if e.cfg.Reauth != nil {
-			if err := e.cfg.Reauth.NeedsReauthorization(ctx, org, err.Error(), e.cfg.Now()); err != nil {
+			if err := e.cfg.Reauth.NeedsReauthorization(ctx, s.org, err.Error(), e.cfg.Now()); err != nil {
 				return err
 			}
 		}
 		run.addError(RunError{Code: "unauthorized", Detail: err.Error(), Hint: "Re-authorize the Microsoft 365 connection: an admin must grant consent again."})
-		return e.finish(ctx, org, run, etag, Failed, "", err.Error())
+		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 	case entra.KindForbidden:
-		run.addError(RunError{Code: "permission_denied", Detail: err.Error(), Hint: "Check admin permissions: grant User.Read.All to the Leap Change app, then re-authorize."})
-		return e.finish(ctx, org, run, etag, Failed, "", err.Error())
+		run.addError(RunError{Code: "permission_denied", Detail: err.Error(), Hint: "Check admin permissions: grant User.Read.All (and GroupMember.Read.All for group filters) to the Leap Change app, then re-authorize."})
+		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 	}
-	return e.retryOrFail(ctx, org, run, etag, err, deliveryCount)
-}
-
-// retryOrFail returns err so the message is redelivered, until it has been tried GiveUpAfter
-// times; then the run fails with the error recorded, instead of staying "running" while its
-// message sits in the dead-letter queue.
-func (e *Engine) retryOrFail(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, err error, deliveryCount int) error {
 	if deliveryCount < e.cfg.GiveUpAfter {
 		return err
 	}
+	// Retried enough: fail the run with the error recorded, instead of leaving it running while
+	// its message sits in the dead-letter queue.
 	run.addError(RunError{Code: "unavailable", Detail: err.Error(), Hint: "Check network access to Microsoft Graph and Table Storage, then sync again."})
-	return e.finish(ctx, org, run, etag, Failed, "", err.Error())
+	return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 }
 
-// finish records the run's end and frees the org for the next run. On success the delta link is
-// kept for the next round.
-func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, state State, deltaLink, lastError string) error {
-	run.State, run.LastError, run.NextLink = state, lastError, ""
+// finish records the run's end and frees the org for the next run. A successful real run keeps
+// its delta link for the next round; a dry run never does.
+func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, state State, lastError string) error {
+	deltaLink := run.DeltaLink
+	run.State, run.LastError, run.NextLink, run.DeltaLink, run.Cursor = state, lastError, "", "", ""
 	run.FinishedAt = e.cfg.Now().UTC()
 	if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
 		if errors.Is(err, tablestore.ErrConflict) {
@@ -157,62 +225,41 @@ func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag t
 		}
 		return err
 	}
-	st, stETag, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
-	if err != nil {
-		return err
-	}
-	if st.ActiveRunID == run.ID {
-		st.ActiveRunID = ""
-	}
-	if deltaLink != "" {
-		st.DeltaLink = deltaLink
-	}
-	if _, err := e.state.Update(ctx, org, usersStateKey, st, stETag, tablestore.Replace); err != nil {
-		return fmt.Errorf("free org after run %s: %w", run.ID, err)
-	}
-	e.cfg.Logger.InfoContext(ctx, "sync run finished", "org", org.String(), "run", run.ID, "state", state,
-		"pages", run.Pages, "processed", run.Processed, "written", run.Written, "deactivated", run.Deactivated, "invalid", run.Invalid)
-	return nil
-}
-
-// writePage stores one page of users as stakeholders in ≤100-entity transactions. Users that
-// cannot become stakeholders are recorded on the run and skipped; they never fail the page.
-func (e *Engine) writePage(ctx context.Context, org tablestore.Org, run *Run, users []entra.User) error {
-	now := e.cfg.Now().UTC()
-	ops := make([]tablestore.Op, 0, len(users))
-	for _, u := range users {
-		run.Processed++
-		if u.Removed != entra.NotRemoved {
-			if u.ID == "" {
-				continue
+	for range 5 {
+		st, stETag, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
+		if err != nil {
+			return err
+		}
+		if st.ActiveRunID == run.ID {
+			st.ActiveRunID = ""
+		}
+		if state == Succeeded && !run.DryRun && deltaLink != "" {
+			st.DeltaLink = deltaLink
+		}
+		_, err = e.state.Update(ctx, org, usersStateKey, st, stETag, tablestore.Replace)
+		if !errors.Is(err, tablestore.ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("free org after run %s: %w", run.ID, err)
 			}
-			ops = append(ops, tablestore.UpsertOp(stakeholderKey(u.ID), deactivation{Active: false, ExternalID: u.ID, SyncedAt: now}, tablestore.Merge))
-			run.Deactivated++
-			continue
+			break
 		}
-		s, problem := fromUser(u, now)
-		if problem != "" {
-			run.Invalid++
-			run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: problem, Hint: "Complete the user's profile in Entra ID; the next sync picks it up."})
-			continue
-		}
-		if !s.Active {
-			run.Deactivated++
-		}
-		ops = append(ops, tablestore.UpsertOp(stakeholderKey(u.ID), s, tablestore.Merge))
 	}
-	if err := e.stakeholders.Batch(ctx, org, ops); err != nil {
-		return err
-	}
-	run.Written += len(ops)
+	e.cfg.Logger.InfoContext(ctx, "sync run finished", "org", org.String(), "run", run.ID, "state", state, "kind", run.Kind, "dry_run", run.DryRun,
+		"processed", run.Processed, "created", run.Created, "updated", run.Updated, "unchanged", run.Unchanged, "conflicts", run.Conflicts,
+		"deactivated", run.Deactivated, "reactivated", run.Reactivated, "errors", run.ErrorCount)
 	return nil
 }
 
-// deactivation is the merge written for a user removed from Entra: only these fields change.
-type deactivation struct {
-	Active     bool      `json:"active"`
-	ExternalID string    `json:"externalId"`
-	SyncedAt   time.Time `json:"syncedAt"`
+// index returns the org's stakeholder index, loading it on first use in this step.
+func (s *stepper) index(ctx context.Context) (*stakeholder.Index, error) {
+	if s.ix == nil {
+		ix, err := s.e.stakeholders.LoadIndex(ctx, s.org)
+		if err != nil {
+			return nil, err
+		}
+		s.ix = &ix
+	}
+	return s.ix, nil
 }
 
 func truncate(s string, n int) string {

@@ -64,6 +64,10 @@ type Stakeholder struct {
 	// three-way merge. Empty for manual stakeholders.
 	Base Values `json:"base,omitempty"`
 
+	// SeenRun is the last full sync run that found this stakeholder's user in Entra; a full run
+	// deactivates synced stakeholders it did not see.
+	SeenRun string `json:"seenRun,omitempty"`
+
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 	SyncedAt  time.Time `json:"syncedAt,omitzero"`
@@ -146,7 +150,10 @@ func emailKey(email string) string      { return "m-" + tablestore.KeyEscape(Nor
 // NormalizeEmail is the matching form of an address: trimmed, lower case.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-// pointer is an index row's value.
+// pointer is an index row's value. Entra index rows also carry whether the stakeholder is
+// active, so scope checks need no stakeholder reads.
 type pointer struct {
-	ID string `json:"id"`
+	ID     string `json:"id"`
+	Active bool   `json:"active"`
+	Reason string `json:"reason,omitempty"` // DeactivatedReason
 }

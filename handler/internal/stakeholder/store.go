@@ -55,26 +55,34 @@ func (s *Store) Lookup(ctx context.Context, org tablestore.Org, entraID, email s
 
 // Index is an org's lookup tables, loaded at once for a sync step.
 type Index struct {
-	ByExternal map[string]string // Entra object id → stakeholder id
+	ByExternal map[string]Link   // Entra object id → linked stakeholder
 	ByEmail    map[string]string // normalized email → stakeholder id
+}
+
+// Link is a stakeholder linked to an Entra user.
+type Link struct {
+	ID     string
+	Active bool
+	Reason string // why it is inactive
 }
 
 // LoadIndex reads every index row of org (two prefix queries of small rows).
 func (s *Store) LoadIndex(ctx context.Context, org tablestore.Org) (Index, error) {
-	ix := Index{ByExternal: map[string]string{}, ByEmail: map[string]string{}}
-	for _, part := range []struct {
-		prefix string
-		into   map[string]string
-	}{{"x-", ix.ByExternal}, {"m-", ix.ByEmail}} {
-		for row, err := range tablestore.Query[pointer](ctx, s.t, org, tablestore.QueryOptions{KeyPrefix: part.prefix, Select: []string{"id"}}) {
+	ix := Index{ByExternal: map[string]Link{}, ByEmail: map[string]string{}}
+	for _, prefix := range []string{"x-", "m-"} {
+		for row, err := range tablestore.Query[pointer](ctx, s.t, org, tablestore.QueryOptions{KeyPrefix: prefix, Select: []string{"id", "active", "reason"}}) {
 			if err != nil {
 				return Index{}, err
 			}
-			key, err := tablestore.KeyUnescape(strings.TrimPrefix(row.Key, part.prefix))
+			key, err := tablestore.KeyUnescape(strings.TrimPrefix(row.Key, prefix))
 			if err != nil {
 				return Index{}, fmt.Errorf("index row %q: %w", row.Key, err)
 			}
-			part.into[key] = row.Value.ID
+			if prefix == "x-" {
+				ix.ByExternal[key] = Link{ID: row.Value.ID, Active: row.Value.Active, Reason: row.Value.Reason}
+			} else {
+				ix.ByEmail[key] = row.Value.ID
+			}
 		}
 	}
 	return ix, nil
@@ -135,18 +143,26 @@ func Ops(st Stakeholder, prev *Stakeholder, etag tablestore.ETag) []tablestore.O
 		}
 		if e != "" {
 			// Insert, not upsert: an address another stakeholder holds must fail the transaction.
-			ops = append(ops, tablestore.InsertOp(emailKey(e), pointer{st.ID}))
+			ops = append(ops, tablestore.InsertOp(emailKey(e), pointer{ID: st.ID}))
 		}
 	}
-	if st.ExternalID != oldExt {
-		if oldExt != "" {
-			ops = append(ops, tablestore.DeleteOp(externalKey(oldExt), tablestore.ETagAny))
-		}
-		if st.ExternalID != "" {
-			ops = append(ops, tablestore.UpsertOp(externalKey(st.ExternalID), pointer{st.ID}, tablestore.Replace))
-		}
+	if oldExt != "" && st.ExternalID != oldExt {
+		ops = append(ops, tablestore.DeleteOp(externalKey(oldExt), tablestore.ETagAny))
+	}
+	if st.ExternalID != "" && (st.ExternalID != oldExt || prev.Active != st.Active || prev.DeactivatedReason != st.DeactivatedReason) {
+		ops = append(ops, tablestore.UpsertOp(externalKey(st.ExternalID), pointer{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}, tablestore.Replace))
 	}
 	return ops
+}
+
+// MarkSeenOp records that full run runID found the stakeholder's user in Entra, touching
+// nothing else (a merge of one property).
+func MarkSeenOp(id, runID string) tablestore.Op {
+	return tablestore.UpdateOp(rowKey(id), seenMark{SeenRun: runID}, tablestore.ETagAny, tablestore.Merge)
+}
+
+type seenMark struct {
+	SeenRun string `json:"seenRun"`
 }
 
 // Save writes st atomically with its index rows: create when etag is "", else replace the

@@ -1,0 +1,308 @@
+package dirsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// usersPage reads one users/delta page and merges it; done at the round's last page.
+func (s *stepper) usersPage(ctx context.Context) (bool, error) {
+	run := &s.run
+	link := run.NextLink
+	if link == "" && run.Pages == 0 && run.Kind == "delta" {
+		st, _, err := tablestore.Get[syncState](ctx, s.e.state, s.org, usersStateKey)
+		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+			return false, err
+		}
+		if link = st.DeltaLink; link == "" {
+			run.Kind = "full"
+		}
+	}
+	if run.Kind == "full" && link == "" && run.Total == 0 {
+		if c, ok := s.e.cfg.Directory.(userCounter); ok {
+			if n, err := c.CountUsers(ctx, s.tenant); err == nil {
+				run.Total = n // only a progress estimate: a failure is no reason to stop
+			}
+		}
+	}
+	if err := s.loadScope(ctx); err != nil {
+		return false, err
+	}
+	page, err := s.e.cfg.Directory.UsersDelta(ctx, s.tenant, link)
+	if err != nil {
+		return false, err
+	}
+	if err := s.applyUsers(ctx, page.Users); err != nil {
+		return false, err
+	}
+	run.Pages++
+	run.NextLink = page.NextLink
+	if page.DeltaLink != "" {
+		run.DeltaLink, run.NextLink = page.DeltaLink, ""
+		return true, nil
+	}
+	if page.NextLink == "" {
+		return false, &entra.Error{Kind: entra.KindInvalid, Message: "users/delta page has neither nextLink nor deltaLink"}
+	}
+	return false, nil
+}
+
+// work is one user on its way to its stakeholder.
+type work struct {
+	user   entra.User
+	values stakeholder.Values
+	id     string // matched stakeholder, "" for a new one
+	cur    *stakeholder.Stakeholder
+	etag   tablestore.ETag
+}
+
+// applyUsers merges users into their stakeholders. Users that cannot become stakeholders are
+// recorded and skipped; a bad record never fails the page.
+func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
+	ix, err := s.index(ctx)
+	if err != nil {
+		return err
+	}
+	run := &s.run
+	// The same user may appear more than once in a page: the last entry is the newest.
+	last := map[string]int{}
+	for i, u := range users {
+		last[u.ID] = i
+	}
+	var items []*work
+	var changes []Change
+	var pending []pendingDeactivation
+	for i, u := range users {
+		if last[u.ID] != i {
+			continue
+		}
+		run.Processed++
+		link, linked := ix.ByExternal[u.ID]
+		if u.Removed != entra.NotRemoved {
+			if linked && link.Active {
+				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "deleted"})
+			}
+			continue
+		}
+		if s.allowed != nil && !s.allowed[u.ID] {
+			if linked && link.Active {
+				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "out_of_filter"})
+			}
+			continue
+		}
+		values, problem := valuesOf(u)
+		if problem != "" {
+			run.Invalid++
+			run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: problem, Hint: "Complete the user's profile in Entra ID; the next sync picks it up."})
+			changes = append(changes, Change{Action: ActInvalid, ExternalID: u.ID, Name: u.DisplayName, Reason: problem})
+			continue
+		}
+		w := &work{user: u, values: values, id: link.ID}
+		if w.id == "" {
+			// First time: a soft match by email, then by UPN, links an existing stakeholder.
+			w.id = ix.ByEmail[stakeholder.NormalizeEmail(values[stakeholder.Email])]
+			if w.id == "" {
+				w.id = ix.ByEmail[stakeholder.NormalizeEmail(u.UserPrincipalName)]
+			}
+		}
+		if w.id == "" && !u.AccountEnabled {
+			continue // a disabled user who was never a stakeholder stays out
+		}
+		items = append(items, w)
+	}
+	if err := s.load(ctx, items); err != nil {
+		return err
+	}
+
+	var writes []write
+	for _, w := range items {
+		wr, ch, pd := s.decide(w)
+		changes = append(changes, ch...)
+		pending = append(pending, pd...)
+		if wr != nil {
+			writes = append(writes, *wr)
+		}
+	}
+	if !s.run.DryRun {
+		if err := s.write(ctx, writes); err != nil {
+			return err
+		}
+	}
+	if err := s.addPending(ctx, pending); err != nil {
+		return err
+	}
+	return s.e.logChanges(ctx, s.org, &s.run, changes)
+}
+
+// load reads the matched stakeholders, a few at a time.
+func (s *stepper) load(ctx context.Context, items []*work) error {
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, s.e.cfg.Concurrency)
+	)
+	for _, w := range items {
+		if w.id == "" {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			st, etag, err := s.e.stakeholders.Get(ctx, s.org, w.id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, stakeholder.ErrNotFound):
+				w.id = "" // a dangling index row: treat the user as new
+			case err != nil:
+				if first == nil {
+					first = err
+				}
+			default:
+				w.cur, w.etag = &st, etag
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// write is one stakeholder's transaction: the new version (with the version it replaces, nil
+// when new), or only the mark that a full run saw it.
+type write struct {
+	next     stakeholder.Stakeholder
+	prev     *stakeholder.Stakeholder
+	etag     tablestore.ETag
+	seenOnly bool
+	user     entra.User // for a retry after a concurrent edit
+}
+
+func (w write) ops(runID string) []tablestore.Op {
+	if w.seenOnly {
+		return []tablestore.Op{stakeholder.MarkSeenOp(w.next.ID, runID)}
+	}
+	return stakeholder.Ops(w.next, w.prev, w.etag)
+}
+
+// decide merges one user into its stakeholder: the write it needs (nil for none), its change
+// records, and deactivations it asks for.
+func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
+	run := &s.run
+	u, v := w.user, w.values
+	name := displayName(v)
+	full := run.Kind == "full"
+	if w.cur == nil {
+		st := stakeholder.Stakeholder{
+			ID: stakeholder.NewID(), Source: stakeholder.Entra, ExternalID: u.ID, Active: true, Base: v,
+			CreatedAt: s.now, UpdatedAt: s.now, SyncedAt: s.now,
+		}
+		for f, val := range v {
+			st.Set(f, val)
+		}
+		if full {
+			st.SeenRun = run.ID
+		}
+		run.Created++
+		ch := Change{Action: ActCreated, StakeholderID: st.ID, ExternalID: u.ID, Name: name}
+		for _, f := range stakeholder.SyncedFields {
+			if v[f] != "" {
+				ch.Fields = append(ch.Fields, FieldChange{Field: f, New: v[f]})
+			}
+		}
+		return &write{next: st, user: u}, []Change{ch}, nil
+	}
+	cur := *w.cur
+	if cur.ExternalID != "" && cur.ExternalID != u.ID {
+		// The address belongs to a stakeholder linked to another Entra user.
+		run.Invalid++
+		run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: fmt.Sprintf("email %s is already used by a stakeholder synced from another Entra user", v[stakeholder.Email]),
+			Hint: "Give each Entra user its own mail address."})
+		return nil, []Change{{Action: ActInvalid, ExternalID: u.ID, Name: name, Reason: "email in use by another synced stakeholder"}}, nil
+	}
+	var pending []pendingDeactivation
+	if !u.AccountEnabled && cur.Active {
+		pending = append(pending, pendingDeactivation{StakeholderID: cur.ID, ExternalID: u.ID, Reason: "disabled"})
+	}
+	linking := cur.ExternalID == ""
+	base := cur.Base
+	if linking {
+		base = nil // no common ancestor yet
+	}
+	m := merge(cur.Values(), base, v, s.settings.MergeStrategy)
+	seen := &write{next: stakeholder.Stakeholder{ID: cur.ID}, seenOnly: true}
+	if m.skip {
+		run.Conflicts++
+		run.Skipped++
+		ch := []Change{{Action: ActSkipped, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed in Entra ID and in Leap Change (skip conflicts)", Fields: m.fields}}
+		if full && !linking {
+			return seen, ch, pending
+		}
+		return nil, ch, pending
+	}
+	next := cur
+	next.ExternalID, next.Source = u.ID, stakeholder.Entra
+	for f, val := range m.values {
+		next.Set(f, val)
+	}
+	next.Base = m.base
+	if full {
+		next.SeenRun = run.ID
+	}
+	reactivated := u.AccountEnabled && !cur.Active
+	if reactivated {
+		next.Active, next.DeactivatedReason = true, ""
+	}
+	switch {
+	case reactivated:
+		run.Reactivated++
+	case m.conflict:
+		run.Conflicts++
+		run.Updated++
+	case len(m.fields) > 0 || linking:
+		run.Updated++
+	default:
+		run.Unchanged++
+		switch {
+		case !sameValues(cur.Base, m.base):
+			// Values agree but the base is stale (e.g. both sides made the same change): move it.
+		case full && cur.SeenRun != run.ID:
+			return seen, nil, pending
+		default:
+			return nil, nil, pending
+		}
+	}
+	var changes []Change
+	switch {
+	case reactivated:
+		changes = append(changes, Change{Action: ActReactivated, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "active in Entra ID again", Fields: m.fields})
+	case m.conflict:
+		changes = append(changes, Change{Action: ActConflict, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed on both sides; resolved by " + string(s.settings.MergeStrategy), Fields: m.fields})
+	case len(m.fields) > 0 || linking:
+		reason := ""
+		if linking {
+			reason = "linked to its Entra user by email"
+		}
+		changes = append(changes, Change{Action: ActUpdated, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: reason, Fields: m.fields})
+	}
+	next.UpdatedAt, next.SyncedAt = s.now, s.now
+	return &write{next: next, prev: w.cur, etag: w.etag, user: u}, changes, pending
+}
+
+func sameValues(a, b stakeholder.Values) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}

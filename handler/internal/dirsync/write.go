@@ -1,0 +1,108 @@
+package dirsync
+
+import (
+	"context"
+	"errors"
+
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// maxOps is Table Storage's limit of operations per transaction.
+const maxOps = 100
+
+// write stores the page's stakeholders in as few transactions as fit: each stakeholder's ops
+// (the row and its index rows) stay in one transaction, so they change together. A transaction
+// that fails (a stakeholder edited in Leap Change meanwhile, an email taken) is retried one
+// stakeholder at a time, so one bad record never fails the page.
+func (s *stepper) write(ctx context.Context, writes []write) error {
+	var chunk []tablestore.Op
+	var members []write
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		err := s.e.stakeholders.Apply(ctx, s.org, chunk)
+		if err != nil && (errors.Is(err, tablestore.ErrConflict) || errors.Is(err, tablestore.ErrNotFound) || errors.Is(err, stakeholder.ErrEmailInUse)) {
+			err = s.writeOneByOne(ctx, members)
+		}
+		chunk, members = chunk[:0], members[:0]
+		return err
+	}
+	for _, w := range writes {
+		ops := w.ops(s.run.ID)
+		if len(chunk)+len(ops) > maxOps {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		chunk = append(chunk, ops...)
+		members = append(members, w)
+		s.remember(w)
+	}
+	return flush()
+}
+
+// writeOneByOne applies each write on its own; a stakeholder changed since it was read is read
+// again and merged again once.
+func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
+	for _, w := range writes {
+		err := s.e.stakeholders.Apply(ctx, s.org, w.ops(s.run.ID))
+		if errors.Is(err, tablestore.ErrConflict) && !w.seenOnly && w.prev != nil {
+			err = s.remerge(ctx, w)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, stakeholder.ErrEmailInUse):
+			s.run.Invalid++
+			s.run.addError(RunError{Code: "invalid_data", Object: w.user.ID, Detail: "email " + w.next.Email + " is already used by another stakeholder",
+				Hint: "Change the address in Entra ID or on the other stakeholder in Leap Change."})
+			s.forget(w)
+		case errors.Is(err, tablestore.ErrNotFound) && w.seenOnly:
+			// Deleted in Leap Change since the index was read: nothing to mark.
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// remerge re-reads a stakeholder edited during the sync and merges the user into the new
+// version; a second conflict is left to the next run.
+func (s *stepper) remerge(ctx context.Context, w write) error {
+	st, etag, err := s.e.stakeholders.Get(ctx, s.org, w.next.ID)
+	if err != nil {
+		return err
+	}
+	values, _ := valuesOf(w.user)
+	again, _, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag})
+	if again == nil {
+		return nil
+	}
+	err = s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
+	if errors.Is(err, tablestore.ErrConflict) {
+		s.run.addError(RunError{Code: "conflict", Object: w.user.ID, Detail: "the stakeholder kept changing in Leap Change during the sync", Hint: "The next sync merges it."})
+		return nil
+	}
+	return err
+}
+
+// remember keeps the in-memory index in step with what this step writes.
+func (s *stepper) remember(w write) {
+	if s.ix == nil || w.seenOnly {
+		return
+	}
+	if w.next.ExternalID != "" {
+		s.ix.ByExternal[w.next.ExternalID] = stakeholder.Link{ID: w.next.ID, Active: w.next.Active, Reason: w.next.DeactivatedReason}
+	}
+	if e := stakeholder.NormalizeEmail(w.next.Email); e != "" {
+		s.ix.ByEmail[e] = w.next.ID
+	}
+}
+
+func (s *stepper) forget(w write) {
+	if s.ix == nil || w.prev != nil {
+		return
+	}
+	delete(s.ix.ByExternal, w.next.ExternalID)
+}
