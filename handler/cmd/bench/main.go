@@ -1,0 +1,614 @@
+// Command bench measures the stakeholder sync (DESIGN §6, scripts/bench.sh sync) against a
+// simulated Microsoft 365 tenant that runs in ANOTHER process (handler/cmd/m365sim), so this
+// process's peak RSS is the sync's, not the simulated tenant's:
+//
+//	go run ./handler/cmd/bench -sim https://127.0.0.1:<port> -ca ca.pem -tenant <id> \
+//	    -app-id <id> -app-secret <secret> -users 10000 [-tables <connection>] [-out file.json]
+//
+// It connects org "bench" to the tenant in a fresh set of tables (a test prefix, dropped at the
+// end), runs the real dirsync Engine with the real Graph client over an in-process queue, and
+// measures three things in one process:
+//
+//   - full:  a first run (full round) from start to its last step: wall time, Graph requests
+//     (graph.Client.Requests), Table transactions (tablestore Stats().Requests).
+//   - floor: the same work with no sync logic at all — read the same users/delta round with
+//     the same Graph client (from no link to the deltaLink) and insert exactly as many
+//     entities as the full run left in the tables it writes (rows of the org in
+//     "stakeholders": stakeholders plus their index rows, and the run's rows in "syncchanges",
+//     counted by querying those tables after the run) into a fresh table, in single-partition
+//     batches of at most 100 plain ~10-short-string entities. ratio = full_s / floor_s.
+//   - delta: 1 % of the users changed through the simulated tenant's admin API, then a second
+//     run (a delta round), timed and counted the same way. delta_ratio = delta_s / full_s.
+//
+// Progress goes to stderr; the last line on stdout is one JSON object of the figures. Peak RSS
+// is VmHWM from /proc/self/status at the end.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/graph"
+	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const org = "bench"
+
+type options struct {
+	simURL, caFile           string
+	tenant, appID, appSecret string
+	users, groups            int
+	tables                   string
+	out                      string
+	cpuProfile, memProfile   string
+	mutate                   float64
+	timeout                  time.Duration
+	stderr                   io.Writer
+}
+
+// Result is the JSON line; the first keys are DESIGN §6's contract, in its order.
+type Result struct {
+	Bench                 string  `json:"bench"`
+	Users                 int     `json:"users"`
+	FullS                 float64 `json:"full_s"`
+	FloorS                float64 `json:"floor_s"`
+	Ratio                 float64 `json:"ratio"`
+	DeltaS                float64 `json:"delta_s"`
+	DeltaRatio            float64 `json:"delta_ratio"`
+	GraphRequestsFull     int64   `json:"graph_requests_full"`
+	GraphRequestsDelta    int64   `json:"graph_requests_delta"`
+	TableTransactionsFull int64   `json:"table_transactions_full"`
+	PeakRSSMB             float64 `json:"peak_rss_mb"`
+
+	Groups                 int     `json:"groups"`
+	FloorEntities          int     `json:"floor_entities"`
+	FloorMethod            string  `json:"floor_method"`
+	FloorFetchS            float64 `json:"floor_fetch_s"`
+	FloorWriteS            float64 `json:"floor_write_s"`
+	GraphRequestsFloor     int64   `json:"graph_requests_floor"`
+	TableTransactionsFloor int64   `json:"table_transactions_floor"`
+	TableTransactionsDelta int64   `json:"table_transactions_delta"`
+	FullPages              int     `json:"full_pages"`
+	FullProcessed          int     `json:"full_processed"`
+	FullCreated            int     `json:"full_created"`
+	FullChanges            int     `json:"full_changes"`
+	FullSteps              int     `json:"full_steps"`
+	DeltaMutated           int     `json:"delta_mutated"`
+	DeltaProcessed         int     `json:"delta_processed"`
+	DeltaUpdated           int     `json:"delta_updated"`
+	DeltaDeactivated       int     `json:"delta_deactivated"`
+	DeltaChanges           int     `json:"delta_changes"`
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	return runWith(ctx, args, stdout, os.Stderr)
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := options{stderr: stderr}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.simURL, "sim", "", "simulated tenant base URL, e.g. https://127.0.0.1:1234 (required)")
+	fs.StringVar(&o.caFile, "ca", "", "CA certificate PEM of the simulated tenant (required)")
+	fs.StringVar(&o.tenant, "tenant", "", "tenant id (required)")
+	fs.StringVar(&o.appID, "app-id", "", "client id (required)")
+	fs.StringVar(&o.appSecret, "app-secret", "", "client secret (required)")
+	fs.IntVar(&o.users, "users", 0, "users the simulated tenant was generated with (reported)")
+	fs.IntVar(&o.groups, "groups", 0, "groups the simulated tenant was generated with (reported)")
+	fs.StringVar(&o.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
+	fs.StringVar(&o.out, "out", "", "also write the result, with date and machine, to this JSON file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the full run to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (after the full run) to this file")
+	fs.Float64Var(&o.mutate, "mutate", 0.01, "fraction of users changed before the delta run")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if o.simURL == "" || o.caFile == "" || o.tenant == "" || o.appID == "" || o.appSecret == "" || o.tables == "" {
+		return fmt.Errorf("%w: -sim, -ca, -tenant, -app-id, -app-secret and -tables (or AZURITE_TABLES_CONNECTION) are required", errUsage)
+	}
+	o.simURL = strings.TrimRight(o.simURL, "/")
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := bench(ctx, o)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(res)
+	if o.out != "" {
+		if err := writeResult(o.out, line); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}
+
+// bench is one measurement: full, floor, delta.
+func bench(ctx context.Context, o options) (Result, error) {
+	res := Result{Bench: "sync", Users: o.users, Groups: o.groups}
+	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+
+	hc, err := httpClient(o.caFile)
+	if err != nil {
+		return res, err
+	}
+	creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
+	gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
+	if err != nil {
+		return res, err
+	}
+	prefix := "testbench" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	store, err := tablestore.Open(ctx, tablestore.Config{ConnectionString: o.tables, Prefix: prefix})
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer dcancel()
+		if err := store.DropTables(dctx); err != nil {
+			logf("dropping tables %s*: %v", prefix, err)
+		}
+	}()
+	orgKey, err := tablestore.NewOrg(org)
+	if err != nil {
+		return res, err
+	}
+	conns := connection.NewStore(store)
+	now := time.Now().UTC()
+	if _, err := conns.Put(ctx, orgKey, connection.Record{Status: connection.Connected, TenantID: o.tenant,
+		Granted: []string{"User.Read.All", "GroupMember.Read.All"}, ConnectedAt: now, UpdatedAt: now}, ""); err != nil {
+		return res, err
+	}
+	q := &memQueue{}
+	engine := dirsync.New(dirsync.Config{
+		Store: store, Directory: gc, Queue: q, Tenants: conns, Reauth: conns,
+		Logger:     slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		StepBudget: 10 * time.Minute,
+	})
+	logf("tables %s*, tenant %s at %s, %d users", prefix, o.tenant, o.simURL, o.users)
+
+	// (a) full
+	var stopProfile func()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return res, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, err
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close(); stopProfile = nil }
+		defer func() {
+			if stopProfile != nil {
+				stopProfile()
+			}
+		}()
+	}
+	full, err := measureRun(ctx, "full", engine, q, gc, store, orgKey, logf)
+	if stopProfile != nil {
+		stopProfile()
+	}
+	if err != nil {
+		return res, err
+	}
+	if o.memProfile != "" {
+		if err := writeHeapProfile(o.memProfile); err != nil {
+			return res, err
+		}
+	}
+	res.FullS, res.GraphRequestsFull, res.TableTransactionsFull = secs(full.elapsed), full.graph, full.tables
+	res.FullPages, res.FullProcessed, res.FullCreated, res.FullChanges, res.FullSteps =
+		full.run.Pages, full.run.Processed, full.run.Created, full.run.Changes, full.steps
+
+	// (b) floor: count what the full run left in the tables it writes, then do only that.
+	n, err := countEntities(ctx, store, orgKey, full.run.ID)
+	if err != nil {
+		return res, err
+	}
+	res.FloorEntities = n
+	res.FloorMethod = "users/delta round read from no link to deltaLink with the same Graph client, then floor_entities inserts " +
+		"(org rows of stakeholders + the run's syncchanges rows, counted by query after the full run) " +
+		"into a fresh table in single-partition batches of <=100 ten-string entities"
+	fl, err := floor(ctx, gc, store, orgKey, o.tenant, n, logf)
+	if err != nil {
+		return res, err
+	}
+	res.FloorS, res.FloorFetchS, res.FloorWriteS = secs(fl.fetch+fl.write), secs(fl.fetch), secs(fl.write)
+	res.GraphRequestsFloor, res.TableTransactionsFloor = fl.graph, fl.tables
+	if res.FloorS > 0 {
+		res.Ratio = round3(res.FullS / res.FloorS)
+	}
+
+	// (c) delta after changing a fraction of the users in the simulated tenant.
+	changed, err := mutate(ctx, hc, o.simURL, o.tenant, o.mutate)
+	if err != nil {
+		return res, err
+	}
+	res.DeltaMutated = changed
+	logf("delta: %d users changed in the simulated tenant", changed)
+	delta, err := measureRun(ctx, "delta", engine, q, gc, store, orgKey, logf)
+	if err != nil {
+		return res, err
+	}
+	if delta.run.Kind != "delta" {
+		return res, fmt.Errorf("second run was a %s round, want a delta round", delta.run.Kind)
+	}
+	res.DeltaS, res.GraphRequestsDelta, res.TableTransactionsDelta = secs(delta.elapsed), delta.graph, delta.tables
+	res.DeltaProcessed, res.DeltaUpdated, res.DeltaDeactivated, res.DeltaChanges =
+		delta.run.Processed, delta.run.Updated, delta.run.Deactivated, delta.run.Changes
+	if res.FullS > 0 {
+		res.DeltaRatio = round3(res.DeltaS / res.FullS)
+	}
+	res.PeakRSSMB = peakRSSMB()
+	return res, nil
+}
+
+// measured is one run's figures.
+type measured struct {
+	run     dirsync.Run
+	elapsed time.Duration
+	graph   int64
+	tables  int64
+	steps   int
+}
+
+// measureRun starts a run, drains the queue, and reads the run. Progress is printed from
+// counters only: reading the run while it runs would add Table transactions to the figures.
+func measureRun(ctx context.Context, phase string, e *dirsync.Engine, q *memQueue, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, logf func(string, ...any)) (measured, error) {
+	g0, t0 := gc.Requests(), store.Stats().Requests
+	start := time.Now()
+	stop := progress(phase, start, gc, store, g0, t0, logf)
+	r, started, err := e.Start(ctx, orgKey, dirsync.StartOptions{Trigger: "manual"})
+	if err != nil {
+		stop()
+		return measured{}, fmt.Errorf("%s: start: %w", phase, err)
+	}
+	if !started {
+		stop()
+		return measured{}, fmt.Errorf("%s: run %s was already running", phase, r.ID)
+	}
+	logf("%s: run %s started (%s round)", phase, r.ID, r.Kind)
+	steps, err := q.drain(ctx, e)
+	elapsed := time.Since(start)
+	stop()
+	m := measured{elapsed: elapsed, graph: gc.Requests() - g0, tables: store.Stats().Requests - t0, steps: steps}
+	if err != nil {
+		return m, fmt.Errorf("%s: %w", phase, err)
+	}
+	if m.run, _, err = e.Run(ctx, orgKey, r.ID); err != nil {
+		return m, fmt.Errorf("%s: read run: %w", phase, err)
+	}
+	run := m.run
+	logf("%s: run %s %s in %.2fs: %d steps, %d pages, %d processed, %d created, %d updated, %d unchanged, %d deactivated, %d invalid, %d changes; %d Graph requests, %d Table transactions",
+		phase, run.ID, run.State, secs(elapsed), steps, run.Pages, run.Processed, run.Created, run.Updated, run.Unchanged, run.Deactivated, run.Invalid, run.Changes, m.graph, m.tables)
+	if run.State != dirsync.Succeeded {
+		return m, fmt.Errorf("%s: run %s ended %s: %s", phase, run.ID, run.State, run.LastError)
+	}
+	return m, nil
+}
+
+// progress prints counters every 2 seconds until the returned stop is called.
+func progress(phase string, start time.Time, gc *graph.Client, store *tablestore.Store, g0, t0 int64, logf func(string, ...any)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				logf("%s: %5.1fs elapsed, %d Graph requests (~pages), %d Table transactions",
+					phase, secs(time.Since(start)), gc.Requests()-g0, store.Stats().Requests-t0)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// countEntities counts the rows the full run left in the tables it writes: all of the org's
+// rows in "stakeholders" (stakeholders and their index rows; the tables were empty before) and
+// the run's rows in "syncchanges" (keys start with the run id).
+func countEntities(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, runID string) (int, error) {
+	type none struct{}
+	n := 0
+	for _, c := range []struct {
+		table, prefix string
+	}{{stakeholder.Table, ""}, {dirsync.ChangesTable, runID}} {
+		for _, err := range tablestore.Query[none](ctx, store.Table(c.table), orgKey, tablestore.QueryOptions{KeyPrefix: c.prefix}) {
+			if err != nil {
+				return 0, fmt.Errorf("count %s: %w", c.table, err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// floorEntity is a plain entity of about a stakeholder's size: ten short strings.
+type floorEntity struct {
+	ID, DisplayName, GivenName, Surname, Mail, UPN, Phone, Department, JobTitle, Office string
+}
+
+type floorFigures struct {
+	fetch, write  time.Duration
+	graph, tables int64
+}
+
+// floor reads the users/delta round and writes n plain entities: the least any sync of this
+// tenant must do against the same services.
+func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, tenant string, n int, logf func(string, ...any)) (floorFigures, error) {
+	var f floorFigures
+	g0, t0 := gc.Requests(), store.Stats().Requests
+	start := time.Now()
+	var rows []floorEntity
+	link, pages := "", 0
+	for {
+		page, err := gc.UsersDelta(ctx, tenant, link)
+		if err != nil {
+			return f, fmt.Errorf("floor: users/delta: %w", err)
+		}
+		pages++
+		for _, u := range page.Users {
+			phone := ""
+			if len(u.BusinessPhones) > 0 {
+				phone = u.BusinessPhones[0]
+			}
+			rows = append(rows, floorEntity{ID: u.ID, DisplayName: u.DisplayName, GivenName: u.GivenName, Surname: u.Surname,
+				Mail: u.Mail, UPN: u.UserPrincipalName, Phone: cmpOr(u.MobilePhone, phone), Department: u.Department,
+				JobTitle: u.JobTitle, Office: u.OfficeLocation})
+		}
+		if page.DeltaLink != "" {
+			break
+		}
+		if page.NextLink == "" {
+			return f, errors.New("floor: users/delta page has neither nextLink nor deltaLink")
+		}
+		link = page.NextLink
+	}
+	f.fetch = time.Since(start)
+	if len(rows) == 0 {
+		rows = []floorEntity{{ID: "x", DisplayName: "x"}}
+	}
+	logf("floor: read %d users in %d pages in %.2fs; writing %d entities", len(rows), pages, secs(f.fetch), n)
+	start = time.Now()
+	t := store.Table("benchfloor")
+	ops := make([]tablestore.Op, 0, 100)
+	for i := 0; i < n; i++ {
+		ops = append(ops, tablestore.InsertOp(fmt.Sprintf("e%08d", i), rows[i%len(rows)]))
+		if len(ops) == 100 || i == n-1 {
+			if err := t.Batch(ctx, orgKey, ops); err != nil {
+				return f, fmt.Errorf("floor: batch: %w", err)
+			}
+			ops = ops[:0]
+		}
+	}
+	f.write = time.Since(start)
+	f.graph, f.tables = gc.Requests()-g0, store.Stats().Requests-t0
+	logf("floor: %.2fs (fetch %.2fs, write %.2fs), %d Graph requests, %d Table transactions",
+		secs(f.fetch+f.write), secs(f.fetch), secs(f.write), f.graph, f.tables)
+	return f, nil
+}
+
+// mutate changes a fraction of the tenant's users through the simulated tenant's admin API.
+func mutate(ctx context.Context, hc *http.Client, simURL, tenant string, fraction float64) (int, error) {
+	body, _ := json.Marshal(map[string]any{"fraction": fraction, "seed": 7})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, simURL+"/_sim/tenants/"+tenant+"/mutate", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("mutate: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("mutate: %d %s (is the simulated tenant's admin API on?)", resp.StatusCode, b)
+	}
+	var out struct {
+		Changed int `json:"changed"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return 0, fmt.Errorf("mutate: %w", err)
+	}
+	return out.Changed, nil
+}
+
+// memQueue is the sync-jobs queue in memory: Publish appends, drain delivers in order.
+type memQueue struct {
+	mu   sync.Mutex
+	msgs []delivery
+	seen map[string]bool // duplicate detection by message id, as Service Bus does
+}
+
+type delivery struct {
+	msg   queue.Message
+	count int
+}
+
+func (q *memQueue) Publish(_ context.Context, m queue.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.seen == nil {
+		q.seen = map[string]bool{}
+	}
+	if q.seen[m.ID] {
+		return nil
+	}
+	q.seen[m.ID] = true
+	q.msgs = append(q.msgs, delivery{msg: m, count: 1})
+	return nil
+}
+
+func (q *memQueue) pop() (delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.msgs) == 0 {
+		return delivery{}, false
+	}
+	d := q.msgs[0]
+	q.msgs = q.msgs[1:]
+	return d, true
+}
+
+func (q *memQueue) push(d delivery) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.msgs = append(q.msgs, d)
+}
+
+// maxDeliveries is Service Bus's default max delivery count.
+const maxDeliveries = 10
+
+// drain runs steps until the queue is empty, honouring NotBefore and redelivering failed steps.
+func (q *memQueue) drain(ctx context.Context, e *dirsync.Engine) (steps int, err error) {
+	for {
+		d, ok := q.pop()
+		if !ok {
+			return steps, nil
+		}
+		if wait := time.Until(d.msg.NotBefore); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return steps, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		steps++
+		if err := e.Step(ctx, d.msg.Body, d.count); err != nil {
+			if ctx.Err() != nil || d.count >= maxDeliveries || errors.Is(err, dirsync.ErrBadJob) {
+				return steps, fmt.Errorf("step %s failed after %d deliveries: %w", d.msg.ID, d.count, err)
+			}
+			d.count++
+			q.push(d)
+		}
+	}
+}
+
+// httpClient trusts the simulated tenant's CA.
+func httpClient(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
+// peakRSSMB is VmHWM (peak resident set) from /proc/self/status in MB; 0 where there is none.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseFloat(f[0], 64)
+				return round3(kb / 1024)
+			}
+		}
+	}
+	return 0
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.WriteHeapProfile(f)
+}
+
+// writeResult writes the figures with the date and the machine to path.
+func writeResult(path string, line []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		return err
+	}
+	m["date"] = time.Now().UTC().Format(time.RFC3339)
+	m["machine"] = map[string]any{"nproc": runtime.NumCPU(), "cpu": cpuModel(), "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func secs(d time.Duration) float64 { return round3(d.Seconds()) }
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

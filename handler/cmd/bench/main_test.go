@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/leapchange/m365/handler/internal/azuritetest"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+)
+
+func TestMain(m *testing.M) { azuritetest.Main(m) }
+
+const (
+	testTenant = "5c1d2e3f-4a5b-4d6b-9a8e-3b9e7c214f0a"
+	testApp    = "a1b2c3d4-e5f6-4d5e-8f90-6d0a4f3e1b2c"
+	testSecret = "bench-test-secret"
+)
+
+// TestSyncBenchEndToEnd runs the bench against an in-process simulated tenant and Azurite and
+// checks the JSON line carries every key of the DESIGN §6 contract with sane values.
+func TestSyncBenchEndToEnd(t *testing.T) {
+	conn := azuritetest.Start(t)
+	const users = 300
+	sim := m365sim.New(m365sim.Options{Admin: true})
+	sim.AddTenant(testTenant, "bench.example")
+	sim.RegisterApp(testApp, testSecret)
+	if err := sim.SetAppPermissions(testApp, "User.Read.All", "GroupMember.Read.All"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Consent(testTenant, testApp, "User.Read.All", "GroupMember.Read.All"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Generate(testTenant, m365sim.GenSpec{Users: users, Groups: 5, Depth: 2, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outFile := filepath.Join(dir, "sync.json")
+	var stdout, stderr bytes.Buffer
+	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testTenant, "-app-id", testApp, "-app-secret", testSecret,
+		"-users", "300", "-groups", "5", "-tables", conn, "-out", outFile}
+	if err := runWith(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
+	}
+	for _, k := range []string{"bench", "users", "full_s", "floor_s", "ratio", "delta_s", "delta_ratio",
+		"graph_requests_full", "graph_requests_delta", "table_transactions_full", "peak_rss_mb", "floor_entities"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("key %q missing from %s", k, lines[len(lines)-1])
+		}
+	}
+	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	if got["bench"] != "sync" || num("users") != users {
+		t.Errorf("bench/users = %v/%v", got["bench"], got["users"])
+	}
+	for _, k := range []string{"full_s", "floor_s", "ratio", "delta_s", "delta_ratio", "graph_requests_full",
+		"graph_requests_delta", "table_transactions_full", "peak_rss_mb"} {
+		if num(k) <= 0 {
+			t.Errorf("%s = %v, want > 0", k, got[k])
+		}
+	}
+	if num("graph_requests_delta") >= num("graph_requests_full") {
+		t.Errorf("delta used %v Graph requests, full %v: want fewer", got["graph_requests_delta"], got["graph_requests_full"])
+	}
+	// Every created stakeholder has itself, its index rows and a change-log row behind it.
+	if num("full_processed") != users || num("full_created") < users*9/10 || num("floor_entities") < 3*num("full_created")+num("full_changes") {
+		t.Errorf("full_processed = %v, full_created = %v, full_changes = %v, floor_entities = %v", got["full_processed"], got["full_created"], got["full_changes"], got["floor_entities"])
+	}
+	if num("delta_mutated") <= 0 || num("delta_processed") < num("delta_mutated") {
+		t.Errorf("delta_mutated = %v, delta_processed = %v", got["delta_mutated"], got["delta_processed"])
+	}
+	b, err := os.ReadFile(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved map[string]any
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if saved["date"] == nil || saved["machine"] == nil || saved["ratio"] != got["ratio"] {
+		t.Errorf("result file lacks date/machine or differs: %s", b)
+	}
+	t.Logf("%s", lines[len(lines)-1])
+}
+
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := runWith(t.Context(), []string{"-nope"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("bad flag: %v", err)
+	}
+	if err := runWith(t.Context(), []string{"-sim", "https://x"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("missing flags: %v", err)
+	}
+}
