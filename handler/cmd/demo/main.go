@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -172,23 +173,93 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 
+	step("Sync settings and a stakeholder that already exists in Leap Change")
+	var settings map[string]any
+	if err := api.do(ctx, "PUT", "/m365/settings", map[string]any{
+		"frequency": "twice_daily", "timeZone": "Europe/Berlin", "mergeStrategy": "entra_wins",
+		"groupFilter": []string{}, "groupSync": false, "groupType": "custom",
+		"deletionThreshold": map[string]int{"percent": 20, "count": 500},
+	}, &settings); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "settings: %v twice daily in %v, %v\n", settings["frequency"], settings["timeZone"], settings["mergeStrategy"])
+	users := sim.Users(tenantID)
+	known := users[0]
+	var manual map[string]any
+	if err := api.do(ctx, "POST", "/stakeholders", map[string]any{
+		"firstName": known.GivenName, "lastName": known.Surname, "email": strings.ToUpper(known.Mail), "influence": "high",
+	}, &manual); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "manual stakeholder %v %v <%v>, influence high\n", manual["firstName"], manual["lastName"], manual["email"])
+
 	step("Full sync")
-	full, err := syncOnce(ctx, api, out)
+	full, err := syncOnce(ctx, api, out, false)
 	if err != nil {
 		return err
 	}
 	printRun(out, full)
+	var linked map[string]any
+	if err := api.do(ctx, "GET", "/stakeholders/"+manual["id"].(string), nil, &linked); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "the manual stakeholder was linked, not duplicated: source %v, externalId %v, influence kept: %v\n", linked["source"], linked["externalId"], linked["influence"])
 
+	step("Both sides change the same field; 1 %% of the tenant changes in Entra")
+	target := users[1]
+	var row struct {
+		Stakeholders []map[string]any `json:"stakeholders"`
+	}
+	if err := api.do(ctx, "GET", "/stakeholders?limit=1000&source=entra", nil, &row); err != nil {
+		return err
+	}
+	var targetID string
+	for _, st := range row.Stakeholders {
+		if st["externalId"] == target.ID {
+			targetID = st["id"].(string)
+		}
+	}
+	if targetID == "" {
+		return fmt.Errorf("user %s was not synced", target.ID)
+	}
+	if err := api.editRole(ctx, targetID, "Change lead (set in Leap Change)"); err != nil {
+		return err
+	}
+	if err := sim.UpdateUser(tenantID, target.ID, func(u *m365sim.User) { u.JobTitle = "Head of Operations (set in Entra)" }); err != nil {
+		return err
+	}
 	changed, err := sim.MutateRandom(tenantID, 0.01, 7)
 	if err != nil {
 		return err
 	}
-	step("Delta sync after %d users changed in Entra", changed)
-	delta, err := syncOnce(ctx, api, out)
+	fmt.Fprintf(out, "%s's role edited in Leap Change and in Entra; %d other users changed in Entra\n", target.DisplayName, changed)
+
+	step("Delta sync")
+	delta, err := syncOnce(ctx, api, out, false)
 	if err != nil {
 		return err
 	}
 	printRun(out, delta)
+	if err := printChanges(ctx, api, out, delta.ID, 6); err != nil {
+		return err
+	}
+
+	step("Dry run: what would a group filter on one group change?")
+	groups := sim.Groups(tenantID)
+	settings["groupFilter"] = []string{groups[0].ID}
+	delete(settings, "updatedAt")
+	if err := api.do(ctx, "PUT", "/m365/settings", settings, &settings); err != nil {
+		return err
+	}
+	preview, err := syncOnce(ctx, api, out, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "filter on %q: %d stakeholders would be deactivated (out of the filter); nothing was written\n", groups[0].DisplayName, preview.PendingDeactivations)
+	settings["groupFilter"] = []string{}
+	if err := api.do(ctx, "PUT", "/m365/settings", settings, &settings); err != nil {
+		return err
+	}
 
 	step("Sync history")
 	var hist struct{ Runs []runView }
@@ -196,11 +267,21 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tKIND\tSTATE\tSTARTED\tSECONDS\tPROCESSED\tWRITTEN\tDEACTIVATED\tINVALID")
+	fmt.Fprintln(tw, "RUN\tKIND\tDRY\tSTATE\tSECONDS\tPROCESSED\tCREATED\tUPDATED\tCONFLICTS\tDEACTIVATED\tERRORS")
 	for _, r := range hist.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%d\t%d\t%d\t%d\n", r.ID, r.Kind, r.State, r.StartedAt.Format(time.RFC3339), r.FinishedAt.Sub(r.StartedAt).Seconds(), r.Processed, r.Written, r.Deactivated, r.Invalid)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\n", r.ID, r.Kind, r.DryRun, r.State, r.FinishedAt.Sub(r.StartedAt).Seconds(),
+			r.Processed, r.Created, r.Updated, r.Conflicts, r.Deactivated, r.ErrorCount)
 	}
 	tw.Flush()
+	var status struct {
+		LastSync      time.Time `json:"lastSync"`
+		RecordsSynced int       `json:"recordsSynced"`
+		NextSync      time.Time `json:"nextScheduledSync"`
+	}
+	if err := api.do(ctx, "GET", "/m365/status", nil, &status); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nstatus: last sync %s, %d records synced, next scheduled sync %s\n", status.LastSync.Format(time.RFC3339), status.RecordsSynced, status.NextSync.Format(time.RFC3339))
 	st := sim.Stats()
 	fmt.Fprintf(out, "\nGraph requests served by the simulated tenant: %d\n", st.Graph)
 	counts := host.Queues().Counts()
@@ -278,29 +359,36 @@ func freePort() (int, error) {
 
 // runView is the part of a run the demo prints.
 type runView struct {
-	ID          string    `json:"id"`
-	State       string    `json:"state"`
-	Kind        string    `json:"kind"`
-	StartedAt   time.Time `json:"startedAt"`
-	FinishedAt  time.Time `json:"finishedAt"`
-	Pages       int       `json:"pages"`
-	Processed   int       `json:"processed"`
-	Written     int       `json:"written"`
-	Deactivated int       `json:"deactivated"`
-	Invalid     int       `json:"invalid"`
-	Throttled   int       `json:"throttled"`
-	LastError   string    `json:"lastError"`
-	Errors      []struct {
+	ID                   string    `json:"id"`
+	State                string    `json:"state"`
+	Kind                 string    `json:"kind"`
+	StartedAt            time.Time `json:"startedAt"`
+	FinishedAt           time.Time `json:"finishedAt"`
+	Pages                int       `json:"pages"`
+	Processed            int       `json:"processed"`
+	DryRun               bool      `json:"dryRun"`
+	Created              int       `json:"created"`
+	Updated              int       `json:"updated"`
+	Unchanged            int       `json:"unchanged"`
+	Conflicts            int       `json:"conflicts"`
+	Deactivated          int       `json:"deactivated"`
+	Reactivated          int       `json:"reactivated"`
+	Invalid              int       `json:"invalid"`
+	Throttled            int       `json:"throttled"`
+	ErrorCount           int       `json:"errorCount"`
+	PendingDeactivations int       `json:"pendingDeactivations"`
+	LastError            string    `json:"lastError"`
+	Errors               []struct {
 		Code, Object, Detail, Hint string
 	} `json:"errors"`
 }
 
 // syncOnce starts a sync through the API and follows it to its end, printing progress.
-func syncOnce(ctx context.Context, api *client, out io.Writer) (runView, error) {
+func syncOnce(ctx context.Context, api *client, out io.Writer, dryRun bool) (runView, error) {
 	var started struct {
 		RunID string `json:"runId"`
 	}
-	if err := api.do(ctx, "POST", "/m365/sync", map[string]any{}, &started); err != nil {
+	if err := api.do(ctx, "POST", "/m365/sync", map[string]any{"dryRun": dryRun}, &started); err != nil {
 		return runView{}, err
 	}
 	fmt.Fprintf(out, "run %s accepted\n", started.RunID)
@@ -326,8 +414,8 @@ func syncOnce(ctx context.Context, api *client, out io.Writer) (runView, error) 
 }
 
 func printRun(out io.Writer, r runView) {
-	fmt.Fprintf(out, "run %s: %s %s sync in %.2fs — %d processed, %d written, %d deactivated, %d invalid, %d throttled\n",
-		r.ID, r.State, r.Kind, r.FinishedAt.Sub(r.StartedAt).Seconds(), r.Processed, r.Written, r.Deactivated, r.Invalid, r.Throttled)
+	fmt.Fprintf(out, "run %s: %s %s sync in %.2fs — %d processed: %d created, %d updated, %d unchanged, %d conflicts, %d deactivated, %d reactivated, %d invalid, %d throttled\n",
+		r.ID, r.State, r.Kind, r.FinishedAt.Sub(r.StartedAt).Seconds(), r.Processed, r.Created, r.Updated, r.Unchanged, r.Conflicts, r.Deactivated, r.Reactivated, r.Invalid, r.Throttled)
 	for i, e := range r.Errors {
 		if i == 5 {
 			fmt.Fprintf(out, "  … and %d more errors\n", len(r.Errors)-5)
@@ -338,6 +426,75 @@ func printRun(out io.Writer, r runView) {
 	if r.LastError != "" {
 		fmt.Fprintf(out, "  last error: %s\n", r.LastError)
 	}
+}
+
+// printChanges shows the first entries of a run's change log, with old and new values.
+func printChanges(ctx context.Context, api *client, out io.Writer, runID string, n int) error {
+	var detail struct {
+		ChangeLog []struct {
+			Action, Name, Reason string
+			Fields               []struct {
+				Field, Old, New, Leap string
+				Conflict              bool
+			}
+		} `json:"changeLog"`
+	}
+	if err := api.do(ctx, "GET", fmt.Sprintf("/m365/sync/runs/%s?changesLimit=%d", runID, n), nil, &detail); err != nil {
+		return err
+	}
+	for _, c := range detail.ChangeLog {
+		fmt.Fprintf(out, "  %-11s %s %s\n", c.Action, c.Name, c.Reason)
+		for _, f := range c.Fields {
+			if f.Conflict {
+				fmt.Fprintf(out, "      %s: Entra %q vs Leap %q → %q\n", f.Field, f.New, f.Leap, f.New)
+				continue
+			}
+			fmt.Fprintf(out, "      %s: %q → %q\n", f.Field, f.Old, f.New)
+		}
+	}
+	return nil
+}
+
+// editRole changes a stakeholder's role the way the web app does: read, then PUT with If-Match.
+func (c *client) editRole(ctx context.Context, id, role string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/stakeholders/"+id, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("x-functions-key", c.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	var st map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	for _, k := range []string{"firstName", "lastName", "email", "phone", "department", "location", "influence", "supportLevel", "interest"} {
+		body[k] = st[k]
+	}
+	body["role"] = role
+	b, _ := json.Marshal(body)
+	put, err := http.NewRequestWithContext(ctx, "PUT", c.base+"/stakeholders/"+id, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	put.Header.Set("x-functions-key", c.key)
+	put.Header.Set("Content-Type", "application/json")
+	put.Header.Set("If-Match", resp.Header.Get("ETag"))
+	presp, err := http.DefaultClient.Do(put)
+	if err != nil {
+		return err
+	}
+	defer presp.Body.Close()
+	if presp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(presp.Body)
+		return fmt.Errorf("PUT stakeholder: %d %s", presp.StatusCode, msg)
+	}
+	return nil
 }
 
 // client calls the org's API through the host stand-in with the function key.

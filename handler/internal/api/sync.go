@@ -171,7 +171,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.O
 		if run.State == dirsync.Succeeded && out.LastSync == nil {
 			t := run.FinishedAt
 			out.LastSync = &t
-			out.RecordsSynced = run.Created + run.Updated + run.Unchanged + run.Reactivated
+			out.RecordsSynced = run.Synced
 		}
 	}
 	if err := s.fillSchedule(ctx, org, conn, &out); err != nil {

@@ -1,6 +1,8 @@
 package dirsync
 
 import (
+	"strings"
+
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 )
@@ -31,6 +33,8 @@ func merge(cur stakeholder.Values, base stakeholder.Values, entra stakeholder.Va
 		switch {
 		case e == l:
 			v = e
+		case f == stakeholder.Email && strings.EqualFold(e, l):
+			v = e // addresses differing only in case are the same address
 		case !hasBase && l == "":
 			v = e
 		case !hasBase:

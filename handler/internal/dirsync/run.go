@@ -71,6 +71,7 @@ type Run struct {
 	ErrorCount  int `json:"errorCount"`
 
 	PendingDeactivations int `json:"pendingDeactivations"`
+	Synced               int `json:"synced"` // active synced stakeholders when the run ended
 	GroupsSynced         int `json:"groupsSynced"`
 	MembersAdded         int `json:"membersAdded"`
 	MembersRemoved       int `json:"membersRemoved"`

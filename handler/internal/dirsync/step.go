@@ -93,6 +93,9 @@ func (s *stepper) loop(ctx context.Context) error {
 		}
 		switch {
 		case s.run.Phase == "":
+			if err := s.countSynced(ctx); err != nil {
+				return err
+			}
 			return s.e.finish(ctx, s.org, s.run, s.etag, Succeeded, "")
 		case s.run.State == Held:
 			s.run.Step++
@@ -260,6 +263,25 @@ func (s *stepper) index(ctx context.Context) (*stakeholder.Index, error) {
 		s.ix = &ix
 	}
 	return s.ix, nil
+}
+
+// countSynced records how many synced stakeholders are active after the run ("records synced").
+func (s *stepper) countSynced(ctx context.Context) error {
+	if s.run.DryRun {
+		return nil
+	}
+	ix, err := s.index(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, l := range ix.ByExternal {
+		if l.Active {
+			n++
+		}
+	}
+	s.run.Synced = n
+	return nil
 }
 
 func truncate(s string, n int) string {
