@@ -55,6 +55,10 @@ type Run struct {
 	DeltaLink string `json:"deltaLink,omitempty"` // kept until the run finishes; never shown
 	Cursor    string `json:"cursor,omitempty"`    // resume point inside a phase
 
+	// HadSynced says whether the org had synced stakeholders when the users round began; a full
+	// round into an empty directory has nothing to look for in the unseen phase.
+	HadSynced bool `json:"hadSynced"`
+
 	Total     int `json:"total"` // users expected (0 when unknown, e.g. delta rounds)
 	Pages     int `json:"pages"`
 	Processed int `json:"processed"`

@@ -151,7 +151,7 @@ func (s *stepper) next(p string) string {
 	}{
 		{PhaseUsers, true},
 		{PhaseScope, filtered},
-		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun},
+		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun && s.run.HadSynced},
 		{PhaseGuard, true},
 		{PhaseDeprovision, !s.run.DryRun},
 		{PhaseGroups, s.settings.GroupSync && filtered && !s.run.DryRun},

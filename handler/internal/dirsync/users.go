@@ -34,6 +34,13 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 	if err := s.loadScope(ctx); err != nil {
 		return false, err
 	}
+	if link == "" || run.Pages == 0 {
+		ix, err := s.index(ctx)
+		if err != nil {
+			return false, err
+		}
+		run.HadSynced = run.HadSynced || len(ix.ByExternal) > 0
+	}
 	page, err := s.e.cfg.Directory.UsersDelta(ctx, s.tenant, link)
 	if err != nil {
 		return false, err
