@@ -433,8 +433,10 @@ func short(v any) string {
 func TestCheckSchema(t *testing.T) {
 	doc := loadSpec(t)
 	run := func(ref string) any { return jsonObj{"$ref": "#/components/schemas/" + ref} }
-	good := `{"id":"1klxow0l9apkv-fc96","state":"succeeded","kind":"full","trigger":"manual","startedAt":"2026-03-01T09:00:00.001Z",
-		"finishedAt":"2026-03-01T09:00:01Z","step":2,"pages":2,"processed":2,"written":2,"deactivated":0,"invalid":0,"throttled":0,
+	good := `{"id":"1klxow0l9apkv-fc96","state":"succeeded","kind":"full","trigger":"manual","dryRun":false,"startedAt":"2026-03-01T09:00:00.001Z",
+		"finishedAt":"2026-03-01T09:00:01Z","phase":"","step":2,"total":2,"pages":2,"processed":2,"created":2,"updated":0,"unchanged":0,"conflicts":0,
+		"skipped":0,"deactivated":0,"reactivated":0,"invalid":0,"throttled":0,"errorCount":1,"pendingDeactivations":0,"synced":2,"groupsSynced":0,
+		"membersAdded":0,"membersRemoved":0,"changes":3,
 		"errors":[{"code":"invalid_data","object":"u1","detail":"no mail","hint":"fix it in Entra"}]}`
 	for _, tc := range []struct {
 		name, schema, json string
@@ -448,7 +450,17 @@ func TestCheckSchema(t *testing.T) {
 		{"missing errors", "Run", good, func(m jsonObj) { delete(m, "errors") }, false},
 		{"step as string", "Run", good, func(m jsonObj) { m["step"] = "2" }, false},
 		{"step fractional", "Run", good, func(m jsonObj) { m["step"] = 1.5 }, false},
-		{"negative count", "Run", good, func(m jsonObj) { m["written"] = -1.0 }, false},
+		{"negative count", "Run", good, func(m jsonObj) { m["created"] = -1.0 }, false},
+		{"missing count", "Run", good, func(m jsonObj) { delete(m, "reactivated") }, false},
+		{"unknown phase", "Run", good, func(m jsonObj) { m["phase"] = "later" }, false},
+		{"held with hold", "Run", good, func(m jsonObj) {
+			m["state"] = "held"
+			m["hold"] = jsonObj{"deactivations": 1.0, "activeSynced": 2.0, "threshold": "more than 20%"}
+		}, true},
+		{"hold without threshold", "Run", good, func(m jsonObj) { m["hold"] = jsonObj{"deactivations": 1.0, "activeSynced": 2.0} }, false},
+		{"progress percent over 100", "Run", good, func(m jsonObj) {
+			m["progress"] = jsonObj{"phase": "users", "processed": 3.0, "total": 2.0, "percent": 150.0}
+		}, false},
 		{"unknown state", "Run", good, func(m jsonObj) { m["state"] = "done" }, false},
 		{"undocumented field", "Run", good, func(m jsonObj) { m["nextLink"] = "https://graph.example" }, false},
 		{"errors not array", "Run", good, func(m jsonObj) { m["errors"] = "none" }, false},
@@ -546,8 +558,9 @@ func (c *conformance) check(method, target string, resp *http.Response, raw []by
 	}
 }
 
-// call makes one request to base+target and checks the answer; it returns the decoded body.
-func (c *conformance) call(base, method, target, body string) (*http.Response, jsonObj) {
+// call makes one request to base+target, with header name/value pairs, and checks the answer;
+// it returns the decoded body.
+func (c *conformance) call(base, method, target, body string, header ...string) (*http.Response, jsonObj) {
 	t := c.t
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, base+target, strings.NewReader(body))
@@ -556,6 +569,9 @@ func (c *conformance) call(base, method, target, body string) (*http.Response, j
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
@@ -569,6 +585,9 @@ func (c *conformance) call(base, method, target, body string) (*http.Response, j
 	_ = json.Unmarshal(raw, &m)
 	return resp, m
 }
+
+// staleETag is an ETag of Table Storage's form that matches nothing.
+const staleETag = `W/"datetime'2020-01-01T00%3A00%3A00.0000000Z'"`
 
 func TestOpenAPIResponses(t *testing.T) {
 	doc := loadSpec(t)
@@ -592,16 +611,79 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "GET", a+"/status", "")                // running
 	f.q.drain(t, f.eng)
 	c.call(srv, "GET", a+"/sync/runs/"+id, "") // succeeded
-	c.call(srv, "POST", a+"/sync", "")         // a second run, left running
-	c.call(srv, "GET", a+"/status", "")        // lastRun, running, lastSync
+	// Settings: defaults, invalid, stale, then a group filter with group sync.
+	c.call(srv, "GET", a+"/settings", "")                                                                         // defaults, no ETag
+	c.call(srv, "PUT", a+"/settings", `{"mergeStrategy":"newest","timeZone":"Mars/Base","groupFilter":["nope"]}`) // 400
+	c.call(srv, "PUT", a+"/settings", `{"frequency":"daily"}`, "If-Match", staleETag)                             // 412
+	c.call(srv, "GET", a+"/groups?search=change&limit=5", "")
+	c.call(srv, "GET", fresh+"/groups", "") // 409 not connected
+	c.call(srv, "GET", a+"/groups?limit=0", "")
+
+	c.call(srv, "POST", a+"/sync", "")  // a second run, left running
+	c.call(srv, "GET", a+"/status", "") // lastRun, running, lastSync
 	c.call(srv, "GET", a+"/sync/runs", "")
 	c.call(srv, "GET", a+"/sync/runs?limit=1", "")
+	resp, _ = c.call(srv, "PUT", a+"/settings", `{"frequency":"daily","timeZone":"Europe/London","groupFilter":["`+knownGroup+`"],"groupSync":true}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT settings = %d", resp.StatusCode)
+	}
+	c.call(srv, "GET", a+"/settings", "") // saved, with ETag
+	f.q.drain(t, f.eng)                   // u2 is out of the filter: 1 of 2 deactivations is over the guard's 20%
+	runs, _ := f.eng.Runs(t.Context(), mustOrg(t, "org-a"), 1)
+	if len(runs) != 1 || runs[0].State != "held" {
+		t.Fatalf("the second run is %+v, want held by the deletion guard", runs)
+	}
+	held := runs[0].ID
+	c.call(srv, "GET", a+"/status", "")                                                            // running: the held run, with its hold
+	c.call(srv, "GET", a+"/sync/runs/"+held, "")                                                   // held, with changes
+	c.call(srv, "POST", a+"/sync/runs/"+held+"/approve", `{"approvedBy":"admin@contoso.example"}`) // 200
+	c.call(srv, "POST", a+"/sync/runs/"+held+"/approve", "")                                       // 409 not held
+	c.call(srv, "POST", a+"/sync/runs/1klxow0l9apkv-fc96/approve", "")                             // 404
+	f.q.drain(t, f.eng)                                                                            // deactivates u2, mirrors the group
+	c.call(srv, "GET", a+"/sync/runs/"+held+"?changesLimit=1", "")                                 // succeeded, nextChangesAfter
+	c.call(srv, "GET", a+"/sync/runs/"+held+"?changesLimit=0", "")                                 // 400
+
+	// A dry run.
+	_, dry := c.call(srv, "POST", a+"/sync", `{"dryRun":true}`) // 202
+	c.call(srv, "GET", a+"/status", "")
+	f.q.drain(t, f.eng)
+	c.call(srv, "GET", a+"/sync/runs/"+dry["runId"].(string), "")
+
+	// Stakeholder groups.
+	_, groups := c.call(srv, "GET", "/api/orgs/org-a/groups", "")
+	gl, _ := groups["groups"].([]any)
+	if len(gl) != 1 {
+		t.Fatalf("groups after a group sync = %v, want the mirrored group", groups)
+	}
+	c.call(srv, "GET", "/api/orgs/org-a/groups/"+gl[0].(jsonObj)["id"].(string)+"/members", "")
+	c.call(srv, "GET", "/api/orgs/org-a/groups/nosuch/members", "") // 404
+
+	// The stakeholder directory.
+	const sk = "/api/orgs/org-a/stakeholders"
+	_, list := c.call(srv, "GET", sk+"?limit=1", "")
+	c.call(srv, "GET", sk+"?after="+url.QueryEscape(list["next"].(string))+"&source=entra&active=false", "")
+	c.call(srv, "GET", sk+"?source=ldap", "")                                                                                             // 400
+	resp, made := c.call(srv, "POST", sk, `{"firstName":"Grace","lastName":"Hopper","email":"grace@contoso.example","influence":"high"}`) // 201
+	mid, _ := made["id"].(string)
+	if resp.StatusCode != http.StatusCreated || mid == "" {
+		t.Fatalf("POST stakeholder = %d %v", resp.StatusCode, made)
+	}
+	c.call(srv, "POST", sk, `{"email":"not an address"}`) // 400
+	resp, _ = c.call(srv, "GET", sk+"/"+mid, "")
+	etag := resp.Header.Get("ETag")
+	c.call(srv, "GET", sk+"/nosuch", "")                                                         // 404
+	c.call(srv, "PUT", sk+"/"+mid, `{"firstName":"Grace","role":"Admiral"}`)                     // 428
+	c.call(srv, "PUT", sk+"/"+mid, `{"firstName":"Grace","role":"Admiral"}`, "If-Match", etag)   // 200
+	c.call(srv, "PUT", sk+"/"+mid, `{"firstName":"Grace","role":"Commodore"}`, "If-Match", etag) // 412
+	c.call(srv, "PUT", sk+"/nosuch", `{"firstName":"Grace"}`, "If-Match", etag)                  // 404
+	c.call(srv, "DELETE", sk+"/"+mid, "", "If-Match", etag)                                      // 412
+	c.call(srv, "DELETE", sk+"/"+list["stakeholders"].([]any)[0].(jsonObj)["id"].(string), "")   // 409 synced
+	c.call(srv, "DELETE", sk+"/"+mid, "")                                                        // 204
 
 	// Error answers.
 	c.call(srv, "POST", "/api/orgs/org-b/m365/sync", "")      // 409 not-connected
 	c.call(srv, "GET", a+"/sync/runs/1klxow0l9apkv-fc96", "") // 404
 	c.call(srv, "GET", a+"/sync/runs?limit=0", "")            // 400
-	c.call(srv, "POST", a+"/sync", `{"dryRun":true}`)         // 501
 	c.call(srv, "POST", a+"/connect", `{"allowShared":true}`) // 400
 	c.call(srv, "GET", "/api/orgs/it's/m365", "")             // 400 org
 	c.call(srv, "GET", "/api/orgs/org-a/insights", "")        // 501 planned
@@ -635,7 +717,13 @@ func TestOpenAPIResponses(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"POST /api/orgs/{org}/m365/sync 409", "GET /api/orgs/{org}/m365/sync/runs/{runId} 404",
-		"GET /api/orgs/{org}/insights 501", "GET /api/consent/callback 400"} {
+		"GET /api/orgs/{org}/insights 501", "GET /api/consent/callback 400",
+		"PUT /api/orgs/{org}/m365/settings 400", "PUT /api/orgs/{org}/m365/settings 412", "GET /api/orgs/{org}/m365/groups 409",
+		"POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 409", "POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 404",
+		"POST /api/orgs/{org}/stakeholders 400", "GET /api/orgs/{org}/stakeholders/{id} 404",
+		"PUT /api/orgs/{org}/stakeholders/{id} 428", "PUT /api/orgs/{org}/stakeholders/{id} 412", "PUT /api/orgs/{org}/stakeholders/{id} 404",
+		"DELETE /api/orgs/{org}/stakeholders/{id} 409", "DELETE /api/orgs/{org}/stakeholders/{id} 412",
+		"GET /api/orgs/{org}/groups/{id}/members 404"} {
 		if !c.seen[want] {
 			t.Errorf("not checked: %s", want)
 		}
