@@ -44,8 +44,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
@@ -116,6 +119,20 @@ type Result struct {
 	DeltaUpdated           int     `json:"delta_updated"`
 	DeltaDeactivated       int     `json:"delta_deactivated"`
 	DeltaChanges           int     `json:"delta_changes"`
+
+	// Where the wall time went: time spent waiting for answers (to the response headers) and
+	// request bytes sent, per service, for the full run and the floor.
+	FullGraphWaitS  float64 `json:"full_graph_wait_s"`
+	FullTableWaitS  float64 `json:"full_table_wait_s"`
+	FullTableBytes  int64   `json:"full_table_bytes"`
+	FloorGraphWaitS float64 `json:"floor_graph_wait_s"`
+	FloorTableWaitS float64 `json:"floor_table_wait_s"`
+	FloorTableBytes int64   `json:"floor_table_bytes"`
+	DeltaTableWaitS float64 `json:"delta_table_wait_s"`
+	// IndexLoadS is one stakeholder.LoadIndex of the synced org (every step of a run loads it),
+	// measured on its own between the floor and the delta run; IndexLoadTx its transactions.
+	IndexLoadS  float64 `json:"index_load_s"`
+	IndexLoadTx int64   `json:"index_load_tx"`
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -174,13 +191,17 @@ func bench(ctx context.Context, o options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	graphTimer := &timer{next: hc.Transport}
+	hc = &http.Client{Transport: graphTimer}
+	tableTimer := &timer{next: http.DefaultTransport}
 	creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
 	gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
 	if err != nil {
 		return res, err
 	}
 	prefix := "testbench" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	store, err := tablestore.Open(ctx, tablestore.Config{ConnectionString: o.tables, Prefix: prefix})
+	store, err := tablestore.Open(ctx, tablestore.Config{ConnectionString: o.tables, Prefix: prefix,
+		ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: tableTimer}}})
 	if err != nil {
 		return res, err
 	}
@@ -227,7 +248,10 @@ func bench(ctx context.Context, o options) (Result, error) {
 			}
 		}()
 	}
+	gw0, tw0, tb0 := graphTimer.snapshot(tableTimer)
 	full, err := measureRun(ctx, "full", engine, q, gc, store, orgKey, logf)
+	gw1, tw1, tb1 := graphTimer.snapshot(tableTimer)
+	res.FullGraphWaitS, res.FullTableWaitS, res.FullTableBytes = secs(gw1-gw0), secs(tw1-tw0), tb1-tb0
 	if stopProfile != nil {
 		stopProfile()
 	}
@@ -252,15 +276,28 @@ func bench(ctx context.Context, o options) (Result, error) {
 	res.FloorMethod = "users/delta round read from no link to deltaLink with the same Graph client, then floor_entities inserts " +
 		"(org rows of stakeholders + the run's syncchanges rows, counted by query after the full run) " +
 		"into a fresh table in single-partition batches of <=100 ten-string entities"
+	gw0, tw0, tb0 = graphTimer.snapshot(tableTimer)
 	fl, err := floor(ctx, gc, store, orgKey, o.tenant, n, logf)
 	if err != nil {
 		return res, err
 	}
+	gw1, tw1, tb1 = graphTimer.snapshot(tableTimer)
+	res.FloorGraphWaitS, res.FloorTableWaitS, res.FloorTableBytes = secs(gw1-gw0), secs(tw1-tw0), tb1-tb0
+	logf("waiting on services: full Graph %.2fs, Table %.2fs (%d request bytes); floor Graph %.2fs, Table %.2fs (%d request bytes)",
+		res.FullGraphWaitS, res.FullTableWaitS, res.FullTableBytes, res.FloorGraphWaitS, res.FloorTableWaitS, res.FloorTableBytes)
 	res.FloorS, res.FloorFetchS, res.FloorWriteS = secs(fl.fetch+fl.write), secs(fl.fetch), secs(fl.write)
 	res.GraphRequestsFloor, res.TableTransactionsFloor = fl.graph, fl.tables
 	if res.FloorS > 0 {
 		res.Ratio = round3(res.FullS / res.FloorS)
 	}
+
+	t0, start := store.Stats().Requests, time.Now()
+	ix, err := stakeholder.NewStore(store).LoadIndex(ctx, orgKey)
+	if err != nil {
+		return res, err
+	}
+	res.IndexLoadS, res.IndexLoadTx = secs(time.Since(start)), store.Stats().Requests-t0
+	logf("stakeholder index: %d external + %d email rows loaded in %.2fs, %d Table transactions", len(ix.ByExternal), len(ix.ByEmail), res.IndexLoadS, res.IndexLoadTx)
 
 	// (c) delta after changing a fraction of the users in the simulated tenant.
 	changed, err := mutate(ctx, hc, o.simURL, o.tenant, o.mutate)
@@ -269,10 +306,13 @@ func bench(ctx context.Context, o options) (Result, error) {
 	}
 	res.DeltaMutated = changed
 	logf("delta: %d users changed in the simulated tenant", changed)
+	_, tw0, _ = graphTimer.snapshot(tableTimer)
 	delta, err := measureRun(ctx, "delta", engine, q, gc, store, orgKey, logf)
 	if err != nil {
 		return res, err
 	}
+	_, tw1, _ = graphTimer.snapshot(tableTimer)
+	res.DeltaTableWaitS = secs(tw1 - tw0)
 	if delta.run.Kind != "delta" {
 		return res, fmt.Errorf("second run was a %s round, want a delta round", delta.run.Kind)
 	}
@@ -529,6 +569,29 @@ func (q *memQueue) drain(ctx context.Context, e *dirsync.Engine) (steps int, err
 			q.push(d)
 		}
 	}
+}
+
+// timer is a RoundTripper that adds up the time to each response's headers and the request
+// bytes sent.
+type timer struct {
+	next  http.RoundTripper
+	wait  atomic.Int64 // nanoseconds
+	bytes atomic.Int64
+}
+
+func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.ContentLength > 0 {
+		t.bytes.Add(req.ContentLength)
+	}
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	t.wait.Add(int64(time.Since(start)))
+	return resp, err
+}
+
+// snapshot returns g's wait, and tab's wait and bytes.
+func (g *timer) snapshot(tab *timer) (graphWait, tableWait time.Duration, tableBytes int64) {
+	return time.Duration(g.wait.Load()), time.Duration(tab.wait.Load()), tab.bytes.Load()
 }
 
 // httpClient trusts the simulated tenant's CA.
