@@ -23,14 +23,15 @@ import (
 
 // app is the wired handler: clients built once at start-up, without network I/O.
 type app struct {
-	log      *slog.Logger
-	store    *tablestore.Store
-	queue    queue.Publisher
-	conns    *connection.Store
-	sync     *dirsync.Engine
-	consent  *consent.Flow
-	settings *syncsettings.Store
-	api      *api.Server
+	log       *slog.Logger
+	store     *tablestore.Store
+	queue     queue.Publisher
+	conns     *connection.Store
+	sync      *dirsync.Engine
+	consent   *consent.Flow
+	scheduler *schedule.Scheduler
+	settings  *syncsettings.Store
+	api       *api.Server
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -72,8 +73,13 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Store: store, Connections: conns, Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
+	scheduler, err := schedule.New(schedule.Config{Orgs: settings.Orgs, Settings: settings, Starter: engine, Store: store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	return &app{
-		log: log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
+		scheduler: scheduler,
+		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
 		settings: settings,
 		api: api.New(api.Deps{
 			Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,

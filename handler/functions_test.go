@@ -135,7 +135,6 @@ func TestRoutesAnswerEveryFunction(t *testing.T) {
 		{"Api unknown path", "GET", "/api/orgs/acme/nothing-here", "", 404, "application/problem+json"},
 		{"Api not yet", "GET", "/api/orgs/acme/insights", "", 501, "application/problem+json"},
 		{"Api bad method", "PATCH", "/api/orgs/acme/m365/sync", "", 405, "application/problem+json"},
-		{"SyncScheduler", "POST", "/SyncScheduler", timer, 500, "application/json"},
 		{"SubscriptionRenewer", "POST", "/SubscriptionRenewer", timer, 500, "application/json"},
 		{"ChannelEventWorker", "POST", "/ChannelEventWorker", msg, 500, "application/json"},
 		{"MailSender", "POST", "/MailSender", msg, 500, "application/json"},

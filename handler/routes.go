@@ -42,7 +42,14 @@ func (a *app) functions() []function {
 		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
 		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
 		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},
-		{name: "SyncScheduler", h: timerNotYet("scheduled sync")},
+		{name: "SyncScheduler", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
+			res, err := a.scheduler.Run(ctx)
+			if err != nil {
+				return err
+			}
+			a.log.InfoContext(ctx, "scheduled syncs", "started", len(res.Started), "skipped", len(res.Skipped), "failed", len(res.Failed))
+			return nil // one org's failure is logged and retried next tick; it does not fail the others
+		})},
 		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},
 		{name: "SyncWorker", h: invoke.ServiceBus("msg", true, a.log, func(ctx context.Context, m invoke.Message) error {
 			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
