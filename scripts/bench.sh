@@ -10,6 +10,7 @@
 # one JSON object of the figures, also written with the date and machine to
 # bench-results/sync-N.json (or --out).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 cd "$root"
 
