@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,11 +9,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
@@ -22,6 +27,8 @@ import (
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -33,15 +40,17 @@ const (
 	secret   = "s3cret-value"
 )
 
-// userSelect is the $select of the stakeholder sync.
+// userSelect is the $select of the stakeholder sync (manager only through users/delta).
 const userSelect = "id,givenName,surname,displayName,mail,userPrincipalName,mobilePhone,businessPhones,department,jobTitle,officeLocation,accountEnabled"
 
-// graphDir is a plain net/http users/delta client for the simulated tenant: the test's stand-in
-// for the graph package, which these tests must not compile.
+// graphDir is a plain net/http Graph client for the simulated tenant implementing dirsync's
+// directory interface: the test's stand-in for the graph package, which these tests must not
+// compile.
 type graphDir struct {
 	base  string
 	hc    *http.Client
 	creds *m365auth.Credentials
+	calls atomic.Int64
 }
 
 func newGraphDir(sim *m365sim.Server, clientSecret string) *graphDir {
@@ -53,76 +62,156 @@ func newGraphDir(sim *m365sim.Server, clientSecret string) *graphDir {
 	}
 }
 
+type wireRef struct {
+	ID      string          `json:"id"`
+	Removed json.RawMessage `json:"@removed"`
+}
+
 type wireUser struct {
-	ID                string   `json:"id"`
-	GivenName         string   `json:"givenName"`
-	Surname           string   `json:"surname"`
-	DisplayName       string   `json:"displayName"`
-	Mail              string   `json:"mail"`
-	UserPrincipalName string   `json:"userPrincipalName"`
-	MobilePhone       string   `json:"mobilePhone"`
-	BusinessPhones    []string `json:"businessPhones"`
-	Department        string   `json:"department"`
-	JobTitle          string   `json:"jobTitle"`
-	OfficeLocation    string   `json:"officeLocation"`
-	AccountEnabled    *bool    `json:"accountEnabled"`
+	ID                string    `json:"id"`
+	GivenName         string    `json:"givenName"`
+	Surname           string    `json:"surname"`
+	DisplayName       string    `json:"displayName"`
+	Mail              string    `json:"mail"`
+	UserPrincipalName string    `json:"userPrincipalName"`
+	MobilePhone       string    `json:"mobilePhone"`
+	BusinessPhones    []string  `json:"businessPhones"`
+	Department        string    `json:"department"`
+	JobTitle          string    `json:"jobTitle"`
+	OfficeLocation    string    `json:"officeLocation"`
+	AccountEnabled    *bool     `json:"accountEnabled"`
+	ManagerDelta      []wireRef `json:"manager@delta"`
 	Removed           *struct {
 		Reason string `json:"reason"`
 	} `json:"@removed"`
 }
 
-func (g *graphDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+func (w wireUser) user() entra.User {
+	u := entra.User{ID: w.ID, GivenName: w.GivenName, Surname: w.Surname, DisplayName: w.DisplayName,
+		Mail: w.Mail, UserPrincipalName: w.UserPrincipalName, MobilePhone: w.MobilePhone,
+		BusinessPhones: w.BusinessPhones, Department: w.Department, JobTitle: w.JobTitle,
+		OfficeLocation: w.OfficeLocation, AccountEnabled: w.AccountEnabled == nil || *w.AccountEnabled}
+	if w.Removed != nil {
+		u.Removed = entra.Removal(w.Removed.Reason)
+	}
+	for _, r := range w.ManagerDelta {
+		if len(r.Removed) == 0 {
+			u.ManagerID = r.ID
+		}
+	}
+	return u
+}
+
+// get does one authorized GET and maps a Graph error answer to an *entra.Error.
+func (g *graphDir) get(ctx context.Context, tenant, link string, hdr http.Header, out any) error {
+	g.calls.Add(1)
 	cred, err := g.creds.ForTenant(tenant)
 	if err != nil {
-		return entra.UserPage{}, err
+		return err
 	}
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{m365auth.GraphScope}})
 	if err != nil {
-		return entra.UserPage{}, m365auth.Classify(err)
-	}
-	if link == "" {
-		link = g.base + "/users/delta?$select=" + url.QueryEscape(userSelect)
+		return m365auth.Classify(err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, link, nil)
 	if err != nil {
-		return entra.UserPage{}, err
+		return err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	resp, err := g.hc.Do(req)
 	if err != nil {
-		return entra.UserPage{}, &entra.Error{Kind: entra.KindUnavailable, Err: err}
+		return &entra.Error{Kind: entra.KindUnavailable, Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return entra.UserPage{}, &entra.Error{Kind: entra.KindUnavailable, Err: err}
+		return &entra.Error{Kind: entra.KindUnavailable, Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
-		return entra.UserPage{}, graphError(resp, body)
+		return graphError(resp, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &entra.Error{Kind: entra.KindInvalid, Message: link + ": " + err.Error(), Err: err}
+	}
+	return nil
+}
+
+func (g *graphDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+	if link == "" {
+		link = g.base + "/users/delta?$select=" + url.QueryEscape(userSelect+",manager")
 	}
 	var page struct {
 		Value     []wireUser `json:"value"`
 		NextLink  string     `json:"@odata.nextLink"`
 		DeltaLink string     `json:"@odata.deltaLink"`
 	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return entra.UserPage{}, &entra.Error{Kind: entra.KindInvalid, Message: "users/delta: " + err.Error(), Err: err}
+	if err := g.get(ctx, tenant, link, nil, &page); err != nil {
+		return entra.UserPage{}, err
 	}
 	out := entra.UserPage{NextLink: page.NextLink, DeltaLink: page.DeltaLink}
 	for _, w := range page.Value {
-		u := entra.User{ID: w.ID, GivenName: w.GivenName, Surname: w.Surname, DisplayName: w.DisplayName,
-			Mail: w.Mail, UserPrincipalName: w.UserPrincipalName, MobilePhone: w.MobilePhone,
-			BusinessPhones: w.BusinessPhones, Department: w.Department, JobTitle: w.JobTitle,
-			OfficeLocation: w.OfficeLocation, AccountEnabled: w.AccountEnabled == nil || *w.AccountEnabled}
-		if w.Removed != nil {
-			u.Removed = entra.Removal(w.Removed.Reason)
-		}
-		out.Users = append(out.Users, u)
+		out.Users = append(out.Users, w.user())
 	}
 	return out, nil
 }
 
-// graphError maps a Graph error answer to an *entra.Error.
+func (g *graphDir) User(ctx context.Context, tenant, id string) (entra.User, error) {
+	var w wireUser
+	if err := g.get(ctx, tenant, g.base+"/users/"+url.PathEscape(id)+"?$select="+url.QueryEscape(userSelect), nil, &w); err != nil {
+		return entra.User{}, err
+	}
+	u := w.user()
+	var m struct {
+		ID string `json:"id"`
+	}
+	err := g.get(ctx, tenant, g.base+"/users/"+url.PathEscape(id)+"/manager?$select=id", nil, &m)
+	switch {
+	case err == nil:
+		u.ManagerID = m.ID
+	case entra.KindOf(err) != entra.KindNotFound: // no manager is a 404
+		return entra.User{}, err
+	}
+	return u, nil
+}
+
+func (g *graphDir) Group(ctx context.Context, tenant, id string) (entra.Group, error) {
+	var w struct {
+		ID          string `json:"id"`
+		DisplayName string `json:"displayName"`
+		Description string `json:"description"`
+	}
+	if err := g.get(ctx, tenant, g.base+"/groups/"+url.PathEscape(id)+"?$select=id,displayName,description", nil, &w); err != nil {
+		return entra.Group{}, err
+	}
+	return entra.Group{ID: w.ID, DisplayName: w.DisplayName, Description: w.Description}, nil
+}
+
+func (g *graphDir) TransitiveUserIDs(ctx context.Context, tenant, groupID string) ([]string, error) {
+	link := g.base + "/groups/" + url.PathEscape(groupID) + "/transitiveMembers/microsoft.graph.user?$select=id&$count=true"
+	hdr := http.Header{"Consistencylevel": {"eventual"}}
+	var ids []string
+	for link != "" {
+		var page struct {
+			Value []struct {
+				ID string `json:"id"`
+			} `json:"value"`
+			NextLink string `json:"@odata.nextLink"`
+		}
+		if err := g.get(ctx, tenant, link, hdr, &page); err != nil {
+			return nil, err
+		}
+		for _, v := range page.Value {
+			ids = append(ids, v.ID)
+		}
+		link = page.NextLink
+	}
+	return ids, nil
+}
+
+// graphError maps a Graph error answer to an *entra.Error, as the graph package classifies.
 func graphError(resp *http.Response, body []byte) error {
 	var env struct {
 		Error struct {
@@ -132,24 +221,27 @@ func graphError(resp *http.Response, body []byte) error {
 	}
 	_ = json.Unmarshal(body, &env)
 	e := &entra.Error{Kind: entra.KindOther, Status: resp.StatusCode, Code: env.Error.Code, Message: env.Error.Message}
+	code, status := env.Error.Code, resp.StatusCode
 	switch {
-	case resp.StatusCode == http.StatusGone, env.Error.Code == "syncStateNotFound", env.Error.Code == "resyncRequired":
+	case status == http.StatusGone, code == "syncStateNotFound", code == "resyncRequired", code == "syncStateInvalid":
 		e.Kind = entra.KindResync
-	case resp.StatusCode == http.StatusTooManyRequests:
+	case status == http.StatusTooManyRequests:
 		e.Kind = entra.KindThrottled
-		if s, err := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); err == nil && s > 0 {
-			e.RetryAfter = time.Duration(s * float64(time.Second))
-		}
-	case resp.StatusCode == http.StatusUnauthorized:
+	case status == http.StatusUnauthorized:
 		e.Kind = entra.KindUnauthorized
-	case resp.StatusCode == http.StatusForbidden:
+	case status == http.StatusForbidden:
 		e.Kind = entra.KindForbidden
-	case resp.StatusCode == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		e.Kind = entra.KindNotFound
-	case resp.StatusCode >= 500:
-		e.Kind = entra.KindUnavailable
-	case resp.StatusCode == http.StatusBadRequest:
+	case status == http.StatusBadRequest:
 		e.Kind = entra.KindInvalid
+	case status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+		e.Kind = entra.KindThrottled
+	case status >= 500:
+		e.Kind = entra.KindUnavailable
+	}
+	if s, err := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); err == nil && s > 0 {
+		e.RetryAfter = time.Duration(s * float64(time.Second))
 	}
 	return e
 }
@@ -201,15 +293,86 @@ func (c *clock) Now() time.Time {
 	return c.now
 }
 
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// killer is the Table Storage transport of a test: armed, it lets the next stakeholder write
+// through and then fails the run checkpoint that follows it (a PUT on the syncruns table), as if
+// the process died between its writes and its checkpoint.
+type killer struct {
+	base   policy.Transporter
+	prefix string
+	mu     sync.Mutex
+	armed  bool
+	wrote  bool
+	kills  atomic.Int32
+}
+
+type killed struct{}
+
+func (killed) Error() string { return "test: process killed before the checkpoint" }
+func (killed) NonRetriable() {}
+
+func (k *killer) arm() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.armed, k.wrote = true, false
+}
+
+func (k *killer) Do(r *http.Request) (*http.Response, error) {
+	k.mu.Lock()
+	armed := k.armed
+	k.mu.Unlock()
+	if !armed {
+		return k.base.Do(r)
+	}
+	if strings.HasSuffix(r.URL.Path, "$batch") && r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		if bytes.Contains(b, []byte(k.prefix+stakeholder.Table+"(")) || bytes.Contains(b, []byte(k.prefix+stakeholder.Table+" ")) {
+			resp, err := k.base.Do(r)
+			if err == nil && resp.StatusCode/100 == 2 {
+				k.mu.Lock()
+				k.wrote = true
+				k.mu.Unlock()
+			}
+			return resp, err
+		}
+	}
+	if r.Method == http.MethodPut && strings.Contains(r.URL.Path, k.prefix+dirsync.RunsTable+"(") {
+		k.mu.Lock()
+		kill := k.wrote
+		if kill {
+			k.armed = false
+		}
+		k.mu.Unlock()
+		if kill {
+			k.kills.Add(1)
+			return nil, killed{}
+		}
+	}
+	return k.base.Do(r)
+}
+
 // env is one org connected to one simulated tenant, with its own tables.
 type env struct {
 	sim   *m365sim.Server
 	store *tablestore.Store
+	kill  *killer
+	dir   *graphDir
 	conns *connection.Store
 	q     *recorder
 	clock *clock
 	eng   *dirsync.Engine
 	org   tablestore.Org
+	shs   *stakeholder.Store
+	grps  *stakeholder.Groups
 }
 
 func newSim(t *testing.T, pageSize int) *m365sim.Server {
@@ -227,15 +390,18 @@ func newSim(t *testing.T, pageSize int) *m365sim.Server {
 	return sim
 }
 
-func openStore(t *testing.T) *tablestore.Store {
+func openStore(t *testing.T) (*tablestore.Store, *killer) {
 	t.Helper()
 	conn := azuritetest.Start(t)
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: conn, Prefix: azuritetest.Prefix()})
+	prefix := azuritetest.Prefix()
+	k := &killer{base: http.DefaultClient, prefix: prefix}
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: conn, Prefix: prefix,
+		ClientOptions: azcore.ClientOptions{Transport: k}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.DropTables(context.Background()) })
-	return store
+	return store, k
 }
 
 func mustOrg(t *testing.T, s string) tablestore.Org {
@@ -248,32 +414,97 @@ func mustOrg(t *testing.T, s string) tablestore.Org {
 }
 
 // newEngine builds an engine over store and sim for org, connecting org to the tenant.
-func newEngine(t *testing.T, sim *m365sim.Server, store *tablestore.Store, org tablestore.Org, budget time.Duration) *env {
+func newEngine(t *testing.T, sim *m365sim.Server, store *tablestore.Store, k *killer, org tablestore.Org) *env {
 	t.Helper()
 	conns := connection.NewStore(store)
 	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: tenantID}, ""); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sim: sim, store: store, conns: conns, q: &recorder{}, org: org,
-		clock: &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), tick: 100 * time.Millisecond}}
-	e.eng = dirsync.New(dirsync.Config{Store: store, Directory: newGraphDir(sim, secret), Queue: e.q,
-		Tenants: conns, Now: e.clock.Now, StepBudget: budget, GiveUpAfter: 3})
+	e := &env{sim: sim, store: store, kill: k, conns: conns, q: &recorder{}, org: org, dir: newGraphDir(sim, secret),
+		clock: &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), tick: 100 * time.Millisecond},
+		shs:   stakeholder.NewStore(store), grps: stakeholder.NewGroups(store)}
+	e.eng = dirsync.New(dirsync.Config{Store: store, Directory: e.dir, Queue: e.q,
+		Tenants: conns, Now: e.clock.Now, StepBudget: 250 * time.Millisecond, GiveUpAfter: 3})
 	return e
 }
 
-func setup(t *testing.T, users, pageSize int) *env {
+// setup starts an empty simulated tenant (page size 50) and an engine for org "org-a".
+func setup(t *testing.T) *env {
 	t.Helper()
-	sim := newSim(t, pageSize)
-	if users > 0 {
-		if err := sim.Generate(tenantID, m365sim.GenSpec{Users: users, Groups: 3, Seed: 7}); err != nil {
+	sim := newSim(t, 50)
+	store, k := openStore(t)
+	return newEngine(t, sim, store, k, mustOrg(t, "org-a"))
+}
+
+// addUser adds an enabled user with a full profile and returns its id.
+func (e *env) addUser(t *testing.T, given, surname string, mod ...func(*m365sim.User)) string {
+	t.Helper()
+	upn := strings.ToLower(given+"."+surname) + "@contoso.example"
+	u := m365sim.User{GivenName: given, Surname: surname, DisplayName: given + " " + surname, Mail: upn, UserPrincipalName: upn,
+		Department: "Operations", JobTitle: "Analyst", OfficeLocation: "London", MobilePhone: "+44 20 0000 0000", AccountEnabled: true}
+	for _, f := range mod {
+		f(&u)
+	}
+	got, err := e.sim.AddUser(tenantID, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.ID
+}
+
+// addUsers adds n users named after prefix and returns their ids.
+func (e *env) addUsers(t *testing.T, prefix string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.addUser(t, prefix, fmt.Sprintf("N%03d", i))
+	}
+	return ids
+}
+
+func (e *env) addGroup(t *testing.T, name string, members ...string) string {
+	t.Helper()
+	g, err := e.sim.AddGroup(tenantID, m365sim.Group{DisplayName: name, Description: name + " group", SecurityEnabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if err := e.sim.AddMember(tenantID, g.ID, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return newEngine(t, sim, openStore(t), mustOrg(t, "org-a"), 250*time.Millisecond)
+	return g.ID
+}
+
+func (e *env) updateUser(t *testing.T, id string, fn func(*m365sim.User)) {
+	t.Helper()
+	if err := e.sim.UpdateUser(tenantID, id, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settings stores org's sync settings: the defaults changed by fn.
+func (e *env) settings(t *testing.T, fn func(*syncsettings.Settings)) {
+	t.Helper()
+	ss := syncsettings.NewStore(e.store)
+	cur, etag, err := ss.Get(t.Context(), e.org)
+	must(t, err)
+	fn(&cur)
+	if _, err := ss.Put(t.Context(), e.org, cur, etag); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // drain delivers pending messages to Step until none is left, redelivering a failed message
-// (deliveryCount+1) up to maxDeliveries, and returns the number of step deliveries.
+// (deliveryCount+1), and returns the number of step deliveries. A message scheduled for later
+// moves the injected clock to its time, as the queue would wait for it.
 func (e *env) drain(t *testing.T) int {
 	t.Helper()
 	type delivery struct {
@@ -282,7 +513,7 @@ func (e *env) drain(t *testing.T) int {
 	}
 	var retry []delivery
 	n := 0
-	for n < 500 {
+	for n < 1000 {
 		var d delivery
 		if len(retry) > 0 {
 			d, retry = retry[0], retry[1:]
@@ -292,6 +523,9 @@ func (e *env) drain(t *testing.T) int {
 			return n
 		}
 		n++
+		if now := e.clock.Now(); d.m.NotBefore.After(now) {
+			e.clock.advance(d.m.NotBefore.Sub(now))
+		}
 		if err := e.eng.Step(t.Context(), d.m.Body, d.count); err != nil {
 			if d.count >= 10 {
 				t.Fatalf("step %s still failing after %d deliveries: %v", d.m.ID, d.count, err)
@@ -303,9 +537,9 @@ func (e *env) drain(t *testing.T) int {
 	return n
 }
 
-func (e *env) start(t *testing.T) dirsync.Run {
+func (e *env) startOpts(t *testing.T, o dirsync.StartOptions) dirsync.Run {
 	t.Helper()
-	run, started, err := e.eng.Start(t.Context(), e.org, "manual")
+	run, started, err := e.eng.Start(t.Context(), e.org, o)
 	if err != nil || !started {
 		t.Fatalf("Start = %v, started %v; want a new run", err, started)
 	}
@@ -315,7 +549,14 @@ func (e *env) start(t *testing.T) dirsync.Run {
 // sync runs one whole run and returns its final record.
 func (e *env) sync(t *testing.T) dirsync.Run {
 	t.Helper()
-	run := e.start(t)
+	run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual"})
+	e.drain(t)
+	return e.run(t, run.ID)
+}
+
+func (e *env) dryRun(t *testing.T) dirsync.Run {
+	t.Helper()
+	run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: true})
 	e.drain(t)
 	return e.run(t, run.ID)
 }
@@ -329,33 +570,98 @@ func (e *env) run(t *testing.T, id string) dirsync.Run {
 	return run
 }
 
-// stakeholders reads every stakeholder of org, by Entra id.
-func stakeholders(t *testing.T, store *tablestore.Store, org tablestore.Org) map[string]dirsync.Stakeholder {
+// changes reads a run's whole change log.
+func (e *env) changes(t *testing.T, runID string) []dirsync.Change {
 	t.Helper()
-	out := map[string]dirsync.Stakeholder{}
-	for row, err := range tablestore.Query[dirsync.Stakeholder](t.Context(), store.Table(dirsync.StakeholdersTable), org, tablestore.QueryOptions{}) {
-		if errors.Is(err, tablestore.ErrNotFound) {
-			break // the table was never created
+	var out []dirsync.Change
+	after := 0
+	for {
+		page, err := e.eng.Changes(t.Context(), e.org, runID, after, 100)
+		must(t, err)
+		out = append(out, page...)
+		if len(page) < 100 {
+			return out
 		}
-		if err != nil {
-			t.Fatal(err)
+		after = page[len(page)-1].Seq
+	}
+}
+
+// changesOf returns the log entries about one Entra user.
+func changesOf(all []dirsync.Change, externalID string) []dirsync.Change {
+	var out []dirsync.Change
+	for _, c := range all {
+		if c.ExternalID == externalID {
+			out = append(out, c)
 		}
-		if _, dup := out[row.Value.ExternalID]; dup {
-			t.Errorf("stakeholder %s stored twice", row.Value.ExternalID)
-		}
-		out[row.Value.ExternalID] = row.Value
 	}
 	return out
 }
 
-// synced strips what differs between two syncs of the same state (time of sync).
-func synced(m map[string]dirsync.Stakeholder) map[string]dirsync.Stakeholder {
-	out := make(map[string]dirsync.Stakeholder, len(m))
-	for k, v := range m {
-		v.SyncedAt = time.Time{}
-		out[k] = v
+// all reads every stakeholder of org.
+func (e *env) all(t *testing.T, org tablestore.Org) []stakeholder.Stakeholder {
+	t.Helper()
+	var out []stakeholder.Stakeholder
+	after := ""
+	for {
+		page, next, err := e.shs.List(t.Context(), org, stakeholder.ListOptions{After: after, Limit: 1000})
+		must(t, err)
+		out = append(out, page...)
+		if next == "" {
+			return out
+		}
+		after = next
+	}
+}
+
+// byExternal reads org's synced stakeholders by Entra id, failing on a duplicate.
+func (e *env) byExternal(t *testing.T, org tablestore.Org) map[string]stakeholder.Stakeholder {
+	t.Helper()
+	out := map[string]stakeholder.Stakeholder{}
+	for _, s := range e.all(t, org) {
+		if s.ExternalID == "" {
+			continue
+		}
+		if _, dup := out[s.ExternalID]; dup {
+			t.Errorf("Entra user %s has two stakeholders", s.ExternalID)
+		}
+		out[s.ExternalID] = s
 	}
 	return out
+}
+
+// get reads the stakeholder linked to an Entra user through the index.
+func (e *env) get(t *testing.T, externalID string) (stakeholder.Stakeholder, tablestore.ETag) {
+	t.Helper()
+	id, err := e.shs.Lookup(t.Context(), e.org, externalID, "")
+	must(t, err)
+	if id == "" {
+		t.Fatalf("no stakeholder linked to Entra user %s", externalID)
+	}
+	st, etag, err := e.shs.Get(t.Context(), e.org, id)
+	must(t, err)
+	return st, etag
+}
+
+// edit changes a stakeholder in Leap Change, as the web app would.
+func (e *env) edit(t *testing.T, externalID string, fn func(*stakeholder.Stakeholder)) {
+	t.Helper()
+	cur, etag := e.get(t, externalID)
+	next := cur
+	fn(&next)
+	if _, err := e.shs.Save(t.Context(), e.org, next, &cur, etag); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// manual creates a manual stakeholder.
+func (e *env) manual(t *testing.T, org tablestore.Org, first, last, email string) stakeholder.Stakeholder {
+	t.Helper()
+	st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: first, LastName: last, Email: email, Source: stakeholder.Manual,
+		Active: true, Influence: "high", CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}
+	if _, err := e.shs.Save(t.Context(), org, st, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func wantState(t *testing.T, run dirsync.Run, want dirsync.State) {
@@ -374,4 +680,53 @@ func hasError(run dirsync.Run, code, object string) *dirsync.RunError {
 	return nil
 }
 
-func fmtKey(id string) string { return fmt.Sprintf("e-%s", tablestore.KeyEscape(id)) }
+// snapshot is every row of the tables a sync writes for org, as raw JSON by table and key.
+func (e *env) snapshot(t *testing.T, org tablestore.Org) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, name := range []string{stakeholder.Table, stakeholder.GroupsTable, stakeholder.MembershipsTable, dirsync.StateTable} {
+		for row, err := range tablestore.Query[map[string]any](t.Context(), e.store.Table(name), org, tablestore.QueryOptions{}) {
+			if errors.Is(err, tablestore.ErrNotFound) {
+				break
+			}
+			must(t, err)
+			v := row.Value
+			if name == dirsync.StateTable {
+				// The claim of the running run is not sync output.
+				delete(v, "activeRunId")
+				delete(v, "claimedAt")
+			}
+			b, _ := json.Marshal(v)
+			if name != dirsync.StateTable {
+				b = append(b, " etag="+string(row.ETag)...) // a rewrite with the same values is a write too
+			}
+			out[name+"/"+row.Key] = string(b)
+		}
+	}
+	return out
+}
+
+// members returns the stakeholder ids of a group, sorted.
+func (e *env) members(t *testing.T, groupID string) []string {
+	t.Helper()
+	ms, err := e.grps.MemberIDs(t.Context(), e.org, groupID)
+	must(t, err)
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.StakeholderID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stakeholderIDs maps Entra user ids to their stakeholder ids, sorted.
+func (e *env) stakeholderIDs(t *testing.T, externalIDs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, x := range externalIDs {
+		st, _ := e.get(t, x)
+		out = append(out, st.ID)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,410 +1,906 @@
 package dirsync_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/m365sim"
-	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
+// generous keeps the deletion guard out of tests about something else.
+func generous(s *syncsettings.Settings) {
+	s.DeletionThreshold = syncsettings.Threshold{Percent: 100, Count: 10000}
+}
+
 func TestFullThenDeltaSync(t *testing.T) {
-	e := setup(t, 450, 100)
-	users := e.sim.Users(tenantID)
+	e := setup(t)
+	must(t, e.sim.Generate(tenantID, m365sim.GenSpec{Users: 130, Groups: 3, Seed: 7}))
+	// A disabled user who was never a stakeholder stays out.
+	users := slices.DeleteFunc(e.sim.Users(tenantID), func(u m365sim.User) bool { return !u.AccountEnabled })
+	if len(users) == 130 || len(users) < 100 {
+		t.Fatalf("%d enabled users of 130: the generated tenant no longer has a few disabled ones", len(users))
+	}
 
 	full := e.sync(t)
 	wantState(t, full, dirsync.Succeeded)
-	if full.Kind != "full" || full.Processed != 450 || full.Written != 450 || full.Invalid != 0 || full.Pages != 5 {
-		t.Errorf("full run = kind %s processed %d written %d invalid %d pages %d; want full 450 450 0 5",
-			full.Kind, full.Processed, full.Written, full.Invalid, full.Pages)
+	if full.Kind != "full" || full.Processed != 130 || full.Created != len(users) || full.Invalid != 0 || full.Pages != 3 {
+		t.Errorf("full run = kind %s processed %d created %d invalid %d pages %d; want full 130 %d 0 3",
+			full.Kind, full.Processed, full.Created, full.Invalid, full.Pages, len(users))
 	}
-	if steps := len(e.q.published()); steps < 3 {
+	if steps := len(e.q.published()); steps < 2 {
 		t.Errorf("%d step messages, want a chain of several steps", steps)
 	}
-	got := stakeholders(t, e.store, e.org)
+	got := e.byExternal(t, e.org)
 	if len(got) != len(users) {
 		t.Fatalf("%d stakeholders, want %d", len(got), len(users))
 	}
-	u := users[17]
-	s, _, err := tablestore.Get[dirsync.Stakeholder](t.Context(), e.store.Table(dirsync.StakeholdersTable), e.org, fmtKey(u.ID))
-	if err != nil {
-		t.Fatal(err)
+	if n := len(e.changes(t, full.ID)); n != len(users) || full.Changes != len(users) {
+		t.Errorf("full run logged %d changes (run says %d), want %d", n, full.Changes, len(users))
 	}
-	wantEmail := u.Mail
-	if wantEmail == "" {
-		wantEmail = u.UserPrincipalName
-	}
-	wantPhone := u.MobilePhone
-	if wantPhone == "" && len(u.BusinessPhones) > 0 {
-		wantPhone = u.BusinessPhones[0]
-	}
-	if s.FirstName != u.GivenName || s.LastName != u.Surname || s.Email != wantEmail || s.Phone != wantPhone ||
-		s.Department != u.Department || s.Role != u.JobTitle || s.Location != u.OfficeLocation ||
-		s.ExternalID != u.ID || s.Source != "entra" || s.Active != u.AccountEnabled || s.SyncedAt.IsZero() {
-		t.Errorf("stakeholder = %+v\nfrom user %+v", s, u)
-	}
-
-	// Change three users: the delta round sees exactly those.
-	promoted, deleted, disabled := users[3].ID, users[4].ID, users[5].ID
-	if err := e.sim.UpdateUser(tenantID, promoted, func(u *m365sim.User) { u.JobTitle = "Chief Stakeholder Officer" }); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.sim.SoftDeleteUser(tenantID, deleted); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.sim.SetAccountEnabled(tenantID, disabled, false); err != nil {
-		t.Fatal(err)
-	}
-	delta := e.sync(t)
-	wantState(t, delta, dirsync.Succeeded)
-	if delta.Kind != "delta" || delta.Processed != 3 || delta.Deactivated != 2 {
-		t.Errorf("delta run = kind %s processed %d deactivated %d; want delta 3 2", delta.Kind, delta.Processed, delta.Deactivated)
-	}
-	got = stakeholders(t, e.store, e.org)
-	if got[promoted].Role != "Chief Stakeholder Officer" || !got[promoted].Active {
-		t.Errorf("promoted = %+v", got[promoted])
-	}
-	if got[deleted].Active || got[deleted].FirstName != users[4].GivenName {
-		t.Errorf("soft-deleted = %+v, want inactive with its fields kept", got[deleted])
-	}
-	if got[disabled].Active {
-		t.Errorf("disabled = %+v, want inactive", got[disabled])
-	}
-
-	// A fresh full sync of the changed tenant into another org agrees with full + delta, except
-	// that a full round does not list the soft-deleted user at all.
-	other := newEngine(t, e.sim, e.store, mustOrg(t, "org-fresh"), time.Hour)
-	wantState(t, other.sync(t), dirsync.Succeeded)
-	fresh := synced(stakeholders(t, e.store, other.org))
-	incremental := synced(got)
-	if _, ok := fresh[deleted]; ok {
-		t.Errorf("a full sync lists soft-deleted user %s", deleted)
-	}
-	delete(incremental, deleted)
-	if len(fresh) != len(incremental) {
-		t.Fatalf("fresh full sync has %d stakeholders, full+delta %d", len(fresh), len(incremental))
-	}
-	for id, want := range fresh {
-		if incremental[id] != want {
-			t.Errorf("stakeholder %s:\nfull+delta %+v\nfresh full %+v", id, incremental[id], want)
+	withManager := 0
+	for _, u := range users {
+		s := got[u.ID]
+		wantEmail := u.Mail
+		if wantEmail == "" {
+			wantEmail = u.UserPrincipalName
 		}
+		wantPhone := u.MobilePhone
+		if wantPhone == "" && len(u.BusinessPhones) > 0 {
+			wantPhone = u.BusinessPhones[0]
+		}
+		if s.FirstName != u.GivenName || s.LastName != u.Surname || s.Email != wantEmail || s.Phone != wantPhone ||
+			s.Department != u.Department || s.Role != u.JobTitle || s.Location != u.OfficeLocation || s.ManagerID != u.ManagerID ||
+			s.Source != stakeholder.Entra || s.SyncedAt.IsZero() || s.Base[stakeholder.Department] != u.Department {
+			t.Fatalf("stakeholder = %+v\nfrom user %+v", s, u)
+		}
+		if u.ManagerID != "" {
+			withManager++
+		}
+	}
+	if withManager == 0 {
+		t.Error("no generated user has a manager: the manager mapping is untested")
+	}
+
+	// A delta round with nothing changed touches nothing.
+	idle := e.sync(t)
+	wantState(t, idle, dirsync.Succeeded)
+	if idle.Kind != "delta" || idle.Processed != 0 || idle.Changes != 0 {
+		t.Errorf("idle delta = kind %s processed %d changes %d", idle.Kind, idle.Processed, idle.Changes)
 	}
 	if n := e.sim.Unhandled(); n != 0 {
 		t.Errorf("the sim saw %d unhandled requests", n)
 	}
 }
 
-func TestOverlappingStarts(t *testing.T) {
-	t.Run("sequential", func(t *testing.T) {
-		e := setup(t, 5, 0)
-		first := e.start(t)
-		again, started, err := e.eng.Start(t.Context(), e.org, "schedule")
-		if err != nil || started || again.ID != first.ID {
-			t.Fatalf("second Start = %s started %v err %v; want the running %s", again.ID, started, err, first.ID)
+// TestMergeStrategies runs every strategy against a field changed in Entra only, in Leap Change
+// only, in both, and in neither, through the store and the engine.
+func TestMergeStrategies(t *testing.T) {
+	sim := newSim(t, 50)
+	store, k := openStore(t)
+	strategies := []syncsettings.Strategy{syncsettings.EntraWins, syncsettings.LeapWins, syncsettings.SkipConflicts}
+	envs := map[syncsettings.Strategy]*env{}
+	var first *env
+	for i, s := range strategies {
+		e := newEngine(t, sim, store, k, mustOrg(t, fmt.Sprintf("org-%d", i)))
+		e.settings(t, func(v *syncsettings.Settings) { v.MergeStrategy = s })
+		envs[s] = e
+		if first == nil {
+			first = e
 		}
-		e.drain(t)
-		wantState(t, e.run(t, first.ID), dirsync.Succeeded)
-		next, started, err := e.eng.Start(t.Context(), e.org, "manual")
-		if err != nil || !started || next.ID == first.ID || next.Kind != "delta" {
-			t.Fatalf("Start after the run = %+v started %v err %v; want a new delta run", next, started, err)
-		}
-	})
-	t.Run("concurrent", func(t *testing.T) {
-		e := setup(t, 5, 0)
-		for round := range 2 { // round 0 inserts the claim, round 1 updates it
-			const n = 6
-			var wg sync.WaitGroup
-			runs := make([]dirsync.Run, n)
-			starts := make([]bool, n)
-			errs := make([]error, n)
-			for i := range n {
-				wg.Go(func() { runs[i], starts[i], errs[i] = e.eng.Start(t.Context(), e.org, "manual") })
-			}
-			wg.Wait()
-			winners := 0
-			for i := range n {
-				if errs[i] != nil {
-					t.Fatalf("round %d: Start %d: %v", round, i, errs[i])
+	}
+	uEntra := first.addUser(t, "Erin", "Entra")
+	uLeap := first.addUser(t, "Liam", "Leap")
+	uBoth := first.addUser(t, "Bea", "Both")
+	uNone := first.addUser(t, "Nina", "None")
+	for _, s := range strategies {
+		wantState(t, envs[s].sync(t), dirsync.Succeeded)
+		e := envs[s]
+		e.edit(t, uLeap, func(st *stakeholder.Stakeholder) { st.Department = "Leap Dept" })
+		e.edit(t, uBoth, func(st *stakeholder.Stakeholder) { st.Department = "Leap B"; st.Influence = "low" })
+	}
+	first.updateUser(t, uEntra, func(u *m365sim.User) { u.Department = "Entra Dept" })
+	first.updateUser(t, uBoth, func(u *m365sim.User) { u.Department = "Entra B" })
+
+	type want struct{ entra, leap, both, none string }
+	wants := map[syncsettings.Strategy]want{
+		syncsettings.EntraWins:     {"Entra Dept", "Leap Dept", "Entra B", "Operations"},
+		syncsettings.LeapWins:      {"Entra Dept", "Leap Dept", "Leap B", "Operations"},
+		syncsettings.SkipConflicts: {"Entra Dept", "Leap Dept", "Leap B", "Operations"},
+	}
+	for _, s := range strategies {
+		t.Run(string(s), func(t *testing.T) {
+			e := envs[s]
+			beforeBoth, beforeETag := e.get(t, uBoth)
+			run := e.sync(t)
+			wantState(t, run, dirsync.Succeeded)
+			log := e.changes(t, run.ID)
+			w := wants[s]
+			for id, v := range map[string]string{uEntra: w.entra, uLeap: w.leap, uBoth: w.both, uNone: w.none} {
+				if st, _ := e.get(t, id); st.Department != v {
+					t.Errorf("%s: department = %q, want %q", id, st.Department, v)
 				}
-				if starts[i] {
-					winners++
-				}
-				if runs[i].ID != runs[0].ID {
-					t.Errorf("round %d: Start %d returned run %s, Start 0 %s", round, i, runs[i].ID, runs[0].ID)
+			}
+			// Entra only: applied and logged with old and new values.
+			if cs := changesOf(log, uEntra); len(cs) != 1 || cs[0].Action != dirsync.ActUpdated ||
+				!slices.Contains(cs[0].Fields, dirsync.FieldChange{Field: stakeholder.Department, Old: "Operations", New: "Entra Dept"}) {
+				t.Errorf("Entra-only change log = %+v", cs)
+			}
+			if st, _ := e.get(t, uEntra); st.Base[stakeholder.Department] != "Entra Dept" {
+				t.Errorf("Entra-only base = %v, want Entra's value", st.Base)
+			}
+			// Leap only and neither: not in the log (not even read from Entra).
+			if cs := append(changesOf(log, uLeap), changesOf(log, uNone)...); len(cs) != 0 {
+				t.Errorf("unexpected log entries %+v", cs)
+			}
+			// Both: a conflict carrying old, new and Leap's values.
+			cs := changesOf(log, uBoth)
+			if len(cs) != 1 {
+				t.Fatalf("conflict log = %+v, want one entry", cs)
+			}
+			var fc *dirsync.FieldChange
+			for i := range cs[0].Fields {
+				if cs[0].Fields[i].Field == stakeholder.Department {
+					fc = &cs[0].Fields[i]
 				}
 			}
-			if winners != 1 {
-				t.Errorf("round %d: %d starts started a run, want 1", round, winners)
+			if fc == nil || !fc.Conflict || fc.Old != "Leap B" || fc.Leap != "Leap B" || fc.New != w.both {
+				t.Errorf("conflict field = %+v, want old/leap %q new %q", fc, "Leap B", w.both)
 			}
-			e.drain(t)
-			wantState(t, e.run(t, runs[0].ID), dirsync.Succeeded)
-		}
-		runs, err := e.eng.Runs(t.Context(), e.org, 10)
-		if err != nil || len(runs) != 2 {
-			t.Fatalf("Runs = %d runs, %v; want 2", len(runs), err)
-		}
-	})
+			after, afterETag := e.get(t, uBoth)
+			if after.Influence != "low" {
+				t.Errorf("Leap-only field influence = %q, want kept", after.Influence)
+			}
+			if run.Conflicts != 1 {
+				t.Errorf("run conflicts = %d, want 1", run.Conflicts)
+			}
+			switch s {
+			case syncsettings.SkipConflicts:
+				if cs[0].Action != dirsync.ActSkipped || run.Skipped != 1 {
+					t.Errorf("skip conflicts: action %s, skipped %d", cs[0].Action, run.Skipped)
+				}
+				if afterETag != beforeETag || !sameStakeholder(beforeBoth, after) {
+					t.Errorf("skip conflicts touched the record:\nbefore %+v\nafter  %+v", beforeBoth, after)
+				}
+			default:
+				if cs[0].Action != dirsync.ActConflict {
+					t.Errorf("action = %s, want conflict", cs[0].Action)
+				}
+				if after.Base[stakeholder.Department] != "Entra B" {
+					t.Errorf("base after a resolved conflict = %v, want Entra's value", after.Base)
+				}
+			}
+		})
+	}
+
+	// Skip conflicts: the conflict is reported every time the user comes round until it is
+	// resolved in Leap Change; then the record syncs again.
+	e := envs[syncsettings.SkipConflicts]
+	e.updateUser(t, uBoth, func(u *m365sim.User) { u.JobTitle = "Lead" })
+	run := e.sync(t)
+	if cs := changesOf(e.changes(t, run.ID), uBoth); len(cs) != 1 || cs[0].Action != dirsync.ActSkipped {
+		t.Errorf("conflict not reported again: %+v", cs)
+	}
+	if st, _ := e.get(t, uBoth); st.Role != "Analyst" || st.Department != "Leap B" {
+		t.Errorf("skipped record changed: %+v", st)
+	}
+	e.edit(t, uBoth, func(st *stakeholder.Stakeholder) { st.Department = "Entra B" }) // resolved
+	e.updateUser(t, uBoth, func(u *m365sim.User) { u.JobTitle = "Head" })
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if cs := changesOf(e.changes(t, run.ID), uBoth); len(cs) != 1 || cs[0].Action != dirsync.ActUpdated || run.Conflicts != 0 {
+		t.Errorf("after resolving: %+v, %d conflicts", cs, run.Conflicts)
+	}
+	if st, _ := e.get(t, uBoth); st.Role != "Head" || st.Department != "Entra B" || st.Base[stakeholder.Department] != "Entra B" {
+		t.Errorf("after resolving: %+v", st)
+	}
 }
 
-func TestResumeAfterKill(t *testing.T) {
-	e := setup(t, 450, 100)
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: newGraphDir(e.sim, secret), Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond}) // one page per step
-	run := e.start(t)
+// sameStakeholder compares everything but what a seen mark may change.
+func sameStakeholder(a, b stakeholder.Stakeholder) bool {
+	a.SeenRun, b.SeenRun = "", ""
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
 
-	// Run two steps by hand, keeping their messages.
-	var done [][]byte
-	for range 2 {
-		m, ok := e.q.pop()
-		if !ok {
-			t.Fatal("no step message")
-		}
-		if err := e.eng.Step(t.Context(), m.Body, 1); err != nil {
-			t.Fatal(err)
-		}
-		done = append(done, m.Body)
+func TestSoftMatchByEmail(t *testing.T) {
+	e := setup(t)
+	manual := e.manual(t, e.org, "Alice", "Smith", "ALICE.Smith@Contoso.Example")
+	alice := e.addUser(t, "Alice", "Smith")
+	e.addUsers(t, "Other", 3)
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	all := e.all(t, e.org)
+	if len(all) != 4 {
+		t.Fatalf("%d stakeholders, want 4 (the manual one linked, not duplicated)", len(all))
 	}
-	mid := e.run(t, run.ID)
-	if mid.Step != 2 || mid.Processed != 200 {
-		t.Fatalf("after two steps: step %d processed %d, want 2 200", mid.Step, mid.Processed)
+	st, _ := e.get(t, alice)
+	if st.ID != manual.ID || st.Source != stakeholder.Entra || st.Influence != "high" || st.Email != "alice.smith@contoso.example" || st.Department != "Operations" {
+		t.Errorf("linked stakeholder = %+v, want the manual one linked with Entra's values", st)
 	}
-	before := len(e.q.published())
-	// The worker of step 0 is redelivered after a kill: nothing is fetched again and the
-	// continuation is published anew (the queue deduplicates it by message id).
-	if err := e.eng.Step(t.Context(), done[0], 2); err != nil {
-		t.Fatal(err)
+	if run.Created != 3 {
+		t.Errorf("created = %d, want 3", run.Created)
 	}
-	pub := e.q.published()
-	if len(pub) != before+1 {
-		t.Fatalf("redelivered step 0 published %d messages, want 1", len(pub)-before)
-	}
-	var cont dirsync.Job
-	if err := json.Unmarshal(pub[len(pub)-1].Body, &cont); err != nil || cont.Step != 2 || cont.RunID != run.ID {
-		t.Fatalf("continuation = %+v (%v), want step 2 of %s", cont, err, run.ID)
-	}
-	if pub[len(pub)-1].ID != pub[len(pub)-2].ID {
-		t.Errorf("continuation id %q differs from the original %q: the queue cannot deduplicate it", pub[len(pub)-1].ID, pub[len(pub)-2].ID)
-	}
-	if got := e.run(t, run.ID); got.Processed != mid.Processed || got.Step != mid.Step {
-		t.Errorf("redelivery changed the run: %+v", got)
-	}
-	// The redelivered step 1 too, then everything else including the duplicates.
-	if err := e.eng.Step(t.Context(), done[1], 3); err != nil {
-		t.Fatal(err)
-	}
-	e.drain(t)
-	final := e.run(t, run.ID)
-	wantState(t, final, dirsync.Succeeded)
-	if final.Processed != 450 || final.Written != 450 || final.Pages != 5 {
-		t.Errorf("final: processed %d written %d pages %d, want 450 450 5", final.Processed, final.Written, final.Pages)
-	}
-	if got := stakeholders(t, e.store, e.org); len(got) != 450 {
-		t.Errorf("%d stakeholders, want 450", len(got))
-	}
-	// A message redelivered after the run finished is a no-op.
-	n := len(e.q.published())
-	if err := e.eng.Step(t.Context(), done[0], 4); err != nil || len(e.q.published()) != n {
-		t.Errorf("step after the end: err %v, %d new messages", err, len(e.q.published())-n)
+	if cs := changesOf(e.changes(t, run.ID), alice); len(cs) != 1 || cs[0].StakeholderID != manual.ID || cs[0].Action == dirsync.ActCreated {
+		t.Errorf("log = %+v, want one link entry", cs)
 	}
 }
+
+func TestRenameKeepsOneStakeholder(t *testing.T) {
+	e := setup(t)
+	bob := e.addUser(t, "Bob", "Brown")
+	e.addUsers(t, "Other", 3)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	before, _ := e.get(t, bob)
+	e.updateUser(t, bob, func(u *m365sim.User) {
+		u.UserPrincipalName, u.Mail, u.GivenName = "robert.brown@contoso.example", "Robert.Brown@contoso.example", "Robert"
+	})
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if n := len(e.all(t, e.org)); n != 4 {
+		t.Errorf("%d stakeholders after a rename, want 4", n)
+	}
+	after, _ := e.get(t, bob)
+	if after.ID != before.ID || after.Email != "Robert.Brown@contoso.example" || after.FirstName != "Robert" || run.Updated != 1 || run.Created != 0 {
+		t.Errorf("renamed = %+v (run updated %d created %d)", after, run.Updated, run.Created)
+	}
+	if id, _ := e.shs.Lookup(t.Context(), e.org, "", "robert.brown@contoso.example"); id != before.ID {
+		t.Errorf("new address finds %q, want %s", id, before.ID)
+	}
+	if id, _ := e.shs.Lookup(t.Context(), e.org, "", "bob.brown@contoso.example"); id != "" {
+		t.Errorf("old address still finds %q", id)
+	}
+	e.manual(t, e.org, "Bob", "Other", "bob.brown@contoso.example") // the old address is free
+}
+
+func TestDeletedAndDisabledUsers(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 10)
+	gone, off := ids[0], ids[1]
+	wantState(t, e.sync(t), dirsync.Succeeded)
+
+	must(t, e.sim.SoftDeleteUser(tenantID, gone))
+	must(t, e.sim.SetAccountEnabled(tenantID, off, false))
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Deactivated != 2 {
+		t.Errorf("deactivated %d, want 2", run.Deactivated)
+	}
+	for id, reason := range map[string]string{gone: "deleted", off: "disabled"} {
+		st, _ := e.get(t, id)
+		if st.Active || st.DeactivatedReason != reason {
+			t.Errorf("%s: active %v reason %q, want inactive %q", id, st.Active, st.DeactivatedReason, reason)
+		}
+		if cs := changesOf(e.changes(t, run.ID), id); len(cs) != 1 || cs[0].Action != dirsync.ActDeactivated || cs[0].Reason != reason {
+			t.Errorf("%s: log %+v", id, cs)
+		}
+	}
+	if n := len(e.all(t, e.org)); n != 10 {
+		t.Errorf("%d stakeholders, want 10 (deactivated, not deleted)", n)
+	}
+
+	must(t, e.sim.RestoreUser(tenantID, gone))
+	must(t, e.sim.SetAccountEnabled(tenantID, off, true))
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Reactivated != 2 || run.Created != 0 {
+		t.Errorf("reactivated %d created %d, want 2 0", run.Reactivated, run.Created)
+	}
+	for _, id := range []string{gone, off} {
+		if st, _ := e.get(t, id); !st.Active || st.DeactivatedReason != "" {
+			t.Errorf("%s not reactivated: %+v", id, st)
+		}
+		if cs := changesOf(e.changes(t, run.ID), id); len(cs) != 1 || cs[0].Action != dirsync.ActReactivated {
+			t.Errorf("%s: log %+v", id, cs)
+		}
+	}
+	if n := len(e.all(t, e.org)); n != 10 {
+		t.Errorf("%d stakeholders, want 10", n)
+	}
+}
+
+// TestGroupFilterScope: a parent group's filter includes the members of its subgroups; users
+// leaving or joining the scope through membership alone are deactivated and reactivated.
+func TestGroupFilterScope(t *testing.T) {
+	e := setup(t)
+	direct := e.addUsers(t, "Direct", 3)
+	nested := e.addUsers(t, "Nested", 3)
+	outside := e.addUsers(t, "Outside", 3)
+	sub := e.addGroup(t, "Sub", nested...)
+	parent := e.addGroup(t, "Parent", direct...)
+	must(t, e.sim.AddMember(tenantID, parent, sub))
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	got := e.byExternal(t, e.org)
+	if len(got) != 6 {
+		t.Errorf("%d stakeholders, want the 6 members of the parent group (nested included)", len(got))
+	}
+	for _, id := range append(slices.Clone(direct), nested...) {
+		if !got[id].Active {
+			t.Errorf("member %s: %+v", id, got[id])
+		}
+	}
+	for _, id := range outside {
+		if _, ok := got[id]; ok {
+			t.Errorf("user %s outside the filter was synced", id)
+		}
+	}
+
+	// Leaves through the nested group; an outsider joins it. No user attribute changes.
+	must(t, e.sim.RemoveMember(tenantID, sub, nested[0]))
+	must(t, e.sim.AddMember(tenantID, sub, outside[0]))
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if st, _ := e.get(t, nested[0]); st.Active || st.DeactivatedReason != "out_of_filter" {
+		t.Errorf("left the filter: %+v", st)
+	}
+	if st, _ := e.get(t, outside[0]); !st.Active || st.FirstName != "Outside" {
+		t.Errorf("joined the filter: %+v", st)
+	}
+	if run.Created != 1 || run.Deactivated != 1 {
+		t.Errorf("run created %d deactivated %d, want 1 1", run.Created, run.Deactivated)
+	}
+	if cs := changesOf(e.changes(t, run.ID), nested[0]); len(cs) != 1 || cs[0].Reason != "out_of_filter" {
+		t.Errorf("log of the leaver: %+v", cs)
+	}
+
+	// Comes back.
+	must(t, e.sim.AddMember(tenantID, parent, nested[0]))
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if st, _ := e.get(t, nested[0]); !st.Active || st.DeactivatedReason != "" {
+		t.Errorf("came back: %+v", st)
+	}
+	if run.Reactivated != 1 || run.Created != 0 {
+		t.Errorf("run reactivated %d created %d, want 1 0", run.Reactivated, run.Created)
+	}
+	if n := len(e.byExternal(t, e.org)); n != 7 {
+		t.Errorf("%d stakeholders, want 7", n)
+	}
+}
+
+func TestGroupSync(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 3)
+	b := e.addUsers(t, "Beta", 2)
+	c := e.addUsers(t, "Gamma", 2)
+	sub := e.addGroup(t, "Alpha Sub", a[1:]...)
+	ga := e.addGroup(t, "Alpha", a[0])
+	must(t, e.sim.AddMember(tenantID, ga, sub))
+	gb := e.addGroup(t, "Beta", b...)
+	gc := e.addGroup(t, "Gamma", append(slices.Clone(c), a[0])...)
+	e.settings(t, func(s *syncsettings.Settings) {
+		s.GroupFilter, s.GroupSync, s.GroupType = []string{ga, gb, gc}, true, "functional"
+		generous(s)
+	})
+	// A manual group with a manual and a synced member, which sync must never touch.
+	man := e.manual(t, e.org, "Manual", "Person", "manual.person@example.org")
+	must(t, e.grps.Put(t.Context(), e.org, stakeholder.Group{ID: "manual1", Name: "Board", Type: "custom", Source: stakeholder.Manual, Active: true}))
+
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	alphaSynced, _ := e.get(t, a[0])
+	_, _, err := e.grps.SetMembers(t.Context(), e.org, "manual1", []string{man.ID, alphaSynced.ID}, stakeholder.Manual, e.clock.Now())
+	must(t, err)
+	manualBefore, manualETag, err := e.grps.Get(t.Context(), e.org, "manual1")
+	must(t, err)
+
+	check := func(t *testing.T, gid, name string, active bool, users ...string) {
+		t.Helper()
+		g, _, err := e.grps.Get(t.Context(), e.org, stakeholder.SyncedGroupID(gid))
+		if err != nil {
+			t.Fatalf("group %s: %v", name, err)
+		}
+		if g.Name != name || g.Active != active || g.Source != stakeholder.Entra || g.ExternalID != gid || g.Members != len(users) {
+			t.Errorf("group = %+v, want %q active %v with %d members", g, name, active, len(users))
+		}
+		if got, want := e.members(t, g.ID), e.stakeholderIDs(t, users...); !slices.Equal(got, want) {
+			t.Errorf("group %s members = %v, want %v", name, got, want)
+		}
+	}
+	check(t, ga, "Alpha", true, a...) // nested expanded
+	check(t, gb, "Beta", true, b...)
+	check(t, gc, "Gamma", true, append(slices.Clone(c), a[0])...)
+	if g, _, _ := e.grps.Get(t.Context(), e.org, stakeholder.SyncedGroupID(ga)); g.Type != "functional" || g.Description != "Alpha group" {
+		t.Errorf("group = %+v", g)
+	}
+
+	// Rename, a member leaves a nested group, a group is deleted in Entra.
+	must(t, e.sim.RenameGroup(tenantID, ga, "Alpha Team"))
+	must(t, e.sim.RemoveMember(tenantID, sub, a[2]))
+	must(t, e.sim.DeleteGroup(tenantID, gb))
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	check(t, ga, "Alpha Team", true, a[:2]...)
+	check(t, gb, "Beta", false)
+	check(t, gc, "Gamma", true, append(slices.Clone(c), a[0])...)
+	if hasError(run, "group_not_found", gb) == nil {
+		t.Errorf("errors %+v, want group_not_found for %s", run.Errors, gb)
+	}
+
+	// Removed from the filter: retired.
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{gc} })
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	check(t, ga, "Alpha Team", false)
+	check(t, gc, "Gamma", true, append(slices.Clone(c), a[0])...)
+
+	after, afterETag, err := e.grps.Get(t.Context(), e.org, "manual1")
+	must(t, err)
+	if afterETag != manualETag || after != manualBefore {
+		t.Errorf("manual group touched: %+v", after)
+	}
+	if got, want := e.members(t, "manual1"), sortedIDs(man.ID, alphaSynced.ID); !slices.Equal(got, want) {
+		t.Errorf("manual group members = %v, want %v", got, want)
+	}
+}
+
+func sortedIDs(ids ...string) []string { slices.Sort(ids); return ids }
 
 func TestGraphFailures(t *testing.T) {
 	t.Run("throttled", func(t *testing.T) {
-		e := setup(t, 250, 100)
-		e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: 1500 * time.Millisecond, Times: 3})
-		run := e.start(t)
-		var throttled int
-		for {
+		e := setup(t)
+		e.addUsers(t, "User", 120)
+		must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: 1500 * time.Millisecond, Times: 4}))
+		run := e.startOpts(t, dirsync.StartOptions{})
+		// Deliver by hand to see when each rescheduled step may run.
+		for n := 0; n < 100; n++ {
 			m, ok := e.q.pop()
 			if !ok {
 				break
 			}
-			if !m.NotBefore.IsZero() {
-				throttled++
-				// The clock moves on by one tick after the failed call: NotBefore is 1.5 s after it.
-				if d := m.NotBefore.Sub(e.clock.now); d < 1400*time.Millisecond || d > 1500*time.Millisecond {
-					t.Errorf("NotBefore is %v after now, want ≈ 1.5s", d)
-				}
+			before := len(e.q.published())
+			at := e.clock.Now()
+			if m.NotBefore.After(at) {
+				e.clock.advance(m.NotBefore.Sub(at))
+				at = m.NotBefore
 			}
-			if err := e.eng.Step(t.Context(), m.Body, 1); err != nil {
-				t.Fatal(err)
+			must(t, e.eng.Step(t.Context(), m.Body, 1))
+			var job dirsync.Job
+			for _, p := range e.q.published()[before:] {
+				must(t, json.Unmarshal(p.Body, &job))
+				if job.Retry > 0 && !p.NotBefore.IsZero() {
+					if wait := p.NotBefore.Sub(at); wait < 1500*time.Millisecond || wait > 2500*time.Millisecond {
+						t.Errorf("rescheduled after %v, want Retry-After 1.5s", wait)
+					}
+				}
 			}
 		}
 		got := e.run(t, run.ID)
 		wantState(t, got, dirsync.Succeeded)
-		if got.Throttled != 3 || throttled != 3 || got.Processed != 250 {
-			t.Errorf("throttled %d on the run, %d delayed messages, processed %d; want 3 3 250", got.Throttled, throttled, got.Processed)
+		if got.Throttled != 4 || got.Created != 120 {
+			t.Errorf("throttled %d created %d, want 4 120", got.Throttled, got.Created)
+		}
+		delayed := 0
+		for _, p := range e.q.published() {
+			if !p.NotBefore.IsZero() {
+				delayed++
+			}
+		}
+		if delayed != 4 {
+			t.Errorf("%d delayed messages, want 4", delayed)
 		}
 	})
 	t.Run("forbidden", func(t *testing.T) {
-		e := setup(t, 20, 0)
-		e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 403})
-		got := e.sync(t)
-		wantState(t, got, dirsync.Failed)
-		if re := hasError(got, "permission_denied", ""); re == nil || re.Hint == "" {
-			t.Errorf("errors = %+v, want permission_denied with a hint", got.Errors)
+		e := setup(t)
+		e.addUsers(t, "User", 3)
+		must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 403}))
+		run := e.sync(t)
+		wantState(t, run, dirsync.Failed)
+		if re := hasError(run, "permission_denied", ""); re == nil || !strings.Contains(re.Hint, "User.Read.All") {
+			t.Errorf("errors = %+v, want permission_denied with a hint", run.Errors)
+		}
+		if _, started, err := e.eng.Start(t.Context(), e.org, dirsync.StartOptions{}); err != nil || !started {
+			t.Errorf("the failed run still holds the org: started %v, %v", started, err)
 		}
 	})
-	for _, tc := range []struct {
-		name   string
-		break_ func(*m365sim.Server)
-		secret string
-	}{
-		{"wrong secret", func(*m365sim.Server) {}, "not-the-secret"},
-		{"revoked consent", func(s *m365sim.Server) { s.RevokeConsent(tenantID, clientID) }, secret},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := setup(t, 20, 0)
-			tc.break_(e.sim)
-			e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: newGraphDir(e.sim, tc.secret), Queue: e.q,
-				Tenants: e.conns, Reauth: e.conns, Now: e.clock.Now})
-			got := e.sync(t)
-			wantState(t, got, dirsync.Failed)
-			if re := hasError(got, "unauthorized", ""); re == nil || re.Hint == "" {
-				t.Errorf("errors = %+v, want unauthorized with a hint", got.Errors)
-			}
-			// The connection itself now asks for re-authorization, and no new run can start.
-			rec, _, err := e.conns.Get(t.Context(), e.org)
-			if err != nil || rec.Status != connection.NeedsReauthorization || rec.LastError == "" {
-				t.Errorf("connection = %+v, %v; want needs_reauthorization with the reason", rec, err)
-			}
-			if _, _, err := e.eng.Start(t.Context(), e.org, "manual"); !errors.Is(err, connection.ErrNotConnected) {
-				t.Errorf("Start after a refused token: %v, want ErrNotConnected", err)
-			}
-		})
-	}
 	t.Run("unavailable", func(t *testing.T) {
-		e := setup(t, 20, 0)
-		e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500})
-		run := e.start(t)
-		m, _ := e.q.pop()
-		for count := 1; count <= 3; count++ { // GiveUpAfter is 3
-			err := e.eng.Step(t.Context(), m.Body, count)
-			if count < 3 && err == nil {
-				t.Fatalf("delivery %d: nil error, want one so the message is redelivered", count)
-			}
-			if count == 3 && err != nil {
-				t.Fatalf("delivery %d: %v, want the run failed instead", count, err)
-			}
-		}
+		e := setup(t)
+		e.addUsers(t, "User", 3)
+		must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500}))
+		run := e.startOpts(t, dirsync.StartOptions{})
+		deliveries := e.drain(t)
 		got := e.run(t, run.ID)
 		wantState(t, got, dirsync.Failed)
+		if deliveries != 3 {
+			t.Errorf("%d deliveries, want 3 (GiveUpAfter)", deliveries)
+		}
 		if hasError(got, "unavailable", "") == nil {
 			t.Errorf("errors = %+v, want unavailable", got.Errors)
 		}
-		// The org is free again.
-		e.sim.ClearFaults()
-		wantState(t, e.sync(t), dirsync.Succeeded)
 	})
-	t.Run("delta reset", func(t *testing.T) {
-		e := setup(t, 150, 100)
-		wantState(t, e.sync(t), dirsync.Succeeded)
-		e.sim.UpdateUser(tenantID, e.sim.Users(tenantID)[0].ID, func(u *m365sim.User) { u.Department = "Audit" })
-		if err := e.sim.ResetDelta(tenantID); err != nil {
-			t.Fatal(err)
-		}
-		got := e.sync(t)
+	t.Run("unavailable then recovers", func(t *testing.T) {
+		e := setup(t)
+		e.addUsers(t, "User", 3)
+		must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 502, Times: 2}))
+		run := e.startOpts(t, dirsync.StartOptions{})
+		e.drain(t)
+		got := e.run(t, run.ID)
 		wantState(t, got, dirsync.Succeeded)
-		if got.Kind != "full" || got.Processed != 150 {
-			t.Errorf("run after reset: kind %s processed %d, want full 150", got.Kind, got.Processed)
-		}
-		if s := stakeholders(t, e.store, e.org)[e.sim.Users(tenantID)[0].ID]; s.Department != "Audit" {
-			t.Errorf("changed user = %+v", s)
-		}
-		// And the next delta works from the new link.
-		if next := e.sync(t); next.State != dirsync.Succeeded || next.Kind != "delta" || next.Processed != 0 {
-			t.Errorf("next run = %s %s processed %d", next.State, next.Kind, next.Processed)
+		if got.Created != 3 || got.ErrorCount != 0 {
+			t.Errorf("created %d errors %+v", got.Created, got.Errors)
 		}
 	})
 }
 
-func TestInvalidUser(t *testing.T) {
-	e := setup(t, 30, 0)
-	bad, err := e.sim.AddUser(tenantID, m365sim.User{AccountEnabled: true, Department: "Nowhere"})
-	if err != nil {
+// TestResyncEqualsFullSync: a delta token reset mid-history restarts the round in full, and
+// the delta-synced org ends where a fresh full sync of the same tenant ends.
+func TestResyncEqualsFullSync(t *testing.T) {
+	sim := newSim(t, 50)
+	store, k := openStore(t)
+	a := newEngine(t, sim, store, k, mustOrg(t, "org-a"))
+	must(t, sim.Generate(tenantID, m365sim.GenSpec{Users: 110, Groups: 2, Seed: 3}))
+	users := sim.Users(tenantID)
+	a.settings(t, generous)
+	wantState(t, a.sync(t), dirsync.Succeeded)
+
+	a.updateUser(t, users[1].ID, func(u *m365sim.User) { u.Department = "Moved" })
+	must(t, sim.SoftDeleteUser(tenantID, users[2].ID))
+	must(t, sim.SetAccountEnabled(tenantID, users[3].ID, false))
+	a.addUser(t, "New", "Comer")
+	wantState(t, a.sync(t), dirsync.Succeeded)
+
+	a.updateUser(t, users[4].ID, func(u *m365sim.User) { u.JobTitle = "Renamed Role"; u.ManagerID = users[5].ID })
+	must(t, sim.HardDeleteUser(tenantID, users[6].ID))
+	a.addUser(t, "Late", "Comer")
+	must(t, sim.ResetDelta(tenantID))
+	run := a.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Kind != "full" {
+		t.Errorf("run after a reset is %s, want full", run.Kind)
+	}
+
+	b := newEngine(t, sim, store, k, mustOrg(t, "org-b"))
+	wantState(t, b.sync(t), dirsync.Succeeded)
+	norm := func(m map[string]stakeholder.Stakeholder) map[string]string {
+		out := map[string]string{}
+		for x, s := range m {
+			if !s.Active {
+				continue
+			}
+			s.ID, s.SeenRun, s.CreatedAt, s.UpdatedAt, s.SyncedAt = "", "", time.Time{}, time.Time{}, time.Time{}
+			j, _ := json.Marshal(s)
+			out[x] = string(j)
+		}
+		return out
+	}
+	ga, gb := norm(a.byExternal(t, a.org)), norm(b.byExternal(t, b.org))
+	if !maps.Equal(ga, gb) {
+		for x := range ga {
+			if ga[x] != gb[x] {
+				t.Errorf("%s:\ndelta %s\nfull  %s", x, ga[x], gb[x])
+			}
+		}
+		for x := range gb {
+			if _, ok := ga[x]; !ok {
+				t.Errorf("%s only in the full sync: %s", x, gb[x])
+			}
+		}
+	}
+	all := a.byExternal(t, a.org)
+	for _, id := range []string{users[2].ID, users[3].ID, users[6].ID} {
+		if all[id].Active {
+			t.Errorf("%s still active after delete/disable", id)
+		}
+	}
+	want := 0
+	for _, u := range sim.Users(tenantID) {
+		if u.AccountEnabled {
+			want++
+		}
+	}
+	if len(ga) != want || want < 100 {
+		t.Errorf("%d active stakeholders, want %d", len(ga), want)
+	}
+}
+
+// TestResumeAfterKill kills a step after its writes and before its checkpoint, then redelivers
+// old and duplicate messages: no stakeholder is lost or duplicated, no change logged twice.
+func TestResumeAfterKill(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 230) // 5 pages of 50
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one page per step
+	run := e.startOpts(t, dirsync.StartOptions{})
+
+	deliver := func(body []byte, count int) error { return e.eng.Step(t.Context(), body, count) }
+	var seen [][]byte
+	m, _ := e.q.pop()
+	must(t, deliver(m.Body, 1)) // page 1
+	seen = append(seen, m.Body)
+	m, _ = e.q.pop()
+	e.kill.arm() // page 2 is written, then the process dies before its checkpoint
+	if err := deliver(m.Body, 1); err == nil {
+		t.Fatal("the killed step reported success")
+	}
+	if e.kill.kills.Load() != 1 {
+		t.Fatal("the checkpoint was not killed")
+	}
+	if mid := e.run(t, run.ID); mid.Step != 1 {
+		t.Fatalf("checkpoint moved to %d despite the kill", mid.Step)
+	}
+	// Redeliveries: the killed message, an older one, and a duplicate of the killed one.
+	must(t, deliver(m.Body, 2))
+	must(t, deliver(seen[0], 2))
+	must(t, deliver(m.Body, 3))
+	e.drain(t)
+
+	final := e.run(t, run.ID)
+	wantState(t, final, dirsync.Succeeded)
+	got := e.byExternal(t, e.org)
+	if len(got) != len(ids) || len(e.all(t, e.org)) != len(ids) {
+		t.Errorf("%d stakeholders (%d rows), want %d", len(got), len(e.all(t, e.org)), len(ids))
+	}
+	for _, id := range ids {
+		if !got[id].Active {
+			t.Errorf("user %s lost", id)
+		}
+	}
+	log := e.changes(t, run.ID)
+	created := map[string]int{}
+	seq := map[int]bool{}
+	for _, c := range log {
+		if seq[c.Seq] {
+			t.Errorf("sequence %d logged twice", c.Seq)
+		}
+		seq[c.Seq] = true
+		if c.Action == dirsync.ActCreated {
+			created[c.ExternalID]++
+		}
+	}
+	for _, id := range ids {
+		if created[id] != 1 {
+			t.Errorf("user %s has %d created entries, want 1", id, created[id])
+		}
+	}
+	if final.Created != len(ids) || final.Changes != len(log) {
+		t.Errorf("run: created %d changes %d; log %d entries; want %d", final.Created, final.Changes, len(log), len(ids))
+	}
+	// A message redelivered after the run finished is a no-op.
+	n := len(e.q.published())
+	if err := deliver(seen[0], 4); err != nil || len(e.q.published()) != n {
+		t.Errorf("step after the end: err %v, %d new messages", err, len(e.q.published())-n)
+	}
+}
+
+func TestOverlappingStarts(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	for round := range 2 { // round 0 inserts the claim, round 1 updates it
+		const n = 2
+		var wg sync.WaitGroup
+		runs := make([]dirsync.Run, n)
+		starts := make([]bool, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				runs[i], starts[i], errs[i] = e.eng.Start(t.Context(), e.org, dirsync.StartOptions{Trigger: "manual"})
+			})
+		}
+		wg.Wait()
+		winners := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d: Start %d: %v", round, i, errs[i])
+			}
+			if starts[i] {
+				winners++
+			}
+			if runs[i].ID != runs[0].ID {
+				t.Errorf("round %d: Start %d returned run %s, Start 0 %s", round, i, runs[i].ID, runs[0].ID)
+			}
+		}
+		if winners != 1 {
+			t.Errorf("round %d: %d starts started a run, want 1", round, winners)
+		}
+		again, started, err := e.eng.Start(t.Context(), e.org, dirsync.StartOptions{Trigger: "schedule"})
+		if err != nil || started || again.ID != runs[0].ID {
+			t.Errorf("a later Start = %s started %v err %v; want the running %s", again.ID, started, err, runs[0].ID)
+		}
+		e.drain(t)
+		wantState(t, e.run(t, runs[0].ID), dirsync.Succeeded)
+	}
+	runs, err := e.eng.Runs(t.Context(), e.org, 10)
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("Runs = %d runs, %v; want 2", len(runs), err)
+	}
+}
+
+func TestDeletionGuard(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 20)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	for _, id := range ids[:6] { // 30% > 20%
+		must(t, e.sim.SoftDeleteUser(tenantID, id))
+	}
+	run := e.sync(t)
+	wantState(t, run, dirsync.Held)
+	if run.Hold == nil || run.Hold.Deactivations != 6 || run.Hold.ActiveSynced != 20 || run.Deactivated != 0 || run.PendingDeactivations != 6 {
+		t.Fatalf("held run = %+v hold %+v", run, run.Hold)
+	}
+	if hasError(run, "deletion_threshold", "") == nil {
+		t.Errorf("errors %+v", run.Errors)
+	}
+	pending := 0
+	for _, c := range e.changes(t, run.ID) {
+		if c.Action == dirsync.ActDeactivated && strings.Contains(c.Reason, "approval") {
+			pending++
+		}
+	}
+	if pending != 6 {
+		t.Errorf("%d pending deactivations logged, want 6", pending)
+	}
+	for _, id := range ids[:6] {
+		if st, _ := e.get(t, id); !st.Active {
+			t.Errorf("%s deactivated before approval", id)
+		}
+	}
+	if again, started, err := e.eng.Start(t.Context(), e.org, dirsync.StartOptions{}); err != nil || started || again.ID != run.ID {
+		t.Errorf("Start while held = %s %v %v, want the held run", again.ID, started, err)
+	}
+
+	if _, err := e.eng.Approve(t.Context(), e.org, run.ID, "admin@contoso.example"); err != nil {
 		t.Fatal(err)
 	}
-	got := e.sync(t)
-	wantState(t, got, dirsync.Succeeded)
-	if got.Invalid != 1 || got.Written != 30 {
-		t.Errorf("invalid %d written %d, want 1 30", got.Invalid, got.Written)
+	e.drain(t)
+	run = e.run(t, run.ID)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Deactivated != 6 || run.Hold == nil || run.Hold.ApprovedBy != "admin@contoso.example" {
+		t.Errorf("approved run: deactivated %d hold %+v", run.Deactivated, run.Hold)
 	}
-	if re := hasError(got, "invalid_data", bad.ID); re == nil || re.Hint == "" {
-		t.Errorf("errors = %+v, want invalid_data for %s", got.Errors, bad.ID)
+	for _, id := range ids[:6] {
+		if st, _ := e.get(t, id); st.Active || st.DeactivatedReason != "deleted" {
+			t.Errorf("%s after approval: %+v", id, st)
+		}
 	}
-	if _, ok := stakeholders(t, e.store, e.org)[bad.ID]; ok {
-		t.Error("the invalid user became a stakeholder")
+	if _, err := e.eng.Approve(t.Context(), e.org, run.ID, "admin"); !errors.Is(err, dirsync.ErrNotHeld) {
+		t.Errorf("Approve of a finished run = %v, want ErrNotHeld", err)
+	}
+	if _, err := e.eng.Approve(t.Context(), e.org, "nope", "admin"); !errors.Is(err, dirsync.ErrRunNotFound) {
+		t.Errorf("Approve of an unknown run = %v, want ErrRunNotFound", err)
+	}
+
+	// Below the threshold: applied directly.
+	must(t, e.sim.SoftDeleteUser(tenantID, ids[10]))
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Deactivated != 1 || run.Hold != nil {
+		t.Errorf("small deactivation: deactivated %d hold %+v", run.Deactivated, run.Hold)
+	}
+	if st, _ := e.get(t, ids[10]); st.Active {
+		t.Errorf("%s still active", ids[10])
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 10)
+	e.settings(t, generous)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+
+	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Only" })
+	e.updateUser(t, ids[1], func(u *m365sim.User) { u.Department = "Entra Side" })
+	e.edit(t, ids[1], func(s *stakeholder.Stakeholder) { s.Department = "Leap Side" })
+	must(t, e.sim.SoftDeleteUser(tenantID, ids[2]))
+	newcomer := e.addUser(t, "New", "Comer")
+
+	before := e.snapshot(t, e.org)
+	run := e.dryRun(t)
+	wantState(t, run, dirsync.Succeeded)
+	after := e.snapshot(t, e.org)
+	if !maps.Equal(before, after) {
+		for k := range after {
+			if before[k] != after[k] {
+				t.Errorf("dry run wrote %s:\nbefore %s\nafter  %s", k, before[k], after[k])
+			}
+		}
+		for k := range before {
+			if _, ok := after[k]; !ok {
+				t.Errorf("dry run deleted %s", k)
+			}
+		}
+	}
+	if !run.DryRun || run.Created != 1 || run.Updated != 2 || run.Conflicts != 1 || run.PendingDeactivations != 1 || run.Deactivated != 0 {
+		t.Errorf("dry run counts: %+v", run)
+	}
+	log := e.changes(t, run.ID)
+	want := map[string]string{ids[0]: dirsync.ActUpdated, ids[1]: dirsync.ActConflict, ids[2]: dirsync.ActDeactivated, newcomer: dirsync.ActCreated}
+	for id, action := range want {
+		if cs := changesOf(log, id); len(cs) != 1 || cs[0].Action != action {
+			t.Errorf("%s: log %+v, want %s", id, cs, action)
+		}
+	}
+
+	// The real run afterwards still sees every change: the dry run did not consume the delta.
+	real := e.sync(t)
+	wantState(t, real, dirsync.Succeeded)
+	if real.Created != 1 || real.Updated != 2 || real.Deactivated != 1 {
+		t.Errorf("real run after the dry run: %+v", real)
+	}
+}
+
+func TestInvalidUsers(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "Good", 3)
+	noName := e.addUser(t, "x", "y", func(u *m365sim.User) { u.GivenName, u.Surname, u.DisplayName = "", "", "" })
+	noMail := e.addUser(t, "No", "Mail", func(u *m365sim.User) { u.Mail, u.UserPrincipalName = "", "" })
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Invalid != 2 || run.Created != 3 {
+		t.Errorf("invalid %d created %d, want 2 3", run.Invalid, run.Created)
+	}
+	for _, id := range []string{noName, noMail} {
+		if re := hasError(run, "invalid_data", id); re == nil || re.Hint == "" {
+			t.Errorf("no invalid_data error for %s: %+v", id, run.Errors)
+		}
+		if cs := changesOf(e.changes(t, run.ID), id); len(cs) != 1 || cs[0].Action != dirsync.ActInvalid {
+			t.Errorf("%s: log %+v", id, cs)
+		}
+	}
+	if n := len(e.all(t, e.org)); n != 3 {
+		t.Errorf("%d stakeholders, want 3", n)
 	}
 }
 
 func TestOrgIsolation(t *testing.T) {
-	e := setup(t, 40, 0)
+	e := setup(t)
 	orgB := mustOrg(t, "org-b")
-	wantState(t, e.sync(t), dirsync.Succeeded)
-	if got := stakeholders(t, e.store, orgB); len(got) != 0 {
-		t.Errorf("org B has %d stakeholders after org A's sync", len(got))
+	alice := e.addUser(t, "Alice", "Smith")
+	e.addUsers(t, "User", 4)
+	manualB := e.manual(t, orgB, "Alice", "Smith", "alice.smith@contoso.example")
+	before := e.snapshot(t, orgB)
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if !maps.Equal(before, e.snapshot(t, orgB)) {
+		t.Errorf("org A's sync changed org B:\nbefore %v\nafter  %v", before, e.snapshot(t, orgB))
+	}
+	bs := e.all(t, orgB)
+	if len(bs) != 1 || bs[0].ID != manualB.ID || bs[0].ExternalID != "" || bs[0].Source != stakeholder.Manual {
+		t.Errorf("org B = %+v", bs)
+	}
+	if st, _ := e.get(t, alice); st.ID == manualB.ID {
+		t.Error("org A linked org B's stakeholder")
+	}
+	if n := len(e.all(t, e.org)); n != 5 {
+		t.Errorf("org A has %d stakeholders, want 5", n)
 	}
 	if runs, err := e.eng.Runs(t.Context(), orgB, 10); err != nil || len(runs) != 0 {
-		t.Errorf("org B runs = %d, %v", len(runs), err)
+		t.Errorf("org B runs = %v, %v", runs, err)
 	}
-	// A job naming org B with org A's run id finds nothing.
-	runs, _ := e.eng.Runs(t.Context(), e.org, 1)
-	body, _ := json.Marshal(dirsync.Job{Org: orgB.String(), RunID: runs[0].ID})
-	if err := e.eng.Step(t.Context(), body, 1); err != nil {
-		t.Errorf("Step(org B, org A's run) = %v, want nil", err)
+	ix, err := e.shs.LoadIndex(t.Context(), orgB)
+	must(t, err)
+	if len(ix.ByExternal) != 0 || len(ix.ByEmail) != 1 {
+		t.Errorf("org B index = %+v", ix)
 	}
 }
 
 func TestBadJobs(t *testing.T) {
-	e := setup(t, 1, 0)
-	for _, body := range []string{`not json`, `{"org":"org-a"}`, `{"org":"org-a","runId":"x","step":-1}`, `{"org":"a/b","runId":"x"}`, ``} {
+	e := setup(t)
+	for _, body := range []string{`not json`, `{"org":"org-a"}`, `{"org":"","runId":"x"}`, `{"org":"org-a","runId":"x","step":-1}`} {
 		if err := e.eng.Step(t.Context(), []byte(body), 1); !errors.Is(err, dirsync.ErrBadJob) {
-			t.Errorf("Step(%q) = %v, want ErrBadJob", body, err)
+			t.Errorf("Step(%s) = %v, want ErrBadJob", body, err)
 		}
 	}
-	for _, id := range []string{"0000000000000-0000", "nonsense"} {
-		body, _ := json.Marshal(dirsync.Job{Org: "org-a", RunID: id})
-		if err := e.eng.Step(t.Context(), body, 1); err != nil {
-			t.Errorf("Step(unknown run %s) = %v, want nil (dropped)", id, err)
-		}
+	if err := e.eng.Step(t.Context(), []byte(`{"org":"org-a","runId":"0000000000000-0000"}`), 1); err != nil {
+		t.Errorf("step of an unknown run = %v, want dropped", err)
 	}
-	if n := len(e.q.published()); n != 0 {
-		t.Errorf("%d messages published for bad jobs", n)
+	if _, _, err := e.eng.Run(t.Context(), e.org, "../etc"); !errors.Is(err, dirsync.ErrRunNotFound) {
+		t.Errorf("Run(bad id) = %v", err)
 	}
-}
-
-// failingQueue refuses its first n publishes.
-type failingQueue struct {
-	*recorder
-	n int
-}
-
-func (f *failingQueue) Publish(ctx context.Context, m queue.Message) error {
-	if f.n > 0 {
-		f.n--
-		return errors.New("queue down")
+	if _, err := e.eng.Changes(t.Context(), e.org, "../etc", 0, 10); !errors.Is(err, dirsync.ErrRunNotFound) {
+		t.Errorf("Changes(bad id) = %v", err)
 	}
-	return f.recorder.Publish(ctx, m)
-}
-
-func TestStartPublishFails(t *testing.T) {
-	e := setup(t, 5, 0)
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: newGraphDir(e.sim, secret), Queue: &failingQueue{e.q, 1},
-		Tenants: e.conns, Now: e.clock.Now})
-	if _, _, err := e.eng.Start(t.Context(), e.org, "manual"); err == nil {
-		t.Fatal("Start with the queue down succeeded")
-	}
-	runs, err := e.eng.Runs(t.Context(), e.org, 10)
-	if err != nil || len(runs) != 1 || runs[0].State != dirsync.Failed {
-		t.Fatalf("runs = %+v, %v; want one failed run", runs, err)
-	}
-	// The org is not held by the run that never got its message.
-	wantState(t, e.sync(t), dirsync.Succeeded)
+	_ = tablestore.ErrNotFound
 }
