@@ -3,6 +3,7 @@ package dirsync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -145,6 +146,8 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 	if len(rows) == 0 {
 		return true, nil
 	}
+	before := s.run
+	before.Errors = slices.Clone(s.run.Errors)
 	items := make([]*work, 0, len(rows))
 	reasons := map[string]string{}
 	for _, r := range rows {
@@ -166,12 +169,16 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: next.ID, ExternalID: next.ExternalID,
 			Name: strings.TrimSpace(next.FirstName + " " + next.LastName), Reason: reasons[next.ID]})
 	}
-	if err := s.write(ctx, writes); err != nil {
-		return false, err
-	}
-	s.run.Deactivated += len(writes)
-	if err := s.e.logChanges(ctx, s.org, &s.run, changes); err != nil {
-		return false, err
+	if len(writes) > 0 {
+		if _, err := s.record(ctx, before, func() error {
+			s.run.Deactivated += len(writes)
+			return s.e.logChanges(ctx, s.org, &s.run, changes)
+		}); err != nil {
+			return false, err
+		}
+		if err := s.write(ctx, writes); err != nil {
+			return false, err
+		}
 	}
 	s.run.Cursor = rows[len(rows)-1].Key
 	return len(rows) < 100, nil

@@ -123,6 +123,22 @@ func (s *stepper) checkpoint(ctx context.Context) error {
 	return err
 }
 
+// record makes the counts and change log of a step that is about to write stakeholders part of
+// the run before the writes, so a redelivery after a kill between the writes and the
+// checkpoint neither loses them nor logs them twice. It reports whether they were recorded
+// already (a redelivery): then the caller writes only, and its counts are dropped.
+func (s *stepper) record(ctx context.Context, before Run, logs func() error) (again bool, err error) {
+	if s.run.Recorded == s.run.Step+1 {
+		s.run = before // the counts of this step are in the run already
+		return true, nil
+	}
+	if err := logs(); err != nil {
+		return false, err
+	}
+	s.run.Recorded = s.run.Step + 1
+	return false, s.checkpoint(ctx)
+}
+
 // phase runs (part of) the current phase; done says it is complete.
 func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	switch s.run.Phase {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/leapchange/m365/handler/internal/entra"
@@ -76,6 +77,8 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 	if err != nil {
 		return err
 	}
+	before := s.run
+	before.Errors = slices.Clone(s.run.Errors)
 	run := &s.run
 	// The same user may appear more than once in a page: the last entry is the newest.
 	last := map[string]int{}
@@ -136,15 +139,19 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			writes = append(writes, *wr)
 		}
 	}
-	if !s.run.DryRun {
-		if err := s.write(ctx, writes); err != nil {
+	logs := func() error {
+		if err := s.addPending(ctx, pending); err != nil {
 			return err
 		}
+		return s.e.logChanges(ctx, s.org, &s.run, changes)
 	}
-	if err := s.addPending(ctx, pending); err != nil {
+	if s.run.DryRun || len(writes) == 0 {
+		return logs() // nothing written: a redelivery reads and logs the same again
+	}
+	if _, err := s.record(ctx, before, logs); err != nil {
 		return err
 	}
-	return s.e.logChanges(ctx, s.org, &s.run, changes)
+	return s.write(ctx, writes)
 }
 
 // load reads the matched stakeholders, a few at a time.
