@@ -220,3 +220,52 @@ func explain(err error) error {
 	}
 	return err
 }
+
+// lookupChunk is how many keys one lookup query names: Table Storage evaluates up to 15
+// discrete comparisons per filter efficiently.
+const lookupChunk = 15
+
+// Links finds the stakeholders linked to these Entra object ids (absent ones are not in the
+// map), a query per 15 ids: a delta round touches only what changed, not the whole index.
+func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
+	out := make(map[string]Link, len(entraIDs))
+	err := s.lookup(ctx, org, "x-", entraIDs, func(key string, p pointer) {
+		out[key] = Link{ID: p.ID, Active: p.Active, Reason: p.Reason}
+	})
+	return out, err
+}
+
+// ByEmails finds stakeholder ids by (normalized) email, a query per 15 addresses.
+func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []string) (map[string]string, error) {
+	norm := make([]string, 0, len(emails))
+	for _, e := range emails {
+		if e = NormalizeEmail(e); e != "" {
+			norm = append(norm, e)
+		}
+	}
+	out := make(map[string]string, len(norm))
+	err := s.lookup(ctx, org, "m-", norm, func(key string, p pointer) { out[key] = p.ID })
+	return out, err
+}
+
+func (s *Store) lookup(ctx context.Context, org tablestore.Org, prefix string, keys []string, found func(string, pointer)) error {
+	for start := 0; start < len(keys); start += lookupChunk {
+		chunk := keys[start:min(start+lookupChunk, len(keys))]
+		conds := make([]string, len(chunk))
+		for i, k := range chunk {
+			conds[i] = "RowKey eq " + tablestore.Quote(prefix+tablestore.KeyEscape(k))
+		}
+		q := tablestore.QueryOptions{KeyPrefix: prefix, Filter: strings.Join(conds, " or "), Select: []string{"id", "active", "reason"}}
+		for row, err := range tablestore.Query[pointer](ctx, s.t, org, q) {
+			if err != nil {
+				return err
+			}
+			key, err := tablestore.KeyUnescape(strings.TrimPrefix(row.Key, prefix))
+			if err != nil {
+				return fmt.Errorf("index row %q: %w", row.Key, err)
+			}
+			found(key, row.Value)
+		}
+	}
+	return nil
+}
