@@ -157,8 +157,8 @@ func (s *Server) putStakeholder(w http.ResponseWriter, r *http.Request, org tabl
 	in.apply(&next)
 	next.UpdatedAt = s.d.Now().UTC()
 	newETag, err := s.d.Stakeholders.Save(r.Context(), org, next, &cur, etag)
-	if errors.Is(err, tablestore.ErrConflict) {
-		return errPrecondition
+	if errors.Is(err, tablestore.ErrConflict) && !errors.Is(err, stakeholder.ErrEmailInUse) {
+		return errPrecondition // a taken email is a conflict too, but a 400 naming email
 	}
 	if err != nil {
 		return err
