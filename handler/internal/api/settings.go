@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/leapchange/m365/handler/internal/entra"
@@ -45,10 +46,7 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 		v.GroupFilter = []string{}
 	}
 	v.UpdatedAt = s.d.Now().UTC()
-	if err := v.Validate(); err != nil {
-		return settingsProblem(err)
-	}
-	if err := s.checkGroups(r, org, v.GroupFilter, cur.GroupFilter); err != nil {
+	if err := s.validateSettings(r, org, v, cur); err != nil {
 		return err
 	}
 	newETag, err := s.d.Settings.Put(ctx, org, v, etag)
@@ -61,6 +59,44 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 	w.Header().Set("ETag", string(newETag))
 	return writeJSON(w, http.StatusOK, v)
 }
+
+// validateSettings names every problem of v in one 400: its own fields, and the group ids new to
+// the filter that do not exist in the tenant, even when other fields are bad too. When the
+// tenant cannot be asked, the field problems found so far are the answer.
+func (s *Server) validateSettings(r *http.Request, org tablestore.Org, v, cur syncsettings.Settings) error {
+	var fields []problem.FieldError
+	if err := v.Validate(); err != nil {
+		var br badRequest
+		if !errors.As(settingsProblem(err), &br) {
+			return err
+		}
+		fields = br.fields
+	}
+	if len(v.GroupFilter) > syncsettings.MaxGroups {
+		return badRequest{fields} // named already; not worth a lookup per id
+	}
+	var wellFormed []string
+	for _, id := range v.GroupFilter {
+		if guid.MatchString(id) && !contains(wellFormed, id) {
+			wellFormed = append(wellFormed, id)
+		}
+	}
+	err := s.checkGroups(r, org, wellFormed, cur.GroupFilter)
+	var br badRequest
+	switch {
+	case errors.As(err, &br):
+		fields = append(fields, br.fields...)
+	case err != nil && len(fields) == 0:
+		return err
+	}
+	if len(fields) > 0 {
+		return badRequest{fields}
+	}
+	return nil
+}
+
+// guid is an Entra object id (syncsettings.Validate names the ids that are not).
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // checkGroups confirms that groups newly added to the filter exist in the tenant.
 func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []string) error {
