@@ -265,9 +265,20 @@ func TestRenameKeepsOneStakeholder(t *testing.T) {
 }
 
 func TestDeletedAndDisabledUsers(t *testing.T) {
+	for _, filtered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("filtered=%v", filtered), func(t *testing.T) { testDeletedAndDisabled(t, filtered) })
+	}
+}
+
+func testDeletedAndDisabled(t *testing.T, filtered bool) {
 	e := setup(t)
 	ids := e.addUsers(t, "User", 10)
 	gone, off := ids[0], ids[1]
+	if filtered {
+		// A deleted user also leaves its groups: the reason stays "deleted".
+		g := e.addGroup(t, "All", ids...)
+		e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{g} })
+	}
 	wantState(t, e.sync(t), dirsync.Succeeded)
 
 	must(t, e.sim.SoftDeleteUser(tenantID, gone))
@@ -379,7 +390,9 @@ func TestGroupSync(t *testing.T) {
 	sub := e.addGroup(t, "Alpha Sub", a[1:]...)
 	ga := e.addGroup(t, "Alpha", a[0])
 	must(t, e.sim.AddMember(tenantID, ga, sub))
-	gb := e.addGroup(t, "Beta", b...)
+	// A disabled user never becomes a stakeholder, so it is no member of the mirrored group.
+	offUser := e.addUser(t, "Off", "User", func(u *m365sim.User) { u.AccountEnabled = false })
+	gb := e.addGroup(t, "Beta", append(slices.Clone(b), offUser)...)
 	gc := e.addGroup(t, "Gamma", append(slices.Clone(c), a[0])...)
 	e.settings(t, func(s *syncsettings.Settings) {
 		s.GroupFilter, s.GroupSync, s.GroupType = []string{ga, gb, gc}, true, "functional"
@@ -832,14 +845,24 @@ func TestDryRun(t *testing.T) {
 }
 
 func TestInvalidUsers(t *testing.T) {
+	for _, filtered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("filtered=%v", filtered), func(t *testing.T) { testInvalidUsers(t, filtered) })
+	}
+}
+
+func testInvalidUsers(t *testing.T, filtered bool) {
 	e := setup(t)
-	e.addUsers(t, "Good", 3)
+	good := e.addUsers(t, "Good", 3)
 	noName := e.addUser(t, "x", "y", func(u *m365sim.User) { u.GivenName, u.Surname, u.DisplayName = "", "", "" })
 	noMail := e.addUser(t, "No", "Mail", func(u *m365sim.User) { u.Mail, u.UserPrincipalName = "", "" })
+	if filtered {
+		g := e.addGroup(t, "All", append(slices.Clone(good), noName, noMail)...)
+		e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{g} })
+	}
 	run := e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
-	if run.Invalid != 2 || run.Created != 3 {
-		t.Errorf("invalid %d created %d, want 2 3", run.Invalid, run.Created)
+	if run.Invalid != 2 || run.Created != 3 || run.ErrorCount != 2 {
+		t.Errorf("invalid %d created %d errors %d, want 2 3 2", run.Invalid, run.Created, run.ErrorCount)
 	}
 	for _, id := range []string{noName, noMail} {
 		if re := hasError(run, "invalid_data", id); re == nil || re.Hint == "" {
