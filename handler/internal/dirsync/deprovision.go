@@ -21,7 +21,8 @@ type pendingDeactivation struct {
 
 func pendingKey(runID, stakeholderID string) string { return runID + "." + stakeholderID }
 
-// addPending records deactivations; a stakeholder already pending keeps its first reason.
+// addPending records deactivations. A stakeholder recorded again gets the later reason (an
+// upsert), so callers skip stakeholders already pending.
 func (s *stepper) addPending(ctx context.Context, pd []pendingDeactivation) error {
 	if len(pd) == 0 {
 		return nil

@@ -44,9 +44,19 @@ func (s *stepper) scope(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Users the users round already deactivates keep their reason: a deleted user has left its
+	// groups too, but it is deleted, not out of the filter.
+	already := map[string]bool{}
+	rows, err := s.pendingRows(ctx, "", 1<<30)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		already[r.Value.StakeholderID] = true
+	}
 	var pending []pendingDeactivation
 	for ext, link := range ix.ByExternal {
-		if link.Active && !s.allowed[ext] {
+		if link.Active && !s.allowed[ext] && !already[link.ID] {
 			pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: ext, Reason: "out_of_filter"})
 		}
 	}
