@@ -63,6 +63,11 @@ func (s *stepper) scope(ctx context.Context) error {
 	if err := s.addPending(ctx, pending); err != nil {
 		return err
 	}
+	if s.run.Kind == "full" {
+		// A full round has just read every user, members included: fetching those that are
+		// not stakeholders (disabled, invalid) again would only report them twice.
+		return nil
+	}
 	var fetch []entra.User
 	for id := range s.allowed {
 		link, ok := ix.ByExternal[id]
