@@ -34,7 +34,8 @@ func (s *stepper) syncGroups(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		added, removed, err := s.e.groups.SetMembers(ctx, s.org, id, stakeholdersOf(&ix, s.members[gid]), stakeholder.Entra, s.now)
+		ids := stakeholdersOf(&ix, s.members[gid])
+		added, removed, err := s.e.groups.SetMembers(ctx, s.org, id, ids, stakeholder.Entra, s.now)
 		if err != nil {
 			return err
 		}
@@ -42,7 +43,7 @@ func (s *stepper) syncGroups(ctx context.Context) error {
 		s.run.MembersRemoved += removed
 		s.run.GroupsSynced++
 		grp := stakeholder.Group{ID: id, Name: g.DisplayName, Description: g.Description, Type: s.settings.GroupType,
-			Source: stakeholder.Entra, ExternalID: gid, Active: true, Members: len(s.members[gid]), UpdatedAt: s.now}
+			Source: stakeholder.Entra, ExternalID: gid, Active: true, Members: len(ids), UpdatedAt: s.now}
 		if err := s.e.groups.Put(ctx, s.org, grp); err != nil {
 			return err
 		}
