@@ -309,6 +309,8 @@ type killer struct {
 	armed  bool
 	wrote  bool
 	kills  atomic.Int32
+	// watch, when set, sees every request (after a $batch body is read into body).
+	watch func(r *http.Request, body []byte)
 }
 
 type killed struct{}
@@ -324,8 +326,19 @@ func (k *killer) arm() {
 
 func (k *killer) Do(r *http.Request) (*http.Response, error) {
 	k.mu.Lock()
-	armed := k.armed
+	armed, watch := k.armed, k.watch
 	k.mu.Unlock()
+	if watch != nil {
+		var body []byte
+		if r.Body != nil {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				return nil, err
+			}
+			r.Body, body = io.NopCloser(bytes.NewReader(b)), b
+		}
+		watch(r, body)
+	}
 	if !armed {
 		return k.base.Do(r)
 	}

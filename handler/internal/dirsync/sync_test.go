@@ -1,7 +1,10 @@
 package dirsync_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"errors"
 	"fmt"
 	"maps"
@@ -884,7 +887,34 @@ func TestOrgIsolation(t *testing.T) {
 	e.addUsers(t, "User", 4)
 	manualB := e.manual(t, orgB, "Alice", "Smith", "alice.smith@contoso.example")
 	before := e.snapshot(t, orgB)
+	var mu sync.Mutex
+	var touchedB []string
+	touchedA := 0
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		u, _ := url.PathUnescape(r.URL.String())
+		if strings.Contains(u, "org-a") || bytes.Contains(body, []byte("org-a")) {
+			mu.Lock()
+			touchedA++
+			mu.Unlock()
+		}
+		if strings.Contains(u, "'org-b'") || strings.Contains(u, "org-b") || bytes.Contains(body, []byte("org-b")) {
+			mu.Lock()
+			touchedB = append(touchedB, r.Method+" "+u)
+			mu.Unlock()
+		}
+	}
+	e.kill.mu.Unlock()
 	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+	if touchedA == 0 {
+		t.Error("the request watch saw no request about org A: it cannot see org B's either")
+	}
+	if len(touchedB) > 0 {
+		t.Errorf("org A's sync sent requests about org B: %v", touchedB)
+	}
 	wantState(t, run, dirsync.Succeeded)
 	if !maps.Equal(before, e.snapshot(t, orgB)) {
 		t.Errorf("org A's sync changed org B:\nbefore %v\nafter  %v", before, e.snapshot(t, orgB))
@@ -926,4 +956,57 @@ func TestBadJobs(t *testing.T) {
 		t.Errorf("Changes(bad id) = %v", err)
 	}
 	_ = tablestore.ErrNotFound
+}
+
+// TestResumeAfterKillInDeprovision kills a deactivation chunk after its writes and before its
+// checkpoint: the redelivery neither loses nor repeats its counts and log entries.
+func TestResumeAfterKillInDeprovision(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 20)
+	e.settings(t, generous)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	for _, id := range ids[:5] {
+		must(t, e.sim.SoftDeleteUser(tenantID, id))
+	}
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one phase per step
+	run := e.startOpts(t, dirsync.StartOptions{})
+	killedOnce := false
+	for n := 0; n < 50; n++ {
+		m, ok := e.q.pop()
+		if !ok {
+			break
+		}
+		if cur := e.run(t, run.ID); cur.Phase == dirsync.PhaseDeprovision && !killedOnce {
+			killedOnce = true
+			e.kill.arm()
+			if err := e.eng.Step(t.Context(), m.Body, 1); err == nil || e.kill.kills.Load() != 1 {
+				t.Fatalf("deprovision step not killed: %v", err)
+			}
+			must(t, e.eng.Step(t.Context(), m.Body, 2))
+			must(t, e.eng.Step(t.Context(), m.Body, 3)) // a duplicate
+			continue
+		}
+		must(t, e.eng.Step(t.Context(), m.Body, 1))
+	}
+	if !killedOnce {
+		t.Fatal("the run never reached its deprovision phase")
+	}
+	final := e.run(t, run.ID)
+	wantState(t, final, dirsync.Succeeded)
+	if final.Deactivated != 5 {
+		t.Errorf("deactivated %d, want 5", final.Deactivated)
+	}
+	log := e.changes(t, run.ID)
+	for _, id := range ids[:5] {
+		if cs := changesOf(log, id); len(cs) != 1 || cs[0].Action != dirsync.ActDeactivated {
+			t.Errorf("%s: log %+v, want one deactivation", id, cs)
+		}
+		if st, _ := e.get(t, id); st.Active {
+			t.Errorf("%s still active", id)
+		}
+	}
+	if len(log) != final.Changes {
+		t.Errorf("log has %d entries, run says %d", len(log), final.Changes)
+	}
 }
