@@ -1010,3 +1010,31 @@ func TestResumeAfterKillInDeprovision(t *testing.T) {
 		t.Errorf("log has %d entries, run says %d", len(log), final.Changes)
 	}
 }
+
+// TestDryRunWithFilter: a user who joins the filter group and changes in the same round is
+// reported once by a dry run, as the real run then does.
+func TestDryRunWithFilter(t *testing.T) {
+	e := setup(t)
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q, Tenants: e.conns, Now: e.clock.Now}) // default step budget
+	ids := e.addUsers(t, "User", 5)
+	g := e.addGroup(t, "All", ids...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{g}; generous(s) })
+	wantState(t, e.sync(t), dirsync.Succeeded)
+
+	joiner := e.addUser(t, "Join", "Er")
+	must(t, e.sim.AddMember(tenantID, g, joiner))
+	before := e.snapshot(t, e.org)
+	dry := e.dryRun(t)
+	wantState(t, dry, dirsync.Succeeded)
+	if !maps.Equal(before, e.snapshot(t, e.org)) {
+		t.Error("the dry run wrote")
+	}
+	if cs := changesOf(e.changes(t, dry.ID), joiner); dry.Created != 1 || len(cs) != 1 || cs[0].Action != dirsync.ActCreated {
+		t.Errorf("dry run: created %d, log %+v; want one creation", dry.Created, cs)
+	}
+	real := e.sync(t)
+	wantState(t, real, dirsync.Succeeded)
+	if cs := changesOf(e.changes(t, real.ID), joiner); real.Created != 1 || len(cs) != 1 {
+		t.Errorf("real run: created %d, log %+v", real.Created, cs)
+	}
+}
