@@ -145,6 +145,13 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		}
 		return s.e.logChanges(ctx, s.org, &s.run, changes)
 	}
+	if s.run.DryRun {
+		// Nothing is written, but the rest of the step (the scope phase) must see what would
+		// be, or it takes a user created here for one still to fetch and reports it twice.
+		for _, w := range writes {
+			s.remember(w)
+		}
+	}
 	if s.run.DryRun || len(writes) == 0 {
 		return logs() // nothing written: a redelivery reads and logs the same again
 	}
