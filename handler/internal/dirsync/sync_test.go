@@ -442,8 +442,14 @@ func TestGroupSync(t *testing.T) {
 	check(t, ga, "Alpha Team", true, a[:2]...)
 	check(t, gb, "Beta", false)
 	check(t, gc, "Gamma", true, append(slices.Clone(c), a[0])...)
-	if hasError(run, "group_not_found", gb) == nil {
-		t.Errorf("errors %+v, want group_not_found for %s", run.Errors, gb)
+	notFound := 0
+	for _, re := range run.Errors {
+		if re.Code == "group_not_found" && re.Object == gb {
+			notFound++
+		}
+	}
+	if notFound != 1 || run.ErrorCount != 1 || run.Step < 2 {
+		t.Errorf("errors %+v (%d in all), want group_not_found for %s once", run.Errors, run.ErrorCount, gb)
 	}
 
 	// Removed from the filter: retired.
