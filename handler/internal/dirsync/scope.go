@@ -2,6 +2,7 @@ package dirsync
 
 import (
 	"context"
+	"slices"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -17,8 +18,11 @@ func (s *stepper) loadScope(ctx context.Context) error {
 	for _, gid := range s.settings.GroupFilter {
 		ids, err := s.e.cfg.Directory.TransitiveUserIDs(ctx, s.tenant, gid)
 		if entra.KindOf(err) == entra.KindNotFound {
-			s.run.addError(RunError{Code: "group_not_found", Object: gid, Detail: "a group of the filter no longer exists in Entra ID",
-				Hint: "Remove it from the group filter in the sync settings."})
+			// Every step loads the scope again: report the group once per run.
+			if !slices.ContainsFunc(s.run.Errors, func(e RunError) bool { return e.Code == "group_not_found" && e.Object == gid }) {
+				s.run.addError(RunError{Code: "group_not_found", Object: gid, Detail: "a group of the filter no longer exists in Entra ID",
+					Hint: "Remove it from the group filter in the sync settings."})
+			}
 			s.members[gid] = nil
 			continue
 		}
