@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1042,5 +1043,47 @@ func TestDryRunWithFilter(t *testing.T) {
 	wantState(t, real, dirsync.Succeeded)
 	if cs := changesOf(e.changes(t, real.ID), joiner); real.Created != 1 || len(cs) != 1 {
 		t.Errorf("real run: created %d, log %+v", real.Created, cs)
+	}
+}
+
+// TestDeactivationRacesLeapEdit: a stakeholder edited in Leap Change while its deactivation is
+// being written is still deactivated, with the edit kept.
+func TestDeactivationRacesLeapEdit(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 10)
+	e.settings(t, generous)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	must(t, e.sim.SoftDeleteUser(tenantID, ids[0]))
+
+	var editing atomic.Bool
+	var edited atomic.Int32
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`"deactivatedReason":"deleted"`)) || edited.Load() > 0 {
+			return
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return // the edit's own requests
+		}
+		defer editing.Store(false)
+		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
+		edited.Add(1)
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+
+	wantState(t, run, dirsync.Succeeded)
+	if edited.Load() != 1 {
+		t.Fatal("the race was not staged")
+	}
+	st, _ := e.get(t, ids[0])
+	if st.Active || st.DeactivatedReason != "deleted" || st.Influence != "edited meanwhile" {
+		t.Errorf("stakeholder = %+v, want deactivated (deleted) with the Leap edit kept", st)
+	}
+	if run.ErrorCount != 0 || run.Deactivated != 1 {
+		t.Errorf("run: deactivated %d, errors %+v", run.Deactivated, run.Errors)
 	}
 }
