@@ -74,6 +74,20 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 	if err != nil {
 		return err
 	}
+	if w.user.ID == "" {
+		// A deactivation (no user to merge): deactivate the new version, keeping its edits.
+		if !st.Active {
+			return nil
+		}
+		prev := st
+		st.Active, st.DeactivatedReason, st.UpdatedAt = false, w.next.DeactivatedReason, s.now
+		err := s.e.stakeholders.Apply(ctx, s.org, stakeholder.Ops(st, &prev, etag))
+		if errors.Is(err, tablestore.ErrConflict) {
+			s.run.addError(RunError{Code: "conflict", Object: st.ExternalID, Detail: "the stakeholder kept changing in Leap Change during its deactivation", Hint: "It was left active; deactivate it in Leap Change or sync again after the edits."})
+			return nil
+		}
+		return err
+	}
 	values, _ := valuesOf(w.user)
 	again, _, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag})
 	if again == nil {
