@@ -1087,3 +1087,44 @@ func TestDeactivationRacesLeapEdit(t *testing.T) {
 		t.Errorf("run: deactivated %d, errors %+v", run.Deactivated, run.Errors)
 	}
 }
+
+// TestUpdateRacesLeapEdit: a stakeholder edited in Leap Change while sync writes Entra's change
+// is merged again: both changes are kept, counted once.
+func TestUpdateRacesLeapEdit(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 3)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
+
+	var editing atomic.Bool
+	var edited atomic.Int32
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`Entra Race`)) || edited.Load() > 0 {
+			return
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return
+		}
+		defer editing.Store(false)
+		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Location = "Leap Race"; s.Influence = "high" })
+		edited.Add(1)
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+
+	wantState(t, run, dirsync.Succeeded)
+	if edited.Load() != 1 {
+		t.Fatal("the race was not staged")
+	}
+	st, _ := e.get(t, ids[0])
+	if st.Department != "Entra Race" || st.Location != "Leap Race" || st.Influence != "high" || st.Base[stakeholder.Department] != "Entra Race" {
+		t.Errorf("stakeholder = %+v, want Entra's and Leap's changes", st)
+	}
+	if run.Updated != 1 || run.ErrorCount != 0 {
+		t.Errorf("run: updated %d errors %+v, want 1 and none", run.Updated, run.Errors)
+	}
+}
