@@ -101,15 +101,9 @@ func (s *stepper) guard(ctx context.Context) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	ix, err := s.index(ctx)
+	active, err := s.activeSynced(ctx)
 	if err != nil {
 		return err
-	}
-	active := 0
-	for _, l := range ix.ByExternal {
-		if l.Active {
-			active++
-		}
 	}
 	th := s.settings.DeletionThreshold
 	over := len(rows) > th.Count || len(rows)*100 > th.Percent*active

@@ -125,8 +125,10 @@ type syncState struct {
 	DeltaLink   string    `json:"deltaLink"`
 	ActiveRunID string    `json:"activeRunId"`
 	ClaimedAt   time.Time `json:"claimedAt,omitzero"` // when ActiveRunID claimed the org
-	// LastScheduledSlot is the last schedule slot a run was started for (the scheduler's record).
-	LastScheduledSlot time.Time `json:"lastScheduledSlot,omitzero"`
+	// Synced is how many synced stakeholders were active after the last successful run: the
+	// base of the deletion guard's percentage and of "records synced", kept so a delta run need
+	// not count the directory.
+	Synced int `json:"synced"`
 }
 
 // claimGrace is how long a claim whose run is not recorded yet is taken for a start in

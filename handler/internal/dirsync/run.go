@@ -74,6 +74,7 @@ type Run struct {
 	Skipped     int `json:"skipped"` // conflicting records left untouched (skip conflicts)
 	Deactivated int `json:"deactivated"`
 	Reactivated int `json:"reactivated"`
+	Linked      int `json:"linked"` // existing stakeholders linked to their Entra user for the first time
 	Invalid     int `json:"invalid"`
 	Throttled   int `json:"throttled"`
 	ErrorCount  int `json:"errorCount"`

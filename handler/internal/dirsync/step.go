@@ -252,8 +252,11 @@ func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag t
 		if st.ActiveRunID == run.ID {
 			st.ActiveRunID = ""
 		}
-		if state == Succeeded && !run.DryRun && deltaLink != "" {
-			st.DeltaLink = deltaLink
+		if state == Succeeded && !run.DryRun {
+			if deltaLink != "" {
+				st.DeltaLink = deltaLink
+			}
+			st.Synced = run.Synced
 		}
 		_, err = e.state.Update(ctx, org, usersStateKey, st, stETag, tablestore.Replace)
 		if !errors.Is(err, tablestore.ErrConflict) {
@@ -286,18 +289,36 @@ func (s *stepper) countSynced(ctx context.Context) error {
 	if s.run.DryRun {
 		return nil
 	}
-	ix, err := s.index(ctx)
+	n, err := s.activeSynced(ctx)
 	if err != nil {
 		return err
 	}
-	n := 0
-	for _, l := range ix.ByExternal {
-		if l.Active {
-			n++
-		}
-	}
 	s.run.Synced = n
 	return nil
+}
+
+// activeSynced counts the active synced stakeholders as this step sees them: from the index in
+// a full round or a filtered run, which load it anyway; otherwise carried forward from the last
+// run with this run's changes, so a delta round never counts the directory.
+func (s *stepper) activeSynced(ctx context.Context) (int, error) {
+	if s.run.Kind == "full" || s.ix != nil || len(s.settings.GroupFilter) > 0 {
+		ix, err := s.index(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, l := range ix.ByExternal {
+			if l.Active {
+				n++
+			}
+		}
+		return n, nil
+	}
+	st, _, err := tablestore.Get[syncState](ctx, s.e.state, s.org, usersStateKey)
+	if err != nil {
+		return 0, err
+	}
+	return max(0, st.Synced+s.run.Created+s.run.Linked+s.run.Reactivated-s.run.Deactivated), nil
 }
 
 func truncate(s string, n int) string {

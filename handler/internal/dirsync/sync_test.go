@@ -3,11 +3,11 @@ package dirsync_test
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
-	"net/url"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"

@@ -35,7 +35,7 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 	if err := s.loadScope(ctx); err != nil {
 		return false, err
 	}
-	if link == "" || run.Pages == 0 {
+	if run.Kind == "full" && (link == "" || run.Pages == 0) {
 		ix, err := s.index(ctx)
 		if err != nil {
 			return false, err
@@ -73,7 +73,7 @@ type work struct {
 // applyUsers merges users into their stakeholders. Users that cannot become stakeholders are
 // recorded and skipped; a bad record never fails the page.
 func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
-	ix, err := s.index(ctx)
+	links, emails, err := s.resolve(ctx, users)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			continue
 		}
 		run.Processed++
-		link, linked := ix.ByExternal[u.ID]
+		link, linked := links[u.ID]
 		if u.Removed != entra.NotRemoved {
 			if linked && link.Active {
 				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "deleted"})
@@ -116,9 +116,9 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		w := &work{user: u, values: values, id: link.ID}
 		if w.id == "" {
 			// First time: a soft match by email, then by UPN, links an existing stakeholder.
-			w.id = ix.ByEmail[stakeholder.NormalizeEmail(values[stakeholder.Email])]
+			w.id = emails[stakeholder.NormalizeEmail(values[stakeholder.Email])]
 			if w.id == "" {
-				w.id = ix.ByEmail[stakeholder.NormalizeEmail(u.UserPrincipalName)]
+				w.id = emails[stakeholder.NormalizeEmail(u.UserPrincipalName)]
 			}
 		}
 		if w.id == "" && !u.AccountEnabled {
@@ -159,6 +159,36 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		return err
 	}
 	return s.write(ctx, writes)
+}
+
+// resolve finds the stakeholders linked to the users, and the ids behind their addresses for
+// first-time matches. A full round, or a run with a group filter (whose scope phase needs the
+// whole index), uses the index in memory; a delta round looks up only the users it got, so its
+// cost follows the changes, not the size of the directory.
+func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]stakeholder.Link, map[string]string, error) {
+	if s.run.Kind == "full" || s.ix != nil || len(s.settings.GroupFilter) > 0 {
+		ix, err := s.index(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return ix.ByExternal, ix.ByEmail, nil
+	}
+	ids := make([]string, 0, len(users))
+	for _, u := range users {
+		ids = append(ids, u.ID)
+	}
+	links, err := s.e.stakeholders.Links(ctx, s.org, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var addrs []string
+	for _, u := range users {
+		if _, ok := links[u.ID]; !ok && u.Removed == entra.NotRemoved {
+			addrs = append(addrs, u.Mail, u.UserPrincipalName)
+		}
+	}
+	emails, err := s.e.stakeholders.ByEmails(ctx, s.org, addrs)
+	return links, emails, err
 }
 
 // load reads the matched stakeholders, a few at a time.
@@ -252,6 +282,9 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 		pending = append(pending, pendingDeactivation{StakeholderID: cur.ID, ExternalID: u.ID, Reason: "disabled"})
 	}
 	linking := cur.ExternalID == ""
+	if linking {
+		run.Linked++
+	}
 	base := cur.Base
 	if linking {
 		base = nil // no common ancestor yet
