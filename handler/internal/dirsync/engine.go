@@ -79,8 +79,6 @@ type Config struct {
 	// GiveUpAfter is the delivery count at which a step that keeps failing fails its run rather
 	// than leave it running until the message is dead-lettered; default 5.
 	GiveUpAfter int
-	// Concurrency bounds parallel reads of existing stakeholders; default 16.
-	Concurrency int
 }
 
 // Engine starts runs and executes their steps.
@@ -106,9 +104,6 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.GiveUpAfter <= 0 {
 		cfg.GiveUpAfter = 5
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
 	}
 	if cfg.Settings == nil {
 		cfg.Settings = syncsettings.NewStore(cfg.Store)

@@ -348,7 +348,8 @@ func (k *killer) Do(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		r.Body = io.NopCloser(bytes.NewReader(b))
-		if bytes.Contains(b, []byte(k.prefix+stakeholder.Table+"(")) || bytes.Contains(b, []byte(k.prefix+stakeholder.Table+" ")) {
+		// Inserts name the table alone ("…/stakeholders?…" or "…/stakeholders HTTP/1.1"), updates with keys.
+		if bytes.Contains(b, []byte("/"+k.prefix+stakeholder.Table)) {
 			resp, err := k.base.Do(r)
 			if err == nil && resp.StatusCode/100 == 2 {
 				k.mu.Lock()

@@ -30,6 +30,8 @@ type stepper struct {
 	deadline time.Time
 	now      time.Time
 
+	ahead   *prefetched         // the next users/delta page, being fetched
+	saved   bool                // the current page's record already checkpointed the run
 	ix      *stakeholder.Index  // loaded on first use
 	allowed map[string]bool     // users in the group filter; nil = no filter
 	members map[string][]string // filter group → its users (nested included)
@@ -102,10 +104,17 @@ func (s *stepper) loop(ctx context.Context) error {
 			return s.checkpoint(ctx)
 		}
 		s.run.Step++
-		if err := s.checkpoint(ctx); err != nil {
-			return err
+		past := s.e.cfg.Now().After(s.deadline)
+		// A users page that recorded its counts has checkpointed the run before its writes; the
+		// next page's record carries this one's progress, so the run is not saved twice per page.
+		// A step killed in between resumes one page early and rewrites it, which is idempotent.
+		if !(s.saved && s.run.Phase == PhaseUsers && !past) {
+			if err := s.checkpoint(ctx); err != nil {
+				return err
+			}
 		}
-		if s.e.cfg.Now().After(s.deadline) {
+		s.saved = false
+		if past {
 			return s.e.publish(ctx, Job{Org: s.job.Org, RunID: s.run.ID, Step: s.run.Step}, time.Time{})
 		}
 	}
@@ -136,7 +145,11 @@ func (s *stepper) record(ctx context.Context, before Run, logs func() error) (ag
 		return false, err
 	}
 	s.run.Recorded = s.run.Step + 1
-	return false, s.checkpoint(ctx)
+	if err := s.checkpoint(ctx); err != nil {
+		return false, err
+	}
+	s.saved = true
+	return false, nil
 }
 
 // phase runs (part of) the current phase; done says it is complete.

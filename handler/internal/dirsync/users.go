@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -42,9 +41,12 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 		}
 		run.HadSynced = run.HadSynced || len(ix.ByExternal) > 0
 	}
-	page, err := s.e.cfg.Directory.UsersDelta(ctx, s.tenant, link)
+	page, err := s.fetch(ctx, link)
 	if err != nil {
 		return false, err
+	}
+	if page.NextLink != "" && page.DeltaLink == "" {
+		s.prefetch(ctx, page.NextLink) // Graph fetches the next page while this one is written
 	}
 	if err := s.applyUsers(ctx, page.Users); err != nil {
 		return false, err
@@ -59,6 +61,41 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 		return false, &entra.Error{Kind: entra.KindInvalid, Message: "users/delta page has neither nextLink nor deltaLink"}
 	}
 	return false, nil
+}
+
+// prefetched is a users/delta page fetched ahead.
+type prefetched struct {
+	link string
+	done chan struct{}
+	page entra.UserPage
+	err  error
+}
+
+// prefetch starts fetching the page at link in the background.
+func (s *stepper) prefetch(ctx context.Context, link string) {
+	p := &prefetched{link: link, done: make(chan struct{})}
+	s.ahead = p
+	go func() {
+		defer close(p.done)
+		p.page, p.err = s.e.cfg.Directory.UsersDelta(ctx, s.tenant, link)
+	}()
+}
+
+// fetch returns the page at link, from the prefetch when it is that page.
+func (s *stepper) fetch(ctx context.Context, link string) (entra.UserPage, error) {
+	if p := s.ahead; p != nil {
+		s.ahead = nil
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return entra.UserPage{}, ctx.Err()
+		}
+		if p.link == link && p.err == nil {
+			return p.page, nil
+		}
+		// A failed prefetch is retried in the foreground, where its error is handled.
+	}
+	return s.e.cfg.Directory.UsersDelta(ctx, s.tenant, link)
 }
 
 // work is one user on its way to its stakeholder.
@@ -191,38 +228,34 @@ func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]s
 	return links, emails, err
 }
 
-// load reads the matched stakeholders, a few at a time.
+// load reads the matched stakeholders, a query per 15.
 func (s *stepper) load(ctx context.Context, items []*work) error {
-	var (
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, s.e.cfg.Concurrency)
-	)
+	ids := make([]string, 0, len(items))
+	for _, w := range items {
+		if w.id != "" {
+			ids = append(ids, w.id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := s.e.stakeholders.GetMany(ctx, s.org, ids)
+	if err != nil {
+		return err
+	}
 	for _, w := range items {
 		if w.id == "" {
 			continue
 		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			st, etag, err := s.e.stakeholders.Get(ctx, s.org, w.id)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, stakeholder.ErrNotFound):
-				w.id = "" // a dangling index row: treat the user as new
-			case err != nil:
-				if first == nil {
-					first = err
-				}
-			default:
-				w.cur, w.etag = &st, etag
-			}
-		})
+		v, ok := found[w.id]
+		if !ok {
+			w.id = "" // a dangling index row: treat the user as new
+			continue
+		}
+		st := v.Stakeholder
+		w.cur, w.etag = &st, v.ETag
 	}
-	wg.Wait()
-	return first
+	return nil
 }
 
 // write is one stakeholder's transaction: the new version (with the version it replaces, nil
@@ -250,8 +283,12 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 	name := displayName(v)
 	full := run.Kind == "full"
 	if w.cur == nil {
+		id := stakeholder.SyncedID(u.ID)
+		if id == "" {
+			id = stakeholder.NewID()
+		}
 		st := stakeholder.Stakeholder{
-			ID: stakeholder.NewID(), Source: stakeholder.Entra, ExternalID: u.ID, Active: true, Base: v,
+			ID: id, Source: stakeholder.Entra, ExternalID: u.ID, Active: true, Base: v,
 			CreatedAt: s.now, UpdatedAt: s.now, SyncedAt: s.now,
 		}
 		for f, val := range v {

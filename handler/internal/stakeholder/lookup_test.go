@@ -63,3 +63,31 @@ func TestLookupsFindExactlyTheAskedKeys(t *testing.T) {
 		t.Errorf("another org sees %d links, %v", len(l), err)
 	}
 }
+
+func TestGetManyReadsWithETags(t *testing.T) {
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := stakeholder.NewStore(store)
+	org, _ := tablestore.NewOrg("acme")
+	var ids []string
+	for i := range 20 {
+		st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: fmt.Sprint("P", i), Source: stakeholder.Manual, Active: true}
+		if _, err := dir.Save(t.Context(), org, st, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, st.ID)
+	}
+	got, err := dir.GetMany(t.Context(), org, append(ids, "missing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 20 {
+		t.Fatalf("GetMany found %d, want 20", len(got))
+	}
+	one, etag, _ := dir.Get(t.Context(), org, ids[17])
+	if v := got[ids[17]]; v.ETag != etag || v.Stakeholder.FirstName != one.FirstName {
+		t.Errorf("GetMany[%s] = %+v, want ETag %s", ids[17], v, etag)
+	}
+}

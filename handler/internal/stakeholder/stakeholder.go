@@ -142,6 +142,22 @@ func NewID() string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 
+// SyncedID is the id of a stakeholder created from an Entra user: derived from the user's object
+// id, so finding it by object id needs no index row (a third of a full sync's writes). "" when
+// the object id is not a GUID; such users get a random id and an index row.
+func SyncedID(entraID string) string {
+	hex := strings.ReplaceAll(strings.ToLower(entraID), "-", "")
+	if len(hex) != 32 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return ""
+	}
+	return "e" + hex
+}
+
+// derived reports whether st's id is derived from its Entra object id (no index row needed).
+func derived(st *Stakeholder) bool {
+	return st != nil && st.ExternalID != "" && st.ID == SyncedID(st.ExternalID)
+}
+
 // Row keys: the stakeholder itself and its two index rows.
 func rowKey(id string) string           { return "s-" + id }
 func externalKey(entraID string) string { return "x-" + tablestore.KeyEscape(entraID) }

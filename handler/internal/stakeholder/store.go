@@ -33,12 +33,12 @@ func (s *Store) Get(ctx context.Context, org tablestore.Org, id string) (Stakeho
 // Lookup finds a stakeholder id by Entra object id (first) or email; "" when neither is known.
 func (s *Store) Lookup(ctx context.Context, org tablestore.Org, entraID, email string) (string, error) {
 	if entraID != "" {
-		p, _, err := tablestore.Get[pointer](ctx, s.t, org, externalKey(entraID))
-		if err == nil {
-			return p.ID, nil
-		}
-		if !errors.Is(err, tablestore.ErrNotFound) {
+		links, err := s.Links(ctx, org, []string{entraID})
+		if err != nil {
 			return "", err
+		}
+		if l, ok := links[entraID]; ok {
+			return l.ID, nil
 		}
 	}
 	if NormalizeEmail(email) != "" {
@@ -69,6 +69,16 @@ type Link struct {
 // LoadIndex reads every index row of org (two prefix queries of small rows).
 func (s *Store) LoadIndex(ctx context.Context, org tablestore.Org) (Index, error) {
 	ix := Index{ByExternal: map[string]Link{}, ByEmail: map[string]string{}}
+	// Stakeholders created from Entra are found by their derived ids: read just the link fields.
+	q := tablestore.QueryOptions{KeyPrefix: "s-e", Filter: "source eq " + tablestore.Quote(Entra), Select: linkFields}
+	for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+		if err != nil {
+			return Index{}, err
+		}
+		if st := row.Value; derived(&st) {
+			ix.ByExternal[st.ExternalID] = Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}
+		}
+	}
 	for _, prefix := range []string{"x-", "m-"} {
 		for row, err := range tablestore.Query[pointer](ctx, s.t, org, tablestore.QueryOptions{KeyPrefix: prefix, Select: []string{"id", "active", "reason"}}) {
 			if err != nil {
@@ -146,10 +156,10 @@ func Ops(st Stakeholder, prev *Stakeholder, etag tablestore.ETag) []tablestore.O
 			ops = append(ops, tablestore.InsertOp(emailKey(e), pointer{ID: st.ID}))
 		}
 	}
-	if oldExt != "" && st.ExternalID != oldExt {
+	if oldExt != "" && st.ExternalID != oldExt && !derived(prev) {
 		ops = append(ops, tablestore.DeleteOp(externalKey(oldExt), tablestore.ETagAny))
 	}
-	if st.ExternalID != "" && (st.ExternalID != oldExt || prev.Active != st.Active || prev.DeactivatedReason != st.DeactivatedReason) {
+	if st.ExternalID != "" && !derived(&st) && (st.ExternalID != oldExt || prev.Active != st.Active || prev.DeactivatedReason != st.DeactivatedReason) {
 		ops = append(ops, tablestore.UpsertOp(externalKey(st.ExternalID), pointer{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}, tablestore.Replace))
 	}
 	return ops
@@ -226,14 +236,40 @@ func explain(err error) error {
 const lookupChunk = 15
 
 // Links finds the stakeholders linked to these Entra object ids (absent ones are not in the
-// map), a query per 15 ids: a delta round touches only what changed, not the whole index.
+// map), a query per 15 ids for derived ids and one for index rows: a delta round touches only
+// what changed, not the whole directory.
 func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
 	out := make(map[string]Link, len(entraIDs))
+	var keys []string
+	for _, id := range entraIDs {
+		if d := SyncedID(id); d != "" {
+			keys = append(keys, rowKey(d))
+		}
+	}
+	for start := 0; start < len(keys); start += lookupChunk {
+		chunk := keys[start:min(start+lookupChunk, len(keys))]
+		conds := make([]string, len(chunk))
+		for i, k := range chunk {
+			conds[i] = "RowKey eq " + tablestore.Quote(k)
+		}
+		q := tablestore.QueryOptions{KeyPrefix: "s-e", Filter: strings.Join(conds, " or "), Select: linkFields}
+		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+			if err != nil {
+				return nil, err
+			}
+			if st := row.Value; derived(&st) {
+				out[st.ExternalID] = Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}
+			}
+		}
+	}
 	err := s.lookup(ctx, org, "x-", entraIDs, func(key string, p pointer) {
 		out[key] = Link{ID: p.ID, Active: p.Active, Reason: p.Reason}
 	})
 	return out, err
 }
+
+// linkFields are the stakeholder properties a link is made of.
+var linkFields = []string{"id", "externalId", "active", "deactivatedReason", "source"}
 
 // ByEmails finds stakeholder ids by (normalized) email, a query per 15 addresses.
 func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []string) (map[string]string, error) {
@@ -268,4 +304,35 @@ func (s *Store) lookup(ctx context.Context, org tablestore.Org, prefix string, k
 		}
 	}
 	return nil
+}
+
+// Versioned is a stakeholder with the ETag it was read at.
+type Versioned struct {
+	Stakeholder Stakeholder
+	ETag        tablestore.ETag
+}
+
+// GetMany reads stakeholders by id, a query per 15 ids; missing ids are not in the map.
+func (s *Store) GetMany(ctx context.Context, org tablestore.Org, ids []string) (map[string]Versioned, error) {
+	out := make(map[string]Versioned, len(ids))
+	for start := 0; start < len(ids); start += lookupChunk {
+		chunk := ids[start:min(start+lookupChunk, len(ids))]
+		conds := make([]string, 0, len(chunk))
+		for _, id := range chunk {
+			if tablestore.CheckKey(rowKey(id)) == nil && id != "" {
+				conds = append(conds, "RowKey eq "+tablestore.Quote(rowKey(id)))
+			}
+		}
+		if len(conds) == 0 {
+			continue
+		}
+		q := tablestore.QueryOptions{KeyPrefix: "s-", Filter: strings.Join(conds, " or ")}
+		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+			if err != nil {
+				return nil, err
+			}
+			out[row.Value.ID] = Versioned{Stakeholder: row.Value, ETag: row.ETag}
+		}
+	}
+	return out, nil
 }
