@@ -151,6 +151,10 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			continue
 		}
 		w := &work{user: u, values: values, id: link.ID}
+		if c := link.Current; c != nil {
+			st := c.Stakeholder
+			w.cur, w.etag = &st, c.ETag // read by the lookup already
+		}
 		if w.id == "" {
 			// First time: a soft match by email, then by UPN, links an existing stakeholder.
 			w.id = emails[stakeholder.NormalizeEmail(values[stakeholder.Email])]
@@ -228,11 +232,11 @@ func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]s
 	return links, emails, err
 }
 
-// load reads the matched stakeholders, a query per 15.
+// load reads the matched stakeholders not read yet, a point read each.
 func (s *stepper) load(ctx context.Context, items []*work) error {
 	ids := make([]string, 0, len(items))
 	for _, w := range items {
-		if w.id != "" {
+		if w.id != "" && w.cur == nil {
 			ids = append(ids, w.id)
 		}
 	}
@@ -244,7 +248,7 @@ func (s *stepper) load(ctx context.Context, items []*work) error {
 		return err
 	}
 	for _, w := range items {
-		if w.id == "" {
+		if w.id == "" || w.cur != nil {
 			continue
 		}
 		v, ok := found[w.id]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -64,6 +65,8 @@ type Link struct {
 	ID     string
 	Active bool
 	Reason string // why it is inactive
+	// Current is the stakeholder itself when the lookup read it anyway (derived ids).
+	Current *Versioned
 }
 
 // LoadIndex reads every index row of org (two prefix queries of small rows).
@@ -231,80 +234,105 @@ func explain(err error) error {
 	return err
 }
 
-// lookupChunk is how many keys one lookup query names: Table Storage evaluates up to 15
-// discrete comparisons per filter efficiently.
-const lookupChunk = 15
+// lookupConcurrency bounds the point reads of a lookup in flight. Point reads are the one
+// efficient query of Table Storage (an "or" of keys scans the partition), so lookups of a few
+// hundred keys are that many point reads, a few at a time.
+const lookupConcurrency = 16
+
+// eachConcurrently runs fn for 0..n-1 with at most lookupConcurrency at once; the first error
+// wins.
+func eachConcurrently(n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, lookupConcurrency)
+	)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
 
 // Links finds the stakeholders linked to these Entra object ids (absent ones are not in the
-// map), a query per 15 ids for derived ids and one for index rows: a delta round touches only
-// what changed, not the whole directory.
+// map) with point reads: the derived id first (which also returns the stakeholder itself, in
+// Link.Current), then the index row of stakeholders linked by email. A delta round touches only
+// what changed, never the whole directory.
 func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
-	out := make(map[string]Link, len(entraIDs))
-	var keys []string
-	for _, id := range entraIDs {
+	found := make([]*Link, len(entraIDs))
+	err := eachConcurrently(len(entraIDs), func(i int) error {
+		id := entraIDs[i]
 		if d := SyncedID(id); d != "" {
-			keys = append(keys, rowKey(d))
-		}
-	}
-	for start := 0; start < len(keys); start += lookupChunk {
-		chunk := keys[start:min(start+lookupChunk, len(keys))]
-		conds := make([]string, len(chunk))
-		for i, k := range chunk {
-			conds[i] = "RowKey eq " + tablestore.Quote(k)
-		}
-		q := tablestore.QueryOptions{KeyPrefix: "s-e", Filter: strings.Join(conds, " or "), Select: linkFields}
-		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
-			if err != nil {
-				return nil, err
-			}
-			if st := row.Value; derived(&st) {
-				out[st.ExternalID] = Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}
+			st, etag, err := tablestore.Get[Stakeholder](ctx, s.t, org, rowKey(d))
+			switch {
+			case err == nil && st.ExternalID == id:
+				found[i] = &Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason, Current: &Versioned{Stakeholder: st, ETag: etag}}
+				return nil
+			case err != nil && !errors.Is(err, tablestore.ErrNotFound):
+				return err
 			}
 		}
-	}
-	err := s.lookup(ctx, org, "x-", entraIDs, func(key string, p pointer) {
-		out[key] = Link{ID: p.ID, Active: p.Active, Reason: p.Reason}
+		p, _, err := tablestore.Get[pointer](ctx, s.t, org, externalKey(id))
+		switch {
+		case err == nil:
+			found[i] = &Link{ID: p.ID, Active: p.Active, Reason: p.Reason}
+		case !errors.Is(err, tablestore.ErrNotFound):
+			return err
+		}
+		return nil
 	})
+	out := make(map[string]Link, len(entraIDs))
+	for i, l := range found {
+		if l != nil {
+			out[entraIDs[i]] = *l
+		}
+	}
+	return out, err
+}
+
+// ByEmails finds stakeholder ids by (normalized) email, a point read each.
+func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []string) (map[string]string, error) {
+	var norm []string
+	seen := map[string]bool{}
+	for _, e := range emails {
+		if e = NormalizeEmail(e); e != "" && !seen[e] {
+			seen[e] = true
+			norm = append(norm, e)
+		}
+	}
+	ids := make([]string, len(norm))
+	err := eachConcurrently(len(norm), func(i int) error {
+		p, _, err := tablestore.Get[pointer](ctx, s.t, org, emailKey(norm[i]))
+		switch {
+		case err == nil:
+			ids[i] = p.ID
+		case !errors.Is(err, tablestore.ErrNotFound):
+			return err
+		}
+		return nil
+	})
+	out := make(map[string]string, len(norm))
+	for i, id := range ids {
+		if id != "" {
+			out[norm[i]] = id
+		}
+	}
 	return out, err
 }
 
 // linkFields are the stakeholder properties a link is made of.
 var linkFields = []string{"id", "externalId", "active", "deactivatedReason", "source"}
-
-// ByEmails finds stakeholder ids by (normalized) email, a query per 15 addresses.
-func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []string) (map[string]string, error) {
-	norm := make([]string, 0, len(emails))
-	for _, e := range emails {
-		if e = NormalizeEmail(e); e != "" {
-			norm = append(norm, e)
-		}
-	}
-	out := make(map[string]string, len(norm))
-	err := s.lookup(ctx, org, "m-", norm, func(key string, p pointer) { out[key] = p.ID })
-	return out, err
-}
-
-func (s *Store) lookup(ctx context.Context, org tablestore.Org, prefix string, keys []string, found func(string, pointer)) error {
-	for start := 0; start < len(keys); start += lookupChunk {
-		chunk := keys[start:min(start+lookupChunk, len(keys))]
-		conds := make([]string, len(chunk))
-		for i, k := range chunk {
-			conds[i] = "RowKey eq " + tablestore.Quote(prefix+tablestore.KeyEscape(k))
-		}
-		q := tablestore.QueryOptions{KeyPrefix: prefix, Filter: strings.Join(conds, " or "), Select: []string{"id", "active", "reason"}}
-		for row, err := range tablestore.Query[pointer](ctx, s.t, org, q) {
-			if err != nil {
-				return err
-			}
-			key, err := tablestore.KeyUnescape(strings.TrimPrefix(row.Key, prefix))
-			if err != nil {
-				return fmt.Errorf("index row %q: %w", row.Key, err)
-			}
-			found(key, row.Value)
-		}
-	}
-	return nil
-}
 
 // Versioned is a stakeholder with the ETag it was read at.
 type Versioned struct {
@@ -312,27 +340,24 @@ type Versioned struct {
 	ETag        tablestore.ETag
 }
 
-// GetMany reads stakeholders by id, a query per 15 ids; missing ids are not in the map.
+// GetMany reads stakeholders by id, a point read each; missing ids are not in the map.
 func (s *Store) GetMany(ctx context.Context, org tablestore.Org, ids []string) (map[string]Versioned, error) {
+	got := make([]*Versioned, len(ids))
+	err := eachConcurrently(len(ids), func(i int) error {
+		st, etag, err := s.Get(ctx, org, ids[i])
+		switch {
+		case err == nil:
+			got[i] = &Versioned{Stakeholder: st, ETag: etag}
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return nil
+	})
 	out := make(map[string]Versioned, len(ids))
-	for start := 0; start < len(ids); start += lookupChunk {
-		chunk := ids[start:min(start+lookupChunk, len(ids))]
-		conds := make([]string, 0, len(chunk))
-		for _, id := range chunk {
-			if tablestore.CheckKey(rowKey(id)) == nil && id != "" {
-				conds = append(conds, "RowKey eq "+tablestore.Quote(rowKey(id)))
-			}
-		}
-		if len(conds) == 0 {
-			continue
-		}
-		q := tablestore.QueryOptions{KeyPrefix: "s-", Filter: strings.Join(conds, " or ")}
-		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
-			if err != nil {
-				return nil, err
-			}
-			out[row.Value.ID] = Versioned{Stakeholder: row.Value, ETag: row.ETag}
+	for i, v := range got {
+		if v != nil {
+			out[ids[i]] = *v
 		}
 	}
-	return out, nil
+	return out, err
 }
