@@ -21,7 +21,8 @@
 //     run (a delta round), timed and counted the same way. delta_ratio = delta_s / full_s.
 //
 // Progress goes to stderr; the last line on stdout is one JSON object of the figures. Peak RSS
-// is VmHWM from /proc/self/status at the end.
+// is VmHWM from /proc/self/status right after the full run (the floor that follows holds the
+// run's entities in memory, which is not the sync's footprint).
 package main
 
 import (
@@ -265,27 +266,29 @@ func bench(ctx context.Context, o options) (Result, error) {
 			return res, err
 		}
 	}
+	// The peak of the sync itself: read before the floor, which holds the run's entities in memory.
+	res.PeakRSSMB = peakRSSMB()
 	res.FullS, res.GraphRequestsFull, res.TableTransactionsFull = secs(full.elapsed), full.graph, full.tables
 	res.FullPages, res.FullProcessed, res.FullCreated, res.FullChanges, res.FullSteps =
 		full.run.Pages, full.run.Processed, full.run.Created, full.run.Changes, full.steps
 
 	// (b) floor: count what the full run left in the tables it writes, then do only that.
-	n, err := countEntities(ctx, store, orgKey, full.run.ID)
+	ents, err := readEntities(ctx, store, orgKey, full.run.ID)
 	if err != nil {
 		return res, err
 	}
-	res.FloorEntities = n
+	res.FloorEntities = len(ents)
 	res.FloorMethod = "users/delta round read from no link to deltaLink with the same Graph client, then floor_entities inserts " +
 		"(org rows of stakeholders + the run's syncchanges rows, counted by query after the full run) " +
 		"into a fresh table in single-partition batches of <=100 ten-string entities; measured twice, all pages first then all writes, and writing as pages arrive with one fetched ahead (as the sync does); floor_s is the faster"
 	gw0, tw0, tb0 = graphTimer.snapshot(tableTimer)
 	// The floor is the faster of two ways to do the same I/O: everything in sequence, or
 	// writing while the next page is fetched (what the sync does).
-	seqFl, err := floor(ctx, gc, store, orgKey, o.tenant, n, full.run.Processed, false, logf)
+	seqFl, err := floor(ctx, gc, store, orgKey, o.tenant, ents, full.run.Processed, false, logf)
 	if err != nil {
 		return res, err
 	}
-	fl, err := floor(ctx, gc, store, orgKey, o.tenant, n, full.run.Processed, true, logf)
+	fl, err := floor(ctx, gc, store, orgKey, o.tenant, ents, full.run.Processed, true, logf)
 	if err != nil {
 		return res, err
 	}
@@ -334,7 +337,6 @@ func bench(ctx context.Context, o options) (Result, error) {
 	if res.FullS > 0 {
 		res.DeltaRatio = round3(res.DeltaS / res.FullS)
 	}
-	res.PeakRSSMB = peakRSSMB()
 	return res, nil
 }
 
@@ -405,25 +407,25 @@ func progress(phase string, start time.Time, gc *graph.Client, store *tablestore
 // countEntities counts the rows the full run left in the tables it writes: all of the org's
 // rows in "stakeholders" (stakeholders and their index rows; the tables were empty before) and
 // the run's rows in "syncchanges" (keys start with the run id).
-func countEntities(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, runID string) (int, error) {
-	type none struct{}
-	n := 0
+func readEntities(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, runID string) ([]map[string]any, error) {
+	var out []map[string]any
 	for _, c := range []struct {
 		table, prefix string
-	}{{stakeholder.Table, ""}, {dirsync.ChangesTable, runID}} {
-		for _, err := range tablestore.Query[none](ctx, store.Table(c.table), orgKey, tablestore.QueryOptions{KeyPrefix: c.prefix}) {
+	}{{stakeholder.Table, ""}, {dirsync.ChangesTable, runID + "."}} {
+		for row, err := range tablestore.Query[map[string]any](ctx, store.Table(c.table), orgKey, tablestore.QueryOptions{KeyPrefix: c.prefix}) {
 			if err != nil {
-				return 0, fmt.Errorf("count %s: %w", c.table, err)
+				return nil, fmt.Errorf("read %s: %w", c.table, err)
 			}
-			n++
+			e := row.Value
+			for k := range e {
+				if k == "PartitionKey" || k == "RowKey" || k == "Timestamp" || strings.Contains(k, "odata") {
+					delete(e, k)
+				}
+			}
+			out = append(out, e)
 		}
 	}
-	return n, nil
-}
-
-// floorEntity is a plain entity of about a stakeholder's size: ten short strings.
-type floorEntity struct {
-	ID, DisplayName, GivenName, Surname, Mail, UPN, Phone, Department, JobTitle, Office string
+	return out, nil
 }
 
 type floorFigures struct {
@@ -434,12 +436,13 @@ type floorFigures struct {
 // floor reads the users/delta round and writes n plain entities: the least any sync of this
 // tenant must do against the same services. Like the sync, it fetches the next page while it
 // writes (the sync prefetches one page ahead), so the two are compared at the same overlap.
-func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, tenant string, n, users int, pipelined bool, logf func(string, ...any)) (floorFigures, error) {
+func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, tenant string, ents []map[string]any, users int, pipelined bool, logf func(string, ...any)) (floorFigures, error) {
+	n := len(ents)
 	var f floorFigures
 	g0, t0 := gc.Requests(), store.Stats().Requests
 	start := time.Now()
-	var pages <-chan []floorEntity
-	fetched := make(chan []floorEntity, 1) // one page ahead, as the sync
+	var pages <-chan int
+	fetched := make(chan int, 1) // users per page, one page ahead, as the sync
 	pages = fetched
 	fetchErr := make(chan error, 1)
 	go func() {
@@ -451,16 +454,7 @@ func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKe
 				fetchErr <- fmt.Errorf("floor: users/delta: %w", err)
 				return
 			}
-			rows := make([]floorEntity, 0, len(page.Users))
-			for _, u := range page.Users {
-				phone := ""
-				if len(u.BusinessPhones) > 0 {
-					phone = u.BusinessPhones[0]
-				}
-				rows = append(rows, floorEntity{ID: u.ID, DisplayName: u.DisplayName, GivenName: u.GivenName, Surname: u.Surname,
-					Mail: u.Mail, UPN: u.UserPrincipalName, Phone: cmpOr(u.MobilePhone, phone), Department: u.Department,
-					JobTitle: u.JobTitle, Office: u.OfficeLocation})
-			}
+			rows := len(page.Users)
 			select {
 			case fetched <- rows:
 			case <-ctx.Done():
@@ -481,15 +475,15 @@ func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKe
 	}()
 	if !pipelined {
 		// All pages first, then all writes: no overlap at all.
-		var all []floorEntity
+		all := 0
 		for rows := range pages {
-			all = append(all, rows...)
+			all += rows
 		}
 		if err := <-fetchErr; err != nil {
 			return f, err
 		}
 		fetchErr <- nil
-		seq := make(chan []floorEntity, 1)
+		seq := make(chan int, 1)
 		seq <- all
 		close(seq)
 		pages = seq
@@ -500,10 +494,9 @@ func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKe
 	}
 	ops := make([]tablestore.Op, 0, 100)
 	written, seen := 0, 0
-	var last floorEntity
 	emit := func(upTo int) error {
 		for ; written < upTo; written++ {
-			ops = append(ops, tablestore.InsertOp(fmt.Sprintf("e%08d", written), last))
+			ops = append(ops, tablestore.InsertOp(fmt.Sprintf("e%08d", written), ents[written]))
 			if len(ops) == 100 {
 				ws := time.Now()
 				if err := t.Batch(ctx, orgKey, ops); err != nil {
@@ -516,20 +509,14 @@ func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKe
 		return nil
 	}
 	for rows := range pages {
-		for _, r := range rows {
-			seen++
-			last = r
-			// The same entities per user as the sync wrote, spread over the round as it goes.
-			if err := emit(n * seen / max(users, 1)); err != nil {
-				return f, err
-			}
+		seen += rows
+		// The sync's entities, spread over the round as its pages arrive.
+		if err := emit(n * seen / max(users, 1)); err != nil {
+			return f, err
 		}
 	}
 	if err := <-fetchErr; err != nil {
 		return f, err
-	}
-	if last.ID == "" {
-		last = floorEntity{ID: "x", DisplayName: "x"}
 	}
 	if err := emit(n); err != nil {
 		return f, err

@@ -22,7 +22,6 @@ type runView struct {
 	NextLink  string    `json:"nextLink,omitempty"`
 	DeltaLink string    `json:"deltaLink,omitempty"`
 	Cursor    string    `json:"cursor,omitempty"`
-	Recorded  int       `json:"recorded,omitempty"`  // checkpoint state of a step: never shown
 	HadSynced bool      `json:"hadSynced,omitempty"` // checkpoint state of the unseen phase: never shown
 	Progress  *progress `json:"progress,omitempty"`
 }

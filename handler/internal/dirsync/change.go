@@ -47,16 +47,20 @@ const ChangesTable = "syncchanges"
 func changeKey(runID string, seq int) string { return fmt.Sprintf("%s.%08d", runID, seq) }
 
 // logChanges appends changes to the run's log and advances its sequence.
-func (e *Engine) logChanges(ctx context.Context, org tablestore.Org, run *Run, changes []Change) error {
-	if len(changes) == 0 {
+// mark, when set, adds the step's marker as the last row, so it lands in the last transaction.
+func (e *Engine) logChanges(ctx context.Context, org tablestore.Org, run *Run, changes []Change, mark func() tablestore.Op) error {
+	if len(changes) == 0 && mark == nil {
 		return nil
 	}
-	ops := make([]tablestore.Op, 0, len(changes))
+	ops := make([]tablestore.Op, 0, len(changes)+1)
 	for _, c := range changes {
 		run.Changes++
 		c.Seq = run.Changes
 		// Upsert: a step retried after a crash rewrites the same sequence numbers.
 		ops = append(ops, tablestore.UpsertOp(changeKey(run.ID, c.Seq), c, tablestore.Replace))
+	}
+	if mark != nil {
+		ops = append(ops, mark())
 	}
 	return e.changes.Batch(ctx, org, ops)
 }

@@ -3,7 +3,6 @@ package dirsync
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -117,7 +116,7 @@ func (s *stepper) guard(ctx context.Context) error {
 		for _, r := range rows {
 			changes = append(changes, Change{Action: action, StakeholderID: r.Value.StakeholderID, ExternalID: r.Value.ExternalID, Reason: reason + r.Value.Reason})
 		}
-		if err := s.e.logChanges(ctx, s.org, &s.run, changes); err != nil {
+		if err := s.e.logChanges(ctx, s.org, &s.run, changes, nil); err != nil {
 			return err
 		}
 	}
@@ -141,8 +140,6 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 	if len(rows) == 0 {
 		return true, nil
 	}
-	before := s.run
-	before.Errors = slices.Clone(s.run.Errors)
 	items := make([]*work, 0, len(rows))
 	reasons := map[string]string{}
 	for _, r := range rows {
@@ -164,16 +161,16 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: next.ID, ExternalID: next.ExternalID,
 			Name: strings.TrimSpace(next.FirstName + " " + next.LastName), Reason: reasons[next.ID]})
 	}
-	if len(writes) > 0 {
-		if _, err := s.record(ctx, before, func() error {
-			s.run.Deactivated += len(writes)
-			return s.e.logChanges(ctx, s.org, &s.run, changes)
-		}); err != nil {
-			return false, err
-		}
-		if err := s.write(ctx, writes); err != nil {
-			return false, err
-		}
+	// Recorded even with nothing to write: a redo of this chunk after a kill finds its
+	// stakeholders deactivated already and takes the counts back from the marker.
+	if _, err := s.record(ctx, func(mark func() tablestore.Op) error {
+		s.run.Deactivated += len(writes)
+		return s.e.logChanges(ctx, s.org, &s.run, changes, mark)
+	}); err != nil {
+		return false, err
+	}
+	if err := s.write(ctx, writes); err != nil {
+		return false, err
 	}
 	s.run.Cursor = rows[len(rows)-1].Key
 	return len(rows) < 100, nil

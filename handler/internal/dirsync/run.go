@@ -54,10 +54,6 @@ type Run struct {
 	NextLink  string `json:"nextLink,omitempty"`  // opaque Graph state; the API never shows it
 	DeltaLink string `json:"deltaLink,omitempty"` // kept until the run finishes; never shown
 	Cursor    string `json:"cursor,omitempty"`    // resume point inside a phase
-	// Recorded is Step+1 once the step has recorded its counts and change log, before its
-	// stakeholder writes: a redelivery of a step killed after that applies the writes again
-	// but counts and logs nothing twice (its own reading would see them done, and lose them).
-	Recorded int `json:"recorded,omitempty"`
 
 	// HadSynced says whether the org had synced stakeholders when the users round began; a full
 	// round into an empty directory has nothing to look for in the unseen phase.

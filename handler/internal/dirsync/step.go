@@ -30,11 +30,12 @@ type stepper struct {
 	deadline time.Time
 	now      time.Time
 
-	ahead   *prefetched         // the next users/delta page, being fetched
-	saved   bool                // the current page's record already checkpointed the run
-	ix      *stakeholder.Index  // loaded on first use
-	allowed map[string]bool     // users in the group filter; nil = no filter
-	members map[string][]string // filter group → its users (nested included)
+	ahead    *prefetched         // the next users/delta page, being fetched
+	unsaved  int                 // users pages done since the run was last saved
+	resuming bool                // this step may redo steps a killed delivery recorded (see record)
+	ix       *stakeholder.Index  // loaded on first use
+	allowed  map[string]bool     // users in the group filter; nil = no filter
+	members  map[string][]string // filter group → its users (nested included)
 }
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or
@@ -68,7 +69,7 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error
 		log.WarnContext(ctx, "sync step ahead of its run's checkpoint dropped", "checkpoint", run.Step)
 		return nil
 	}
-	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC()}
+	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC(), resuming: true}
 	s.deadline = s.now.Add(e.cfg.StepBudget)
 	if s.tenant, err = e.cfg.Tenants.Tenant(ctx, org); err != nil {
 		s.run.addError(RunError{Code: "not_connected", Detail: err.Error(), Hint: "Reconnect Microsoft 365 in Settings → Integrations."})
@@ -105,20 +106,24 @@ func (s *stepper) loop(ctx context.Context) error {
 		}
 		s.run.Step++
 		past := s.e.cfg.Now().After(s.deadline)
-		// A users page that recorded its counts has checkpointed the run before its writes; the
-		// next page's record carries this one's progress, so the run is not saved twice per page.
-		// A step killed in between resumes one page early and rewrites it, which is idempotent.
-		if !(s.saved && s.run.Phase == PhaseUsers && !past) {
+		// Users pages are saved every few pages: each page's marker (see record) makes a redo
+		// from the last save exact, so the run record need not be rewritten per page.
+		s.unsaved++
+		if s.run.Phase != PhaseUsers || past || s.unsaved >= pagesPerSave {
 			if err := s.checkpoint(ctx); err != nil {
 				return err
 			}
+			s.unsaved = 0
 		}
-		s.saved = false
 		if past {
 			return s.e.publish(ctx, Job{Org: s.job.Org, RunID: s.run.ID, Step: s.run.Step}, time.Time{})
 		}
 	}
 }
+
+// pagesPerSave is how many users pages run between saves of the run record (progress shown to
+// the admin moves in these steps too).
+const pagesPerSave = 8
 
 // errMoved says another delivery of this step checkpointed first; this one stops quietly.
 var errMoved = errors.New("run checkpoint moved")
@@ -132,24 +137,37 @@ func (s *stepper) checkpoint(ctx context.Context) error {
 	return err
 }
 
-// record makes the counts and change log of a step that is about to write stakeholders part of
-// the run before the writes, so a redelivery after a kill between the writes and the
-// checkpoint neither loses them nor logs them twice. It reports whether they were recorded
-// already (a redelivery): then the caller writes only, and its counts are dropped.
-func (s *stepper) record(ctx context.Context, before Run, logs func() error) (again bool, err error) {
-	if s.run.Recorded == s.run.Step+1 {
-		s.run = before // the counts of this step are in the run already
-		return true, nil
+// marker is the state of a run right after a page (or deprovision chunk) logged its changes and
+// before its writes. It is written in the same transaction as the page's last change-log rows,
+// so when it exists the counts and log of that step are complete.
+type marker struct {
+	Run Run `json:"run"`
+}
+
+func markerKey(runID string, step int) string { return fmt.Sprintf("%s~%08d", runID, step) }
+
+// record makes a step's counts and change log durable before its writes, without a run save of
+// its own: logs writes the change log with the marker last. A step killed after its writes but
+// before the run's next checkpoint is redone from the checkpoint; for each redone step whose
+// marker exists, the counts of the first attempt are taken back and nothing is logged twice, and
+// the writes are applied again (idempotent).
+func (s *stepper) record(ctx context.Context, logs func(mark func() tablestore.Op) error) (again bool, err error) {
+	if s.resuming {
+		m, _, err := tablestore.Get[marker](ctx, s.e.changes, s.org, markerKey(s.run.ID, s.run.Step))
+		switch {
+		case err == nil && m.Run.Step == s.run.Step:
+			m.Run.NextLink, m.Run.DeltaLink, m.Run.Cursor = s.run.NextLink, s.run.DeltaLink, s.run.Cursor
+			s.run = m.Run
+			return true, nil
+		case err != nil && !errors.Is(err, tablestore.ErrNotFound):
+			return false, err
+		}
+		s.resuming = false // markers are written in step order: none comes after a missing one
 	}
-	if err := logs(); err != nil {
-		return false, err
+	mark := func() tablestore.Op {
+		return tablestore.UpsertOp(markerKey(s.run.ID, s.run.Step), marker{Run: s.run}, tablestore.Replace)
 	}
-	s.run.Recorded = s.run.Step + 1
-	if err := s.checkpoint(ctx); err != nil {
-		return false, err
-	}
-	s.saved = true
-	return false, nil
+	return false, logs(mark)
 }
 
 // phase runs (part of) the current phase; done says it is complete.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -114,8 +113,6 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 	if err != nil {
 		return err
 	}
-	before := s.run
-	before.Errors = slices.Clone(s.run.Errors)
 	run := &s.run
 	// The same user may appear more than once in a page: the last entry is the newest.
 	last := map[string]int{}
@@ -180,23 +177,23 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			writes = append(writes, *wr)
 		}
 	}
-	logs := func() error {
+	logs := func(mark func() tablestore.Op) error {
 		if err := s.addPending(ctx, pending); err != nil {
 			return err
 		}
-		return s.e.logChanges(ctx, s.org, &s.run, changes)
+		return s.e.logChanges(ctx, s.org, &s.run, changes, mark)
 	}
 	if s.run.DryRun {
-		// Nothing is written, but the rest of the step (the scope phase) must see what would
-		// be, or it takes a user created here for one still to fetch and reports it twice.
+		// Nothing is written, so a redelivery reads and logs the same again. The rest of the
+		// step (the scope phase) must still see what would be written, or it takes a user
+		// created here for one still to fetch and reports it twice.
 		for _, w := range writes {
 			s.remember(w)
 		}
+		return logs(nil)
 	}
-	if s.run.DryRun || len(writes) == 0 {
-		return logs() // nothing written: a redelivery reads and logs the same again
-	}
-	if _, err := s.record(ctx, before, logs); err != nil {
+	// Every page records, writes or not: a redo after a kill relies on markers in step order.
+	if _, err := s.record(ctx, logs); err != nil {
 		return err
 	}
 	return s.write(ctx, writes)
