@@ -488,25 +488,7 @@ func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
 		}
 		return true
 	}
-	page, i, count := filterPage(g.t.users, st.C, size, match, st.X)
-	next := ""
-	if i < len(g.t.users) {
-		ns := st
-		ns.C = i
-		next = g.base + "/v1.0/users?$skiptoken=" + encodeState(ns)
-	}
-	ctx := g.base + "/v1.0/$metadata#users"
-	if st.S != userDefaultProps {
-		ctx += "(" + selectList(st.S, userPropNames) + ")"
-	}
-	return gresp{body: listPage(ctx, count, func(e *enc) {
-		for _, u := range page {
-			e.elem()
-			e.open()
-			writeUser(e, u, st.S)
-			e.close()
-		}
-	}, next)}
+	return listAnswer(g, st, "users", g.t.users, size, match, userDefaultProps, userPropNames, writeUser)
 }
 
 func (s *Server) getUser(r *http.Request, g *gctx) gresp {
@@ -701,25 +683,7 @@ func (s *Server) listGroups(r *http.Request, g *gctx) gresp {
 		}
 		return st.G == "" || searchMatch(st.G, gr)
 	}
-	page, i, count := filterPage(g.t.groups, st.C, size, match, st.X)
-	next := ""
-	if i < len(g.t.groups) {
-		ns := st
-		ns.C = i
-		next = g.base + "/v1.0/groups?$skiptoken=" + encodeState(ns)
-	}
-	ctx := g.base + "/v1.0/$metadata#groups"
-	if st.S != groupDefaultProps {
-		ctx += "(" + selectList(st.S, groupPropNames) + ")"
-	}
-	return gresp{body: listPage(ctx, count, func(e *enc) {
-		for _, gr := range page {
-			e.elem()
-			e.open()
-			writeGroup(e, gr, st.S)
-			e.close()
-		}
-	}, next)}
+	return listAnswer(g, st, "groups", g.t.groups, size, match, groupDefaultProps, groupPropNames, writeGroup)
 }
 
 func (s *Server) getGroup(r *http.Request, g *gctx) gresp {
@@ -942,6 +906,31 @@ func (s *Server) appRoleAssignments(r *http.Request, g *gctx) gresp {
 			e.close()
 		}
 	}, "")}
+}
+
+// listAnswer is one page of /users or /groups: the matching items from the state's cursor,
+// the nextLink to the rest, the context URL naming the $select, and $count when asked.
+func listAnswer[T any](g *gctx, st pageState, coll string, items []T, size int, match func(T) bool,
+	defaults uint64, names []string, write func(*enc, T, uint64)) gresp {
+	page, i, count := filterPage(items, st.C, size, match, st.X)
+	next := ""
+	if i < len(items) {
+		ns := st
+		ns.C = i
+		next = g.base + "/v1.0/" + coll + "?$skiptoken=" + encodeState(ns)
+	}
+	ctx := g.base + "/v1.0/$metadata#" + coll
+	if st.S != defaults {
+		ctx += "(" + selectList(st.S, names) + ")"
+	}
+	return gresp{body: listPage(ctx, count, func(e *enc) {
+		for _, it := range page {
+			e.elem()
+			e.open()
+			write(e, it, st.S)
+			e.close()
+		}
+	}, next)}
 }
 
 // filterPage returns up to size items that match, starting at index from; the index the next page
