@@ -13,6 +13,31 @@ import (
 // selected, or were deleted in Entra, are deactivated and emptied; manual groups are never
 // touched.
 func (s *stepper) syncGroups(ctx context.Context) error {
+	selected := map[string]bool{}
+	if s.settings.GroupSync && len(s.settings.GroupFilter) > 0 {
+		if err := s.mirrorGroups(ctx, selected); err != nil {
+			return err
+		}
+	}
+	// Group sync turned off, or a group deselected: its stakeholder group is retired rather than
+	// left looking maintained with a frozen membership.
+	all, err := s.e.groups.List(ctx, s.org)
+	if err != nil {
+		return err
+	}
+	for _, g := range all {
+		if g.Source == stakeholder.Entra && g.Active && !selected[g.ID] {
+			if err := s.retireGroup(ctx, g.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mirrorGroups writes each filter group as a stakeholder group with its exact membership and
+// marks it in selected.
+func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) error {
 	if err := s.loadScope(ctx); err != nil {
 		return err
 	}
@@ -20,7 +45,6 @@ func (s *stepper) syncGroups(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	selected := map[string]bool{}
 	for _, gid := range s.settings.GroupFilter {
 		id := stakeholder.SyncedGroupID(gid)
 		selected[id] = true
@@ -46,17 +70,6 @@ func (s *stepper) syncGroups(ctx context.Context) error {
 			Source: stakeholder.Entra, ExternalID: gid, Active: true, Members: len(ids), UpdatedAt: s.now}
 		if err := s.e.groups.Put(ctx, s.org, grp); err != nil {
 			return err
-		}
-	}
-	all, err := s.e.groups.List(ctx, s.org)
-	if err != nil {
-		return err
-	}
-	for _, g := range all {
-		if g.Source == stakeholder.Entra && g.Active && !selected[g.ID] {
-			if err := s.retireGroup(ctx, g.ID); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -201,7 +201,7 @@ func (s *stepper) next(p string) string {
 		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun && s.run.HadSynced},
 		{PhaseGuard, true},
 		{PhaseDeprovision, !s.run.DryRun},
-		{PhaseGroups, s.settings.GroupSync && filtered && !s.run.DryRun},
+		{PhaseGroups, !s.run.DryRun}, // also retires mirrored groups once group sync is off
 	}
 	seen := false
 	for _, o := range order {
@@ -228,6 +228,7 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 		// The delta token expired or was reset: a full round from scratch reaches the same state.
 		s.log.InfoContext(ctx, "delta token expired; resyncing in full")
 		run.Kind, run.Phase, run.NextLink, run.Cursor = "full", PhaseUsers, "", ""
+		run.Pages, run.Processed = 0, 0 // progress restarts with the full round; outcomes so far stay counted
 		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
 			return err
 		}

@@ -460,6 +460,11 @@ func TestGroupSync(t *testing.T) {
 	check(t, ga, "Alpha Team", false)
 	check(t, gc, "Gamma", true, append(slices.Clone(c), a[0])...)
 
+	// Group sync turned off: the mirrored group is retired, not left frozen.
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupSync = false })
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	check(t, gc, "Gamma", false)
+
 	after, afterETag, err := e.grps.Get(t.Context(), e.org, "manual1")
 	must(t, err)
 	if afterETag != manualETag || after != manualBefore {
