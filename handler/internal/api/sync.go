@@ -16,14 +16,42 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	problem.Write(w, r, problem.New(http.StatusNotFound, problem.NotFound, "no such API path"))
 }
 
-// runView is a run as the web app sees it: its Graph links are never shown.
+// runView is a run as the web app sees it. It lists what is shown, field by field, so the
+// engine's checkpoint state (Graph links, cursors, resume marks) can never leak into an answer.
 type runView struct {
-	dirsync.Run
-	NextLink  string    `json:"nextLink,omitempty"`
-	DeltaLink string    `json:"deltaLink,omitempty"`
-	Cursor    string    `json:"cursor,omitempty"`
-	HadSynced bool      `json:"hadSynced,omitempty"` // checkpoint state of the unseen phase: never shown
-	Progress  *progress `json:"progress,omitempty"`
+	ID                   string             `json:"id"`
+	State                dirsync.State      `json:"state"`
+	Kind                 string             `json:"kind"`
+	Trigger              string             `json:"trigger"`
+	DryRun               bool               `json:"dryRun"`
+	StartedAt            time.Time          `json:"startedAt"`
+	FinishedAt           time.Time          `json:"finishedAt,omitzero"`
+	Phase                string             `json:"phase"`
+	Step                 int                `json:"step"`
+	Total                int                `json:"total"`
+	Pages                int                `json:"pages"`
+	Processed            int                `json:"processed"`
+	Created              int                `json:"created"`
+	Updated              int                `json:"updated"`
+	Unchanged            int                `json:"unchanged"`
+	Conflicts            int                `json:"conflicts"`
+	Skipped              int                `json:"skipped"`
+	Deactivated          int                `json:"deactivated"`
+	Reactivated          int                `json:"reactivated"`
+	Linked               int                `json:"linked"`
+	Invalid              int                `json:"invalid"`
+	Throttled            int                `json:"throttled"`
+	ErrorCount           int                `json:"errorCount"`
+	PendingDeactivations int                `json:"pendingDeactivations"`
+	Synced               int                `json:"synced"`
+	GroupsSynced         int                `json:"groupsSynced"`
+	MembersAdded         int                `json:"membersAdded"`
+	MembersRemoved       int                `json:"membersRemoved"`
+	Hold                 *dirsync.Hold      `json:"hold,omitempty"`
+	Errors               []dirsync.RunError `json:"errors"`
+	LastError            string             `json:"lastError,omitempty"`
+	Changes              int                `json:"changes"`
+	Progress             *progress          `json:"progress,omitempty"`
 }
 
 // progress is a running run's progress bar: processed of total (total 0 = unknown).
@@ -35,7 +63,15 @@ type progress struct {
 }
 
 func view(r dirsync.Run) runView {
-	v := runView{Run: r}
+	v := runView{
+		ID: r.ID, State: r.State, Kind: r.Kind, Trigger: r.Trigger, DryRun: r.DryRun, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		Phase: r.Phase, Step: r.Step, Total: r.Total, Pages: r.Pages, Processed: r.Processed,
+		Created: r.Created, Updated: r.Updated, Unchanged: r.Unchanged, Conflicts: r.Conflicts, Skipped: r.Skipped,
+		Deactivated: r.Deactivated, Reactivated: r.Reactivated, Linked: r.Linked, Invalid: r.Invalid, Throttled: r.Throttled,
+		ErrorCount: r.ErrorCount, PendingDeactivations: r.PendingDeactivations, Synced: r.Synced,
+		GroupsSynced: r.GroupsSynced, MembersAdded: r.MembersAdded, MembersRemoved: r.MembersRemoved,
+		Hold: r.Hold, Errors: r.Errors, LastError: r.LastError, Changes: r.Changes,
+	}
 	if r.State == dirsync.Running {
 		p := &progress{Phase: r.Phase, Processed: r.Processed, Total: max(r.Total, r.Processed)}
 		if r.Total > 0 {
