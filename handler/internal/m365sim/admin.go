@@ -18,6 +18,8 @@ import (
 //	POST   /_sim/apps/{id}/redirect-uris                {"uri":"https://..."}: RegisterRedirectURI
 //	PUT    /_sim/apps/{id}/permissions                  {"roles":["User.Read.All"]}: SetAppPermissions
 //	POST   /_sim/tenants/{t}/sign-in                    SetSignedInTenant (the admin /organizations consents as)
+//	POST   /_sim/tenants/{t}/signed-in-user             SignedInUser JSON: {"objectId","userPrincipalName","name","directoryRoles":[...]}
+//	PUT    /_sim/apps/{id}/group-membership-claims      {"value":"DirectoryRole"}: SetGroupMembershipClaims
 //	POST   /_sim/tenants/{t}/consent-decision           ConsentDecision JSON: {"grant","roles","error","errorDescription","withAdminConsentTrue"}
 //	DELETE /_sim/tenants/{t}/consents/{app}             RevokeConsent
 //	POST   /_sim/tenants/{t}/mutate                     {"fraction":0.01,"seed":1} -> {"changed":n}
@@ -115,6 +117,15 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(nil, s.SetAppPermissions(parts[1], body.Roles...))
+	case m == http.MethodPut && n == 3 && at(0, "apps") && at(2, "group-membership-claims"):
+		var body struct {
+			Value string `json:"value"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
 	case n >= 3 && at(0, "tenants"):
 		s.adminTenant(r, parts[1], parts[2:], reply, decode)
 	default:
@@ -138,6 +149,13 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		reply(map[string]int{"changed": c}, err)
 	case m == http.MethodPost && n == 1 && p[0] == "sign-in":
 		reply(nil, s.SetSignedInTenant(t))
+	case m == http.MethodPost && n == 1 && p[0] == "signed-in-user":
+		var u SignedInUser
+		if err := decode(&u); err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(nil, s.SetSignedInUser(t, u))
 	case m == http.MethodPost && n == 1 && p[0] == "consent-decision":
 		var d ConsentDecision
 		if err := decode(&d); err != nil {

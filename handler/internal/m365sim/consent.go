@@ -83,7 +83,9 @@ func (s *Server) SetConsentDecision(tenantID string, d ConsentDecision) error {
 
 // SetSignedInTenant chooses the tenant (id or verified domain) whose admin is signed in to the
 // simulated browser: /organizations/v2.0/adminconsent consents for that tenant. A specific
-// tenant in the path targets that tenant whatever is signed in.
+// tenant in the path targets that tenant whatever is signed in. The signed-in user (who
+// /authorize signs in) becomes the tenant's default Global Administrator, replacing any user
+// set with SetSignedInUser.
 func (s *Server) SetSignedInTenant(tenantID string) error {
 	s.init()
 	s.mu.Lock()
@@ -93,6 +95,7 @@ func (s *Server) SetSignedInTenant(tenantID string) error {
 		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
 	}
 	s.signedIn = t.id
+	delete(s.users, t.id)
 	return nil
 }
 

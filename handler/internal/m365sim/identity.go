@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,9 @@ type app struct {
 	// configured Graph application permissions that .default asks for (SetAppPermissions).
 	redirectURIs []string
 	permissions  []string
+	// groupMembershipClaims is the manifest property (SetGroupMembershipClaims): with
+	// DirectoryRole or All, ID tokens carry wids.
+	groupMembershipClaims string
 }
 
 // RegisterApp registers a (multi-tenant) Entra application with a client secret that never
@@ -271,6 +275,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		clientID = strings.ToLower(u)
 		f.Set("client_secret", p)
 	}
+	if f.Get("grant_type") == "authorization_code" {
+		s.tokenAuthCode(w, r, pathTenant, f, clientID)
+		return
+	}
 
 	s.mu.Lock()
 	now := s.now()
@@ -296,7 +304,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
 		return
 	case f.Get("grant_type") != "client_credentials":
-		s.entraError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+f.Get("grant_type")+"'. (m365sim supports client_credentials only.)")
+		s.entraError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+f.Get("grant_type")+"'. (m365sim supports client_credentials and authorization_code only.)")
 		return
 	case clientID == "":
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
@@ -309,34 +317,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// client authentication
-	switch {
-	case f.Get("client_secret") != "":
-		var match *secret
-		for i := range secrets {
-			if secrets[i].value == f.Get("client_secret") {
-				match = &secrets[i]
-			}
-		}
-		if match == nil {
-			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID))
-			return
-		}
-		if !match.expires.IsZero() && !now.Before(match.expires) {
-			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000222, fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", clientID))
-			return
-		}
-	case f.Get("client_assertion") != "":
-		if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
-			s.entraError(w, r, http.StatusBadRequest, "invalid_request", 50027, "Invalid client_assertion_type; expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer.")
-			return
-		}
-		if err := verifyAssertion(f.Get("client_assertion"), clientID, certs); err != nil {
-			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation. ("+err.Error()+")")
-			return
-		}
-	default:
-		s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	if _, ok := s.authenticateClient(w, r, f, clientID, secrets, certs, now); !ok {
 		return
 	}
 
@@ -390,6 +371,45 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// authenticateClient checks the client secret (post or basic) or client_assertion of a token
+// request, answering the error itself when it fails. acr is the azpacr value ("1" secret,
+// "2" certificate).
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, f url.Values, clientID string, secrets []secret, certs []*x509.Certificate, now time.Time) (acr string, ok bool) {
+	switch {
+	case f.Get("client_secret") != "":
+		var match *secret
+		for i := range secrets {
+			if secrets[i].value == f.Get("client_secret") {
+				match = &secrets[i]
+			}
+		}
+		if match == nil {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID))
+			return "", false
+		}
+		if !match.expires.IsZero() && !now.Before(match.expires) {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000222, fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", clientID))
+			return "", false
+		}
+	case f.Get("client_assertion") != "":
+		if f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			s.entraError(w, r, http.StatusBadRequest, "invalid_request", 50027, "Invalid client_assertion_type; expected urn:ietf:params:oauth:client-assertion-type:jwt-bearer.")
+			return "", false
+		}
+		if err := verifyAssertion(f.Get("client_assertion"), clientID, certs); err != nil {
+			s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 700027, "Client assertion failed signature validation. ("+err.Error()+")")
+			return "", false
+		}
+	default:
+		s.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+		return "", false
+	}
+	if f.Get("client_assertion") != "" && f.Get("client_secret") == "" {
+		return "2", true
+	}
+	return "1", true
+}
+
 // entraError writes an error exactly as the Microsoft identity platform does.
 func (s *Server) entraError(w http.ResponseWriter, r *http.Request, status int, code string, aadsts int, desc string) {
 	s.mu.Lock()
@@ -435,16 +455,22 @@ type tokenClaims struct {
 	Azp            string   `json:"azp"`
 	Azpacr         string   `json:"azpacr"`
 	Idp            string   `json:"idp"`
-	Idtyp          string   `json:"idtyp"`
+	Idtyp          string   `json:"idtyp,omitempty"` // app-only tokens only, as Entra by default
+	Name           string   `json:"name,omitempty"`
 	Oid            string   `json:"oid"`
 	Roles          []string `json:"roles,omitempty"`
+	Scp            string   `json:"scp,omitempty"` // delegated (user) tokens only
 	Sub            string   `json:"sub"`
 	Tid            string   `json:"tid"`
+	UniqueName     string   `json:"unique_name,omitempty"`
+	Upn            string   `json:"upn,omitempty"`
 	Uti            string   `json:"uti"`
 	Ver            string   `json:"ver"`
+	Wids           []string `json:"wids,omitempty"`
 }
 
-func signJWT(c tokenClaims) (string, error) {
+// signJWT signs claims (tokenClaims or idTokenClaims) with the sim's key.
+func signJWT(c any) (string, error) {
 	sg := getSigner()
 	hdr, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "RS256", "x5t": sg.kid, "kid": sg.kid})
 	body, err := json.Marshal(c)

@@ -65,6 +65,8 @@ type Server struct {
 	apps      map[string]*app
 	decisions map[string]ConsentDecision // tenant id -> scripted admin-consent decision
 	signedIn  string                     // tenant id of the admin the organizations path resolves to
+	users     map[string]SignedInUser    // tenant id -> scripted signed-in user (SetSignedInUser)
+	codes     map[string]*authCode       // authorization codes issued by /authorize
 	rules     []*faultRule
 	routes    map[string]int64
 	total     int64
@@ -111,6 +113,8 @@ func (s *Server) init() {
 		s.tenants = map[string]*tenant{}
 		s.apps = map[string]*app{}
 		s.decisions = map[string]ConsentDecision{}
+		s.users = map[string]SignedInUser{}
+		s.codes = map[string]*authCode{}
 		s.routes = map[string]int64{}
 	})
 }
@@ -287,7 +291,7 @@ func (s *Server) makeTLS() error {
 // --- stats ---------------------------------------------------------------------------------
 
 // Stats are request counters. Routes are named by kind: "token", "openid-configuration",
-// "keys", "adminconsent", "users", "user", "manager", "users/delta", "groups", "group", "groups/delta",
+// "keys", "adminconsent", "authorize", "users", "user", "manager", "users/delta", "groups", "group", "groups/delta",
 // "members", "transitiveMembers", "servicePrincipals", "appRoleAssignments", "admin",
 // "unhandled".
 type Stats struct {
@@ -314,7 +318,7 @@ func (s *Server) Stats() Stats {
 
 func graphRoute(kind string) bool {
 	switch kind {
-	case "token", "openid-configuration", "keys", "adminconsent", "admin", "unhandled":
+	case "token", "openid-configuration", "keys", "adminconsent", "authorize", "admin", "unhandled":
 		return false
 	}
 	return true
@@ -405,6 +409,8 @@ func (s *Server) route(r *http.Request) route {
 		return route{"openid-configuration", s.openIDConfiguration}
 	case len(parts) == 3 && parts[1] == "v2.0" && parts[2] == "adminconsent" && r.Method == http.MethodGet:
 		return route{"adminconsent", s.adminConsent}
+	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "authorize" && r.Method == http.MethodGet:
+		return route{"authorize", s.authorize}
 	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token" && r.Method == http.MethodPost:
 		return route{"token", s.token}
 	case len(parts) == 4 && parts[1] == "discovery" && parts[2] == "v2.0" && parts[3] == "keys" && r.Method == http.MethodGet:
