@@ -11,6 +11,12 @@
 // -redirect-uri) grants them; POST /_sim/tenants/{t}/consent-decision scripts a refusal or a
 // partial grant.
 //
+// The same browser signs in through OpenID Connect ({url}/organizations/oauth2/v2.0/authorize,
+// response_type=code, then grant_type=authorization_code) as -tenant's Global Administrator;
+// POST /_sim/tenants/{t}/signed-in-user picks another user or role set. ID tokens carry wids
+// because -group-membership-claims defaults to DirectoryRole: the real app registration needs
+// the same manifest setting (Entra's default, None, leaves wids out of ID tokens).
+//
 // It writes the CA certificate to -ca-out (use it as SSL_CERT_FILE), prints one line
 // "READY https://127.0.0.1:<port>" and serves until SIGINT/SIGTERM. The /_sim/ admin API
 // (mutations, faults, stats) is enabled.
@@ -54,6 +60,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	roles := fs.String("roles", "User.Read.All,GroupMember.Read.All,Mail.Send", "consented Graph application permissions")
 	redirects := fs.String("redirect-uri", "", "comma-separated redirect URIs registered on the app (admin consent)")
 	consented := fs.Bool("consented", true, "consent the tenant at start-up (false: leave it to the admin-consent flow)")
+	gmc := fs.String("group-membership-claims", "DirectoryRole", "groupMembershipClaims of the app registration (DirectoryRole or All: ID tokens carry wids; None: Entra's default)")
 	caOut := fs.String("ca-out", "", "write the CA certificate PEM to this file")
 	verbose := fs.Bool("v", false, "log every request to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +94,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if err := sim.SetSignedInTenant(*tenant); err != nil {
+		return err
+	}
+	if err := sim.SetGroupMembershipClaims(*appID, *gmc); err != nil {
 		return err
 	}
 	if *consented {
