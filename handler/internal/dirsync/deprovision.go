@@ -16,6 +16,41 @@ type pendingDeactivation struct {
 	StakeholderID string `json:"stakeholderId"`
 	ExternalID    string `json:"externalId"`
 	Reason        string `json:"reason"` // deleted, disabled, out_of_filter
+	// Withdrawn is set when a later page of the round shows the user enabled and in scope
+	// again (delta may return an object more than once); written explicitly, never omitted, so a
+	// merge can set it back.
+	Withdrawn bool `json:"withdrawn"`
+}
+
+// withdrawPending takes back pending deactivations of stakeholders a later page shows active.
+func (s *stepper) withdrawPending(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if s.pendingIDs == nil {
+		rows, err := s.pendingRows(ctx, "", 1<<30)
+		if err != nil {
+			return err
+		}
+		s.pendingIDs = map[string]bool{}
+		for _, r := range rows {
+			if !r.Value.Withdrawn {
+				s.pendingIDs[r.Value.StakeholderID] = true
+			}
+		}
+	}
+	var ops []tablestore.Op
+	for _, id := range ids {
+		if s.pendingIDs[id] {
+			delete(s.pendingIDs, id)
+			ops = append(ops, tablestore.UpdateOp(pendingKey(s.run.ID, id), withdrawal{Withdrawn: true}, tablestore.ETagAny, tablestore.Merge))
+		}
+	}
+	return s.e.pending.Batch(ctx, s.org, ops)
+}
+
+type withdrawal struct {
+	Withdrawn bool `json:"withdrawn"`
 }
 
 func pendingKey(runID, stakeholderID string) string { return runID + "." + stakeholderID }
@@ -34,6 +69,9 @@ func (s *stepper) addPending(ctx context.Context, pd []pendingDeactivation) erro
 		}
 		seen[p.StakeholderID] = true
 		ops = append(ops, tablestore.UpsertOp(pendingKey(s.run.ID, p.StakeholderID), p, tablestore.Merge))
+		if s.pendingIDs != nil {
+			s.pendingIDs[p.StakeholderID] = true
+		}
 	}
 	return s.e.pending.Batch(ctx, s.org, ops)
 }
@@ -68,7 +106,7 @@ func (s *stepper) unseen(ctx context.Context) error {
 		return err
 	}
 	for _, r := range rows {
-		already[r.Value.StakeholderID] = true
+		already[r.Value.StakeholderID] = !r.Value.Withdrawn
 	}
 	var pd []pendingDeactivation
 	for row, err := range tablestore.Query[stakeholder.Stakeholder](ctx, s.e.cfg.Store.Table(stakeholder.Table), s.org, q) {
@@ -92,9 +130,15 @@ func (s *stepper) unseen(ctx context.Context) error {
 // org's threshold (a percentage of its active synced stakeholders, or an absolute count). The
 // pending deactivations are logged either way, so an admin sees what approval would do.
 func (s *stepper) guard(ctx context.Context) error {
-	rows, err := s.pendingRows(ctx, "", 1<<30)
+	all, err := s.pendingRows(ctx, "", 1<<30)
 	if err != nil {
 		return err
+	}
+	rows := all[:0:0]
+	for _, r := range all {
+		if !r.Value.Withdrawn {
+			rows = append(rows, r)
+		}
 	}
 	s.run.PendingDeactivations = len(rows)
 	if len(rows) == 0 {
@@ -143,6 +187,9 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 	items := make([]*work, 0, len(rows))
 	reasons := map[string]string{}
 	for _, r := range rows {
+		if r.Value.Withdrawn {
+			continue
+		}
 		items = append(items, &work{id: r.Value.StakeholderID})
 		reasons[r.Value.StakeholderID] = r.Value.Reason
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // State is a run's lifecycle state.
@@ -103,15 +104,31 @@ type RunError struct {
 	Hint   string `json:"hint"`
 }
 
-// maxErrors bounds the errors kept on a run record (an entity is at most 1 MiB); ErrorCount has
-// all of them, and each is also in the change log.
-const maxErrors = 100
+// maxErrors and maxErrorText bound the errors kept on a run record: the run, and the marker
+// that embeds it, are stored with their errors in one property of at most 64 KiB. ErrorCount
+// has all of them, and the change log has each record's.
+const (
+	maxErrors    = 50
+	maxErrorText = 240
+)
 
 func (r *Run) addError(e RunError) {
 	r.ErrorCount++
 	if len(r.Errors) < maxErrors {
+		e.Detail, e.Hint, e.Object = clip(e.Detail, maxErrorText), clip(e.Hint, maxErrorText), clip(e.Object, 100)
 		r.Errors = append(r.Errors, e)
 	}
+}
+
+// clip shortens s to at most n bytes on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // StartOptions say how a run starts.

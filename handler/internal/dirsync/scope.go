@@ -56,7 +56,7 @@ func (s *stepper) scope(ctx context.Context) error {
 		return err
 	}
 	for _, r := range rows {
-		already[r.Value.StakeholderID] = true
+		already[r.Value.StakeholderID] = !r.Value.Withdrawn
 	}
 	var pending []pendingDeactivation
 	for ext, link := range ix.ByExternal {

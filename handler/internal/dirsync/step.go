@@ -30,12 +30,13 @@ type stepper struct {
 	deadline time.Time
 	now      time.Time
 
-	ahead    *prefetched         // the next users/delta page, being fetched
-	unsaved  int                 // users pages done since the run was last saved
-	resuming bool                // this step may redo steps a killed delivery recorded (see record)
-	ix       *stakeholder.Index  // loaded on first use
-	allowed  map[string]bool     // users in the group filter; nil = no filter
-	members  map[string][]string // filter group → its users (nested included)
+	ahead      *prefetched         // the next users/delta page, being fetched
+	unsaved    int                 // users pages done since the run was last saved
+	resuming   bool                // this step may redo steps a killed delivery recorded (see record)
+	pendingIDs map[string]bool     // this run\'s pending deactivations, once loaded
+	ix         *stakeholder.Index  // loaded on first use
+	allowed    map[string]bool     // users in the group filter; nil = no filter
+	members    map[string][]string // filter group → its users (nested included)
 }
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or

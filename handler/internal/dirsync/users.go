@@ -120,6 +120,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		last[u.ID] = i
 	}
 	var items []*work
+	var seen []write // seen marks of stakeholders whose user cannot be merged
 	var changes []Change
 	var pending []pendingDeactivation
 	for i, u := range users {
@@ -141,6 +142,10 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			continue
 		}
 		values, problem := valuesOf(u)
+		if problem != "" && linked && run.Kind == "full" && !run.DryRun {
+			// Still there, only incomplete: a full round must not take it for deleted.
+			seen = append(seen, write{next: stakeholder.Stakeholder{ID: link.ID}, seenOnly: true})
+		}
 		if problem != "" {
 			run.Invalid++
 			run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: problem, Hint: "Complete the user's profile in Entra ID; the next sync picks it up."})
@@ -168,8 +173,12 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		return err
 	}
 
-	var writes []write
+	writes := seen
+	var back []string // active in this page: deactivations an earlier page asked for are withdrawn
 	for _, w := range items {
+		if w.user.AccountEnabled && w.id != "" {
+			back = append(back, w.id)
+		}
 		wr, ch, pd := s.decide(w)
 		changes = append(changes, ch...)
 		pending = append(pending, pd...)
@@ -178,6 +187,9 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		}
 	}
 	logs := func(mark func() tablestore.Op) error {
+		if err := s.withdrawPending(ctx, back); err != nil {
+			return err
+		}
 		if err := s.addPending(ctx, pending); err != nil {
 			return err
 		}
@@ -267,6 +279,8 @@ type write struct {
 	etag     tablestore.ETag
 	seenOnly bool
 	user     entra.User // for a retry after a concurrent edit
+	undo     func(*Run) // takes back the counts decide made for it, if the write never happens
+	name     string
 }
 
 func (w write) ops(runID string) []tablestore.Op {
@@ -305,7 +319,7 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 				ch.Fields = append(ch.Fields, FieldChange{Field: f, New: v[f]})
 			}
 		}
-		return &write{next: st, user: u}, []Change{ch}, nil
+		return &write{next: st, user: u, name: name, undo: func(r *Run) { r.Created-- }}, []Change{ch}, nil
 	}
 	cur := *w.cur
 	if cur.ExternalID != "" && cur.ExternalID != u.ID {
@@ -384,7 +398,24 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 		changes = append(changes, Change{Action: ActUpdated, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: reason, Fields: m.fields})
 	}
 	next.UpdatedAt, next.SyncedAt = s.now, s.now
-	return &write{next: next, prev: w.cur, etag: w.etag, user: u}, changes, pending
+	conflict, updated := m.conflict, len(m.fields) > 0 || linking
+	undo := func(r *Run) {
+		if linking {
+			r.Linked--
+		}
+		switch {
+		case reactivated:
+			r.Reactivated--
+		case conflict:
+			r.Conflicts--
+			r.Updated--
+		case updated:
+			r.Updated--
+		default:
+			r.Unchanged--
+		}
+	}
+	return &write{next: next, prev: w.cur, etag: w.etag, user: u, name: name, undo: undo}, changes, pending
 }
 
 func sameValues(a, b stakeholder.Values) bool {

@@ -3,6 +3,7 @@ package dirsync
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -18,6 +19,7 @@ const maxOps = 100
 func (s *stepper) write(ctx context.Context, writes []write) error {
 	var chunk []tablestore.Op
 	var members []write
+	keys := map[string]bool{}
 	flush := func() error {
 		if len(chunk) == 0 {
 			return nil
@@ -27,14 +29,24 @@ func (s *stepper) write(ctx context.Context, writes []write) error {
 			err = s.writeOneByOne(ctx, members)
 		}
 		chunk, members = chunk[:0], members[:0]
+		clear(keys)
 		return err
 	}
 	for _, w := range writes {
 		ops := w.ops(s.run.ID)
-		if len(chunk)+len(ops) > maxOps {
+		// A transaction never names a key twice (the store would split it there and cut a
+		// stakeholder's ops apart): two users taking the same address go in separate ones.
+		repeats := false
+		for _, op := range ops {
+			repeats = repeats || keys[op.Key]
+		}
+		if repeats || len(chunk)+len(ops) > maxOps {
 			if err := flush(); err != nil {
 				return err
 			}
+		}
+		for _, op := range ops {
+			keys[op.Key] = true
 		}
 		chunk = append(chunk, ops...)
 		members = append(members, w)
@@ -48,16 +60,23 @@ func (s *stepper) write(ctx context.Context, writes []write) error {
 func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 	for _, w := range writes {
 		err := s.e.stakeholders.Apply(ctx, s.org, w.ops(s.run.ID))
-		if errors.Is(err, tablestore.ErrConflict) && !w.seenOnly && w.prev != nil {
+		if errors.Is(err, tablestore.ErrConflict) && !w.seenOnly && !errors.Is(err, stakeholder.ErrEmailInUse) {
 			err = s.remerge(ctx, w)
 		}
 		switch {
 		case err == nil:
 		case errors.Is(err, stakeholder.ErrEmailInUse):
 			s.run.Invalid++
-			s.run.addError(RunError{Code: "invalid_data", Object: w.user.ID, Detail: "email " + w.next.Email + " is already used by another stakeholder",
+			detail := "email " + w.next.Email + " is already used by another stakeholder"
+			s.run.addError(RunError{Code: "invalid_data", Object: w.user.ID, Detail: detail,
 				Hint: "Change the address in Entra ID or on the other stakeholder in Leap Change."})
 			s.forget(w)
+			if err := s.notWritten(ctx, w, detail); err != nil {
+				return err
+			}
+			if err := s.markSeen(ctx, w); err != nil {
+				return err
+			}
 		case errors.Is(err, tablestore.ErrNotFound) && w.seenOnly:
 			// Deleted in Leap Change since the index was read: nothing to mark.
 		default:
@@ -71,8 +90,16 @@ func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 // version; a second conflict is left to the next run.
 func (s *stepper) remerge(ctx context.Context, w write) error {
 	st, etag, err := s.e.stakeholders.Get(ctx, s.org, w.next.ID)
+	if errors.Is(err, stakeholder.ErrNotFound) && w.prev == nil {
+		// A new stakeholder whose insert conflicted although its row does not exist: its email
+		// row did (the store cannot always tell which op failed).
+		return stakeholder.ErrEmailInUse
+	}
 	if err != nil {
 		return err
+	}
+	if w.prev == nil && w.user.ID != "" && st.ExternalID != w.user.ID {
+		return fmt.Errorf("%w: stakeholder id %s is taken by another record", tablestore.ErrConflict, st.ID)
 	}
 	if w.user.ID == "" {
 		// A deactivation (no user to merge): deactivate the new version, keeping its edits.
@@ -97,9 +124,35 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 		return nil
 	}
 	err = s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
-	if errors.Is(err, tablestore.ErrConflict) {
-		s.run.addError(RunError{Code: "conflict", Object: w.user.ID, Detail: "the stakeholder kept changing in Leap Change during the sync", Hint: "The next sync merges it."})
+	if errors.Is(err, tablestore.ErrConflict) && !errors.Is(err, stakeholder.ErrEmailInUse) {
+		detail := "the stakeholder kept changing in Leap Change during the sync"
+		s.run.addError(RunError{Code: "conflict", Object: w.user.ID, Detail: detail, Hint: "The next sync merges it."})
+		if err := s.notWritten(ctx, w, detail); err != nil {
+			return err
+		}
+		return s.markSeen(ctx, write{next: stakeholder.Stakeholder{ID: st.ID}, prev: &st})
+	}
+	return err
+}
+
+// notWritten takes back the counts of a write that never happened and says so in the change
+// log, after the entry that announced it (the log is written before the writes, for redo).
+func (s *stepper) notWritten(ctx context.Context, w write, why string) error {
+	if w.undo != nil {
+		w.undo(&s.run)
+	}
+	return s.e.logChanges(ctx, s.org, &s.run, []Change{{Action: ActError, StakeholderID: w.next.ID, ExternalID: w.user.ID, Name: w.name, Reason: "not written: " + why}}, nil)
+}
+
+// markSeen records, in a full round, that a stakeholder's user was found even though its write
+// failed: the unseen phase must not take a live user for a deleted one.
+func (s *stepper) markSeen(ctx context.Context, w write) error {
+	if s.run.Kind != "full" || w.prev == nil || s.run.DryRun {
 		return nil
+	}
+	err := s.e.stakeholders.Apply(ctx, s.org, []tablestore.Op{stakeholder.MarkSeenOp(w.next.ID, s.run.ID)})
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return nil // deleted in Leap Change meanwhile
 	}
 	return err
 }

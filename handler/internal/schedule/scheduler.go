@@ -65,7 +65,7 @@ type Config struct {
 //
 //   - Missed slots (the host was down for hours or days) are not replayed one by one: only the
 //     latest is served, so an outage costs at most one catch-up run.
-//   - A slot that passed before the org's settings were last saved (Settings.UpdatedAt after the
+//   - A slot that passed before the org's schedule was last changed (Settings.ScheduleUpdatedAt after the
 //     slot) is recorded as served without a run. An admin who turns on a daily sync at 10:00 gets
 //     the first run at 06:00 the next day, not a surprise run at 10:00; the same holds when a
 //     schedule is switched on again after being manual. This is the baseline of an org seen for
@@ -241,7 +241,7 @@ func (s *Scheduler) org(ctx context.Context, org tablestore.Org, now time.Time, 
 		skip(Claimed)
 		return
 	}
-	if settings.UpdatedAt.After(slot) {
+	if scheduleChanged(settings).After(slot) {
 		_, err := s.put(ctx, org, state{Served: slot}, etag)
 		switch {
 		case errors.Is(err, tablestore.ErrConflict):
@@ -293,4 +293,13 @@ func (s *Scheduler) put(ctx context.Context, org tablestore.Org, v state, etag t
 		return s.table.Insert(ctx, org, rowKey, v)
 	}
 	return s.table.Update(ctx, org, rowKey, v, etag, tablestore.Replace)
+}
+
+// scheduleChanged is when the org's schedule last changed; settings saved before that field
+// existed fall back to their save time.
+func scheduleChanged(s syncsettings.Settings) time.Time {
+	if !s.ScheduleUpdatedAt.IsZero() {
+		return s.ScheduleUpdatedAt
+	}
+	return s.UpdatedAt
 }

@@ -180,6 +180,24 @@ func TestSchedulerTicks(t *testing.T) {
 			},
 		},
 		{
+			name: "editing other settings after the slot does not cancel it",
+			setup: func(e *env) {
+				org := e.org("edited", daily, "Europe/Berlin", saved)
+				st, etag, err := e.settings.Get(e.t.Context(), org)
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				// The merge strategy changed at 08:05 UTC; the schedule itself is from January.
+				st.MergeStrategy, st.UpdatedAt, st.ScheduleUpdatedAt = syncsettings.LeapWins, utc("2026-06-01T08:05:00Z"), utc(saved)
+				if _, err := e.settings.Put(e.t.Context(), org, st, etag); err != nil {
+					e.t.Fatal(err)
+				}
+			},
+			ticks: []tick{
+				{"2026-06-01T08:15:00Z", []string{"started edited@2026-06-01T04:00:00Z new=true"}},
+			},
+		},
+		{
 			name: "manual orgs never start",
 			setup: func(e *env) {
 				e.org("manual", manual, "Europe/Berlin", saved)
