@@ -46,6 +46,10 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 		v.GroupFilter = []string{}
 	}
 	v.UpdatedAt = s.d.Now().UTC()
+	v.ScheduleUpdatedAt = cur.ScheduleUpdatedAt
+	if v.Frequency != cur.Frequency || v.TimeZone != cur.TimeZone || v.ScheduleUpdatedAt.IsZero() {
+		v.ScheduleUpdatedAt = v.UpdatedAt
+	}
 	if err := s.validateSettings(r, org, v, cur); err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ type Settings struct {
 	GroupType         string    `json:"groupType"`
 	DeletionThreshold Threshold `json:"deletionThreshold"`
 	UpdatedAt         time.Time `json:"updatedAt,omitzero"`
+	// ScheduleUpdatedAt is when frequency or time zone last changed: a slot that passed before
+	// it is not caught up (the schedule did not exist yet). Other edits do not move it.
+	ScheduleUpdatedAt time.Time `json:"scheduleUpdatedAt,omitzero"`
 }
 
 // Defaults are the settings of an org that never saved any.
