@@ -121,6 +121,10 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	if err := sim.SetSignedInTenant(tenantID); err != nil {
 		return err
 	}
+	// Our app registration emits the signed-in user's directory roles (wids) in ID tokens.
+	if err := sim.SetGroupMembershipClaims(clientID, "DirectoryRole"); err != nil {
+		return err
+	}
 
 	step("Starting the local Functions host stand-in with the handler")
 	handlerOut := io.Discard
@@ -302,7 +306,8 @@ func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Write
 	var started struct {
 		ConsentURL string `json:"consentUrl"`
 	}
-	if err := api.do(ctx, "POST", "/m365/connect", map[string]any{}, &started); err != nil {
+	var err error
+	if err = api.do(ctx, "POST", "/m365/connect", map[string]any{}, &started); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "consent URL: %s…\n", started.ConsentURL[:min(len(started.ConsentURL), 90)])
@@ -323,15 +328,17 @@ func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Write
 		}
 		return resp.Header.Get("Location"), nil
 	}
-	callback, err := hop(started.ConsentURL)
-	if err != nil {
-		return err
+	// Consent page → our callback → the administrator's sign-in → our callback → the web app.
+	next := started.ConsentURL
+	for range 4 {
+		if next, err = hop(next); err != nil {
+			return err
+		}
+		if strings.HasPrefix(next, "http://localhost:3000/") {
+			break
+		}
 	}
-	back, err := hop(callback)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "admin approved; callback sent the admin back to %s\n", back)
+	fmt.Fprintf(out, "admin approved and signed in; the callback sent the admin back to %s\n", next)
 	var status struct {
 		Status             string   `json:"status"`
 		TenantID           string   `json:"tenantId"`

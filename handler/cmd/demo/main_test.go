@@ -31,7 +31,7 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 	s := out.String()
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`connection: connected to tenant 3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b; granted \[User.Read.All GroupMember.Read.All Mail.Send\]; missing \[\]`),
-		regexp.MustCompile(`callback sent the admin back to http://localhost:3000/settings/integrations\?m365=connected&org=demo`),
+		regexp.MustCompile(`the callback sent the admin back to http://localhost:3000/settings/integrations\?m365=connected&org=demo`),
 		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 450 processed: \d+ created, 1 updated, 0 unchanged, 0 conflicts`),
 		regexp.MustCompile(`the manual stakeholder was linked, not duplicated: source entra, externalId [0-9a-f-]{36}, influence kept: high`),
 		regexp.MustCompile(`succeeded delta sync in [0-9.]+s — [1-9]\d* processed: 0 created, [1-9]\d* updated, \d+ unchanged, 1 conflicts`),

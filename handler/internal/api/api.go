@@ -190,6 +190,8 @@ func problemFor(err error) problem.Problem {
 		return problem.New(http.StatusNotFound, problem.NotFound, "no such resource")
 	case errors.Is(err, tablestore.ErrConflict):
 		return problem.New(http.StatusConflict, problem.Conflict, "changed by someone else; reload and retry")
+	case errors.Is(err, tablestore.ErrInvalid):
+		return problem.New(http.StatusBadRequest, problem.Invalid, "the request names something that cannot be stored or looked up")
 	case errors.Is(err, tablestore.ErrThrottled), errors.Is(err, tablestore.ErrUnavailable):
 		p := problem.New(http.StatusServiceUnavailable, problem.Unavailable, "storage is busy; retry shortly")
 		p.RetryAfter = 5e9

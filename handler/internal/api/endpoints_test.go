@@ -355,6 +355,7 @@ func TestStakeholderCRUD(t *testing.T) {
 	wantProblem(t, f.doH(t, "PUT", sk+"/nosuch", body, "If-Match", "*"), 404, notFoundType, "")
 
 	wantProblem(t, f.doH(t, "DELETE", sk+"/"+id, "", "If-Match", etag), 412, preconditionTyp, "")
+	wantProblem(t, f.doH(t, "DELETE", sk+"/"+id, "", "If-Match", "garbage"), 412, preconditionTyp, "")
 	if a := f.doH(t, "DELETE", sk+"/"+id, "", "If-Match", newTag); a.status != 204 || a.raw != "" {
 		t.Fatalf("DELETE = %d %s", a.status, a.raw)
 	}

@@ -168,11 +168,15 @@ func (s *Server) putStakeholder(w http.ResponseWriter, r *http.Request, org tabl
 }
 
 func (s *Server) deleteStakeholder(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	etag := tablestore.ETag(r.Header.Get("If-Match"))
-	if etag == "*" {
-		etag = ""
+	_, current, err := s.d.Stakeholders.Get(r.Context(), org, r.PathValue("id"))
+	if err != nil {
+		return err
 	}
-	err := s.d.Stakeholders.Delete(r.Context(), org, r.PathValue("id"), etag)
+	// If-Match is compared here, as for PUT: whatever the client sends, a mismatch is a 412.
+	if m := r.Header.Get("If-Match"); m != "" && m != "*" && m != string(current) {
+		return errPrecondition
+	}
+	err = s.d.Stakeholders.Delete(r.Context(), org, r.PathValue("id"), current)
 	if errors.Is(err, tablestore.ErrConflict) {
 		return errPrecondition
 	}

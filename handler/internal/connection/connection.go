@@ -29,6 +29,7 @@ type Record struct {
 	Granted     []string  `json:"granted"`
 	Missing     []string  `json:"missing"`
 	ConnectedAt time.Time `json:"connectedAt"`
+	ConnectedBy string    `json:"connectedBy,omitempty"` // the administrator who signed in
 	UpdatedAt   time.Time `json:"updatedAt"`
 	LastError   string    `json:"lastError"`
 	ErrorHint   string    `json:"errorHint"`

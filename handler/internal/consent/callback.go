@@ -9,8 +9,9 @@ import (
 	"github.com/leapchange/m365/handler/internal/problem"
 )
 
-// Callback serves ConsentCallback: it completes consent and sends the admin back to the web app
-// with the outcome (m365=connected|error, reason, missing). A bad state gets a 400 problem and
+// Callback serves ConsentCallback, both legs: after admin consent it sends the admin on to sign
+// in; after the sign-in it sends them back to the web app with the outcome (m365=connected|error,
+// reason, missing). A bad state gets a 400 problem and
 // no redirect: nothing in such a request can be trusted, not even which org it is about.
 func (f *Flow) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -26,6 +27,10 @@ func (f *Flow) Callback() http.Handler {
 			f.cfg.Logger.ErrorContext(r.Context(), "consent callback failed", "error", err.Error())
 			p := problem.New(http.StatusServiceUnavailable, problem.Unavailable, "the connection could not be recorded; start connecting again in a minute")
 			problem.Write(w, r, p)
+			return
+		}
+		if out.Next != "" {
+			http.Redirect(w, r, out.Next, http.StatusFound) // on to the administrator's sign-in
 			return
 		}
 		http.Redirect(w, r, f.backToApp(out), http.StatusFound)

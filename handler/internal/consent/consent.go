@@ -37,9 +37,12 @@ var Required = []Permission{
 	{"Mail.Send", "notifications by mail"},
 }
 
-// tokens proves consent: an app-only token for a tenant exists only if an admin consented.
+// tokens proves consent: an app-only token for a tenant exists only if an admin consented, and
+// the sign-in that follows tells who did.
 type tokens interface {
 	Token(ctx context.Context, tenantID string) (m365auth.AppToken, error)
+	AuthorizeURL(tenant, redirectURI, state, nonce string) (string, error)
+	RedeemCode(ctx context.Context, tenant, code, redirectURI string) (m365auth.SignIn, error)
 }
 
 // accessChecker confirms granted permissions with cheap Graph calls (graph.Client.CheckAccess).
@@ -126,12 +129,10 @@ type pendingState struct {
 // connection shows "pending" unless it is connected already (re-authorizing keeps it working).
 func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant bool) (consentURL string, expires time.Time, err error) {
 	now := f.cfg.Now().UTC()
-	expires = now.Add(f.cfg.StateTTL)
-	nonce := randomToken()
-	if _, err := f.states.Insert(ctx, org, nonce, pendingState{Expires: expires}); err != nil {
-		return "", time.Time{}, fmt.Errorf("consent: save state: %w", err)
+	state, expires, err := f.issue(ctx, org, claims{Issued: now.Unix(), AllowShared: allowSharedTenant})
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	state := f.sign.sign(claims{Org: org.String(), Nonce: nonce, Expires: expires.Unix(), AllowShared: allowSharedTenant})
 	f.dropExpiredStates(ctx, org, now)
 
 	rec, etag, err := f.cfg.Connections.Get(ctx, org)
@@ -152,6 +153,16 @@ func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant 
 	}
 	// "organizations", never "common": personal accounts cannot grant admin consent.
 	return strings.TrimRight(f.cfg.AuthorityHost, "/") + "/organizations/v2.0/adminconsent?" + q.Encode(), expires, nil
+}
+
+// issue stores a single-use state for org and returns it signed, with c's other claims.
+func (f *Flow) issue(ctx context.Context, org tablestore.Org, c claims) (string, time.Time, error) {
+	expires := f.cfg.Now().UTC().Add(f.cfg.StateTTL)
+	c.Org, c.Nonce, c.Expires = org.String(), randomToken(), expires.Unix()
+	if _, err := f.states.Insert(ctx, org, c.Nonce, pendingState{Expires: expires}); err != nil {
+		return "", time.Time{}, fmt.Errorf("consent: save state: %w", err)
+	}
+	return f.sign.sign(c), expires, nil
 }
 
 // dropExpiredStates removes states no callback can use any more, so abandoned attempts do not
@@ -178,6 +189,7 @@ func (f *Flow) redirectURI() string {
 // Outcome is what a completed callback did, for the redirect back to the web app.
 type Outcome struct {
 	Org       tablestore.Org
+	Next      string // where the browser goes next when the flow is not finished (the sign-in)
 	Connected bool
 	Reason    string // a stable code when not connected: consent_denied, not_consented, tenant_in_use, …
 	Missing   []string
@@ -186,8 +198,15 @@ type Outcome struct {
 // errorCode accepts the OAuth error codes Entra sends; anything else is reported as "error".
 var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
-// Complete handles the admin-consent callback query. A bad state is ErrBadState and nothing is
-// written; every other outcome, success or failure, is recorded on the org's connection.
+// Complete handles a callback of the connection flow; the query is untrusted. Its first leg is
+// Entra's admin-consent redirect: consent granted somewhere in a tenant does not say by whom (an
+// app-only token for a tenant exists as soon as anyone ever consented there), so the admin is
+// sent on to sign in. The second leg is that sign-in's redirect: the ID token, redeemed with our
+// secret, says which tenant the admin belongs to and that they hold a role that can grant admin
+// consent; only then is consent proven, permissions read and the tenant bound to the org.
+//
+// A bad state is ErrBadState and nothing is written; every other outcome, success or failure, is
+// recorded on the org's connection.
 func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 	c, err := f.sign.verify(q.Get("state"), f.cfg.Now())
 	if err != nil {
@@ -204,8 +223,24 @@ func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 		}
 		return Outcome{}, err
 	}
-	out := Outcome{Org: org}
+	// From here on the state is spent: finish and record the outcome even if the admin's
+	// browser goes away, or the connection would stay "pending" with nothing to show.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	out, err := f.complete(ctx, org, c, q)
+	if err != nil {
+		f.cfg.Logger.ErrorContext(ctx, "microsoft 365 connection failed", "org", org.String(), "error", err.Error())
+		if rerr := f.record(ctx, org, failure{reason: "the connection could not be completed: " + err.Error(), hint: hintRetry}); rerr != nil {
+			return out, errors.Join(err, rerr)
+		}
+		out.Reason = "internal"
+		return out, nil
+	}
+	return out, nil
+}
 
+func (f *Flow) complete(ctx context.Context, org tablestore.Org, c claims, q url.Values) (Outcome, error) {
+	out := Outcome{Org: org}
 	// Any error parameter is a failure, even beside admin_consent=True.
 	if e := q.Get("error"); e != "" {
 		code := e
@@ -213,47 +248,122 @@ func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 			code = "error"
 		}
 		out.Reason = "consent_denied"
-		detail := "Microsoft 365 refused consent (" + code + ")"
+		what := "Microsoft 365 refused consent"
+		if c.signInLeg() {
+			out.Reason, what = "signin_failed", "the administrator's sign-in failed"
+		}
+		detail := what + " (" + code + ")"
 		if d := q.Get("error_description"); d != "" {
 			detail += ": " + truncate(firstLine(d), 300)
 		}
 		return out, f.record(ctx, org, failure{reason: detail, hint: hintDenied})
 	}
+	if !c.signInLeg() {
+		return f.consented(ctx, org, c, q.Get("tenant"))
+	}
+	return f.signedIn(ctx, org, c, q.Get("code"))
+}
 
-	hint := q.Get("tenant")
-	if !m365auth.ValidTenant(hint) {
+// consented handles the admin-consent redirect: the tenant it names is only a hint of where to
+// send the admin to sign in.
+func (f *Flow) consented(ctx context.Context, org tablestore.Org, c claims, tenant string) (Outcome, error) {
+	out := Outcome{Org: org}
+	if !m365auth.ValidTenant(tenant) {
 		out.Reason = "no_tenant"
 		return out, f.record(ctx, org, failure{reason: "the consent callback named no valid tenant", hint: hintDenied})
 	}
-	tok, err := f.prove(ctx, hint)
+	next := claims{Issued: c.Issued, AllowShared: c.AllowShared, Tenant: tenant, OIDCNonce: randomToken()}
+	state, _, err := f.issue(ctx, org, next)
 	if err != nil {
-		out.Reason = "not_consented"
+		return out, err
+	}
+	// issue filled in the stored nonce; the sign-in needs the OpenID nonce.
+	u, err := f.cfg.Tokens.AuthorizeURL(tenant, f.redirectURI(), state, next.OIDCNonce)
+	if err != nil {
+		return out, err
+	}
+	out.Next = u
+	return out, nil
+}
+
+// signedIn handles the sign-in redirect: who signed in, then consent, permissions and binding.
+func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code string) (Outcome, error) {
+	out := Outcome{Org: org, Reason: "not_consented"}
+	if code == "" {
+		out.Reason = "signin_failed"
+		return out, f.record(ctx, org, failure{reason: "the sign-in answer had no authorization code", hint: hintDenied})
+	}
+	who, err := f.cfg.Tokens.RedeemCode(ctx, c.Tenant, code, f.redirectURI())
+	switch {
+	case entra.KindOf(err) == entra.KindUnavailable:
+		out.Reason = "unreachable"
+		return out, f.record(ctx, org, failure{reason: "could not reach Microsoft sign-in: " + err.Error(), hint: hintNetwork})
+	case err != nil:
+		out.Reason = "signin_failed"
+		return out, f.record(ctx, org, failure{reason: "the administrator's sign-in could not be verified: " + err.Error(), hint: hintDenied})
+	case who.Nonce != c.OIDCNonce:
+		out.Reason = "signin_failed"
+		return out, f.record(ctx, org, failure{reason: "the sign-in does not belong to this connection attempt", hint: hintDenied})
+	case !who.IsConsentAdmin():
+		out.Reason = "not_admin"
+		return out, f.record(ctx, org, failure{reason: "the account that signed in (" + who.Username + ") holds no role that can grant admin consent", hint: hintDenied})
+	}
+	tok, err := f.prove(ctx, who.TenantID)
+	if err != nil {
 		if entra.KindOf(err) == entra.KindUnavailable {
 			out.Reason = "unreachable"
 			return out, f.record(ctx, org, failure{reason: "could not reach Microsoft sign-in: " + err.Error(), hint: hintNetwork})
 		}
 		return out, f.record(ctx, org, failure{reason: "consent could not be proven: " + err.Error(), hint: hintDenied})
 	}
-
-	if ok, err := f.bind(ctx, tok.TenantID, org, c.AllowShared); err != nil {
+	if tok.TenantID != who.TenantID {
+		return out, f.record(ctx, org, failure{reason: "the app-only token is for another tenant than the administrator's", hint: hintDenied})
+	}
+	tenant := tok.TenantID
+	cur, _, err := f.cfg.Connections.Get(ctx, org)
+	if err != nil {
 		return out, err
-	} else if !ok {
+	}
+	if cur.Status != connection.Disconnected && cur.TenantID != "" && cur.TenantID != tenant {
+		out.Reason = "tenant_changed"
+		return out, f.record(ctx, org, failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged})
+	}
+	ok, err := f.claimTenant(ctx, tenant, org, c.AllowShared)
+	if err != nil {
+		return out, err
+	}
+	if !ok {
 		out.Reason = "tenant_in_use"
 		return out, f.record(ctx, org, failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse})
 	}
 
-	granted, missing := split(f.confirm(ctx, tok.TenantID, tok.Roles))
-	out.Connected, out.Missing = true, missing
+	granted, missing := split(f.confirm(ctx, tenant, tok.Roles))
 	now := f.cfg.Now().UTC()
-	rec := connection.Record{Status: connection.Connected, TenantID: tok.TenantID, Granted: granted, Missing: missing, ConnectedAt: now, UpdatedAt: now}
+	rec := connection.Record{Status: connection.Connected, TenantID: tenant, Granted: granted, Missing: missing, ConnectedAt: now, UpdatedAt: now, ConnectedBy: who.Username}
 	if len(missing) > 0 {
 		rec.LastError = "permissions not granted: " + strings.Join(missing, ", ")
 		rec.ErrorHint = missingHint(missing)
 	}
-	if err := f.save(ctx, org, func(old connection.Record) connection.Record { return rec }); err != nil {
+	issued := time.Unix(c.Issued, 0)
+	disconnected := false
+	if err := f.save(ctx, org, func(old connection.Record) connection.Record {
+		// A disconnect after this attempt began wins over it.
+		if disconnected = old.Status == connection.Disconnected && old.UpdatedAt.After(issued); disconnected {
+			return old
+		}
+		return rec
+	}); err != nil {
 		return out, err
 	}
-	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tok.TenantID, "missing", missing)
+	if disconnected {
+		out.Reason = "disconnected"
+		return out, f.releaseTenant(ctx, tenant, org)
+	}
+	if err := f.confirmTenant(ctx, tenant, org, c.AllowShared); err != nil {
+		return out, err
+	}
+	out.Connected, out.Missing, out.Reason = true, missing, ""
+	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tenant, "by", who.ObjectID, "missing", missing)
 	return out, nil
 }
 
@@ -296,39 +406,41 @@ func (f *Flow) confirm(ctx context.Context, tenant string, roles []string) []str
 	})
 }
 
-// binding says which org a tenant is connected to.
+// binding says which org a tenant belongs to. It is the one record that decides: a claim is
+// taken with the row's ETag, so of two orgs completing at once one wins.
 type binding struct {
-	Org     string    `json:"org"`
-	BoundAt time.Time `json:"boundAt"`
+	Org       string    `json:"org"`
+	Connected bool      `json:"connected"` // false while the claiming org is still completing
+	At        time.Time `json:"at"`
 }
 
-// bind claims tenant for org. It fails (false) when another org holds the tenant and is still
-// connected to it, unless sharing was explicitly allowed.
-func (f *Flow) bind(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
+// claimGrace is how long an unfinished claim holds a tenant; a flow that died in between is
+// taken over after it.
+const claimGrace = 10 * time.Minute
+
+// claimTenant claims tenant for org. It fails (false) when another org holds or is claiming it,
+// unless sharing was explicitly allowed (then nothing is claimed).
+func (f *Flow) claimTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
 	part, err := tablestore.NewOrg(tenant)
 	if err != nil {
 		return false, err
 	}
 	for range 3 {
 		b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
+		now := f.cfg.Now().UTC()
 		switch {
 		case errors.Is(err, tablestore.ErrNotFound):
-			_, err = f.bindings.Insert(ctx, part, bindingKey, binding{Org: org.String(), BoundAt: f.cfg.Now().UTC()})
+			_, err = f.bindings.Insert(ctx, part, bindingKey, binding{Org: org.String(), At: now})
 		case err != nil:
 			return false, err
 		case b.Org == org.String():
+			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), Connected: b.Connected, At: now}, etag, tablestore.Replace)
+		case allowShared:
 			return true, nil
+		case !b.Connected && now.Sub(b.At) > claimGrace:
+			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), At: now}, etag, tablestore.Replace)
 		default:
-			other, _ := tablestore.NewOrg(b.Org)
-			rec, _, gerr := f.cfg.Connections.Get(ctx, other)
-			if gerr != nil {
-				return false, gerr
-			}
-			if rec.Status != connection.Disconnected && rec.TenantID == tenant {
-				return allowShared, nil
-			}
-			// The other org let the tenant go: take the binding over.
-			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), BoundAt: f.cfg.Now().UTC()}, etag, tablestore.Replace)
+			return false, nil
 		}
 		if err == nil {
 			return true, nil
@@ -340,21 +452,32 @@ func (f *Flow) bind(ctx context.Context, tenant string, org tablestore.Org, allo
 	return false, fmt.Errorf("consent: tenant binding keeps changing: %w", tablestore.ErrConflict)
 }
 
-// Disconnect ends org's connection: it keeps stakeholders and history, stops what needs the
-// connection (schedules and syncs check it), and releases the tenant for other orgs.
-func (f *Flow) Disconnect(ctx context.Context, org tablestore.Org) error {
-	var tenant string
-	err := f.save(ctx, org, func(old connection.Record) connection.Record {
-		tenant = old.TenantID
-		old.Status, old.UpdatedAt, old.LastError, old.ErrorHint = connection.Disconnected, f.cfg.Now().UTC(), "", ""
-		return old
-	})
-	if err != nil || tenant == "" {
-		return err
-	}
+// confirmTenant marks org's claim on tenant connected. A claim lost meanwhile (taken over after
+// the grace period) undoes the connection.
+func (f *Flow) confirmTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) error {
 	part, err := tablestore.NewOrg(tenant)
 	if err != nil {
-		return nil // a tenant id we never could have bound
+		return err
+	}
+	b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
+	switch {
+	case err == nil && b.Org == org.String():
+		b.Connected = true
+		_, err = f.bindings.Update(ctx, part, bindingKey, b, etag, tablestore.Replace)
+		return err
+	case allowShared && (err == nil || errors.Is(err, tablestore.ErrNotFound)):
+		return nil
+	case err != nil && !errors.Is(err, tablestore.ErrNotFound):
+		return err
+	}
+	return f.record(ctx, org, failure{reason: "this Microsoft 365 tenant was claimed by another Leap Change organization meanwhile", hint: hintTenantInUse})
+}
+
+// releaseTenant gives up org's claim on tenant, if it holds one.
+func (f *Flow) releaseTenant(ctx context.Context, tenant string, org tablestore.Org) error {
+	part, err := tablestore.NewOrg(tenant)
+	if err != nil {
+		return nil // a tenant id that could never have been claimed
 	}
 	b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
 	if errors.Is(err, tablestore.ErrNotFound) || (err == nil && b.Org != org.String()) {
@@ -367,6 +490,20 @@ func (f *Flow) Disconnect(ctx context.Context, org tablestore.Org) error {
 		return err
 	}
 	return nil
+}
+
+// Disconnect ends org's connection: it keeps stakeholders and history, stops what needs the
+// connection (schedules and syncs check it), forgets the tenant and releases it for other orgs.
+func (f *Flow) Disconnect(ctx context.Context, org tablestore.Org) error {
+	var tenant string
+	err := f.save(ctx, org, func(old connection.Record) connection.Record {
+		tenant = old.TenantID
+		return connection.Record{Status: connection.Disconnected, UpdatedAt: f.cfg.Now().UTC()}
+	})
+	if err != nil || tenant == "" {
+		return err
+	}
+	return f.releaseTenant(ctx, tenant, org)
 }
 
 type failure struct{ reason, hint string }
@@ -413,9 +550,11 @@ func split(roles []string) (granted, missing []string) {
 
 // Hints follow the troubleshooting guidance: admin permissions, network access, re-authorize.
 const (
-	hintDenied      = "Check admin permissions: sign in with a Global Administrator or Privileged Role Administrator account, approve all requested permissions, then connect again."
-	hintNetwork     = "Check network access to login.microsoftonline.com and graph.microsoft.com, then connect again."
-	hintTenantInUse = "Disconnect the tenant from the other Leap Change organization first, or ask Leap Change support to allow sharing it."
+	hintDenied        = "Check admin permissions: sign in with a Global Administrator or Privileged Role Administrator account, approve all requested permissions, then connect again."
+	hintNetwork       = "Check network access to login.microsoftonline.com and graph.microsoft.com, then connect again."
+	hintTenantInUse   = "Disconnect the tenant from the other Leap Change organization first, or ask Leap Change support to allow sharing it."
+	hintTenantChanged = "Disconnect the current Microsoft 365 tenant first, then connect the other one."
+	hintRetry         = "Connect again in a minute; if it keeps failing, contact Leap Change support."
 )
 
 func missingHint(missing []string) string {

@@ -67,6 +67,10 @@ func newRig(t *testing.T, appSecret string) *rig {
 	if err := sim.SetAppPermissions(clientID, allRoles...); err != nil {
 		t.Fatal(err)
 	}
+	// Our app registration emits directory roles (wids) in ID tokens.
+	if err := sim.SetGroupMembershipClaims(clientID, "DirectoryRole"); err != nil {
+		t.Fatal(err)
+	}
 	sim.AddTenant(tenantID, "fabrikam.example")
 	sim.AddTenant(otherTen, "contoso.example")
 	if err := sim.SetSignedInTenant(tenantID); err != nil {
@@ -110,26 +114,44 @@ func (r *rig) begin(t *testing.T, o string, shared bool) string {
 // admin plays the admin's browser at the consent URL and returns the callback query Entra sends.
 func (r *rig) admin(t *testing.T, consentURL string) url.Values {
 	t.Helper()
+	return r.follow(t, consentURL)
+}
+
+// callback delivers q to the ConsentCallback handler and, when it sends the admin on to sign
+// in, plays the browser through the simulated sign-in and delivers that callback too.
+func (r *rig) callback(t *testing.T, q url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := r.callbackOnce(t, q)
+	if loc := rec.Header().Get("Location"); rec.Code == http.StatusFound && strings.HasPrefix(loc, r.sim.URL()) {
+		return r.callbackOnce(t, r.follow(t, loc))
+	}
+	return rec
+}
+
+// callbackOnce delivers q to the ConsentCallback handler.
+func (r *rig) callbackOnce(t *testing.T, q url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.flow.Callback().ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", consent.CallbackPath+"?"+q.Encode(), nil))
+	return rec
+}
+
+// follow plays the browser at a simulated Entra page and returns the query it redirects to our
+// callback with.
+func (r *rig) follow(t *testing.T, u string) url.Values {
+	t.Helper()
 	hc := r.sim.HTTPClient()
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Get(consentURL)
+	resp, err := hc.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	loc, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), publicURL+consent.CallbackPath) {
-		t.Fatalf("consent page answered %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		t.Fatalf("Entra answered %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return loc.Query()
-}
-
-// callback delivers q to the ConsentCallback handler.
-func (r *rig) callback(t *testing.T, q url.Values) *httptest.ResponseRecorder {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	r.flow.Callback().ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", consent.CallbackPath+"?"+q.Encode(), nil))
-	return rec
 }
 
 func (r *rig) record(t *testing.T, o string) connection.Record {
@@ -253,7 +275,7 @@ func TestCallbackNeverTrustsTheQuery(t *testing.T) {
 	q := r.admin(t, r.begin(t, "attacker", false))
 	q.Set("tenant", otherTen)
 	back := backToApp(t, r.callback(t, q))
-	if back.Get("m365") != "error" || back.Get("reason") != "not_consented" {
+	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" {
 		t.Errorf("tampered tenant: back with %v", back)
 	}
 	if rec := r.record(t, "attacker"); rec.Status != connection.Failed || rec.TenantID != "" {
@@ -269,7 +291,7 @@ func TestRevokedSecret(t *testing.T) {
 	r.sim.RevokeSecret(clientID, secret)
 	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
 	rec := r.record(t, "acme")
-	if back.Get("reason") != "not_consented" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "AADSTS7000215") {
+	if back.Get("reason") != "signin_failed" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "AADSTS7000215") {
 		t.Errorf("back %v, record %+v; want a stored AADSTS7000215 failure", back, rec)
 	}
 	if strings.Contains(r.logs.String(), secret) || strings.Contains(rec.LastError, secret) {
@@ -366,5 +388,88 @@ func TestGraphRefusalOverridesTheToken(t *testing.T) {
 	rec := r.record(t, "acme")
 	if back.Get("missing") != "GroupMember.Read.All" || !slices.Equal(rec.Missing, []string{"GroupMember.Read.All"}) || !slices.Equal(rec.Granted, []string{"User.Read.All", "Mail.Send"}) {
 		t.Errorf("back %v, record %+v; want GroupMember.Read.All missing", back, rec)
+	}
+}
+
+// TestConsentElsewhereIsNoProof: a tenant that consented to our app once (for another org that
+// has since disconnected) cannot be claimed by a forged callback: the flow wants the tenant's
+// administrator to sign in, and someone from another tenant cannot.
+func TestConsentElsewhereIsNoProof(t *testing.T) {
+	r := newRig(t, secret)
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "victim", false))))
+	must(t, r.flow.Disconnect(t.Context(), org(t, "victim")))
+
+	// The attacker signs in as the administrator of their own tenant.
+	if err := r.sim.SetSignedInTenant(otherTen); err != nil {
+		t.Fatal(err)
+	}
+	u, _, err := r.flow.Begin(t.Context(), org(t, "attacker"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := url.Parse(u)
+	forged := url.Values{"admin_consent": {"True"}, "tenant": {tenantID}, "state": {state.Query().Get("state")}}
+	back := backToApp(t, r.callback(t, forged))
+	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" {
+		t.Errorf("forged callback: back with %v", back)
+	}
+	if rec := r.record(t, "attacker"); rec.Status == connection.Connected || rec.TenantID != "" {
+		t.Errorf("attacker's record = %+v", rec)
+	}
+}
+
+func TestOnlyAConsentAdminConnects(t *testing.T) {
+	r := newRig(t, secret)
+	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000001", UserPrincipalName: "clerk@fabrikam.example", Name: "Clerk"}))
+	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	rec := r.record(t, "acme")
+	if back.Get("reason") != "not_admin" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "clerk@fabrikam.example") {
+		t.Errorf("back %v, record %+v", back, rec)
+	}
+	// An Application Administrator may grant consent.
+	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000002", UserPrincipalName: "apps@fabrikam.example",
+		DirectoryRoles: []string{m365sim.RoleApplicationAdministrator}}))
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.ConnectedBy != "apps@fabrikam.example" {
+		t.Errorf("record = %+v, want connected by apps@fabrikam.example", rec)
+	}
+}
+
+func TestTenantChangeNeedsADisconnect(t *testing.T) {
+	r := newRig(t, secret)
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	must(t, r.sim.SetSignedInTenant(otherTen))
+	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	if rec := r.record(t, "acme"); back.Get("reason") != "tenant_changed" || rec.Status != connection.Connected || rec.TenantID != tenantID {
+		t.Errorf("back %v, record %+v; want the first tenant kept", back, rec)
+	}
+	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.TenantID != otherTen {
+		t.Errorf("after disconnecting: %+v, want connected to %s", rec, otherTen)
+	}
+}
+
+func TestDisconnectDuringTheFlowWins(t *testing.T) {
+	r := newRig(t, secret)
+	q := r.admin(t, r.begin(t, "acme", false))
+	r.now = r.now.Add(time.Second)
+	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
+	r.now = r.now.Add(time.Second)
+	back := backToApp(t, r.callback(t, q))
+	if rec := r.record(t, "acme"); back.Get("reason") != "disconnected" || rec.Status != connection.Disconnected {
+		t.Errorf("back %v, record %+v; want the disconnect to stand", back, rec)
+	}
+	// The tenant is free for another org.
+	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "other", false))))
+	if rec := r.record(t, "other"); rec.Status != connection.Connected {
+		t.Errorf("other org: %+v", rec)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -25,10 +25,18 @@ const maxStateLen = 1024
 // nonce is only useful once.
 type claims struct {
 	Org         string `json:"o"`
-	Nonce       string `json:"n"`
+	Nonce       string `json:"n"` // single-use key of the stored state
 	Expires     int64  `json:"e"` // Unix seconds
+	Issued      int64  `json:"i"` // Unix seconds the flow began (a later disconnect wins)
 	AllowShared bool   `json:"s,omitempty"`
+	// Sign-in leg: the tenant the admin consented in, and the OpenID Connect nonce the ID token
+	// must carry.
+	Tenant    string `json:"t,omitempty"`
+	OIDCNonce string `json:"on,omitempty"`
 }
+
+// signInLeg reports whether the state belongs to the sign-in that follows admin consent.
+func (c claims) signInLeg() bool { return c.OIDCNonce != "" }
 
 // signer signs and verifies states with STATE_SIGNING_KEY.
 type signer struct{ key []byte }

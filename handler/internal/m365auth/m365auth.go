@@ -128,12 +128,17 @@ func readClaims(jwt string) (claims, error) {
 	if len(parts) != 3 {
 		return claims{}, errors.New("not a JWT")
 	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	b, err := decodeSegment(parts[1])
 	if err != nil {
 		return claims{}, err
 	}
 	var cl claims
 	return cl, json.Unmarshal(b, &cl)
+}
+
+// decodeSegment decodes a JWT segment (base64url, padding optional).
+func decodeSegment(seg string) ([]byte, error) {
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
 }
 
 // aadstsCode finds the AADSTS error number in an Entra error text.
