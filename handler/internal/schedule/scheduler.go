@@ -254,6 +254,22 @@ func (s *Scheduler) org(ctx context.Context, org tablestore.Org, now time.Time, 
 		return
 	}
 
+	if st.Claim.Equal(slot) {
+		// An earlier invocation claimed this slot and never recorded it served: it may have
+		// started the run before it died. If so, that run serves the slot; a second is not started.
+		if run, ok, err := s.startedSince(ctx, org, st.ClaimedAt); err != nil {
+			fail(fmt.Errorf("looking for the run of a lapsed claim: %w", err))
+			return
+		} else if ok {
+			if _, err := s.put(ctx, org, state{Served: slot, RunID: run.ID}, etag); err != nil && !errors.Is(err, tablestore.ErrConflict) {
+				fail(fmt.Errorf("recording served slot: %w", err))
+				return
+			}
+			add(func(r *Result) { r.Started = append(r.Started, Started{org, slot, run, false}) })
+			return
+		}
+	}
+
 	claim := state{Served: st.Served, RunID: st.RunID, Claim: slot, ClaimedAt: now}
 	claimTag, err := s.put(ctx, org, claim, etag)
 	if errors.Is(err, tablestore.ErrConflict) {
@@ -285,6 +301,29 @@ func (s *Scheduler) org(ctx context.Context, org tablestore.Org, now time.Time, 
 		// this run while it is still running.
 		log.ErrorContext(ctx, "recording served slot failed", "slot", slot, "run", run.ID, "err", err)
 	}
+}
+
+// runLister is what a Starter may also offer: the org's runs, newest first (dirsync.Engine).
+type runLister interface {
+	Runs(ctx context.Context, org tablestore.Org, limit int) ([]dirsync.Run, error)
+}
+
+// startedSince finds a scheduled run of org started at or after t.
+func (s *Scheduler) startedSince(ctx context.Context, org tablestore.Org, t time.Time) (dirsync.Run, bool, error) {
+	lister, ok := s.cfg.Starter.(runLister)
+	if !ok {
+		return dirsync.Run{}, false, nil
+	}
+	runs, err := lister.Runs(ctx, org, 10)
+	if err != nil {
+		return dirsync.Run{}, false, err
+	}
+	for _, r := range runs {
+		if r.Trigger == "schedule" && !r.StartedAt.Before(t) {
+			return r, true, nil
+		}
+	}
+	return dirsync.Run{}, false, nil
 }
 
 // put writes v as org's state: an insert when etag is "" (no row yet), else an ETag-guarded replace.

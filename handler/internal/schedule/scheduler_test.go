@@ -30,6 +30,15 @@ type fakeStarter struct {
 	err   map[string]error
 	busy  map[string]bool
 	n     int
+	now   func() time.Time
+	runs  map[string][]dirsync.Run // newest first
+}
+
+func (f *fakeStarter) Runs(_ context.Context, org tablestore.Org, limit int) ([]dirsync.Run, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.runs[org.String()]
+	return r[:min(limit, len(r))], nil
 }
 
 func (f *fakeStarter) Start(_ context.Context, org tablestore.Org, opts dirsync.StartOptions) (dirsync.Run, bool, error) {
@@ -43,7 +52,14 @@ func (f *fakeStarter) Start(_ context.Context, org tablestore.Org, opts dirsync.
 		return dirsync.Run{}, false, err
 	}
 	f.n++
-	return dirsync.Run{ID: fmt.Sprintf("run-%d", f.n), State: dirsync.Running, Trigger: opts.Trigger}, !f.busy[org.String()], nil
+	run := dirsync.Run{ID: fmt.Sprintf("run-%d", f.n), State: dirsync.Running, Trigger: opts.Trigger}
+	if f.now != nil {
+		run.StartedAt = f.now()
+	}
+	if f.runs != nil {
+		f.runs[org.String()] = append([]dirsync.Run{run}, f.runs[org.String()]...)
+	}
+	return run, !f.busy[org.String()], nil
 }
 
 func (f *fakeStarter) count(org string) int {
@@ -337,5 +353,52 @@ func TestConcurrentRunsStartOnce(t *testing.T) {
 		if started[o] != 1 || e.starter.count(o) != 1 {
 			t.Errorf("%s: in Started %d times, Start called %d times; want 1", o, started[o], e.starter.count(o))
 		}
+	}
+}
+
+// TestLapsedClaimWhoseRunStartedIsNotStartedAgain: an invocation that started the slot's run
+// but died before recording it leaves a claim; once the lease lapses, the next tick finds that
+// run instead of starting a second one.
+func TestLapsedClaimWhoseRunStartedIsNotStartedAgain(t *testing.T) {
+	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.DropTables(context.Background()) })
+	settings := syncsettings.NewStore(store)
+	now := utc("2026-06-01T06:05:00Z")
+	starter := &fakeStarter{calls: map[string]int{}, err: map[string]error{}, busy: map[string]bool{},
+		now: func() time.Time { return now }, runs: map[string][]dirsync.Run{}}
+	sched, err := schedule.New(schedule.Config{Orgs: settings.Orgs, Settings: settings, Starter: starter, Store: store, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org, _ := tablestore.NewOrg("acme")
+	st := syncsettings.Defaults()
+	st.Frequency, st.TimeZone = syncsettings.Daily, "UTC"
+	if _, err := settings.Put(t.Context(), org, st, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The run started at 06:05, then the invocation died: only its claim is recorded.
+	if _, _, err := starter.Start(t.Context(), org, dirsync.StartOptions{Trigger: "schedule"}); err != nil {
+		t.Fatal(err)
+	}
+	type lapsed struct {
+		Claim     time.Time `json:"claim"`
+		ClaimedAt time.Time `json:"claimedAt"`
+	}
+	if _, err := store.Table(schedule.Table).Insert(t.Context(), org, "dirsync", lapsed{Claim: utc("2026-06-01T06:00:00Z"), ClaimedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(schedule.ClaimLease + time.Minute)
+	res, err := sched.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if starter.count("acme") != 1 || len(res.Started) != 1 || res.Started[0].New || res.Started[0].Run.ID != "run-1" {
+		t.Errorf("after the lease: %d starts, result %+v; want run-1 found, no second start", starter.count("acme"), res)
+	}
+	if res, _ := sched.Run(t.Context()); len(res.Started)+len(res.Skipped)+len(res.Failed) != 0 {
+		t.Errorf("the slot is not recorded as served: %+v", res)
 	}
 }
