@@ -390,30 +390,31 @@ func (s *Server) DeleteGroup(tenantID, id string) error {
 
 // AddMember adds a user or group (by object id) as a direct member of a group.
 func (s *Server) AddMember(tenantID, groupID, memberID string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, groupID)
-	if err != nil {
-		return err
-	}
-	m, err := t.resolveMember(memberID)
-	if err != nil {
-		return err
-	}
-	if m.isGroup && m.idx == g.idx {
-		return fmt.Errorf("m365sim: a group cannot be a member of itself")
-	}
-	if slices.Contains(g.members, m) {
+	return s.withMember(tenantID, groupID, memberID, func(t *tenant, g *groupRec, m memberRef) error {
+		if m.isGroup && m.idx == g.idx {
+			return fmt.Errorf("m365sim: a group cannot be a member of itself")
+		}
+		if slices.Contains(g.members, m) {
+			return nil
+		}
+		g.members = append(g.members, m)
+		t.logChange(change{group: true, idx: g.idx, mask: gMembers, member: m})
 		return nil
-	}
-	g.members = append(g.members, m)
-	t.logChange(change{group: true, idx: g.idx, mask: gMembers, member: m})
-	return nil
+	})
 }
 
 // RemoveMember removes a direct member from a group.
 func (s *Server) RemoveMember(tenantID, groupID, memberID string) error {
+	return s.withMember(tenantID, groupID, memberID, func(t *tenant, g *groupRec, m memberRef) error {
+		if !t.removeMemberLocked(g, m) {
+			return fmt.Errorf("%q is not a member of group %q: %w", memberID, groupID, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// withMember runs fn under the state lock with the group and the member it names.
+func (s *Server) withMember(tenantID, groupID, memberID string, fn func(*tenant, *groupRec, memberRef) error) error {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -425,10 +426,7 @@ func (s *Server) RemoveMember(tenantID, groupID, memberID string) error {
 	if err != nil {
 		return err
 	}
-	if !t.removeMemberLocked(g, m) {
-		return fmt.Errorf("%q is not a member of group %q: %w", memberID, groupID, ErrNotFound)
-	}
-	return nil
+	return fn(t, g, m)
 }
 
 func (t *tenant) resolveMember(id string) (memberRef, error) {
