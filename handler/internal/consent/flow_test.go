@@ -435,6 +435,25 @@ func TestOnlyAConsentAdminConnects(t *testing.T) {
 	}
 }
 
+// TestSignInMustCarryTheNonce: a sign-in whose ID token carries another nonce than the one bound
+// into the state (an authorization code injected from another sign-in) proves nothing.
+func TestSignInMustCarryTheNonce(t *testing.T) {
+	r := newRig(t, secret)
+	signIn := r.callbackOnce(t, r.admin(t, r.begin(t, "acme", false)))
+	u, err := url.Parse(signIn.Header().Get("Location"))
+	if signIn.Code != http.StatusFound || err != nil || !strings.HasPrefix(u.String(), r.sim.URL()) || u.Query().Get("nonce") == "" {
+		t.Fatalf("first leg answered %d %q, want a sign-in with a nonce", signIn.Code, signIn.Header().Get("Location"))
+	}
+	q := u.Query()
+	q.Set("nonce", "another-sign-ins-nonce")
+	u.RawQuery = q.Encode()
+	back := backToApp(t, r.callbackOnce(t, r.follow(t, u.String())))
+	rec := r.record(t, "acme")
+	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "does not belong") {
+		t.Errorf("back %v, record %+v; want a sign-in failure", back, rec)
+	}
+}
+
 func TestTenantChangeNeedsADisconnect(t *testing.T) {
 	r := newRig(t, secret)
 	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))

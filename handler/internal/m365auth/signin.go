@@ -41,7 +41,8 @@ func (s SignIn) IsConsentAdmin() bool {
 	return false
 }
 
-// AuthorizeURL is the OpenID Connect sign-in a browser is sent to, for tenant.
+// AuthorizeURL is the OpenID Connect sign-in a browser is sent to, for tenant. (MSAL's
+// AuthCodeURL cannot add a state or a nonce; see RedeemCode.)
 func (c *Credentials) AuthorizeURL(tenant, redirectURI, state, nonce string) (string, error) {
 	if !ValidTenant(tenant) {
 		return "", &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}
@@ -69,6 +70,10 @@ func (c *Credentials) authority() string {
 // RedeemCode exchanges an authorization code for the sign-in's ID token, with our app's secret,
 // and returns its claims. The token comes straight from the token endpoint over TLS, which
 // authenticates it (OpenID Connect Core §3.1.3.7), so its signature is not checked again.
+//
+// This is not MSAL Go's AcquireTokenByAuthCode on purpose: MSAL (v1.10.1) checks nothing in the
+// ID token (not aud, iss or nonce) and exposes neither nonce nor wids, so we would decode and
+// check the token here anyway. The README's "Connecting Microsoft 365" section says why in full.
 func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI string) (SignIn, error) {
 	if !ValidTenant(tenant) {
 		return SignIn{}, &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}

@@ -1,7 +1,10 @@
 package m365auth_test
 
 import (
+	"encoding/base64"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -65,5 +68,58 @@ func TestSignInThroughTheCodeFlow(t *testing.T) {
 	}
 	if (m365auth.SignIn{Roles: []string{"88d8e3e3-8f55-4a1e-953a-9b9898b8876b"}}).IsConsentAdmin() {
 		t.Error("a Directory Reader counted as a consent admin")
+	}
+}
+
+// TestRedeemCodeChecks pins what RedeemCode checks itself (the README says why this is not
+// MSAL's job): the ID token's audience, and how token-endpoint answers map to entra kinds.
+func TestRedeemCodeChecks(t *testing.T) {
+	idToken := func(claims string) string {
+		enc := base64.RawURLEncoding.EncodeToString
+		return enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc([]byte(claims)) + ".c2ln"
+	}
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		kind   entra.Kind
+		code   string
+	}{
+		{"another app's ID token", 200, `{"id_token":"` + idToken(`{"aud":"11111111-2222-4333-8444-555555555555","tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
+		{"no audience", 200, `{"id_token":"` + idToken(`{"tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
+		{"not a JWT", 200, `{"id_token":"opaque"}`, entra.KindOther, ""},
+		{"no ID token", 200, `{"access_token":"a"}`, entra.KindUnauthorized, ""},
+		{"code already redeemed", 400, `{"error":"invalid_grant","error_description":"AADSTS54005: OAuth2 Authorization code was already redeemed."}`, entra.KindUnauthorized, "AADSTS54005"},
+		{"refused without AADSTS", 401, `{"error":"invalid_client"}`, entra.KindUnauthorized, "invalid_client"},
+		{"throttled", 429, `{"error":"temporarily_unavailable"}`, entra.KindUnavailable, "temporarily_unavailable"},
+		{"Entra down", 503, `<html>Service Unavailable</html>`, entra.KindUnavailable, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodPost || r.URL.Path != "/"+tenantID+"/oauth2/v2.0/token" {
+					t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			t.Cleanup(srv.Close)
+			creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: srv.URL, HTTPClient: srv.Client()})
+			_, err := creds.RedeemCode(t.Context(), tenantID, "code", "https://leap.example.net/api/consent/callback")
+			var e *entra.Error
+			if !asEntra(err, &e) || e.Kind != tc.kind || e.Code != tc.code {
+				t.Fatalf("err = %#v, want kind %v code %q", err, tc.kind, tc.code)
+			}
+		})
+	}
+	// Our own audience passes, with the claims the consent flow checks.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"id_token":"`+idToken(`{"aud":"`+clientID+`","tid":"`+tenantID+`","oid":"o","preferred_username":"a@fabrikam.example","nonce":"n","wids":["`+m365auth.ConsentAdminRoles[0]+`"]}`)+`"}`)
+	}))
+	t.Cleanup(srv.Close)
+	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: srv.URL, HTTPClient: srv.Client()})
+	who, err := creds.RedeemCode(t.Context(), tenantID, "code", "https://leap.example.net/api/consent/callback")
+	if err != nil || who.TenantID != tenantID || who.ObjectID != "o" || who.Nonce != "n" || !who.IsConsentAdmin() {
+		t.Errorf("RedeemCode = %+v, %v", who, err)
 	}
 }
