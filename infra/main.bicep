@@ -1,9 +1,11 @@
 // Leap Change Microsoft 365 integration: Azure Functions (Flex Consumption, Linux, custom handler)
 // with Table Storage, Service Bus, Key Vault and Application Insights, all reached with the app's
-// system-assigned managed identity. See DESIGN.md §2 and shared reference functions-host.md §12-13.
+// user-assigned managed identity. See DESIGN.md §2 and shared reference functions-host.md §12-13.
 //
-//   az deployment group create -g <rg> --template-file infra/main.bicep \
-//     --parameters @infra/main.parameters.json            (or: scripts/deploy.sh)
+// Deploy with `azd up` (azure.yaml; parameters from infra/main.parameters.json, whose ${VAR} values come
+// from the azd environment) or with scripts/deploy.sh (the same parameters file, ${VAR} values from the
+// shell environment). Order of the deployment: identity -> role assignments -> Function App with its
+// complete app settings, so the site never runs without settings or without access (infra/README.md).
 
 targetScope = 'resourceGroup'
 
@@ -11,8 +13,17 @@ targetScope = 'resourceGroup'
 // Naming and placement
 // ---------------------------------------------------------------------------------------------
 
-@description('Azure region; must offer Flex Consumption.')
+@description('Azure region; must offer Flex Consumption. azd passes AZURE_LOCATION.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
 param location string = resourceGroup().location
+
+@description('azd environment name (azd passes AZURE_ENV_NAME); when set, every resource is tagged azd-env-name.')
+@maxLength(64)
+param environmentName string = ''
 
 @description('Short prefix for resource names (letters, digits, hyphens; lower case).')
 @minLength(3)
@@ -60,7 +71,7 @@ param stateSigningKey string = ''
 @description('LEAP_APP_URL: where the consent callback sends the admin back (the Leap Change web app).')
 param leapAppUrl string
 
-@description('PUBLIC_BASE_URL; empty = https://<function app default host name>. Set it when a custom domain fronts the app.')
+@description('PUBLIC_BASE_URL; empty = https://<function app name>.azurewebsites.net (the default host name in Azure\'s public cloud). Set it when a custom domain fronts the app, or in another cloud.')
 param publicBaseUrl string = ''
 
 @description('TABLE_PREFIX: optional prefix for every table name.')
@@ -81,8 +92,8 @@ param extraAppSettings object = {}
 ])
 param instanceMemoryMB int = 2048
 
-@description('Flex Consumption maximum instance count per scale group.')
-@minValue(1)
+@description('Flex Consumption maximum on-demand instance count per scale group: 40 to 1000 (infra/README.md: values below 40 are accepted only in some regions).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -109,6 +120,9 @@ param appInsightsEntraAuth bool = true
 @minValue(30)
 @maxValue(730)
 param logRetentionDays int = 30
+
+@description('Grant the app Azure Service Bus Data Owner on each queue, as Microsoft documents for the Service Bus trigger, so that scaling can read queue lengths (infra/README.md). false = Data Receiver + Data Sender only.')
+param serviceBusScaleRights bool = true
 
 @description('Grant the app Storage Table Data Contributor on the host storage account (host diagnostic events).')
 param hostDiagnosticsTableAccess bool = true
@@ -144,6 +158,7 @@ var workspaceName = '${namePrefix}-log-${suffix}'
 var appInsightsName = '${namePrefix}-appi-${suffix}'
 var planName = '${namePrefix}-plan-${suffix}'
 var botName = '${namePrefix}-bot-${suffix}'
+var identityName = '${namePrefix}-id-${suffix}'
 var deploymentContainerName = 'app-package'
 
 // Work queues of DESIGN.md §2.1 (names are contract: function.json queueName values).
@@ -161,8 +176,13 @@ var secretNames = {
   stateSigningKey: 'state-signing-key'
 }
 
+// azd finds the environment's resources by azd-env-name and the service's Function App by
+// azd-service-name (the service name in azure.yaml).
+var azdServiceName = 'app'
 var allTags = union(tags, {
   app: 'leapchange-m365'
+}, empty(environmentName) ? {} : {
+  'azd-env-name': environmentName
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -229,53 +249,43 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
-module functionApp 'modules/functionapp.bicep' = {
-  name: 'function-app'
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
   params: {
     location: location
-    name: appName
-    planName: planName
-    hostStorageAccountName: hostStorage.outputs.name
-    hostStorageBlobEndpoint: hostStorage.outputs.blobEndpoint
-    deploymentContainerName: deploymentContainerName
-    appInsightsConnectionString: monitoring.outputs.connectionString
-    appInsightsEntraAuth: appInsightsEntraAuth
-    instanceMemoryMB: instanceMemoryMB
-    maximumInstanceCount: maximumInstanceCount
-    httpAlwaysReadyInstances: httpAlwaysReadyInstances
-    customRuntimeVersion: customRuntimeVersion
+    name: identityName
     tags: allTags
   }
 }
 
+// Before the Function App: the site is created (and updated) with access already granted.
 module roles 'modules/roles.bicep' = {
   name: 'role-assignments'
   params: {
-    principalId: functionApp.outputs.principalId
+    principalId: identity.outputs.principalId
     serviceBusNamespaceName: serviceBus.outputs.name
     queueNames: serviceBus.outputs.queueNames
     dataStorageAccountName: dataStorage.outputs.name
     hostStorageAccountName: hostStorage.outputs.name
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
+    serviceBusScaleRights: serviceBusScaleRights
     hostDiagnosticsTableAccess: hostDiagnosticsTableAccess
     appInsightsEntraAuth: appInsightsEntraAuth
   }
 }
 
-var defaultHostName = functionApp.outputs.defaultHostName
-var publicBase = empty(publicBaseUrl) ? 'https://${defaultHostName}' : publicBaseUrl
+// The default host name of a Flex Consumption app in Azure's public cloud (no unique-hostname option is
+// set); known before the site exists, so the settings can be written with the site.
+var publicBase = empty(publicBaseUrl) ? 'https://${appName}.azurewebsites.net' : publicBaseUrl
 var tableEndpoint = dataStorage.outputs.tableEndpoint
 var tableServiceUri = endsWith(tableEndpoint, '/') ? substring(tableEndpoint, 0, length(tableEndpoint) - 1) : tableEndpoint
 
 module appSettings 'modules/appsettings.bicep' = {
   name: 'app-settings'
-  dependsOn: [
-    roles
-  ]
   params: {
-    functionAppName: functionApp.outputs.name
     hostStorageAccountName: hostStorage.outputs.name
+    identityClientId: identity.outputs.clientId
     appInsightsConnectionString: monitoring.outputs.connectionString
     appInsightsEntraAuth: appInsightsEntraAuth
     tableServiceUri: tableServiceUri
@@ -293,6 +303,33 @@ module appSettings 'modules/appsettings.bicep' = {
     extraSettings: extraAppSettings
   }
 }
+
+// After the role assignments (explicit) and the Key Vault secrets (through keyVault.outputs.vaultUri in the
+// settings), so the site's Key Vault references can resolve as soon as RBAC has propagated.
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  dependsOn: [
+    roles
+  ]
+  params: {
+    location: location
+    name: appName
+    planName: planName
+    identityId: identity.outputs.id
+    hostStorageBlobEndpoint: hostStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    appSettings: appSettings.outputs.settings
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    httpAlwaysReadyInstances: httpAlwaysReadyInstances
+    customRuntimeVersion: customRuntimeVersion
+    tags: union(allTags, {
+      'azd-service-name': azdServiceName
+    })
+  }
+}
+
+var defaultHostName = functionApp.outputs.defaultHostName
 
 module bot 'modules/bot.bicep' = if (deployBot) {
   name: 'bot'
@@ -320,9 +357,14 @@ output consentRedirectUri string = '${publicBase}/api/consent/callback'
 output graphNotificationUrl string = '${publicBase}/api/graph/notifications'
 output graphLifecycleUrl string = '${publicBase}/api/graph/lifecycle'
 output botMessagingEndpoint string = '${publicBase}/api/messages'
-output principalId string = functionApp.outputs.principalId
+output principalId string = identity.outputs.principalId
+output identityClientId string = identity.outputs.clientId
 output serviceBusNamespace string = serviceBus.outputs.fullyQualifiedNamespace
 output tableServiceUri string = tableServiceUri
 output keyVaultName string = keyVault.outputs.name
 output hostStorageAccountName string = hostStorage.outputs.name
 output deploymentContainerUrl string = '${hostStorage.outputs.blobEndpoint}${deploymentContainerName}'
+
+// For azd: its environment gets these (hooks in azure.yaml use them).
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id

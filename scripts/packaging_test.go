@@ -61,6 +61,13 @@ var contractSettings = []string{
 	"STATE_SIGNING_KEY",
 	"AzureWebJobsStorage__accountName",
 	"APPLICATIONINSIGHTS_CONNECTION_STRING",
+	// The app runs as a user-assigned identity: every identity-based connection names it.
+	"AzureWebJobsStorage__credential",
+	"AzureWebJobsStorage__clientId",
+	"TablesConnection__clientId",
+	"ServiceBusConnection__credential",
+	"ServiceBusConnection__clientId",
+	"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
 
 var keyVaultSettings = []string{"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY"}
@@ -913,16 +920,16 @@ func TestInfraBicep(t *testing.T) {
 	}) {
 		t.Error("FUNCTIONS_WORKER_RUNTIME must not be an app setting on Flex Consumption (runtime goes in functionAppConfig)")
 	}
-	if !strings.Contains(settingsFile.code, "properties: union(hostSettings") {
-		t.Error("appsettings.bicep must keep the host settings (the appsettings resource replaces the whole set)")
-	}
+	checkSettingsWrittenWithSite(t, files)
+	checkDeploymentOrder(t, files)
+	checkMaximumInstanceCount(t, files)
 
 	// Facts the design depends on, by file.
 	mustContain := map[string][]string{
 		"main.bicep": {
 			"param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'",
 			"param botOpenIdMetadataUrl string = 'https://login.botframework.com/v1/.well-known/openidconfiguration'",
-			"'https://${defaultHostName}'",
+			"'https://${appName}.azurewebsites.net'", // PUBLIC_BASE_URL default, known before the site exists
 			"lockDuration: 'PT5M'",
 			"param maxDeliveryCount int = 10",
 			"param leapAppUrl string\n",
@@ -933,14 +940,22 @@ func TestInfraBicep(t *testing.T) {
 			"output functionAppName string",
 			"output defaultHostName string",
 			"output functionsBaseUrl string",
+			// azd conventions (azure.yaml): environment name, tags, outputs for the hooks.
+			"param environmentName string = ''",
+			"'azd-env-name': environmentName",
+			"'azd-service-name': azdServiceName",
+			"output AZURE_FUNCTION_APP_NAME string",
+			"output AZURE_FUNCTION_APP_ID string",
 		},
 		"modules/functionapp.bicep": {
 			"'Microsoft.Web/serverfarms@", "name: 'FC1'", "tier: 'FlexConsumption'", "reserved: true",
-			"kind: 'functionapp,linux'", "type: 'SystemAssigned'", "httpsOnly: true", "minTlsVersion: '1.2'",
-			"ftpsState: 'Disabled'", "functionAppConfig: {", "type: 'blobContainer'", "type: 'SystemAssignedIdentity'",
+			"kind: 'functionapp,linux'", "type: 'UserAssigned'", "httpsOnly: true", "minTlsVersion: '1.2'",
+			"ftpsState: 'Disabled'", "functionAppConfig: {", "type: 'blobContainer'", "type: 'UserAssignedIdentity'",
+			"userAssignedIdentityResourceId: identityId", "keyVaultReferenceIdentity: identityId",
 			"name: 'custom'", "instanceMemoryMB: instanceMemoryMB", "maximumInstanceCount: maximumInstanceCount",
-			"name: 'http'", "alwaysReady:", "AzureWebJobsStorage__accountName", "name: 'ftp'", "allow: false",
+			"name: 'http'", "alwaysReady:", "name: 'ftp'", "allow: false",
 		},
+		"modules/identity.bicep": {"'Microsoft.ManagedIdentity/userAssignedIdentities@", "output principalId string", "output clientId string"},
 		"modules/servicebus.bicep": {
 			"name: 'Standard'", "disableLocalAuth: true", "maxDeliveryCount: maxDeliveryCount",
 			"requiresDuplicateDetection: true", "duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow",
@@ -951,6 +966,8 @@ func TestInfraBicep(t *testing.T) {
 		"modules/roles.bicep": {
 			"4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", // Azure Service Bus Data Receiver
 			"69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", // Azure Service Bus Data Sender
+			"090c5cfd-751d-490a-894a-3ce6f1109419", // Azure Service Bus Data Owner (trigger scaling), per queue
+			"if (serviceBusScaleRights)",
 			"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", // Storage Table Data Contributor
 			"b7e6dc6d-f1e8-4753-8033-0f276bb0955b", // Storage Blob Data Owner
 			"4633458b-17de-408a-b874-0445c86b69e6", // Key Vault Secrets User
@@ -1011,6 +1028,102 @@ func TestInfraBicep(t *testing.T) {
 				t.Errorf("main.parameters.example.json lacks required parameter %s", name)
 			}
 		}
+	}
+}
+
+// checkSettingsWrittenWithSite: the complete app settings are written in the site resource itself
+// (siteConfig.appSettings), never by a separate Microsoft.Web/sites/config resource, so that the PUT of
+// a redeploy replaces the settings with the complete set instead of the host settings alone.
+func checkSettingsWrittenWithSite(t *testing.T, files map[string]*bicepFile) {
+	t.Helper()
+	for _, name := range sortedKeys(files) {
+		f := files[name]
+		if regexp.MustCompile(`'Microsoft\.Web/sites/config@|resource\s+\w+\s+'config'|name:\s*'appsettings'`).MatchString(f.code) {
+			t.Errorf("infra/%s writes app settings as a separate config resource; they belong in the site (siteConfig.appSettings)", name)
+		}
+	}
+	settings := files["modules/appsettings.bicep"]
+	if settings != nil {
+		if regexp.MustCompile(`(?m)^resource\s`).MatchString(settings.skel) {
+			t.Error("modules/appsettings.bicep computes the settings; it must not create resources")
+		}
+		if !strings.Contains(settings.code, "output settings object = union(hostSettings, telemetrySettings, appSettings, extraSettings)") {
+			t.Error("modules/appsettings.bicep must output the host, telemetry and app settings (and the extras) together")
+		}
+	}
+	fa := files["modules/functionapp.bicep"]
+	if fa != nil {
+		re := regexp.MustCompile(`siteConfig:\s*\{[^}]*appSettings:\s*\[\s*for\s+(\w+)\s+in\s+items\(appSettings\)\s*:\s*\{\s*name:\s*(\w+)\.key\s+value:\s*(\w+)\.value`)
+		if m := re.FindStringSubmatch(fa.code); m == nil || m[1] != m[2] || m[1] != m[3] {
+			t.Error("modules/functionapp.bicep: the site's siteConfig.appSettings must be the complete settings (for s in items(appSettings): {name: s.key, value: s.value})")
+		}
+	}
+	if main := files["main.bicep"]; main != nil && !strings.Contains(main.code, "appSettings: appSettings.outputs.settings") {
+		t.Error("main.bicep must pass appSettings.outputs.settings to the function app module")
+	}
+}
+
+// moduleBlock returns the text of `module <sym> ... = { ... }` in f.
+func moduleBlock(t *testing.T, f *bicepFile, sym string) string {
+	t.Helper()
+	loc := regexp.MustCompile(`(?m)^module\s+` + sym + `\s+'[^']+'\s*=[^{]*\{`).FindStringIndex(f.skel)
+	if loc == nil {
+		t.Errorf("%s: no module %s", filepath.Base(f.path), sym)
+		return ""
+	}
+	s, e := f.block(t, loc[1]-1)
+	return f.code[s:e]
+}
+
+// checkDeploymentOrder: identity -> role assignments -> site. The roles are granted to the user-assigned
+// identity before the Function App exists, so the site is created with working Key Vault references and
+// identity-based connections (Microsoft: "create a user-assigned identity and give it access to the vault
+// in advance", app-service-key-vault-references).
+func checkDeploymentOrder(t *testing.T, files map[string]*bicepFile) {
+	t.Helper()
+	main := files["main.bicep"]
+	if main == nil {
+		return
+	}
+	roles := moduleBlock(t, main, "roles")
+	if !strings.Contains(roles, "principalId: identity.outputs.principalId") {
+		t.Error("main.bicep: the role assignments must be for the user-assigned identity (principalId: identity.outputs.principalId)")
+	}
+	if strings.Contains(roles, "functionApp.") {
+		t.Error("main.bicep: the role assignments must not wait for the Function App (they come before it)")
+	}
+	fa := moduleBlock(t, main, "functionApp")
+	if !regexp.MustCompile(`dependsOn:\s*\[[^\]]*\broles\b`).MatchString(fa) {
+		t.Error("main.bicep: module functionApp must depend on roles, so the site starts with access granted")
+	}
+	if !strings.Contains(fa, "identityId: identity.outputs.id") {
+		t.Error("main.bicep: module functionApp must run as the user-assigned identity (identityId: identity.outputs.id)")
+	}
+	if settings := moduleBlock(t, main, "appSettings"); !strings.Contains(settings, "identityClientId: identity.outputs.clientId") ||
+		!strings.Contains(settings, "keyVaultUri: keyVault.outputs.vaultUri") {
+		t.Error("main.bicep: the app settings must name the identity's client id and take the vault URI from the key vault module (so the secrets exist before the site)")
+	}
+	if f := files["modules/functionapp.bicep"]; f != nil && regexp.MustCompile(`type:\s*'SystemAssigned`).MatchString(f.code) {
+		t.Error("modules/functionapp.bicep: the app must run as the user-assigned identity only")
+	}
+}
+
+// checkMaximumInstanceCount: every maximumInstanceCount parameter is bounded to what Flex Consumption
+// accepts in every region: 40..1000 (infra/README.md explains the regional below-40 preview).
+func checkMaximumInstanceCount(t *testing.T, files map[string]*bicepFile) {
+	t.Helper()
+	found := 0
+	for _, name := range sortedKeys(files) {
+		f := files[name]
+		for _, m := range regexp.MustCompile(`(?m)((?:^@.*\n)*)^param\s+maximumInstanceCount\s+int`).FindAllStringSubmatch(f.code, -1) {
+			found++
+			if !strings.Contains(m[1], "@minValue(40)\n") || !strings.Contains(m[1], "@maxValue(1000)\n") {
+				t.Errorf("infra/%s: param maximumInstanceCount must be bounded with @minValue(40) and @maxValue(1000), got decorators:\n%s", name, m[1])
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no maximumInstanceCount parameter found in infra/")
 	}
 }
 

@@ -1,6 +1,16 @@
-// The Function App's full app settings (DESIGN.md §2.2), written once the role assignments exist.
-// This resource replaces the whole set, so it repeats the host settings that functionapp.bicep started
-// the site with.
+// The Function App's complete app settings (DESIGN.md §2.2), computed here and written by functionapp.bicep
+// in the site resource itself (siteConfig.appSettings). This module creates no resource.
+//
+// Why in the site: a PUT of Microsoft.Web/sites replaces the whole app-settings set with the site's
+// siteConfig.appSettings. When the site carried only the host settings and a separate
+// Microsoft.Web/sites/config 'appsettings' resource wrote the rest afterwards, every redeploy left the app
+// without its settings between the two writes, and the handler could not start. Now there is one write,
+// with everything. That works from the first deployment on because the app runs as a user-assigned
+// identity whose role assignments (Key Vault Secrets User included) are deployed before the site
+// (identity.bicep, roles.bicep); the site names it in keyVaultReferenceIdentity.
+//
+// Settings added by hand in the portal are removed by the next deployment: add them through
+// main.bicep's extraAppSettings instead.
 //
 // Not set here, on purpose:
 //   FUNCTIONS_WORKER_RUNTIME      Flex Consumption rejects it; the runtime is functionAppConfig.runtime = custom
@@ -8,11 +18,11 @@
 //   AZURE_AUTHORITY_HOST          azidentity's default (public cloud); only tests point it elsewhere
 //   TablesConnection / ServiceBusConnection (connection strings): identity-based __ forms are used instead
 
-@description('Function App name.')
-param functionAppName string
-
 @description('Host storage account name (AzureWebJobsStorage__accountName).')
 param hostStorageAccountName string
+
+@description('Client id of the app\'s user-assigned identity (every __clientId setting).')
+param identityClientId string
 
 param appInsightsConnectionString string
 param appInsightsEntraAuth bool = true
@@ -41,27 +51,28 @@ param tablePrefix string = ''
 @description('Further settings merged over the defaults (name -> value).')
 param extraSettings object = {}
 
-resource site 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: functionAppName
-}
-
+// What the Functions host itself needs (identity-based AzureWebJobsStorage with the user-assigned identity).
 var hostSettings = {
   AzureWebJobsStorage__accountName: hostStorageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
 }
 
+// Entra ID-authenticated telemetry with the user-assigned identity.
 var entraTelemetrySettings = {
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
 }
 var telemetrySettings = appInsightsEntraAuth ? entraTelemetrySettings : {}
 
 var appSettings = {
-  // Table Storage with the managed identity (Go aztables client reads the endpoint itself).
+  // Table Storage with the managed identity (the Go aztables client reads the endpoint and client id itself).
   TablesConnection__tableServiceUri: tableServiceUri
+  TablesConnection__clientId: identityClientId
   // Service Bus triggers/outputs (extension 5.x) and the Go azservicebus sender.
   ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
   ServiceBusConnection__credential: 'managedidentity'
+  ServiceBusConnection__clientId: identityClientId
   TABLE_PREFIX: tablePrefix
   M365_CLIENT_ID: m365ClientId
   M365_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${vaultEntryNames.m365ClientSecret})'
@@ -75,8 +86,5 @@ var appSettings = {
   STATE_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${vaultEntryNames.stateSigningKey})'
 }
 
-resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
-  parent: site
-  name: 'appsettings'
-  properties: union(hostSettings, telemetrySettings, appSettings, extraSettings)
-}
+@description('Every app setting, name -> value.')
+output settings object = union(hostSettings, telemetrySettings, appSettings, extraSettings)

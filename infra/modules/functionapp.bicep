@@ -3,11 +3,12 @@
 // On Flex the worker runtime lives in functionAppConfig.runtime ('custom'); the app settings
 // FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT* are
 // not allowed there. Code is deployed as a zip into the deployment blob container (OneDeploy), read with
-// the app's system-assigned identity.
+// the app's user-assigned identity.
 //
-// The site is created with the settings the host needs to start; the full §2.2 set is written by
-// appsettings.bicep after the role assignments exist (that config change also makes the platform
-// re-resolve the Key Vault references).
+// The site is written with its complete app settings (appsettings.bicep) in siteConfig.appSettings: a site
+// PUT replaces the whole set, so a redeploy never leaves the app with only part of it. The app runs as the
+// user-assigned identity of identity.bicep, whose role assignments main.bicep deploys before this module,
+// and Key Vault references resolve with it (keyVaultReferenceIdentity).
 
 @description('Azure region (must offer Flex Consumption).')
 param location string
@@ -18,8 +19,8 @@ param name string
 @description('Flex Consumption plan name.')
 param planName string
 
-@description('Host storage account name (AzureWebJobsStorage, identity-based).')
-param hostStorageAccountName string
+@description('Resource id of the app\'s user-assigned identity (identity.bicep).')
+param identityId string
 
 @description('Blob endpoint of the host storage account, e.g. https://x.blob.core.windows.net/.')
 param hostStorageBlobEndpoint string
@@ -27,11 +28,8 @@ param hostStorageBlobEndpoint string
 @description('Container in the host storage account that holds the deployment package.')
 param deploymentContainerName string
 
-@description('Application Insights connection string.')
-param appInsightsConnectionString string
-
-@description('Send telemetry with the managed identity (needs Monitoring Metrics Publisher on the component).')
-param appInsightsEntraAuth bool = true
+@description('Every app setting, name -> value (appsettings.bicep).')
+param appSettings object
 
 @description('Memory per instance in MB.')
 @allowed([
@@ -41,8 +39,8 @@ param appInsightsEntraAuth bool = true
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound on instances per scale group.')
-@minValue(1)
+@description('Upper bound on on-demand instances per scale group (Flex Consumption accepts 40 to 1000 in every region; see infra/README.md).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -54,29 +52,6 @@ param httpAlwaysReadyInstances int = 1
 param customRuntimeVersion string = '1.0'
 
 param tags object = {}
-
-// What the host needs to start; appsettings.bicep later writes these again together with the rest.
-var hostSettingsCore = [
-  {
-    name: 'AzureWebJobsStorage__accountName'
-    value: hostStorageAccountName
-  }
-  {
-    name: 'AzureWebJobsStorage__credential'
-    value: 'managedidentity'
-  }
-  {
-    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-    value: appInsightsConnectionString
-  }
-]
-var hostSettingsEntraAuth = [
-  {
-    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-    value: 'Authorization=AAD'
-  }
-]
-var hostSettings = appInsightsEntraAuth ? concat(hostSettingsCore, hostSettingsEntraAuth) : hostSettingsCore
 
 // HTTP functions scale together as the group 'http'; keeping one instance warm holds the Graph
 // webhook validation/notification answer under Graph's 3 s budget.
@@ -107,19 +82,28 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   tags: tags
   kind: 'functionapp,linux'
   identity: {
-    type: 'SystemAssigned'
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
   }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: hostSettings
+      appSettings: [
+        for setting in items(appSettings): {
+          name: setting.key
+          value: setting.value
+        }
+      ]
     }
     functionAppConfig: {
       deployment: {
@@ -127,7 +111,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           type: 'blobContainer'
           value: '${hostStorageBlobEndpoint}${deploymentContainerName}'
           authentication: {
-            type: 'SystemAssignedIdentity'
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
           }
         }
       }
@@ -144,7 +129,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// No FTP and no basic-auth publishing: deployments authenticate with Entra ID (az CLI token).
+// No FTP and no basic-auth publishing: deployments authenticate with Entra ID (az CLI or azd token).
 resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'ftp'
@@ -163,5 +148,4 @@ resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-
 
 output name string = site.name
 output id string = site.id
-output principalId string = site.identity.principalId
 output defaultHostName string = site.properties.defaultHostName
