@@ -1002,31 +1002,68 @@ func TestInfraBicep(t *testing.T) {
 		}
 	}
 
-	// Example parameters file agrees with main.bicep.
-	data, err := os.ReadFile(filepath.Join(infra, "main.parameters.example.json"))
+	checkParametersFile(t, filepath.Join(infra, "main.parameters.json"), mainFile)
+}
+
+// checkParametersFile checks infra/main.parameters.json, the one parameters file of azd and deploy.sh:
+// every parameter exists in main.bicep, required ones are present, and every value is a "${VAR}"
+// placeholder (azd fills it from its environment, deploy.sh from the shell's), so no id, URL or secret
+// is ever committed; the azd conventions environmentName/location map to AZURE_ENV_NAME/AZURE_LOCATION.
+func checkParametersFile(t *testing.T, path string, mainFile *bicepFile) {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("infra/main.parameters.example.json: %v", err)
+		t.Fatalf("infra/main.parameters.json: %v", err)
 	}
 	var pf struct {
-		Parameters map[string]json.RawMessage `json:"parameters"`
+		Schema     string `json:"$schema"`
+		Parameters map[string]struct {
+			Value any `json:"value"`
+		} `json:"parameters"`
 	}
 	if err := json.Unmarshal(data, &pf); err != nil {
-		t.Fatalf("main.parameters.example.json: %v", err)
+		t.Fatalf("main.parameters.json: %v", err)
+	}
+	if !strings.Contains(pf.Schema, "deploymentParameters.json") {
+		t.Errorf("main.parameters.json: $schema %q is not the ARM deployment parameters schema", pf.Schema)
 	}
 	declared := mainFile.params()
-	for k := range pf.Parameters {
+	placeholder := regexp.MustCompile(`^\$\{([A-Z][A-Z0-9_]*)\}$`)
+	vars := map[string]string{}
+	for _, k := range sortedKeys(pf.Parameters) {
 		if _, ok := declared[k]; !ok {
-			t.Errorf("main.parameters.example.json sets %s, which main.bicep does not declare", k)
+			t.Errorf("main.parameters.json sets %s, which main.bicep does not declare", k)
 		}
-		if strings.Contains(strings.ToLower(k), "secret") || k == "stateSigningKey" {
-			t.Errorf("main.parameters.example.json must not carry secrets (%s); deploy.sh passes them from the environment", k)
+		v, ok := pf.Parameters[k].Value.(string)
+		m := placeholder.FindStringSubmatch(v)
+		if !ok || m == nil {
+			t.Errorf("main.parameters.json: %s = %v, want a \"${VAR}\" placeholder (values come from the azd or shell environment, never from the file)", k, pf.Parameters[k].Value)
+			continue
+		}
+		vars[k] = m[1]
+	}
+	for _, name := range sortedKeys(declared) {
+		if declared[name].required {
+			if _, ok := pf.Parameters[name]; !ok {
+				t.Errorf("main.parameters.json lacks required parameter %s", name)
+			}
 		}
 	}
-	for name, p := range declared {
-		if p.required {
-			if _, ok := pf.Parameters[name]; !ok {
-				t.Errorf("main.parameters.example.json lacks required parameter %s", name)
-			}
+	for param, want := range map[string]string{
+		"environmentName":  "AZURE_ENV_NAME",
+		"location":         "AZURE_LOCATION",
+		"m365ClientSecret": "M365_CLIENT_SECRET",
+		"botAppSecret":     "BOT_APP_SECRET",
+		"stateSigningKey":  "STATE_SIGNING_KEY",
+	} {
+		if vars[param] != want {
+			t.Errorf("main.parameters.json: %s should be \"${%s}\" (got %q)", param, want, vars[param])
+		}
+	}
+	// Secrets reach the template only as @secure() parameters.
+	for _, param := range []string{"m365ClientSecret", "botAppSecret", "stateSigningKey"} {
+		if !strings.Contains(mainFile.code, "@secure()\nparam "+param+" string") {
+			t.Errorf("main.bicep: %s must be a @secure() string parameter", param)
 		}
 	}
 }
@@ -1125,6 +1162,313 @@ func checkMaximumInstanceCount(t *testing.T, files map[string]*bicepFile) {
 	if found == 0 {
 		t.Error("no maximumInstanceCount parameter found in infra/")
 	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy.sh against a fake az
+// ---------------------------------------------------------------------------------------------
+
+// fakeAz logs every call to $FAKE_AZ_DIR/calls.log and answers from files in $FAKE_AZ_DIR: outputs.json
+// for `deployment group show`, kv-<n>.json for the n-th Key Vault reference status read (the last one
+// repeats), and FAKE_DEPLOY_FAILS failures (message FAKE_DEPLOY_ERROR) before `functionapp deploy`
+// succeeds. Parameter files passed as @file are copied to params-<n>.json with their mode in params-<n>.mode.
+const fakeAz = `#!/usr/bin/env bash
+set -u
+d=$FAKE_AZ_DIR
+echo "az $*" >>"$d/calls.log"
+count() { local n; n=$(cat "$d/$1.count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" >"$d/$1.count"; echo "$n"; }
+case "$1 $2" in
+  "account show" | "group show") exit 0 ;;
+  "deployment group")
+    case "$3" in
+      create | what-if)
+        for a in "$@"; do
+          case "$a" in
+            @*) n=$(count params); cp "${a#@}" "$d/params-$n.json"
+                (stat -c %a "${a#@}" 2>/dev/null || stat -f %Lp "${a#@}") >"$d/params-$n.mode" ;;
+          esac
+        done
+        exit 0 ;;
+      show) cat "$d/outputs.json"; exit 0 ;;
+    esac ;;
+  "functionapp show") echo "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Web/sites/leap-func"; exit 0 ;;
+  "functionapp deploy")
+    n=$(count deploy)
+    if [ "$n" -le "${FAKE_DEPLOY_FAILS:-0}" ]; then
+      echo "${FAKE_DEPLOY_ERROR:-ERROR: Status Code: 403. AuthorizationPermissionMismatch: This request is not authorized to perform this operation using this permission.}" >&2
+      exit 1
+    fi
+    exit 0 ;;
+  "rest --method")
+    case "$3" in
+      post) exit 0 ;;
+      get)
+        n=$(count kv)
+        f="$d/kv-$n.json"
+        [ -f "$f" ] || f=$(ls "$d"/kv-*.json | sort -V | tail -n 1)
+        cat "$f"; exit 0 ;;
+    esac ;;
+esac
+echo "fake az: unexpected call: $*" >&2
+exit 3
+`
+
+// kvStatus renders the answer of GET .../config/configreferences/appsettings for the three secrets.
+func kvStatus(statuses map[string]string) string {
+	var items []map[string]any
+	for _, name := range keyVaultSettings {
+		st := statuses[name]
+		if st == "" {
+			st = "Resolved"
+		}
+		items = append(items, map[string]any{
+			"name":       name,
+			"properties": map[string]any{"status": st, "details": "fake " + st},
+		})
+	}
+	data, _ := json.Marshal(map[string]any{"value": items})
+	return string(data)
+}
+
+type deployRun struct {
+	dir, output string
+	err         error
+}
+
+func (r deployRun) calls() string {
+	data, _ := os.ReadFile(filepath.Join(r.dir, "calls.log"))
+	return string(data)
+}
+
+func (r deployRun) count(name string) int {
+	data, err := os.ReadFile(filepath.Join(r.dir, name+".count"))
+	if err != nil {
+		return 0
+	}
+	var n int
+	fmt.Sscan(string(data), &n)
+	return n
+}
+
+// runDeploy runs scripts/deploy.sh with the fake az first on PATH, the environment cleaned of the
+// variables deploy.sh reads, then env, and the Key Vault status answers kv (in order).
+func runDeploy(t *testing.T, env []string, kv []string, args ...string) deployRun {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	writeFile(t, filepath.Join(bin, "az"), fakeAz)
+	if err := os.Chmod(filepath.Join(bin, "az"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]any{}
+	for k, v := range map[string]string{
+		"functionAppName":       "leap-func",
+		"AZURE_FUNCTION_APP_ID": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Web/sites/leap-func",
+		"defaultHostName":       "leap-func.azurewebsites.net",
+		"publicBaseUrl":         "https://leap-func.azurewebsites.net",
+		"functionsBaseUrl":      "https://leap-func.azurewebsites.net/api",
+		"consentRedirectUri":    "https://leap-func.azurewebsites.net/api/consent/callback",
+		"graphNotificationUrl":  "https://leap-func.azurewebsites.net/api/graph/notifications",
+		"graphLifecycleUrl":     "https://leap-func.azurewebsites.net/api/graph/lifecycle",
+		"botMessagingEndpoint":  "https://leap-func.azurewebsites.net/api/messages",
+	} {
+		outputs[k] = map[string]string{"type": "String", "value": v}
+	}
+	data, _ := json.Marshal(outputs)
+	writeFile(t, filepath.Join(dir, "outputs.json"), string(data))
+	for i, answer := range kv {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("kv-%d.json", i+1)), answer)
+	}
+	zipPath := filepath.Join(dir, "app.zip")
+	writeFile(t, zipPath, "not really a zip")
+
+	var clean []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "M365_"), strings.HasPrefix(name, "BOT_"), strings.HasPrefix(name, "AZURE_"),
+			strings.HasPrefix(name, "LEAP_"), strings.HasPrefix(name, "FAKE_"),
+			name == "STATE_SIGNING_KEY", name == "PUBLIC_BASE_URL", name == "DEPLOY_RETRY_DELAYS", name == "PATH":
+			continue
+		}
+		clean = append(clean, kv)
+	}
+	clean = append(clean, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "FAKE_AZ_DIR="+dir,
+		"DEPLOY_RETRY_DELAYS=0 0 0")
+	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot(t), "scripts", "deploy.sh")}, args...)...)
+	if len(args) > 0 && args[0] == "@zip" {
+		cmd.Args = append([]string{"bash", filepath.Join(repoRoot(t), "scripts", "deploy.sh"), "--zip", zipPath}, args[1:]...)
+	}
+	cmd.Env = append(clean, env...)
+	out, err := cmd.CombinedOutput()
+	return deployRun{dir: dir, output: string(out), err: err}
+}
+
+// deployEnv is a complete environment for a first deployment with deploy.sh.
+var deployEnv = []string{
+	"M365_CLIENT_ID=11111111-1111-1111-1111-111111111111",
+	"BOT_APP_ID=22222222-2222-2222-2222-222222222222",
+	"LEAP_APP_URL=https://app.leapchange.example",
+	"M365_CLIENT_SECRET=m365-secret-value",
+	"BOT_APP_SECRET=bot-secret-value",
+	"STATE_SIGNING_KEY=state-signing-key-value-of-at-least-32-bytes",
+}
+
+func TestDeployScriptAgainstFakeAz(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("deploy.sh is a bash script")
+	}
+	for _, tool := range []string{"bash", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: deploy.sh needs it", tool)
+		}
+	}
+	denied := kvStatus(map[string]string{"M365_CLIENT_SECRET": "AccessToKeyVaultDenied"})
+	resolved := kvStatus(nil)
+
+	t.Run("first-deployment-waits-for-role-propagation", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, append([]string{"FAKE_DEPLOY_FAILS=2"}, deployEnv...), []string{denied, resolved}, "@zip", "-g", "rg")
+		if r.err != nil {
+			t.Fatalf("deploy.sh failed: %v\n%s", r.err, r.output)
+		}
+		calls := r.calls()
+		create, get, deploy := strings.Index(calls, "az deployment group create"), strings.Index(calls, "az rest --method get"), strings.Index(calls, "az functionapp deploy")
+		if create < 0 || get < create || deploy < get {
+			t.Errorf("want infrastructure, then the Key Vault reference check, then the code; calls:\n%s", calls)
+		}
+		if !strings.Contains(calls, "configreferences/appsettings/refresh") {
+			t.Errorf("the Key Vault references were not refreshed; calls:\n%s", calls)
+		}
+		if n := r.count("kv"); n != 2 {
+			t.Errorf("Key Vault reference status read %d times, want 2 (denied, then resolved)", n)
+		}
+		if n := r.count("deploy"); n != 3 {
+			t.Errorf("code upload tried %d times, want 3 (two 403s, then success)", n)
+		}
+		for _, want := range []string{
+			"M365_CLIENT_SECRET: AccessToKeyVaultDenied", "Key Vault references not resolved yet", "all Key Vault references resolve",
+			"upload refused with 403", "still propagating", "attempt 2/4", "attempt 3/4",
+			"AZURE_ENV_NAME not set: parameter environmentName left to the template default",
+		} {
+			if !strings.Contains(r.output, want) {
+				t.Errorf("output lacks %q:\n%s", want, r.output)
+			}
+		}
+		// Parameters: ${VAR} resolved from the environment, unset ones left out, files private.
+		var resolvedParams struct {
+			Parameters map[string]struct {
+				Value any `json:"value"`
+			} `json:"parameters"`
+		}
+		data, err := os.ReadFile(filepath.Join(r.dir, "params-1.json"))
+		if err != nil {
+			t.Fatalf("no parameters file reached az: %v", err)
+		}
+		if err := json.Unmarshal(data, &resolvedParams); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{"m365ClientId": "11111111-1111-1111-1111-111111111111", "botAppId": "22222222-2222-2222-2222-222222222222", "leapAppUrl": "https://app.leapchange.example"} {
+			if got := resolvedParams.Parameters[k].Value; got != want {
+				t.Errorf("resolved parameter %s = %v, want %q", k, got, want)
+			}
+		}
+		for _, k := range []string{"environmentName", "location", "botTenantId", "publicBaseUrl"} {
+			if p, ok := resolvedParams.Parameters[k]; ok {
+				t.Errorf("parameter %s = %v was passed although its variable is unset (the template default must apply)", k, p.Value)
+			}
+		}
+		for i := 1; i <= r.count("params"); i++ {
+			mode, _ := os.ReadFile(filepath.Join(r.dir, fmt.Sprintf("params-%d.mode", i)))
+			if strings.TrimSpace(string(mode)) != "600" {
+				t.Errorf("parameters file %d had mode %s, want 600 (it may hold secrets)", i, strings.TrimSpace(string(mode)))
+			}
+		}
+		secrets, _ := os.ReadFile(filepath.Join(r.dir, fmt.Sprintf("params-%d.json", r.count("params"))))
+		for _, v := range []string{"m365-secret-value", "bot-secret-value", "state-signing-key-value-of-at-least-32-bytes"} {
+			if !strings.Contains(string(secrets), v) {
+				t.Errorf("the secrets parameters file lacks a secret from the environment")
+			}
+			if strings.Contains(calls, v) || strings.Contains(r.output, v) {
+				t.Errorf("a secret value appeared on an az command line or in the output")
+			}
+		}
+	})
+
+	t.Run("upload-refused-until-the-end", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, append([]string{"FAKE_DEPLOY_FAILS=99"}, deployEnv...), []string{resolved}, "@zip", "-g", "rg")
+		if r.err == nil {
+			t.Fatalf("deploy.sh succeeded although every upload was refused:\n%s", r.output)
+		}
+		if n := r.count("deploy"); n != 4 {
+			t.Errorf("code upload tried %d times, want 4 (bounded by DEPLOY_RETRY_DELAYS)", n)
+		}
+		if !strings.Contains(r.output, "still refused (403) after 4 attempts") || !strings.Contains(r.output, "--skip-infra --app leap-func") {
+			t.Errorf("the final message should say how often it tried and how to resume:\n%s", r.output)
+		}
+	})
+
+	t.Run("other-upload-errors-are-not-retried", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, append([]string{"FAKE_DEPLOY_FAILS=1", "FAKE_DEPLOY_ERROR=ERROR: the package is not a valid zip"}, deployEnv...),
+			[]string{resolved}, "@zip", "-g", "rg")
+		if r.err == nil || r.count("deploy") != 1 || !strings.Contains(r.output, "not retried") {
+			t.Errorf("want one attempt and a clear failure (err=%v, attempts=%d):\n%s", r.err, r.count("deploy"), r.output)
+		}
+	})
+
+	t.Run("missing-secret-stops-before-the-code", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, deployEnv, []string{kvStatus(map[string]string{"STATE_SIGNING_KEY": "SecretNotFound"})}, "@zip", "-g", "rg")
+		if r.err == nil {
+			t.Fatalf("deploy.sh succeeded with an unresolvable Key Vault reference:\n%s", r.output)
+		}
+		if strings.Contains(r.calls(), "functionapp deploy") {
+			t.Error("code was uploaded although a Key Vault reference cannot resolve")
+		}
+		if r.count("kv") != 1 || !strings.Contains(r.output, "STATE_SIGNING_KEY: SecretNotFound") || !strings.Contains(r.output, "No code was uploaded") {
+			t.Errorf("want an immediate, explicit failure naming the setting:\n%s", r.output)
+		}
+	})
+
+	t.Run("references-never-resolve", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, deployEnv, []string{denied}, "@zip", "-g", "rg")
+		if r.err == nil || r.count("kv") != 4 || strings.Contains(r.calls(), "functionapp deploy") ||
+			!strings.Contains(r.output, "still do not resolve after 4 attempts") {
+			t.Errorf("want 4 bounded checks, no upload and a clear failure (err=%v, checks=%d):\n%s", r.err, r.count("kv"), r.output)
+		}
+	})
+
+	t.Run("required-parameter-missing", func(t *testing.T) {
+		t.Parallel()
+		var env []string
+		for _, kv := range deployEnv {
+			if !strings.HasPrefix(kv, "M365_CLIENT_ID=") {
+				env = append(env, kv)
+			}
+		}
+		r := runDeploy(t, env, []string{resolved}, "@zip", "-g", "rg")
+		if r.err == nil || !strings.Contains(r.output, "m365ClientId") || r.calls() != "" {
+			t.Errorf("want a failure naming m365ClientId before any az call (err=%v, calls=%q):\n%s", r.err, r.calls(), r.output)
+		}
+	})
+
+	t.Run("check-settings-only", func(t *testing.T) {
+		t.Parallel()
+		r := runDeploy(t, nil, []string{denied, resolved}, "-g", "rg", "--check-settings", "--app", "leap-func")
+		if r.err != nil {
+			t.Fatalf("deploy.sh --check-settings failed: %v\n%s", r.err, r.output)
+		}
+		calls := r.calls()
+		if strings.Contains(calls, "deployment group") || strings.Contains(calls, "functionapp deploy") || !strings.Contains(calls, "functionapp show") {
+			t.Errorf("--check-settings must only look the app up and check its references; calls:\n%s", calls)
+		}
+		if r.count("kv") != 2 {
+			t.Errorf("want 2 status reads (denied, resolved), got %d", r.count("kv"))
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------------------------
