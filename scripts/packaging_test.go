@@ -1579,3 +1579,140 @@ func TestBicepGrammar(t *testing.T) {
 		}
 	})
 }
+
+// ---------------------------------------------------------------------------------------------
+// azure.yaml (Azure Developer CLI)
+// ---------------------------------------------------------------------------------------------
+
+// yamlEntries flattens the block-mapping subset of YAML that azure.yaml uses into "a.b.c" -> scalar
+// (comments dropped, block scalars kept as their text).
+func yamlEntries(t *testing.T, src string) map[string]string {
+	t.Helper()
+	entries := map[string]string{}
+	type level struct {
+		indent int
+		key    string
+	}
+	var stack []level
+	lines := strings.Split(src, "\n")
+	keyRe := regexp.MustCompile(`^( *)([A-Za-z0-9_.-]+):(?: +(.*))?$`)
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimRight(lines[i], " \t")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		if strings.Contains(line, "\t") {
+			t.Errorf("azure.yaml:%d: tab in indentation", i+1)
+		}
+		m := keyRe.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("azure.yaml:%d: not a `key: value` line: %q", i+1, line)
+			continue
+		}
+		indent := len(m[1])
+		for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
+			stack = stack[:len(stack)-1]
+		}
+		path := m[2]
+		if len(stack) > 0 {
+			path = stack[len(stack)-1].key + "." + m[2]
+		}
+		value := strings.TrimSpace(m[3])
+		if value != "" && !strings.HasPrefix(value, `"`) && !strings.HasPrefix(value, "'") {
+			if c := strings.Index(value, " #"); c >= 0 {
+				value = strings.TrimSpace(value[:c])
+			}
+		}
+		switch value {
+		case "":
+			stack = append(stack, level{indent, path})
+		case "|", ">":
+			var block []string
+			for i+1 < len(lines) && (strings.TrimSpace(lines[i+1]) == "" || len(lines[i+1])-len(strings.TrimLeft(lines[i+1], " ")) > indent) {
+				i++
+				block = append(block, strings.TrimSpace(lines[i]))
+			}
+			entries[path] = strings.Join(block, "\n")
+		default:
+			entries[path] = strings.Trim(value, `"'`)
+		}
+	}
+	return entries
+}
+
+// TestAzureYAML checks the azd project file against infra/main.bicep and scripts/: structure only, since
+// azd and a subscription are not available here (README "Deploying" says what was verified where).
+func TestAzureYAML(t *testing.T) {
+	root := repoRoot(t)
+	data, err := os.ReadFile(filepath.Join(root, "azure.yaml"))
+	if err != nil {
+		t.Fatalf("azure.yaml: %v", err)
+	}
+	y := yamlEntries(t, string(data))
+	if !strings.Contains(string(data), "schemas/v1.0/azure.yaml.json") {
+		t.Error("azure.yaml should name azd's v1.0 schema (yaml-language-server comment) for editors")
+	}
+	if !regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`).MatchString(y["name"]) {
+		t.Errorf("azure.yaml name %q: azd allows lower-case letters, digits and hyphens", y["name"])
+	}
+	for k, want := range map[string]string{"infra.provider": "bicep", "infra.path": "infra", "infra.module": "main"} {
+		if y[k] != want {
+			t.Errorf("azure.yaml %s = %q, want %q", k, y[k], want)
+		}
+	}
+
+	// The one service is the Function App that main.bicep tags with azd-service-name.
+	mainSrc, err := os.ReadFile(filepath.Join(root, "infra", "main.bicep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^var azdServiceName = '([^']+)'`).FindSubmatch(mainSrc)
+	if m == nil {
+		t.Fatal("main.bicep: no `var azdServiceName = '...'`")
+	}
+	svc := "services." + string(m[1])
+	if _, ok := y[svc+".host"]; !ok {
+		t.Fatalf("azure.yaml has no service %q (the azd-service-name main.bicep tags the Function App with)", string(m[1]))
+	}
+	for k, want := range map[string]string{
+		".host":     "function",
+		".language": "custom", // azd's own `go` packs one binary for the Go worker, without function folders
+		".project":  ".",
+		".dist":     "dist/app.zip",
+	} {
+		if y[svc+k] != want {
+			t.Errorf("azure.yaml %s%s = %q, want %q", svc, k, y[svc+k], want)
+		}
+	}
+	if run := y[svc+".hooks.prepackage.run"]; !strings.Contains(run, "scripts/package.sh") || !strings.Contains(run, "--zip "+y[svc+".dist"]) {
+		t.Errorf("azure.yaml: the prepackage hook must build %s with scripts/package.sh, got %q", y[svc+".dist"], run)
+	}
+	if _, err := os.Stat(filepath.Join(root, "scripts", "package.sh")); err != nil {
+		t.Error(err)
+	}
+	if v := y["requiredVersions.azd"]; !strings.HasPrefix(v, ">= 1.2") {
+		t.Errorf("azure.yaml requiredVersions.azd = %q: the custom language needs azd >= 1.20.0", v)
+	}
+
+	// The postprovision hook checks the Key Vault references with deploy.sh, using outputs azd stores.
+	hook := y["hooks.postprovision.run"]
+	for _, want := range []string{"scripts/deploy.sh --check-settings", "$AZURE_RESOURCE_GROUP", "$AZURE_FUNCTION_APP_NAME"} {
+		if !strings.Contains(hook, want) {
+			t.Errorf("azure.yaml postprovision hook lacks %q:\n%s", want, hook)
+		}
+	}
+	if !strings.Contains(string(mainSrc), "output AZURE_FUNCTION_APP_NAME string") {
+		t.Error("main.bicep must output AZURE_FUNCTION_APP_NAME for the postprovision hook")
+	}
+	usage, err := exec.Command("bash", filepath.Join(root, "scripts", "deploy.sh"), "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(usage), "--check-settings") {
+		t.Errorf("deploy.sh --help does not document --check-settings (err=%v)", err)
+	}
+
+	// No secret values in the project file: they come from azd env values (azd env set-secret).
+	for _, s := range keyVaultSettings {
+		if regexp.MustCompile(s + `\s*[:=]\s*\S`).Match(data) {
+			t.Errorf("azure.yaml assigns %s; secrets belong in the azd environment, not in files", s)
+		}
+	}
+}
