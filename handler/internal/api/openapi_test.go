@@ -435,7 +435,7 @@ func TestCheckSchema(t *testing.T) {
 	run := func(ref string) any { return jsonObj{"$ref": "#/components/schemas/" + ref} }
 	good := `{"id":"1klxow0l9apkv-fc96","state":"succeeded","kind":"full","trigger":"manual","dryRun":false,"startedAt":"2026-03-01T09:00:00.001Z",
 		"finishedAt":"2026-03-01T09:00:01Z","phase":"","step":2,"total":2,"pages":2,"processed":2,"created":2,"updated":0,"unchanged":0,"conflicts":0,
-		"skipped":0,"deactivated":0,"reactivated":0,"linked":0,"invalid":0,"throttled":0,"errorCount":1,"pendingDeactivations":0,"synced":2,"groupsSynced":0,
+		"skipped":0,"deactivated":0,"reactivated":0,"linked":0,"invalid":0,"excluded":{"deleted":0,"outOfFilter":0,"disabled":0},"throttled":0,"errorCount":1,"pendingDeactivations":0,"synced":2,"groupsSynced":0,
 		"membersAdded":0,"membersRemoved":0,"changes":3,
 		"errors":[{"code":"invalid_data","object":"u1","detail":"no mail","hint":"fix it in Entra"}]}`
 	for _, tc := range []struct {

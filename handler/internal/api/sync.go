@@ -40,6 +40,7 @@ type runView struct {
 	Reactivated          int                `json:"reactivated"`
 	Linked               int                `json:"linked"`
 	Invalid              int                `json:"invalid"`
+	Excluded             dirsync.Excluded   `json:"excluded"`
 	Throttled            int                `json:"throttled"`
 	ErrorCount           int                `json:"errorCount"`
 	PendingDeactivations int                `json:"pendingDeactivations"`
@@ -67,7 +68,7 @@ func view(r dirsync.Run) runView {
 		ID: r.ID, State: r.State, Kind: r.Kind, Trigger: r.Trigger, DryRun: r.DryRun, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		Phase: r.Phase, Step: r.Step, Total: r.Total, Pages: r.Pages, Processed: r.Processed,
 		Created: r.Created, Updated: r.Updated, Unchanged: r.Unchanged, Conflicts: r.Conflicts, Skipped: r.Skipped,
-		Deactivated: r.Deactivated, Reactivated: r.Reactivated, Linked: r.Linked, Invalid: r.Invalid, Throttled: r.Throttled,
+		Deactivated: r.Deactivated, Reactivated: r.Reactivated, Linked: r.Linked, Invalid: r.Invalid, Excluded: r.Excluded, Throttled: r.Throttled,
 		ErrorCount: r.ErrorCount, PendingDeactivations: r.PendingDeactivations, Synced: r.Synced,
 		GroupsSynced: r.GroupsSynced, MembersAdded: r.MembersAdded, MembersRemoved: r.MembersRemoved,
 		Hold: r.Hold, Errors: r.Errors, LastError: r.LastError, Changes: r.Changes,

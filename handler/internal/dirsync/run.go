@@ -73,8 +73,12 @@ type Run struct {
 	Reactivated int `json:"reactivated"`
 	Linked      int `json:"linked"` // existing stakeholders linked to their Entra user for the first time
 	Invalid     int `json:"invalid"`
-	Throttled   int `json:"throttled"`
-	ErrorCount  int `json:"errorCount"`
+	// Excluded are processed users that were not merged into a stakeholder, so that every
+	// processed user is in exactly one of created, updated, unchanged, reactivated, skipped,
+	// invalid and excluded (see Unaccounted).
+	Excluded   Excluded `json:"excluded"`
+	Throttled  int      `json:"throttled"`
+	ErrorCount int      `json:"errorCount"`
 
 	PendingDeactivations int `json:"pendingDeactivations"`
 	Synced               int `json:"synced"` // active synced stakeholders when the run ended
@@ -86,6 +90,22 @@ type Run struct {
 	Errors    []RunError `json:"errors"`
 	LastError string     `json:"lastError,omitempty"`
 	Changes   int        `json:"changes"` // per-record change log entries written
+}
+
+// Excluded counts the users a run processed but did not merge, by reason.
+type Excluded struct {
+	Deleted     int `json:"deleted"`     // deleted in Entra ID (their stakeholder, if any, is deactivated)
+	OutOfFilter int `json:"outOfFilter"` // outside the group filter (likewise)
+	Disabled    int `json:"disabled"`    // disabled in Entra ID and never a stakeholder
+}
+
+// Total is the number of excluded users.
+func (x Excluded) Total() int { return x.Deleted + x.OutOfFilter + x.Disabled }
+
+// Unaccounted is the number of processed users in no outcome column; 0 unless a full round
+// restarted (progress restarts with it, outcomes so far stay counted).
+func (r *Run) Unaccounted() int {
+	return r.Processed - (r.Created + r.Updated + r.Unchanged + r.Reactivated + r.Skipped + r.Invalid + r.Excluded.Total())
 }
 
 // Hold says why a run waits for approval.

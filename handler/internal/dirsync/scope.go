@@ -90,10 +90,8 @@ func (s *stepper) scope(ctx context.Context) error {
 	if len(fetch) == 0 {
 		return nil
 	}
-	processed := s.run.Processed
-	err = s.applyUsers(ctx, fetch)
-	s.run.Processed = processed // already counted as members, not as users/delta entries
-	return err
+	// Users who joined the filter are processed like users/delta entries, and counted so.
+	return s.applyUsers(ctx, fetch)
 }
 
 // scopeOf maps filter-group members to linked stakeholder ids.

@@ -565,14 +565,23 @@ func (e *env) sync(t *testing.T) dirsync.Run {
 	t.Helper()
 	run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual"})
 	e.drain(t)
-	return e.run(t, run.ID)
+	return accounted(t, e.run(t, run.ID))
+}
+
+// accounted checks that a finished run puts every processed user in exactly one outcome column.
+func accounted(t *testing.T, r dirsync.Run) dirsync.Run {
+	t.Helper()
+	if r.State == dirsync.Succeeded && r.Unaccounted() != 0 {
+		t.Errorf("run %s: %d of %d processed users are in no column: %+v", r.ID, r.Unaccounted(), r.Processed, r)
+	}
+	return r
 }
 
 func (e *env) dryRun(t *testing.T) dirsync.Run {
 	t.Helper()
 	run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: true})
 	e.drain(t)
-	return e.run(t, run.ID)
+	return accounted(t, e.run(t, run.ID))
 }
 
 func (e *env) run(t *testing.T, id string) dirsync.Run {

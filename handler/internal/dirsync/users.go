@@ -130,12 +130,14 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		run.Processed++
 		link, linked := links[u.ID]
 		if u.Removed != entra.NotRemoved {
+			run.Excluded.Deleted++
 			if linked && link.Active {
 				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "deleted"})
 			}
 			continue
 		}
 		if s.allowed != nil && !s.allowed[u.ID] {
+			run.Excluded.OutOfFilter++
 			if linked && link.Active {
 				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "out_of_filter"})
 			}
@@ -165,6 +167,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			}
 		}
 		if w.id == "" && !u.AccountEnabled {
+			run.Excluded.Disabled++
 			continue // a disabled user who was never a stakeholder stays out
 		}
 		items = append(items, w)

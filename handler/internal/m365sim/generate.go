@@ -16,7 +16,7 @@ type GenSpec struct {
 	// below the top a member of one group on the level above.
 	Depth int
 	Seed  uint64
-	// InvalidUsers users get an incomplete profile (no givenName, surname or mail), for the
+	// InvalidUsers users get an incomplete profile (no givenName, surname, displayName or mail), for the
 	// sync's invalid_data handling.
 	InvalidUsers int
 }
@@ -95,8 +95,8 @@ func (s *Server) Generate(tenantID string, spec GenSpec) error {
 			u.ManagerID = t.users[firstUser+int32(rng.IntN(max(1, i/8)))].ID
 		}
 		if i >= spec.Users-spec.InvalidUsers {
-			u.GivenName, u.Surname, u.Mail, u.BusinessPhones = "", "", "", nil
-			u.DisplayName = fmt.Sprintf("user%d", i+1)
+			// No name of any kind: the mapping has nothing to call the stakeholder by.
+			u.GivenName, u.Surname, u.Mail, u.BusinessPhones, u.DisplayName = "", "", "", nil, ""
 		}
 		t.addUser(u)
 	}
