@@ -19,6 +19,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -202,7 +203,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printRun(out, full)
+	if err := printRun(out, full); err != nil {
+		return err
+	}
 	var linked map[string]any
 	if err := api.do(ctx, "GET", "/stakeholders/"+manual["id"].(string), nil, &linked); err != nil {
 		return err
@@ -211,20 +214,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 
 	step("Both sides change the same field; 1 %% of the tenant changes in Entra")
 	target := users[1]
-	var row struct {
-		Stakeholders []map[string]any `json:"stakeholders"`
-	}
-	if err := api.do(ctx, "GET", "/stakeholders?limit=1000&source=entra", nil, &row); err != nil {
+	targetID, err := api.findSynced(ctx, target.ID)
+	if err != nil {
 		return err
-	}
-	var targetID string
-	for _, st := range row.Stakeholders {
-		if st["externalId"] == target.ID {
-			targetID = st["id"].(string)
-		}
-	}
-	if targetID == "" {
-		return fmt.Errorf("user %s was not synced", target.ID)
 	}
 	if err := api.editRole(ctx, targetID, "Change lead (set in Leap Change)"); err != nil {
 		return err
@@ -243,7 +235,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printRun(out, delta)
+	if err := printRun(out, delta); err != nil {
+		return err
+	}
 	if err := printChanges(ctx, api, out, delta.ID, 6); err != nil {
 		return err
 	}
@@ -366,25 +360,32 @@ func freePort() (int, error) {
 
 // runView is the part of a run the demo prints.
 type runView struct {
-	ID                   string    `json:"id"`
-	State                string    `json:"state"`
-	Kind                 string    `json:"kind"`
-	StartedAt            time.Time `json:"startedAt"`
-	FinishedAt           time.Time `json:"finishedAt"`
-	Pages                int       `json:"pages"`
-	Processed            int       `json:"processed"`
-	DryRun               bool      `json:"dryRun"`
-	Created              int       `json:"created"`
-	Updated              int       `json:"updated"`
-	Unchanged            int       `json:"unchanged"`
-	Conflicts            int       `json:"conflicts"`
-	Deactivated          int       `json:"deactivated"`
-	Reactivated          int       `json:"reactivated"`
-	Invalid              int       `json:"invalid"`
-	Throttled            int       `json:"throttled"`
-	ErrorCount           int       `json:"errorCount"`
-	PendingDeactivations int       `json:"pendingDeactivations"`
-	LastError            string    `json:"lastError"`
+	ID          string    `json:"id"`
+	State       string    `json:"state"`
+	Kind        string    `json:"kind"`
+	StartedAt   time.Time `json:"startedAt"`
+	FinishedAt  time.Time `json:"finishedAt"`
+	Pages       int       `json:"pages"`
+	Processed   int       `json:"processed"`
+	DryRun      bool      `json:"dryRun"`
+	Created     int       `json:"created"`
+	Updated     int       `json:"updated"`
+	Unchanged   int       `json:"unchanged"`
+	Conflicts   int       `json:"conflicts"`
+	Skipped     int       `json:"skipped"`
+	Linked      int       `json:"linked"`
+	Deactivated int       `json:"deactivated"`
+	Reactivated int       `json:"reactivated"`
+	Invalid     int       `json:"invalid"`
+	Excluded    struct {
+		Deleted     int `json:"deleted"`
+		OutOfFilter int `json:"outOfFilter"`
+		Disabled    int `json:"disabled"`
+	} `json:"excluded"`
+	Throttled            int    `json:"throttled"`
+	ErrorCount           int    `json:"errorCount"`
+	PendingDeactivations int    `json:"pendingDeactivations"`
+	LastError            string `json:"lastError"`
 	Errors               []struct {
 		Code, Object, Detail, Hint string
 	} `json:"errors"`
@@ -420,9 +421,13 @@ func syncOnce(ctx context.Context, api *client, out io.Writer, dryRun bool) (run
 	}
 }
 
-func printRun(out io.Writer, r runView) {
-	fmt.Fprintf(out, "run %s: %s %s sync in %.2fs — %d processed: %d created, %d updated, %d unchanged, %d conflicts, %d deactivated, %d reactivated, %d invalid, %d throttled\n",
-		r.ID, r.State, r.Kind, r.FinishedAt.Sub(r.StartedAt).Seconds(), r.Processed, r.Created, r.Updated, r.Unchanged, r.Conflicts, r.Deactivated, r.Reactivated, r.Invalid, r.Throttled)
+// printRun prints a run's summary, in which every processed user has exactly one column.
+func printRun(out io.Writer, r runView) error {
+	x := r.Excluded
+	fmt.Fprintf(out, "run %s: %s %s sync in %.2fs — %d processed: %d created, %d updated, %d unchanged, %d reactivated, %d skipped, %d invalid, %d excluded (%d disabled and never synced, %d deleted, %d outside the group filter)\n",
+		r.ID, r.State, r.Kind, r.FinishedAt.Sub(r.StartedAt).Seconds(), r.Processed, r.Created, r.Updated, r.Unchanged, r.Reactivated, r.Skipped, r.Invalid,
+		x.Disabled+x.Deleted+x.OutOfFilter, x.Disabled, x.Deleted, x.OutOfFilter)
+	fmt.Fprintf(out, "  also: %d conflicts resolved, %d deactivated, %d linked by email, %d throttled requests\n", r.Conflicts, r.Deactivated, r.Linked, r.Throttled)
 	for i, e := range r.Errors {
 		if i == 5 {
 			fmt.Fprintf(out, "  … and %d more errors\n", len(r.Errors)-5)
@@ -432,6 +437,37 @@ func printRun(out io.Writer, r runView) {
 	}
 	if r.LastError != "" {
 		fmt.Fprintf(out, "  last error: %s\n", r.LastError)
+	}
+	if n := r.Processed - (r.Created + r.Updated + r.Unchanged + r.Reactivated + r.Skipped + r.Invalid + x.Disabled + x.Deleted + x.OutOfFilter); n != 0 {
+		return fmt.Errorf("run %s: %d of %d processed users are in no column of its summary", r.ID, n, r.Processed)
+	}
+	return nil
+}
+
+// findSynced pages through the synced stakeholders for the one linked to an Entra user, as the
+// web app would: list order follows stakeholder ids, not sync order.
+func (c *client) findSynced(ctx context.Context, externalID string) (string, error) {
+	after := ""
+	for {
+		var page struct {
+			Stakeholders []struct {
+				ID         string `json:"id"`
+				ExternalID string `json:"externalId"`
+			} `json:"stakeholders"`
+			Next string `json:"next"`
+		}
+		if err := c.do(ctx, "GET", "/stakeholders?limit=1000&source=entra&after="+url.QueryEscape(after), nil, &page); err != nil {
+			return "", err
+		}
+		for _, st := range page.Stakeholders {
+			if st.ExternalID == externalID {
+				return st.ID, nil
+			}
+		}
+		if page.Next == "" {
+			return "", fmt.Errorf("user %s was not synced", externalID)
+		}
+		after = page.Next
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
-// TestDemoRunsEndToEnd is the acceptance check of the demo command: the real handler binary,
-// run by the host stand-in, syncs a generated tenant from the simulated tenant into Azurite, in
-// full and then in delta, and the summary says so.
+// TestDemoRunsEndToEnd is the acceptance check of the demo command, at the size the README runs
+// it (no flags): the real handler binary, run by the host stand-in, syncs a generated tenant from
+// the simulated tenant into Azurite, in full and then in delta, and the summary says so.
 func TestDemoRunsEndToEnd(t *testing.T) {
 	conn := azuritetest.Start(t)
 	var out, errOut bytes.Buffer
@@ -24,7 +24,7 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		}
 		return os.Getenv(k)
 	}
-	err := run(t.Context(), []string{"-root", "../../..", "-users", "450", "-groups", "12"}, getenv, &out, &errOut)
+	err := run(t.Context(), []string{"-root", "../../.."}, getenv, &out, &errOut)
 	if err != nil {
 		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
 	}
@@ -32,9 +32,11 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`connection: connected to tenant 3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b; granted \[User.Read.All GroupMember.Read.All Mail.Send\]; missing \[\]`),
 		regexp.MustCompile(`the callback sent the admin back to http://localhost:3000/settings/integrations\?m365=connected&org=demo`),
-		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 450 processed: \d+ created, 1 updated, 0 unchanged, 0 conflicts`),
+		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 5000 processed: \d+ created, 1 updated, 0 unchanged, 0 reactivated, 0 skipped, 3 invalid, [1-9]\d* excluded \([1-9]\d* disabled and never synced, 0 deleted, 0 outside the group filter\)`),
+		regexp.MustCompile(`also: 0 conflicts resolved, 0 deactivated, 1 linked by email`),
 		regexp.MustCompile(`the manual stakeholder was linked, not duplicated: source entra, externalId [0-9a-f-]{36}, influence kept: high`),
-		regexp.MustCompile(`succeeded delta sync in [0-9.]+s — [1-9]\d* processed: 0 created, [1-9]\d* updated, \d+ unchanged, 1 conflicts`),
+		regexp.MustCompile(`succeeded delta sync in [0-9.]+s — [1-9]\d* processed: 0 created, [1-9]\d* updated, \d+ unchanged, \d+ reactivated, 0 skipped, \d+ invalid, \d+ excluded`),
+		regexp.MustCompile(`also: 1 conflicts resolved`),
 		regexp.MustCompile(`role: Entra "Head of Operations \(set in Entra\)" vs Leap "Change lead \(set in Leap Change\)" → "Head of Operations \(set in Entra\)"`),
 		regexp.MustCompile(`stakeholders would be deactivated \(out of the filter\); nothing was written`),
 		regexp.MustCompile(`next scheduled sync 20\d\d-\d\d-\d\dT(06|18):00:00\+0[12]:00`),
