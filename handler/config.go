@@ -38,6 +38,10 @@ type config struct {
 	PublicBaseURL string
 	LeapAppURL    string
 	StateKey      []byte
+
+	// unresolved names settings whose value is still a Key Vault reference: the platform could
+	// not resolve it, and the literal string must never stand in for the secret.
+	unresolved []string
 }
 
 // settingNames lists every setting loadConfig reads; a test checks local.settings.example.json
@@ -81,8 +85,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LeapAppURL:                 get("LEAP_APP_URL"),
 		StateKey:                   []byte(get("STATE_SIGNING_KEY")),
 	}
+	for _, k := range settingNames {
+		if strings.HasPrefix(get(k), keyVaultReferencePrefix) {
+			c.unresolved = append(c.unresolved, k)
+		}
+	}
 	return c, c.validate()
 }
+
+// keyVaultReferencePrefix starts an App Service Key Vault reference. The platform replaces a
+// reference with the secret; when it cannot (secret missing, role not yet propagated, bad
+// syntax), the app sees the reference itself.
+const keyVaultReferencePrefix = "@Microsoft.KeyVault("
 
 var (
 	guidPattern   = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -97,6 +111,11 @@ func (c config) validate() error {
 		if cond {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
+	}
+	for _, k := range c.unresolved {
+		errs = append(errs, fmt.Errorf("%s is an unresolved Key Vault reference: the platform could not read the secret. "+
+			"Check that the secret exists in the vault, that the app's identity holds Key Vault Secrets User on it (a new role assignment can take minutes to apply), "+
+			"and the reference's syntax; then restart the app", k))
 	}
 	port, err := strconv.Atoi(c.Port)
 	bad(c.Port == "", "FUNCTIONS_CUSTOMHANDLER_PORT is not set (the Functions host sets it)")

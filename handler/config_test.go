@@ -89,3 +89,29 @@ func TestRunNamesEveryBadSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigRefusesUnresolvedKeyVaultReferences: when App Service cannot resolve a Key Vault
+// reference the app sees the reference itself, which must never stand in for the secret (it is
+// long enough to pass as a signing key, and anyone can guess it).
+func TestConfigRefusesUnresolvedKeyVaultReferences(t *testing.T) {
+	const ref = "@Microsoft.KeyVault(SecretUri=https://leap-kv.vault.azure.net/secrets/state-signing-key/)"
+	for _, setting := range []string{"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY", "TablesConnection", "ServiceBusConnection"} {
+		t.Run(setting, func(t *testing.T) {
+			_, err := loadConfig(validEnv(map[string]string{setting: ref}))
+			if err == nil {
+				t.Fatalf("%s = a Key Vault reference was accepted", setting)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, setting+" is an unresolved Key Vault reference") || !strings.Contains(msg, "Key Vault Secrets User") {
+				t.Errorf("error does not name the setting and the likely cause: %v", err)
+			}
+			if strings.Contains(msg, "SecretUri") {
+				t.Errorf("error repeats the reference: %v", err)
+			}
+		})
+	}
+	// A value that merely mentions Key Vault is not a reference.
+	if _, err := loadConfig(validEnv(map[string]string{"M365_CLIENT_SECRET": "x@Microsoft.KeyVault(y)"})); err != nil {
+		t.Errorf("a secret containing the marker mid-value was refused: %v", err)
+	}
+}
