@@ -13,6 +13,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/graph"
+	"github.com/leapchange/m365/handler/internal/health"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/schedule"
@@ -32,6 +33,7 @@ type app struct {
 	scheduler *schedule.Scheduler
 	settings  *syncsettings.Store
 	api       *api.Server
+	health    *health.Handler
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -86,6 +88,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store),
 			NextSync: schedule.Next, Logger: log,
 		}),
+		health: health.New(health.Config{Logger: log},
+			health.Check{Name: "tableStorage", Title: "Table Storage", Ping: store.Ping},
+			health.Check{Name: "serviceBus", Title: "Service Bus", Ping: pub.Ping}),
 	}, nil
 }
 

@@ -25,6 +25,7 @@ var designTable = map[string]struct {
 	"GraphNotifications":  {trigger: "httpTrigger", route: "graph/notifications", authLevel: "anonymous", methods: []string{"post"}},
 	"GraphLifecycle":      {trigger: "httpTrigger", route: "graph/lifecycle", authLevel: "anonymous", methods: []string{"post"}},
 	"BotMessages":         {trigger: "httpTrigger", route: "messages", authLevel: "anonymous", methods: []string{"post"}},
+	"Health":              {trigger: "httpTrigger", route: "health", authLevel: "anonymous", methods: []string{"get"}},
 	"SyncScheduler":       {trigger: "timerTrigger", schedule: "0 */15 * * * *"},
 	"SubscriptionRenewer": {trigger: "timerTrigger", schedule: "0 */10 * * * *"},
 	"SyncWorker":          {trigger: "serviceBusTrigger", queue: "sync-jobs"},

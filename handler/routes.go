@@ -42,6 +42,7 @@ func (a *app) functions() []function {
 		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
 		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
 		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},
+		{name: "Health", http: "GET /api/health", h: a.health},
 		{name: "SyncScheduler", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
 			res, err := a.scheduler.Run(ctx)
 			if err != nil {

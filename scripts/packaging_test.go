@@ -28,6 +28,7 @@ import (
 // DESIGN.md §2.1: function names and the queue each Service Bus function is triggered by.
 var contractFunctions = map[string]string{
 	"Api":                 "",
+	"Health":              "",
 	"ConsentCallback":     "",
 	"GraphNotifications":  "",
 	"GraphLifecycle":      "",

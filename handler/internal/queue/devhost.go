@@ -73,5 +73,22 @@ func (d *DevHost) Publish(ctx context.Context, m Message) error {
 	}
 }
 
+// Ping asks the stand-in for its queue counts.
+func (d *DevHost) Ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base.JoinPath("/_devhost/queues").String(), nil)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping: %w: %w", ErrUnavailable, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping: %w: status %d", ErrUnavailable, resp.StatusCode)
+	}
+	return nil
+}
+
 // Close releases nothing; the HTTP client is shared.
 func (d *DevHost) Close(context.Context) error { return nil }

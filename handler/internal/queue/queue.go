@@ -66,6 +66,9 @@ func (m Message) validate() error {
 // Publisher is what Open returns: a closable publisher of either kind.
 type Publisher interface {
 	Publish(ctx context.Context, m Message) error
+	// Ping proves the queue service answers and accepts our credentials, without changing a
+	// queue (the health check).
+	Ping(ctx context.Context) error
 	Close(ctx context.Context) error
 }
 

@@ -64,6 +64,20 @@ func (s *ServiceBus) sender(q string) (*azservicebus.Sender, error) {
 	return snd, nil
 }
 
+// Ping peeks at the sync-jobs queue: it needs only the receive right the workers have anyway,
+// and neither locks nor removes a message.
+func (s *ServiceBus) Ping(ctx context.Context) error {
+	r, err := s.client.NewReceiverForQueue(SyncJobs, nil)
+	if err != nil {
+		return translate("ping", err)
+	}
+	defer r.Close(context.WithoutCancel(ctx))
+	if _, err := r.PeekMessages(ctx, 1, nil); err != nil {
+		return translate("ping", err)
+	}
+	return nil
+}
+
 // Close closes every sender and the client.
 func (s *ServiceBus) Close(ctx context.Context) error {
 	s.mu.Lock()

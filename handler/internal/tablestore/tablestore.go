@@ -103,6 +103,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// Ping asks the table service for one table name: a cheap read that proves the account answers
+// and accepts our credentials (the health check).
+func (s *Store) Ping(ctx context.Context) error {
+	top := int32(1)
+	if _, err := s.svc.NewListTablesPager(&aztables.ListTablesOptions{Top: &top}).NextPage(ctx); err != nil {
+		err, _ = translate("ping", err)
+		return err
+	}
+	return nil
+}
+
 // Prefix returns the table-name prefix.
 func (s *Store) Prefix() string { return s.prefix }
 
