@@ -5,11 +5,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# ensure_npm_tools installs Azurite from the committed package.json + lockfile when missing.
+# ensure_npm_tools installs the npm tools (Azurite, the Bicep grammar) from the committed
+# package.json + lockfile when one is missing or the lockfile changed since the last install.
 ensure_npm_tools() {
-  if [ ! -x "$root/node_modules/.bin/azurite-table" ]; then
+  if [ ! -x "$root/node_modules/.bin/azurite-table" ] ||
+    [ ! -f "$root/node_modules/tree-sitter-bicep/tree-sitter-bicep.wasm" ] ||
+    [ ! -f "$root/node_modules/web-tree-sitter/package.json" ] ||
+    [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
     command -v npm >/dev/null || { echo "npm is required (Node.js 20+): apt-get install nodejs npm" >&2; exit 1; }
-    say "installing Azurite (npm ci)"
+    say "installing npm tools (npm ci)"
     (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
