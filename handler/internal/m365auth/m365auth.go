@@ -58,6 +58,12 @@ var tenantPattern = regexp.MustCompile(`^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA
 // ValidTenant reports whether id can name a tenant.
 func ValidTenant(id string) bool { return tenantPattern.MatchString(id) }
 
+// guidPattern is a tenant id (not a domain name): what a token's tid claim holds.
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// IsTenantID reports whether id is a tenant id (a GUID), not a domain name.
+func IsTenantID(id string) bool { return guidPattern.MatchString(id) }
+
 // ForTenant returns the cached credential for tenantID.
 func (c *Credentials) ForTenant(tenantID string) (azcore.TokenCredential, error) {
 	if !ValidTenant(tenantID) {

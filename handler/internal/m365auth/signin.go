@@ -21,12 +21,16 @@ type SignIn struct {
 	Roles    []string // wids: the user's directory role template ids
 }
 
-// Directory roles that can grant tenant-wide admin consent to application permissions.
+// ConsentAdminRoles are the built-in directory roles that can grant tenant-wide admin consent to
+// Microsoft Graph application permissions, which is all this app asks for. Microsoft documents
+// ("Grant tenant-wide admin consent to an application", prerequisites) that Cloud Application
+// Administrator and Application Administrator can consent to any API's permissions except
+// Microsoft Graph app roles, so they are not here: an admin holding only one of them cannot have
+// granted what we need. A custom role with the consent permission cannot be recognised from its
+// id; such an admin is refused and the hint names the built-in roles.
 var ConsentAdminRoles = []string{
 	"62e90394-69f5-4237-9190-012177145e10", // Global Administrator
 	"e8611ab8-c189-46e8-94e1-60213ab1f814", // Privileged Role Administrator
-	"158c047a-c907-4556-b7ef-446551a6b5f7", // Cloud Application Administrator
-	"9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", // Application Administrator
 }
 
 // IsConsentAdmin reports whether the signed-in user holds a role that can grant admin consent.
@@ -143,6 +147,12 @@ func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI 
 	}
 	if cl.Aud != c.cfg.ClientID {
 		return SignIn{}, &entra.Error{Kind: entra.KindUnauthorized, Message: "the ID token is for another app"}
+	}
+	// Entra refuses a code from another tenant at this tenant's endpoint, but the caller binds a
+	// tenant on the strength of this answer, so the token must say so itself. (A domain name
+	// cannot be compared with tid here; the consent flow compares the tenant id it knows.)
+	if guidPattern.MatchString(tenant) && !strings.EqualFold(cl.TID, tenant) {
+		return SignIn{}, &entra.Error{Kind: entra.KindUnauthorized, Message: "the ID token is for another tenant"}
 	}
 	return SignIn{TenantID: cl.TID, ObjectID: cl.OID, Username: cl.Username, Nonce: cl.Nonce, Roles: cl.Wids}, nil
 }

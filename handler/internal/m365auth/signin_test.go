@@ -66,8 +66,23 @@ func TestSignInThroughTheCodeFlow(t *testing.T) {
 	if _, err := creds.AuthorizeURL("../evil", redirect, "s", "n"); entra.KindOf(err) != entra.KindInvalid {
 		t.Errorf("bad tenant: %v", err)
 	}
-	if (m365auth.SignIn{Roles: []string{"88d8e3e3-8f55-4a1e-953a-9b9898b8876b"}}).IsConsentAdmin() {
-		t.Error("a Directory Reader counted as a consent admin")
+	// Only roles that can grant Microsoft Graph application permissions count: Microsoft
+	// documents that Cloud Application and Application Administrators cannot.
+	for _, tc := range []struct {
+		name string
+		role string
+		want bool
+	}{
+		{"Global Administrator", m365sim.RoleGlobalAdministrator, true},
+		{"Privileged Role Administrator", m365sim.RolePrivilegedRoleAdministrator, true},
+		{"Privileged Role Administrator, upper case", strings.ToUpper(m365sim.RolePrivilegedRoleAdministrator), true},
+		{"Cloud Application Administrator", m365sim.RoleCloudApplicationAdministrator, false},
+		{"Application Administrator", m365sim.RoleApplicationAdministrator, false},
+		{"Directory Readers", "88d8e3e3-8f55-4a1e-953a-9b9898b8876b", false},
+	} {
+		if got := (m365auth.SignIn{Roles: []string{tc.role}}).IsConsentAdmin(); got != tc.want {
+			t.Errorf("%s: IsConsentAdmin = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -86,6 +101,8 @@ func TestRedeemCodeChecks(t *testing.T) {
 		code   string
 	}{
 		{"another app's ID token", 200, `{"id_token":"` + idToken(`{"aud":"11111111-2222-4333-8444-555555555555","tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
+		{"another tenant's ID token", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","tid":"9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
+		{"ID token without tid", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
 		{"no audience", 200, `{"id_token":"` + idToken(`{"tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
 		{"not a JWT", 200, `{"id_token":"opaque"}`, entra.KindOther, ""},
 		{"no ID token", 200, `{"access_token":"a"}`, entra.KindUnauthorized, ""},
