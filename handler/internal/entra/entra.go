@@ -78,7 +78,7 @@ const (
 	KindInvalid           // 400: a request we built is wrong → invalid_data
 	KindResync            // 410 Gone, syncStateNotFound, resyncRequired → restart delta from scratch
 	KindUnauthorized      // token refused or not obtainable → connection needs re-authorization
-	KindUnavailable       // network or 5xx after retries
+	KindUnavailable       // network, timeout or 5xx after retries
 )
 
 var kindNames = map[Kind]string{
@@ -115,6 +115,10 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Transient reports whether the kind is a passing failure worth trying again later (throttling,
+// 5xx, network); every other kind is permanent for the request that met it.
+func (k Kind) Transient() bool { return k == KindThrottled || k == KindUnavailable }
 
 // KindOf returns the kind of err, KindOther when it is not a classified failure.
 func KindOf(err error) Kind {

@@ -1,9 +1,11 @@
 package entra_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 )
@@ -22,5 +24,35 @@ func TestKindOfSeesThroughWrapping(t *testing.T) {
 	}
 	if want := "graph: resync (HTTP 410) resyncRequired"; errors.Unwrap(err).Error() != want {
 		t.Errorf("Error() = %q, want %q", errors.Unwrap(err).Error(), want)
+	}
+}
+
+func TestRedactURLs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain text", "plain text"},
+		{`Get "https://graph.microsoft.com/v1.0/users/delta?$skiptoken=SECRET": dial tcp: reset`, `Get "https://graph.microsoft.com/v1.0/users/delta": dial tcp: reset`},
+		{"a http://h/p?$deltatoken=X#f and HTTPS://h2/q?x=1", "a http://h/p and HTTPS://h2/q"},
+		{"https://h/p", "https://h/p"},
+		{"end https://h/p?", "end https://h/p"},
+	} {
+		if got := entra.RedactURLs(tc.in); got != tc.want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRequestStatsNilSafe(t *testing.T) {
+	var s *entra.RequestStats
+	s.Throttled()
+	s.Retried(time.Second)
+	if got := s.Snapshot(); got != (entra.Snapshot{}) {
+		t.Errorf("nil stats = %+v", got)
+	}
+	s = new(entra.RequestStats)
+	ctx := entra.WithRequestStats(context.Background(), s)
+	entra.RequestStatsFrom(ctx).Throttled()
+	entra.RequestStatsFrom(ctx).Retried(1500 * time.Millisecond)
+	if got, want := s.Snapshot(), (entra.Snapshot{Throttled: 1, Retried: 1, Waited: 1500 * time.Millisecond}); got != want {
+		t.Errorf("stats = %+v, want %+v", got, want)
 	}
 }

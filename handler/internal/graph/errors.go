@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -22,15 +23,21 @@ func classify(op string, err error) error {
 	if errors.As(err, &authErr) {
 		return m365auth.Classify(err)
 	}
+	// A transport error names the request URL, with its $skiptoken or $deltatoken: strip it here,
+	// where every Graph error is formatted, so no run record, answer or log ever shows one.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = entra.RedactURLs(ue.URL)
+	}
 	var odata *odataerrors.ODataError
 	if !errors.As(err, &odata) {
-		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": " + err.Error(), Err: err}
+		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": " + entra.RedactURLs(err.Error()), Err: err}
 	}
 	e := &entra.Error{Status: odata.ResponseStatusCode, Err: err, Message: op}
 	if main := odata.GetErrorEscaped(); main != nil {
 		e.Code = deref(main.GetCode())
 		if msg := deref(main.GetMessage()); msg != "" {
-			e.Message = op + ": " + msg
+			e.Message = op + ": " + entra.RedactURLs(msg)
 		}
 		if inner := main.GetInnerError(); inner != nil {
 			e.RequestID = deref(inner.GetRequestId())
@@ -60,7 +67,7 @@ func kindFor(status int, code string) entra.Kind {
 	case status == http.StatusBadRequest:
 		return entra.KindInvalid
 	case status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
-		return entra.KindThrottled
+		return entra.KindThrottled // Graph's documented "slow down" besides 429
 	case status >= 500:
 		return entra.KindUnavailable
 	}

@@ -2,14 +2,19 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/leapchange/m365/handler/internal/entra"
 )
 
 // RetryPolicy bounds how long one Graph call may wait out throttling before it gives up and
@@ -49,9 +54,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// retryTransport retries 429, 503 and 504 answers, honouring Retry-After (fractional seconds or
-// an HTTP date) and otherwise backing off exponentially with jitter. It never retries at once:
-// every retry counts against the tenant's quota.
+// retryTransport retries every transient failure of an idempotent request: 429, 5xx and network
+// errors (timeouts, connection resets). It honours Retry-After (fractional seconds or an HTTP date)
+// and otherwise backs off exponentially with jitter. It never retries at once: every retry counts
+// against the tenant's quota. Each throttled answer and each wait is added to the
+// entra.RequestStats of the request's context, so the run that paid for them can report them.
 type retryTransport struct {
 	next     http.RoundTripper
 	policy   RetryPolicy
@@ -69,26 +76,48 @@ func newRetryTransport(next http.RoundTripper, p RetryPolicy, log *slog.Logger) 
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	stats := entra.RequestStatsFrom(ctx)
 	for attempt := 1; ; attempt++ {
 		t.requests.Add(1)
 		resp, err := t.next.RoundTrip(req)
-		if err != nil || !retryable(resp.StatusCode) || attempt >= t.policy.MaxAttempts {
-			return resp, err
+		var wait time.Duration
+		given := false
+		switch {
+		case err != nil:
+			// A request that may have been applied is not sent twice; Graph reads are safe to repeat.
+			if ctx.Err() != nil || !idempotent(req.Method) || !transientNetError(err) || attempt >= t.policy.MaxAttempts {
+				return resp, err
+			}
+		case !retryable(resp.StatusCode):
+			return resp, nil
+		default:
+			wait, given = RetryAfter(resp.Header, time.Now())
+			if resp.StatusCode == http.StatusTooManyRequests || given {
+				stats.Throttled()
+			}
+			if attempt >= t.policy.MaxAttempts || wait > t.policy.MaxWait {
+				return resp, nil // too long to wait inside an invocation; the caller reschedules
+			}
+			if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+				return resp, nil // a body we cannot replay
+			}
 		}
-		wait, given := RetryAfter(resp.Header, time.Now())
 		if !given {
 			wait = backoff(t.policy.BaseBackoff, attempt)
 		}
-		if wait > t.policy.MaxWait {
-			return resp, nil // too long to wait inside an invocation; the caller reschedules
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
 		}
-		if req.Body != nil && req.GetBody == nil {
-			return resp, nil // a body we cannot replay
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
 		t.retries.Add(1)
-		t.log.DebugContext(ctx, "graph throttled, retrying", "status", resp.StatusCode, "wait", wait, "attempt", attempt, "path", req.URL.Path)
+		stats.Retried(wait)
+		if err != nil {
+			t.log.DebugContext(ctx, "graph request failed, retrying", "error", entra.RedactURLs(err.Error()), "wait", wait, "attempt", attempt, "path", req.URL.Path)
+		} else {
+			t.log.DebugContext(ctx, "graph answered a transient failure, retrying", "status", status, "wait", wait, "attempt", attempt, "path", req.URL.Path)
+		}
 		if err := t.policy.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
@@ -103,8 +132,32 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// retryable says whether an answer is transient: throttling or any server-side failure.
 func retryable(status int) bool {
-	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+	return status == http.StatusTooManyRequests || status >= 500 && status != http.StatusNotImplemented && status != http.StatusHTTPVersionNotSupported
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// transientNetError says whether a transport error is worth another attempt: timeouts, resets,
+// refused or dropped connections. A bad URL or a TLS certificate failure is not.
+func transientNetError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) // dial, read and write failures below TLS
 }
 
 // RetryAfter reads a Retry-After header: seconds, possibly fractional ("1.5"), or an HTTP date.

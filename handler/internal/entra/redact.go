@@ -1,0 +1,48 @@
+package entra
+
+import "strings"
+
+// RedactURLs strips the query string and fragment from every http(s) URL in s. Graph paging links
+// carry $skiptoken and $deltatoken, which are replayable state of a tenant's directory; an error
+// text that reaches a run's lastError, an API answer or a log must not carry them.
+func RedactURLs(s string) string {
+	var b strings.Builder
+	for {
+		i := urlStart(s)
+		if i < 0 {
+			if b.Len() == 0 {
+				return s
+			}
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + strings.IndexFunc(s[i:]+" ", isURLEnd)
+		u := s[i:end]
+		if q := strings.IndexAny(u, "?#"); q >= 0 {
+			u = u[:q]
+		}
+		b.WriteString(s[:i])
+		b.WriteString(u)
+		s = s[end:]
+	}
+}
+
+func urlStart(s string) int {
+	l := strings.ToLower(s)
+	i, j := strings.Index(l, "http://"), strings.Index(l, "https://")
+	switch {
+	case i < 0:
+		return j
+	case j < 0:
+		return i
+	}
+	return min(i, j)
+}
+
+func isURLEnd(r rune) bool {
+	switch r {
+	case ' ', '\t', '\n', '\r', '"', '\'', '<', '>', '`':
+		return true
+	}
+	return false
+}

@@ -1,0 +1,126 @@
+package graph_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/graph"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+)
+
+// Every transient kind is retried in-process, with a back-off, and counted on the caller's stats;
+// a permanent answer is not retried.
+func TestRetryTransientFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fail      func(w http.ResponseWriter)
+		retried   bool
+		throttled int
+	}{
+		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, true, 0},
+		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, true, 0},
+		{"503 with Retry-After", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "2"); w.WriteHeader(503) }, true, 2},
+		{"429", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0.5"); w.WriteHeader(429) }, true, 2},
+		{"connection reset", func(w http.ResponseWriter) {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.(*net.TCPConn).SetLinger(0) // an RST, not a clean close
+			conn.Close()
+		}, true, 0},
+		{"400 is permanent", func(w http.ResponseWriter) { w.WriteHeader(400) }, false, 0},
+		{"404 is permanent", func(w http.ResponseWriter) { w.WriteHeader(404) }, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) < 3 {
+					tc.fail(w)
+					return
+				}
+				w.Write([]byte("ok"))
+			}))
+			t.Cleanup(srv.Close)
+			var waits []time.Duration
+			rt := graph.NewRetryTransportForTest(http.DefaultTransport, graph.RetryPolicy{Sleep: func(_ context.Context, d time.Duration) error {
+				waits = append(waits, d)
+				return nil
+			}})
+			stats := new(entra.RequestStats)
+			req, _ := http.NewRequestWithContext(entra.WithRequestStats(t.Context(), stats), "GET", srv.URL, nil)
+			resp, err := (&http.Client{Transport: rt}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := stats.Snapshot()
+			if !tc.retried {
+				if resp.StatusCode == 200 || calls.Load() != 1 || got.Retried != 0 {
+					t.Errorf("status %d after %d calls, %d retries; want the failure answered at once", resp.StatusCode, calls.Load(), got.Retried)
+				}
+				return
+			}
+			if resp.StatusCode != 200 || len(waits) != 2 || got.Retried != 2 || got.Throttled != tc.throttled {
+				t.Errorf("status %d after waits %v, stats %+v; want 200 after two retries, %d throttled", resp.StatusCode, waits, got, tc.throttled)
+			}
+			var sum time.Duration
+			for _, w := range waits {
+				if w <= 0 {
+					t.Errorf("retried without waiting: %v", waits)
+				}
+				sum += w
+			}
+			if got.Waited != sum {
+				t.Errorf("stats waited %v, slept %v", got.Waited, sum)
+			}
+		})
+	}
+}
+
+// A transport error's text names the request URL; its $skiptoken must not reach the error.
+func TestTransportErrorsCarryNoQuery(t *testing.T) {
+	sim := newTenant(t, 5, "User.Read.All")
+	c := newClient(t, sim, secret)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	link := sim.GraphURL() + "/users/delta?$skiptoken=SECRETSKIP"
+	link = strings.Replace(link, strings.TrimPrefix(strings.TrimPrefix(sim.URL(), "http://"), "https://"), addr, 1)
+	stats := new(entra.RequestStats)
+	_, err = c.UsersDelta(entra.WithRequestStats(t.Context(), stats), tenantID, link)
+	if err == nil {
+		t.Fatal("no error from a closed port")
+	}
+	if entra.KindOf(err) != entra.KindUnavailable {
+		t.Errorf("kind = %v, want unavailable", entra.KindOf(err))
+	}
+	if strings.Contains(err.Error(), "SECRETSKIP") || strings.Contains(err.Error(), "skiptoken") {
+		t.Errorf("error carries the query: %v", err)
+	}
+	if got := stats.Snapshot().Retried; got == 0 {
+		t.Errorf("a refused connection was not retried")
+	}
+}
+
+// A 429 waited out inside the transport is still counted on the request's stats.
+func TestThrottlingWaitedOutIsCounted(t *testing.T) {
+	sim := newTenant(t, 5, "User.Read.All")
+	if err := sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: 1500 * time.Millisecond, Times: 2}); err != nil {
+		t.Fatal(err)
+	}
+	stats := new(entra.RequestStats)
+	if _, err := newClient(t, sim, secret).UsersDelta(entra.WithRequestStats(t.Context(), stats), tenantID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stats.Snapshot(), (entra.Snapshot{Throttled: 2, Retried: 2, Waited: 3 * time.Second}); got != want {
+		t.Errorf("stats = %+v, want %+v", got, want)
+	}
+}
