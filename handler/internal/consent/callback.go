@@ -10,8 +10,8 @@ import (
 )
 
 // Callback serves ConsentCallback, both legs: after admin consent it sends the admin on to sign
-// in; after the sign-in it sends them back to the web app with the outcome (m365=connected|error,
-// reason, missing). A bad state gets a 400 problem and
+// in; after the sign-in it sends them back to the web app, with a one-time ticket to confirm
+// (m365=confirm, ticket) or a failure (m365=error, reason). A bad state gets a 400 problem and
 // no redirect: nothing in such a request can be trusted, not even which org it is about.
 func (f *Flow) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -45,8 +45,10 @@ func (f *Flow) backToApp(out Outcome) string {
 	}
 	q := u.Query()
 	q.Set("org", out.Org.String())
-	if out.Connected {
-		q.Set("m365", "connected")
+	if out.Ticket != "" {
+		// Nothing is bound yet: the web app confirms the ticket for its signed-in user's org.
+		q.Set("m365", "confirm")
+		q.Set("ticket", out.Ticket)
 		if len(out.Missing) > 0 {
 			q.Set("missing", strings.Join(out.Missing, ","))
 		}

@@ -1,15 +1,18 @@
 // Package consent connects an org to its Microsoft 365 tenant through Entra admin consent: it
-// builds the v2 admin-consent URL with a signed, single-use, expiring state bound to the org,
-// and completes the callback by proving consent with an app-only token for the tenant, reading
-// the granted application permissions, binding the tenant to the org, and recording the outcome
-// where the admin sees it. The callback's query is untrusted: the org comes from the state, the
-// tenant from the token.
+// builds the v2 admin-consent URL with a signed, single-use, expiring state bound to the org;
+// completes the callback by having the admin sign in, proving consent with an app-only token for
+// the tenant and reading the granted application permissions; and hands the web app a one-time
+// ticket, which binds the tenant to the org only when the web app confirms it for the org that
+// started the flow. The callback's query is untrusted: the org comes from the state, the tenant
+// from the tokens.
 package consent
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +72,9 @@ type Config struct {
 	LeapAppURL    string // where the admin is sent back
 	Key           []byte // STATE_SIGNING_KEY
 	StateTTL      time.Duration
-	Now           func() time.Time
+	// TicketTTL is how long the web app has to confirm a proven sign-in (default 10 minutes).
+	TicketTTL time.Duration
+	Now       func() time.Time
 	// Sleep waits between proof attempts (consent takes a moment to propagate); tests inject it.
 	Sleep  func(ctx context.Context, d time.Duration) error
 	Logger *slog.Logger
@@ -83,6 +88,11 @@ const (
 	statesTable   = "consentstates"
 	bindingsTable = "tenantbindings"
 	bindingKey    = "org"
+	// SharedKey is the row key of an operator's decision that a tenant may be connected to more
+	// than one org: a row in the tenant's partition (its id, lower case) of tenantbindings. Only
+	// someone with write access to the storage account can make it; no API path writes it, so
+	// no org can share a tenant on its own.
+	SharedKey = "shared"
 )
 
 // Flow runs admin consent.
@@ -97,6 +107,9 @@ type Flow struct {
 func New(cfg Config) *Flow {
 	if cfg.StateTTL <= 0 {
 		cfg.StateTTL = 10 * time.Minute
+	}
+	if cfg.TicketTTL <= 0 {
+		cfg.TicketTTL = 10 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -127,9 +140,9 @@ type pendingState struct {
 
 // Begin starts admin consent for org and returns the URL to send the admin to. The org's
 // connection shows "pending" unless it is connected already (re-authorizing keeps it working).
-func (f *Flow) Begin(ctx context.Context, org tablestore.Org, allowSharedTenant bool) (consentURL string, expires time.Time, err error) {
+func (f *Flow) Begin(ctx context.Context, org tablestore.Org) (consentURL string, expires time.Time, err error) {
 	now := f.cfg.Now().UTC()
-	state, expires, err := f.issue(ctx, org, claims{Issued: now.Unix(), AllowShared: allowSharedTenant})
+	state, expires, err := f.issue(ctx, org, claims{Issued: now.Unix()})
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -186,12 +199,15 @@ func (f *Flow) redirectURI() string {
 	return strings.TrimRight(f.cfg.PublicBaseURL, "/") + CallbackPath
 }
 
-// Outcome is what a completed callback did, for the redirect back to the web app.
+// Outcome is what a completed callback or a confirmation did.
 type Outcome struct {
-	Org       tablestore.Org
-	Next      string // where the browser goes next when the flow is not finished (the sign-in)
+	Org  tablestore.Org
+	Next string // where the browser goes next when the flow is not finished (the sign-in)
+	// Ticket is the one-time ticket of a proven sign-in, which the web app confirms for Org.
+	Ticket    string
 	Connected bool
 	Reason    string // a stable code when not connected: consent_denied, not_consented, tenant_in_use, …
+	Detail    string // what went wrong, as recorded on the connection
 	Missing   []string
 }
 
@@ -268,11 +284,12 @@ func (f *Flow) complete(ctx context.Context, org tablestore.Org, c claims, q url
 // send the admin to sign in.
 func (f *Flow) consented(ctx context.Context, org tablestore.Org, c claims, tenant string) (Outcome, error) {
 	out := Outcome{Org: org}
-	if !m365auth.ValidTenant(tenant) {
+	// Entra names the tenant by its id; a domain name could not be compared with the ID token's.
+	if !m365auth.IsTenantID(tenant) {
 		out.Reason = "no_tenant"
 		return out, f.record(ctx, org, failure{reason: "the consent callback named no valid tenant", hint: hintDenied})
 	}
-	next := claims{Issued: c.Issued, AllowShared: c.AllowShared, Tenant: tenant, OIDCNonce: randomToken()}
+	next := claims{Issued: c.Issued, Tenant: tenant, OIDCNonce: randomToken()}
 	state, _, err := f.issue(ctx, org, next)
 	if err != nil {
 		return out, err
@@ -286,7 +303,11 @@ func (f *Flow) consented(ctx context.Context, org tablestore.Org, c claims, tena
 	return out, nil
 }
 
-// signedIn handles the sign-in redirect: who signed in, then consent, permissions and binding.
+// signedIn handles the sign-in redirect: who signed in, then consent and permissions. It binds
+// nothing: the sign-in happened in the admin's browser, which need not belong to anyone in the
+// org that started the flow (an org can send its consent link to another tenant's admin). So it
+// stores the proven sign-in under a one-time ticket, and the web app, inside the session of a
+// signed-in user of that org, confirms it (Confirm).
 func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code string) (Outcome, error) {
 	out := Outcome{Org: org, Reason: "not_consented"}
 	if code == "" {
@@ -304,9 +325,14 @@ func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code 
 	case who.Nonce != c.OIDCNonce:
 		out.Reason = "signin_failed"
 		return out, f.record(ctx, org, failure{reason: "the sign-in does not belong to this connection attempt", hint: hintDenied})
+	case !strings.EqualFold(who.TenantID, c.Tenant):
+		// Checked here rather than trusting Entra to refuse another tenant's code at this
+		// tenant's endpoint: the tenant that consented is the one whose admin must have signed in.
+		out.Reason = "signin_failed"
+		return out, f.record(ctx, org, failure{reason: "the administrator signed in to another tenant than the one that consented", hint: hintDenied})
 	case !who.IsConsentAdmin():
 		out.Reason = "not_admin"
-		return out, f.record(ctx, org, failure{reason: "the account that signed in (" + who.Username + ") holds no role that can grant admin consent", hint: hintDenied})
+		return out, f.record(ctx, org, failure{reason: "the account that signed in (" + who.Username + ") holds no role that can grant admin consent to Microsoft Graph application permissions", hint: hintDenied})
 	}
 	tok, err := f.prove(ctx, who.TenantID)
 	if err != nil {
@@ -316,35 +342,159 @@ func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code 
 		}
 		return out, f.record(ctx, org, failure{reason: "consent could not be proven: " + err.Error(), hint: hintDenied})
 	}
-	if tok.TenantID != who.TenantID {
+	if !strings.EqualFold(tok.TenantID, who.TenantID) {
 		return out, f.record(ctx, org, failure{reason: "the app-only token is for another tenant than the administrator's", hint: hintDenied})
 	}
-	tenant := tok.TenantID
+	tenant := strings.ToLower(tok.TenantID)
+	// Refusals the confirmation would make anyway are told to the admin now, who can act on them;
+	// the confirmation decides again, on the state of the moment.
+	if fl, reason, err := f.refusal(ctx, org, tenant); err != nil || fl != nil {
+		if err != nil {
+			return out, err
+		}
+		out.Reason = reason
+		return out, f.record(ctx, org, *fl)
+	}
+	granted, missing := split(f.confirm(ctx, tenant, tok.Roles))
+	ticket := randomTicket()
+	p := pendingTicket{
+		Expires: f.cfg.Now().UTC().Add(f.cfg.TicketTTL), Issued: c.Issued, Tenant: tenant,
+		Granted: granted, Missing: missing, ConnectedBy: who.Username, AdminID: who.ObjectID,
+	}
+	if _, err := f.states.Insert(ctx, org, ticketKey(ticket), p); err != nil {
+		return out, fmt.Errorf("consent: save ticket: %w", err)
+	}
+	f.cfg.Logger.InfoContext(ctx, "microsoft 365 consent proven; waiting for the web app to confirm", "org", org.String(), "tenant", tenant, "by", who.ObjectID)
+	out.Ticket, out.Missing, out.Reason = ticket, missing, ""
+	return out, nil
+}
+
+// pendingTicket is a proven sign-in waiting for the web app's confirmation. It lives among the
+// states (same partition, same expiry sweep) under the hash of its ticket, so the table does
+// not hold the ticket itself.
+type pendingTicket struct {
+	Expires     time.Time `json:"expires"`
+	Issued      int64     `json:"issued"` // when the flow began (a later disconnect wins)
+	Tenant      string    `json:"tenant"`
+	Granted     []string  `json:"granted"`
+	Missing     []string  `json:"missing"`
+	ConnectedBy string    `json:"connectedBy"`
+	AdminID     string    `json:"adminId"`
+}
+
+// ErrBadTicket covers every ticket that confirms nothing: malformed, unknown, expired, used
+// already, or issued for another org. Callers learn no more than that.
+var ErrBadTicket = errors.New("consent: invalid confirmation ticket")
+
+// ticketLen is the length of a ticket: 32 random bytes, base64url without padding.
+const ticketLen = 43
+
+func randomTicket() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ticketKey is the row key a ticket is stored under.
+func ticketKey(ticket string) string {
+	sum := sha256.Sum256([]byte(ticket))
+	return "ticket-" + hex.EncodeToString(sum[:])
+}
+
+// Confirm completes the flow for org with the ticket the callback handed the web app: it binds
+// the tenant of the proven sign-in to org and records the connection. The web app calls it for
+// the org of its signed-in user; a ticket issued for another org, expired, used already or
+// forged is ErrBadTicket and changes nothing. Refusals decided now (the tenant belongs to
+// another org, the org is connected to another tenant, it was disconnected meanwhile) are
+// recorded on the connection and returned as an Outcome that is not Connected.
+func (f *Flow) Confirm(ctx context.Context, org tablestore.Org, ticket string) (Outcome, error) {
+	if len(ticket) != ticketLen {
+		return Outcome{}, fmt.Errorf("%w: malformed", ErrBadTicket)
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(ticket); err != nil {
+		return Outcome{}, fmt.Errorf("%w: malformed", ErrBadTicket)
+	}
+	key := ticketKey(ticket)
+	// Looked up in org's own partition: a ticket issued for another org is simply not there.
+	p, etag, err := tablestore.Get[pendingTicket](ctx, f.states, org, key)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return Outcome{}, fmt.Errorf("%w: unknown, used already or for another org", ErrBadTicket)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	// Single use: of two confirmations, one deletes the ticket and the other finds it gone.
+	if err := f.states.Delete(ctx, org, key, etag); err != nil {
+		if errors.Is(err, tablestore.ErrNotFound) || errors.Is(err, tablestore.ErrConflict) {
+			return Outcome{}, fmt.Errorf("%w: used already", ErrBadTicket)
+		}
+		return Outcome{}, err
+	}
+	if !f.cfg.Now().Before(p.Expires) {
+		return Outcome{}, fmt.Errorf("%w: expired", ErrBadTicket)
+	}
+	// The ticket is spent: finish and record even if the caller goes away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return f.bind(ctx, org, p)
+}
+
+// refusal says why tenant cannot be bound to org right now, or nil.
+func (f *Flow) refusal(ctx context.Context, org tablestore.Org, tenant string) (*failure, string, error) {
+	cur, _, err := f.cfg.Connections.Get(ctx, org)
+	if err != nil {
+		return nil, "", err
+	}
+	if cur.Status != connection.Disconnected && cur.TenantID != "" && !strings.EqualFold(cur.TenantID, tenant) {
+		return &failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged}, "tenant_changed", nil
+	}
+	if shared, err := f.shared(ctx, tenant); err != nil || shared {
+		return nil, "", err
+	}
+	b, err := f.binding(ctx, tenant)
+	if err != nil {
+		return nil, "", err
+	}
+	if b != nil && b.Org != org.String() && (b.Connected || f.cfg.Now().UTC().Sub(b.At) <= claimGrace) {
+		return &failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse}, "tenant_in_use", nil
+	}
+	return nil, "", nil
+}
+
+// bind binds the proven sign-in's tenant to org and records the connection.
+func (f *Flow) bind(ctx context.Context, org tablestore.Org, p pendingTicket) (Outcome, error) {
+	out := Outcome{Org: org}
+	tenant := p.Tenant
+	fail := func(reason string, fl failure) (Outcome, error) {
+		out.Reason, out.Detail = reason, fl.reason
+		return out, f.record(ctx, org, fl)
+	}
 	cur, _, err := f.cfg.Connections.Get(ctx, org)
 	if err != nil {
 		return out, err
 	}
-	if cur.Status != connection.Disconnected && cur.TenantID != "" && cur.TenantID != tenant {
-		out.Reason = "tenant_changed"
-		return out, f.record(ctx, org, failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged})
+	if cur.Status != connection.Disconnected && cur.TenantID != "" && !strings.EqualFold(cur.TenantID, tenant) {
+		return fail("tenant_changed", failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged})
 	}
-	ok, err := f.claimTenant(ctx, tenant, org, c.AllowShared)
+	shared, err := f.shared(ctx, tenant)
+	if err != nil {
+		return out, err
+	}
+	ok, err := f.claimTenant(ctx, tenant, org, shared)
 	if err != nil {
 		return out, err
 	}
 	if !ok {
-		out.Reason = "tenant_in_use"
-		return out, f.record(ctx, org, failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse})
+		return fail("tenant_in_use", failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse})
 	}
 
-	granted, missing := split(f.confirm(ctx, tenant, tok.Roles))
 	now := f.cfg.Now().UTC()
-	rec := connection.Record{Status: connection.Connected, TenantID: tenant, Granted: granted, Missing: missing, ConnectedAt: now, UpdatedAt: now, ConnectedBy: who.Username}
-	if len(missing) > 0 {
-		rec.LastError = "permissions not granted: " + strings.Join(missing, ", ")
-		rec.ErrorHint = missingHint(missing)
+	rec := connection.Record{Status: connection.Connected, TenantID: tenant, Granted: p.Granted, Missing: p.Missing, ConnectedAt: now, UpdatedAt: now, ConnectedBy: p.ConnectedBy}
+	if len(p.Missing) > 0 {
+		rec.LastError = "permissions not granted: " + strings.Join(p.Missing, ", ")
+		rec.ErrorHint = missingHint(p.Missing)
 	}
-	issued := time.Unix(c.Issued, 0)
+	issued := time.Unix(p.Issued, 0)
 	disconnected := false
 	if err := f.save(ctx, org, func(old connection.Record) connection.Record {
 		// A disconnect after this attempt began wins over it.
@@ -356,15 +506,45 @@ func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code 
 		return out, err
 	}
 	if disconnected {
-		out.Reason = "disconnected"
+		out.Reason, out.Detail = "disconnected", "the organization disconnected Microsoft 365 after this connection attempt began"
 		return out, f.releaseTenant(ctx, tenant, org)
 	}
-	if err := f.confirmTenant(ctx, tenant, org, c.AllowShared); err != nil {
+	if err := f.confirmTenant(ctx, tenant, org, shared); err != nil {
 		return out, err
 	}
-	out.Connected, out.Missing, out.Reason = true, missing, ""
-	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tenant, "by", who.ObjectID, "missing", missing)
+	out.Connected, out.Missing = true, p.Missing
+	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tenant, "by", p.AdminID, "missing", p.Missing)
 	return out, nil
+}
+
+// shared reports whether an operator allowed tenant to be connected to more than one org (a
+// SharedKey row in its partition; its properties are the operator's notes and are not read).
+func (f *Flow) shared(ctx context.Context, tenant string) (bool, error) {
+	part, err := tablestore.NewOrg(tenant)
+	if err != nil {
+		return false, err
+	}
+	_, _, err = tablestore.Get[map[string]any](ctx, f.bindings, part, SharedKey)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// binding returns tenant's binding, or nil when it has none.
+func (f *Flow) binding(ctx context.Context, tenant string) (*binding, error) {
+	part, err := tablestore.NewOrg(tenant)
+	if err != nil {
+		return nil, err
+	}
+	b, _, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
 }
 
 // prove gets an app-only token for tenant, retrying while a fresh consent propagates.
@@ -419,7 +599,7 @@ type binding struct {
 const claimGrace = 10 * time.Minute
 
 // claimTenant claims tenant for org. It fails (false) when another org holds or is claiming it,
-// unless sharing was explicitly allowed (then nothing is claimed).
+// unless an operator allowed sharing the tenant (then nothing is claimed).
 func (f *Flow) claimTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
 	part, err := tablestore.NewOrg(tenant)
 	if err != nil {
@@ -550,7 +730,7 @@ func split(roles []string) (granted, missing []string) {
 
 // Hints follow the troubleshooting guidance: admin permissions, network access, re-authorize.
 const (
-	hintDenied        = "Check admin permissions: sign in with a Global Administrator or Privileged Role Administrator account, approve all requested permissions, then connect again."
+	hintDenied        = "Check admin permissions: sign in with a Global Administrator or Privileged Role Administrator account (Application and Cloud Application Administrators cannot grant Microsoft Graph application permissions), approve all requested permissions, then connect again."
 	hintNetwork       = "Check network access to login.microsoftonline.com and graph.microsoft.com, then connect again."
 	hintTenantInUse   = "Disconnect the tenant from the other Leap Change organization first, or ask Leap Change support to allow sharing it."
 	hintTenantChanged = "Disconnect the current Microsoft 365 tenant first, then connect the other one."

@@ -3,6 +3,8 @@ package consent_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -101,10 +103,10 @@ func org(t *testing.T, id string) tablestore.Org {
 	return o
 }
 
-// begin starts consent for o and returns the consent URL's state.
-func (r *rig) begin(t *testing.T, o string, shared bool) string {
+// begin starts consent for o and returns the consent URL.
+func (r *rig) begin(t *testing.T, o string) string {
 	t.Helper()
-	u, _, err := r.flow.Begin(t.Context(), org(t, o), shared)
+	u, _, err := r.flow.Begin(t.Context(), org(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +165,8 @@ func (r *rig) record(t *testing.T, o string) connection.Record {
 	return rec
 }
 
-// backToApp checks the redirect to the web app and returns its query.
-func backToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
+// redirectToApp checks the redirect to the web app and returns its query.
+func redirectToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
 	t.Helper()
 	loc, err := url.Parse(rec.Header().Get("Location"))
 	if rec.Code != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), "https://app.leap.example.net/settings/integrations?") {
@@ -174,6 +176,35 @@ func backToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
 		t.Errorf("LEAP_APP_URL's own query was lost: %s", loc)
 	}
 	return loc.Query()
+}
+
+// backToApp checks the redirect to the web app and plays the web app: a ticket to confirm is
+// confirmed for the org the redirect names (as the web app does inside a session of that org).
+// It returns the outcome as m365=connected|error, reason, missing.
+func (r *rig) backToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
+	t.Helper()
+	q := redirectToApp(t, rec)
+	if q.Get("m365") != "confirm" {
+		return q
+	}
+	if q.Get("ticket") == "" {
+		t.Fatalf("m365=confirm without a ticket: %v", q)
+	}
+	out, err := r.flow.Confirm(t.Context(), org(t, q.Get("org")), q.Get("ticket"))
+	if err != nil {
+		t.Fatalf("confirming the ticket for %s: %v", q.Get("org"), err)
+	}
+	res := url.Values{"org": {out.Org.String()}}
+	if out.Connected {
+		res.Set("m365", "connected")
+		if len(out.Missing) > 0 {
+			res.Set("missing", strings.Join(out.Missing, ","))
+		}
+	} else {
+		res.Set("m365", "error")
+		res.Set("reason", out.Reason)
+	}
+	return res
 }
 
 func TestConsentFlow(t *testing.T) {
@@ -200,11 +231,11 @@ func TestConsentFlow(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			q := r.admin(t, r.begin(t, "acme", false))
+			q := r.admin(t, r.begin(t, "acme"))
 			if r.record(t, "acme").Status != connection.Pending {
 				t.Errorf("status before the callback = %s, want pending", r.record(t, "acme").Status)
 			}
-			back := backToApp(t, r.callback(t, q))
+			back := r.backToApp(t, r.callback(t, q))
 			if back.Get("m365") != tc.wantResult || back.Get("reason") != tc.wantReason || back.Get("org") != "acme" {
 				t.Errorf("back to the app with %v", back)
 			}
@@ -231,7 +262,7 @@ func TestConsentFlow(t *testing.T) {
 
 func TestBadStatesWriteNothing(t *testing.T) {
 	r := newRig(t, secret)
-	q := r.admin(t, r.begin(t, "acme", false))
+	q := r.admin(t, r.begin(t, "acme"))
 	before := r.record(t, "acme")
 
 	forged := url.Values{}
@@ -250,7 +281,7 @@ func TestBadStatesWriteNothing(t *testing.T) {
 	}
 
 	// The real state works once; a replay is refused and changes nothing.
-	backToApp(t, r.callback(t, q))
+	r.backToApp(t, r.callback(t, q))
 	connected := r.record(t, "acme")
 	r.now = r.now.Add(time.Minute)
 	if rec := r.callback(t, q); rec.Code != http.StatusBadRequest {
@@ -261,7 +292,7 @@ func TestBadStatesWriteNothing(t *testing.T) {
 	}
 
 	// An expired state is refused.
-	q2 := r.admin(t, r.begin(t, "acme", false))
+	q2 := r.admin(t, r.begin(t, "acme"))
 	r.now = r.now.Add(11 * time.Minute)
 	if rec := r.callback(t, q2); rec.Code != http.StatusBadRequest {
 		t.Errorf("expired state: %d, want 400", rec.Code)
@@ -272,9 +303,9 @@ func TestCallbackNeverTrustsTheQuery(t *testing.T) {
 	r := newRig(t, secret)
 	// The attacker starts consent for their own org and rewrites the callback's tenant to a
 	// tenant that never consented: the token proof fails, and only the attacker's org is touched.
-	q := r.admin(t, r.begin(t, "attacker", false))
+	q := r.admin(t, r.begin(t, "attacker"))
 	q.Set("tenant", otherTen)
-	back := backToApp(t, r.callback(t, q))
+	back := r.backToApp(t, r.callback(t, q))
 	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" {
 		t.Errorf("tampered tenant: back with %v", back)
 	}
@@ -289,7 +320,7 @@ func TestCallbackNeverTrustsTheQuery(t *testing.T) {
 func TestRevokedSecret(t *testing.T) {
 	r := newRig(t, secret)
 	r.sim.RevokeSecret(clientID, secret)
-	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "signin_failed" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "AADSTS7000215") {
 		t.Errorf("back %v, record %+v; want a stored AADSTS7000215 failure", back, rec)
@@ -301,21 +332,17 @@ func TestRevokedSecret(t *testing.T) {
 
 func TestOneTenantOneOrg(t *testing.T) {
 	r := newRig(t, secret)
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first"))))
 
-	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second", false))))
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second"))))
 	if back.Get("reason") != "tenant_in_use" || r.record(t, "second").Status != connection.Failed {
 		t.Errorf("second org on the same tenant: %v, %+v", back, r.record(t, "second"))
-	}
-	// Explicitly allowed sharing connects.
-	if back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "shared", true)))); back.Get("m365") != "connected" {
-		t.Errorf("allowed sharing: %v", back)
 	}
 	// Once the first org disconnects, the tenant is free.
 	if err := r.flow.Disconnect(t.Context(), org(t, "first")); err != nil {
 		t.Fatal(err)
 	}
-	if back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second", false)))); back.Get("m365") != "connected" {
+	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("m365") != "connected" {
 		t.Errorf("after the first org disconnected: %v", back)
 	}
 	if rec := r.record(t, "first"); rec.Status != connection.Disconnected {
@@ -325,16 +352,16 @@ func TestOneTenantOneOrg(t *testing.T) {
 
 func TestReauthorizationRestoresTheConnection(t *testing.T) {
 	r := newRig(t, secret)
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	if err := r.conns.NeedsReauthorization(t.Context(), org(t, "acme"), "AADSTS7000222: secret expired", r.now); err != nil {
 		t.Fatal(err)
 	}
 	// Starting re-authorization keeps the status visible until the admin finishes.
-	q := r.admin(t, r.begin(t, "acme", false))
+	q := r.admin(t, r.begin(t, "acme"))
 	if s := r.record(t, "acme").Status; s != connection.NeedsReauthorization {
 		t.Errorf("status during re-authorization = %s", s)
 	}
-	backToApp(t, r.callback(t, q))
+	r.backToApp(t, r.callback(t, q))
 	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.LastError != "" {
 		t.Errorf("after re-consent: %+v, want connected without error", rec)
 	}
@@ -343,14 +370,14 @@ func TestReauthorizationRestoresTheConnection(t *testing.T) {
 func TestExpiredStatesAreDropped(t *testing.T) {
 	r := newRig(t, secret)
 	for range 3 {
-		r.begin(t, "acme", false) // abandoned attempts
+		r.begin(t, "acme") // abandoned attempts
 	}
 	r.now = r.now.Add(time.Hour)
-	q := r.admin(t, r.begin(t, "acme", false))
+	q := r.admin(t, r.begin(t, "acme"))
 	if n := r.countStates(t, "acme"); n != 1 {
 		t.Errorf("%d consent states stored, want only the live one", n)
 	}
-	backToApp(t, r.callback(t, q))
+	r.backToApp(t, r.callback(t, q))
 	if n := r.countStates(t, "acme"); n != 0 {
 		t.Errorf("%d consent states left after the callback, want 0", n)
 	}
@@ -384,7 +411,7 @@ func TestGraphRefusalOverridesTheToken(t *testing.T) {
 		ClientID: clientID, AuthorityHost: r.sim.URL() + "/", PublicBaseURL: publicURL, LeapAppURL: appURL,
 		Key: []byte("0123456789abcdef0123456789abcdef"), Now: func() time.Time { return r.now },
 	})
-	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("missing") != "GroupMember.Read.All" || !slices.Equal(rec.Missing, []string{"GroupMember.Read.All"}) || !slices.Equal(rec.Granted, []string{"User.Read.All", "Mail.Send"}) {
 		t.Errorf("back %v, record %+v; want GroupMember.Read.All missing", back, rec)
@@ -396,20 +423,20 @@ func TestGraphRefusalOverridesTheToken(t *testing.T) {
 // administrator to sign in, and someone from another tenant cannot.
 func TestConsentElsewhereIsNoProof(t *testing.T) {
 	r := newRig(t, secret)
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "victim", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "victim"))))
 	must(t, r.flow.Disconnect(t.Context(), org(t, "victim")))
 
 	// The attacker signs in as the administrator of their own tenant.
 	if err := r.sim.SetSignedInTenant(otherTen); err != nil {
 		t.Fatal(err)
 	}
-	u, _, err := r.flow.Begin(t.Context(), org(t, "attacker"), true)
+	u, _, err := r.flow.Begin(t.Context(), org(t, "attacker"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	state, _ := url.Parse(u)
 	forged := url.Values{"admin_consent": {"True"}, "tenant": {tenantID}, "state": {state.Query().Get("state")}}
-	back := backToApp(t, r.callback(t, forged))
+	back := r.backToApp(t, r.callback(t, forged))
 	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" {
 		t.Errorf("forged callback: back with %v", back)
 	}
@@ -421,17 +448,27 @@ func TestConsentElsewhereIsNoProof(t *testing.T) {
 func TestOnlyAConsentAdminConnects(t *testing.T) {
 	r := newRig(t, secret)
 	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000001", UserPrincipalName: "clerk@fabrikam.example", Name: "Clerk"}))
-	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "not_admin" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "clerk@fabrikam.example") {
 		t.Errorf("back %v, record %+v", back, rec)
 	}
-	// An Application Administrator may grant consent.
-	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000002", UserPrincipalName: "apps@fabrikam.example",
-		DirectoryRoles: []string{m365sim.RoleApplicationAdministrator}}))
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
-	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.ConnectedBy != "apps@fabrikam.example" {
-		t.Errorf("record = %+v, want connected by apps@fabrikam.example", rec)
+	// Application and Cloud Application Administrators cannot grant Microsoft Graph application
+	// permissions (Microsoft documents it), so their sign-in proves nothing.
+	for i, role := range []string{m365sim.RoleApplicationAdministrator, m365sim.RoleCloudApplicationAdministrator} {
+		must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: fmt.Sprintf("4d1b8c2e-0000-4000-8000-00000000001%d", i), UserPrincipalName: "apps@fabrikam.example",
+			DirectoryRoles: []string{role}}))
+		back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
+		if rec := r.record(t, "acme"); back.Get("reason") != "not_admin" || rec.Status == connection.Connected {
+			t.Errorf("role %s: back %v, record %+v; want not_admin", role, back, rec)
+		}
+	}
+	// A Privileged Role Administrator may grant consent.
+	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000002", UserPrincipalName: "roles@fabrikam.example",
+		DirectoryRoles: []string{m365sim.RolePrivilegedRoleAdministrator}}))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
+	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.ConnectedBy != "roles@fabrikam.example" {
+		t.Errorf("record = %+v, want connected by roles@fabrikam.example", rec)
 	}
 }
 
@@ -439,7 +476,7 @@ func TestOnlyAConsentAdminConnects(t *testing.T) {
 // into the state (an authorization code injected from another sign-in) proves nothing.
 func TestSignInMustCarryTheNonce(t *testing.T) {
 	r := newRig(t, secret)
-	signIn := r.callbackOnce(t, r.admin(t, r.begin(t, "acme", false)))
+	signIn := r.callbackOnce(t, r.admin(t, r.begin(t, "acme")))
 	u, err := url.Parse(signIn.Header().Get("Location"))
 	if signIn.Code != http.StatusFound || err != nil || !strings.HasPrefix(u.String(), r.sim.URL()) || u.Query().Get("nonce") == "" {
 		t.Fatalf("first leg answered %d %q, want a sign-in with a nonce", signIn.Code, signIn.Header().Get("Location"))
@@ -447,7 +484,7 @@ func TestSignInMustCarryTheNonce(t *testing.T) {
 	q := u.Query()
 	q.Set("nonce", "another-sign-ins-nonce")
 	u.RawQuery = q.Encode()
-	back := backToApp(t, r.callbackOnce(t, r.follow(t, u.String())))
+	back := r.backToApp(t, r.callbackOnce(t, r.follow(t, u.String())))
 	rec := r.record(t, "acme")
 	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "does not belong") {
 		t.Errorf("back %v, record %+v; want a sign-in failure", back, rec)
@@ -456,14 +493,14 @@ func TestSignInMustCarryTheNonce(t *testing.T) {
 
 func TestTenantChangeNeedsADisconnect(t *testing.T) {
 	r := newRig(t, secret)
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	must(t, r.sim.SetSignedInTenant(otherTen))
-	back := backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	if rec := r.record(t, "acme"); back.Get("reason") != "tenant_changed" || rec.Status != connection.Connected || rec.TenantID != tenantID {
 		t.Errorf("back %v, record %+v; want the first tenant kept", back, rec)
 	}
 	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.TenantID != otherTen {
 		t.Errorf("after disconnecting: %+v, want connected to %s", rec, otherTen)
 	}
@@ -471,16 +508,16 @@ func TestTenantChangeNeedsADisconnect(t *testing.T) {
 
 func TestDisconnectDuringTheFlowWins(t *testing.T) {
 	r := newRig(t, secret)
-	q := r.admin(t, r.begin(t, "acme", false))
+	q := r.admin(t, r.begin(t, "acme"))
 	r.now = r.now.Add(time.Second)
 	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
 	r.now = r.now.Add(time.Second)
-	back := backToApp(t, r.callback(t, q))
+	back := r.backToApp(t, r.callback(t, q))
 	if rec := r.record(t, "acme"); back.Get("reason") != "disconnected" || rec.Status != connection.Disconnected {
 		t.Errorf("back %v, record %+v; want the disconnect to stand", back, rec)
 	}
 	// The tenant is free for another org.
-	backToApp(t, r.callback(t, r.admin(t, r.begin(t, "other", false))))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "other"))))
 	if rec := r.record(t, "other"); rec.Status != connection.Connected {
 		t.Errorf("other org: %+v", rec)
 	}
@@ -490,5 +527,145 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTheWebAppConfirmsForTheOrgThatStarted: the callback binds nothing; the tenant is bound
+// only when the web app confirms the ticket for the org that started the flow. An org that
+// sends its consent link to another tenant's admin gets nothing: the ticket lands in that
+// admin's browser, and confirmed in any other org's session it is refused. A ticket works once
+// and only for a while.
+func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
+	r := newRig(t, secret)
+	back := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "attacker"))))
+	ticket := back.Get("ticket")
+	if back.Get("m365") != "confirm" || back.Get("org") != "attacker" || ticket == "" {
+		t.Fatalf("back to the app with %v, want a ticket to confirm for attacker", back)
+	}
+	if rec := r.record(t, "attacker"); rec.Status != connection.Pending || rec.TenantID != "" {
+		t.Errorf("before the confirmation: %+v, want pending without a tenant", rec)
+	}
+	if n := r.countBindings(t, tenantID); n != 0 {
+		t.Errorf("the callback wrote %d tenant bindings, want none before the confirmation", n)
+	}
+
+	// The admin is signed in to Leap Change in their own org: its web app confirms there.
+	for _, tc := range []struct{ org, ticket string }{
+		{"victim", ticket},
+		{"attacker", ticket[:len(ticket)-1] + "A"},
+		{"attacker", ticket + "A"},
+		{"attacker", ""},
+	} {
+		if _, err := r.flow.Confirm(t.Context(), org(t, tc.org), tc.ticket); !errors.Is(err, consent.ErrBadTicket) {
+			t.Errorf("confirming %q for %s: %v, want ErrBadTicket", tc.ticket, tc.org, err)
+		}
+	}
+	if rec := r.record(t, "victim"); rec.Status != connection.Disconnected {
+		t.Errorf("victim = %+v, want untouched", rec)
+	}
+	if rec := r.record(t, "attacker"); rec.Status != connection.Pending || rec.TenantID != "" {
+		t.Errorf("attacker = %+v, want still pending", rec)
+	}
+	if n := r.countBindings(t, tenantID); n != 0 {
+		t.Errorf("%d tenant bindings after refused confirmations, want none", n)
+	}
+
+	// In the session of the org that started it, the ticket connects, once.
+	out, err := r.flow.Confirm(t.Context(), org(t, "attacker"), ticket)
+	if err != nil || !out.Connected {
+		t.Fatalf("Confirm = %+v, %v", out, err)
+	}
+	connected := r.record(t, "attacker")
+	if connected.Status != connection.Connected || connected.TenantID != tenantID {
+		t.Errorf("after the confirmation: %+v", connected)
+	}
+	r.now = r.now.Add(time.Minute)
+	if _, err := r.flow.Confirm(t.Context(), org(t, "attacker"), ticket); !errors.Is(err, consent.ErrBadTicket) {
+		t.Errorf("reused ticket: %v, want ErrBadTicket", err)
+	}
+	if rec := r.record(t, "attacker"); !rec.UpdatedAt.Equal(connected.UpdatedAt) {
+		t.Error("a reused ticket changed the record")
+	}
+
+	// An expired ticket changes nothing.
+	must(t, r.flow.Disconnect(t.Context(), org(t, "attacker")))
+	r.now = r.now.Add(time.Minute)
+	late := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "late"))))
+	r.now = r.now.Add(11 * time.Minute)
+	if _, err := r.flow.Confirm(t.Context(), org(t, "late"), late.Get("ticket")); !errors.Is(err, consent.ErrBadTicket) {
+		t.Errorf("expired ticket: %v, want ErrBadTicket", err)
+	}
+	if rec := r.record(t, "late"); rec.Status != connection.Pending || rec.TenantID != "" {
+		t.Errorf("after an expired ticket: %+v, want pending", rec)
+	}
+	if strings.Contains(r.logs.String(), ticket) {
+		t.Error("a ticket reached the logs")
+	}
+}
+
+func (r *rig) countBindings(t *testing.T, tenant string) int {
+	t.Helper()
+	n := 0
+	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("tenantbindings"), org(t, tenant), tablestore.QueryOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// TestSharingATenantIsAnOperatorDecision: no request of an org can share a tenant; a row an
+// operator writes into the tenant's partition of tenantbindings can.
+func TestSharingATenantIsAnOperatorDecision(t *testing.T) {
+	r := newRig(t, secret)
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first"))))
+	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("reason") != "tenant_in_use" {
+		t.Fatalf("second org without the operator's decision: %v, want tenant_in_use", back)
+	}
+	if _, err := r.store.Table("tenantbindings").Insert(t.Context(), org(t, tenantID), consent.SharedKey,
+		map[string]any{"decidedBy": "ops@leapchange.example", "reason": "one customer, two Leap Change orgs"}); err != nil {
+		t.Fatal(err)
+	}
+	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("m365") != "connected" {
+		t.Errorf("second org after the operator allowed sharing: %v", back)
+	}
+	for _, o := range []string{"first", "second"} {
+		if rec := r.record(t, o); rec.Status != connection.Connected || rec.TenantID != tenantID {
+			t.Errorf("%s = %+v, want connected to %s", o, rec, tenantID)
+		}
+	}
+}
+
+// otherTenantSignIn redeems codes as the real credentials do, then reports the ID token of an
+// admin of another tenant: what a code from another tenant would look like if Entra let it by.
+type otherTenantSignIn struct{ *m365auth.Credentials }
+
+func (o otherTenantSignIn) RedeemCode(ctx context.Context, tenant, code, redirectURI string) (m365auth.SignIn, error) {
+	who, err := o.Credentials.RedeemCode(ctx, tenant, code, redirectURI)
+	who.TenantID = otherTen
+	return who, err
+}
+
+// TestSignInMustBeInTheConsentedTenant: the ID token's tenant is compared with the tenant that
+// consented. Otherwise an admin of a tenant that consented once before (here otherTen, whose
+// org has since disconnected) could get that tenant bound through another tenant's consent.
+func TestSignInMustBeInTheConsentedTenant(t *testing.T) {
+	r := newRig(t, secret)
+	must(t, r.sim.SetSignedInTenant(otherTen))
+	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "earlier"))))
+	must(t, r.flow.Disconnect(t.Context(), org(t, "earlier")))
+	must(t, r.sim.SetSignedInTenant(tenantID))
+
+	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: r.sim.URL() + "/", HTTPClient: r.sim.HTTPClient()})
+	r.flow = consent.New(consent.Config{
+		Store: r.store, Connections: r.conns, Tokens: otherTenantSignIn{creds}, ClientID: clientID, AuthorityHost: r.sim.URL() + "/",
+		PublicBaseURL: publicURL, LeapAppURL: appURL, Key: []byte("0123456789abcdef0123456789abcdef"),
+		Now: func() time.Time { return r.now }, Sleep: func(context.Context, time.Duration) error { return nil },
+	})
+	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
+	rec := r.record(t, "acme")
+	if back.Get("reason") != "signin_failed" || rec.Status == connection.Connected || rec.TenantID != "" || !strings.Contains(rec.LastError, "another tenant") {
+		t.Errorf("back %v, record %+v; want a sign-in failure naming the other tenant", back, rec)
 	}
 }

@@ -24,11 +24,10 @@ const maxStateLen = 1024
 // claims is what a state carries. It is signed, not encrypted: nothing in it is secret, and the
 // nonce is only useful once.
 type claims struct {
-	Org         string `json:"o"`
-	Nonce       string `json:"n"` // single-use key of the stored state
-	Expires     int64  `json:"e"` // Unix seconds
-	Issued      int64  `json:"i"` // Unix seconds the flow began (a later disconnect wins)
-	AllowShared bool   `json:"s,omitempty"`
+	Org     string `json:"o"`
+	Nonce   string `json:"n"` // single-use key of the stored state
+	Expires int64  `json:"e"` // Unix seconds
+	Issued  int64  `json:"i"` // Unix seconds the flow began (a later disconnect wins)
 	// Sign-in leg: the tenant the admin consented in, and the OpenID Connect nonce the ID token
 	// must carry.
 	Tenant    string `json:"t,omitempty"`
