@@ -16,8 +16,10 @@ import (
 
 // --- OpenID Connect sign-in (GET /{tenant}/oauth2/v2.0/authorize + authorization_code) -------
 
-// Directory role template ids (the values of the wids claim) of the Entra built-in roles that
-// can grant tenant-wide admin consent.
+// Directory role template ids (the values of the wids claim) of Entra built-in roles that can
+// grant tenant-wide admin consent: Global and Privileged Role Administrators to any permission,
+// Cloud Application and Application Administrators to any except Microsoft Graph application
+// permissions (app roles).
 const (
 	RoleGlobalAdministrator           = "62e90394-69f5-4237-9190-012177145e10"
 	RolePrivilegedRoleAdministrator   = "e8611ab8-c189-46e8-94e1-60213ab1f814"
