@@ -79,6 +79,17 @@ type Config struct {
 	// GiveUpAfter is the delivery count at which a step that keeps failing fails its run rather
 	// than leave it running until the message is dead-lettered; default 5.
 	GiveUpAfter int
+	// StallAfter is how long a running run may show no heartbeat (and no rescheduled step due)
+	// before its step message is taken for lost and republished from the checkpoint; default 20
+	// minutes: longer than a step can take (the host's 10-minute function timeout) plus a
+	// redelivery.
+	StallAfter time.Duration
+	// MaxRecoveries is how many republications without progress fail the run; default 3.
+	MaxRecoveries int
+	// MaxReschedules is how many times in a row one step is put off after transient Graph or
+	// storage failures before they count as permanent and fail the run; default 10 (with the
+	// back-off, over an hour of failures).
+	MaxReschedules int
 }
 
 // Engine starts runs and executes their steps.
@@ -107,6 +118,15 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.Settings == nil {
 		cfg.Settings = syncsettings.NewStore(cfg.Store)
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = 20 * time.Minute
+	}
+	if cfg.MaxRecoveries <= 0 {
+		cfg.MaxRecoveries = 3
+	}
+	if cfg.MaxReschedules <= 0 {
+		cfg.MaxReschedules = 10
 	}
 	return &Engine{
 		cfg: cfg, runs: cfg.Store.Table(RunsTable), state: cfg.Store.Table(StateTable),
@@ -137,10 +157,19 @@ type Job struct {
 	Org   string `json:"org"`
 	RunID string `json:"runId"`
 	Step  int    `json:"step"`
-	Retry int    `json:"retry,omitempty"` // rescheduled after throttling or a resync
+	Retry int    `json:"retry,omitempty"` // rescheduled after throttling, a transient failure or a resync
+	// Recovery is the run's recovery count when the message republishes a lost step: a fresh
+	// message id, since Service Bus drops a repeated id within its duplicate-detection window.
+	Recovery int `json:"recovery,omitempty"`
 }
 
-func (j Job) messageID() string { return fmt.Sprintf("%s/%s/%d/%d", j.Org, j.RunID, j.Step, j.Retry) }
+func (j Job) messageID() string {
+	id := fmt.Sprintf("%s/%s/%d/%d", j.Org, j.RunID, j.Step, j.Retry)
+	if j.Recovery > 0 {
+		id += fmt.Sprintf("/r%d", j.Recovery)
+	}
+	return id
+}
 
 // Start begins a run for org unless one is already running or held, in which case it returns
 // that one with started false. The org must be connected.
@@ -159,7 +188,19 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, opts StartOption
 	if st.ActiveRunID != "" {
 		active, _, err := e.Run(ctx, org, st.ActiveRunID)
 		switch {
-		case err == nil && (active.State == Running || active.State == Held):
+		case err == nil && active.State == Running:
+			// A run whose step message is gone would hold the org for ever: recover it here too,
+			// so an admin who syncs again is not left waiting for the scheduler's tick.
+			if rec, _, rerr := e.recover(ctx, org, st, now); rerr == nil {
+				active = rec
+			} else {
+				e.cfg.Logger.WarnContext(ctx, "recovering a stalled run failed", "org", org.String(), "run", active.ID, "error", rerr.Error())
+			}
+			if active.State == Running || active.State == Held {
+				return active, false, nil
+			}
+			return e.Start(ctx, org, opts) // the stalled run failed for good: the org is free
+		case err == nil && active.State == Held:
 			return active, false, nil
 		case errors.Is(err, ErrRunNotFound) && now.Sub(st.ClaimedAt) < claimGrace:
 			// Claimed by a start that has not recorded its run yet: taking the org over
@@ -170,7 +211,7 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, opts StartOption
 		}
 	}
 	run = Run{ID: newRunID(now, rand.Uint32()), State: Running, Kind: "delta", Trigger: opts.Trigger, DryRun: opts.DryRun,
-		StartedAt: now, Phase: PhaseUsers, Errors: []RunError{}}
+		StartedAt: now, Heartbeat: now, Phase: PhaseUsers, Errors: []RunError{}}
 	if st.DeltaLink == "" {
 		run.Kind = "full"
 	}

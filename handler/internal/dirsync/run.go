@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/leapchange/m365/handler/internal/entra"
 )
 
 // State is a run's lifecycle state.
@@ -76,9 +78,30 @@ type Run struct {
 	// Excluded are processed users that were not merged into a stakeholder, so that every
 	// processed user is in exactly one of created, updated, unchanged, reactivated, skipped,
 	// invalid and excluded (see Unaccounted).
-	Excluded   Excluded `json:"excluded"`
-	Throttled  int      `json:"throttled"`
-	ErrorCount int      `json:"errorCount"`
+	Excluded Excluded `json:"excluded"`
+	// Throttled is how many Graph requests were answered "slow down" (429, or 503/504 with
+	// Retry-After), including those the Graph transport waited out in-process; Retried is how
+	// many requests were sent again after a transient failure; WaitedSeconds is the time spent
+	// waiting for either, in-process and in rescheduled steps.
+	Throttled     int     `json:"throttled"`
+	Retried       int     `json:"retried"`
+	WaitedSeconds float64 `json:"waitedSeconds"`
+	// Rescheduled counts steps put off with a delay after a transient failure that outlasted the
+	// in-process retries.
+	Rescheduled int `json:"rescheduled"`
+	ErrorCount  int `json:"errorCount"`
+
+	// Heartbeat is when a step of this run last made progress or put itself off; NotBefore is when
+	// a rescheduled step is due. A running run with neither moving for longer than a step can take
+	// lost its step message and is recovered (see Engine.Recover).
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	NotBefore time.Time `json:"notBefore,omitzero"`
+	// Recoveries counts republications of a lost step; Stalled counts those since the run last
+	// progressed, and fails the run at MaxRecoveries. Deliveries is the highest delivery count a
+	// step message of this run was seen with (a crash-looping step shows here).
+	Recoveries int `json:"recoveries"`
+	Stalled    int `json:"stalled"`
+	Deliveries int `json:"deliveries,omitempty"`
 
 	PendingDeactivations int `json:"pendingDeactivations"`
 	Synced               int `json:"synced"` // active synced stakeholders when the run ended
@@ -135,6 +158,7 @@ const (
 func (r *Run) addError(e RunError) {
 	r.ErrorCount++
 	if len(r.Errors) < maxErrors {
+		e.Detail = entra.RedactURLs(e.Detail) // a storage or network error may name a URL with its query
 		e.Detail, e.Hint, e.Object = clip(e.Detail, maxErrorText), clip(e.Hint, maxErrorText), clip(e.Object, 100)
 		r.Errors = append(r.Errors, e)
 	}

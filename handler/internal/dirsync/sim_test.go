@@ -131,6 +131,9 @@ func (g *graphDir) get(ctx context.Context, tenant, link string, hdr http.Header
 		return &entra.Error{Kind: entra.KindUnavailable, Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			entra.RequestStatsFrom(ctx).Throttled() // as the graph transport counts an answer it gives up on
+		}
 		return graphError(resp, body)
 	}
 	if err := json.Unmarshal(body, out); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
@@ -29,6 +30,9 @@ type stepper struct {
 	etag     tablestore.ETag
 	deadline time.Time
 	now      time.Time
+
+	stats    *entra.RequestStats // this step's Graph throttling and retries (see absorb)
+	absorbed entra.Snapshot      // the part of stats already added to run
 
 	ahead      *prefetched         // the next users/delta page, being fetched
 	unsaved    int                 // users pages done since the run was last saved
@@ -70,8 +74,26 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error
 		log.WarnContext(ctx, "sync step ahead of its run's checkpoint dropped", "checkpoint", run.Step)
 		return nil
 	}
-	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC(), resuming: true}
+	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC(), resuming: true, stats: new(entra.RequestStats)}
 	s.deadline = s.now.Add(e.cfg.StepBudget)
+	ctx = entra.WithRequestStats(ctx, s.stats)
+	if deliveryCount > 1 && deliveryCount > s.run.Deliveries {
+		// A redelivery: record it, so a step that keeps dying (and is dead-lettered in the end)
+		// is visible on the run, not only in the queue.
+		s.run.Deliveries = deliveryCount
+		if deliveryCount > e.cfg.GiveUpAfter {
+			// A step answering with an error fails its run at GiveUpAfter (see fail); getting
+			// here means earlier deliveries ended without any answer: the handler crashed or
+			// the invocation timed out, every time.
+			msg := fmt.Sprintf("step %d (%s phase) ended without an answer %d times: the handler crashed or timed out on it", run.Step, run.Phase, deliveryCount-1)
+			s.run.addError(RunError{Code: "step_crashed", Detail: msg, Hint: "Sync again; if it fails again, contact support with this run's id."})
+			log.ErrorContext(ctx, "sync step keeps crashing; failing its run", "deliveries", deliveryCount)
+			return e.finish(ctx, org, s.run, etag, Failed, msg)
+		}
+		if err := s.checkpoint(ctx); err != nil {
+			return s.fail(ctx, err, deliveryCount)
+		}
+	}
 	if s.tenant, err = e.cfg.Tenants.Tenant(ctx, org); err != nil {
 		s.run.addError(RunError{Code: "not_connected", Detail: err.Error(), Hint: "Reconnect Microsoft 365 in Settings → Integrations."})
 		return e.finish(ctx, org, s.run, etag, Failed, err.Error())
@@ -100,6 +122,7 @@ func (s *stepper) loop(ctx context.Context) error {
 			if err := s.countSynced(ctx); err != nil {
 				return err
 			}
+			s.absorb()
 			return s.e.finish(ctx, s.org, s.run, s.etag, Succeeded, "")
 		case s.run.State == Held:
 			s.run.Step++
@@ -129,13 +152,29 @@ const pagesPerSave = 8
 // errMoved says another delivery of this step checkpointed first; this one stops quietly.
 var errMoved = errors.New("run checkpoint moved")
 
+// checkpoint saves the run: its progress, this step's Graph counts and its heartbeat.
 func (s *stepper) checkpoint(ctx context.Context) error {
+	s.absorb()
+	s.run.Heartbeat, s.run.NotBefore = s.e.cfg.Now().UTC(), time.Time{}
+	if s.run.Step > s.job.Step {
+		s.run.Stalled = 0 // progress: recoveries so far were not in vain
+	}
 	etag, err := s.e.runs.Update(ctx, s.org, s.run.ID, s.run, s.etag, tablestore.Replace)
 	if errors.Is(err, tablestore.ErrConflict) {
 		return errMoved
 	}
 	s.etag = etag
 	return err
+}
+
+// absorb adds to the run what Graph's throttling and retries cost this step since the last absorb.
+func (s *stepper) absorb() {
+	now := s.stats.Snapshot()
+	d := now.Sub(s.absorbed)
+	s.absorbed = now
+	s.run.Throttled += d.Throttled
+	s.run.Retried += d.Retried
+	s.run.WaitedSeconds += d.Waited.Seconds()
 }
 
 // marker is the state of a run right after a page (or deprovision chunk) logged its changes and
@@ -214,37 +253,35 @@ func (s *stepper) next(p string) string {
 	return ""
 }
 
-// fail handles an error of the step: resync restarts the users round, throttling reschedules
-// the step, refused access ends the run with advice, anything else is retried by redelivery.
+// fail handles an error of the step: resync restarts the users round; a transient failure
+// (throttling, Graph 5xx or network, storage unavailable) that outlasted the in-process retries
+// puts the step off with a growing delay, keeping the checkpoint so the step resumes where it
+// stopped; refused access and other permanent Graph errors end the run with advice; anything
+// else is retried by redelivery, and fails the run after GiveUpAfter deliveries.
 func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error {
 	if errors.Is(err, errMoved) {
 		s.log.WarnContext(ctx, "run checkpoint moved under this step; leaving it to the other delivery")
 		return nil
 	}
+	s.absorb()
 	e, run := s.e, s.run
 	var ge *entra.Error
 	errors.As(err, &ge)
-	switch entra.KindOf(err) {
-	case entra.KindResync:
+	kind := entra.KindOf(err)
+	switch {
+	case kind == entra.KindResync:
 		// The delta token expired or was reset: a full round from scratch reaches the same state.
 		s.log.InfoContext(ctx, "delta token expired; resyncing in full")
 		run.Kind, run.Phase, run.NextLink, run.Cursor = "full", PhaseUsers, "", ""
 		run.Pages, run.Processed = 0, 0 // progress restarts with the full round; outcomes so far stay counted
+		run.Heartbeat = e.cfg.Now().UTC()
 		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
 			return err
 		}
 		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, time.Time{})
-	case entra.KindThrottled:
-		run.Throttled++
-		wait := 30 * time.Second
-		if ge != nil && ge.RetryAfter > 0 {
-			wait = ge.RetryAfter
-		}
-		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
-			return err
-		}
-		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, e.cfg.Now().Add(wait))
-	case entra.KindUnauthorized:
+	case kind.Transient() || ge == nil && tablestore.Retryable(err):
+		return s.reschedule(ctx, run, ge, err)
+	case kind == entra.KindUnauthorized:
 		if e.cfg.Reauth != nil {
 			if err := e.cfg.Reauth.NeedsReauthorization(ctx, s.org, err.Error(), e.cfg.Now()); err != nil {
 				return err
@@ -252,8 +289,13 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 		}
 		run.addError(RunError{Code: "unauthorized", Detail: err.Error(), Hint: "Re-authorize the Microsoft 365 connection: an admin must grant consent again."})
 		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
-	case entra.KindForbidden:
+	case kind == entra.KindForbidden:
 		run.addError(RunError{Code: "permission_denied", Detail: err.Error(), Hint: "Check admin permissions: grant User.Read.All (and GroupMember.Read.All for group filters) to the Leap Change app, then re-authorize."})
+		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
+	case ge != nil:
+		// Graph answered, and said no (400, 404, an answer we cannot read): asking again gives
+		// the same answer.
+		run.addError(RunError{Code: "graph_error", Detail: err.Error(), Hint: "Sync again; if it fails again, contact support with this run's id."})
 		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 	}
 	if deliveryCount < e.cfg.GiveUpAfter {
@@ -265,10 +307,54 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 	return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 }
 
+// reschedule puts the step off after a transient failure, keeping the run's checkpoint (the
+// users round's next link included), so the later attempt resumes rather than restarts. After
+// MaxReschedules in a row without progress the failure is taken for permanent.
+func (s *stepper) reschedule(ctx context.Context, run Run, ge *entra.Error, cause error) error {
+	e := s.e
+	retry := s.job.Retry + 1
+	if run.Step != s.job.Step {
+		retry = 1 // this step made progress before failing: a fresh series
+	}
+	if retry > e.cfg.MaxReschedules {
+		code, hint := "unavailable", "Check network access to Microsoft Graph and Table Storage, then sync again."
+		if entra.KindOf(cause) == entra.KindThrottled {
+			code, hint = "rate_limited", "Microsoft Graph kept throttling the sync; sync again later."
+		}
+		msg := fmt.Sprintf("step %d (%s phase) failed %d times in a row: %v", run.Step, run.Phase, retry, cause)
+		run.addError(RunError{Code: code, Detail: msg, Hint: hint})
+		return e.finish(ctx, s.org, run, s.etag, Failed, msg)
+	}
+	wait := rescheduleDelay(retry)
+	if ge != nil && ge.RetryAfter > 0 {
+		wait = ge.RetryAfter // Graph said when: earlier is refused again, later is time lost
+	}
+	now := e.cfg.Now().UTC()
+	run.Rescheduled++
+	run.WaitedSeconds += wait.Seconds()
+	run.Heartbeat, run.NotBefore = now, now.Add(wait)
+	if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
+		if errors.Is(err, tablestore.ErrConflict) {
+			return nil // another delivery moved the run
+		}
+		return err
+	}
+	s.log.WarnContext(ctx, "sync step put off after a transient failure", "retry", retry, "wait", wait, "error", entra.RedactURLs(cause.Error()))
+	return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: retry}, run.NotBefore)
+}
+
+// rescheduleDelay is the delay before the retry-th attempt of a step: 30 s doubling to at most
+// 15 minutes, with jitter in [d/2, d] so that orgs failing together do not retry together.
+func rescheduleDelay(retry int) time.Duration {
+	d := min(30*time.Second<<min(retry-1, 10), 15*time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
 // finish records the run's end and frees the org for the next run. A successful real run keeps
 // its delta link for the next round; a dry run never does.
 func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, state State, lastError string) error {
 	deltaLink := run.DeltaLink
+	lastError = entra.RedactURLs(lastError)
 	run.State, run.LastError, run.NextLink, run.DeltaLink, run.Cursor = state, lastError, "", "", ""
 	run.FinishedAt = e.cfg.Now().UTC()
 	if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {

@@ -508,8 +508,8 @@ func TestGraphFailures(t *testing.T) {
 		}
 		got := e.run(t, run.ID)
 		wantState(t, got, dirsync.Succeeded)
-		if got.Throttled != 4 || got.Created != 120 {
-			t.Errorf("throttled %d created %d, want 4 120", got.Throttled, got.Created)
+		if got.Throttled != 4 || got.Created != 120 || got.Rescheduled != 4 || got.WaitedSeconds < 6 {
+			t.Errorf("throttled %d created %d rescheduled %d waited %vs, want 4 120 4 ≥6", got.Throttled, got.Created, got.Rescheduled, got.WaitedSeconds)
 		}
 		delayed := 0
 		for _, p := range e.q.published() {
@@ -542,8 +542,10 @@ func TestGraphFailures(t *testing.T) {
 		deliveries := e.drain(t)
 		got := e.run(t, run.ID)
 		wantState(t, got, dirsync.Failed)
-		if deliveries != 3 {
-			t.Errorf("%d deliveries, want 3 (GiveUpAfter)", deliveries)
+		// A failure that persists is put off with a growing delay (MaxReschedules, default 10),
+		// not redelivered at once, and only then fails the run.
+		if deliveries != 11 || got.Rescheduled != 10 {
+			t.Errorf("%d deliveries, %d rescheduled; want 11, 10", deliveries, got.Rescheduled)
 		}
 		if hasError(got, "unavailable", "") == nil {
 			t.Errorf("errors = %+v, want unavailable", got.Errors)

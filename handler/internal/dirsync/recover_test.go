@@ -1,0 +1,249 @@
+package dirsync_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+)
+
+const stallAfter = 20 * time.Minute // dirsync.Config.StallAfter's default
+
+// dropPending loses every pending sync-jobs message, as a dead-letter or a lost local queue does.
+func (e *env) dropPending(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for {
+		if _, ok := e.q.pop(); !ok {
+			return n
+		}
+		n++
+	}
+}
+
+// deliverOne delivers the next pending message once.
+func (e *env) deliverOne(t *testing.T) {
+	t.Helper()
+	m, ok := e.q.pop()
+	if !ok {
+		t.Fatal("no pending message")
+	}
+	if now := e.clock.Now(); m.NotBefore.After(now) {
+		e.clock.advance(m.NotBefore.Sub(now))
+	}
+	must(t, e.eng.Step(t.Context(), m.Body, 1))
+}
+
+func (e *env) recover(t *testing.T) (dirsync.Run, bool) {
+	t.Helper()
+	run, ok, err := e.eng.Recover(t.Context(), e.org)
+	must(t, err)
+	return run, ok
+}
+
+// oneStakeholderPerUser checks that every Entra user has exactly one stakeholder.
+func (e *env) oneStakeholderPerUser(t *testing.T, users int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, s := range e.all(t, e.org) {
+		if s.ExternalID != "" {
+			seen[s.ExternalID]++
+		}
+	}
+	if len(seen) != users {
+		t.Errorf("%d users have stakeholders, want %d", len(seen), users)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("user %s has %d stakeholders", id, n)
+		}
+	}
+}
+
+// A run whose step message is lost — at its start or in the middle — is republished from its
+// checkpoint once it has shown no heartbeat for StallAfter, and finishes with every user synced once.
+func TestRecoverLostStep(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before int // steps delivered before the message is lost
+	}{
+		{"lost before its first step", 0},
+		{"lost mid-round", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			e.addUsers(t, "User", 300)
+			run := e.startOpts(t, dirsync.StartOptions{})
+			for range tc.before {
+				e.deliverOne(t)
+			}
+			if e.dropPending(t) != 1 {
+				t.Fatal("want exactly one pending message to lose")
+			}
+			if _, ok := e.recover(t); ok {
+				t.Fatal("recovered a run that was not stalled yet")
+			}
+			e.clock.advance(stallAfter)
+			got, ok := e.recover(t)
+			if !ok || got.Recoveries != 1 || hasError(got, "step_lost", "") == nil {
+				t.Fatalf("recover = %v, run %+v; want recovered once with a step_lost error", ok, got)
+			}
+			if _, ok := e.recover(t); ok {
+				t.Error("recovered twice without waiting StallAfter again")
+			}
+			e.drain(t)
+			got = accounted(t, e.run(t, run.ID))
+			wantState(t, got, dirsync.Succeeded)
+			if got.Created != 300 || got.Recoveries != 1 || got.Stalled != 0 {
+				t.Errorf("created %d recoveries %d stalled %d; want 300 1 0", got.Created, got.Recoveries, got.Stalled)
+			}
+			e.oneStakeholderPerUser(t, 300)
+		})
+	}
+}
+
+// A run that keeps losing its step without progress fails after MaxRecoveries and frees the org.
+func TestRecoverGivesUp(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	run := e.startOpts(t, dirsync.StartOptions{})
+	for i := range 3 {
+		e.dropPending(t)
+		e.clock.advance(stallAfter)
+		if got, ok := e.recover(t); !ok || got.State != dirsync.Running || got.Stalled != i+1 {
+			t.Fatalf("recovery %d: %v %+v", i+1, ok, got)
+		}
+	}
+	e.dropPending(t)
+	e.clock.advance(stallAfter)
+	got, ok := e.recover(t)
+	if !ok || got.State != dirsync.Failed || hasError(got, "stalled", "") == nil || !strings.Contains(got.LastError, "stalled") {
+		t.Fatalf("after 3 fruitless recoveries: %v, state %s, errors %+v, lastError %q; want failed as stalled", ok, got.State, got.Errors, got.LastError)
+	}
+	if e.run(t, run.ID).State != dirsync.Failed {
+		t.Error("run not failed")
+	}
+	if _, started, err := e.eng.Start(t.Context(), e.org, dirsync.StartOptions{}); err != nil || !started {
+		t.Errorf("the stalled run still holds the org: started %v, %v", started, err)
+	}
+}
+
+// A step put off for throttling is not lost while its due time is ahead.
+func TestRecoverWaitsForRescheduledStep(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: time.Hour, Times: 1}))
+	e.startOpts(t, dirsync.StartOptions{})
+	e.deliverOne(t) // throttled: put off by an hour
+	pending := e.q.published()[len(e.q.published())-1]
+	if pending.NotBefore.IsZero() {
+		t.Fatal("the throttled step was not put off")
+	}
+	e.clock.advance(stallAfter + time.Minute)
+	if _, ok := e.recover(t); ok {
+		t.Fatal("recovered a step that is scheduled, not lost")
+	}
+	e.dropPending(t)
+	e.clock.advance(time.Hour)
+	if _, ok := e.recover(t); !ok {
+		t.Fatal("a lost rescheduled step was not recovered after its due time and StallAfter")
+	}
+	e.drain(t)
+	e.oneStakeholderPerUser(t, 3)
+}
+
+// Start on an org held by a stalled run recovers that run rather than answering "running" for ever.
+func TestStartRecoversStalledRun(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	run := e.startOpts(t, dirsync.StartOptions{})
+	e.dropPending(t)
+	e.clock.advance(stallAfter)
+	got, started, err := e.eng.Start(t.Context(), e.org, dirsync.StartOptions{})
+	if err != nil || started || got.ID != run.ID || got.Recoveries != 1 {
+		t.Fatalf("Start = %+v, %v, %v; want the stalled run, recovered", got, started, err)
+	}
+	e.drain(t)
+	wantState(t, e.run(t, run.ID), dirsync.Succeeded)
+}
+
+// Redeliveries are recorded on the run; a step that died without answering more than
+// GiveUpAfter times (a handler crash loop, on its way to the dead-letter queue) fails its run.
+func TestCrashLoopingStepIsNoticed(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	run := e.startOpts(t, dirsync.StartOptions{})
+	m, _ := e.q.pop()
+	// Deliveries 1..3 "crashed" the handler (nothing ran); the 4th (GiveUpAfter 3) sees it.
+	must(t, e.eng.Step(t.Context(), m.Body, 4))
+	got := e.run(t, run.ID)
+	wantState(t, got, dirsync.Failed)
+	if got.Deliveries != 4 || hasError(got, "step_crashed", "") == nil {
+		t.Errorf("deliveries %d errors %+v; want 4 and step_crashed", got.Deliveries, got.Errors)
+	}
+}
+
+// A transient Graph failure in the middle of a full round puts the step off with a delay and
+// resumes from the round's checkpoint: nothing is read twice, the run succeeds.
+func TestTransientFailureResumesRound(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 300) // 6 pages of 50
+	run := e.startOpts(t, dirsync.StartOptions{})
+	e.deliverOne(t)
+	before := e.run(t, run.ID)
+	if before.Pages == 0 || before.Phase != dirsync.PhaseUsers {
+		t.Fatalf("first step read %d pages in phase %s; want part of the round", before.Pages, before.Phase)
+	}
+	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 502, Times: 4}))
+	mark := len(e.q.published())
+	e.drain(t)
+	got := accounted(t, e.run(t, run.ID))
+	wantState(t, got, dirsync.Succeeded)
+	if got.Pages != 6 || got.Created != 300 || got.Rescheduled != 4 {
+		t.Errorf("pages %d created %d rescheduled %d; want 6 300 4 (resumed, not restarted)", got.Pages, got.Created, got.Rescheduled)
+	}
+	delayed := 0
+	for _, p := range e.q.published()[mark:] {
+		var j dirsync.Job
+		must(t, json.Unmarshal(p.Body, &j))
+		if j.Retry > 0 {
+			delayed++
+			if p.NotBefore.IsZero() {
+				t.Errorf("retry %d of step %d published without a delay", j.Retry, j.Step)
+			}
+		}
+	}
+	if delayed != 4 {
+		t.Errorf("%d delayed retries, want 4", delayed)
+	}
+	e.oneStakeholderPerUser(t, 300)
+}
+
+// countingDir stands in for the graph transport's in-process retries: every users/delta call
+// waits out one 429 of 2 s, counted on the request's stats.
+type countingDir struct{ *graphDir }
+
+func (d countingDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+	st := entra.RequestStatsFrom(ctx)
+	st.Throttled()
+	st.Retried(2 * time.Second)
+	return d.graphDir.UsersDelta(ctx, tenant, link)
+}
+
+// Throttling waited out inside the Graph client is counted on the run: requests and seconds.
+func TestThrottlingWaitedOutIsCounted(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 120) // 3 pages
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: countingDir{e.dir}, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: 250 * time.Millisecond, GiveUpAfter: 3})
+	got := e.sync(t)
+	wantState(t, got, dirsync.Succeeded)
+	if got.Throttled != 3 || got.Retried != 3 || got.WaitedSeconds != 6 {
+		t.Errorf("throttled %d retried %d waited %vs; want 3 3 6", got.Throttled, got.Retried, got.WaitedSeconds)
+	}
+}
