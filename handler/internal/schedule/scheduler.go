@@ -111,9 +111,24 @@ func New(cfg Config) (*Scheduler, error) {
 
 // Result is what one Run did, each list sorted by org. Orgs with nothing due are not listed.
 type Result struct {
-	Started []Started
-	Skipped []Skipped
-	Failed  []OrgError
+	Started   []Started
+	Skipped   []Skipped
+	Failed    []OrgError
+	Recovered []Recovered
+}
+
+// Recovered is a stalled run the tick found: its lost step was republished, or, after too many
+// recoveries without progress, the run was failed and the org freed (Run.State says which).
+type Recovered struct {
+	Org tablestore.Org
+	Run dirsync.Run
+}
+
+// recoverer is what a Starter may also offer (dirsync.Engine): recovery of a run whose step
+// message was lost. The tick is its natural home: it visits every org, every 15 minutes, whether
+// or not a slot is due.
+type recoverer interface {
+	Recover(ctx context.Context, org tablestore.Org) (dirsync.Run, bool, error)
 }
 
 // Started is a served slot: a run was started, or one was already running or held (New false).
@@ -195,8 +210,9 @@ func (s *Scheduler) Run(ctx context.Context) (Result, error) {
 	slices.SortFunc(res.Started, func(a, b Started) int { return byOrg(a.Org, b.Org) })
 	slices.SortFunc(res.Skipped, func(a, b Skipped) int { return byOrg(a.Org, b.Org) })
 	slices.SortFunc(res.Failed, func(a, b OrgError) int { return byOrg(a.Org, b.Org) })
+	slices.SortFunc(res.Recovered, func(a, b Recovered) int { return byOrg(a.Org, b.Org) })
 	s.log.InfoContext(ctx, "scheduled syncs", "orgs", len(orgs), "started", len(res.Started),
-		"skipped", len(res.Skipped), "failed", len(res.Failed))
+		"skipped", len(res.Skipped), "failed", len(res.Failed), "recovered", len(res.Recovered))
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("schedule: %w", err)
 	}
@@ -214,6 +230,22 @@ func (s *Scheduler) org(ctx context.Context, org tablestore.Org, now time.Time, 
 	skip := func(why Reason) {
 		log.InfoContext(ctx, "scheduled sync skipped", "slot", slot, "reason", string(why))
 		add(func(r *Result) { r.Skipped = append(r.Skipped, Skipped{org, slot, why}) })
+	}
+
+	// First the org's running run, if its step was lost: recovered, it serves the slot as any
+	// running run does; failed for good, it frees the org for the slot's run below.
+	if rec, ok := s.cfg.Starter.(recoverer); ok {
+		run, recovered, err := rec.Recover(ctx, org)
+		switch {
+		case err != nil:
+			log.ErrorContext(ctx, "recovering a stalled run failed", "err", err)
+			add(func(r *Result) {
+				r.Failed = append(r.Failed, OrgError{org, time.Time{}, fmt.Errorf("recovering stalled run: %w", err)})
+			})
+		case recovered:
+			log.WarnContext(ctx, "stalled sync run recovered", "run", run.ID, "state", string(run.State), "recoveries", run.Recoveries)
+			add(func(r *Result) { r.Recovered = append(r.Recovered, Recovered{org, run}) })
+		}
 	}
 
 	settings, _, err := s.cfg.Settings.Get(ctx, org)
