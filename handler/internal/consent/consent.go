@@ -219,10 +219,11 @@ var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
 // app-only token for a tenant exists as soon as anyone ever consented there), so the admin is
 // sent on to sign in. The second leg is that sign-in's redirect: the ID token, redeemed with our
 // secret, says which tenant the admin belongs to and that they hold a role that can grant admin
-// consent; only then is consent proven, permissions read and the tenant bound to the org.
+// consent; only then is consent proven and permissions read, and the proven sign-in is handed
+// to the web app as a one-time ticket (Outcome.Ticket) that Confirm binds.
 //
-// A bad state is ErrBadState and nothing is written; every other outcome, success or failure, is
-// recorded on the org's connection.
+// A bad state is ErrBadState and nothing is written; every failure is recorded on the org's
+// connection.
 func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 	c, err := f.sign.verify(q.Get("state"), f.cfg.Now())
 	if err != nil {
