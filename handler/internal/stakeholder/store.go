@@ -204,6 +204,8 @@ func (s *Store) Delete(ctx context.Context, org tablestore.Org, id string, etag 
 	if e := NormalizeEmail(st.Email); e != "" {
 		ops = append(ops, tablestore.DeleteOp(emailKey(e), tablestore.ETagAny))
 	}
+	// A manual stakeholder matched by email can have an open conflict; it goes with it.
+	ops = append(ops, ClearConflictOp(id))
 	return s.Apply(ctx, org, ops)
 }
 
