@@ -32,13 +32,18 @@ type Change struct {
 	Fields        []FieldChange `json:"fields,omitempty"`
 }
 
-// FieldChange is one field's change; Leap is set on conflicts (the value Leap Change had).
+// FieldChange is one field's change. A conflict also records the three values of the merge,
+// whichever side won: Base (the value last synced from Entra; nil when there was none, on a
+// first link), Entra's and Leap Change's. On a conflict an absent entra or leap is "" (the two
+// always differ, so at most one of them is empty).
 type FieldChange struct {
-	Field    string `json:"field"`
-	Old      string `json:"old"`
-	New      string `json:"new"`
-	Leap     string `json:"leap,omitempty"`
-	Conflict bool   `json:"conflict,omitempty"`
+	Field    string  `json:"field"`
+	Old      string  `json:"old"`
+	New      string  `json:"new"`
+	Base     *string `json:"base,omitempty"`
+	Entra    string  `json:"entra,omitempty"`
+	Leap     string  `json:"leap,omitempty"`
+	Conflict bool    `json:"conflict,omitempty"`
 }
 
 // ChangesTable is the change log table.

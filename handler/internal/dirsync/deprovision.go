@@ -196,6 +196,9 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 	if err := s.load(ctx, items); err != nil {
 		return false, err
 	}
+	if err := s.markOpen(ctx, items); err != nil {
+		return false, err
+	}
 	var writes []write
 	var changes []Change
 	for _, w := range items {
@@ -204,7 +207,8 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 		}
 		next := *w.cur
 		next.Active, next.DeactivatedReason, next.UpdatedAt = false, reasons[next.ID], s.now
-		writes = append(writes, write{next: next, prev: w.cur, etag: w.etag})
+		// The user went away: an open conflict of theirs is closed with the deactivation.
+		writes = append(writes, write{next: next, prev: w.cur, etag: w.etag, clearConflict: w.open != nil})
 		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: next.ID, ExternalID: next.ExternalID,
 			Name: strings.TrimSpace(next.FirstName + " " + next.LastName), Reason: reasons[next.ID]})
 	}

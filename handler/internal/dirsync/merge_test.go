@@ -62,6 +62,16 @@ func TestMergeEveryStrategyAndSide(t *testing.T) {
 				if tc.wantConflict && (len(got.fields) != 1 || got.fields[0].Leap != tc.leap || !got.fields[0].Conflict) {
 					t.Errorf("conflict not reported with both sides: %+v", got.fields)
 				}
+				// Every conflict records all three values, whichever side wins.
+				if tc.wantConflict {
+					f := got.fields[0]
+					if f.Entra != tc.entra || (f.Base == nil) != tc.noBase || (f.Base != nil && *f.Base != base) {
+						t.Errorf("conflict = %+v (base %v), want base %q (none: %v) and Entra %q", f, f.Base, base, tc.noBase, tc.entra)
+					}
+					if len(got.conflicts) != 1 || got.conflicts[0].Entra != tc.entra || got.conflicts[0].Leap != tc.leap {
+						t.Errorf("open conflict fields = %+v", got.conflicts)
+					}
+				}
 			})
 		}
 	}

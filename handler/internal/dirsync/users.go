@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -104,6 +105,7 @@ type work struct {
 	id     string // matched stakeholder, "" for a new one
 	cur    *stakeholder.Stakeholder
 	etag   tablestore.ETag
+	open   *time.Time // when its open conflict was first found; nil without one
 }
 
 // applyUsers merges users into their stakeholders. Users that cannot become stakeholders are
@@ -173,6 +175,9 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		items = append(items, w)
 	}
 	if err := s.load(ctx, items); err != nil {
+		return err
+	}
+	if err := s.markOpen(ctx, items); err != nil {
 		return err
 	}
 
@@ -275,22 +280,38 @@ func (s *stepper) load(ctx context.Context, items []*work) error {
 }
 
 // write is one stakeholder's transaction: the new version (with the version it replaces, nil
-// when new), or only the mark that a full run saw it.
+// when new), or only the mark that a full run saw it; with the opening, refreshing or closing of
+// its open conflict, which so changes together with the stakeholder.
 type write struct {
 	next     stakeholder.Stakeholder
 	prev     *stakeholder.Stakeholder
 	etag     tablestore.ETag
 	seenOnly bool
+	noMark   bool       // with seenOnly: the stakeholder row is not written at all (only its conflict)
 	user     entra.User // for a retry after a concurrent edit
 	undo     func(*Run) // takes back the counts decide made for it, if the write never happens
 	name     string
+
+	conflict      *stakeholder.Conflict // records the open conflict
+	clearConflict bool                  // closes the open conflict
+	open          *time.Time            // the open conflict decide saw, for a re-merge
 }
 
 func (w write) ops(runID string) []tablestore.Op {
-	if w.seenOnly {
-		return []tablestore.Op{stakeholder.MarkSeenOp(w.next.ID, runID)}
+	var ops []tablestore.Op
+	switch {
+	case !w.seenOnly:
+		ops = stakeholder.Ops(w.next, w.prev, w.etag)
+	case !w.noMark:
+		ops = []tablestore.Op{stakeholder.MarkSeenOp(w.next.ID, runID)}
 	}
-	return stakeholder.Ops(w.next, w.prev, w.etag)
+	if w.conflict != nil {
+		ops = append(ops, stakeholder.ConflictOp(*w.conflict))
+	}
+	if w.clearConflict {
+		ops = append(ops, stakeholder.ClearConflictOp(w.next.ID))
+	}
+	return ops
 }
 
 // decide merges one user into its stakeholder: the write it needs (nil for none), its change
@@ -345,15 +366,26 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 		base = nil // no common ancestor yet
 	}
 	m := merge(cur.Values(), base, v, s.settings.MergeStrategy)
-	seen := &write{next: stakeholder.Stakeholder{ID: cur.ID}, seenOnly: true}
+	seen := &write{next: stakeholder.Stakeholder{ID: cur.ID}, seenOnly: true, open: w.open}
 	if m.skip {
 		run.Conflicts++
 		run.Skipped++
 		ch := []Change{{Action: ActSkipped, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed in Entra ID and in Leap Change (skip conflicts)", Fields: m.fields}}
-		if full && !linking {
-			return seen, ch, pending
+		// The conflict stays open, as state of its own, until resolved: a delta round may not
+		// see this user again for a long time.
+		c := stakeholder.Conflict{StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Since: s.now, UpdatedAt: s.now, RunID: run.ID,
+			Fields: m.conflicts, Entra: v}
+		if w.open != nil {
+			c.Since = *w.open
 		}
-		return nil, ch, pending
+		seen.conflict = &c
+		seen.noMark = !full || linking // an unlinked stakeholder is no synced one to mark
+		return seen, ch, pending
+	}
+	if w.open != nil {
+		// The two sides agree again, or the strategy now resolves it: the conflict closes
+		// with this merge.
+		seen.clearConflict = true
 	}
 	next := cur
 	next.ExternalID, next.Source = u.ID, stakeholder.Entra
@@ -382,6 +414,9 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 		case !sameValues(cur.Base, m.base):
 			// Values agree but the base is stale (e.g. both sides made the same change): move it.
 		case full && cur.SeenRun != run.ID:
+			return seen, nil, pending
+		case w.open != nil:
+			seen.noMark = true
 			return seen, nil, pending
 		default:
 			return nil, nil, pending
@@ -418,7 +453,7 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 			r.Unchanged--
 		}
 	}
-	return &write{next: next, prev: w.cur, etag: w.etag, user: u, name: name, undo: undo}, changes, pending
+	return &write{next: next, prev: w.cur, etag: w.etag, user: u, name: name, undo: undo, clearConflict: w.open != nil, open: w.open}, changes, pending
 }
 
 func sameValues(a, b stakeholder.Values) bool {

@@ -118,7 +118,7 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 	values, _ := valuesOf(w.user)
 	// The first decision was counted and logged already: this one only redoes the write.
 	counted := s.run
-	again, _, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag})
+	again, _, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag, open: w.open})
 	s.run = counted
 	if again == nil {
 		return nil

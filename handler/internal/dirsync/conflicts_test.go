@@ -1,0 +1,262 @@
+package dirsync_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// conflictEnv is an org on "skip conflicts" with one user whose department is in conflict
+// (Entra "Entra B", Leap Change "Leap B", base "Operations") after a delta run, and one bystander.
+func conflictEnv(t *testing.T) (e *env, both, other string, skipped dirsync.Run) {
+	t.Helper()
+	e = setup(t)
+	e.settings(t, func(v *syncsettings.Settings) { v.MergeStrategy = syncsettings.SkipConflicts })
+	both = e.addUser(t, "Bea", "Both")
+	other = e.addUser(t, "Otto", "Other")
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Department = "Leap B"; st.Influence = "low" })
+	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Entra B" })
+	skipped = e.sync(t)
+	wantState(t, skipped, dirsync.Succeeded)
+	if skipped.Skipped != 1 {
+		t.Fatalf("skipped = %d, want the conflict skipped", skipped.Skipped)
+	}
+	return e, both, other, skipped
+}
+
+func (e *env) openConflicts(t *testing.T) []dirsync.OpenConflict {
+	t.Helper()
+	list, next, err := e.eng.Conflicts(t.Context(), e.org, "", 100)
+	must(t, err)
+	if next != "" {
+		t.Fatalf("next = %q with fewer than 100 conflicts", next)
+	}
+	n, err := e.eng.OpenConflictCount(t.Context(), e.org)
+	must(t, err)
+	if n != len(list) {
+		t.Errorf("OpenConflictCount = %d, the list has %d", n, len(list))
+	}
+	return list
+}
+
+func ptr(s string) *string { return &s }
+
+func wantConflictFields(t *testing.T, got []stakeholder.ConflictField, want ...stakeholder.ConflictField) {
+	t.Helper()
+	same := slices.EqualFunc(got, want, func(a, b stakeholder.ConflictField) bool {
+		return a.Field == b.Field && a.Entra == b.Entra && a.Leap == b.Leap && (a.Base == nil) == (b.Base == nil) && (a.Base == nil || *a.Base == *b.Base)
+	})
+	if !same {
+		t.Errorf("conflict fields = %s, want %s", fieldsString(got), fieldsString(want))
+	}
+}
+
+func fieldsString(fs []stakeholder.ConflictField) string {
+	s := ""
+	for _, f := range fs {
+		b := "<none>"
+		if f.Base != nil {
+			b = *f.Base
+		}
+		s += f.Field + "{base " + b + ", entra " + f.Entra + ", leap " + f.Leap + "} "
+	}
+	return s
+}
+
+// TestSkippedConflictStaysOpen: the README promises a skipped conflict is reported until it is
+// resolved. A delta run that does not see the user again must not lose it, and while it is open
+// the record takes no Entra update.
+func TestSkippedConflictStaysOpen(t *testing.T) {
+	e, both, other, skipped := conflictEnv(t)
+	st, etag := e.get(t, both)
+	list := e.openConflicts(t)
+	if len(list) != 1 {
+		t.Fatalf("open conflicts = %+v, want the one skipped", list)
+	}
+	c := list[0]
+	if c.StakeholderID != st.ID || c.ExternalID != both || c.Name != "Bea Both" || c.ETag != etag || c.RunID != skipped.ID || c.Since.IsZero() {
+		t.Errorf("open conflict = %+v (stakeholder %s etag %s)", c, st.ID, etag)
+	}
+	wantConflictFields(t, c.Fields, stakeholder.ConflictField{Field: stakeholder.Department, Base: ptr("Operations"), Entra: "Entra B", Leap: "Leap B"})
+	since := c.Since
+
+	// A delta run that does not see the user: the conflict is still open.
+	e.updateUser(t, other, func(u *m365sim.User) { u.OfficeLocation = "Paris" })
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if list := e.openConflicts(t); len(list) != 1 || !list[0].Since.Equal(since) {
+		t.Fatalf("after a delta run without the user: open conflicts = %+v", list)
+	}
+
+	// Entra changes another field: the record still takes nothing; the conflict is refreshed
+	// with Entra's values and keeps the time it was first found.
+	e.clock.advance(time.Hour)
+	e.updateUser(t, both, func(u *m365sim.User) { u.JobTitle = "Lead" })
+	run = e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	if run.Skipped != 1 {
+		t.Errorf("skipped = %d, want the conflict reported again", run.Skipped)
+	}
+	if after, afterETag := e.get(t, both); afterETag != etag || after.Role != "Analyst" {
+		t.Errorf("an open conflict's record changed: role %q, etag %s → %s", after.Role, etag, afterETag)
+	}
+	list = e.openConflicts(t)
+	if len(list) != 1 || !list[0].Since.Equal(since) || !list[0].UpdatedAt.After(since) || list[0].Entra[stakeholder.Role] != "Lead" || list[0].RunID != run.ID {
+		t.Fatalf("refreshed conflict = %+v, want since %v kept and Entra's role Lead", list, since)
+	}
+}
+
+// TestResolveConflict covers the admin's resolution: ETag-checked, per field or whole record,
+// Entra's held-back changes applied, and Leap Change's kept value becoming the merge's new normal.
+func TestResolveConflict(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	e.updateUser(t, both, func(u *m365sim.User) { u.JobTitle = "Lead" }) // not in conflict: held back
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	before, etag := e.get(t, both)
+
+	_, err := e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, `W/"datetime'2001-01-01T00%3A00%3A00Z'"`)
+	if !errors.Is(err, tablestore.ErrConflict) {
+		t.Fatalf("resolve with a stale ETag: err = %v, want ErrConflict", err)
+	}
+	_, err = e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Fields: map[string]string{stakeholder.Role: dirsync.TakeEntra}}, etag)
+	var unresolved *dirsync.UnresolvedError
+	if !errors.As(err, &unresolved) || !slices.Equal(unresolved.Fields, []string{stakeholder.Department}) {
+		t.Fatalf("resolve without a choice for department: err = %v", err)
+	}
+	_, err = e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: "mine"}, etag)
+	if !errors.Is(err, dirsync.ErrInvalidResolution) {
+		t.Fatalf("resolve with choice mine: err = %v", err)
+	}
+	if st, after := e.get(t, both); after != etag || len(e.openConflicts(t)) != 1 || st.Department != "Leap B" {
+		t.Fatal("a refused resolution changed something")
+	}
+
+	got, err := e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, etag)
+	must(t, err)
+	st, newETag := e.get(t, both)
+	if got.ETag != newETag || newETag == etag {
+		t.Errorf("resolved ETag = %s, stored %s, old %s", got.ETag, newETag, etag)
+	}
+	if st.Department != "Leap B" || st.Role != "Lead" || st.Influence != "low" {
+		t.Errorf("after keeping Leap's department: %+v, want department Leap B, Entra's role Lead, influence kept", st)
+	}
+	if st.Base[stakeholder.Department] != "Entra B" || st.Base[stakeholder.Role] != "Lead" {
+		t.Errorf("base = %v, want Entra's values", st.Base)
+	}
+	if n := len(e.openConflicts(t)); n != 0 {
+		t.Errorf("%d conflicts open after resolving", n)
+	}
+	if _, err := e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, "*"); !errors.Is(err, stakeholder.ErrNoConflict) {
+		t.Errorf("resolving twice: err = %v, want ErrNoConflict", err)
+	}
+
+	// Leap's kept value is the new normal: an Entra change elsewhere does not reopen it...
+	e.updateUser(t, both, func(u *m365sim.User) { u.OfficeLocation = "Paris" })
+	run := e.sync(t)
+	if st, _ := e.get(t, both); run.Conflicts != 0 || st.Department != "Leap B" || st.Location != "Paris" {
+		t.Errorf("after resolution: conflicts %d, %+v", run.Conflicts, st)
+	}
+	// ...but Entra changing the field again is a new conflict.
+	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Entra C" })
+	if run := e.sync(t); run.Skipped != 1 || len(e.openConflicts(t)) != 1 {
+		t.Errorf("Entra changing the kept field again: skipped %d, want a new conflict", run.Skipped)
+	}
+
+	// Per field: take Entra's department, keep Leap's role.
+	e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Role = "Leap role" })
+	e.updateUser(t, both, func(u *m365sim.User) { u.JobTitle = "Entra role" })
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	list := e.openConflicts(t)
+	if len(list) != 1 {
+		t.Fatalf("open conflicts = %+v", list)
+	}
+	wantConflictFields(t, list[0].Fields,
+		stakeholder.ConflictField{Field: stakeholder.Department, Base: ptr("Entra B"), Entra: "Entra C", Leap: "Leap B"},
+		stakeholder.ConflictField{Field: stakeholder.Role, Base: ptr("Lead"), Entra: "Entra role", Leap: "Leap role"})
+	_, err = e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap,
+		Fields: map[string]string{stakeholder.Department: dirsync.TakeEntra}}, list[0].ETag)
+	must(t, err)
+	if st, _ := e.get(t, both); st.Department != "Entra C" || st.Role != "Leap role" || st.Base[stakeholder.Role] != "Entra role" {
+		t.Errorf("per-field resolution: %+v", st)
+	}
+}
+
+// TestConflictClosesWithoutTheAdmin: a conflict closes when the two sides agree again, when the
+// org moves to a strategy that resolves it, and when the user goes away.
+func TestConflictClosesWithoutTheAdmin(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(t *testing.T, e *env, user string)
+		want func(st stakeholder.Stakeholder) bool
+	}{
+		{"Entra takes Leap's value", func(t *testing.T, e *env, user string) {
+			e.updateUser(t, user, func(u *m365sim.User) { u.Department = "Leap B"; u.JobTitle = "Lead" })
+		}, func(st stakeholder.Stakeholder) bool {
+			return st.Department == "Leap B" && st.Role == "Lead" && st.Base[stakeholder.Department] == "Leap B"
+		}},
+		{"Entra goes back to the base", func(t *testing.T, e *env, user string) {
+			e.updateUser(t, user, func(u *m365sim.User) { u.Department = "Operations" })
+		}, func(st stakeholder.Stakeholder) bool {
+			return st.Department == "Leap B" && st.Base[stakeholder.Department] == "Operations"
+		}},
+		{"entra wins now", func(t *testing.T, e *env, user string) {
+			e.settings(t, func(v *syncsettings.Settings) { v.MergeStrategy = syncsettings.EntraWins })
+			e.updateUser(t, user, func(u *m365sim.User) { u.JobTitle = "Lead" })
+		}, func(st stakeholder.Stakeholder) bool { return st.Department == "Entra B" && st.Role == "Lead" }},
+		{"user deleted", func(t *testing.T, e *env, user string) {
+			must(t, e.sim.SoftDeleteUser(tenantID, user))
+			e.settings(t, generous)
+		}, func(st stakeholder.Stakeholder) bool { return !st.Active && st.Department == "Leap B" }},
+		{"user disabled", func(t *testing.T, e *env, user string) {
+			must(t, e.sim.SetAccountEnabled(tenantID, user, false))
+			e.settings(t, generous)
+		}, func(st stakeholder.Stakeholder) bool { return !st.Active }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, both, _, _ := conflictEnv(t)
+			if len(e.openConflicts(t)) != 1 {
+				t.Fatal("no open conflict to close")
+			}
+			tc.do(t, e, both)
+			wantState(t, e.sync(t), dirsync.Succeeded)
+			if list := e.openConflicts(t); len(list) != 0 {
+				t.Errorf("still open: %+v", list)
+			}
+			if st, _ := e.get(t, both); !tc.want(st) {
+				t.Errorf("stakeholder = %+v", st)
+			}
+		})
+	}
+}
+
+// TestConflictChangeLogHasAllThreeValues: whatever the strategy, a conflict's log entry names
+// the base, Entra's value and Leap Change's, so the losing value is recorded somewhere.
+func TestConflictChangeLogHasAllThreeValues(t *testing.T) {
+	for _, s := range []syncsettings.Strategy{syncsettings.EntraWins, syncsettings.LeapWins, syncsettings.SkipConflicts} {
+		t.Run(string(s), func(t *testing.T) {
+			e := setup(t)
+			e.settings(t, func(v *syncsettings.Settings) { v.MergeStrategy = s })
+			both := e.addUser(t, "Bea", "Both")
+			wantState(t, e.sync(t), dirsync.Succeeded)
+			e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Department = "Leap B" })
+			e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Entra B" })
+			run := e.sync(t)
+			cs := changesOf(e.changes(t, run.ID), both)
+			if len(cs) != 1 || len(cs[0].Fields) != 1 {
+				t.Fatalf("change log = %+v", cs)
+			}
+			f := cs[0].Fields[0]
+			if !f.Conflict || f.Base == nil || *f.Base != "Operations" || f.Entra != "Entra B" || f.Leap != "Leap B" {
+				t.Errorf("conflict field = %+v, want base Operations, entra Entra B, leap Leap B", f)
+			}
+		})
+	}
+}
