@@ -62,31 +62,82 @@ type OpenConflict struct {
 }
 
 // Conflicts returns org's open conflicts in stakeholder id order, at most limit after the
-// stakeholder id after, and the id to continue after ("" at the end).
+// stakeholder id after, and the id to continue after ("" at the end). See current for what is
+// listed.
 func (e *Engine) Conflicts(ctx context.Context, org tablestore.Org, after string, limit int) ([]OpenConflict, string, error) {
 	list, next, err := e.stakeholders.Conflicts(ctx, org, after, limit)
 	if err != nil {
 		return nil, "", err
 	}
+	out, err := e.current(ctx, org, list)
+	return out, next, err
+}
+
+// OpenConflictCount is how many conflicts of org are open, counted as Conflicts lists them.
+func (e *Engine) OpenConflictCount(ctx context.Context, org tablestore.Org) (int, error) {
+	n, after := 0, ""
+	for {
+		list, next, err := e.stakeholders.Conflicts(ctx, org, after, tablestore.MaxPageSize)
+		if err != nil {
+			return 0, err
+		}
+		open, err := e.current(ctx, org, list)
+		if err != nil {
+			return 0, err
+		}
+		n += len(open)
+		if after = next; next == "" {
+			return n, nil
+		}
+	}
+}
+
+// current brings stored conflicts up to date with their stakeholders as they are now: each
+// field's Leap value is the stakeholder's current one (the version its ETag stands for), and a
+// conflict that no longer holds is closed rather than listed — its stakeholder is gone or linked
+// to another user, or the two sides agree now (a Leap Change edit took Entra's value, or a sync
+// that raced an admin's resolution wrote the row again). Closing is conditional on the row's
+// ETag, so a conflict a sync found again meanwhile stays open.
+func (e *Engine) current(ctx context.Context, org tablestore.Org, list []stakeholder.StoredConflict) ([]OpenConflict, error) {
 	ids := make([]string, len(list))
 	for i, c := range list {
 		ids[i] = c.StakeholderID
 	}
 	found, err := e.stakeholders.GetMany(ctx, org, ids)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	out := make([]OpenConflict, 0, len(list))
 	for _, c := range list {
-		out = append(out, OpenConflict{Conflict: c, ETag: found[c.StakeholderID].ETag})
+		v, ok := found[c.StakeholderID]
+		if ok {
+			if fields, open := stillOpen(v.Stakeholder, c.Conflict); open {
+				c.Fields = fields
+				out = append(out, OpenConflict{Conflict: c.Conflict, ETag: v.ETag})
+				continue
+			}
+		}
+		err := e.stakeholders.Apply(ctx, org, []tablestore.Op{stakeholder.CloseConflictOp(c.StakeholderID, c.ETag)})
+		if err != nil && !errors.Is(err, tablestore.ErrConflict) {
+			// Only housekeeping: the conflict is not listed either way.
+			e.cfg.Logger.WarnContext(ctx, "could not close a settled sync conflict", "org", org.String(), "stakeholder", c.StakeholderID, "error", err.Error())
+		}
 	}
-	return out, next, nil
+	return out, nil
 }
 
-// OpenConflictCount is how many conflicts of org are open.
-func (e *Engine) OpenConflictCount(ctx context.Context, org tablestore.Org) (int, error) {
-	open, err := e.stakeholders.OpenConflicts(ctx, org)
-	return len(open), err
+// stillOpen merges the stakeholder now with the Entra values recorded with its conflict: the
+// fields still in conflict, and whether there are any.
+func stillOpen(st stakeholder.Stakeholder, c stakeholder.Conflict) ([]stakeholder.ConflictField, bool) {
+	if st.ExternalID != "" && st.ExternalID != c.ExternalID {
+		return nil, false
+	}
+	base := st.Base
+	if st.ExternalID == "" {
+		base = nil
+	}
+	m := merge(st.Values(), base, c.Entra, syncsettings.SkipConflicts)
+	return m.conflicts, m.skip
 }
 
 // Resolved is the outcome of a resolution.

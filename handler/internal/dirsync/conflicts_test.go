@@ -260,3 +260,41 @@ func TestConflictChangeLogHasAllThreeValues(t *testing.T) {
 		})
 	}
 }
+
+// TestConflictListIsCurrent: the list shows Leap Change's values as they are now (the version
+// its ETag stands for), and leaves out — and closes — a conflict that no longer holds: one a
+// Leap Change edit settled, or one a sync racing an admin's resolution wrote again.
+func TestConflictListIsCurrent(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Department = "Leap C" })
+	_, etag := e.get(t, both)
+	list := e.openConflicts(t)
+	if len(list) != 1 || list[0].ETag != etag {
+		t.Fatalf("open conflicts = %+v, want one at the stakeholder's current ETag %s", list, etag)
+	}
+	wantConflictFields(t, list[0].Fields, stakeholder.ConflictField{Field: stakeholder.Department, Base: ptr("Operations"), Entra: "Entra B", Leap: "Leap C"})
+	stored, err := e.shs.Conflict(t.Context(), e.org, list[0].StakeholderID)
+	must(t, err)
+
+	// A sync that read the stakeholder before the admin resolved it writes its row after.
+	_, err = e.eng.ResolveConflict(t.Context(), e.org, list[0].StakeholderID, dirsync.Resolution{Choice: dirsync.KeepLeap}, etag)
+	must(t, err)
+	must(t, e.shs.Apply(t.Context(), e.org, []tablestore.Op{stakeholder.ConflictOp(stored)}))
+	if list := e.openConflicts(t); len(list) != 0 {
+		t.Errorf("a conflict written again after its resolution is listed: %+v", list)
+	}
+	if _, err := e.shs.Conflict(t.Context(), e.org, stored.StakeholderID); !errors.Is(err, stakeholder.ErrNoConflict) {
+		t.Errorf("the settled conflict's row is still there: %v", err)
+	}
+
+	// Leap Change takes Entra's value: the two sides agree, nothing is open.
+	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Entra D" })
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	if len(e.openConflicts(t)) != 1 {
+		t.Fatal("no new conflict")
+	}
+	e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Department = "Entra D" })
+	if list := e.openConflicts(t); len(list) != 0 {
+		t.Errorf("a conflict Leap Change settled is listed: %+v", list)
+	}
+}

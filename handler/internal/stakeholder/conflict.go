@@ -53,6 +53,18 @@ func ClearConflictOp(id string) tablestore.Op {
 	return tablestore.DeleteOp(conflictKey(id), tablestore.ETagAny)
 }
 
+// StoredConflict is a conflict with the ETag of its row.
+type StoredConflict struct {
+	Conflict
+	ETag tablestore.ETag
+}
+
+// CloseConflictOp closes a conflict only if its row is still the version read at etag: a sync
+// may have found it again meanwhile.
+func CloseConflictOp(id string, etag tablestore.ETag) tablestore.Op {
+	return tablestore.DeleteOp(conflictKey(id), etag)
+}
+
 // Conflict returns a stakeholder's open conflict, or ErrNoConflict.
 func (s *Store) Conflict(ctx context.Context, org tablestore.Org, id string) (Conflict, error) {
 	if err := tablestore.CheckKey(conflictKey(id)); err != nil || id == "" {
@@ -67,18 +79,18 @@ func (s *Store) Conflict(ctx context.Context, org tablestore.Org, id string) (Co
 
 // Conflicts returns open conflicts in stakeholder id order, at most limit after the id after,
 // and the id to continue after ("" at the end).
-func (s *Store) Conflicts(ctx context.Context, org tablestore.Org, after string, limit int) ([]Conflict, string, error) {
+func (s *Store) Conflicts(ctx context.Context, org tablestore.Org, after string, limit int) ([]StoredConflict, string, error) {
 	limit = min(max(limit, 1), tablestore.MaxPageSize)
 	q := tablestore.QueryOptions{KeyPrefix: "c-", PageSize: limit}
 	if after != "" {
 		q.From = conflictKey(after) + "\x00"
 	}
-	var out []Conflict
+	var out []StoredConflict
 	for row, err := range tablestore.Query[Conflict](ctx, s.t, org, q) {
 		if err != nil {
 			return nil, "", err
 		}
-		out = append(out, row.Value)
+		out = append(out, StoredConflict{Conflict: row.Value, ETag: row.ETag})
 		if len(out) == limit {
 			return out, row.Value.StakeholderID, nil
 		}
