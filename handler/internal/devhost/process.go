@@ -112,6 +112,7 @@ func (p *process) start(ctx context.Context) error {
 	cmd.Stdout = orDiscard(p.h.cfg.Stdout)
 	cmd.Stderr = io.MultiWriter(orDiscard(p.h.cfg.Stderr), p.tail)
 	cmd.WaitDelay = 2 * time.Second
+	tieToParent(cmd)
 	p.tail.reset()
 	if err := cmd.Start(); err != nil {
 		p.mu.Unlock()
@@ -207,8 +208,8 @@ func (h *Host) supervise() {
 func (p *process) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Kill()
+	if p.cmd != nil {
+		signalGroup(p.cmd, syscall.SIGKILL)
 	}
 }
 
@@ -220,11 +221,11 @@ func (p *process) stop() error {
 	if cmd == nil {
 		return nil
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	signalGroup(cmd, syscall.SIGTERM)
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
+		signalGroup(cmd, syscall.SIGKILL)
 		<-exited
 	}
 	return nil
