@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"time"
@@ -22,6 +23,23 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	mux.HandleFunc("/api/orgs/acme/big", func(w http.ResponseWriter, r *http.Request) {
+		// As the real API does: a declared body over 1 MiB is refused before it is read.
+		if r.ContentLength > 1<<20 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			w.Write([]byte(`{"type":"urn:leapchange:problem:payload-too-large","status":413}`))
+			return
+		}
+		// An undeclared (chunked) body is refused once more than 1 MiB was read.
+		if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20+1)); n > 1<<20 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			w.Write([]byte(`{"type":"urn:leapchange:problem:payload-too-large","status":413}`))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
