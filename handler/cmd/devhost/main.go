@@ -19,10 +19,13 @@
 //	-lock-duration D          peek-lock duration (default 5m)
 //	-duplicate-window D       message-id duplicate detection window (default 10m)
 //	-init-timeout D           handler start-up timeout (default: host.json, else 30s)
+//	-restart-limit N          give up after N handler exits within -restart-window (default 3)
+//	-restart-window D         the window of -restart-limit (default 30m)
 //	-v                        debug logging
 //
 // SIGINT or SIGTERM shuts down gracefully: timers and consumers stop, in-flight invocations and
-// requests drain, the handler gets SIGTERM.
+// requests drain, the handler gets SIGTERM. The handler never outlives devhost: on Linux it gets
+// SIGKILL from the kernel when devhost dies, even by SIGKILL (see package devhost).
 package main
 
 import (
@@ -61,12 +64,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	lock := fs.Duration("lock-duration", 5*time.Minute, "peek-lock duration of a delivered message")
 	dupWindow := fs.Duration("duplicate-window", 10*time.Minute, "message-id duplicate detection window")
 	initTimeout := fs.Duration("init-timeout", 0, "handler start-up timeout (0: host.json customHandler.initializationTimeout, default 30s)")
+	restartLimit := fs.Int("restart-limit", 3, "give up after this many handler exits within -restart-window")
+	restartWindow := fs.Duration("restart-window", 30*time.Minute, "the window of -restart-limit")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *restartLimit < 1 || *restartWindow <= 0 {
+		return fmt.Errorf("-restart-limit must be at least 1 and -restart-window positive (got %d, %v)", *restartLimit, *restartWindow)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -105,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger: log, Stdout: stdout, Stderr: stderr,
 		Queue:              devhost.QueueOptions{MaxDeliveryCount: *maxDelivery, LockDuration: *lock, DuplicateWindow: *dupWindow},
 		MaxConcurrentCalls: *concurrency, InitTimeout: *initTimeout,
+		RestartLimit: *restartLimit, RestartWindow: *restartWindow,
 	})
 	if err != nil {
 		return err

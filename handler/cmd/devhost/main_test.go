@@ -107,6 +107,8 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"-root", appRoot, "extra"}, "unexpected arguments"},
 		{[]string{"-root", t.TempDir(), "-no-build"}, "host.json"},
 		{[]string{"-root", appRoot, "-no-build", "-port", "0"}, "neither an executable file"},
+		{[]string{"-root", appRoot, "-restart-limit", "0"}, "-restart-limit must be at least 1"},
+		{[]string{"-root", appRoot, "-restart-window", "-1s"}, "-restart-limit must be at least 1"},
 	} {
 		err := run(t.Context(), tc.args, none, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
