@@ -219,3 +219,25 @@ func rows(t *testing.T, tbl *tablestore.Table, o tablestore.Org) int {
 	}
 	return n
 }
+
+// TestActiveOrgsDropsUnregisteredAndErased is the scheduler's org list: settings may outlive a
+// registration (or predate it); only active orgs are scheduled.
+func TestActiveOrgsDropsUnregisteredAndErased(t *testing.T) {
+	s := open(t)
+	reg := org.New(org.Config{Store: s, Tenant: &releaser{}})
+	ctx := t.Context()
+	a, b, c := mustOrg(t, "a"), mustOrg(t, "b"), mustOrg(t, "c")
+	for _, o := range []tablestore.Org{a, b} {
+		if _, _, err := reg.Register(ctx, o, org.Registration{o.String(), "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.Erase(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	list := reg.ActiveOrgs(func(context.Context) ([]tablestore.Org, error) { return []tablestore.Org{a, b, c}, nil })
+	got, err := list(ctx)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint([]tablestore.Org{a}) {
+		t.Errorf("ActiveOrgs = %v, %v; want [a]", got, err)
+	}
+}
