@@ -172,20 +172,40 @@ func TestStartRecoversStalledRun(t *testing.T) {
 	wantState(t, e.run(t, run.ID), dirsync.Succeeded)
 }
 
-// Redeliveries are recorded on the run; a step that died without answering more than
-// GiveUpAfter times (a handler crash loop, on its way to the dead-letter queue) fails its run.
-func TestCrashLoopingStepIsNoticed(t *testing.T) {
+// Redeliveries are recorded on the run, and a step lost after them (dead-lettered) says so when
+// it is recovered.
+func TestRedeliveriesAreRecorded(t *testing.T) {
 	e := setup(t)
 	e.addUsers(t, "User", 3)
 	run := e.startOpts(t, dirsync.StartOptions{})
 	m, _ := e.q.pop()
-	// Deliveries 1..3 "crashed" the handler (nothing ran); the 4th (GiveUpAfter 3) sees it.
-	must(t, e.eng.Step(t.Context(), m.Body, 4))
+	// Deliveries 1..3 died with the handler before doing anything; the 4th runs.
+	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 400}))
+	e.eng.Step(t.Context(), m.Body, 4) // fails for good: a 400 is permanent
 	got := e.run(t, run.ID)
-	wantState(t, got, dirsync.Failed)
-	if got.Deliveries != 4 || hasError(got, "step_crashed", "") == nil {
-		t.Errorf("deliveries %d errors %+v; want 4 and step_crashed", got.Deliveries, got.Errors)
+	if got.Deliveries != 4 {
+		t.Errorf("deliveries %d, want 4", got.Deliveries)
 	}
+	wantState(t, got, dirsync.Failed)
+	if hasError(got, "graph_error", "") == nil {
+		t.Errorf("errors %+v, want graph_error (a Graph 400 is not retried)", got.Errors)
+	}
+
+	e2 := setup(t)
+	e2.addUsers(t, "User", 3)
+	run = e2.startOpts(t, dirsync.StartOptions{})
+	m, _ = e2.q.pop()
+	must(t, e2.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500, Times: 1}))
+	must(t, e2.eng.Step(t.Context(), m.Body, 7)) // put off after the 500
+	e2.dropPending(t)                            // …and that message is dead-lettered
+	e2.clock.advance(time.Hour)
+	got, ok := e2.recover(t)
+	if re := hasError(got, "step_lost", ""); !ok || re == nil || !strings.Contains(re.Detail, "delivered 7 times") {
+		t.Errorf("recover %v errors %+v; want step_lost naming 7 deliveries", ok, got.Errors)
+	}
+	e2.drain(t)
+	wantState(t, e2.run(t, run.ID), dirsync.Succeeded)
+	e2.oneStakeholderPerUser(t, 3)
 }
 
 // A transient Graph failure in the middle of a full round puts the step off with a delay and
@@ -246,4 +266,33 @@ func TestThrottlingWaitedOutIsCounted(t *testing.T) {
 	if got.Throttled != 3 || got.Retried != 3 || got.WaitedSeconds != 6 {
 		t.Errorf("throttled %d retried %d waited %vs; want 3 3 6", got.Throttled, got.Retried, got.WaitedSeconds)
 	}
+}
+
+// A step killed after its page's writes (its marker written) and then lost is recovered; the
+// redo takes the page's counts from the marker but keeps what happened since: the recovery,
+// its error, the redeliveries.
+func TestRecoveryAfterKilledPageIsKept(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 120) // 3 pages of 50
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one page per step
+	run := e.startOpts(t, dirsync.StartOptions{})
+	e.deliverOne(t) // page 1
+	m, _ := e.q.pop()
+	e.kill.arm() // page 2 is written, then the process dies before its checkpoint
+	if err := e.eng.Step(t.Context(), m.Body, 1); err == nil {
+		t.Fatal("the killed step reported success")
+	}
+	e.dropPending(t) // and its message is lost
+	e.clock.advance(stallAfter)
+	if _, ok := e.recover(t); !ok {
+		t.Fatal("not recovered")
+	}
+	e.drain(t)
+	got := accounted(t, e.run(t, run.ID))
+	wantState(t, got, dirsync.Succeeded)
+	if got.Recoveries != 1 || hasError(got, "step_lost", "") == nil || got.Created != 120 {
+		t.Errorf("recoveries %d errors %+v created %d; want 1, step_lost, 120", got.Recoveries, got.Errors, got.Created)
+	}
+	e.oneStakeholderPerUser(t, 120)
 }

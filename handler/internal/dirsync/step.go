@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
@@ -79,17 +80,11 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error
 	ctx = entra.WithRequestStats(ctx, s.stats)
 	if deliveryCount > 1 && deliveryCount > s.run.Deliveries {
 		// A redelivery: record it, so a step that keeps dying (and is dead-lettered in the end)
-		// is visible on the run, not only in the queue.
+		// is visible on the run, not only in the queue. It is not failed here: deliveries also
+		// fail while a host restarts its handler; a step that really crash-loops is dead-lettered,
+		// recovered (see Recover), and failed after MaxRecoveries without progress.
 		s.run.Deliveries = deliveryCount
-		if deliveryCount > e.cfg.GiveUpAfter {
-			// A step answering with an error fails its run at GiveUpAfter (see fail); getting
-			// here means earlier deliveries ended without any answer: the handler crashed or
-			// the invocation timed out, every time.
-			msg := fmt.Sprintf("step %d (%s phase) ended without an answer %d times: the handler crashed or timed out on it", run.Step, run.Phase, deliveryCount-1)
-			s.run.addError(RunError{Code: "step_crashed", Detail: msg, Hint: "Sync again; if it fails again, contact support with this run's id."})
-			log.ErrorContext(ctx, "sync step keeps crashing; failing its run", "deliveries", deliveryCount)
-			return e.finish(ctx, org, s.run, etag, Failed, msg)
-		}
+		log.WarnContext(ctx, "sync step redelivered", "deliveries", deliveryCount)
 		if err := s.checkpoint(ctx); err != nil {
 			return s.fail(ctx, err, deliveryCount)
 		}
@@ -197,6 +192,7 @@ func (s *stepper) record(ctx context.Context, logs func(mark func() tablestore.O
 		switch {
 		case err == nil && m.Run.Step == s.run.Step:
 			m.Run.NextLink, m.Run.DeltaLink, m.Run.Cursor = s.run.NextLink, s.run.DeltaLink, s.run.Cursor
+			keepLife(&m.Run, s.run)
 			s.run = m.Run
 			return true, nil
 		case err != nil && !errors.Is(err, tablestore.ErrNotFound):
@@ -208,6 +204,21 @@ func (s *stepper) record(ctx context.Context, logs func(mark func() tablestore.O
 		return tablestore.UpsertOp(markerKey(s.run.ID, s.run.Step), marker{Run: s.run}, tablestore.Replace)
 	}
 	return false, logs(mark)
+}
+
+// keepLife carries into a marker's run what happened to the run after the marker was written:
+// the marker holds the counts of its page, but recoveries, redeliveries, reschedules, waits and
+// the run-level errors they recorded came later, from outside the killed attempt.
+func keepLife(m *Run, cur Run) {
+	m.Heartbeat, m.NotBefore, m.Stalled = cur.Heartbeat, cur.NotBefore, cur.Stalled
+	m.Recoveries, m.Deliveries = max(m.Recoveries, cur.Recoveries), max(m.Deliveries, cur.Deliveries)
+	m.Rescheduled, m.Throttled, m.Retried = max(m.Rescheduled, cur.Rescheduled), max(m.Throttled, cur.Throttled), max(m.Retried, cur.Retried)
+	m.WaitedSeconds = max(m.WaitedSeconds, cur.WaitedSeconds)
+	for _, e := range cur.Errors {
+		if e.Object == "" && !slices.Contains(m.Errors, e) {
+			m.addError(e)
+		}
+	}
 }
 
 // phase runs (part of) the current phase; done says it is complete.
