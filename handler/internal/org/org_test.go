@@ -241,3 +241,24 @@ func TestActiveOrgsDropsUnregisteredAndErased(t *testing.T) {
 		t.Errorf("ActiveOrgs = %v, %v; want [a]", got, err)
 	}
 }
+
+// TestEraseLeavesTablesNotPartitionedByOrg: an org whose id is some tenant's id must not take
+// that tenant's binding (partitioned by tenant id) with it.
+func TestEraseLeavesTablesNotPartitionedByOrg(t *testing.T) {
+	s := open(t)
+	reg := org.New(org.Config{Store: s, Tenant: &releaser{}})
+	ctx := t.Context()
+	tenant := mustOrg(t, "11111111-2222-3333-4444-555555555555")
+	if _, _, err := reg.Register(ctx, tenant, org.Registration{"Look-alike", "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Table("tenantbindings").Insert(ctx, tenant, "binding", map[string]string{"org": "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Erase(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(t, s.Table("tenantbindings"), tenant); n != 1 {
+		t.Errorf("the tenant's binding was erased with a look-alike org (%d rows left)", n)
+	}
+}

@@ -24,6 +24,12 @@ type SubscriptionRemover interface {
 	RemoveSubscriptions(ctx context.Context, org tablestore.Org) (int, error)
 }
 
+// ForeignTables are tables whose PartitionKey is not an org id, which erasure must leave alone:
+// consent's tenant bindings are partitioned by Entra tenant id, and an org may have chosen an id
+// that equals some tenant's (both are GUID-shaped), so erasing that org's "partition" there would
+// free another org's tenant. The org's own binding is released through Config.Tenant instead.
+var ForeignTables = []string{"tenantbindings"}
+
 // Config is what a Registry needs.
 type Config struct {
 	Store *tablestore.Store
@@ -161,7 +167,7 @@ func (r *Registry) Erase(ctx context.Context, id tablestore.Org) (Report, error)
 		return rep, fmt.Errorf("org: erase %s: %w", id, err)
 	}
 	// The org row is the erasure marker: it goes last, so an interrupted erasure is resumed.
-	tables = slices.DeleteFunc(tables, func(n string) bool { return n == Table })
+	tables = slices.DeleteFunc(tables, func(n string) bool { return n == Table || slices.Contains(ForeignTables, n) })
 	for _, name := range tables {
 		n, err := r.cfg.Store.Table(name).EraseOrg(ctx, id)
 		if n > 0 {
