@@ -3,6 +3,7 @@ package dirsync_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -295,4 +296,34 @@ func TestRecoveryAfterKilledPageIsKept(t *testing.T) {
 		t.Errorf("recoveries %d errors %+v created %d; want 1, step_lost, 120", got.Recoveries, got.Errors, got.Created)
 	}
 	e.oneStakeholderPerUser(t, 120)
+}
+
+// leakyDir fails with an error naming a Graph link with its $skiptoken, as a raw transport
+// error would.
+type leakyDir struct{ *graphDir }
+
+func (leakyDir) UsersDelta(context.Context, string, string) (entra.UserPage, error) {
+	return entra.UserPage{}, errors.New(`Get "https://graph.example/v1.0/users/delta?$skiptoken=SECRETTOKEN": unexpected EOF`)
+}
+
+// No Graph link's query reaches the step's error (logged by the host), the run's errors or its
+// lastError.
+func TestStepErrorsCarryNoQuery(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: leakyDir{e.dir}, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, GiveUpAfter: 2})
+	run := e.startOpts(t, dirsync.StartOptions{})
+	m, _ := e.q.pop()
+	err := e.eng.Step(t.Context(), m.Body, 1)
+	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
+		t.Errorf("step error = %v; want an error without the query", err)
+	}
+	must(t, e.eng.Step(t.Context(), m.Body, 2)) // GiveUpAfter: the run fails
+	got := e.run(t, run.ID)
+	wantState(t, got, dirsync.Failed)
+	raw, _ := json.Marshal(got)
+	if strings.Contains(string(raw), "SECRETTOKEN") || !strings.Contains(got.LastError, "https://graph.example/v1.0/users/delta") {
+		t.Errorf("run carries the query or lost the path: lastError %q errors %+v", got.LastError, got.Errors)
+	}
 }

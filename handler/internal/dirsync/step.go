@@ -47,7 +47,10 @@ type stepper struct {
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or
 // duplicated message for a step already checkpointed only makes sure the continuation exists.
 // deliveryCount is the message's delivery count (1 on first delivery).
-func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) error {
+func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) (err error) {
+	// The error is logged by the host and the handler: a storage or network error may name a URL
+	// with its query (a Graph link's $skiptoken, a SAS signature).
+	defer func() { err = entra.Redacted(err) }()
 	var j Job
 	if err := json.Unmarshal(body, &j); err != nil || j.RunID == "" || j.Step < 0 {
 		return fmt.Errorf("%w: %q", ErrBadJob, truncate(string(body), 200))

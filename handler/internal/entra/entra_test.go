@@ -56,3 +56,17 @@ func TestRequestStatsNilSafe(t *testing.T) {
 		t.Errorf("stats = %+v, want %+v", got, want)
 	}
 }
+
+func TestRedacted(t *testing.T) {
+	cause := errors.New(`Post "https://acct.table.core.windows.net/t?$filter=x&sig=SECRET": reset`)
+	err := entra.Redacted(fmt.Errorf("save: %w", cause))
+	if got := err.Error(); got != `save: Post "https://acct.table.core.windows.net/t": reset` {
+		t.Errorf("Error() = %q", got)
+	}
+	if !errors.Is(err, cause) {
+		t.Error("the cause is lost")
+	}
+	if entra.Redacted(nil) != nil {
+		t.Error("Redacted(nil) != nil")
+	}
+}

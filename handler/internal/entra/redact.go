@@ -46,3 +46,20 @@ func isURLEnd(r rune) bool {
 	}
 	return false
 }
+
+// Redacted returns err with RedactURLs applied to its text, for errors that leave through a log
+// or an answer; errors.Is and errors.As still see the cause. nil stays nil.
+func Redacted(err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := err.Error(); RedactURLs(msg) != msg {
+		return &redacted{err}
+	}
+	return err
+}
+
+type redacted struct{ err error }
+
+func (r *redacted) Error() string { return RedactURLs(r.err.Error()) }
+func (r *redacted) Unwrap() error { return r.err }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -224,6 +225,7 @@ func (s *Scheduler) org(ctx context.Context, org tablestore.Org, now time.Time, 
 	log := s.log.With("org", org.String())
 	var slot time.Time
 	fail := func(err error) {
+		err = entra.Redacted(err) // a storage or queue error may name a URL with its query
 		log.ErrorContext(ctx, "scheduled sync failed", "slot", slot, "err", err)
 		add(func(r *Result) { r.Failed = append(r.Failed, OrgError{org, slot, err}) })
 	}
