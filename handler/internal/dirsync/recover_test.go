@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/m365sim"
@@ -325,5 +326,24 @@ func TestStepErrorsCarryNoQuery(t *testing.T) {
 	raw, _ := json.Marshal(got)
 	if strings.Contains(string(raw), "SECRETTOKEN") || !strings.Contains(got.LastError, "https://graph.example/v1.0/users/delta") {
 		t.Errorf("run carries the query or lost the path: lastError %q errors %+v", got.LastError, got.Errors)
+	}
+}
+
+// A redelivered step (recorded on the run first) of an org disconnected meanwhile still fails its
+// run, and frees the org.
+func TestRedeliveredStepOfDisconnectedOrg(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	run := e.startOpts(t, dirsync.StartOptions{})
+	_, etag, err := e.conns.Get(t.Context(), e.org)
+	must(t, err)
+	_, err = e.conns.Put(t.Context(), e.org, connection.Record{Status: connection.Disconnected}, etag)
+	must(t, err)
+	m, _ := e.q.pop()
+	must(t, e.eng.Step(t.Context(), m.Body, 2))
+	got := e.run(t, run.ID)
+	wantState(t, got, dirsync.Failed)
+	if got.Deliveries != 2 || hasError(got, "not_connected", "") == nil {
+		t.Errorf("deliveries %d errors %+v; want 2 and not_connected", got.Deliveries, got.Errors)
 	}
 }

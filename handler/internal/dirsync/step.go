@@ -94,7 +94,7 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) (err 
 	}
 	if s.tenant, err = e.cfg.Tenants.Tenant(ctx, org); err != nil {
 		s.run.addError(RunError{Code: "not_connected", Detail: err.Error(), Hint: "Reconnect Microsoft 365 in Settings → Integrations."})
-		return e.finish(ctx, org, s.run, etag, Failed, err.Error())
+		return e.finish(ctx, org, s.run, s.etag, Failed, err.Error())
 	}
 	if s.settings, _, err = e.cfg.Settings.Get(ctx, org); err != nil {
 		return err
