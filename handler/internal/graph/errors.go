@@ -16,18 +16,23 @@ import (
 
 // classify is the one place SDK and transport errors become entra errors.
 func classify(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var authErr *azidentity.AuthenticationFailedError
-	if errors.As(err, &authErr) {
-		return m365auth.Classify(err)
-	}
 	// A transport error names the request URL, with its $skiptoken or $deltatoken: strip it here,
 	// where every Graph error is formatted, so no run record, answer or log ever shows one.
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		ue.URL = entra.RedactURLs(ue.URL)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The caller's deadline or the client's timeout: Graph did not answer in time, which is
+		// transient; errors.Is still sees the deadline.
+		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": timed out: " + entra.RedactURLs(err.Error()), Err: err}
+	}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return m365auth.Classify(err)
 	}
 	var odata *odataerrors.ODataError
 	if !errors.As(err, &odata) {

@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -122,5 +123,26 @@ func TestThrottlingWaitedOutIsCounted(t *testing.T) {
 	}
 	if got, want := stats.Snapshot(), (entra.Snapshot{Throttled: 2, Retried: 2, Waited: 3 * time.Second}); got != want {
 		t.Errorf("stats = %+v, want %+v", got, want)
+	}
+}
+
+// A request that times out names no query either, and is a transient failure.
+func TestTimeoutCarriesNoQuery(t *testing.T) {
+	sim := newTenant(t, 5, "User.Read.All")
+	c := newClient(t, sim, secret)
+	if _, err := c.UsersDelta(t.Context(), tenantID, ""); err != nil { // a token, before the slow answers
+		t.Fatal(err)
+	}
+	if err := sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Delay: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.UsersDelta(ctx, tenantID, sim.GraphURL()+"/users/delta?$skiptoken=SECRETSKIP")
+	if err == nil || strings.Contains(err.Error(), "SECRETSKIP") {
+		t.Errorf("err = %v; want a timeout without the query", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || entra.KindOf(err) != entra.KindUnavailable {
+		t.Errorf("err = %v (kind %v); want unavailable, still a deadline", err, entra.KindOf(err))
 	}
 }
