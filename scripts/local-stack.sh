@@ -292,8 +292,10 @@ Local stack for \`func start\` (stop with Ctrl-C):
 
 Next, in another terminal:
   cd $out && $func_cmd
+  curl -s -H 'Content-Type: application/json' -X PUT $public_url/api/orgs/demo -d '{"displayName":"Demo","timeZone":"UTC"}'   # register the org
   curl -s -X POST $public_url/api/orgs/demo/m365/connect        # then follow consentUrl:
-  curl -sS --cacert $sim_ca -L -o /dev/null "<consentUrl>"       # the last hop, to LEAP_APP_URL, fails unless the web app runs
+  curl -sS --cacert $sim_ca -L -o /dev/null -w '%{url_effective}\n' "<consentUrl>"   # ends at LEAP_APP_URL?…&ticket=…
+  curl -s -H 'Content-Type: application/json' -X POST $public_url/api/orgs/demo/m365/connect/confirm -d '{"ticket":"<ticket>"}'   # as the web app would
   curl -s $public_url/api/orgs/demo/m365
 EOF
 echo "READY $settings"
