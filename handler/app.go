@@ -15,6 +15,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/health"
 	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -70,12 +71,15 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 	conns := connection.NewStore(store)
 	settings := syncsettings.NewStore(store)
-	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Settings: settings, Logger: log})
+	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Settings: settings, Logger: log,
+		StallAfter: cfg.SyncStallAfter})
 	flow := consent.New(consent.Config{
 		Store: store, Connections: conns, Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
-	scheduler, err := schedule.New(schedule.Config{Orgs: settings.Orgs, Settings: settings, Starter: engine, Store: store, Logger: log})
+	// Orgs exist once registered; an erased (or erasing) org drops out of the scheduler.
+	orgs := org.New(org.Config{Store: store, Tenant: flow, Logger: log})
+	scheduler, err := schedule.New(schedule.Config{Orgs: orgs.ActiveOrgs(settings.Orgs), Settings: settings, Starter: engine, Store: store, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +88,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
 		settings: settings,
 		api: api.New(api.Deps{
-			Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
+			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
 			Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store),
 			NextSync: schedule.Next, Logger: log,
 		}),

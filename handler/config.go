@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config is every setting of DESIGN §2.2, read once at start-up.
@@ -38,6 +39,12 @@ type config struct {
 	PublicBaseURL string
 	LeapAppURL    string
 	StateKey      []byte
+
+	// SyncStallAfter (optional SYNC_STALL_AFTER, a Go duration; default 0 = dirsync's 20 minutes)
+	// is how long a running sync may show no progress before its lost step is republished. Only
+	// tests and drills shorten it.
+	SyncStallAfter time.Duration
+	badStallAfter  string
 
 	// unresolved names settings whose value is still a Key Vault reference: the platform could
 	// not resolve it, and the literal string must never stand in for the secret.
@@ -85,6 +92,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LeapAppURL:                 get("LEAP_APP_URL"),
 		StateKey:                   []byte(get("STATE_SIGNING_KEY")),
 	}
+	if v := get("SYNC_STALL_AFTER"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= time.Second {
+			c.SyncStallAfter = d
+		} else {
+			c.badStallAfter = v
+		}
+	}
 	for _, k := range settingNames {
 		if strings.HasPrefix(get(k), keyVaultReferencePrefix) {
 			c.unresolved = append(c.unresolved, k)
@@ -112,6 +126,7 @@ func (c config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	bad(c.badStallAfter != "", "SYNC_STALL_AFTER must be a duration of at least 1s (e.g. 20m), got %q", c.badStallAfter)
 	for _, k := range c.unresolved {
 		errs = append(errs, fmt.Errorf("%s is an unresolved Key Vault reference: the platform could not read the secret. "+
 			"Check that the secret exists in the vault, that the app's identity holds Key Vault Secrets User on it (a new role assignment can take minutes to apply), "+

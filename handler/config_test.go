@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // validEnv is a complete local configuration, with overrides.
@@ -113,5 +114,29 @@ func TestConfigRefusesUnresolvedKeyVaultReferences(t *testing.T) {
 	// A value that merely mentions Key Vault is not a reference.
 	if _, err := loadConfig(validEnv(map[string]string{"M365_CLIENT_SECRET": "x@Microsoft.KeyVault(y)"})); err != nil {
 		t.Errorf("a secret containing the marker mid-value was refused: %v", err)
+	}
+}
+
+// TestConfigSyncStallAfter: the optional SYNC_STALL_AFTER is a duration of at least a second;
+// absent, dirsync's default (20 minutes) applies.
+func TestConfigSyncStallAfter(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"", 0, true},
+		{"3s", 3 * time.Second, true},
+		{"20m", 20 * time.Minute, true},
+		{"500ms", 0, false},
+		{"soon", 0, false},
+	} {
+		c, err := loadConfig(validEnv(map[string]string{"SYNC_STALL_AFTER": tc.in}))
+		if (err == nil) != tc.ok || c.SyncStallAfter != tc.want {
+			t.Errorf("SYNC_STALL_AFTER=%q: %v, %v; want %v, ok %v", tc.in, c.SyncStallAfter, err, tc.want, tc.ok)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "SYNC_STALL_AFTER")) {
+			t.Errorf("SYNC_STALL_AFTER=%q: error does not name the setting: %v", tc.in, err)
+		}
 	}
 }

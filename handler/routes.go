@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/leapchange/m365/handler/internal/invoke"
 	"github.com/leapchange/m365/handler/internal/problem"
@@ -61,6 +62,20 @@ func (a *app) functions() []function {
 	}
 }
 
+// allowed lists the methods mux serves r's path with, other than through the catch-all "/":
+// a PATCH, OPTIONS or other method a function does not take is a 405 naming them, not a 404.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 type errNotImplemented string
 
 func (e errNotImplemented) Error() string { return string(e) + " is not implemented yet" }
@@ -73,6 +88,11 @@ func (a *app) routes() http.Handler {
 	for _, f := range a.functions() {
 		if f.http != "" {
 			mux.Handle(f.http, f.h)
+			if base, ok := strings.CutSuffix(f.http, "/{rest...}"); ok {
+				// The host's catch-all {*rest} also matches nothing at all (orgs/acme), where
+				// net/http's {rest...} needs the slash: serve both.
+				mux.Handle(base, f.h)
+			}
 			mux.Handle("POST /"+f.name, invoke.HTTPFallback("req", "res", a.log, f.h))
 			continue
 		}
@@ -83,6 +103,11 @@ func (a *app) routes() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, problem.MethodNotAllow, r.Method+" is not supported here"))
+			return
+		}
 		problem.Write(w, r, problem.New(http.StatusNotFound, problem.NotFound, "no function is served at "+r.URL.Path))
 	})
 	return mux
