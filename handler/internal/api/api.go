@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,10 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
@@ -43,7 +47,8 @@ type connections interface {
 
 // consenter runs the admin-consent connection flow.
 type consenter interface {
-	Begin(ctx context.Context, org tablestore.Org, allowSharedTenant bool) (string, time.Time, error)
+	Begin(ctx context.Context, org tablestore.Org) (string, time.Time, error)
+	Confirm(ctx context.Context, org tablestore.Org, ticket string) (consent.Outcome, error)
 	Disconnect(ctx context.Context, org tablestore.Org) error
 }
 
@@ -59,8 +64,17 @@ type groupDirectory interface {
 	Group(ctx context.Context, tenantID, id string) (entra.Group, error)
 }
 
+// orgRegistry is the org registry: every route but the org's own asks Active first.
+type orgRegistry interface {
+	Active(ctx context.Context, id tablestore.Org) (org.Org, error)
+	Get(ctx context.Context, id tablestore.Org) (org.Org, error)
+	Register(ctx context.Context, id tablestore.Org, reg org.Registration) (org.Org, bool, error)
+	Erase(ctx context.Context, id tablestore.Org) (org.Report, error)
+}
+
 // Deps are what the API serves from.
 type Deps struct {
+	Orgs         orgRegistry
 	Sync         syncer
 	Connections  connections
 	Consent      consenter
@@ -100,7 +114,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // problemFor turns into problem+json.
 type handler func(w http.ResponseWriter, r *http.Request, org tablestore.Org) error
 
-// route registers the methods of one path pattern; other methods get a 405 problem.
+// route registers the methods of one path pattern; other methods get a 405 problem. HEAD is
+// served by GET (net/http drops the body). A declared body over the limit is refused before
+// anything is read or looked up. Every path but the org's own ("") answers 404 for an org that
+// is not registered (or is being erased) before its handler can read or write anything.
 func (s *Server) route(pattern string, methods map[string]handler) {
 	allow := make([]string, 0, len(methods))
 	for m := range methods {
@@ -109,17 +126,30 @@ func (s *Server) route(pattern string, methods map[string]handler) {
 	slices.Sort(allow) // map order is random; the Allow header should not be
 	s.mux.HandleFunc("/api/orgs/{org}"+pattern, func(w http.ResponseWriter, r *http.Request) {
 		h, ok := methods[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = methods[http.MethodGet]
+		}
 		if !ok {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			problem.Write(w, r, problem.New(http.StatusMethodNotAllowed, problem.MethodNotAllow, r.Method+" is not supported here"))
 			return
 		}
-		org, err := tablestore.NewOrg(r.PathValue("org"))
-		if err != nil {
-			problem.Write(w, r, problem.InvalidFields(problem.FieldError{Field: "org", Message: "not a valid org id"}))
+		if r.ContentLength > maxBody {
+			problem.Write(w, r, problem.New(http.StatusRequestEntityTooLarge, problem.TooLarge, fmt.Sprintf("the body is over %d bytes", maxBody)))
 			return
 		}
-		if err := h(w, r, org); err != nil {
+		id, err := org.ParseID(r.PathValue("org"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if pattern != "" {
+			if _, err := s.d.Orgs.Active(r.Context(), id); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		if err := h(w, r, id); err != nil {
 			s.fail(w, r, err)
 		}
 	})
@@ -168,9 +198,28 @@ func invalid(field, msg string) error {
 // problemFor is the one place errors become HTTP answers.
 func problemFor(err error) problem.Problem {
 	var br badRequest
+	var oi org.Invalid
 	switch {
 	case errors.As(err, &br):
 		return problem.InvalidFields(br.fields...)
+	case errors.As(err, &oi):
+		fields := make([]problem.FieldError, len(oi))
+		for i, f := range oi {
+			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
+		}
+		return problem.InvalidFields(fields...)
+	case errors.Is(err, errTooLarge):
+		return problem.New(http.StatusRequestEntityTooLarge, problem.TooLarge, fmt.Sprintf("the body is over %d bytes", maxBody))
+	case errors.Is(err, org.ErrNotFound):
+		return problem.New(http.StatusNotFound, problem.NotFound, "no such org: register it first with PUT /api/orgs/{org}")
+	case errors.Is(err, org.ErrErasing):
+		return problem.New(http.StatusNotFound, problem.NotFound, "this org is being erased: DELETE /api/orgs/{org} again to finish")
+	case errors.Is(err, errErasureIncomplete):
+		p := problem.New(http.StatusServiceUnavailable, problem.Unavailable, "the erasure was interrupted; the org stays erasing: DELETE again to continue")
+		p.RetryAfter = 5e9
+		return p
+	case errors.Is(err, searchRefused):
+		return problem.InvalidFields(problem.FieldError{Field: "search", Message: "Microsoft Graph cannot search for this text: use words of letters and digits"})
 	case errors.Is(err, connection.ErrNotConnected):
 		return problem.New(http.StatusConflict, problem.NotConnected, "the org is not connected to Microsoft 365: connect it first")
 	case errors.Is(err, stakeholder.ErrEmailInUse):
@@ -205,6 +254,10 @@ var (
 	errPrecondition  = errors.New("api: If-Match does not match")
 	errNeedIfMatch   = errors.New("api: If-Match required")
 	entraUnavailable = errors.New("api: Microsoft Graph unavailable")
+	// searchRefused: Graph answered 400 to the user's own search text.
+	searchRefused        = errors.New("api: Microsoft Graph refused the search text")
+	errTooLarge          = errors.New("api: body too large")
+	errErasureIncomplete = errors.New("api: org erasure interrupted")
 )
 
 // maxBody bounds API request bodies.
@@ -220,12 +273,27 @@ func decode(r *http.Request, v any) error {
 			return invalid("Content-Type", "must be application/json")
 		}
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	if r.ContentLength > maxBody {
+		return errTooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return invalid("body", "could not be read")
+	}
+	if len(data) > maxBody {
+		return errTooLarge
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	// encoding/json replaces invalid UTF-8 by U+FFFD without a word: a name stored that way is
+	// silently corrupted, so refuse it and say where.
+	if !utf8.Valid(data) {
+		return invalid(fieldAt(data, firstInvalidUTF8(data)), "is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		return invalid("body", "not valid JSON for this request: "+err.Error())
 	}
 	if dec.More() {

@@ -18,6 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
@@ -59,6 +60,9 @@ func (twoPages) TransitiveUserIDs(context.Context, string, string) ([]string, er
 }
 
 func (twoPages) SearchGroups(_ context.Context, _, q string, limit int) ([]entra.Group, error) {
+	if strings.Contains(q, `"`) { // as Graph does for a $search it cannot parse
+		return nil, &entra.Error{Kind: entra.KindInvalid, Status: http.StatusBadRequest, Code: "Request_UnsupportedQuery"}
+	}
 	if strings.Contains("change champions", strings.ToLower(q)) {
 		return []entra.Group{{ID: knownGroup, DisplayName: "Change champions"}}, nil
 	}
@@ -99,10 +103,15 @@ func (r *recorder) drain(t *testing.T, eng *dirsync.Engine) {
 }
 
 type fixture struct {
-	srv *httptest.Server
-	eng *dirsync.Engine
-	q   *recorder
+	srv   *httptest.Server
+	eng   *dirsync.Engine
+	q     *recorder
+	store *tablestore.Store
+	orgs  *org.Registry
 }
+
+// registered are the orgs setup registers; every other org is unknown.
+var registered = []string{"org-a", "org-b", "org-new"}
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
@@ -112,8 +121,8 @@ func setup(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { store.DropTables(context.Background()) })
 	conns := connection.NewStore(store)
-	org, _ := tablestore.NewOrg("org-a")
-	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {
+	orgA, _ := tablestore.NewOrg("org-a")
+	if _, err := conns.Put(t.Context(), orgA, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -124,12 +133,18 @@ func setup(t *testing.T) *fixture {
 		now = now.Add(time.Millisecond)
 		return now
 	}
-	f := &fixture{q: &recorder{}}
+	f := &fixture{q: &recorder{}, store: store}
 	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
 	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
+	f.orgs = org.New(org.Config{Store: store, Tenant: flow, Now: clock})
+	for _, id := range registered {
+		if _, _, err := f.orgs.Register(t.Context(), mustOrg(t, id), org.Registration{DisplayName: id, TimeZone: "Europe/London"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.srv = httptest.NewServer(api.New(api.Deps{
-		Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: twoPages{},
+		Orgs: f.orgs, Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: twoPages{},
 		Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store), Now: clock,
 		NextSync: func(syncsettings.Settings, time.Time) (time.Time, bool) {
 			return time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), true
@@ -368,6 +383,14 @@ func TestConnectionEndpoints(t *testing.T) {
 		t.Errorf("status after connect = %v, want pending", a.body["status"])
 	}
 	wantProblem(t, f.do(t, "POST", fresh+"/connect", "application/json", `{"allowShared":true}`), 400, invalidType, "body")
+	// Sharing a tenant between orgs is an operator setting, not a flag any org can send.
+	wantProblem(t, f.do(t, "POST", fresh+"/connect", "application/json", `{"allowSharedTenant":true}`), 400, invalidType, "body")
+	// The confirm step: a ticket is required, and one this org was not handed confirms nothing.
+	wantProblem(t, f.do(t, "POST", fresh+"/connect/confirm", "application/json", `{}`), 400, invalidType, "ticket")
+	wantProblem(t, f.do(t, "POST", fresh+"/connect/confirm", "application/json", `{"ticket":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`), 400, "urn:leapchange:problem:invalid-consent-state", "")
+	if a := f.do(t, "GET", fresh, "", ""); a.body["status"] != "pending" {
+		t.Errorf("status after a refused confirmation = %v, want pending", a.body["status"])
+	}
 
 	// Disconnect keeps the record (and history) and is idempotent.
 	for range 2 {

@@ -50,17 +50,16 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, org table
 	return writeJSON(w, http.StatusOK, v)
 }
 
-type connectRequest struct {
-	// AllowSharedTenant lets this org connect a tenant another org is connected to already.
-	AllowSharedTenant bool `json:"allowSharedTenant"`
-}
+// connectRequest is POST /m365/connect's body: it has no fields. (Sharing a tenant between
+// orgs is an operator setting, M365_SHARED_TENANTS, not something an org can ask for.)
+type connectRequest struct{}
 
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
 	var req connectRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	u, expires, err := s.d.Consent.Begin(r.Context(), org, req.AllowSharedTenant)
+	u, expires, err := s.d.Consent.Begin(r.Context(), org)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,9 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -596,12 +598,23 @@ func TestOpenAPIResponses(t *testing.T) {
 	srv := f.srv.URL
 	const a, fresh = "/api/orgs/org-a/m365", "/api/orgs/org-new/m365"
 
-	c.call(srv, "GET", fresh, "")                                       // disconnected, never bound
-	c.call(srv, "POST", fresh+"/connect", `{"allowSharedTenant":true}`) // pending
-	c.call(srv, "GET", fresh, "")                                       // pending
-	c.call(srv, "GET", a, "")                                           // connected
-	c.call(srv, "GET", a+"/status", "")                                 // no runs yet
-	resp, started := c.call(srv, "POST", a+"/sync", "")                 // 202
+	// The org registry: register, update, read, erase; an unknown org is a 404 everywhere.
+	c.call(srv, "PUT", "/api/orgs/acme", `{"displayName":"Acme","timeZone":"Europe/Paris"}`)                  // 201
+	c.call(srv, "PUT", "/api/orgs/acme", `{"displayName":"Acme Ltd","timeZone":"Europe/Paris"}`)              // 200
+	c.call(srv, "PUT", "/api/orgs/acme", `{"displayName":"","timeZone":"Mars/Base"}`)                         // 400
+	c.call(srv, "GET", "/api/orgs/acme", "")                                                                  // 200
+	c.call(srv, "DELETE", "/api/orgs/acme", "")                                                               // 200 report
+	c.call(srv, "GET", "/api/orgs/acme", "")                                                                  // 404
+	c.call(srv, "GET", "/api/orgs/acme/m365", "")                                                             // 404 unregistered
+	c.call(srv, "GET", "/api/orgs/%2e%2e/m365", "")                                                           // 400 org
+	c.call(srv, "GET", fresh, "")                                                                             // disconnected, never bound
+	c.call(srv, "POST", fresh+"/connect", `{"allowSharedTenant":true}`)                                       // 400: sharing is an operator setting
+	c.call(srv, "POST", fresh+"/connect", `{}`)                                                               // pending
+	c.call(srv, "POST", fresh+"/connect/confirm", `{"ticket":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`) // 400 invalid ticket
+	c.call(srv, "GET", fresh, "")                                                                             // pending
+	c.call(srv, "GET", a, "")                                                                                 // connected
+	c.call(srv, "GET", a+"/status", "")                                                                       // no runs yet
+	resp, started := c.call(srv, "POST", a+"/sync", "")                                                       // 202
 	id, _ := started["runId"].(string)
 	if resp.StatusCode != http.StatusAccepted || id == "" {
 		t.Fatalf("POST sync = %d %v", resp.StatusCode, started)
@@ -680,6 +693,8 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "DELETE", sk+"/"+list["stakeholders"].([]any)[0].(jsonObj)["id"].(string), "")   // 409 synced
 	c.call(srv, "DELETE", sk+"/"+mid, "")                                                        // 204
 
+	checkConflictAnswers(t, c, f, srv) // open sync conflicts
+
 	// Error answers.
 	c.call(srv, "POST", "/api/orgs/org-b/m365/sync", "")      // 409 not-connected
 	c.call(srv, "GET", a+"/sync/runs/1klxow0l9apkv-fc96", "") // 404
@@ -701,6 +716,14 @@ func TestOpenAPIResponses(t *testing.T) {
 	t.Cleanup(cb.Close)
 	c.call(cb.URL, "GET", "/api/consent/callback?state=forged&tenant=x&admin_consent=True", "")
 
+	// The confirm step's answers. A ticket comes only from a real sign-in (the consent package
+	// tests that flow end to end), so a stand-in consenter gives each outcome here.
+	stub := httptest.NewServer(api.New(api.Deps{Orgs: everyOrg{}, Connections: connectedStub{}, Consent: confirmStub{}}))
+	t.Cleanup(stub.Close)
+	c.call(stub.URL, "POST", "/api/orgs/org-a/m365/connect/confirm", `{"ticket":"good"}`)   // 200
+	c.call(stub.URL, "POST", "/api/orgs/org-a/m365/connect/confirm", `{"ticket":"in-use"}`) // 409
+	c.call(stub.URL, "POST", "/api/orgs/org-a/m365/connect/confirm", `{}`)                  // 400 no ticket
+
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
 		if op["x-status"] == "planned" || strings.HasSuffix(name, "/api/consent/callback") {
@@ -716,7 +739,9 @@ func TestOpenAPIResponses(t *testing.T) {
 			t.Errorf("%s: no success answer checked", name)
 		}
 	}
-	for _, want := range []string{"POST /api/orgs/{org}/m365/sync 409", "GET /api/orgs/{org}/m365/sync/runs/{runId} 404",
+	for _, want := range []string{"PUT /api/orgs/{org} 201", "PUT /api/orgs/{org} 200", "PUT /api/orgs/{org} 400",
+		"GET /api/orgs/{org} 404", "GET /api/orgs/{org}/m365 404", "DELETE /api/orgs/{org} 200",
+		"POST /api/orgs/{org}/m365/sync 409", "GET /api/orgs/{org}/m365/sync/runs/{runId} 404",
 		"GET /api/orgs/{org}/insights 501", "GET /api/consent/callback 400",
 		"PUT /api/orgs/{org}/m365/settings 400", "PUT /api/orgs/{org}/m365/settings 412", "GET /api/orgs/{org}/m365/groups 409",
 		"POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 409", "POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 404",
@@ -728,4 +753,32 @@ func TestOpenAPIResponses(t *testing.T) {
 			t.Errorf("not checked: %s", want)
 		}
 	}
+}
+
+// confirmStub is a consenter whose Confirm answers by ticket: "good" connects, "in-use" is
+// refused, anything else is not a ticket.
+type confirmStub struct{}
+
+func (confirmStub) Begin(context.Context, tablestore.Org) (string, time.Time, error) {
+	return "", time.Time{}, errors.New("not in this test")
+}
+func (confirmStub) Disconnect(context.Context, tablestore.Org) error { return nil }
+func (confirmStub) Confirm(_ context.Context, org tablestore.Org, ticket string) (consent.Outcome, error) {
+	switch ticket {
+	case "good":
+		return consent.Outcome{Org: org, Connected: true}, nil
+	case "in-use":
+		return consent.Outcome{Org: org, Reason: "tenant_in_use", Detail: "this Microsoft 365 tenant is already connected to another Leap Change organization"}, nil
+	}
+	return consent.Outcome{}, consent.ErrBadTicket
+}
+
+// connectedStub is a connection store with every org connected.
+type connectedStub struct{}
+
+func (connectedStub) Get(context.Context, tablestore.Org) (connection.Record, tablestore.ETag, error) {
+	return connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555", Granted: []string{"User.Read.All"}, Missing: []string{"GroupMember.Read.All", "Mail.Send"}}, "", nil
+}
+func (connectedStub) Tenant(context.Context, tablestore.Org) (string, error) {
+	return "11111111-2222-3333-4444-555555555555", nil
 }

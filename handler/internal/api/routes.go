@@ -4,11 +4,19 @@ import "net/http"
 
 // routes lists every path of DESIGN §3. Paths whose feature is a later issue answer 501.
 func (s *Server) routes() {
+	// The org itself: the only path served for an org that is not registered (PUT registers it)
+	// or is being erased (GET shows it, DELETE continues).
+	s.route("", map[string]handler{
+		http.MethodPut:    s.putOrg,
+		http.MethodGet:    s.getOrg,
+		http.MethodDelete: s.deleteOrg,
+	})
 	s.route("/m365", map[string]handler{
 		http.MethodGet:    s.getConnection,
 		http.MethodDelete: s.disconnect,
 	})
 	s.route("/m365/connect", map[string]handler{http.MethodPost: s.connect})
+	s.route("/m365/connect/confirm", map[string]handler{http.MethodPost: s.confirmConnection})
 	s.route("/m365/settings", map[string]handler{
 		http.MethodGet: s.getSettings,
 		http.MethodPut: s.putSettings,
@@ -19,6 +27,8 @@ func (s *Server) routes() {
 	s.route("/m365/sync/runs", map[string]handler{http.MethodGet: s.listRuns})
 	s.route("/m365/sync/runs/{runId}", map[string]handler{http.MethodGet: s.getRun})
 	s.route("/m365/sync/runs/{runId}/approve", map[string]handler{http.MethodPost: s.approveRun})
+	s.route("/m365/conflicts", map[string]handler{http.MethodGet: s.listConflicts})
+	s.route("/m365/conflicts/{stakeholderId}/resolve", map[string]handler{http.MethodPost: s.resolveConflict})
 	s.route("/stakeholders", map[string]handler{
 		http.MethodGet:  s.listStakeholders,
 		http.MethodPost: s.createStakeholder,

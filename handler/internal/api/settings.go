@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/problem"
@@ -161,6 +162,9 @@ func contains(list []string, v string) bool {
 // searchGroups serves the "Configure Groups" picker.
 func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
 	q := strings.TrimSpace(r.URL.Query().Get("search"))
+	if !utf8.ValidString(q) {
+		return invalid("search", "is not valid UTF-8")
+	}
 	if len(q) > 120 {
 		return invalid("search", "at most 120 characters")
 	}
@@ -178,6 +182,10 @@ func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, org tables
 			p := problem.New(http.StatusConflict, problem.Forbidden, "the tenant refused listing groups: grant GroupMember.Read.All and re-authorize")
 			problem.Write(w, r, p)
 			return nil
+		}
+		if entra.KindOf(err) == entra.KindInvalid {
+			// Our request is fixed but for the user's text: Graph's 400 is about what they typed.
+			return fmt.Errorf("%w: %w", searchRefused, err)
 		}
 		return fmt.Errorf("%w: %w", entraUnavailable, err)
 	}

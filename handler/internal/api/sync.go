@@ -42,6 +42,13 @@ type runView struct {
 	Invalid              int                `json:"invalid"`
 	Excluded             dirsync.Excluded   `json:"excluded"`
 	Throttled            int                `json:"throttled"`
+	Retried              int                `json:"retried"`
+	WaitedSeconds        float64            `json:"waitedSeconds"`
+	Rescheduled          int                `json:"rescheduled"`
+	Recoveries           int                `json:"recoveries"`
+	Deliveries           int                `json:"deliveries,omitempty"`
+	Heartbeat            time.Time          `json:"heartbeat,omitzero"`
+	NotBefore            time.Time          `json:"notBefore,omitzero"`
 	ErrorCount           int                `json:"errorCount"`
 	PendingDeactivations int                `json:"pendingDeactivations"`
 	Synced               int                `json:"synced"`
@@ -69,6 +76,7 @@ func view(r dirsync.Run) runView {
 		Phase: r.Phase, Step: r.Step, Total: r.Total, Pages: r.Pages, Processed: r.Processed,
 		Created: r.Created, Updated: r.Updated, Unchanged: r.Unchanged, Conflicts: r.Conflicts, Skipped: r.Skipped,
 		Deactivated: r.Deactivated, Reactivated: r.Reactivated, Linked: r.Linked, Invalid: r.Invalid, Excluded: r.Excluded, Throttled: r.Throttled,
+		Retried: r.Retried, WaitedSeconds: r.WaitedSeconds, Rescheduled: r.Rescheduled, Recoveries: r.Recoveries, Deliveries: r.Deliveries, Heartbeat: r.Heartbeat, NotBefore: r.NotBefore,
 		ErrorCount: r.ErrorCount, PendingDeactivations: r.PendingDeactivations, Synced: r.Synced,
 		GroupsSynced: r.GroupsSynced, MembersAdded: r.MembersAdded, MembersRemoved: r.MembersRemoved,
 		Hold: r.Hold, Errors: r.Errors, LastError: r.LastError, Changes: r.Changes,
@@ -181,6 +189,7 @@ type statusView struct {
 	Running       *runView   `json:"running,omitempty"`
 	Frequency     string     `json:"frequency"`
 	NextSync      *time.Time `json:"nextScheduledSync,omitempty"`
+	OpenConflicts int        `json:"openConflicts"` // skipped conflicts waiting for an admin (GET /m365/conflicts)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
@@ -214,6 +223,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.O
 	}
 	if err := s.fillSchedule(ctx, org, conn, &out); err != nil {
 		return err
+	}
+	if cs, ok := s.conflicts(); ok {
+		if out.OpenConflicts, err = cs.OpenConflictCount(ctx, org); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
