@@ -171,7 +171,17 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	defer host.Close()
 	go host.Serve(ctx)
 	fmt.Fprintf(out, "host at %s\n", host.URL())
+	if err := printHealth(ctx, host.URL(), out); err != nil {
+		return err
+	}
 	api := &client{base: host.URL() + "/api/orgs/" + org, key: key}
+
+	step("Registering org %q", org)
+	var registered map[string]any
+	if err := api.do(ctx, "PUT", "", map[string]any{"displayName": "Demo Org", "timeZone": "Europe/Berlin"}, &registered); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "org %v (%v), default time zone %v\n", registered["id"], registered["displayName"], registered["timeZone"])
 
 	step("Connecting org %q to Microsoft 365 (admin consent)", org)
 	if err := connect(ctx, api, sim, out); err != nil {
@@ -295,7 +305,8 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 
 // connect runs the admin-consent flow as an admin's browser would: the API's consent URL, the
 // simulated Entra consent page (the admin approves), and its redirect to our callback, which
-// proves consent and sends the browser back to the web app.
+// proves consent and sends the browser back to the web app with a one-time ticket; then, as the
+// web app does inside the signed-in Leap user's session, it confirms the ticket for the org.
 func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Writer) error {
 	var started struct {
 		ConsentURL string `json:"consentUrl"`
@@ -332,16 +343,28 @@ func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Write
 			break
 		}
 	}
-	fmt.Fprintf(out, "admin approved and signed in; the callback sent the admin back to %s\n", next)
+	back, err := url.Parse(next)
+	if err != nil {
+		return err
+	}
+	q := back.Query()
+	ticket := q.Get("ticket")
+	if q.Get("m365") != "confirm" || ticket == "" {
+		return fmt.Errorf("the callback sent the admin back to %s, want a ticket to confirm", next)
+	}
+	// Single use, but still not for printing.
+	fmt.Fprintf(out, "admin approved and signed in; the callback sent the admin back to %s\n", strings.Replace(next, ticket, "<one-time ticket>", 1))
+	// The web app checks the redirect's org is its signed-in user's org, then confirms.
 	var status struct {
 		Status             string   `json:"status"`
 		TenantID           string   `json:"tenantId"`
 		GrantedPermissions []string `json:"grantedPermissions"`
 		MissingPermissions []string `json:"missingPermissions"`
 	}
-	if err := api.do(ctx, "GET", "/m365", nil, &status); err != nil {
-		return err
+	if err := api.do(ctx, "POST", "/m365/connect/confirm", map[string]any{"ticket": ticket}, &status); err != nil {
+		return fmt.Errorf("confirming the connection: %w", err)
 	}
+	fmt.Fprintf(out, "the web app confirmed the ticket for org %s (POST /m365/connect/confirm)\n", q.Get("org"))
 	fmt.Fprintf(out, "connection: %s to tenant %s; granted %v; missing %v\n", status.Status, status.TenantID, status.GrantedPermissions, status.MissingPermissions)
 	if status.Status != "connected" {
 		return fmt.Errorf("connection is %s, not connected", status.Status)
@@ -477,8 +500,9 @@ func printChanges(ctx context.Context, api *client, out io.Writer, runID string,
 		ChangeLog []struct {
 			Action, Name, Reason string
 			Fields               []struct {
-				Field, Old, New, Leap string
-				Conflict              bool
+				Field, Old, New, Entra, Leap string
+				Base                         *string
+				Conflict                     bool
 			}
 		} `json:"changeLog"`
 	}
@@ -489,7 +513,11 @@ func printChanges(ctx context.Context, api *client, out io.Writer, runID string,
 		fmt.Fprintf(out, "  %-11s %s %s\n", c.Action, c.Name, c.Reason)
 		for _, f := range c.Fields {
 			if f.Conflict {
-				fmt.Fprintf(out, "      %s: Entra %q vs Leap %q → %q\n", f.Field, f.New, f.Leap, f.New)
+				base := "none"
+				if f.Base != nil {
+					base = fmt.Sprintf("%q", *f.Base)
+				}
+				fmt.Fprintf(out, "      %s: Entra %q vs Leap %q → %q (base %s)\n", f.Field, f.Entra, f.Leap, f.New, base)
 				continue
 			}
 			fmt.Fprintf(out, "      %s: %q → %q\n", f.Field, f.Old, f.New)
@@ -573,4 +601,35 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// printHealth shows the anonymous Health function's answer, as an availability test sees it.
+func printHealth(ctx context.Context, base string, out io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Status  string
+		Version string
+		Checks  []struct {
+			Name      string
+			Healthy   bool
+			LatencyMs int64
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /api/health: %d %v", resp.StatusCode, err)
+	}
+	fmt.Fprintf(out, "health: %s, version %s;", h.Status, h.Version)
+	for _, c := range h.Checks {
+		fmt.Fprintf(out, " %s healthy=%v (%d ms)", c.Name, c.Healthy, c.LatencyMs)
+	}
+	fmt.Fprintln(out)
+	return nil
 }
