@@ -231,19 +231,23 @@ func (r Resolution) check() error {
 	return nil
 }
 
-// markOpen notes which of the items' stakeholders have an open conflict. One query per page:
-// open conflicts are few, and a delta round would otherwise never learn that a user it sees
-// again closes one.
+// markOpen notes which of the items' stakeholders have an open conflict. The open conflicts are
+// read once a step and kept in step with its writes (remember), so a page costs no extra read;
+// without them a delta round would never learn that a user it sees again closes one.
 func (s *stepper) markOpen(ctx context.Context, items []*work) error {
 	if len(items) == 0 {
 		return nil
 	}
-	open, err := s.e.stakeholders.OpenConflicts(ctx, s.org)
-	if err != nil {
-		return err
+	if s.open == nil {
+		// Once a step, not once a page: a page's cost must not grow with the org's conflicts.
+		open, err := s.e.stakeholders.OpenConflicts(ctx, s.org)
+		if err != nil {
+			return err
+		}
+		s.open = open
 	}
 	for _, w := range items {
-		if since, ok := open[w.id]; ok && w.id != "" {
+		if since, ok := s.open[w.id]; ok && w.id != "" {
 			w.open = &since
 		}
 	}

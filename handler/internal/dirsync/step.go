@@ -35,13 +35,14 @@ type stepper struct {
 	stats    *entra.RequestStats // this step's Graph throttling and retries (see absorb)
 	absorbed entra.Snapshot      // the part of stats already added to run
 
-	ahead      *prefetched         // the next users/delta page, being fetched
-	unsaved    int                 // users pages done since the run was last saved
-	resuming   bool                // this step may redo steps a killed delivery recorded (see record)
-	pendingIDs map[string]bool     // this run\'s pending deactivations, once loaded
-	ix         *stakeholder.Index  // loaded on first use
-	allowed    map[string]bool     // users in the group filter; nil = no filter
-	members    map[string][]string // filter group → its users (nested included)
+	ahead      *prefetched          // the next users/delta page, being fetched
+	unsaved    int                  // users pages done since the run was last saved
+	resuming   bool                 // this step may redo steps a killed delivery recorded (see record)
+	pendingIDs map[string]bool      // this run\'s pending deactivations, once loaded
+	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by remember
+	ix         *stakeholder.Index   // loaded on first use
+	allowed    map[string]bool      // users in the group filter; nil = no filter
+	members    map[string][]string  // filter group → its users (nested included)
 }
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or

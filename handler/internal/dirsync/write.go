@@ -159,6 +159,14 @@ func (s *stepper) markSeen(ctx context.Context, w write) error {
 
 // remember keeps the in-memory index in step with what this step writes.
 func (s *stepper) remember(w write) {
+	if s.open != nil {
+		switch {
+		case w.conflict != nil:
+			s.open[w.next.ID] = w.conflict.Since
+		case w.clearConflict:
+			delete(s.open, w.next.ID)
+		}
+	}
 	if s.ix == nil || w.seenOnly {
 		return
 	}
