@@ -25,8 +25,8 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		_, _ = req.Timer("timer")
-		_, _ = req.Message("msg", true)
-		_, _ = req.Message("msg", false)
+		_, _ = req.Message("msg", invoke.BinaryData)
+		_, _ = req.Message("msg", invoke.StringData)
 		_, _ = req.HTTPRequest(context.Background(), "req")
 		_ = req.Sys()
 	})

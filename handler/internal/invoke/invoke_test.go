@@ -98,17 +98,17 @@ func TestServiceBusGolden(t *testing.T) {
 	withProps := want
 	withProps.ApplicationProperties = map[string]any{"kind": "delta"}
 	for _, tc := range []struct {
-		file   string
-		binary bool
-		want   invoke.Message
+		file string
+		dt   invoke.DataType
+		want invoke.Message
 	}{
-		{"sb-binary.json", true, withProps},
-		{"sb-string-double.json", false, withProps},
-		{"sb-string-single.json", false, want},
+		{"sb-binary.json", invoke.BinaryData, withProps},
+		{"sb-string-double.json", invoke.StringData, withProps},
+		{"sb-string-single.json", invoke.StringData, want},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			var got invoke.Message
-			h := invoke.ServiceBus("msg", tc.binary, quiet(), func(_ context.Context, m invoke.Message) error {
+			h := invoke.ServiceBus("msg", tc.dt, quiet(), func(_ context.Context, m invoke.Message) error {
 				got = m
 				return nil
 			})
@@ -125,7 +125,7 @@ func TestServiceBusGolden(t *testing.T) {
 func TestMalformedFailsWithReason(t *testing.T) {
 	called := false
 	timer := invoke.Timer("timer", quiet(), func(context.Context, invoke.TimerInfo) error { called = true; return nil })
-	sb := invoke.ServiceBus("msg", true, quiet(), func(context.Context, invoke.Message) error { called = true; return nil })
+	sb := invoke.ServiceBus("msg", invoke.BinaryData, quiet(), func(context.Context, invoke.Message) error { called = true; return nil })
 	for _, tc := range []struct {
 		file   string
 		h      http.Handler
@@ -161,7 +161,7 @@ func TestFunctionErrorAndPanicFailTheInvocation(t *testing.T) {
 		"panic": func(context.Context, invoke.Message) error { panic("boom") },
 	} {
 		t.Run(name, func(t *testing.T) {
-			code, resp, _ := post(t, invoke.ServiceBus("msg", true, quiet(), fn), "/SyncWorker", body)
+			code, resp, _ := post(t, invoke.ServiceBus("msg", invoke.BinaryData, quiet(), fn), "/SyncWorker", body)
 			if code != http.StatusInternalServerError {
 				t.Errorf("status %d, want 500", code)
 			}

@@ -25,12 +25,13 @@ func Timer(binding string, log *slog.Logger, fn func(context.Context, TimerInfo)
 	})
 }
 
-// ServiceBus serves a Service Bus-triggered function. A returned error fails the invocation, so
-// the host abandons the message and Service Bus redelivers it (dead-lettering after its max
-// delivery count): handlers must therefore be idempotent.
-func ServiceBus(binding string, binary bool, log *slog.Logger, fn func(context.Context, Message) error) http.Handler {
+// ServiceBus serves a Service Bus-triggered function whose binding is named binding and declared
+// with data type dt in its function.json. A returned error fails the invocation, so the host
+// abandons the message and Service Bus redelivers it (dead-lettering after its max delivery
+// count): handlers must therefore be idempotent.
+func ServiceBus(binding string, dt DataType, log *slog.Logger, fn func(context.Context, Message) error) http.Handler {
 	return serve(log, func(ctx context.Context, req Request) (Response, error) {
-		msg, err := req.Message(binding, binary)
+		msg, err := req.Message(binding, dt)
 		if err != nil {
 			return Response{}, err
 		}

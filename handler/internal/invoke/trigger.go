@@ -67,15 +67,26 @@ type Message struct {
 	ApplicationProperties map[string]any
 }
 
-// Message decodes the Service Bus binding named binding; binary says whether function.json sets
-// "dataType": "binary" (one base64 layer) or leaves the default string encoding.
-func (r Request) Message(binding string, binary bool) (Message, error) {
+// DataType is how a trigger binding's function.json declares its value ("dataType"), which
+// decides how the host encodes the body it sends.
+type DataType int
+
+const (
+	// StringData is the default (no "dataType"): the body arrives as a JSON string (at most
+	// twice encoded) or as the JSON value itself; see Unwrap.
+	StringData DataType = iota
+	// BinaryData is "dataType": "binary": the body arrives base64-encoded; see UnwrapBinary.
+	BinaryData
+)
+
+// Message decodes the Service Bus binding named binding, declared with data type dt.
+func (r Request) Message(binding string, dt DataType) (Message, error) {
 	raw, ok := r.Data[binding]
 	if !ok {
 		return Message{}, fmt.Errorf("%w: no Data.%s", ErrMalformed, binding)
 	}
 	unwrap := Unwrap
-	if binary {
+	if dt == BinaryData {
 		unwrap = UnwrapBinary
 	}
 	body, err := unwrap(raw)
