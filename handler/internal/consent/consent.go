@@ -70,7 +70,7 @@ type Config struct {
 	AuthorityHost string
 	PublicBaseURL string // the callback is PublicBaseURL + CallbackPath
 	LeapAppURL    string // where the admin is sent back
-	Key           []byte // STATE_SIGNING_KEY
+	Key           []byte // STATE_SIGNING_KEY: at least 32 bytes (New panics on less; the configuration refuses it at start-up)
 	StateTTL      time.Duration
 	// TicketTTL is how long the web app has to confirm a proven sign-in (default 10 minutes).
 	TicketTTL time.Duration
@@ -98,7 +98,7 @@ const (
 // Flow runs admin consent.
 type Flow struct {
 	cfg      Config
-	sign     signer
+	sign     states
 	states   *tablestore.Table
 	bindings *tablestore.Table
 }
@@ -130,7 +130,7 @@ func New(cfg Config) *Flow {
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = "https://login.microsoftonline.com/"
 	}
-	return &Flow{cfg: cfg, sign: signer{cfg.Key}, states: cfg.Store.Table(statesTable), bindings: cfg.Store.Table(bindingsTable)}
+	return &Flow{cfg: cfg, sign: newStates(cfg.Key), states: cfg.Store.Table(statesTable), bindings: cfg.Store.Table(bindingsTable)}
 }
 
 // pendingState is the server side of a state: it exists until the callback uses it.

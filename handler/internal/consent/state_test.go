@@ -12,13 +12,13 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 func TestStateVerify(t *testing.T) {
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	s := signer{testKey}
+	s := newStates(testKey)
 	good := s.sign(claims{Org: "acme", Nonce: "n1", Expires: now.Add(10 * time.Minute).Unix()})
 	if c, err := s.verify(good, now); err != nil || c.Org != "acme" || c.Nonce != "n1" {
 		t.Fatalf("verify(good) = %+v, %v", c, err)
 	}
 	ver, payload, sig := parts(good)
-	otherKey := signer{[]byte("another-key-another-key-another-key")}
+	otherKey := newStates([]byte("another-key-another-key-another-key"))
 	forgedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"o":"victim","n":"n1","e":9999999999}`))
 	for name, state := range map[string]string{
 		"empty":              "",
@@ -55,7 +55,7 @@ func parts(state string) (string, string, string) {
 // the key.
 func FuzzVerify(f *testing.F) {
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	s := signer{testKey}
+	s := newStates(testKey)
 	f.Add(s.sign(claims{Org: "acme", Nonce: "n1", Expires: now.Add(time.Minute).Unix()}))
 	f.Add("s1..")
 	f.Add("s1.e30.")
