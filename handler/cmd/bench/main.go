@@ -729,10 +729,3 @@ func cpuModel() string {
 func secs(d time.Duration) float64 { return round3(d.Seconds()) }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}

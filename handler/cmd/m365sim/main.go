@@ -23,6 +23,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		Admin:  true,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
-	sim.AddTenant(*tenant, cmpOr(*domain, *tenant+".example"))
+	sim.AddTenant(*tenant, cmp.Or(*domain, *tenant+".example"))
 	sim.RegisterApp(*appID, *appSecret)
 	var rl []string
 	for r := range strings.SplitSeq(*roles, ",") {
@@ -119,11 +120,4 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout, "READY", sim.URL())
 	<-ctx.Done()
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

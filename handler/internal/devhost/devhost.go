@@ -213,9 +213,6 @@ func (h *Host) Queues() *Queues { return h.queues }
 // URL is the base URL, http://127.0.0.1:<port>, valid after Start.
 func (h *Host) URL() string { return h.url }
 
-// Key is the function key that authorizes function- and admin-level calls.
-func (h *Host) Key() string { return h.key }
-
 func (h *Host) handlerURL() string { return *h.target.Load() }
 
 // setReady records whether the handler answers; invocations wait while it (re)starts, as the host

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/leapchange/m365/handler/internal/appfiles"
 )
 
@@ -32,7 +34,7 @@ func dq(s string) string {
 }
 
 func sysMeta(name string, now time.Time) map[string]any {
-	return map[string]any{"MethodName": name, "UtcNow": now.UTC().Format(layoutSys), "RandGuid": newUUID()}
+	return map[string]any{"MethodName": name, "UtcNow": now.UTC().Format(layoutSys), "RandGuid": uuid.NewString()}
 }
 
 // timerData builds the TimerInfo object of a timer invocation. status is nil when the monitor is off.
@@ -152,7 +154,7 @@ func (h *Host) invokeJSON(ctx context.Context, fn string, payload any) (*result,
 	if err := h.waitHandler(ctx); err != nil {
 		return nil, fmt.Errorf("%w: handler not ready: %v", errInvocation, err)
 	}
-	id := newUUID()
+	id := uuid.NewString()
 	log := h.log.With("function", fn, "invocation_id", id)
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.handlerURL()+"/"+fn, bytes.NewReader(body))

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // process runs and supervises the custom handler process.
@@ -105,7 +107,7 @@ func (p *process) start(ctx context.Context) error {
 	}
 	p.h.setReady(false)
 	p.mu.Lock()
-	workerID := newUUID()
+	workerID := uuid.NewString()
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Dir = p.dir
 	cmd.Env = p.h.handlerEnv(port, workerID)

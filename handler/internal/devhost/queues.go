@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Clock is the time source of timers, scheduled messages, locks and duplicate detection.
@@ -247,7 +249,7 @@ func (q *Queues) tryReceive(name string) (*Delivery, time.Duration, <-chan struc
 			continue
 		}
 		s.DeliveryCount++
-		s.LockToken = newUUID()
+		s.LockToken = uuid.NewString()
 		s.LockedUntil = now.Add(q.opts.LockDuration)
 		qu.counts.Deliveries++
 		d := s.Delivery

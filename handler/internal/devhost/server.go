@@ -2,6 +2,7 @@ package devhost
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/leapchange/m365/handler/internal/appfiles"
 	"github.com/leapchange/m365/handler/internal/queue"
@@ -40,11 +43,11 @@ func buildRoutes(app *appfiles.App) ([]*httpRoute, error) {
 		if t == nil || !t.Is(appfiles.TypeHTTPTrigger, "") {
 			continue
 		}
-		r, err := appfiles.ParseRoute(cmpOr(t.Route, f.Name))
+		r, err := appfiles.ParseRoute(cmp.Or(t.Route, f.Name))
 		if err != nil {
 			return nil, fmt.Errorf("devhost: %s: %w", f.Name, err)
 		}
-		hr := &httpRoute{fn: f, trigger: t, route: r, auth: strings.ToLower(cmpOr(t.AuthLevel, "function")), raw: app.IsRawHTTP(f)}
+		hr := &httpRoute{fn: f, trigger: t, route: r, auth: strings.ToLower(cmp.Or(t.AuthLevel, "function")), raw: app.IsRawHTTP(f)}
 		for _, m := range t.Methods {
 			hr.methods = append(hr.methods, strings.ToUpper(m))
 		}
@@ -52,13 +55,6 @@ func buildRoutes(app *appfiles.App) ([]*httpRoute, error) {
 	}
 	slices.SortStableFunc(rs, func(a, b *httpRoute) int { return -slices.Compare(a.route.Precedence(), b.route.Precedence()) })
 	return rs, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Handler is the host's HTTP surface: function routes, the admin API and the devhost port.
@@ -135,7 +131,7 @@ func (h *Host) serveFunction(w http.ResponseWriter, r *http.Request) {
 // proxy forwards the original request (path and query untouched) to the handler and streams the
 // answer back.
 func (h *Host) proxy(w http.ResponseWriter, r *http.Request, rt *httpRoute) {
-	id := newUUID()
+	id := uuid.NewString()
 	target, err := url.Parse(h.handlerURL())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)

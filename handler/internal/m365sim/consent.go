@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // --- admin consent (GET /{tenant}/v2.0/adminconsent) ------------------------------------------
@@ -189,9 +192,9 @@ func (s *Server) adminConsent(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.consentRedirect(w, r, redirectURI, []kv{{"admin_consent", "True"}, {"tenant", t.id}, {"scope", scope}}, state, hasState)
 	default:
-		desc := cmpOr(d.ErrorDescription, "AADSTS65004: User declined to consent to access the app.")
+		desc := cmp.Or(d.ErrorDescription, "AADSTS65004: User declined to consent to access the app.")
 		params := []kv{
-			{"error", cmpOr(d.Error, "access_denied")},
+			{"error", cmp.Or(d.Error, "access_denied")},
 			{"error_description", s.describe(r, desc)},
 		}
 		if m := aadstsCode.FindStringSubmatch(desc); m != nil {
@@ -245,7 +248,7 @@ func (s *Server) describe(r *http.Request, desc string) string {
 	s.mu.Lock()
 	now := s.now().UTC()
 	s.mu.Unlock()
-	return fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", desc, newUUID(), cmpOr(r.Header.Get("client-request-id"), newUUID()), now.Format("2006-01-02 15:04:05Z"))
+	return fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", desc, uuid.NewString(), cmp.Or(r.Header.Get("client-request-id"), uuid.NewString()), now.Format("2006-01-02 15:04:05Z"))
 }
 
 // entraErrorPage answers as Entra's sign-in error page: 400, HTML, no redirect. The text
@@ -254,7 +257,7 @@ func (s *Server) entraErrorPage(w http.ResponseWriter, r *http.Request, aadsts i
 	msg := s.describe(r, "AADSTS"+strconv.Itoa(aadsts)+": "+desc)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store, no-cache")
-	w.Header().Set("x-ms-request-id", newUUID())
+	w.Header().Set("x-ms-request-id", uuid.NewString())
 	w.WriteHeader(http.StatusBadRequest)
 	fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><title>Sign in to your account</title></head><body>\n<h1>Sorry, but we’re having trouble signing you in.</h1>\n<pre id=\"error\">%s</pre>\n</body></html>\n", html.EscapeString(msg))
 }

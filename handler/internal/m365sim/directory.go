@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // ErrNotFound is returned by the state accessors and mutations for an unknown tenant, user or group.
@@ -238,7 +240,7 @@ func (s *Server) AddUser(tenantID string, u User) (User, error) {
 		return User{}, err
 	}
 	if u.ID == "" {
-		u.ID = newUUID()
+		u.ID = uuid.NewString()
 	}
 	if _, dup := t.userIDs[strings.ToLower(u.ID)]; dup {
 		return User{}, fmt.Errorf("m365sim: user id %q already exists", u.ID)
@@ -341,7 +343,7 @@ func (s *Server) AddGroup(tenantID string, g Group) (Group, error) {
 		return Group{}, err
 	}
 	if g.ID == "" {
-		g.ID = newUUID()
+		g.ID = uuid.NewString()
 	}
 	if _, dup := t.groupIDs[strings.ToLower(g.ID)]; dup {
 		return Group{}, fmt.Errorf("m365sim: group id %q already exists", g.ID)

@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -111,7 +112,7 @@ func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
 		w.Header().Set("Retry-After", strconv.FormatFloat(f.RetryAfter.Seconds(), 'f', -1, 64))
 	}
 	def := faultDefaults[f.Status]
-	code, msg := cmpOr(f.Code, def[0]), cmpOr(f.Message, def[1])
+	code, msg := cmp.Or(f.Code, def[0]), cmp.Or(f.Message, def[1])
 	if code == "" {
 		code = http.StatusText(f.Status)
 	}

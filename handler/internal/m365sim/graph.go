@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -461,7 +462,7 @@ func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
 		}
 		mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
 		if bad != "" || mask&uManager != 0 {
-			return selectError(cmpOr(bad, "manager"), "User")
+			return selectError(cmp.Or(bad, "manager"), "User")
 		}
 		top, e := parseTop(q)
 		if e != nil {
@@ -499,7 +500,7 @@ func (s *Server) getUser(r *http.Request, g *gctx) gresp {
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
 	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
 	if bad != "" || mask&uManager != 0 {
-		return selectError(cmpOr(bad, "manager"), "User")
+		return selectError(cmp.Or(bad, "manager"), "User")
 	}
 	u := g.t.lookupUser(id)
 	if u == nil {
@@ -538,7 +539,7 @@ func (s *Server) getManager(r *http.Request, g *gctx) gresp {
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
 	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
 	if bad != "" || mask&uManager != 0 {
-		return selectError(cmpOr(bad, "manager"), "User")
+		return selectError(cmp.Or(bad, "manager"), "User")
 	}
 	u := g.t.lookupUser(id)
 	if u == nil {
@@ -650,7 +651,7 @@ func (s *Server) listGroups(r *http.Request, g *gctx) gresp {
 		}
 		mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
 		if bad != "" || mask&gMembers != 0 {
-			return selectError(cmpOr(bad, "members"), "Group")
+			return selectError(cmp.Or(bad, "members"), "Group")
 		}
 		top, e := parseTop(q)
 		if e != nil {
@@ -694,7 +695,7 @@ func (s *Server) getGroup(r *http.Request, g *gctx) gresp {
 	id := strings.TrimPrefix(r.URL.Path, "/v1.0/groups/")
 	mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
 	if bad != "" || mask&gMembers != 0 {
-		return selectError(cmpOr(bad, "members"), "Group")
+		return selectError(cmp.Or(bad, "members"), "Group")
 	}
 	gr, ok := g.t.group(id)
 	if !ok || gr.state != stateActive {

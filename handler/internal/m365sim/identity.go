@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 type secret struct {
@@ -358,7 +361,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		Aud: aud, Iss: iss, Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(life).Unix(),
 		AppDisplayName: a.name, AppID: clientID, AppIDAcr: "1", Azp: clientID, Azpacr: "1",
 		Idp: iss, Idtyp: "app", Oid: oid, Roles: roles, Sub: oid, Tid: t.id,
-		Uti: base64.RawURLEncoding.EncodeToString([]byte(newUUID())[:16]), Ver: "2.0",
+		Uti: base64.RawURLEncoding.EncodeToString([]byte(uuid.NewString())[:16]), Ver: "2.0",
 	}
 	tok, err := signJWT(c)
 	if err != nil {
@@ -415,7 +418,7 @@ func (s *Server) entraError(w http.ResponseWriter, r *http.Request, status int, 
 	s.mu.Lock()
 	now := s.now().UTC()
 	s.mu.Unlock()
-	trace, corr := newUUID(), cmpOr(r.Header.Get("client-request-id"), newUUID())
+	trace, corr := uuid.NewString(), cmp.Or(r.Header.Get("client-request-id"), uuid.NewString())
 	ts := now.Format("2006-01-02 15:04:05Z")
 	w.Header().Set("x-ms-request-id", trace)
 	writeJSON(w, status, "application/json; charset=utf-8", map[string]any{

@@ -29,16 +29,6 @@ var Roles = map[string]string{
 	"TeamsActivity.Send":                            "a267235f-af13-44dc-8385-c1dc93023186",
 }
 
-// roleName returns the permission name for an app role id.
-func roleName(id string) string {
-	for n, v := range Roles {
-		if v == id {
-			return n
-		}
-	}
-	return ""
-}
-
 // Permissions a Graph route accepts; any one is enough (least privileged first).
 var (
 	permUsersRead   = []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}

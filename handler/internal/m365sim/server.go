@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Options configure a Server. The zero value is valid.
@@ -347,9 +349,9 @@ type route struct {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
 	start := time.Now()
-	reqID := newUUID()
+	reqID := uuid.NewString()
 	w.Header().Set("request-id", reqID)
-	w.Header().Set("client-request-id", cmpOr(r.Header.Get("client-request-id"), reqID))
+	w.Header().Set("client-request-id", cmp.Or(r.Header.Get("client-request-id"), reqID))
 	rt := s.route(r)
 	if rt.kind == "" {
 		rt = route{"unhandled", s.unhandledRequest}
@@ -421,14 +423,6 @@ func (s *Server) route(r *http.Request) route {
 
 // --- ids -----------------------------------------------------------------------------------
 
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	return formatUUID(b)
-}
-
 // uuidFrom derives a stable UUID from parts (service principal ids and the like).
 func uuidFrom(parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
@@ -437,27 +431,12 @@ func uuidFrom(parts ...string) string {
 	return formatUUID(b)
 }
 
+// formatUUID marks b as a version 4 UUID and formats it in the 8-4-4-4-12 form (stable and
+// seeded ids; random ones come from uuid.NewString).
 func formatUUID(b [16]byte) string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return uuid.UUID(b).String()
 }
 
 // baseURL is the scheme and host the request came in on (links are built from it).

@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -52,13 +53,13 @@ func (s *Server) SetSignedInUser(tenantID string, u SignedInUser) error {
 		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
 	}
 	if u.UserPrincipalName == "" {
-		u.UserPrincipalName = "admin@" + cmpOr(t.domain, t.id)
+		u.UserPrincipalName = "admin@" + cmp.Or(t.domain, t.id)
 	}
 	if u.ObjectID == "" {
 		u.ObjectID = uuidFrom(t.id, strings.ToLower(u.UserPrincipalName), "user")
 	}
 	u.ObjectID = strings.ToLower(u.ObjectID)
-	u.Name = cmpOr(u.Name, u.UserPrincipalName)
+	u.Name = cmp.Or(u.Name, u.UserPrincipalName)
 	roles := make([]string, 0, len(u.DirectoryRoles))
 	for _, r := range u.DirectoryRoles {
 		if r = strings.ToLower(strings.TrimSpace(r)); r != "" && !slices.Contains(roles, r) {
@@ -73,7 +74,7 @@ func (s *Server) SetSignedInUser(tenantID string, u SignedInUser) error {
 
 // defaultAdmin is the user SetSignedInTenant signs in: a Global Administrator of t.
 func defaultAdmin(t *tenant) SignedInUser {
-	upn := "admin@" + cmpOr(t.domain, t.id)
+	upn := "admin@" + cmp.Or(t.domain, t.id)
 	return SignedInUser{
 		ObjectID:          uuidFrom(t.id, upn, "user"),
 		UserPrincipalName: upn,
@@ -150,7 +151,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	clientID := strings.ToLower(q.Get("client_id"))
 	redirectURI := q.Get("redirect_uri")
 	state, hasState := q.Get("state"), q.Has("state")
-	mode := cmpOr(q.Get("response_mode"), "query")
+	mode := cmp.Or(q.Get("response_mode"), "query")
 
 	s.mu.Lock()
 	var target *tenant
@@ -167,7 +168,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 	dir := pathTenant
 	if target != nil {
-		dir = cmpOr(target.domain, target.id)
+		dir = cmp.Or(target.domain, target.id)
 	}
 	switch {
 	case pathTenant == "consumers":
