@@ -521,7 +521,7 @@ func (f *Flow) bind(ctx context.Context, org tablestore.Org, p pendingTicket) (O
 // shared reports whether an operator allowed tenant to be connected to more than one org (a
 // SharedKey row in its partition; its properties are the operator's notes and are not read).
 func (f *Flow) shared(ctx context.Context, tenant string) (bool, error) {
-	part, err := tablestore.NewOrg(tenant)
+	part, err := tablestore.NewShared("tenant", tenant)
 	if err != nil {
 		return false, err
 	}
@@ -534,7 +534,7 @@ func (f *Flow) shared(ctx context.Context, tenant string) (bool, error) {
 
 // binding returns tenant's binding, or nil when it has none.
 func (f *Flow) binding(ctx context.Context, tenant string) (*binding, error) {
-	part, err := tablestore.NewOrg(tenant)
+	part, err := tablestore.NewShared("tenant", tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -602,7 +602,7 @@ const claimGrace = 10 * time.Minute
 // claimTenant claims tenant for org. It fails (false) when another org holds or is claiming it,
 // unless an operator allowed sharing the tenant (then nothing is claimed).
 func (f *Flow) claimTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
-	part, err := tablestore.NewOrg(tenant)
+	part, err := tablestore.NewShared("tenant", tenant)
 	if err != nil {
 		return false, err
 	}
@@ -636,7 +636,7 @@ func (f *Flow) claimTenant(ctx context.Context, tenant string, org tablestore.Or
 // confirmTenant marks org's claim on tenant connected. A claim lost meanwhile (taken over after
 // the grace period) undoes the connection.
 func (f *Flow) confirmTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) error {
-	part, err := tablestore.NewOrg(tenant)
+	part, err := tablestore.NewShared("tenant", tenant)
 	if err != nil {
 		return err
 	}
@@ -656,7 +656,7 @@ func (f *Flow) confirmTenant(ctx context.Context, tenant string, org tablestore.
 
 // releaseTenant gives up org's claim on tenant, if it holds one.
 func (f *Flow) releaseTenant(ctx context.Context, tenant string, org tablestore.Org) error {
-	part, err := tablestore.NewOrg(tenant)
+	part, err := tablestore.NewShared("tenant", tenant)
 	if err != nil {
 		return nil // a tenant id that could never have been claimed
 	}

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) *tablestore.Store) {
 		{"BatchSameKeyTwice", batchSameKey},
 		{"BatchChecksBeforeSending", batchChecks},
 		{"OrgIsolation", orgIsolation},
+		{"SharedPartitions", sharedPartitions},
 		{"PrefixIsolation", prefixIsolation},
 		{"QueryPrefixAndPaging", queryPaging},
 		{"QueryRangeFilterSelect", queryRange},
@@ -497,6 +498,42 @@ func orgIsolation(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	wantKind(t, "org B Delete of org A's key", tbl.Delete(ctx, b, "only-a", tablestore.ETagAny), tablestore.ErrNotFound)
 	if got, _, err := tablestore.Get[record](ctx, tbl, a, "only-a"); err != nil || got.Name != "A's" {
 		t.Errorf("org A's row = %+v, %v after org B's attempts; want it untouched", got, err)
+	}
+}
+
+// sharedPartitions: a partition of another keyspace (a tenant's) takes every operation an org's
+// does, is validated like one, and is keyed by its id alone.
+func sharedPartitions(t *testing.T, open func(*testing.T) *tablestore.Store) {
+	ctx, tbl := t.Context(), open(t).Table("bindings")
+	tenant, err := tablestore.NewShared("tenant", "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag, err := tbl.Insert(ctx, tenant, "binding", record{Name: "org-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tbl.Update(ctx, tenant, "binding", record{Name: "org-b"}, etag, tablestore.Replace); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Batch(ctx, tenant, []tablestore.Op{tablestore.InsertOp("shared", record{Name: "allowed"})}); err != nil {
+		t.Fatal(err)
+	}
+	if keys := count(t, tbl, mustOrg(t, "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"), tablestore.QueryOptions{}); !slices.Equal(keys, []string{"binding", "shared"}) {
+		t.Errorf("the partition's rows = %v, want [binding shared] (the PartitionKey is the id itself)", keys)
+	}
+	if got, _, err := tablestore.Get[record](ctx, tbl, tenant, "binding"); err != nil || got.Name != "org-b" {
+		t.Errorf("Get = %+v, %v", got, err)
+	}
+	if err := tbl.Delete(ctx, tenant, "binding", tablestore.ETagAny); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"", "a/b", "a#b", "a'b"} {
+		_, err := tablestore.NewShared("tenant", id)
+		wantKind(t, fmt.Sprintf("NewShared(%q)", id), err, tablestore.ErrInvalid)
+	}
+	if _, _, err := tablestore.Get[record](ctx, tbl, tablestore.Shared{}, "binding"); !errors.Is(err, tablestore.ErrInvalid) {
+		t.Errorf("zero Shared: %v, want ErrInvalid", err)
 	}
 }
 

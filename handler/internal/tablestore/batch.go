@@ -72,7 +72,8 @@ const (
 //
 // Every op is checked (kind, key, ETag, value encoding) before anything is sent; a bad op is ErrInvalid
 // and nothing is written. An empty batch does nothing.
-func (t *Table) Batch(ctx context.Context, org Org, ops []Op) error {
+func (t *Table) Batch(ctx context.Context, part Partition, ops []Op) error {
+	org := part.partition()
 	if len(ops) == 0 {
 		return nil
 	}

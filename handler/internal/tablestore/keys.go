@@ -26,6 +26,36 @@ func NewOrg(id string) (Org, error) {
 // String returns the org id.
 func (o Org) String() string { return o.id }
 
+// Partition is the partition an operation reads and writes: an Org for everything that belongs
+// to an org, or a Shared partition for rows keyed by something else. Every method of the store
+// takes one, and nothing else, as its PartitionKey.
+type Partition interface {
+	partition() Org // the key, checked like an org id
+}
+
+func (o Org) partition() Org { return o }
+
+// Shared is a partition that belongs to no org: rows keyed by a tenant (its binding to an org), a
+// subscription id, a global counter. Its keyspace names what the id is, so a tenant id can never
+// be handed to code that expects an org; the PartitionKey is the id itself.
+type Shared struct {
+	keyspace string
+	key      Org
+}
+
+// NewShared validates id as a partition key (as NewOrg does) in keyspace, e.g. "tenant".
+func NewShared(keyspace, id string) (Shared, error) {
+	if err := checkKey(keyspace+" id", id, maxOrgBytes); err != nil {
+		return Shared{}, err
+	}
+	return Shared{keyspace: keyspace, key: Org{id: id}}, nil
+}
+
+func (s Shared) partition() Org { return s.key }
+
+// String returns "keyspace:id", for logs.
+func (s Shared) String() string { return s.keyspace + ":" + s.key.id }
+
 func (o Org) check() error {
 	if o.id == "" {
 		return fmt.Errorf("tablestore: zero Org (use NewOrg): %w", ErrInvalid)

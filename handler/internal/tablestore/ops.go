@@ -79,7 +79,8 @@ func (t *Table) prepare(ctx context.Context, org Org, key string) error {
 }
 
 // Get reads the entity key of org into a T. A missing entity is ErrNotFound.
-func Get[T any](ctx context.Context, t *Table, org Org, key string) (T, ETag, error) {
+func Get[T any](ctx context.Context, t *Table, part Partition, key string) (T, ETag, error) {
+	org := part.partition()
 	var zero T
 	if err := t.prepare(ctx, org, key); err != nil {
 		return zero, "", err
@@ -100,7 +101,8 @@ func Get[T any](ctx context.Context, t *Table, org Org, key string) (T, ETag, er
 }
 
 // Insert adds v as the entity key of org. If it exists already, Insert is ErrConflict and changes nothing.
-func (t *Table) Insert(ctx context.Context, org Org, key string, v any) (ETag, error) {
+func (t *Table) Insert(ctx context.Context, part Partition, key string, v any) (ETag, error) {
+	org := part.partition()
 	if err := t.prepare(ctx, org, key); err != nil {
 		return "", err
 	}
@@ -119,7 +121,8 @@ func (t *Table) Insert(ctx context.Context, org Org, key string, v any) (ETag, e
 // Upsert writes v as the entity key of org whether or not it exists, merging into or replacing an
 // existing one as mode says. It never checks an ETag: use it for data that has one writer, or where
 // the last write should win; use Update for read-modify-write.
-func (t *Table) Upsert(ctx context.Context, org Org, key string, v any, mode Mode) (ETag, error) {
+func (t *Table) Upsert(ctx context.Context, part Partition, key string, v any, mode Mode) (ETag, error) {
+	org := part.partition()
 	if err := mode.check(); err != nil {
 		return "", err
 	}
@@ -141,7 +144,8 @@ func (t *Table) Upsert(ctx context.Context, org Org, key string, v any, mode Mod
 // Update writes v over the existing entity key of org (merging or replacing as mode says) if its ETag
 // still equals etag. A changed entity is ErrConflict and nothing is written; a missing one is
 // ErrNotFound. etag must not be empty; ETagAny updates whatever version is stored.
-func (t *Table) Update(ctx context.Context, org Org, key string, v any, etag ETag, mode Mode) (ETag, error) {
+func (t *Table) Update(ctx context.Context, part Partition, key string, v any, etag ETag, mode Mode) (ETag, error) {
+	org := part.partition()
 	if err := mode.check(); err != nil {
 		return "", err
 	}
@@ -166,7 +170,8 @@ func (t *Table) Update(ctx context.Context, org Org, key string, v any, etag ETa
 
 // Delete removes the entity key of org if its ETag still equals etag (ETagAny: any version). A changed
 // entity is ErrConflict and is kept; a missing one is ErrNotFound.
-func (t *Table) Delete(ctx context.Context, org Org, key string, etag ETag) error {
+func (t *Table) Delete(ctx context.Context, part Partition, key string, etag ETag) error {
+	org := part.partition()
 	if err := etag.check(); err != nil {
 		return err
 	}
@@ -225,7 +230,8 @@ const MaxPageSize = 1000
 // Query streams org's rows matching q, in RowKey order, fetching a page per request as the loop asks for
 // more. An error is yielded once, with a zero Row, and ends the sequence. Breaking out of the loop stops
 // fetching.
-func Query[T any](ctx context.Context, t *Table, org Org, q QueryOptions) iter.Seq2[Row[T], error] {
+func Query[T any](ctx context.Context, t *Table, part Partition, q QueryOptions) iter.Seq2[Row[T], error] {
+	org := part.partition()
 	return func(yield func(Row[T], error) bool) {
 		opts, err := t.listOptions(org, q)
 		if err == nil {

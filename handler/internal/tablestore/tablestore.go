@@ -10,7 +10,9 @@
 //   - Tables are named Prefix+name and created on first use, once per Store and table, even under
 //     concurrent first use. Open does no network I/O. A table deleted behind the store's back costs
 //     one failed operation (ErrNotFound); the next one creates it again.
-//   - The PartitionKey is always the Org; no operation reads, lists or writes another org's rows.
+//   - The PartitionKey is always the Partition an operation is given: an Org, or a Shared partition
+//     of another keyspace (a tenant's binding); no operation reads, lists or writes another
+//     partition's rows.
 //   - Get of a missing key is ErrNotFound. Insert of an existing key is ErrConflict.
 //   - Update and Delete require an ETag. A stale ETag is ErrConflict and changes nothing, so
 //     read-modify-write loops that retry on ErrConflict never lose an update. ETagAny skips the check.
