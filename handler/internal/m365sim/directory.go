@@ -129,21 +129,27 @@ func (t *tenant) logChange(c change) {
 	t.touch()
 }
 
-func (t *tenant) user(id string) (*userRec, bool) {
-	i, ok := t.userIDs[strings.ToLower(id)]
-	if !ok {
-		return nil, false
-	}
-	return t.users[i], true
+// dirObject is a stored user or group.
+type dirObject interface {
+	status() objState
 }
 
-func (t *tenant) group(id string) (*groupRec, bool) {
-	i, ok := t.groupIDs[strings.ToLower(id)]
+func (u *userRec) status() objState  { return u.state }
+func (g *groupRec) status() objState { return g.state }
+
+// byID finds a user or group by object id (in any case) in recs, indexed by ids; permanently
+// deleted ones included.
+func byID[R any](recs []R, ids map[string]int32, id string) (R, bool) {
+	i, ok := ids[strings.ToLower(id)]
 	if !ok {
-		return nil, false
+		var zero R
+		return zero, false
 	}
-	return t.groups[i], true
+	return recs[i], true
 }
+
+func (t *tenant) user(id string) (*userRec, bool)   { return byID(t.users, t.userIDs, id) }
+func (t *tenant) group(id string) (*groupRec, bool) { return byID(t.groups, t.groupIDs, id) }
 
 func (t *tenant) addUser(u User) *userRec {
 	r := &userRec{User: u, idx: int32(len(t.users))}
@@ -204,63 +210,80 @@ func (s *Server) tenantLocked(tenantID string) (*tenant, error) {
 	return t, nil
 }
 
-// userLocked finds a user that is not permanently deleted.
-func (s *Server) userLocked(tenantID, id string) (*tenant, *userRec, error) {
+// objectLocked finds a user or group (kind names it in the error) that is not permanently
+// deleted.
+func objectLocked[R dirObject](s *Server, kind, tenantID, id string, find func(*tenant, string) (R, bool)) (*tenant, R, error) {
+	var zero R
 	t, err := s.tenantLocked(tenantID)
 	if err != nil {
-		return nil, nil, err
+		return nil, zero, err
 	}
-	u, ok := t.user(id)
-	if !ok || u.state == stateGone {
-		return nil, nil, fmt.Errorf("user %q in tenant %q: %w", id, tenantID, ErrNotFound)
+	r, ok := find(t, id)
+	if !ok || r.status() == stateGone {
+		return nil, zero, fmt.Errorf("%s %q in tenant %q: %w", kind, id, tenantID, ErrNotFound)
 	}
-	return t, u, nil
+	return t, r, nil
 }
 
-func (s *Server) groupLocked(tenantID, id string) (*tenant, *groupRec, error) {
+// withObject runs fn under the state lock with a user or group that is not permanently deleted.
+func withObject[R dirObject](s *Server, kind, tenantID, id string, find func(*tenant, string) (R, bool), fn func(*tenant, R) error) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, r, err := objectLocked(s, kind, tenantID, id, find)
+	if err != nil {
+		return err
+	}
+	return fn(t, r)
+}
+
+// withUser runs fn under the state lock with a user that is not permanently deleted.
+func (s *Server) withUser(tenantID, id string, fn func(*tenant, *userRec) error) error {
+	return withObject(s, "user", tenantID, id, (*tenant).user, fn)
+}
+
+// withGroup runs fn under the state lock with a group that is not permanently deleted.
+func (s *Server) withGroup(tenantID, id string, fn func(*tenant, *groupRec) error) error {
+	return withObject(s, "group", tenantID, id, (*tenant).group, fn)
+}
+
+// addObject creates a user or group (kind) under the state lock: *id is given a new UUID when
+// empty, an id the tenant already has in ids is refused, and add stores the object and returns
+// its copy.
+func addObject[T any](s *Server, kind, tenantID string, id *string, ids func(*tenant) map[string]int32, add func(*tenant) T) (T, error) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var zero T
 	t, err := s.tenantLocked(tenantID)
 	if err != nil {
-		return nil, nil, err
+		return zero, err
 	}
-	g, ok := t.group(id)
-	if !ok || g.state == stateGone {
-		return nil, nil, fmt.Errorf("group %q in tenant %q: %w", id, tenantID, ErrNotFound)
+	if *id == "" {
+		*id = uuid.NewString()
 	}
-	return t, g, nil
+	if _, dup := ids(t)[strings.ToLower(*id)]; dup {
+		return zero, fmt.Errorf("m365sim: %s id %q already exists", kind, *id)
+	}
+	return add(t), nil
 }
 
 // AddUser creates a user (a new id is assigned when u.ID is empty) and records it in the change
 // log. It returns the stored user.
 func (s *Server) AddUser(tenantID string, u User) (User, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
-	if err != nil {
-		return User{}, err
-	}
-	if u.ID == "" {
-		u.ID = uuid.NewString()
-	}
-	if _, dup := t.userIDs[strings.ToLower(u.ID)]; dup {
-		return User{}, fmt.Errorf("m365sim: user id %q already exists", u.ID)
-	}
-	r := t.addUser(u)
-	t.logChange(change{idx: r.idx, mask: userAllProps, oldManager: -1})
-	return cloneUser(r.User), nil
+	return addObject(s, "user", tenantID, &u.ID, func(t *tenant) map[string]int32 { return t.userIDs }, func(t *tenant) User {
+		r := t.addUser(u)
+		t.logChange(change{idx: r.idx, mask: userAllProps, oldManager: -1})
+		return cloneUser(r.User)
+	})
 }
 
 // UpdateUser changes a user through fn and logs exactly the properties fn changed.
 func (s *Server) UpdateUser(tenantID, id string, fn func(*User)) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, u, err := s.userLocked(tenantID, id)
-	if err != nil {
-		return err
-	}
-	s.updateUserLocked(t, u, fn)
-	return nil
+	return s.withUser(tenantID, id, func(t *tenant, u *userRec) error {
+		s.updateUserLocked(t, u, fn)
+		return nil
+	})
 }
 
 func (s *Server) updateUserLocked(t *tenant, u *userRec, fn func(*User)) {
@@ -307,87 +330,61 @@ func (s *Server) HardDeleteUser(tenantID, id string) error {
 }
 
 func (s *Server) setUserState(tenantID, id string, st objState) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, u, err := s.userLocked(tenantID, id)
-	if err != nil {
-		return err
-	}
-	if st == stateActive && u.state != stateSoftDeleted {
-		return fmt.Errorf("m365sim: user %q is not deleted", id)
-	}
-	if st == u.state {
-		return nil
-	}
-	u.state = st
-	t.logChange(change{idx: u.idx, mask: userAllProps, oldManager: -1})
-	if st == stateGone {
-		delete(t.upns, strings.ToLower(u.UserPrincipalName))
-		for _, g := range t.groups {
-			if g.state != stateGone {
-				t.removeMemberLocked(g, memberRef{idx: u.idx})
+	return s.withUser(tenantID, id, func(t *tenant, u *userRec) error {
+		if st == stateActive && u.state != stateSoftDeleted {
+			return fmt.Errorf("m365sim: user %q is not deleted", id)
+		}
+		if st == u.state {
+			return nil
+		}
+		u.state = st
+		t.logChange(change{idx: u.idx, mask: userAllProps, oldManager: -1})
+		if st == stateGone {
+			delete(t.upns, strings.ToLower(u.UserPrincipalName))
+			for _, g := range t.groups {
+				if g.state != stateGone {
+					t.removeMemberLocked(g, memberRef{idx: u.idx})
+				}
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // AddGroup creates a group (a new id is assigned when g.ID is empty), logged for groups/delta.
 func (s *Server) AddGroup(tenantID string, g Group) (Group, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
-	if err != nil {
-		return Group{}, err
-	}
-	if g.ID == "" {
-		g.ID = uuid.NewString()
-	}
-	if _, dup := t.groupIDs[strings.ToLower(g.ID)]; dup {
-		return Group{}, fmt.Errorf("m365sim: group id %q already exists", g.ID)
-	}
-	r := t.addGroup(g, s.now())
-	t.logChange(change{group: true, idx: r.idx, mask: groupAllProps})
-	return cloneGroup(r.Group), nil
+	return addObject(s, "group", tenantID, &g.ID, func(t *tenant) map[string]int32 { return t.groupIDs }, func(t *tenant) Group {
+		r := t.addGroup(g, s.now())
+		t.logChange(change{group: true, idx: r.idx, mask: groupAllProps})
+		return cloneGroup(r.Group)
+	})
 }
 
 // RenameGroup changes a group's display name.
 func (s *Server) RenameGroup(tenantID, id, displayName string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, id)
-	if err != nil {
-		return err
-	}
-	if g.DisplayName == displayName {
+	return s.withGroup(tenantID, id, func(t *tenant, g *groupRec) error {
+		if g.DisplayName == displayName {
+			return nil
+		}
+		g.DisplayName = displayName
+		t.logChange(change{group: true, idx: g.idx, mask: gDisplayName})
 		return nil
-	}
-	g.DisplayName = displayName
-	t.logChange(change{group: true, idx: g.idx, mask: gDisplayName})
-	return nil
+	})
 }
 
 // DeleteGroup deletes a group permanently (groups/delta: "@removed": {"reason": "deleted"});
 // it is also removed from the groups it was a member of.
 func (s *Server) DeleteGroup(tenantID, id string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, id)
-	if err != nil {
-		return err
-	}
-	g.state = stateGone
-	t.logChange(change{group: true, idx: g.idx, mask: groupAllProps})
-	for _, p := range t.groups {
-		if p.state != stateGone {
-			t.removeMemberLocked(p, memberRef{idx: g.idx, isGroup: true})
+	return s.withGroup(tenantID, id, func(t *tenant, g *groupRec) error {
+		g.state = stateGone
+		t.logChange(change{group: true, idx: g.idx, mask: groupAllProps})
+		for _, p := range t.groups {
+			if p.state != stateGone {
+				t.removeMemberLocked(p, memberRef{idx: g.idx, isGroup: true})
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // AddMember adds a user or group (by object id) as a direct member of a group.
@@ -417,18 +414,13 @@ func (s *Server) RemoveMember(tenantID, groupID, memberID string) error {
 
 // withMember runs fn under the state lock with the group and the member it names.
 func (s *Server) withMember(tenantID, groupID, memberID string, fn func(*tenant, *groupRec, memberRef) error) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, groupID)
-	if err != nil {
-		return err
-	}
-	m, err := t.resolveMember(memberID)
-	if err != nil {
-		return err
-	}
-	return fn(t, g, m)
+	return s.withGroup(tenantID, groupID, func(t *tenant, g *groupRec) error {
+		m, err := t.resolveMember(memberID)
+		if err != nil {
+			return err
+		}
+		return fn(t, g, m)
+	})
 }
 
 func (t *tenant) resolveMember(id string) (memberRef, error) {
@@ -451,38 +443,34 @@ func (t *tenant) removeMemberLocked(g *groupRec, m memberRef) bool {
 	return true
 }
 
-// Users returns the tenant's users that are not deleted, in creation order.
+// Users returns the tenant's users that are not deleted, in creation order (an empty slice when
+// there are none).
 func (s *Server) Users(tenantID string) []User {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
-	if err != nil {
-		return nil
-	}
-	out := make([]User, 0, len(t.users))
-	for _, u := range t.users {
-		if u.state == stateActive {
-			out = append(out, cloneUser(u.User))
-		}
-	}
-	return out
+	return activeCopies(s, tenantID, []User{}, func(t *tenant) []*userRec { return t.users }, func(u *userRec) User { return cloneUser(u.User) })
 }
 
 // User returns one user that is not deleted.
 func (s *Server) User(tenantID, id string) (User, bool) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, u, err := s.userLocked(tenantID, id)
-	if err != nil || u.state != stateActive {
-		return User{}, false
-	}
-	return cloneUser(u.User), true
+	var out User
+	err := s.withUser(tenantID, id, func(_ *tenant, u *userRec) error {
+		if u.state != stateActive {
+			return ErrNotFound
+		}
+		out = cloneUser(u.User)
+		return nil
+	})
+	return out, err == nil
 }
 
-// Groups returns the tenant's groups that are not deleted, in creation order.
+// Groups returns the tenant's groups that are not deleted, in creation order (nil when there are
+// none).
 func (s *Server) Groups(tenantID string) []Group {
+	return activeCopies(s, tenantID, nil, func(t *tenant) []*groupRec { return t.groups }, func(g *groupRec) Group { return cloneGroup(g.Group) })
+}
+
+// activeCopies appends to out copies of the tenant's users or groups (recs) that are not
+// deleted, in creation order; it returns nil for an unknown tenant.
+func activeCopies[R dirObject, T any](s *Server, tenantID string, out []T, recs func(*tenant) []R, clone func(R) T) []T {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -490,10 +478,9 @@ func (s *Server) Groups(tenantID string) []Group {
 	if err != nil {
 		return nil
 	}
-	var out []Group
-	for _, g := range t.groups {
-		if g.state == stateActive {
-			out = append(out, cloneGroup(g.Group))
+	for _, r := range recs(t) {
+		if r.status() == stateActive {
+			out = append(out, clone(r))
 		}
 	}
 	return out
@@ -501,37 +488,30 @@ func (s *Server) Groups(tenantID string) []Group {
 
 // Members returns a group's direct members (including soft-deleted users, as Entra keeps them).
 func (s *Server) Members(tenantID, groupID string) ([]Member, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, groupID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Member, len(g.members))
-	for i, m := range g.members {
-		out[i] = Member{ID: t.memberID(m), IsGroup: m.isGroup}
-	}
-	return out, nil
+	var out []Member
+	err := s.withGroup(tenantID, groupID, func(t *tenant, g *groupRec) error {
+		out = make([]Member, len(g.members))
+		for i, m := range g.members {
+			out[i] = Member{ID: t.memberID(m), IsGroup: m.isGroup}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // TransitiveUserIDs returns the ids of the active users that are members of a group directly or
 // through nested groups, without duplicates, in the order /transitiveMembers lists them.
 func (s *Server) TransitiveUserIDs(tenantID, groupID string) ([]string, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, g, err := s.groupLocked(tenantID, groupID)
-	if err != nil {
-		return nil, err
-	}
 	var out []string
-	for _, m := range t.transitiveMembers(g) {
-		if !m.isGroup {
-			out = append(out, t.users[m.idx].ID)
+	err := s.withGroup(tenantID, groupID, func(t *tenant, g *groupRec) error {
+		for _, m := range t.transitiveMembers(g) {
+			if !m.isGroup {
+				out = append(out, t.users[m.idx].ID)
+			}
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // transitiveMembers flattens nested groups breadth first, skipping cycles, deleted users and
@@ -573,17 +553,19 @@ func (t *tenant) transitiveMembers(g *groupRec) []memberRef {
 }
 
 func cloneUser(u User) User {
-	u.BusinessPhones = slices.Clone(u.BusinessPhones)
-	if u.BusinessPhones == nil {
-		u.BusinessPhones = []string{}
-	}
+	u.BusinessPhones = cloneList(u.BusinessPhones)
 	return u
 }
 
 func cloneGroup(g Group) Group {
-	g.GroupTypes = slices.Clone(g.GroupTypes)
-	if g.GroupTypes == nil {
-		g.GroupTypes = []string{}
-	}
+	g.GroupTypes = cloneList(g.GroupTypes)
 	return g
+}
+
+// cloneList copies a list property; a missing one becomes empty (Graph answers [], not null).
+func cloneList(l []string) []string {
+	if l = slices.Clone(l); l == nil {
+		return []string{}
+	}
+	return l
 }
