@@ -441,55 +441,110 @@ func groupField(g *groupRec) func(string) (string, bool, bool) {
 var userFilterProps = []string{"id", "displayName", "givenName", "surname", "mail", "userPrincipalName", "department", "jobTitle", "officeLocation", "employeeId", "accountEnabled"}
 var groupFilterProps = []string{"id", "displayName", "description", "mail", "mailNickname", "mailEnabled", "securityEnabled"}
 
-// --- users ---------------------------------------------------------------------------------
+// --- users and groups ----------------------------------------------------------------------
 
 func selectError(name, typ string) gresp {
 	return errResp(http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'Microsoft.DirectoryServices.%s'.", name, typ))
 }
 
-func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
+// objectKind is what the users and groups routes differ in.
+type objectKind struct {
+	coll        string   // collection: path segment, page-state kind and metadata entity set
+	typ         string   // the type named in $select errors
+	names       []string // property names by mask bit
+	defaults    uint64   // the properties answered without $select
+	nav         uint64   // the navigation property these routes refuse in $select
+	navName     string   // its name
+	filterProps []string // the properties $filter accepts
+}
+
+var (
+	userKind  = objectKind{"users", "User", userPropNames, userDefaultProps, uManager, "manager", userFilterProps}
+	groupKind = objectKind{"groups", "Group", groupPropNames, groupDefaultProps, gMembers, "members", groupFilterProps}
+)
+
+// selectMask parses the request's $select into a property mask.
+func (k objectKind) selectMask(q url.Values) (uint64, *gresp) {
+	mask, bad := parseSelect(qget(q, "select"), k.names, k.defaults)
+	if bad != "" || mask&k.nav != 0 {
+		return 0, new(selectError(cmp.Or(bad, k.navName), k.typ))
+	}
+	return mask, nil
+}
+
+// listStart reads a list request: the state its $skiptoken carries, or for a first page the
+// state its query builds (allowed names the query options the route accepts), and the parsed
+// $filter.
+func (k objectKind) listStart(r *http.Request, g *gctx, allowed ...string) (pageState, []strFilter, *gresp) {
 	q := r.URL.Query()
 	var st pageState
 	if tok := qget(q, "skiptoken"); tok != "" {
-		p, e := decodeState(tok, "users", g)
+		p, e := decodeState(tok, k.coll, g)
 		if e != nil {
-			return *e
+			return st, nil, e
 		}
 		st = p
 	} else {
-		if e := checkQuery(q, "select", "top", "filter", "count"); e != nil {
-			return *e
+		if e := checkQuery(q, allowed...); e != nil {
+			return st, nil, e
 		}
-		mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
-		if bad != "" || mask&uManager != 0 {
-			return selectError(cmp.Or(bad, "manager"), "User")
+		mask, e := k.selectMask(q)
+		if e != nil {
+			return st, nil, e
 		}
 		top, e := parseTop(q)
 		if e != nil {
-			return *e
+			return st, nil, e
 		}
-		st = pageState{K: "users", T: g.t.id, S: mask, N: top, F: qget(q, "filter"), X: qget(q, "count") == "true"}
-		if st.X && !eventual(r) {
-			return unsupported("$count is not currently supported without the header 'ConsistencyLevel: eventual'.")
+		st = pageState{K: k.coll, T: g.t.id, S: mask, N: top, F: qget(q, "filter"), G: qget(q, "search"), X: qget(q, "count") == "true"}
+		switch {
+		case st.G != "" && !eventual(r):
+			return st, nil, new(unsupported("Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'"))
+		case st.G != "" && !validSearch(st.G):
+			return st, nil, new(unsupported("Syntax error: the $search value must be quoted clauses like \"displayName:term\"."))
+		case st.X && !eventual(r):
+			return st, nil, new(unsupported("$count is not currently supported without the header 'ConsistencyLevel: eventual'."))
 		}
 	}
-	filters, e := parseFilter(st.F, userFilterProps)
-	if e != nil {
-		return *e
-	}
-	size := s.listPageSize(r, st.N)
-	match := func(u *userRec) bool {
-		if u.state != stateActive {
+	filters, e := parseFilter(st.F, k.filterProps)
+	return st, filters, e
+}
+
+// activeMatch matches the users or groups that are not deleted and pass every filter.
+func activeMatch[R dirObject](filters []strFilter, field func(R) func(string) (string, bool, bool)) func(R) bool {
+	return func(r R) bool {
+		if r.status() != stateActive {
 			return false
 		}
 		for _, f := range filters {
-			if !f.match(userField(u)) {
+			if !f.match(field(r)) {
 				return false
 			}
 		}
 		return true
 	}
-	return listAnswer(g, st, "users", g.t.users, size, match, userDefaultProps, userPropNames, writeUser)
+}
+
+// entityAnswer answers one user or group with the properties in mask.
+func entityAnswer[R any](g *gctx, k objectKind, r R, mask uint64, write func(*enc, R, uint64)) gresp {
+	ctx := g.base + "/v1.0/$metadata#" + k.coll + "/$entity"
+	if mask != k.defaults {
+		ctx = g.base + "/v1.0/$metadata#" + k.coll + "(" + selectList(mask, k.names) + ")/$entity"
+	}
+	var e enc
+	e.open()
+	e.str("@odata.context", ctx)
+	write(&e, r, mask)
+	e.close()
+	return gresp{body: e.b}
+}
+
+func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
+	st, filters, e := userKind.listStart(r, g, "select", "top", "filter", "count")
+	if e != nil {
+		return *e
+	}
+	return listAnswer(g, st, "users", g.t.users, s.listPageSize(r, st.N), activeMatch(filters, userField), userDefaultProps, userPropNames, writeUser)
 }
 
 func (s *Server) getUser(r *http.Request, g *gctx) gresp {
@@ -498,24 +553,15 @@ func (s *Server) getUser(r *http.Request, g *gctx) gresp {
 		return *e
 	}
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
-	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
-	if bad != "" || mask&uManager != 0 {
-		return selectError(cmp.Or(bad, "manager"), "User")
+	mask, e := userKind.selectMask(q)
+	if e != nil {
+		return *e
 	}
 	u := g.t.lookupUser(id)
 	if u == nil {
 		return notFound(id)
 	}
-	ctx := g.base + "/v1.0/$metadata#users/$entity"
-	if mask != userDefaultProps {
-		ctx = g.base + "/v1.0/$metadata#users(" + selectList(mask, userPropNames) + ")/$entity"
-	}
-	var e enc
-	e.open()
-	e.str("@odata.context", ctx)
-	writeUser(&e, u, mask)
-	e.close()
-	return gresp{body: e.b}
+	return entityAnswer(g, userKind, u, mask, writeUser)
 }
 
 // lookupUser finds an active user by object id or UPN.
@@ -537,9 +583,9 @@ func (s *Server) getManager(r *http.Request, g *gctx) gresp {
 		return *e
 	}
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
-	mask, bad := parseSelect(qget(q, "select"), userPropNames, userDefaultProps)
-	if bad != "" || mask&uManager != 0 {
-		return selectError(cmp.Or(bad, "manager"), "User")
+	mask, bad := userKind.selectMask(q)
+	if bad != nil {
+		return *bad
 	}
 	u := g.t.lookupUser(id)
 	if u == nil {
@@ -637,54 +683,13 @@ func validSearch(search string) bool {
 }
 
 func (s *Server) listGroups(r *http.Request, g *gctx) gresp {
-	q := r.URL.Query()
-	var st pageState
-	if tok := qget(q, "skiptoken"); tok != "" {
-		p, e := decodeState(tok, "groups", g)
-		if e != nil {
-			return *e
-		}
-		st = p
-	} else {
-		if e := checkQuery(q, "select", "top", "filter", "search", "count"); e != nil {
-			return *e
-		}
-		mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
-		if bad != "" || mask&gMembers != 0 {
-			return selectError(cmp.Or(bad, "members"), "Group")
-		}
-		top, e := parseTop(q)
-		if e != nil {
-			return *e
-		}
-		st = pageState{K: "groups", T: g.t.id, S: mask, N: top, F: qget(q, "filter"), G: qget(q, "search"), X: qget(q, "count") == "true"}
-		if st.G != "" && !eventual(r) {
-			return unsupported("Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'")
-		}
-		if st.G != "" && !validSearch(st.G) {
-			return unsupported("Syntax error: the $search value must be quoted clauses like \"displayName:term\".")
-		}
-		if st.X && !eventual(r) {
-			return unsupported("$count is not currently supported without the header 'ConsistencyLevel: eventual'.")
-		}
-	}
-	filters, e := parseFilter(st.F, groupFilterProps)
+	st, filters, e := groupKind.listStart(r, g, "select", "top", "filter", "search", "count")
 	if e != nil {
 		return *e
 	}
-	size := s.listPageSize(r, st.N)
-	match := func(gr *groupRec) bool {
-		if gr.state != stateActive {
-			return false
-		}
-		for _, f := range filters {
-			if !f.match(groupField(gr)) {
-				return false
-			}
-		}
-		return st.G == "" || searchMatch(st.G, gr)
-	}
-	return listAnswer(g, st, "groups", g.t.groups, size, match, groupDefaultProps, groupPropNames, writeGroup)
+	active := activeMatch(filters, groupField)
+	match := func(gr *groupRec) bool { return active(gr) && (st.G == "" || searchMatch(st.G, gr)) }
+	return listAnswer(g, st, "groups", g.t.groups, s.listPageSize(r, st.N), match, groupDefaultProps, groupPropNames, writeGroup)
 }
 
 func (s *Server) getGroup(r *http.Request, g *gctx) gresp {
@@ -693,24 +698,15 @@ func (s *Server) getGroup(r *http.Request, g *gctx) gresp {
 		return *e
 	}
 	id := strings.TrimPrefix(r.URL.Path, "/v1.0/groups/")
-	mask, bad := parseSelect(qget(q, "select"), groupPropNames, groupDefaultProps)
-	if bad != "" || mask&gMembers != 0 {
-		return selectError(cmp.Or(bad, "members"), "Group")
+	mask, e := groupKind.selectMask(q)
+	if e != nil {
+		return *e
 	}
 	gr, ok := g.t.group(id)
 	if !ok || gr.state != stateActive {
 		return notFound(id)
 	}
-	ctx := g.base + "/v1.0/$metadata#groups/$entity"
-	if mask != groupDefaultProps {
-		ctx = g.base + "/v1.0/$metadata#groups(" + selectList(mask, groupPropNames) + ")/$entity"
-	}
-	var e enc
-	e.open()
-	e.str("@odata.context", ctx)
-	writeGroup(&e, gr, mask)
-	e.close()
-	return gresp{body: e.b}
+	return entityAnswer(g, groupKind, gr, mask, writeGroup)
 }
 
 // parseMemberSelect parses $select for directory objects (user and group properties).
