@@ -33,7 +33,7 @@ func (a *app) functions() []function {
 		})
 	}
 	queueNotYet := func(feature string) http.Handler {
-		return invoke.ServiceBus("msg", true, a.log, func(ctx context.Context, _ invoke.Message) error {
+		return invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, _ invoke.Message) error {
 			return errNotImplemented(feature)
 		})
 	}
@@ -53,7 +53,7 @@ func (a *app) functions() []function {
 			return nil // one org's failure is logged and retried next tick; it does not fail the others
 		})},
 		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},
-		{name: "SyncWorker", h: invoke.ServiceBus("msg", true, a.log, func(ctx context.Context, m invoke.Message) error {
+		{name: "SyncWorker", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
 			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
 		})},
 		{name: "ChannelEventWorker", h: queueNotYet("channel monitoring")},
