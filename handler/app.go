@@ -74,7 +74,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	engine := dirsync.New(dirsync.Config{Store: store, Directory: gc, Queue: pub, Tenants: conns, Reauth: conns, Settings: settings, Logger: log,
 		StallAfter: cfg.SyncStallAfter})
 	flow := consent.New(consent.Config{
-		Store: store, Connections: conns, Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
+		Store: store, Connections: conns, Tenants: conns.Tenants(), Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
 	// Orgs exist once registered; an erased (or erasing) org drops out of the scheduler.

@@ -44,11 +44,44 @@ const rowKey = "m365"
 // ErrNotConnected says an org has no usable connection.
 var ErrNotConnected = errors.New("connection: org is not connected to Microsoft 365")
 
-// Store reads and writes connection records.
-type Store struct{ t *tablestore.Table }
+// Store reads and writes connection records, and keeps the org↔tenant mapping with them.
+type Store struct {
+	t       *tablestore.Table
+	tenants *Tenants
+}
 
 // NewStore returns a Store over s.
-func NewStore(s *tablestore.Store) *Store { return &Store{t: s.Table(Table)} }
+func NewStore(s *tablestore.Store) *Store {
+	return &Store{t: s.Table(Table), tenants: NewTenants(s, nil)}
+}
+
+// Tenants returns the org↔tenant mapping.
+func (s *Store) Tenants() *Tenants { return s.tenants }
+
+// Disconnect ends org's connection: it keeps stakeholders and history, stops what needs the
+// connection (schedules and syncs check it), forgets the tenant and releases it for other orgs.
+//
+// The tenant is released before the record forgets it, so a Disconnect that fails half-way (a
+// storage blip, an erasure's time budget) is finished by the next one instead of leaving the
+// tenant bound to this org for ever.
+func (s *Store) Disconnect(ctx context.Context, org tablestore.Org, now time.Time) error {
+	for range 5 {
+		old, etag, err := s.Get(ctx, org)
+		if err != nil {
+			return err
+		}
+		if old.TenantID != "" {
+			if err := s.tenants.Release(ctx, old.TenantID, org); err != nil {
+				return err
+			}
+		}
+		_, err = s.Put(ctx, org, Record{Status: Disconnected, UpdatedAt: now.UTC()}, etag)
+		if !errors.Is(err, tablestore.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("connection of %s keeps changing: %w", org, tablestore.ErrConflict)
+}
 
 // Get returns org's record and its ETag; a missing record is a Disconnected one with an empty ETag.
 func (s *Store) Get(ctx context.Context, org tablestore.Org) (Record, tablestore.ETag, error) {

@@ -57,15 +57,18 @@ type accessChecker interface {
 type connections interface {
 	Get(ctx context.Context, org tablestore.Org) (connection.Record, tablestore.ETag, error)
 	Put(ctx context.Context, org tablestore.Org, rec connection.Record, etag tablestore.ETag) (tablestore.ETag, error)
+	Disconnect(ctx context.Context, org tablestore.Org, now time.Time) error
 }
 
 // Config configures a Flow.
 type Config struct {
 	Store       *tablestore.Store
 	Connections connections
-	Tokens      tokens
-	Access      accessChecker // optional: without it the token's roles are taken as they are
-	ClientID    string
+	// Tenants is the org↔tenant mapping; default connection.NewTenants(Store, Now).
+	Tenants  tenantMap
+	Tokens   tokens
+	Access   accessChecker // optional: without it the token's roles are taken as they are
+	ClientID string
 	// AuthorityHost is AZURE_AUTHORITY_HOST ("" = https://login.microsoftonline.com/).
 	AuthorityHost string
 	PublicBaseURL string // the callback is PublicBaseURL + CallbackPath
@@ -83,24 +86,25 @@ type Config struct {
 // CallbackPath is where Entra sends the admin back (the ConsentCallback function).
 const CallbackPath = "/api/consent/callback"
 
-// Tables.
-const (
-	statesTable   = "consentstates"
-	bindingsTable = "tenantbindings"
-	bindingKey    = "org"
-	// SharedKey is the row key of an operator's decision that a tenant may be connected to more
-	// than one org: a row in the tenant's partition (its id, lower case) of tenantbindings. Only
-	// someone with write access to the storage account can make it; no API path writes it, so
-	// no org can share a tenant on its own.
-	SharedKey = "shared"
-)
+// statesTable holds pending states and tickets, in each org's partition.
+const statesTable = "consentstates"
+
+// tenantMap is the org↔tenant mapping (connection.Tenants).
+type tenantMap interface {
+	Shared(ctx context.Context, tenant string) (bool, error)
+	Binding(ctx context.Context, tenant string) (*connection.Binding, error)
+	Claim(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error)
+	Complete(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) error
+	Release(ctx context.Context, tenant string, org tablestore.Org) error
+	Forget(ctx context.Context, org tablestore.Org) (int, error)
+}
 
 // Flow runs admin consent.
 type Flow struct {
-	cfg      Config
-	sign     states
-	states   *tablestore.Table
-	bindings *tablestore.Table
+	cfg     Config
+	sign    states
+	states  *tablestore.Table
+	tenants tenantMap
 }
 
 // New returns a Flow. It does no I/O.
@@ -130,7 +134,11 @@ func New(cfg Config) *Flow {
 	if cfg.AuthorityHost == "" {
 		cfg.AuthorityHost = "https://login.microsoftonline.com/"
 	}
-	return &Flow{cfg: cfg, sign: newStates(cfg.Key), states: cfg.Store.Table(statesTable), bindings: cfg.Store.Table(bindingsTable)}
+	tenants := tenantMap(cfg.Tenants)
+	if cfg.Tenants == nil {
+		tenants = connection.NewTenants(cfg.Store, cfg.Now)
+	}
+	return &Flow{cfg: cfg, sign: newStates(cfg.Key), states: cfg.Store.Table(statesTable), tenants: tenants}
 }
 
 // pendingState is the server side of a state: it exists until the callback uses it.
@@ -449,14 +457,14 @@ func (f *Flow) refusal(ctx context.Context, org tablestore.Org, tenant string) (
 	if cur.Status != connection.Disconnected && cur.TenantID != "" && !strings.EqualFold(cur.TenantID, tenant) {
 		return &failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged}, "tenant_changed", nil
 	}
-	if shared, err := f.shared(ctx, tenant); err != nil || shared {
+	if shared, err := f.tenants.Shared(ctx, tenant); err != nil || shared {
 		return nil, "", err
 	}
-	b, err := f.binding(ctx, tenant)
+	b, err := f.tenants.Binding(ctx, tenant)
 	if err != nil {
 		return nil, "", err
 	}
-	if b != nil && b.Org != org.String() && (b.Connected || f.cfg.Now().UTC().Sub(b.At) <= claimGrace) {
+	if b != nil && b.Org != org.String() && (b.Connected || f.cfg.Now().UTC().Sub(b.At) <= connection.ClaimGrace) {
 		return &failure{reason: "this Microsoft 365 tenant is already connected to another Leap Change organization", hint: hintTenantInUse}, "tenant_in_use", nil
 	}
 	return nil, "", nil
@@ -477,11 +485,11 @@ func (f *Flow) bind(ctx context.Context, org tablestore.Org, p pendingTicket) (O
 	if cur.Status != connection.Disconnected && cur.TenantID != "" && !strings.EqualFold(cur.TenantID, tenant) {
 		return fail("tenant_changed", failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged})
 	}
-	shared, err := f.shared(ctx, tenant)
+	shared, err := f.tenants.Shared(ctx, tenant)
 	if err != nil {
 		return out, err
 	}
-	ok, err := f.claimTenant(ctx, tenant, org, shared)
+	ok, err := f.tenants.Claim(ctx, tenant, org, shared)
 	if err != nil {
 		return out, err
 	}
@@ -496,56 +504,38 @@ func (f *Flow) bind(ctx context.Context, org tablestore.Org, p pendingTicket) (O
 		rec.ErrorHint = missingHint(p.Missing)
 	}
 	issued := time.Unix(p.Issued, 0)
-	disconnected := false
+	disconnected, changed := false, false
 	if err := f.save(ctx, org, func(old connection.Record) connection.Record {
+		// Decided on the record as it is written, not as it was read above: a confirmation for
+		// another tenant may have completed in between.
+		changed = old.Status != connection.Disconnected && old.TenantID != "" && !strings.EqualFold(old.TenantID, tenant)
 		// A disconnect after this attempt began wins over it.
-		if disconnected = old.Status == connection.Disconnected && old.UpdatedAt.After(issued); disconnected {
+		disconnected = old.Status == connection.Disconnected && old.UpdatedAt.After(issued)
+		if changed || disconnected {
 			return old
 		}
 		return rec
 	}); err != nil {
 		return out, err
 	}
-	if disconnected {
+	switch {
+	case changed:
+		if err := f.tenants.Release(ctx, tenant, org); err != nil {
+			return out, err
+		}
+		return fail("tenant_changed", failure{reason: "this organization is connected to another Microsoft 365 tenant", hint: hintTenantChanged})
+	case disconnected:
 		out.Reason, out.Detail = "disconnected", "the organization disconnected Microsoft 365 after this connection attempt began"
-		return out, f.releaseTenant(ctx, tenant, org)
+		return out, f.tenants.Release(ctx, tenant, org)
 	}
-	if err := f.confirmTenant(ctx, tenant, org, shared); err != nil {
+	if err := f.tenants.Complete(ctx, tenant, org, shared); errors.Is(err, connection.ErrClaimLost) {
+		return out, f.record(ctx, org, failure{reason: "this Microsoft 365 tenant was claimed by another Leap Change organization meanwhile", hint: hintTenantInUse})
+	} else if err != nil {
 		return out, err
 	}
 	out.Connected, out.Missing = true, p.Missing
 	f.cfg.Logger.InfoContext(ctx, "microsoft 365 connected", "org", org.String(), "tenant", tenant, "by", p.AdminID, "missing", p.Missing)
 	return out, nil
-}
-
-// shared reports whether an operator allowed tenant to be connected to more than one org (a
-// SharedKey row in its partition; its properties are the operator's notes and are not read).
-func (f *Flow) shared(ctx context.Context, tenant string) (bool, error) {
-	part, err := tablestore.NewShared("tenant", tenant)
-	if err != nil {
-		return false, err
-	}
-	_, _, err = tablestore.Get[map[string]any](ctx, f.bindings, part, SharedKey)
-	if errors.Is(err, tablestore.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// binding returns tenant's binding, or nil when it has none.
-func (f *Flow) binding(ctx context.Context, tenant string) (*binding, error) {
-	part, err := tablestore.NewShared("tenant", tenant)
-	if err != nil {
-		return nil, err
-	}
-	b, _, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
-	if errors.Is(err, tablestore.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &b, nil
 }
 
 // prove gets an app-only token for tenant, retrying while a fresh consent propagates.
@@ -587,104 +577,15 @@ func (f *Flow) confirm(ctx context.Context, tenant string, roles []string) []str
 	})
 }
 
-// binding says which org a tenant belongs to. It is the one record that decides: a claim is
-// taken with the row's ETag, so of two orgs completing at once one wins.
-type binding struct {
-	Org       string    `json:"org"`
-	Connected bool      `json:"connected"` // false while the claiming org is still completing
-	At        time.Time `json:"at"`
-}
-
-// claimGrace is how long an unfinished claim holds a tenant; a flow that died in between is
-// taken over after it.
-const claimGrace = 10 * time.Minute
-
-// claimTenant claims tenant for org. It fails (false) when another org holds or is claiming it,
-// unless an operator allowed sharing the tenant (then nothing is claimed).
-func (f *Flow) claimTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) (bool, error) {
-	part, err := tablestore.NewShared("tenant", tenant)
-	if err != nil {
-		return false, err
-	}
-	for range 3 {
-		b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
-		now := f.cfg.Now().UTC()
-		switch {
-		case errors.Is(err, tablestore.ErrNotFound):
-			_, err = f.bindings.Insert(ctx, part, bindingKey, binding{Org: org.String(), At: now})
-		case err != nil:
-			return false, err
-		case b.Org == org.String():
-			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), Connected: b.Connected, At: now}, etag, tablestore.Replace)
-		case allowShared:
-			return true, nil
-		case !b.Connected && now.Sub(b.At) > claimGrace:
-			_, err = f.bindings.Update(ctx, part, bindingKey, binding{Org: org.String(), At: now}, etag, tablestore.Replace)
-		default:
-			return false, nil
-		}
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, tablestore.ErrConflict) {
-			return false, err
-		}
-	}
-	return false, fmt.Errorf("consent: tenant binding keeps changing: %w", tablestore.ErrConflict)
-}
-
-// confirmTenant marks org's claim on tenant connected. A claim lost meanwhile (taken over after
-// the grace period) undoes the connection.
-func (f *Flow) confirmTenant(ctx context.Context, tenant string, org tablestore.Org, allowShared bool) error {
-	part, err := tablestore.NewShared("tenant", tenant)
-	if err != nil {
-		return err
-	}
-	b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
-	switch {
-	case err == nil && b.Org == org.String():
-		b.Connected = true
-		_, err = f.bindings.Update(ctx, part, bindingKey, b, etag, tablestore.Replace)
-		return err
-	case allowShared && (err == nil || errors.Is(err, tablestore.ErrNotFound)):
-		return nil
-	case err != nil && !errors.Is(err, tablestore.ErrNotFound):
-		return err
-	}
-	return f.record(ctx, org, failure{reason: "this Microsoft 365 tenant was claimed by another Leap Change organization meanwhile", hint: hintTenantInUse})
-}
-
-// releaseTenant gives up org's claim on tenant, if it holds one.
-func (f *Flow) releaseTenant(ctx context.Context, tenant string, org tablestore.Org) error {
-	part, err := tablestore.NewShared("tenant", tenant)
-	if err != nil {
-		return nil // a tenant id that could never have been claimed
-	}
-	b, etag, err := tablestore.Get[binding](ctx, f.bindings, part, bindingKey)
-	if errors.Is(err, tablestore.ErrNotFound) || (err == nil && b.Org != org.String()) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := f.bindings.Delete(ctx, part, bindingKey, etag); err != nil && !errors.Is(err, tablestore.ErrNotFound) && !errors.Is(err, tablestore.ErrConflict) {
-		return err
-	}
-	return nil
-}
-
-// Disconnect ends org's connection: it keeps stakeholders and history, stops what needs the
-// connection (schedules and syncs check it), forgets the tenant and releases it for other orgs.
+// Disconnect ends org's connection and releases its tenant (connection.Store.Disconnect).
 func (f *Flow) Disconnect(ctx context.Context, org tablestore.Org) error {
-	var tenant string
-	err := f.save(ctx, org, func(old connection.Record) connection.Record {
-		tenant = old.TenantID
-		return connection.Record{Status: connection.Disconnected, UpdatedAt: f.cfg.Now().UTC()}
-	})
-	if err != nil || tenant == "" {
-		return err
-	}
-	return f.releaseTenant(ctx, tenant, org)
+	return f.cfg.Connections.Disconnect(ctx, org, f.cfg.Now())
+}
+
+// Forget drops every tenant binding, claim and link that still names org, wherever a flow left
+// one (connection.Tenants.Forget); erasure calls it after Disconnect.
+func (f *Flow) Forget(ctx context.Context, org tablestore.Org) (int, error) {
+	return f.tenants.Forget(ctx, org)
 }
 
 type failure struct{ reason, hint string }

@@ -623,7 +623,7 @@ func TestSharingATenantIsAnOperatorDecision(t *testing.T) {
 	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("reason") != "tenant_in_use" {
 		t.Fatalf("second org without the operator's decision: %v, want tenant_in_use", back)
 	}
-	if _, err := r.store.Table("tenantbindings").Insert(t.Context(), org(t, tenantID), consent.SharedKey,
+	if _, err := r.store.Table("tenantbindings").Insert(t.Context(), org(t, tenantID), connection.SharedKey,
 		map[string]any{"decidedBy": "ops@leapchange.example", "reason": "one customer, two Leap Change orgs"}); err != nil {
 		t.Fatal(err)
 	}
@@ -667,5 +667,57 @@ func TestSignInMustBeInTheConsentedTenant(t *testing.T) {
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "signin_failed" || rec.Status == connection.Connected || rec.TenantID != "" || !strings.Contains(rec.LastError, "another tenant") {
 		t.Errorf("back %v, record %+v; want a sign-in failure naming the other tenant", back, rec)
+	}
+}
+
+// hookFirstGet runs hook once, right after its first Get has read: a deterministic interleaving
+// of two confirmations.
+type hookFirstGet struct {
+	*connection.Store
+	hook func()
+	done *bool
+}
+
+func (h hookFirstGet) Get(ctx context.Context, o tablestore.Org) (connection.Record, tablestore.ETag, error) {
+	rec, e, err := h.Store.Get(ctx, o)
+	if !*h.done {
+		*h.done = true
+		h.hook()
+	}
+	return rec, e, err
+}
+
+// TestConfirmsOfTwoTenantsBindOne: two tickets of one org for two tenants, the second confirmed
+// while the first completes in between, must not leave both tenants bound (the first for ever,
+// since the record names only one): the later one is refused as tenant_changed and releases its
+// claim.
+func TestConfirmsOfTwoTenantsBindOne(t *testing.T) {
+	r := newRig(t, secret)
+	t1 := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme")))).Get("ticket")
+	must(t, r.sim.SetSignedInTenant(otherTen))
+	t2 := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme")))).Get("ticket")
+	if t1 == "" || t2 == "" {
+		t.Fatalf("tickets %q %q", t1, t2)
+	}
+	done := false
+	f2 := consent.New(consent.Config{Store: r.store, Key: []byte("0123456789abcdef0123456789abcdef"), Now: func() time.Time { return r.now },
+		Connections: hookFirstGet{r.conns, func() {
+			if out, err := r.flow.Confirm(t.Context(), org(t, "acme"), t1); err != nil || !out.Connected {
+				t.Errorf("first confirmation = %+v, %v", out, err)
+			}
+		}, &done}})
+	out, err := f2.Confirm(t.Context(), org(t, "acme"), t2)
+	if err != nil || out.Connected || out.Reason != "tenant_changed" {
+		t.Errorf("second confirmation = %+v, %v; want tenant_changed", out, err)
+	}
+	if rec := r.record(t, "acme"); rec.TenantID != tenantID || rec.Status != connection.Connected {
+		t.Errorf("record = %+v, want connected to the first tenant", rec)
+	}
+	if n := r.countBindings(t, otherTen); n != 0 {
+		t.Errorf("the refused tenant keeps %d binding rows", n)
+	}
+	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
+	if n1, n2 := r.countBindings(t, tenantID), r.countBindings(t, otherTen); n1+n2 != 0 {
+		t.Errorf("after Disconnect bindings remain: %d and %d", n1, n2)
 	}
 }

@@ -88,8 +88,14 @@ func mustOrg(t *testing.T, id string) tablestore.Org {
 
 // releaser stands in for consent.Flow: it records the orgs it released, failing while fail > 0.
 type releaser struct {
-	fail     int
-	released []string
+	fail      int
+	released  []string
+	forgotten []string
+}
+
+func (r *releaser) Forget(_ context.Context, o tablestore.Org) (int, error) {
+	r.forgotten = append(r.forgotten, o.String())
+	return 0, nil
 }
 
 func (r *releaser) Disconnect(_ context.Context, o tablestore.Org) error {

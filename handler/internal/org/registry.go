@@ -8,13 +8,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // TenantReleaser ends an org's Microsoft 365 connection and frees its tenant for other orgs
-// ((*consent.Flow).Disconnect).
+// ((*consent.Flow).Disconnect), then drops whatever binding a flow that died half-way left
+// naming the org (Forget).
 type TenantReleaser interface {
 	Disconnect(ctx context.Context, org tablestore.Org) error
+	Forget(ctx context.Context, org tablestore.Org) (int, error)
 }
 
 // SubscriptionRemover deletes an org's Graph change-notification subscriptions at Microsoft.
@@ -28,7 +31,7 @@ type SubscriptionRemover interface {
 // consent's tenant bindings are partitioned by Entra tenant id, and an org may have chosen an id
 // that equals some tenant's (both are GUID-shaped), so erasing that org's "partition" there would
 // free another org's tenant. The org's own binding is released through Config.Tenant instead.
-var ForeignTables = []string{"tenantbindings"}
+var ForeignTables = []string{connection.TenantsTable}
 
 // Config is what a Registry needs.
 type Config struct {
@@ -160,6 +163,9 @@ func (r *Registry) Erase(ctx context.Context, id tablestore.Org) (Report, error)
 	}
 	if err := r.cfg.Tenant.Disconnect(ctx, id); err != nil {
 		return rep, fmt.Errorf("org: erase %s: release the tenant: %w", id, err)
+	}
+	if _, err := r.cfg.Tenant.Forget(ctx, id); err != nil {
+		return rep, fmt.Errorf("org: erase %s: forget its tenant bindings: %w", id, err)
 	}
 	rep.TenantReleased = true
 	tables, err := r.cfg.Store.Tables(ctx)
