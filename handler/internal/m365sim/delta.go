@@ -117,6 +117,29 @@ func (s *Server) startDelta(r *http.Request, g *gctx, kind string, names []strin
 	return st, false, nil
 }
 
+// openDelta starts a users/delta or groups/delta answer (coll is "users" or "groups"): the
+// request's state, the @odata.context of its pages and the deltaLink that continues from a log
+// position. done, when not nil, is the whole answer: an error, or the empty page that answers
+// $deltatoken=latest.
+func (s *Server) openDelta(r *http.Request, g *gctx, coll string, names []string, def uint64) (st pageState, ctx string, deltaLink func(from int) string, done *gresp) {
+	path := "/v1.0/" + coll + "/delta"
+	st, latest, e := s.startDelta(r, g, coll+"/delta", names, def)
+	if e != nil {
+		return st, "", nil, e
+	}
+	if e := s.checkToken(g, st, path); e != nil {
+		return st, "", nil, e
+	}
+	ctx = g.base + "/v1.0/$metadata#" + coll
+	deltaLink = func(from int) string {
+		return g.base + path + "?$deltatoken=" + encodeState(pageState{K: st.K, T: st.T, E: st.E, P: 1, From: from, S: st.S, Ids: st.Ids, I: g.now.Unix()})
+	}
+	if latest {
+		return st, ctx, deltaLink, &gresp{body: deltaPage(ctx, "", deltaLink(st.From), func(*enc) {})}
+	}
+	return st, ctx, deltaLink, nil
+}
+
 // checkToken applies ResetDelta (410) and expiry (syncStateNotFound).
 func (s *Server) checkToken(g *gctx, st pageState, path string) *gresp {
 	if st.E != g.t.epoch {
@@ -211,19 +234,9 @@ func (t *tenant) round(groups bool, from, to int, sel uint64, ids []string) []ro
 
 func (s *Server) usersDelta(r *http.Request, g *gctx) gresp {
 	const path = "/v1.0/users/delta"
-	st, latest, e := s.startDelta(r, g, "users/delta", userPropNames, userDefaultProps)
-	if e != nil {
-		return *e
-	}
-	if e := s.checkToken(g, st, path); e != nil {
-		return *e
-	}
-	ctx := g.base + "/v1.0/$metadata#users"
-	deltaLink := func(from int) string {
-		return g.base + path + "?$deltatoken=" + encodeState(pageState{K: st.K, T: st.T, E: st.E, P: 1, From: from, S: st.S, Ids: st.Ids, I: g.now.Unix()})
-	}
-	if latest {
-		return gresp{body: deltaPage(ctx, "", deltaLink(st.From), func(*enc) {})}
+	st, ctx, deltaLink, done := s.openDelta(r, g, "users", userPropNames, userDefaultProps)
+	if done != nil {
+		return *done
 	}
 	size := s.deltaPageSize(r)
 	minimal := parsePrefer(r).minimal
@@ -259,16 +272,7 @@ func (s *Server) usersDelta(r *http.Request, g *gctx) gresp {
 		match := func(u *userRec) bool {
 			return u.state == stateActive && (len(st.Ids) == 0 || slices.Contains(st.Ids, strings.ToLower(u.ID)))
 		}
-		var page []*userRec
-		i := st.C
-		for ; i < len(t.users) && len(page) < size; i++ {
-			if match(t.users[i]) {
-				page = append(page, t.users[i])
-			}
-		}
-		for i < len(t.users) && !match(t.users[i]) {
-			i++
-		}
+		page, i, _ := filterPage(t.users, st.C, size, match, false)
 		next := ""
 		if i < len(t.users) {
 			ns := st
@@ -338,19 +342,9 @@ func (s *Server) usersDelta(r *http.Request, g *gctx) gresp {
 
 func (s *Server) groupsDelta(r *http.Request, g *gctx) gresp {
 	const path = "/v1.0/groups/delta"
-	st, latest, e := s.startDelta(r, g, "groups/delta", groupPropNames, groupDefaultProps)
-	if e != nil {
-		return *e
-	}
-	if e := s.checkToken(g, st, path); e != nil {
-		return *e
-	}
-	ctx := g.base + "/v1.0/$metadata#groups"
-	deltaLink := func(from int) string {
-		return g.base + path + "?$deltatoken=" + encodeState(pageState{K: st.K, T: st.T, E: st.E, P: 1, From: from, S: st.S, Ids: st.Ids, I: g.now.Unix()})
-	}
-	if latest {
-		return gresp{body: deltaPage(ctx, "", deltaLink(st.From), func(*enc) {})}
+	st, ctx, deltaLink, done := s.openDelta(r, g, "groups", groupPropNames, groupDefaultProps)
+	if done != nil {
+		return *done
 	}
 	t := g.t
 	size := s.deltaPageSize(r)
