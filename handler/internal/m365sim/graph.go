@@ -548,20 +548,30 @@ func (s *Server) listUsers(r *http.Request, g *gctx) gresp {
 }
 
 func (s *Server) getUser(r *http.Request, g *gctx) gresp {
+	u, mask, e := userRequest(r, g)
+	if e != nil {
+		return *e
+	}
+	return entityAnswer(g, userKind, u, mask, writeUser)
+}
+
+// userRequest reads a /users/{id or UPN}[/…] request: the active user it names and the
+// properties its $select asks for.
+func userRequest(r *http.Request, g *gctx) (*userRec, uint64, *gresp) {
 	q := r.URL.Query()
 	if e := checkQuery(q, "select"); e != nil {
-		return *e
+		return nil, 0, e
 	}
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
 	mask, e := userKind.selectMask(q)
 	if e != nil {
-		return *e
+		return nil, 0, e
 	}
 	u := g.t.lookupUser(id)
 	if u == nil {
-		return notFound(id)
+		return nil, 0, new(notFound(id))
 	}
-	return entityAnswer(g, userKind, u, mask, writeUser)
+	return u, mask, nil
 }
 
 // lookupUser finds an active user by object id or UPN.
@@ -578,18 +588,9 @@ func (t *tenant) lookupUser(idOrUPN string) *userRec {
 }
 
 func (s *Server) getManager(r *http.Request, g *gctx) gresp {
-	q := r.URL.Query()
-	if e := checkQuery(q, "select"); e != nil {
-		return *e
-	}
-	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/users/"), "/")[0]
-	mask, bad := userKind.selectMask(q)
+	u, mask, bad := userRequest(r, g)
 	if bad != nil {
 		return *bad
-	}
-	u := g.t.lookupUser(id)
-	if u == nil {
-		return notFound(id)
 	}
 	mi := g.t.managerIdx(u)
 	if mi < 0 || g.t.users[mi].state != stateActive {
