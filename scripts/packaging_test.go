@@ -25,7 +25,8 @@ import (
 	"testing"
 )
 
-// DESIGN.md §2.1: function names and the queue each Service Bus function is triggered by.
+// The contract's function names (the README's "What works today") and the queue each Service Bus
+// function is triggered by.
 var contractFunctions = map[string]string{
 	"Api":                 "",
 	"Health":              "",
@@ -43,9 +44,10 @@ var contractFunctions = map[string]string{
 
 var contractQueues = []string{"sync-jobs", "channel-events", "outbound-mail", "outbound-teams"}
 
-// DESIGN.md §2.2 settings the deployed app must get from infra. Left out on purpose:
-// FUNCTIONS_CUSTOMHANDLER_PORT (set by the host) and AZURE_AUTHORITY_HOST (azidentity's default; tests
-// only). TablesConnection and ServiceBusConnection are deployed in their identity-based `__` forms.
+// The contract's settings (the README's "Settings") the deployed app must get from infra. Left out
+// on purpose: FUNCTIONS_CUSTOMHANDLER_PORT (set by the host) and AZURE_AUTHORITY_HOST (azidentity's
+// default; tests only). TablesConnection and ServiceBusConnection are deployed in their
+// identity-based `__` forms.
 var contractSettings = []string{
 	"TablesConnection__tableServiceUri",
 	"ServiceBusConnection__fullyQualifiedNamespace",
@@ -457,7 +459,7 @@ func TestPackage(t *testing.T) {
 	})
 }
 
-// checkContractFunctions compares the packaged functions with DESIGN.md §2.1 and infra's queues.
+// checkContractFunctions compares the packaged functions with contractFunctions and infra's queues.
 func checkContractFunctions(t *testing.T, stage string) {
 	t.Helper()
 	entries, err := os.ReadDir(stage)
@@ -871,7 +873,7 @@ func TestInfraBicep(t *testing.T) {
 		}
 	}
 
-	// Queues of DESIGN.md §2.1.
+	// The contract's queues (contractQueues).
 	qm := regexp.MustCompile(`(?m)^var\s+queueNames\s*=\s*\[`).FindStringIndex(mainFile.skel)
 	if qm == nil {
 		t.Error("main.bicep: no `var queueNames = [...]`")
@@ -886,7 +888,7 @@ func TestInfraBicep(t *testing.T) {
 		}
 	}
 
-	// App settings of DESIGN.md §2.2.
+	// The contract's app settings (contractSettings).
 	all := func(pred func(f *bicepFile) bool) bool {
 		for _, f := range files {
 			if pred(f) {

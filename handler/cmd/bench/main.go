@@ -1,6 +1,6 @@
-// Command bench measures the stakeholder sync (DESIGN §6, scripts/bench.sh sync) against a
-// simulated Microsoft 365 tenant that runs in ANOTHER process (handler/cmd/m365sim), so this
-// process's peak RSS is the sync's, not the simulated tenant's:
+// Command bench measures the stakeholder sync (the README's "Benchmarks", scripts/bench.sh sync)
+// against a simulated Microsoft 365 tenant that runs in ANOTHER process (handler/cmd/m365sim), so
+// this process's peak RSS is the sync's, not the simulated tenant's:
 //
 //	go run ./handler/cmd/bench -sim https://127.0.0.1:<port> -ca ca.pem -tenant <id> \
 //	    -app-id <id> -app-secret <secret> -users 10000 [-tables <connection>] [-out file.json]
@@ -88,7 +88,7 @@ type options struct {
 	stderr                   io.Writer
 }
 
-// Result is the JSON line; the first keys are DESIGN §6's contract, in its order.
+// Result is the JSON line; the first keys are the benchmark contract's, in its order.
 type Result struct {
 	Bench                 string  `json:"bench"`
 	Users                 int     `json:"users"`

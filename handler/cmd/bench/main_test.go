@@ -21,7 +21,7 @@ const (
 )
 
 // TestSyncBenchEndToEnd runs the bench against an in-process simulated tenant and Azurite and
-// checks the JSON line carries every key of the DESIGN §6 contract with sane values.
+// checks the JSON line carries every key of the benchmark contract with sane values.
 func TestSyncBenchEndToEnd(t *testing.T) {
 	conn := azuritetest.Start(t)
 	const users = 300

@@ -18,7 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/appfiles"
 )
 
-// Time layouts of the host's JSON-mode payloads (functions-host.md §6.1).
+// Time layouts of the host's JSON-mode payloads, as the Functions host writes them.
 const (
 	layoutUtc    = "2006-01-02T15:04:05"               // DateTime (*Utc keys): no zone, no fraction
 	layoutOffset = "2006-01-02T15:04:05-07:00"         // DateTimeOffset
@@ -61,7 +61,8 @@ func timerPayload(fn string, b *appfiles.Binding, status *scheduleStatus, pastDu
 	}
 }
 
-// serviceBusPayload builds the envelope of a Service Bus trigger invocation (functions-host.md §6.4).
+// serviceBusPayload builds the envelope of a Service Bus trigger invocation: the host's
+// {"Data","Metadata"} JSON (see the README's "Architecture").
 func serviceBusPayload(fn string, b *appfiles.Binding, d *Delivery, namespace string, now time.Time) map[string]any {
 	binary := b.DataType == "binary"
 	var data any
@@ -220,7 +221,7 @@ func (h *Host) hostHeaders(hd http.Header, invocationID, callerAgent string) {
 // outputMessages turns one output binding value into messages, the host's way: null or absent sends
 // nothing; an array sends one message per element; an object (or number, bool) is serialized as
 // JSON; a string is tried as base64 and sent decoded if that works, as its UTF-8 bytes otherwise.
-// The last rule is the host's base64 trap (functions-host.md §7): the host applies it to outputs
+// The last rule is the host's base64 trap: the host applies it to outputs
 // without dataType "binary", and "binary" outputs are base64 by definition, so it applies to every
 // string here. "test" is valid base64 and is sent as the three bytes b5 eb 2d.
 func outputMessages(v json.RawMessage) ([]Message, error) {

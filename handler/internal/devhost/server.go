@@ -159,7 +159,8 @@ func (h *Host) proxy(w http.ResponseWriter, r *http.Request, rt *httpRoute) {
 	log.Debug("proxied", "method", r.Method, "path", r.URL.Path, "duration", time.Since(start))
 }
 
-// invokeHTTP runs an HTTP function in JSON mode (functions-host.md §6.2, §7).
+// invokeHTTP runs an HTTP function in JSON mode, the host's fallback when it does not proxy the
+// request (see the README's "Architecture").
 func (h *Host) invokeHTTP(w http.ResponseWriter, r *http.Request, rt *httpRoute, params map[string]string) {
 	h.active.Add(1)
 	defer h.active.Done()

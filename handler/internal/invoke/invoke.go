@@ -1,8 +1,8 @@
 // Package invoke owns the Azure Functions custom-handler wire format: the JSON envelope the host
 // POSTs to /<FunctionName> for non-HTTP triggers, the answer it expects, and the invocation id the
 // host sends with every call. It decodes defensively: the host double-encodes strings, writes
-// metadata numbers as strings, and base64-encodes binary Service Bus bodies
-// (see shared/reference/functions-host.md §6–§7).
+// metadata numbers as strings, and base64-encodes binary Service Bus bodies (the README's
+// "Architecture" says how the handler meets the host).
 package invoke
 
 import (

@@ -34,7 +34,7 @@ type ConsentDecision struct {
 	Error            string `json:"error,omitempty"`
 	ErrorDescription string `json:"errorDescription,omitempty"`
 	// WithAdminConsentTrue makes the error callback still carry admin_consent=True, as Entra's
-	// does after a cancel (graph.md 1.1).
+	// does after a cancel.
 	WithAdminConsentTrue bool `json:"withAdminConsentTrue,omitempty"`
 }
 
