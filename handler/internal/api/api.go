@@ -139,6 +139,11 @@ func (s *Server) route(pattern string, methods map[string]handler) {
 			return
 		}
 		id, err := org.ParseID(r.PathValue("org"))
+		if err == nil && escapedOrg(r) != id.String() {
+			// The path named the org with escapes (org-%61 for org-a): two spellings of one org
+			// would let a rule keyed on the raw path (a gateway's, a proxy's) be bypassed.
+			err = invalid("org", "must be written without percent-escapes")
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -153,6 +158,13 @@ func (s *Server) route(pattern string, methods map[string]handler) {
 			s.fail(w, r, err)
 		}
 	})
+}
+
+// escapedOrg is the org segment of the request's path as it was sent, escapes and all.
+func escapedOrg(r *http.Request) string {
+	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), "/api/orgs/")
+	seg, _, _ := strings.Cut(rest, "/")
+	return seg
 }
 
 // notImplemented answers for a contract path whose feature lands with a later issue.
@@ -290,6 +302,10 @@ func decode(r *http.Request, v any) error {
 	// silently corrupted, so refuse it and say where.
 	if !utf8.Valid(data) {
 		return invalid(fieldAt(data, firstInvalidUTF8(data)), "is not valid UTF-8")
+	}
+	// The same corruption comes through escapes: a lone surrogate (\ud800) decodes to U+FFFD.
+	if off := firstLoneSurrogate(data); off < len(data) {
+		return invalid(fieldAt(data, off), "holds a lone UTF-16 surrogate escape, which is not a character")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

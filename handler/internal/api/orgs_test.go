@@ -121,7 +121,7 @@ func TestOrgLifecycle(t *testing.T) {
 // TestOrgIDsRefused sends ids a client, proxy or host could normalise into another org's.
 func TestOrgIDsRefused(t *testing.T) {
 	f := setup(t)
-	for _, id := range []string{"%2e", "%2e%2e", "%2E%2E", ".a", "a.", "ORG-A", "Org-a", "org-a%20", "%20org-a", "a%5Cb", "a%2Fb", "a%09b", "it's", "org%2Da%00"} {
+	for _, id := range []string{"%2e", "%2e%2e", "%2E%2E", ".a", "a.", "ORG-A", "Org-a", "org-a%20", "%20org-a", "a%5Cb", "a%2Fb", "a%09b", "it's", "org%2Da%00", "org-%61", "%6Frg-a", "org%2da"} {
 		for _, p := range []string{"/api/orgs/" + id, "/api/orgs/" + id + "/m365"} {
 			wantProblem(t, f.do(t, "GET", p, "", ""), 400, invalidType, "org")
 		}
@@ -145,6 +145,7 @@ func TestBodyNotUTF8(t *testing.T) {
 	f := setup(t)
 	for _, tc := range []struct{ path, method, body, field string }{
 		{orgA + "/stakeholders", "POST", "{\"firstName\":\"Gr\xffce\",\"email\":\"g@navy.example\"}", "firstName"},
+		{orgA + "/stakeholders", "POST", "{\"firstName\":\"Jos\\ud800\",\"email\":\"g@navy.example\"}", "firstName"},
 		{orgA + "/m365/settings", "PUT", "{\"frequency\":\"daily\",\"groupFilter\":[\"a\",\"b\xc3\"]}", "groupFilter[1]"},
 		{orgA + "/m365/settings", "PUT", "{\"deletionThreshold\":{\"percent\":1,\"n\xffte\":\"x\"}}", "body"},
 		{"/api/orgs/acme2", "PUT", "{\"displayName\":\"\xe2\x82\",\"timeZone\":\"UTC\"}", "displayName"},

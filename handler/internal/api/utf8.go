@@ -19,6 +19,41 @@ func firstInvalidUTF8(data []byte) int {
 	return len(data)
 }
 
+// firstLoneSurrogate is the byte offset of the first \uXXXX escape in data that is half of a
+// UTF-16 surrogate pair without its other half (len(data) if none). Backslashes only occur inside
+// JSON strings, so a plain scan of escapes is exact.
+func firstLoneSurrogate(data []byte) int {
+	hex := func(i int) (rune, bool) {
+		if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		r, ok := hex(i)
+		if !ok {
+			i++ // another escape: skip the escaped byte (\\ included)
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := hex(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 11 // the pair
+				continue
+			}
+			return i
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return i
+		}
+		i += 5
+	}
+	return len(data)
+}
+
 // jsonFrame is an open JSON container while fieldAt walks a document.
 type jsonFrame struct {
 	array bool

@@ -19,3 +19,27 @@ func TestFieldAt(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstLoneSurrogate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int // -1: none
+	}{
+		{`{"a":"plain"}`, -1},
+		{`{"a":"\ud83d\ude00 pair"}`, -1},
+		{`{"a":"\u00e9 \n \\ud800 escaped backslash"}`, -1},
+		{`{"a":"Jos\ud800"}`, 9},
+		{`{"a":"\udc00 low first"}`, 6},
+		{`{"a":"\ud800\u0041 high then no low"}`, 6},
+		{`{"a":"x\uD800"}`, 7},
+		{`{"a":"\ud83d\ude00","b":"\udfff"}`, 25},
+	} {
+		got := firstLoneSurrogate([]byte(tc.in))
+		if tc.want < 0 {
+			tc.want = len(tc.in)
+		}
+		if got != tc.want {
+			t.Errorf("firstLoneSurrogate(%s) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}

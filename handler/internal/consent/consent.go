@@ -255,7 +255,7 @@ func (f *Flow) Complete(ctx context.Context, q url.Values) (Outcome, error) {
 	out, err := f.complete(ctx, org, c, q)
 	if err != nil {
 		f.cfg.Logger.ErrorContext(ctx, "microsoft 365 connection failed", "org", org.String(), "error", err.Error())
-		if rerr := f.record(ctx, org, failure{reason: "the connection could not be completed: " + err.Error(), hint: hintRetry}); rerr != nil {
+		if rerr := f.record(ctx, org, failure{reason: "the connection could not be completed: " + entra.RedactURLs(err.Error()), hint: hintRetry}); rerr != nil {
 			return out, errors.Join(err, rerr)
 		}
 		out.Reason = "internal"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,17 @@ func TestRedacted(t *testing.T) {
 	}
 	if entra.Redacted(nil) != nil {
 		t.Error("Redacted(nil) != nil")
+	}
+}
+
+// TestRedactURLsAfterNonASCII: offsets found in a lower-cased copy drift where the text holds
+// bytes whose lower case is longer (invalid UTF-8, 'İ'); the query must go all the same.
+func TestRedactURLsAfterNonASCII(t *testing.T) {
+	for _, prefix := range []string{strings.Repeat("İ", 60) + " ", strings.Repeat("\xff", 30) + " ", "user İlker: ", ""} {
+		s := prefix + `Get "HTTPS://graph.microsoft.com/v1.0/users/delta?$deltatoken=SECRET": EOF`
+		got := entra.RedactURLs(s)
+		if strings.Contains(got, "SECRET") || !strings.Contains(got, "HTTPS://graph.microsoft.com/v1.0/users/delta") {
+			t.Errorf("RedactURLs(%q) = %q", s, got)
+		}
 	}
 }

@@ -27,16 +27,20 @@ func RedactURLs(s string) string {
 	}
 }
 
+// urlStart is the byte offset of the first "http://" or "https://" in s, any case, or -1. It
+// compares in place: lower-casing s first would move offsets wherever s holds non-ASCII or
+// invalid UTF-8 bytes.
 func urlStart(s string) int {
-	l := strings.ToLower(s)
-	i, j := strings.Index(l, "http://"), strings.Index(l, "https://")
-	switch {
-	case i < 0:
-		return j
-	case j < 0:
-		return i
+	for k := 0; k+len("http://") <= len(s); k++ {
+		if (s[k] == 'h' || s[k] == 'H') && (hasPrefixFold(s[k:], "http://") || hasPrefixFold(s[k:], "https://")) {
+			return k
+		}
 	}
-	return min(i, j)
+	return -1
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 func isURLEnd(r rune) bool {
