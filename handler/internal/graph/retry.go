@@ -90,6 +90,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		case !retryable(resp.StatusCode):
 			return resp, nil
+		case !idempotent(req.Method) && resp.StatusCode != http.StatusTooManyRequests:
+			return resp, nil // a server failure may have applied the request: it is not sent twice
 		default:
 			wait, given = RetryAfter(resp.Header, time.Now())
 			if resp.StatusCode == http.StatusTooManyRequests || given {
@@ -102,7 +104,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, nil // a body we cannot replay
 			}
 		}
-		if !given {
+		if !given || wait <= 0 {
+			// Retry-After: 0 (or a date passed) is no reason to retry at once.
 			wait = backoff(t.policy.BaseBackoff, attempt)
 		}
 		status := 0

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -24,18 +25,22 @@ func TestRetryTransientFailures(t *testing.T) {
 		fail      func(w http.ResponseWriter)
 		retried   bool
 		throttled int
+		method    string // default GET
 	}{
-		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, true, 0},
-		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, true, 0},
-		{"503 with Retry-After", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "2"); w.WriteHeader(503) }, true, 2},
-		{"429", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0.5"); w.WriteHeader(429) }, true, 2},
+		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, true, 0, ""},
+		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, true, 0, ""},
+		{"503 with Retry-After", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "2"); w.WriteHeader(503) }, true, 2, ""},
+		{"429", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0.5"); w.WriteHeader(429) }, true, 2, ""},
 		{"connection reset", func(w http.ResponseWriter) {
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.(*net.TCPConn).SetLinger(0) // an RST, not a clean close
 			conn.Close()
-		}, true, 0},
-		{"400 is permanent", func(w http.ResponseWriter) { w.WriteHeader(400) }, false, 0},
-		{"404 is permanent", func(w http.ResponseWriter) { w.WriteHeader(404) }, false, 0},
+		}, true, 0, ""},
+		{"429 with Retry-After 0 still waits", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0"); w.WriteHeader(429) }, true, 2, ""},
+		{"500 on a POST is not sent twice", func(w http.ResponseWriter) { w.WriteHeader(500) }, false, 0, "POST"},
+		{"429 on a POST is retried (not processed)", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "1"); w.WriteHeader(429) }, true, 2, "POST"},
+		{"400 is permanent", func(w http.ResponseWriter) { w.WriteHeader(400) }, false, 0, ""},
+		{"404 is permanent", func(w http.ResponseWriter) { w.WriteHeader(404) }, false, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
@@ -53,7 +58,8 @@ func TestRetryTransientFailures(t *testing.T) {
 				return nil
 			}})
 			stats := new(entra.RequestStats)
-			req, _ := http.NewRequestWithContext(entra.WithRequestStats(t.Context(), stats), "GET", srv.URL, nil)
+			method := cmp.Or(tc.method, "GET")
+			req, _ := http.NewRequestWithContext(entra.WithRequestStats(t.Context(), stats), method, srv.URL, nil)
 			resp, err := (&http.Client{Transport: rt}).Do(req)
 			if err != nil {
 				t.Fatal(err)
