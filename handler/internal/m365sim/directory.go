@@ -83,7 +83,7 @@ type groupRec struct {
 type change struct {
 	group bool
 	idx   int32  // user or group index
-	mask  uint64 // changed properties (userProp/groupProp bits)
+	mask  uint64 // changed properties (the u…/g… property bits)
 	// For membership changes (group == true, mask has gMembers): the member and whether it left.
 	member     memberRef
 	removed    bool

@@ -11,12 +11,14 @@ import (
 // Property tables: one bit per Graph property, so $select, change masks and
 // Prefer: return=minimal are cheap bit operations.
 
-type userProp struct {
+// prop is one Graph property of a user or group (R): its name and how it is written (nil for a
+// navigation property).
+type prop[R any] struct {
 	name  string
-	write func(e *enc, u *userRec)
+	write func(e *enc, r R)
 }
 
-var userProps = []userProp{
+var userProps = []prop[*userRec]{
 	{"id", func(e *enc, u *userRec) { e.str("id", u.ID) }},
 	{"businessPhones", func(e *enc, u *userRec) { e.strs("businessPhones", u.BusinessPhones) }},
 	{"displayName", func(e *enc, u *userRec) { e.strOrNull("displayName", u.DisplayName) }},
@@ -82,12 +84,7 @@ func diffUser(a, b *User) uint64 {
 	return m
 }
 
-type groupProp struct {
-	name  string
-	write func(e *enc, g *groupRec)
-}
-
-var groupProps = []groupProp{
+var groupProps = []prop[*groupRec]{
 	{"id", func(e *enc, g *groupRec) { e.str("id", g.ID) }},
 	{"createdDateTime", func(e *enc, g *groupRec) { e.str("createdDateTime", g.created.UTC().Format(time.RFC3339)) }},
 	{"description", func(e *enc, g *groupRec) { e.strOrNull("description", g.Description) }},
@@ -134,21 +131,19 @@ func parseSelect(v string, names []string, def uint64) (mask uint64, unknown str
 	return mask, ""
 }
 
-var userPropNames = func() []string {
-	var n []string
-	for _, p := range userProps {
-		n = append(n, p.name)
-	}
-	return n
-}()
+var (
+	userPropNames  = propNames(userProps)
+	groupPropNames = propNames(groupProps)
+)
 
-var groupPropNames = func() []string {
+// propNames lists the names of props, by mask bit.
+func propNames[R any](props []prop[R]) []string {
 	var n []string
-	for _, p := range groupProps {
+	for _, p := range props {
 		n = append(n, p.name)
 	}
 	return n
-}()
+}
 
 // selectList renders a mask back into the "(a,b,c)" part of an @odata.context.
 func selectList(mask uint64, names []string) string {
@@ -161,18 +156,14 @@ func selectList(mask uint64, names []string) string {
 	return strings.Join(parts, ",")
 }
 
-func writeUser(e *enc, u *userRec, mask uint64) {
-	for i, p := range userProps {
-		if mask&(1<<i) != 0 && p.write != nil {
-			p.write(e, u)
-		}
-	}
-}
+func writeUser(e *enc, u *userRec, mask uint64)   { writeProps(e, userProps, u, mask) }
+func writeGroup(e *enc, g *groupRec, mask uint64) { writeProps(e, groupProps, g, mask) }
 
-func writeGroup(e *enc, g *groupRec, mask uint64) {
-	for i, p := range groupProps {
+// writeProps writes the properties of r that are in mask.
+func writeProps[R any](e *enc, props []prop[R], r R, mask uint64) {
+	for i, p := range props {
 		if mask&(1<<i) != 0 && p.write != nil {
-			p.write(e, g)
+			p.write(e, r)
 		}
 	}
 }
