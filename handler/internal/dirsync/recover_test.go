@@ -1,10 +1,13 @@
 package dirsync_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,6 +247,35 @@ func TestTransientFailureResumesRound(t *testing.T) {
 		t.Errorf("%d delayed retries, want 4", delayed)
 	}
 	e.oneStakeholderPerUser(t, 300)
+}
+
+// A page whose change log cannot be stored (Table Storage busy until the retries give up) puts
+// the step off before the page's marker exists: the put-off saves the run as of its last
+// checkpoint, not the failed page's half-made counts, so the redo counts each user once.
+func TestPutOffPageIsCountedOnce(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 120) // 3 pages of 50
+	var busy atomic.Bool
+	busy.Store(true)
+	e.kill.mu.Lock()
+	e.kill.fail = func(r *http.Request, body []byte) bool {
+		return busy.Load() && strings.HasSuffix(r.URL.Path, "$batch") && bytes.Contains(body, []byte(dirsync.ChangesTable))
+	}
+	e.kill.mu.Unlock()
+	run := e.startOpts(t, dirsync.StartOptions{})
+	e.deliverOne(t) // the first page's change log fails: the step is put off
+	busy.Store(false)
+	mid := e.run(t, run.ID)
+	if mid.Rescheduled != 1 || mid.Step != 0 || mid.Processed != 0 || mid.Created != 0 {
+		t.Errorf("after the put-off: rescheduled %d step %d processed %d created %d; want 1 0 0 0", mid.Rescheduled, mid.Step, mid.Processed, mid.Created)
+	}
+	e.drain(t)
+	got := accounted(t, e.run(t, run.ID))
+	wantState(t, got, dirsync.Succeeded)
+	if got.Processed != 120 || got.Created != 120 || got.Rescheduled != 1 {
+		t.Errorf("processed %d created %d rescheduled %d; want 120 120 1", got.Processed, got.Created, got.Rescheduled)
+	}
+	e.oneStakeholderPerUser(t, 120)
 }
 
 // countingDir stands in for the graph transport's in-process retries: every users/delta call

@@ -314,6 +314,8 @@ type killer struct {
 	kills  atomic.Int32
 	// watch, when set, sees every request (after a $batch body is read into body).
 	watch func(r *http.Request, body []byte)
+	// fail, when set, answers 503 (server busy) to each request it returns true for.
+	fail func(r *http.Request, body []byte) bool
 }
 
 type killed struct{}
@@ -341,6 +343,23 @@ func (k *killer) Do(r *http.Request) (*http.Response, error) {
 			r.Body, body = io.NopCloser(bytes.NewReader(b)), b
 		}
 		watch(r, body)
+	}
+	k.mu.Lock()
+	fail := k.fail
+	k.mu.Unlock()
+	if fail != nil {
+		var body []byte
+		if r.Body != nil {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				return nil, err
+			}
+			r.Body, body = io.NopCloser(bytes.NewReader(b)), b
+		}
+		if fail(r, body) {
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Server Busy", Header: http.Header{},
+				Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		}
 	}
 	if !armed {
 		return k.base.Do(r)
@@ -412,8 +431,11 @@ func openStore(t *testing.T) (*tablestore.Store, *killer) {
 	conn := azuritetest.Start(t)
 	prefix := azuritetest.Prefix()
 	k := &killer{base: http.DefaultClient, prefix: prefix}
+	// The SDK's retries keep their count but not their seconds-long waits: a test that makes
+	// Table Storage busy (killer.fail) need not sleep through them.
+	retry := policy.RetryOptions{RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond}
 	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: conn, Prefix: prefix,
-		ClientOptions: azcore.ClientOptions{Transport: k}})
+		ClientOptions: azcore.ClientOptions{Transport: k, Retry: retry}})
 	if err != nil {
 		t.Fatal(err)
 	}

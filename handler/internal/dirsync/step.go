@@ -29,6 +29,11 @@ type stepper struct {
 	settings syncsettings.Settings
 	run      Run
 	etag     tablestore.ETag
+	// settled is the run as its last settled point left it: the stored record, or the end of
+	// the step's last completed page or chunk, whose counts the change log and its markers
+	// back. run runs ahead of it while a page is counted; a step that fails or is put off saves
+	// settled (see durable), never a half-counted page a redo would count again.
+	settled  Run
 	deadline time.Time
 	now      time.Time
 
@@ -80,6 +85,7 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) (err 
 		return nil
 	}
 	s := &stepper{e: e, log: log, job: j, org: org, run: run, etag: etag, now: e.cfg.Now().UTC(), resuming: true, stats: new(entra.RequestStats)}
+	s.settle()
 	s.deadline = s.now.Add(e.cfg.StepBudget)
 	ctx = entra.WithRequestStats(ctx, s.stats)
 	if deliveryCount > 1 && deliveryCount > s.run.Deliveries {
@@ -128,6 +134,7 @@ func (s *stepper) loop(ctx context.Context) error {
 			return s.checkpoint(ctx)
 		}
 		s.run.Step++
+		s.settle() // the page or chunk is complete: its counts, change log and writes
 		past := s.e.cfg.Now().After(s.deadline)
 		// Users pages are saved every few pages: each page's marker (see record) makes a redo
 		// from the last save exact, so the run record need not be rewritten per page.
@@ -162,8 +169,29 @@ func (s *stepper) checkpoint(ctx context.Context) error {
 	if errors.Is(err, tablestore.ErrConflict) {
 		return errMoved
 	}
+	if err != nil {
+		return err
+	}
 	s.etag = etag
-	return err
+	s.settle()
+	return nil
+}
+
+// settle makes the run as it is now the one a failure saves (see settled).
+func (s *stepper) settle() {
+	s.settled = s.run
+	s.settled.Errors = slices.Clone(s.run.Errors)
+}
+
+// durable is the run a failed or put-off step saves: the settled run, with what happened to
+// the run since that is not redone (reschedules, Graph throttling and retries, waits,
+// deliveries, heartbeat, run-level errors; see keepLife). The counts of a page still in
+// progress are left out: the redo from the settled point counts it again, once.
+func (s *stepper) durable() Run {
+	run := s.settled
+	run.Errors = slices.Clone(run.Errors)
+	keepLife(&run, s.run)
+	return run
 }
 
 // absorb adds to the run what Graph's throttling and retries cost this step since the last absorb.
@@ -210,9 +238,10 @@ func (s *stepper) record(ctx context.Context, logs func(mark func() tablestore.O
 	return false, logs(mark)
 }
 
-// keepLife carries into a marker's run what happened to the run after the marker was written:
-// the marker holds the counts of its page, but recoveries, redeliveries, reschedules, waits and
-// the run-level errors they recorded came later, from outside the killed attempt.
+// keepLife carries into an earlier state of a run (a marker's, or the settled run a failed step
+// saves) what happened to the run after it: that state holds the counts, but recoveries,
+// redeliveries, reschedules, waits and the run-level errors they recorded came later and are
+// not redone.
 func keepLife(m *Run, cur Run) {
 	m.Heartbeat, m.NotBefore, m.Stalled = cur.Heartbeat, cur.NotBefore, cur.Stalled
 	m.Recoveries, m.Deliveries = max(m.Recoveries, cur.Recoveries), max(m.Deliveries, cur.Deliveries)
@@ -272,14 +301,15 @@ func (s *stepper) next(p string) string {
 // (throttling, Graph 5xx or network, storage unavailable) that outlasted the in-process retries
 // puts the step off with a growing delay, keeping the checkpoint so the step resumes where it
 // stopped; refused access and other permanent Graph errors end the run with advice; anything
-// else is retried by redelivery, and fails the run after GiveUpAfter deliveries.
+// else is retried by redelivery, and fails the run after GiveUpAfter deliveries. Whatever it
+// saves starts from the durable run: a page the failure cut short is counted by its redo only.
 func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error {
 	if errors.Is(err, errMoved) {
 		s.log.WarnContext(ctx, "run checkpoint moved under this step; leaving it to the other delivery")
 		return nil
 	}
 	s.absorb()
-	e, run := s.e, s.run
+	e, run := s.e, s.durable()
 	var ge *entra.Error
 	errors.As(err, &ge)
 	kind := entra.KindOf(err)
