@@ -23,6 +23,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -115,11 +116,7 @@ var registered = []string{"org-a", "org-b", "org-new"}
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	conns := connection.NewStore(store)
 	orgA, _ := tablestore.NewOrg("org-a")
 	if _, err := conns.Put(t.Context(), orgA, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {

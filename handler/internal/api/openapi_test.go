@@ -32,10 +32,10 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/api"
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 type jsonObj = map[string]any
@@ -706,10 +706,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "GET", a, "")                                 // disconnected, tenant kept
 
 	// The consent callback: a bad state is a 400 problem, without a redirect.
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	flow := consent.New(consent.Config{Store: store, Connections: connection.NewStore(store), ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef")})
 	cb := httptest.NewServer(flow.Callback())

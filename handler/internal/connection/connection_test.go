@@ -8,15 +8,13 @@ import (
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
 func TestRecordLifecycle(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	conns := connection.NewStore(store)
 	acme, _ := tablestore.NewOrg("acme")
 	other, _ := tablestore.NewOrg("other")
@@ -57,10 +55,7 @@ func TestRecordLifecycle(t *testing.T) {
 }
 
 func TestNeedsReauthorization(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	conns := connection.NewStore(store)
 	acme, _ := tablestore.NewOrg("acme")
 	gone, _ := tablestore.NewOrg("gone")

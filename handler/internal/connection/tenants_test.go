@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 const (
@@ -33,10 +33,7 @@ func orgsOf(t *testing.T, m *connection.Tenants, tenant string) []string {
 // another org is refused unless an operator shared the tenant, a stale unfinished claim is taken
 // over, release frees the tenant, and Forget sweeps what a dead flow left behind.
 func TestTenantMapping(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	m := connection.NewTenants(store, func() time.Time { return now })
 	ctx := t.Context()
@@ -122,10 +119,7 @@ func TestTenantMapping(t *testing.T) {
 // TestDisconnectReleasesBeforeForgetting: the tenant is released while the record still names
 // it, so a Disconnect cut short is finished by the next one.
 func TestDisconnectReleasesBeforeForgetting(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	conns := connection.NewStore(store)
 	acme, _ := tablestore.NewOrg("acme")
 	ctx := t.Context()

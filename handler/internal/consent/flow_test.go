@@ -21,6 +21,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -78,11 +79,7 @@ func newRig(t *testing.T, appSecret string) *rig {
 	if err := sim.SetSignedInTenant(tenantID); err != nil {
 		t.Fatal(err)
 	}
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	r := &rig{store: store, sim: sim, conns: connection.NewStore(store), logs: &syncBuffer{}, now: time.Now().UTC()}
 	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: appSecret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
 	r.flow = consent.New(consent.Config{

@@ -9,6 +9,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -70,10 +71,7 @@ func TestRegistrationValidate(t *testing.T) {
 
 func open(t *testing.T) *tablestore.Store {
 	t.Helper()
-	s, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := tablestoretest.Open(t)
 	return s
 }
 

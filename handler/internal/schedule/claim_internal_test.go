@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 type countStarter struct{ n int }
@@ -35,11 +35,7 @@ func (f failingSettings) Get(ctx context.Context, org tablestore.Org) (syncsetti
 // abandoned one (its claimant died before recording the start) is taken over after ClaimLease.
 // It also checks that an org whose settings cannot be read fails alone.
 func TestClaims(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	settings := syncsettings.NewStore(store)
 	for _, name := range []string{"acme", "broken"} {
 		org, _ := tablestore.NewOrg(name)
@@ -83,10 +79,7 @@ func TestClaims(t *testing.T) {
 }
 
 func TestRunFailsWhenOrgsCannotBeListed(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	s, err := New(Config{
 		Orgs:     func(context.Context) ([]tablestore.Org, error) { return nil, tablestore.ErrThrottled },
 		Settings: syncsettings.NewStore(store), Starter: &countStarter{}, Store: store,

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // lossyQueue loses every message: the step of every run is gone.
@@ -37,11 +37,7 @@ func (q *lossyQueue) count() int {
 // The tick recovers a run whose step message was lost — for a manual org too — instead of
 // letting it serve every later slot while nothing runs.
 func TestTickRecoversStalledRun(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	now := utc("2026-06-01T05:00:00Z")
 	clock := func() time.Time { return now }
 	settings := syncsettings.NewStore(store)

@@ -16,6 +16,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -78,13 +79,10 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	e := &env{t: t, settings: syncsettings.NewStore(store),
 		starter: &fakeStarter{calls: map[string]int{}, err: map[string]error{}, busy: map[string]bool{}}}
+	var err error
 	e.sched, err = schedule.New(schedule.Config{
 		Orgs: e.settings.Orgs, Settings: e.settings, Starter: e.starter, Store: store,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -360,11 +358,7 @@ func TestConcurrentRunsStartOnce(t *testing.T) {
 // but died before recording it leaves a claim; once the lease lapses, the next tick finds that
 // run instead of starting a second one.
 func TestLapsedClaimWhoseRunStartedIsNotStartedAgain(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	settings := syncsettings.NewStore(store)
 	now := utc("2026-06-01T06:05:00Z")
 	starter := &fakeStarter{calls: map[string]int{}, err: map[string]error{}, busy: map[string]bool{},

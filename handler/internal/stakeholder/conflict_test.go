@@ -7,19 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // TestConflictRows covers open conflicts in the store: they page in id order apart from the
 // stakeholders and index rows beside them, closing a missing one fails nothing, and deleting a
 // stakeholder closes its conflict.
 func TestConflictRows(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	dir := stakeholder.NewStore(store)
 	org, _ := tablestore.NewOrg("acme")
 	since := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)

@@ -1,23 +1,18 @@
 package stakeholder_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func openIndexStore(t *testing.T) (*stakeholder.Store, tablestore.Org) {
 	t.Helper()
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
+	store := tablestoretest.Open(t)
 	org, err := tablestore.NewOrg("org-a")
 	if err != nil {
 		t.Fatal(err)

@@ -6,18 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // TestLookupsFindExactlyTheAskedKeys covers lookups across several 15-key chunks, keys that
 // need escaping, and keys that are not there.
 func TestLookupsFindExactlyTheAskedKeys(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	dir := stakeholder.NewStore(store)
 	org, _ := tablestore.NewOrg("acme")
 	var ext, mails []string
@@ -65,10 +62,7 @@ func TestLookupsFindExactlyTheAskedKeys(t *testing.T) {
 }
 
 func TestGetManyReadsWithETags(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	dir := stakeholder.NewStore(store)
 	org, _ := tablestore.NewOrg("acme")
 	var ids []string

@@ -8,6 +8,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -55,10 +56,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 }
 
 func TestStoreRoundTripAndOrgs(t *testing.T) {
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := tablestoretest.Open(t)
 	st := syncsettings.NewStore(store)
 	acme, _ := tablestore.NewOrg("acme")
 	v, etag, err := st.Get(t.Context(), acme)
