@@ -304,6 +304,9 @@ func (e *Engine) Approve(ctx context.Context, org tablestore.Org, id, approvedBy
 		return run, ErrNotHeld
 	}
 	run.State, run.Phase, run.Cursor = Running, PhaseDeprovision, ""
+	// Running again from now: the hold was no stall, and Recover must give the approved step
+	// a full StallAfter before taking its message for lost.
+	run.Heartbeat, run.NotBefore = e.cfg.Now().UTC(), time.Time{}
 	if run.Hold != nil {
 		run.Hold.ApprovedBy = approvedBy
 	}

@@ -213,6 +213,36 @@ func TestRedeliveriesAreRecorded(t *testing.T) {
 	e2.oneStakeholderPerUser(t, 3)
 }
 
+// A run approved long after the deletion guard held it is alive again: its approved step
+// message is in the queue, so the scheduler's next tick must not take it for stalled (no
+// step_lost error, no second step message).
+func TestApprovedRunIsNotRecovered(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 20)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	for _, id := range ids[:6] { // 30% > 20%
+		must(t, e.sim.SoftDeleteUser(tenantID, id))
+	}
+	run := e.sync(t)
+	wantState(t, run, dirsync.Held)
+	e.clock.advance(2 * time.Hour) // the admin approves two hours later
+	if _, err := e.eng.Approve(t.Context(), e.org, run.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := e.recover(t); ok {
+		t.Errorf("just-approved run recovered as stalled: recoveries %d errors %+v", got.Recoveries, got.Errors)
+	}
+	if n := len(e.q.pending); n != 1 {
+		t.Errorf("%d step messages pending after the approval, want 1", n)
+	}
+	e.drain(t)
+	got := e.run(t, run.ID)
+	wantState(t, got, dirsync.Succeeded)
+	if got.Deactivated != 6 || got.Recoveries != 0 || hasError(got, "step_lost", "") != nil {
+		t.Errorf("approved run: deactivated %d recoveries %d errors %+v; want 6, 0, no step_lost", got.Deactivated, got.Recoveries, got.Errors)
+	}
+}
+
 // A transient Graph failure in the middle of a full round puts the step off with a delay and
 // resumes from the round's checkpoint: nothing is read twice, the run succeeds.
 func TestTransientFailureResumesRound(t *testing.T) {
