@@ -55,7 +55,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
-	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -225,7 +225,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 		Granted: []string{"User.Read.All", "GroupMember.Read.All"}, ConnectedAt: now, UpdatedAt: now}, ""); err != nil {
 		return res, err
 	}
-	q := &memQueue{}
+	q := &queuetest.Queue{}
 	engine := dirsync.New(dirsync.Config{
 		Store: store, Directory: gc, Queue: q, Tenants: conns, Reauth: conns,
 		Logger:     slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -351,7 +351,7 @@ type measured struct {
 
 // measureRun starts a run, drains the queue, and reads the run. Progress is printed from
 // counters only: reading the run while it runs would add Table transactions to the figures.
-func measureRun(ctx context.Context, phase string, e *dirsync.Engine, q *memQueue, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, logf func(string, ...any)) (measured, error) {
+func measureRun(ctx context.Context, phase string, e *dirsync.Engine, q *queuetest.Queue, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, logf func(string, ...any)) (measured, error) {
 	g0, t0 := gc.Requests(), store.Stats().Requests
 	start := time.Now()
 	stop := progress(phase, start, gc, store, g0, t0, logf)
@@ -365,7 +365,7 @@ func measureRun(ctx context.Context, phase string, e *dirsync.Engine, q *memQueu
 		return measured{}, fmt.Errorf("%s: run %s was already running", phase, r.ID)
 	}
 	logf("%s: run %s started (%s round)", phase, r.ID, r.Kind)
-	steps, err := q.drain(ctx, e)
+	steps, err := drain(ctx, q, e)
 	elapsed := time.Since(start)
 	stop()
 	m := measured{elapsed: elapsed, graph: gc.Requests() - g0, tables: store.Stats().Requests - t0, steps: steps}
@@ -561,75 +561,12 @@ func mutate(ctx context.Context, hc *http.Client, simURL, tenant string, fractio
 	return out.Changed, nil
 }
 
-// memQueue is the sync-jobs queue in memory: Publish appends, drain delivers in order.
-type memQueue struct {
-	mu   sync.Mutex
-	msgs []delivery
-	seen map[string]bool // duplicate detection by message id, as Service Bus does
-}
-
-type delivery struct {
-	msg   queue.Message
-	count int
-}
-
-func (q *memQueue) Publish(_ context.Context, m queue.Message) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.seen == nil {
-		q.seen = map[string]bool{}
-	}
-	if q.seen[m.ID] {
-		return nil
-	}
-	q.seen[m.ID] = true
-	q.msgs = append(q.msgs, delivery{msg: m, count: 1})
-	return nil
-}
-
-func (q *memQueue) pop() (delivery, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.msgs) == 0 {
-		return delivery{}, false
-	}
-	d := q.msgs[0]
-	q.msgs = q.msgs[1:]
-	return d, true
-}
-
-func (q *memQueue) push(d delivery) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.msgs = append(q.msgs, d)
-}
-
-// maxDeliveries is Service Bus's default max delivery count.
-const maxDeliveries = 10
-
-// drain runs steps until the queue is empty, honouring NotBefore and redelivering failed steps.
-func (q *memQueue) drain(ctx context.Context, e *dirsync.Engine) (steps int, err error) {
-	for {
-		d, ok := q.pop()
-		if !ok {
-			return steps, nil
-		}
-		if wait := time.Until(d.msg.NotBefore); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return steps, ctx.Err()
-			case <-time.After(wait):
-			}
-		}
-		steps++
-		if err := e.Step(ctx, d.msg.Body, d.count); err != nil {
-			if ctx.Err() != nil || d.count >= maxDeliveries || errors.Is(err, dirsync.ErrBadJob) {
-				return steps, fmt.Errorf("step %s failed after %d deliveries: %w", d.msg.ID, d.count, err)
-			}
-			d.count++
-			q.push(d)
-		}
-	}
+// drain runs the queue's steps until it is empty, waiting for scheduled steps in real time and
+// redelivering failed ones (Service Bus semantics, queuetest).
+func drain(ctx context.Context, q *queuetest.Queue, e *dirsync.Engine) (steps int, err error) {
+	return q.Drain(ctx, func(ctx context.Context, d queuetest.Delivery) error {
+		return e.Step(ctx, d.Body, d.Count)
+	}, queuetest.DrainOptions{Wait: queuetest.WaitRealTime, FailOnDeadLetter: true})
 }
 
 // timer is a RoundTripper that adds up the time to each response's headers and the request

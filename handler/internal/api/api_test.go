@@ -19,7 +19,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/org"
-	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -72,41 +72,22 @@ func (twoPages) SearchGroups(_ context.Context, _, q string, limit int) ([]entra
 
 const knownGroup = "e2c4a6b8-1d3f-4e5a-9b7c-0d2e4f6a8b0c"
 
-type recorder struct {
-	mu   sync.Mutex
-	msgs []queue.Message
-}
-
-func (r *recorder) Publish(_ context.Context, m queue.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, m)
-	return nil
-}
-
-// drain runs every published step.
-func (r *recorder) drain(t *testing.T, eng *dirsync.Engine) {
+// drain runs every published step, at once (the tests' clock is not the queue's), failing the
+// test on the first error.
+func drain(t *testing.T, q *queuetest.Queue, eng *dirsync.Engine) {
 	t.Helper()
-	for range 100 {
-		r.mu.Lock()
-		if len(r.msgs) == 0 {
-			r.mu.Unlock()
-			return
-		}
-		m := r.msgs[0]
-		r.msgs = r.msgs[1:]
-		r.mu.Unlock()
-		if err := eng.Step(t.Context(), m.Body, 1); err != nil {
-			t.Fatal(err)
-		}
+	_, err := q.Drain(t.Context(), func(ctx context.Context, d queuetest.Delivery) error {
+		return eng.Step(ctx, d.Body, d.Count)
+	}, queuetest.DrainOptions{IgnoreSchedule: true, MaxDeliveries: 100, FailOnDeadLetter: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("drain: the step chain does not end")
 }
 
 type fixture struct {
 	srv   *httptest.Server
 	eng   *dirsync.Engine
-	q     *recorder
+	q     *queuetest.Queue
 	store *tablestore.Store
 	orgs  *org.Registry
 }
@@ -130,7 +111,7 @@ func setup(t *testing.T) *fixture {
 		now = now.Add(time.Millisecond)
 		return now
 	}
-	f := &fixture{q: &recorder{}, store: store}
+	f := &fixture{q: &queuetest.Queue{}, store: store}
 	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
 	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
@@ -284,7 +265,7 @@ func TestRunsAndStatus(t *testing.T) {
 	for range 3 {
 		a := f.do(t, "POST", base+"/sync", "", "")
 		ids = append(ids, a.body["runId"].(string))
-		f.q.drain(t, f.eng)
+		drain(t, f.q, f.eng)
 	}
 	running := f.do(t, "POST", base+"/sync", "", "")
 	ids = append(ids, running.body["runId"].(string))
@@ -318,10 +299,7 @@ func TestRunViewHidesCheckpoint(t *testing.T) {
 	f := setup(t)
 	a := f.do(t, "POST", base+"/sync", "", "")
 	id := a.body["runId"].(string)
-	f.q.mu.Lock()
-	m := f.q.msgs[0]
-	f.q.msgs = nil
-	f.q.mu.Unlock()
+	m := f.q.Lose()[0] // the first step only: the run stays between steps
 	if err := f.eng.Step(t.Context(), m.Body, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -179,7 +179,7 @@ func TestDryRun(t *testing.T) {
 	if a.status != 202 || id == "" || a.body["dryRun"] != true || a.body["started"] != true {
 		t.Fatalf("POST dry run = %d %s", a.status, a.raw)
 	}
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	if sk := f.do(t, "GET", orgA+"/stakeholders", "", ""); sk.status != 200 || len(list(sk.body["stakeholders"])) != 0 {
 		t.Fatalf("stakeholders after a dry run = %d %s, want none", sk.status, sk.raw)
 	}
@@ -198,7 +198,7 @@ func TestDryRun(t *testing.T) {
 	if first.body["dryRun"] != false || first.body["started"] != true || first.body["runId"] == id {
 		t.Fatalf("POST sync after the dry run = %s", first.raw)
 	}
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	if r := f.do(t, "GET", base+"/sync/runs/"+first.body["runId"].(string), "", ""); r.body["kind"] != "full" || r.body["created"] != 2.0 {
 		t.Errorf("first real run after a dry run = %s, want full with 2 created", r.raw)
 	}
@@ -207,7 +207,7 @@ func TestDryRun(t *testing.T) {
 func TestRunChangeLogPaging(t *testing.T) {
 	f := setup(t)
 	id := f.do(t, "POST", base+"/sync", "", "").body["runId"].(string)
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	path := base + "/sync/runs/" + id
 
 	all := f.do(t, "GET", path, "", "")
@@ -242,7 +242,7 @@ func TestApproveAndGroups(t *testing.T) {
 	wantProblem(t, f.do(t, "GET", orgA+"/groups/nosuch/members", "", ""), 404, notFoundType, "")
 
 	first := f.do(t, "POST", base+"/sync", "", "").body["runId"].(string)
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	a := f.do(t, "POST", base+"/sync/runs/"+first+"/approve", "application/json", `{"approvedBy":"ada"}`)
 	wantProblem(t, a, 409, conflictType, "")
 	wantProblem(t, f.do(t, "POST", base+"/sync/runs/1klxow0l9apkv-fc96/approve", "", ""), 404, notFoundType, "")
@@ -251,7 +251,7 @@ func TestApproveAndGroups(t *testing.T) {
 		t.Fatalf("PUT settings = %d %s", a.status, a.raw)
 	}
 	held := f.do(t, "POST", base+"/sync", "", "").body["runId"].(string)
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	run := f.do(t, "GET", base+"/sync/runs/"+held, "", "")
 	hold := obj(run.body["hold"])
 	if run.body["state"] != "held" || hold["deactivations"] != 1.0 || hold["activeSynced"] != 2.0 || run.body["pendingDeactivations"] != 1.0 {
@@ -270,7 +270,7 @@ func TestApproveAndGroups(t *testing.T) {
 		t.Fatalf("approve = %d %s", a.status, a.raw)
 	}
 	wantProblem(t, f.do(t, "POST", base+"/sync/runs/"+held+"/approve", "", ""), 409, conflictType, "")
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	run = f.do(t, "GET", base+"/sync/runs/"+held, "", "")
 	if run.body["state"] != "succeeded" || run.body["deactivated"] != 1.0 || run.body["groupsSynced"] != 1.0 || run.body["membersAdded"] != 1.0 {
 		t.Fatalf("approved run = %s", run.raw)
@@ -374,7 +374,7 @@ func TestStakeholderListAndSynced(t *testing.T) {
 	f := setup(t)
 	const sk = orgA + "/stakeholders"
 	f.do(t, "POST", base+"/sync", "", "")
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	var manual []string
 	for _, name := range []string{"Grace", "Edsger", "Barbara"} {
 		a := f.do(t, "POST", sk, "application/json", `{"firstName":"`+name+`"}`)

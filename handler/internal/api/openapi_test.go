@@ -622,7 +622,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "POST", a+"/sync", `{"dryRun":false}`) // 202, started false
 	c.call(srv, "GET", a+"/sync/runs/"+id, "")         // running
 	c.call(srv, "GET", a+"/status", "")                // running
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	c.call(srv, "GET", a+"/sync/runs/"+id, "") // succeeded
 	// Settings: defaults, invalid, stale, then a group filter with group sync.
 	c.call(srv, "GET", a+"/settings", "")                                                                         // defaults, no ETag
@@ -641,7 +641,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		t.Fatalf("PUT settings = %d", resp.StatusCode)
 	}
 	c.call(srv, "GET", a+"/settings", "") // saved, with ETag
-	f.q.drain(t, f.eng)                   // u2 is out of the filter: 1 of 2 deactivations is over the guard's 20%
+	drain(t, f.q, f.eng)                  // u2 is out of the filter: 1 of 2 deactivations is over the guard's 20%
 	runs, _ := f.eng.Runs(t.Context(), mustOrg(t, "org-a"), 1)
 	if len(runs) != 1 || runs[0].State != "held" {
 		t.Fatalf("the second run is %+v, want held by the deletion guard", runs)
@@ -652,14 +652,14 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "POST", a+"/sync/runs/"+held+"/approve", `{"approvedBy":"admin@contoso.example"}`) // 200
 	c.call(srv, "POST", a+"/sync/runs/"+held+"/approve", "")                                       // 409 not held
 	c.call(srv, "POST", a+"/sync/runs/1klxow0l9apkv-fc96/approve", "")                             // 404
-	f.q.drain(t, f.eng)                                                                            // deactivates u2, mirrors the group
+	drain(t, f.q, f.eng)                                                                           // deactivates u2, mirrors the group
 	c.call(srv, "GET", a+"/sync/runs/"+held+"?changesLimit=1", "")                                 // succeeded, nextChangesAfter
 	c.call(srv, "GET", a+"/sync/runs/"+held+"?changesLimit=0", "")                                 // 400
 
 	// A dry run.
 	_, dry := c.call(srv, "POST", a+"/sync", `{"dryRun":true}`) // 202
 	c.call(srv, "GET", a+"/status", "")
-	f.q.drain(t, f.eng)
+	drain(t, f.q, f.eng)
 	c.call(srv, "GET", a+"/sync/runs/"+dry["runId"].(string), "")
 
 	// Stakeholder groups.

@@ -1,38 +1,17 @@
 package schedule_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
-	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
-
-// lossyQueue loses every message: the step of every run is gone.
-type lossyQueue struct {
-	mu   sync.Mutex
-	sent []queue.Message
-}
-
-func (q *lossyQueue) Publish(_ context.Context, m queue.Message) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.sent = append(q.sent, m)
-	return nil
-}
-
-func (q *lossyQueue) count() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.sent)
-}
 
 // The tick recovers a run whose step message was lost — for a manual org too — instead of
 // letting it serve every later slot while nothing runs.
@@ -42,7 +21,7 @@ func TestTickRecoversStalledRun(t *testing.T) {
 	clock := func() time.Time { return now }
 	settings := syncsettings.NewStore(store)
 	conns := connection.NewStore(store)
-	q := &lossyQueue{}
+	q := &queuetest.Queue{} // never drained: the step of every run is lost
 	eng := dirsync.New(dirsync.Config{Store: store, Queue: q, Tenants: conns, Settings: settings, Now: clock})
 	sched, err := schedule.New(schedule.Config{Orgs: settings.Orgs, Settings: settings, Starter: eng, Store: store, Now: clock})
 	if err != nil {
@@ -69,7 +48,7 @@ func TestTickRecoversStalledRun(t *testing.T) {
 		}
 		runs[name] = run
 	}
-	sent := q.count()
+	sent := len(q.Published())
 
 	now = now.Add(5 * time.Minute) // not stalled yet
 	res, err := sched.Run(t.Context())
@@ -88,7 +67,7 @@ func TestTickRecoversStalledRun(t *testing.T) {
 	if len(res.Recovered) != 2 || res.Recovered[0].Run.ID != runs["daily"].ID || res.Recovered[1].Run.ID != runs["manual"].ID {
 		t.Fatalf("recovered %+v; want both stalled runs", res.Recovered)
 	}
-	if got := q.count() - sent; got < 2 {
+	if got := len(q.Published()) - sent; got < 2 {
 		t.Errorf("%d messages republished, want the two lost steps", got)
 	}
 	if len(res.Started) != 1 || res.Started[0].New || res.Started[0].Run.ID != runs["daily"].ID {

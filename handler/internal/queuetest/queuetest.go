@@ -1,0 +1,179 @@
+// Package queuetest is an in-memory queue with the Service Bus semantics the workers rely on, for
+// tests and benchmarks that drive a worker directly (without the host stand-in): duplicate
+// detection by message id, scheduled enqueue (NotBefore), delivery counts with redelivery of a
+// failed message, and dead-lettering after MaxDeliveries.
+package queuetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/queue"
+)
+
+// MaxDeliveries is Service Bus's default max delivery count.
+const MaxDeliveries = 10
+
+// Delivery is a message as a worker receives it.
+type Delivery struct {
+	queue.Message
+	Count int // 1 on the first delivery
+}
+
+// Queue is safe for concurrent use. The zero value is ready.
+type Queue struct {
+	mu         sync.Mutex
+	pending    []Delivery
+	published  []queue.Message // every accepted message, in order
+	seen       map[string]bool // duplicate detection (the whole life of the queue: tests are short)
+	deadLetter []Delivery
+}
+
+// Publish enqueues m unless a message with its id was published before (then it is dropped,
+// as Service Bus's duplicate detection does, and Publish still succeeds).
+func (q *Queue) Publish(_ context.Context, m queue.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.seen == nil {
+		q.seen = map[string]bool{}
+	}
+	if q.seen[m.ID] {
+		return nil
+	}
+	q.seen[m.ID] = true
+	q.published = append(q.published, m)
+	q.pending = append(q.pending, Delivery{Message: m, Count: 1})
+	return nil
+}
+
+// Published returns every accepted message, in order.
+func (q *Queue) Published() []queue.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.published)
+}
+
+// Pending returns the messages not yet delivered (or waiting for redelivery).
+func (q *Queue) Pending() []Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.pending)
+}
+
+// DeadLettered returns the messages that failed MaxDeliveries times.
+func (q *Queue) DeadLettered() []Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.deadLetter)
+}
+
+// Lose drops every pending message, as a lost local host would: nothing is delivered of them.
+func (q *Queue) Lose() []Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	lost := q.pending
+	q.pending = nil
+	return lost
+}
+
+// Next takes the first message due at now (NotBefore not after it), if any.
+func (q *Queue) Next(now time.Time) (Delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, d := range q.pending {
+		if !d.NotBefore.After(now) {
+			q.pending = slices.Delete(q.pending, i, i+1)
+			return d, true
+		}
+	}
+	return Delivery{}, false
+}
+
+// Abandon returns a failed delivery to the queue with its count raised, or dead-letters it after
+// MaxDeliveries. It reports whether the message was dead-lettered.
+func (q *Queue) Abandon(d Delivery) (deadLettered bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d.Count >= MaxDeliveries {
+		q.deadLetter = append(q.deadLetter, d)
+		return true
+	}
+	d.Count++
+	q.pending = append(q.pending, d)
+	return false
+}
+
+// Drain delivers messages to handle until none is pending, in order, redelivering failures and
+// dead-lettering after MaxDeliveries. When only scheduled messages are left it waits for the
+// first with opts.Wait (see DrainOptions). It returns the number of deliveries.
+func (q *Queue) Drain(ctx context.Context, handle func(context.Context, Delivery) error, opts DrainOptions) (int, error) {
+	now := opts.Now
+	switch {
+	case opts.IgnoreSchedule:
+		now = func() time.Time { return time.Unix(1<<40, 0) } // every message is due
+	case now == nil:
+		now = time.Now
+	}
+	n := 0
+	for {
+		d, ok := q.Next(now())
+		if !ok {
+			pending := q.Pending()
+			if len(pending) == 0 {
+				return n, nil
+			}
+			next := pending[0].NotBefore
+			for _, p := range pending[1:] {
+				if p.NotBefore.Before(next) {
+					next = p.NotBefore
+				}
+			}
+			if opts.Wait == nil {
+				return n, fmt.Errorf("queuetest: %d messages are scheduled for later (first at %s) and Drain was given no way to wait", len(pending), next.Format(time.RFC3339))
+			}
+			if err := opts.Wait(ctx, next); err != nil {
+				return n, err
+			}
+			continue
+		}
+		n++
+		if opts.MaxDeliveries > 0 && n > opts.MaxDeliveries {
+			return n, fmt.Errorf("queuetest: more than %d deliveries: a message keeps publishing its own continuation", opts.MaxDeliveries)
+		}
+		if err := handle(ctx, d); err != nil {
+			if ctx.Err() != nil {
+				return n, err
+			}
+			if q.Abandon(d) && opts.FailOnDeadLetter {
+				return n, fmt.Errorf("queuetest: message %s dead-lettered after %d deliveries: %w", d.ID, d.Count, err)
+			}
+		}
+	}
+}
+
+// DrainOptions tune Drain.
+type DrainOptions struct {
+	Now func() time.Time // default time.Now
+	// Wait waits until the given time (a scheduled message is due); nil makes a scheduled
+	// message an error. WaitRealTime sleeps.
+	Wait func(ctx context.Context, until time.Time) error
+	// MaxDeliveries bounds the deliveries of one Drain (0 = no bound).
+	MaxDeliveries int
+	// FailOnDeadLetter ends Drain with an error when a message is dead-lettered.
+	FailOnDeadLetter bool
+	// IgnoreSchedule delivers scheduled messages at once, for tests whose clock is not the queue's.
+	IgnoreSchedule bool
+}
+
+// WaitRealTime sleeps until until (or ctx ends).
+func WaitRealTime(ctx context.Context, until time.Time) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(until)):
+		return nil
+	}
+}
