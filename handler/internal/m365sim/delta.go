@@ -38,13 +38,11 @@ type memberDelta struct {
 // ResetDelta invalidates every delta and skip token of the tenant: they answer 410 Gone with a
 // Location header that starts a new full sync.
 func (s *Server) ResetDelta(tenantID string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	t.epoch++
 	t.rounds = nil
 	return nil

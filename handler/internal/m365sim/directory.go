@@ -210,6 +210,19 @@ func (s *Server) tenantLocked(tenantID string) (*tenant, error) {
 	return t, nil
 }
 
+// lockTenant takes the state lock and finds a tenant. On success the caller releases the lock
+// with unlock; on error the lock is not held.
+func (s *Server) lockTenant(tenantID string) (t *tenant, unlock func(), err error) {
+	s.init()
+	s.mu.Lock()
+	t, err = s.tenantLocked(tenantID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, err
+	}
+	return t, s.mu.Unlock, nil
+}
+
 // objectLocked finds a user or group (kind names it in the error) that is not permanently
 // deleted.
 func objectLocked[R dirObject](s *Server, kind, tenantID, id string, find func(*tenant, string) (R, bool)) (*tenant, R, error) {
@@ -251,14 +264,12 @@ func (s *Server) withGroup(tenantID, id string, fn func(*tenant, *groupRec) erro
 // empty, an id the tenant already has in ids is refused, and add stores the object and returns
 // its copy.
 func addObject[T any](s *Server, kind, tenantID string, id *string, ids func(*tenant) map[string]int32, add func(*tenant) T) (T, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var zero T
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return zero, err
 	}
+	defer unlock()
 	if *id == "" {
 		*id = uuid.NewString()
 	}
@@ -471,13 +482,11 @@ func (s *Server) Groups(tenantID string) []Group {
 // activeCopies appends to out copies of the tenant's users or groups (recs) that are not
 // deleted, in creation order; it returns nil for an unknown tenant.
 func activeCopies[R dirObject, T any](s *Server, tenantID string, out []T, recs func(*tenant) []R, clone func(R) T) []T {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return nil
 	}
+	defer unlock()
 	for _, r := range recs(t) {
 		if r.status() == stateActive {
 			out = append(out, clone(r))

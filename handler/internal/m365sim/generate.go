@@ -40,13 +40,11 @@ var (
 // state a first full sync reads). Users get managers (a tree), groups nest per Depth, each
 // user is a direct member of one group (one in ten of two).
 func (s *Server) Generate(tenantID string, spec GenSpec) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	rng := rand.New(rand.NewPCG(spec.Seed, spec.Seed^0x9e3779b97f4a7c15))
 	id := func() string {
 		var b [16]byte
@@ -149,13 +147,11 @@ func (s *Server) Generate(tenantID string, spec GenSpec) error {
 // office, phone), some manager changes, disables, soft and hard deletes, and group moves.
 // It returns the number of users changed.
 func (s *Server) MutateRandom(tenantID string, fraction float64, seed uint64) (int, error) {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return 0, err
 	}
+	defer unlock()
 	rng := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
 	var active []*userRec
 	for _, u := range t.users {

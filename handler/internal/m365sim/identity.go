@@ -98,12 +98,11 @@ func (s *Server) Consent(tenantID, clientID string, roles ...string) error {
 			return fmt.Errorf("m365sim: unknown Graph application permission %q (add it to Roles)", r)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	s.consentLocked(t, clientID, roles)
 	return nil
 }
@@ -118,13 +117,11 @@ func (s *Server) consentLocked(t *tenant, clientID string, roles []string) {
 // RevokeConsent removes the app's service principal from the tenant: new tokens fail with
 // AADSTS700016 (tokens already issued stay valid until they expire, as with Entra).
 func (s *Server) RevokeConsent(tenantID, clientID string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.tenantLocked(tenantID)
+	t, unlock, err := s.lockTenant(tenantID)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	delete(t.consents, strings.ToLower(clientID))
 	return nil
 }
