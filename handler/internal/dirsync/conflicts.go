@@ -147,8 +147,9 @@ type Resolved struct {
 // leave it: from then on the field counts as changed only in Leap Change (kept) until Entra
 // changes it again, which is a new conflict. Entra's changes to other fields, held back while
 // the conflict was open, are applied; Leap-only changes are kept. The stakeholder and the removal
-// of the conflict are one transaction, conditional on the ETag, so neither a Leap Change edit
-// nor a sync meanwhile is lost (stale is tablestore.ErrConflict).
+// of the conflict are one transaction, conditional on the stakeholder's ETag and on the ETag of
+// the conflict row as read, so neither a Leap Change edit nor a sync meanwhile (which may
+// refresh only the conflict row) is lost (stale is tablestore.ErrConflict).
 func (e *Engine) ResolveConflict(ctx context.Context, org tablestore.Org, id string, r Resolution, ifMatch tablestore.ETag) (Resolved, error) {
 	if err := r.check(); err != nil {
 		return Resolved{}, err
@@ -159,9 +160,9 @@ func (e *Engine) ResolveConflict(ctx context.Context, org tablestore.Org, id str
 	}
 	st, etag, err := e.stakeholders.Get(ctx, org, id)
 	if errors.Is(err, stakeholder.ErrNotFound) {
-		// Gone since: its conflict goes with it.
-		if err := e.stakeholders.Apply(ctx, org, []tablestore.Op{stakeholder.ClearConflictOp(id)}); err != nil {
-			return Resolved{}, err
+		// Gone since: its conflict goes with it (unless it changed meanwhile).
+		if err := e.stakeholders.Apply(ctx, org, []tablestore.Op{stakeholder.CloseConflictOp(id, c.ETag)}); err != nil {
+			return Resolved{}, fmt.Errorf("resolve conflict of %s: %w", id, err)
 		}
 		return Resolved{}, stakeholder.ErrNoConflict
 	}
@@ -173,8 +174,8 @@ func (e *Engine) ResolveConflict(ctx context.Context, org tablestore.Org, id str
 	}
 	if st.ExternalID != "" && st.ExternalID != c.ExternalID {
 		// Linked to another user since: this conflict no longer describes it.
-		if err := e.stakeholders.Apply(ctx, org, []tablestore.Op{stakeholder.ClearConflictOp(id)}); err != nil {
-			return Resolved{}, err
+		if err := e.stakeholders.Apply(ctx, org, []tablestore.Op{stakeholder.CloseConflictOp(id, c.ETag)}); err != nil {
+			return Resolved{}, fmt.Errorf("resolve conflict of %s: %w", id, err)
 		}
 		return Resolved{}, stakeholder.ErrNoConflict
 	}
@@ -203,7 +204,9 @@ func (e *Engine) ResolveConflict(ctx context.Context, org tablestore.Org, id str
 	next.Base = m.base
 	next.ExternalID, next.Source = c.ExternalID, stakeholder.Entra
 	next.UpdatedAt = e.cfg.Now().UTC()
-	ops := append(stakeholder.Ops(next, &st, etag), stakeholder.ClearConflictOp(id))
+	// Conditional on both rows: a delta sync that refreshed only the conflict row meanwhile
+	// recorded Entra values this resolution has not seen.
+	ops := append(stakeholder.Ops(next, &st, etag), stakeholder.CloseConflictOp(id, c.ETag))
 	if err := e.stakeholders.Apply(ctx, org, ops); err != nil {
 		return Resolved{}, fmt.Errorf("resolve conflict of %s: %w", id, err)
 	}

@@ -2,7 +2,10 @@ package dirsync_test
 
 import (
 	"errors"
+	"net/http"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,7 +282,7 @@ func TestConflictListIsCurrent(t *testing.T) {
 	// A sync that read the stakeholder before the admin resolved it writes its row after.
 	_, err = e.eng.ResolveConflict(t.Context(), e.org, list[0].StakeholderID, dirsync.Resolution{Choice: dirsync.KeepLeap}, etag)
 	must(t, err)
-	must(t, e.shs.Apply(t.Context(), e.org, []tablestore.Op{stakeholder.ConflictOp(stored)}))
+	must(t, e.shs.Apply(t.Context(), e.org, []tablestore.Op{stakeholder.ConflictOp(stored.Conflict)}))
 	if list := e.openConflicts(t); len(list) != 0 {
 		t.Errorf("a conflict written again after its resolution is listed: %+v", list)
 	}
@@ -296,5 +299,49 @@ func TestConflictListIsCurrent(t *testing.T) {
 	e.edit(t, both, func(st *stakeholder.Stakeholder) { st.Department = "Entra D" })
 	if list := e.openConflicts(t); len(list) != 0 {
 		t.Errorf("a conflict Leap Change settled is listed: %+v", list)
+	}
+}
+
+// TestResolveConflictRacingSync: a delta sync that refreshes an open conflict (Entra changed a
+// field not in conflict) between a resolution's read and its write rewrites only the conflict
+// row, not the stakeholder. The resolution, made from the older row, is stale: it changes
+// nothing and fails as a conflict (412), so Entra's newer value is not lost; resolved again, it
+// applies it.
+func TestResolveConflictRacingSync(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	e.updateUser(t, both, func(u *m365sim.User) { u.JobTitle = "Site director" })
+	var inside, synced atomic.Bool
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, _ []byte) {
+		// The resolution's transaction: the sync lands between its reads and its write.
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !inside.CompareAndSwap(false, true) {
+			return
+		}
+		wantState(t, e.sync(t), dirsync.Succeeded)
+		synced.Store(true)
+	}
+	e.kill.mu.Unlock()
+	before, etag := e.get(t, both)
+	_, err := e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, etag)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+	if !synced.Load() {
+		t.Fatalf("the race was not staged: %v", err)
+	}
+	if !errors.Is(err, tablestore.ErrConflict) {
+		t.Fatalf("resolution from a conflict a sync refreshed meanwhile: err = %v, want ErrConflict", err)
+	}
+	if st, after := e.get(t, both); after != etag || st.Role != "Analyst" || st.Department != "Leap B" {
+		t.Errorf("the stale resolution wrote the stakeholder: %+v", st)
+	}
+	list := e.openConflicts(t)
+	if len(list) != 1 || list[0].Entra[stakeholder.Role] != "Site director" {
+		t.Fatalf("open conflicts = %+v, want the refreshed one", list)
+	}
+	_, err = e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, list[0].ETag)
+	must(t, err)
+	if st, _ := e.get(t, both); st.Role != "Site director" || st.Department != "Leap B" || st.Base[stakeholder.Role] != "Site director" {
+		t.Errorf("after resolving again: %+v, want Entra's role and Leap's department", st)
 	}
 }

@@ -60,21 +60,24 @@ type StoredConflict struct {
 }
 
 // CloseConflictOp closes a conflict only if its row is still the version read at etag: a sync
-// may have found it again meanwhile.
+// may have found it again meanwhile. Apply fails with tablestore.ErrConflict when the row
+// changed or is gone.
 func CloseConflictOp(id string, etag tablestore.ETag) tablestore.Op {
 	return tablestore.DeleteOp(conflictKey(id), etag)
 }
 
-// Conflict returns a stakeholder's open conflict, or ErrNoConflict.
-func (s *Store) Conflict(ctx context.Context, org tablestore.Org, id string) (Conflict, error) {
+// Conflict returns a stakeholder's open conflict with the ETag of its row, or ErrNoConflict.
+// Whoever acts on what it read closes it with CloseConflictOp at that ETag, so a sync that
+// refreshed the row meanwhile (without writing the stakeholder) is not overruled.
+func (s *Store) Conflict(ctx context.Context, org tablestore.Org, id string) (StoredConflict, error) {
 	if err := tablestore.CheckKey(conflictKey(id)); err != nil || id == "" {
-		return Conflict{}, ErrNoConflict
+		return StoredConflict{}, ErrNoConflict
 	}
-	c, _, err := tablestore.Get[Conflict](ctx, s.t, org, conflictKey(id))
+	c, etag, err := tablestore.Get[Conflict](ctx, s.t, org, conflictKey(id))
 	if errors.Is(err, tablestore.ErrNotFound) {
-		return Conflict{}, ErrNoConflict
+		return StoredConflict{}, ErrNoConflict
 	}
-	return c, err
+	return StoredConflict{Conflict: c, ETag: etag}, err
 }
 
 // Conflicts returns open conflicts in stakeholder id order, at most limit after the id after,

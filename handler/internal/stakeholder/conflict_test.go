@@ -87,3 +87,47 @@ func TestConflictRows(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseConflictAtETag: a conflict read with its ETag closes only while its row is that
+// version; a row rewritten (a sync refreshed it) or removed meanwhile fails the whole
+// transaction with ErrConflict, the stakeholder's write included.
+func TestCloseConflictAtETag(t *testing.T) {
+	store := tablestoretest.Open(t)
+	dir := stakeholder.NewStore(store)
+	org, _ := tablestore.NewOrg("acme")
+	st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: "P", LastName: "Q", Email: "pq@example.test", Source: stakeholder.Manual, Active: true}
+	etag, err := dir.Save(t.Context(), org, st, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := stakeholder.Conflict{StakeholderID: st.ID, ExternalID: "u1", Entra: stakeholder.Values{stakeholder.Role: "E1"}}
+	if err := dir.Apply(t.Context(), org, []tablestore.Op{stakeholder.ConflictOp(c)}); err != nil {
+		t.Fatal(err)
+	}
+	read, err := dir.Conflict(t.Context(), org, st.ID)
+	if err != nil || read.ETag == "" || read.Entra[stakeholder.Role] != "E1" {
+		t.Fatalf("Conflict = %+v, %v; want the row with its ETag", read, err)
+	}
+	next := st
+	next.Role = "resolved"
+	write := func() error {
+		return dir.Apply(t.Context(), org, append(stakeholder.Ops(next, &st, etag), stakeholder.CloseConflictOp(st.ID, read.ETag)))
+	}
+
+	c.Entra = stakeholder.Values{stakeholder.Role: "E2"} // refreshed meanwhile
+	if err := dir.Apply(t.Context(), org, []tablestore.Op{stakeholder.ConflictOp(c)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(); !errors.Is(err, tablestore.ErrConflict) {
+		t.Errorf("closing a refreshed conflict: err = %v, want ErrConflict", err)
+	}
+	if err := dir.Apply(t.Context(), org, []tablestore.Op{stakeholder.ClearConflictOp(st.ID)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(); !errors.Is(err, tablestore.ErrConflict) {
+		t.Errorf("closing a conflict closed meanwhile: err = %v, want ErrConflict", err)
+	}
+	if got, now, err := dir.Get(t.Context(), org, st.ID); err != nil || now != etag || got.Role != "" {
+		t.Errorf("the stakeholder was written by a failed transaction: %+v, %v", got, err)
+	}
+}

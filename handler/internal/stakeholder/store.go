@@ -210,15 +210,22 @@ func (s *Store) Delete(ctx context.Context, org tablestore.Org, id string, etag 
 }
 
 // Apply runs one stakeholder's transaction from Ops. An index row that should have been there
-// but is not (left over from an interrupted older version) does not block the write: the
-// transaction is retried without deleting it.
+// but is not (left over from an interrupted older version), or a conflict closed by someone else
+// meanwhile, does not block the write: the transaction is retried without deleting it. A delete
+// conditional on an ETag (other than ETagAny) is different: the version it names is gone, and
+// the transaction fails with tablestore.ErrConflict.
 func (s *Store) Apply(ctx context.Context, org tablestore.Org, ops []tablestore.Op) error {
 	for {
 		err := s.t.Batch(ctx, org, ops)
 		var be *tablestore.BatchError
-		if err == nil || !errors.As(err, &be) || !errors.Is(err, tablestore.ErrNotFound) || be.Failed < 0 ||
-			ops[be.Failed].Kind != tablestore.OpDelete || strings.HasPrefix(ops[be.Failed].Key, "s-") {
+		if err == nil || !errors.As(err, &be) || !errors.Is(err, tablestore.ErrNotFound) || be.Failed < 0 {
 			return explain(err)
+		}
+		switch op := ops[be.Failed]; {
+		case op.Kind != tablestore.OpDelete || strings.HasPrefix(op.Key, "s-"):
+			return explain(err)
+		case op.ETag != tablestore.ETagAny:
+			return fmt.Errorf("%w: row %s was deleted meanwhile", tablestore.ErrConflict, op.Key)
 		}
 		ops = append(ops[:be.Failed:be.Failed], ops[be.Failed+1:]...)
 	}
