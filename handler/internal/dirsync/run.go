@@ -66,11 +66,13 @@ type Run struct {
 	Pages     int `json:"pages"`
 	Processed int `json:"processed"`
 
-	Created     int `json:"created"`
-	Updated     int `json:"updated"`
-	Unchanged   int `json:"unchanged"`
-	Conflicts   int `json:"conflicts"`
-	Skipped     int `json:"skipped"` // conflicting records left untouched (skip conflicts)
+	Created   int `json:"created"`
+	Updated   int `json:"updated"`
+	Unchanged int `json:"unchanged"`
+	Conflicts int `json:"conflicts"`
+	// Skipped are records left untouched: conflicts under skip conflicts, and stakeholders that
+	// kept changing in Leap Change while the sync wrote them (an error on the run says which).
+	Skipped     int `json:"skipped"`
 	Deactivated int `json:"deactivated"`
 	Reactivated int `json:"reactivated"`
 	Linked      int `json:"linked"` // existing stakeholders linked to their Entra user for the first time

@@ -1135,3 +1135,54 @@ func TestUpdateRacesLeapEdit(t *testing.T) {
 		t.Errorf("run: updated %d errors %+v, want 1 and none", run.Updated, run.Errors)
 	}
 }
+
+// TestUpdateKeepsRacingLeapEdits: a stakeholder edited in Leap Change before the sync's write
+// and again before its re-merge's write is left as it is; the user still lands in exactly one
+// outcome column (skipped), and the error says truthfully when Entra's change arrives.
+func TestUpdateKeepsRacingLeapEdits(t *testing.T) {
+	e := setup(t)
+	ids := e.addUsers(t, "User", 3)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
+
+	var editing atomic.Bool
+	var edited atomic.Int32
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		// Every stakeholder write of Entra's change: the page's, the one-by-one retry, the re-merge.
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte("/"+e.kill.prefix+stakeholder.Table)) ||
+			!bytes.Contains(body, []byte(`Entra Race`)) || edited.Load() >= 3 {
+			return
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return
+		}
+		defer editing.Store(false)
+		n := edited.Add(1)
+		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = fmt.Sprintf("edit %d", n) })
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t) // checks that every processed user is in one column
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+
+	wantState(t, run, dirsync.Succeeded)
+	if edited.Load() != 3 {
+		t.Fatalf("%d racing edits, want 3", edited.Load())
+	}
+	if run.Processed != 1 || run.Skipped != 1 || run.Updated != 0 {
+		t.Errorf("run: processed %d skipped %d updated %d; want 1 1 0", run.Processed, run.Skipped, run.Updated)
+	}
+	rerr := hasError(run, "conflict", ids[0])
+	if rerr == nil || strings.Contains(rerr.Hint, "next sync merges") {
+		t.Errorf("errors %+v, want a conflict error whose hint does not promise the next (delta) sync", run.Errors)
+	}
+	st, _ := e.get(t, ids[0])
+	if st.Department == "Entra Race" || st.Influence != "edit 3" {
+		t.Errorf("stakeholder = %+v, want Leap's last edit and not Entra's change", st)
+	}
+	if cs := changesOf(e.changes(t, run.ID), ids[0]); len(cs) != 2 || cs[1].Action != dirsync.ActError {
+		t.Errorf("change log %+v, want the update and its not-written error", cs)
+	}
+}

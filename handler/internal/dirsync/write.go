@@ -125,11 +125,15 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 	}
 	err = s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
 	if errors.Is(err, tablestore.ErrConflict) && !errors.Is(err, stakeholder.ErrEmailInUse) {
+		// Left as it is in Leap Change. A delta round sees the user again only once Entra ID
+		// changes it, so the hint promises no more than that (or a full round).
 		detail := "the stakeholder kept changing in Leap Change during the sync"
-		s.run.addError(RunError{Code: "conflict", Object: w.user.ID, Detail: detail, Hint: "The next sync merges it."})
+		s.run.addError(RunError{Code: "conflict", Object: w.user.ID, Detail: detail,
+			Hint: "It was left as it is in Leap Change: Entra ID's changes to this user reach it when the user changes in Entra ID again, or in a full sync."})
 		if err := s.notWritten(ctx, w, detail); err != nil {
 			return err
 		}
+		s.run.Skipped++ // the user's outcome: left untouched (notWritten took back the first one)
 		return s.markSeen(ctx, write{next: stakeholder.Stakeholder{ID: st.ID}, prev: &st})
 	}
 	return err
