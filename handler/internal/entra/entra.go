@@ -6,8 +6,8 @@ package entra
 
 import (
 	"errors"
-	"fmt"
-	"time"
+
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // Removal says why a delta entry carries @removed.
@@ -67,58 +67,22 @@ type GroupPage struct {
 	DeltaLink string
 }
 
-// Kind classifies a Graph or sign-in failure by what the caller should do about it.
-type Kind int
+// Kind is the project's failure kind (errkind); the names below keep the directory code short.
+type Kind = errkind.Kind
 
 const (
-	KindOther        Kind = iota
-	KindNotFound          // 404: the object is gone → run error user_not_found
-	KindForbidden         // 403: a permission is missing → permission_denied
-	KindThrottled         // 429/503/504 after our retries → rate_limited
-	KindInvalid           // 400: a request we built is wrong → invalid_data
-	KindResync            // 410 Gone, syncStateNotFound, resyncRequired → restart delta from scratch
-	KindUnauthorized      // token refused or not obtainable → connection needs re-authorization
-	KindUnavailable       // network, timeout or 5xx after retries
+	KindOther        = errkind.Other
+	KindNotFound     = errkind.NotFound     // 404: the object is gone → run error user_not_found
+	KindForbidden    = errkind.Forbidden    // 403: a permission is missing → permission_denied
+	KindThrottled    = errkind.Throttled    // 429/503/504 after our retries → rate_limited
+	KindInvalid      = errkind.Invalid      // 400: a request we built is wrong → invalid_data
+	KindResync       = errkind.Resync       // 410 Gone, syncStateNotFound, resyncRequired → restart delta from scratch
+	KindUnauthorized = errkind.Unauthorized // token refused or not obtainable → connection needs re-authorization
+	KindUnavailable  = errkind.Unavailable  // network, timeout or 5xx after retries
 )
 
-var kindNames = map[Kind]string{
-	KindOther: "other", KindNotFound: "not_found", KindForbidden: "forbidden", KindThrottled: "throttled",
-	KindInvalid: "invalid", KindResync: "resync", KindUnauthorized: "unauthorized", KindUnavailable: "unavailable",
-}
-
-func (k Kind) String() string { return kindNames[k] }
-
-// Error is a classified failure of a Graph call or token request. Message never contains a secret
-// or token: it is the service's own error text.
-type Error struct {
-	Kind       Kind
-	Status     int    // HTTP status, 0 when the request never got an answer
-	Code       string // Graph error code or AADSTS error
-	Message    string
-	RequestID  string
-	RetryAfter time.Duration
-	Err        error // the underlying cause, when there is one
-}
-
-func (e *Error) Error() string {
-	s := fmt.Sprintf("graph: %s", e.Kind)
-	if e.Status != 0 {
-		s += fmt.Sprintf(" (HTTP %d)", e.Status)
-	}
-	if e.Code != "" {
-		s += " " + e.Code
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Transient reports whether the kind is a passing failure worth trying again later (throttling,
-// 5xx, network); every other kind is permanent for the request that met it.
-func (k Kind) Transient() bool { return k == KindThrottled || k == KindUnavailable }
+// Error is a classified failure of a Graph call or token request (errkind.Error).
+type Error = errkind.Error
 
 // KindOf returns the kind of err, KindOther when it is not a classified failure.
 func KindOf(err error) Kind {

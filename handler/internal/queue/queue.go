@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // The queues of DESIGN §2.1.
@@ -22,12 +24,13 @@ const (
 	OutboundTeams = "outbound-teams"
 )
 
-// Error kinds. Publishers wrap one of these with %w; callers branch with errors.Is.
+// Error kinds, from the project's one vocabulary (errkind). Publishers wrap one of these with
+// %w; callers branch with errors.Is or errkind.Of.
 var (
-	ErrInvalid     = errors.New("queue: invalid message")
-	ErrNotFound    = errors.New("queue: no such queue")
-	ErrAuth        = errors.New("queue: not authorized")
-	ErrUnavailable = errors.New("queue: temporarily unavailable") // retry later
+	ErrInvalid     error = errkind.Invalid     // a message we built is wrong
+	ErrNotFound    error = errkind.NotFound    // no such queue
+	ErrAuth        error = errkind.Forbidden   // the namespace refused our identity: a role is missing
+	ErrUnavailable error = errkind.Unavailable // retry later
 )
 
 // maxBody is the Service Bus Standard tier message size limit.

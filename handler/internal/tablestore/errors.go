@@ -15,34 +15,35 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
-// Kinds of error. Every error the store returns wraps at most one of these (test with errors.Is) and,
-// when the service answered, the *azcore.ResponseError too (errors.As).
+// Kinds of error, from the project's one vocabulary (errkind). Every error the store returns wraps
+// at most one of these (test with errors.Is, or errkind.Of) and, when the service answered, the
+// *azcore.ResponseError too (errors.As).
 var (
 	// ErrNotFound: the entity does not exist (Get, Update, Delete).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound error = errkind.NotFound
 	// ErrConflict: Insert of an existing key, or an ETag that no longer matches (the entity changed
 	// since it was read). Re-read and try again.
-	ErrConflict = errors.New("conflict: already exists or changed by someone else")
+	ErrConflict error = errkind.Conflict
 	// ErrThrottled: the service asked us to slow down (429, 503 ServerBusy) even after the client's
 	// own retries. Retryable later.
-	ErrThrottled = errors.New("throttled")
+	ErrThrottled error = errkind.Throttled
 	// ErrUnavailable: timeouts, network errors and 5xx answers that survived the client's retries.
 	// Retryable later.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable error = errkind.Unavailable
 	// ErrInvalid: a bad org, key, table name, property, value too large, too many properties, or an
 	// entity the service rejects as malformed. Retrying does not help.
-	ErrInvalid = errors.New("invalid")
-	// ErrAuth: the service refused our credentials (401, 403).
-	ErrAuth = errors.New("not authorized")
+	ErrInvalid error = errkind.Invalid
+	// ErrAuth: the service refused our credentials (401, 403): a role assignment is missing.
+	ErrAuth error = errkind.Forbidden
 )
 
 // Retryable reports whether err is of a kind that may succeed if tried again later
 // (ErrThrottled or ErrUnavailable).
-func Retryable(err error) bool {
-	return errors.Is(err, ErrThrottled) || errors.Is(err, ErrUnavailable)
-}
+func Retryable(err error) bool { return errkind.Of(err).Transient() }
 
 // Error is an error from an operation: what was done, the kind (one of the Err* sentinels, or nil when
 // the failure fits none), and the cause.
