@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"slices"
@@ -344,4 +345,73 @@ func TestResolveConflictRacingSync(t *testing.T) {
 	if st, _ := e.get(t, both); st.Role != "Site director" || st.Department != "Leap B" || st.Base[stakeholder.Role] != "Site director" {
 		t.Errorf("after resolving again: %+v, want Entra's role and Leap's department", st)
 	}
+}
+
+// wantConflictClosed checks that the stakeholder's conflict row is gone, not only unlisted.
+func (e *env) wantConflictClosed(t *testing.T, stakeholderID string) {
+	t.Helper()
+	if c, err := e.shs.Conflict(t.Context(), e.org, stakeholderID); !errors.Is(err, stakeholder.ErrNoConflict) {
+		t.Errorf("conflict still stored: %+v, err %v", c, err)
+	}
+	if list := e.openConflicts(t); len(list) != 0 {
+		t.Errorf("still open: %+v", list)
+	}
+}
+
+// TestConflictClosesWhenDeactivationRacesLeapEdit: the user of an open conflict is deleted, and
+// the stakeholder is edited in Leap Change while its deactivation is written; the re-merged
+// deactivation closes the conflict, as the first write would have.
+func TestConflictClosesWhenDeactivationRacesLeapEdit(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	e.settings(t, generous)
+	must(t, e.sim.SoftDeleteUser(tenantID, both))
+	var editing, edited atomic.Bool
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`"deactivatedReason":"deleted"`)) || edited.Load() {
+			return
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return
+		}
+		defer editing.Store(false)
+		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
+		edited.Store(true)
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+	wantState(t, run, dirsync.Succeeded)
+	if !edited.Load() {
+		t.Fatal("the race was not staged")
+	}
+	st, _ := e.get(t, both)
+	if st.Active || st.Influence != "edited meanwhile" || run.Deactivated != 1 {
+		t.Errorf("stakeholder = %+v, deactivated %d; want deactivated with the edit kept", st, run.Deactivated)
+	}
+	e.wantConflictClosed(t, st.ID)
+}
+
+// TestConflictOfInactiveStakeholderCloses: a stakeholder deactivated in Leap Change while its
+// run waited for approval is inactive already when the approved deactivations are applied;
+// its open conflict closes all the same.
+func TestConflictOfInactiveStakeholderCloses(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	must(t, e.sim.SoftDeleteUser(tenantID, both)) // 1 of 2: held by the deletion guard
+	run := e.sync(t)
+	wantState(t, run, dirsync.Held)
+	e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Active, s.DeactivatedReason = false, "left" })
+	if _, err := e.eng.Approve(t.Context(), e.org, run.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	e.drain(t)
+	run = accounted(t, e.run(t, run.ID))
+	wantState(t, run, dirsync.Succeeded)
+	st, _ := e.get(t, both)
+	if st.Active || st.DeactivatedReason != "left" || run.Deactivated != 0 {
+		t.Errorf("stakeholder = %+v, deactivated %d; want it as Leap Change left it, counted nowhere", st, run.Deactivated)
+	}
+	e.wantConflictClosed(t, st.ID)
 }

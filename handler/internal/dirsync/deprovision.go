@@ -202,20 +202,29 @@ func (s *stepper) deprovision(ctx context.Context) (bool, error) {
 	var writes []write
 	var changes []Change
 	for _, w := range items {
-		if w.cur == nil || !w.cur.Active {
-			continue // gone, or deactivated already (a retried chunk)
+		switch {
+		case w.cur == nil:
+			continue // gone
+		case !w.cur.Active:
+			// Deactivated already (in Leap Change meanwhile, or by a retried chunk): its user
+			// went away all the same, so an open conflict still closes.
+			if w.open != nil {
+				writes = append(writes, write{next: stakeholder.Stakeholder{ID: w.cur.ID}, seenOnly: true, noMark: true, clearConflict: true})
+			}
+			continue
 		}
 		next := *w.cur
 		next.Active, next.DeactivatedReason, next.UpdatedAt = false, reasons[next.ID], s.now
 		// The user went away: an open conflict of theirs is closed with the deactivation.
-		writes = append(writes, write{next: next, prev: w.cur, etag: w.etag, clearConflict: w.open != nil})
+		writes = append(writes, write{next: next, prev: w.cur, etag: w.etag, clearConflict: w.open != nil,
+			name: strings.TrimSpace(next.FirstName + " " + next.LastName), undo: func(r *Run) { r.Deactivated-- }})
 		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: next.ID, ExternalID: next.ExternalID,
 			Name: strings.TrimSpace(next.FirstName + " " + next.LastName), Reason: reasons[next.ID]})
 	}
 	// Recorded even with nothing to write: a redo of this chunk after a kill finds its
 	// stakeholders deactivated already and takes the counts back from the marker.
 	if _, err := s.record(ctx, func(mark func() tablestore.Op) error {
-		s.run.Deactivated += len(writes)
+		s.run.Deactivated += len(changes)
 		return s.e.logChanges(ctx, s.org, &s.run, changes, mark)
 	}); err != nil {
 		return false, err

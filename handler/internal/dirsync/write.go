@@ -102,16 +102,25 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 		return fmt.Errorf("%w: stakeholder id %s is taken by another record", tablestore.ErrConflict, st.ID)
 	}
 	if w.user.ID == "" {
-		// A deactivation (no user to merge): deactivate the new version, keeping its edits.
-		if !st.Active {
+		// A deactivation (no user to merge): deactivate the new version, keeping its edits, and
+		// close the open conflict with it, as the first write would have.
+		var ops []tablestore.Op
+		if st.Active {
+			prev := st
+			st.Active, st.DeactivatedReason, st.UpdatedAt = false, w.next.DeactivatedReason, s.now
+			ops = stakeholder.Ops(st, &prev, etag)
+		}
+		if w.clearConflict {
+			ops = append(ops, stakeholder.ClearConflictOp(st.ID))
+		}
+		if len(ops) == 0 {
 			return nil
 		}
-		prev := st
-		st.Active, st.DeactivatedReason, st.UpdatedAt = false, w.next.DeactivatedReason, s.now
-		err := s.e.stakeholders.Apply(ctx, s.org, stakeholder.Ops(st, &prev, etag))
+		err := s.e.stakeholders.Apply(ctx, s.org, ops)
 		if errors.Is(err, tablestore.ErrConflict) {
-			s.run.addError(RunError{Code: "conflict", Object: st.ExternalID, Detail: "the stakeholder kept changing in Leap Change during its deactivation", Hint: "It was left active; deactivate it in Leap Change or sync again after the edits."})
-			return nil
+			detail := "the stakeholder kept changing in Leap Change during its deactivation"
+			s.run.addError(RunError{Code: "conflict", Object: st.ExternalID, Detail: detail, Hint: "It was left active; deactivate it in Leap Change or sync again after the edits."})
+			return s.notWritten(ctx, w, detail)
 		}
 		return err
 	}
