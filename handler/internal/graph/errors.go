@@ -11,6 +11,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/graphkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 )
 
@@ -53,28 +54,6 @@ func classify(op string, err error) error {
 			e.RetryAfter, _ = RetryAfter(http.Header{"Retry-After": v}, time.Now())
 		}
 	}
-	e.Kind = kindFor(e.Status, e.Code)
+	e.Kind = graphkind.Of(e.Status, e.Code)
 	return e
-}
-
-func kindFor(status int, code string) entra.Kind {
-	switch {
-	case status == http.StatusGone, code == "syncStateNotFound", code == "resyncRequired", code == "syncStateInvalid":
-		return entra.KindResync
-	case status == http.StatusTooManyRequests:
-		return entra.KindThrottled
-	case status == http.StatusUnauthorized:
-		return entra.KindUnauthorized
-	case status == http.StatusForbidden:
-		return entra.KindForbidden
-	case status == http.StatusNotFound:
-		return entra.KindNotFound
-	case status == http.StatusBadRequest:
-		return entra.KindInvalid
-	case status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
-		return entra.KindThrottled // Graph's documented "slow down" besides 429
-	case status >= 500:
-		return entra.KindUnavailable
-	}
-	return entra.KindOther
 }
