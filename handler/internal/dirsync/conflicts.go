@@ -235,8 +235,8 @@ func (r Resolution) check() error {
 }
 
 // markOpen notes which of the items' stakeholders have an open conflict. The open conflicts are
-// read once a step and kept in step with its writes (remember), so a page costs no extra read;
-// without them a delta round would never learn that a user it sees again closes one.
+// read once a step and kept in step with the writes applied (noteConflict), so a page costs no
+// extra read; without them a delta round would never learn that a user it sees again closes one.
 func (s *stepper) markOpen(ctx context.Context, items []*work) error {
 	if len(items) == 0 {
 		return nil

@@ -415,3 +415,43 @@ func TestConflictOfInactiveStakeholderCloses(t *testing.T) {
 	}
 	e.wantConflictClosed(t, st.ID)
 }
+
+// TestConflictReopenedByRemergeClosesOnDeactivation: in one step, a user whose two sides agree
+// again (so its conflict would close) and who is disabled races a Leap Change edit: the
+// re-merge finds the sides apart again and keeps the conflict open. The step's own record of
+// open conflicts must follow what was written, so the deactivation later in the same step
+// closes that conflict.
+func TestConflictReopenedByRemergeClosesOnDeactivation(t *testing.T) {
+	e, both, _, _ := conflictEnv(t)
+	e.settings(t, generous)
+	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Hour, GiveUpAfter: 3}) // the whole run in one step
+	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Leap B"; u.AccountEnabled = false })
+	var editing, edited atomic.Bool
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte("/"+e.kill.prefix+stakeholder.Table)) || edited.Load() {
+			return
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return
+		}
+		defer editing.Store(false)
+		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Department = "Leap C" })
+		edited.Store(true)
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+	wantState(t, run, dirsync.Succeeded)
+	if !edited.Load() {
+		t.Fatal("the race was not staged")
+	}
+	st, _ := e.get(t, both)
+	if st.Active || st.Department != "Leap C" || run.Deactivated != 1 {
+		t.Errorf("stakeholder = %+v; run deactivated %d; want it deactivated with Leap's edit kept", st, run.Deactivated)
+	}
+	e.wantConflictClosed(t, st.ID)
+}

@@ -44,7 +44,7 @@ type stepper struct {
 	unsaved    int                  // users pages done since the run was last saved
 	resuming   bool                 // this step may redo steps a killed delivery recorded (see record)
 	pendingIDs map[string]bool      // this run\'s pending deactivations, once loaded
-	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by remember
+	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by noteConflict
 	ix         *stakeholder.Index   // loaded on first use
 	allowed    map[string]bool      // users in the group filter; nil = no filter
 	members    map[string][]string  // filter group → its users (nested included)

@@ -209,6 +209,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		// created here for one still to fetch and reports it twice.
 		for _, w := range writes {
 			s.remember(w)
+			s.noteConflict(w)
 		}
 		return logs(nil)
 	}

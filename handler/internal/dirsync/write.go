@@ -25,6 +25,11 @@ func (s *stepper) write(ctx context.Context, writes []write) error {
 			return nil
 		}
 		err := s.e.stakeholders.Apply(ctx, s.org, chunk)
+		if err == nil {
+			for _, w := range members {
+				s.noteConflict(w)
+			}
+		}
 		if err != nil && (errors.Is(err, tablestore.ErrConflict) || errors.Is(err, tablestore.ErrNotFound) || errors.Is(err, stakeholder.ErrEmailInUse)) {
 			err = s.writeOneByOne(ctx, members)
 		}
@@ -60,8 +65,11 @@ func (s *stepper) write(ctx context.Context, writes []write) error {
 func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 	for _, w := range writes {
 		err := s.e.stakeholders.Apply(ctx, s.org, w.ops(s.run.ID))
+		if err == nil {
+			s.noteConflict(w)
+		}
 		if errors.Is(err, tablestore.ErrConflict) && !w.seenOnly && !errors.Is(err, stakeholder.ErrEmailInUse) {
-			err = s.remerge(ctx, w)
+			err = s.remerge(ctx, w) // notes the conflict of what it writes
 		}
 		switch {
 		case err == nil:
@@ -117,6 +125,9 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 			return nil
 		}
 		err := s.e.stakeholders.Apply(ctx, s.org, ops)
+		if err == nil {
+			s.noteConflict(w)
+		}
 		if errors.Is(err, tablestore.ErrConflict) {
 			detail := "the stakeholder kept changing in Leap Change during its deactivation"
 			s.run.addError(RunError{Code: "conflict", Object: st.ExternalID, Detail: detail, Hint: "It was left active; deactivate it in Leap Change or sync again after the edits."})
@@ -133,6 +144,9 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 		return nil
 	}
 	err = s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
+	if err == nil {
+		s.noteConflict(*again)
+	}
 	if errors.Is(err, tablestore.ErrConflict) && !errors.Is(err, stakeholder.ErrEmailInUse) {
 		// Left as it is in Leap Change. A delta round sees the user again only once Entra ID
 		// changes it, so the hint promises no more than that (or a full round).
@@ -170,16 +184,22 @@ func (s *stepper) markSeen(ctx context.Context, w write) error {
 	return err
 }
 
+// noteConflict keeps the step's open conflicts (see markOpen) in step with a write that was
+// applied: the one decided first, or the one a re-merge wrote instead.
+func (s *stepper) noteConflict(w write) {
+	if s.open == nil {
+		return
+	}
+	switch {
+	case w.conflict != nil:
+		s.open[w.next.ID] = w.conflict.Since
+	case w.clearConflict:
+		delete(s.open, w.next.ID)
+	}
+}
+
 // remember keeps the in-memory index in step with what this step writes.
 func (s *stepper) remember(w write) {
-	if s.open != nil {
-		switch {
-		case w.conflict != nil:
-			s.open[w.next.ID] = w.conflict.Since
-		case w.clearConflict:
-			delete(s.open, w.next.ID)
-		}
-	}
 	if s.ix == nil || w.seenOnly {
 		return
 	}
