@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/graphkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/queue"
@@ -214,39 +214,9 @@ func (g *graphDir) TransitiveUserIDs(ctx context.Context, tenant, groupID string
 	return ids, nil
 }
 
-// graphError maps a Graph error answer to an *entra.Error, as the graph package classifies.
+// graphError classifies a Graph error answer exactly as the graph package does (graphkind).
 func graphError(resp *http.Response, body []byte) error {
-	var env struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	_ = json.Unmarshal(body, &env)
-	e := &entra.Error{Kind: entra.KindOther, Status: resp.StatusCode, Code: env.Error.Code, Message: env.Error.Message}
-	code, status := env.Error.Code, resp.StatusCode
-	switch {
-	case status == http.StatusGone, code == "syncStateNotFound", code == "resyncRequired", code == "syncStateInvalid":
-		e.Kind = entra.KindResync
-	case status == http.StatusTooManyRequests:
-		e.Kind = entra.KindThrottled
-	case status == http.StatusUnauthorized:
-		e.Kind = entra.KindUnauthorized
-	case status == http.StatusForbidden:
-		e.Kind = entra.KindForbidden
-	case status == http.StatusNotFound:
-		e.Kind = entra.KindNotFound
-	case status == http.StatusBadRequest:
-		e.Kind = entra.KindInvalid
-	case status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
-		e.Kind = entra.KindThrottled
-	case status >= 500:
-		e.Kind = entra.KindUnavailable
-	}
-	if s, err := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); err == nil && s > 0 {
-		e.RetryAfter = time.Duration(s * float64(time.Second))
-	}
-	return e
+	return graphkind.FromAnswer(resp.StatusCode, resp.Header, body)
 }
 
 // recorder is the test's sync-jobs queue: it keeps every published message in order.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -312,9 +313,15 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 	e, run := s.e, s.durable()
 	var ge *entra.Error
 	errors.As(err, &ge)
-	kind := entra.KindOf(err)
+	action := errkind.Policy(err, deliveryCount, e.cfg.GiveUpAfter)
 	switch {
-	case kind == entra.KindResync:
+	case ge == nil && action == errkind.GiveUp && deliveryCount < e.cfg.GiveUpAfter:
+		action = errkind.Retry // a storage or queue refusal may be a deployment in progress: redelivery first
+	case ge != nil && action == errkind.Retry:
+		action = errkind.GiveUp // Graph answered and said no (an answer we cannot read): asking again gives the same answer
+	}
+	switch action {
+	case errkind.Restart:
 		// The delta token expired or was reset: a full round from scratch reaches the same state.
 		s.log.InfoContext(ctx, "delta token expired; resyncing in full")
 		run.Kind, run.Phase, run.NextLink, run.Cursor = "full", PhaseUsers, "", ""
@@ -324,9 +331,9 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 			return err
 		}
 		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, time.Time{})
-	case kind.Transient() || ge == nil && tablestore.Retryable(err):
+	case errkind.RetryLater:
 		return s.reschedule(ctx, run, ge, err)
-	case kind == entra.KindUnauthorized:
+	case errkind.Reauthorize:
 		if e.cfg.Reauth != nil {
 			if err := e.cfg.Reauth.NeedsReauthorization(ctx, s.org, err.Error(), e.cfg.Now()); err != nil {
 				return err
@@ -334,7 +341,11 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 		}
 		run.addError(RunError{Code: "unauthorized", Detail: err.Error(), Hint: "Re-authorize the Microsoft 365 connection: an admin must grant consent again."})
 		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
-	case kind == entra.KindForbidden:
+	case errkind.Retry:
+		return err
+	}
+	switch {
+	case ge != nil && ge.Kind == errkind.Forbidden:
 		run.addError(RunError{Code: "permission_denied", Detail: err.Error(), Hint: "Check admin permissions: grant User.Read.All (and GroupMember.Read.All for group filters) to the Leap Change app, then re-authorize."})
 		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
 	case ge != nil:
@@ -342,9 +353,6 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 		// the same answer.
 		run.addError(RunError{Code: "graph_error", Detail: err.Error(), Hint: "Sync again; if it fails again, contact support with this run's id."})
 		return e.finish(ctx, s.org, run, s.etag, Failed, err.Error())
-	}
-	if deliveryCount < e.cfg.GiveUpAfter {
-		return err
 	}
 	// Retried enough: fail the run with the error recorded, instead of leaving it running while
 	// its message sits in the dead-letter queue.
@@ -391,8 +399,7 @@ func (s *stepper) reschedule(ctx context.Context, run Run, ge *entra.Error, caus
 // rescheduleDelay is the delay before the retry-th attempt of a step: 30 s doubling to at most
 // 15 minutes, with jitter in [d/2, d] so that orgs failing together do not retry together.
 func rescheduleDelay(retry int) time.Duration {
-	d := min(30*time.Second<<min(retry-1, 10), 15*time.Minute)
-	return d/2 + rand.N(d/2+1)
+	return errkind.Backoff(retry, 30*time.Second, 15*time.Minute, rand.N[time.Duration])
 }
 
 // finish records the run's end and frees the org for the next run. A successful real run keeps

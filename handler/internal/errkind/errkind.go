@@ -132,9 +132,9 @@ const (
 )
 
 // Policy decides, once for every worker, what a failure calls for: transient kinds are put off,
-// refused credentials need re-authorization, an expired delta restarts, a conflict is retried,
-// missing permissions and wrong requests are given up. An unclassified failure is retried by
-// redelivery until delivery (the delivery count) reaches giveUpAfter.
+// refused credentials need re-authorization, an expired delta restarts, missing permissions and
+// wrong requests are given up. A conflict or an unclassified failure is retried by redelivery
+// until delivery (the delivery count) reaches giveUpAfter.
 func Policy(err error, delivery, giveUpAfter int) Action {
 	switch k := Of(err); {
 	case k.Transient():
@@ -143,9 +143,7 @@ func Policy(err error, delivery, giveUpAfter int) Action {
 		return Reauthorize
 	case k == Resync:
 		return Restart
-	case k == Conflict:
-		return Retry
-	case k == Other && delivery < giveUpAfter:
+	case (k == Conflict || k == Other) && delivery < giveUpAfter:
 		return Retry
 	}
 	return GiveUp

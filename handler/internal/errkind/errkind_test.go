@@ -40,8 +40,8 @@ func TestOfAndPolicy(t *testing.T) {
 			}
 		})
 	}
-	if Policy(errors.New("boom"), 5, 5) != GiveUp {
-		t.Error("an unclassified failure is retried for ever")
+	if Policy(errors.New("boom"), 5, 5) != GiveUp || Policy(Conflict, 5, 5) != GiveUp {
+		t.Error("an unclassified failure or a conflict is retried for ever")
 	}
 	if RetryAfterOf(fmt.Errorf("x: %w", hinted{3 * time.Second})) != 3*time.Second || RetryAfterOf(Unavailable) != 0 {
 		t.Error("RetryAfterOf")

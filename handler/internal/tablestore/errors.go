@@ -41,10 +41,6 @@ var (
 	ErrAuth error = errkind.Forbidden
 )
 
-// Retryable reports whether err is of a kind that may succeed if tried again later
-// (ErrThrottled or ErrUnavailable).
-func Retryable(err error) bool { return errkind.Of(err).Transient() }
-
 // Error is an error from an operation: what was done, the kind (one of the Err* sentinels, or nil when
 // the failure fits none), and the cause.
 type Error struct {

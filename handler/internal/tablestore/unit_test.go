@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/leapchange/m365/handler/internal/azuritetest"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // fakeTransport answers every request with one canned response.
@@ -78,8 +80,8 @@ func TestServiceErrorsMapToKinds(t *testing.T) {
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			if Retryable(err) != (tc.want == ErrThrottled || tc.want == ErrUnavailable) {
-				t.Errorf("Retryable(%v) = %v", err, Retryable(err))
+			if k := errkind.Of(err); k.Transient() != (tc.want == ErrThrottled || tc.want == ErrUnavailable) {
+				t.Errorf("errkind.Of(%v) = %v", err, k)
 			}
 			var re *azcore.ResponseError
 			if tc.f.err == nil && !errors.As(err, &re) {
