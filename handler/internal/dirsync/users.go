@@ -129,17 +129,17 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		if last[u.ID] != i {
 			continue
 		}
-		run.Processed++
+		run.Processed++ // and counted in one outcome: here when it is not merged, else by decide
 		link, linked := links[u.ID]
 		if u.Removed != entra.NotRemoved {
-			run.Excluded.Deleted++
+			s.count(tally{outcome: outDeleted})
 			if linked && link.Active {
 				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "deleted"})
 			}
 			continue
 		}
 		if s.allowed != nil && !s.allowed[u.ID] {
-			run.Excluded.OutOfFilter++
+			s.count(tally{outcome: outOutOfFilter})
 			if linked && link.Active {
 				pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: u.ID, Reason: "out_of_filter"})
 			}
@@ -151,7 +151,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			seen = append(seen, write{next: stakeholder.Stakeholder{ID: link.ID}, seenOnly: true})
 		}
 		if problem != "" {
-			run.Invalid++
+			s.count(tally{outcome: outInvalid})
 			run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: problem, Hint: "Complete the user's profile in Entra ID; the next sync picks it up."})
 			changes = append(changes, Change{Action: ActInvalid, ExternalID: u.ID, Name: u.DisplayName, Reason: problem})
 			continue
@@ -169,7 +169,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			}
 		}
 		if w.id == "" && !u.AccountEnabled {
-			run.Excluded.Disabled++
+			s.count(tally{outcome: outDisabled})
 			continue // a disabled user who was never a stakeholder stays out
 		}
 		items = append(items, w)
@@ -315,146 +315,175 @@ func (w write) ops(runID string) []tablestore.Op {
 	return ops
 }
 
-// decide merges one user into its stakeholder: the write it needs (nil for none), its change
-// records, and deactivations it asks for.
+// decision is what merging one user comes to: the outcome it is counted in, the write it needs
+// (nil for none), its change records, and the deactivations it asks for.
+type decision struct {
+	tally   tally
+	write   *write
+	changes []Change
+	pending []pendingDeactivation
+}
+
+// decide merges one user into its stakeholder and counts the user in exactly one outcome; a
+// write carries the undo of that count, for when it never happens.
 func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
-	run := &s.run
+	var d decision
+	switch {
+	case w.cur == nil:
+		d = s.create(w)
+	case w.cur.ExternalID != "" && w.cur.ExternalID != w.user.ID:
+		d = s.refuseTaken(w)
+	default:
+		d = s.mergeExisting(w)
+	}
+	s.count(d.tally)
+	if d.write != nil {
+		d.write.undo = d.tally.undo
+	}
+	return d.write, d.changes, d.pending
+}
+
+// create makes a new stakeholder of a user no stakeholder matched.
+func (s *stepper) create(w *work) decision {
 	u, v := w.user, w.values
+	id := stakeholder.SyncedID(u.ID)
+	if id == "" {
+		id = stakeholder.NewID()
+	}
+	st := stakeholder.Stakeholder{
+		ID: id, Source: stakeholder.Entra, ExternalID: u.ID, Active: true, Base: v,
+		CreatedAt: s.now, UpdatedAt: s.now, SyncedAt: s.now,
+	}
+	for f, val := range v {
+		st.Set(f, val)
+	}
+	if s.run.Kind == "full" {
+		st.SeenRun = s.run.ID
+	}
 	name := displayName(v)
-	full := run.Kind == "full"
-	if w.cur == nil {
-		id := stakeholder.SyncedID(u.ID)
-		if id == "" {
-			id = stakeholder.NewID()
+	ch := Change{Action: ActCreated, StakeholderID: st.ID, ExternalID: u.ID, Name: name}
+	for _, f := range stakeholder.SyncedFields {
+		if v[f] != "" {
+			ch.Fields = append(ch.Fields, FieldChange{Field: f, New: v[f]})
 		}
-		st := stakeholder.Stakeholder{
-			ID: id, Source: stakeholder.Entra, ExternalID: u.ID, Active: true, Base: v,
-			CreatedAt: s.now, UpdatedAt: s.now, SyncedAt: s.now,
-		}
-		for f, val := range v {
-			st.Set(f, val)
-		}
-		if full {
-			st.SeenRun = run.ID
-		}
-		run.Created++
-		ch := Change{Action: ActCreated, StakeholderID: st.ID, ExternalID: u.ID, Name: name}
-		for _, f := range stakeholder.SyncedFields {
-			if v[f] != "" {
-				ch.Fields = append(ch.Fields, FieldChange{Field: f, New: v[f]})
-			}
-		}
-		return &write{next: st, user: u, name: name, undo: func(r *Run) { r.Created-- }}, []Change{ch}, nil
 	}
-	cur := *w.cur
-	if cur.ExternalID != "" && cur.ExternalID != u.ID {
-		// The address belongs to a stakeholder linked to another Entra user.
-		run.Invalid++
-		run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: fmt.Sprintf("email %s is already used by a stakeholder synced from another Entra user", v[stakeholder.Email]),
-			Hint: "Give each Entra user its own mail address."})
-		return nil, []Change{{Action: ActInvalid, ExternalID: u.ID, Name: name, Reason: "email in use by another synced stakeholder"}}, nil
+	return decision{
+		tally:   tally{outcome: outCreated},
+		write:   &write{next: st, user: u, name: name},
+		changes: []Change{ch},
 	}
-	var pending []pendingDeactivation
-	if !u.AccountEnabled && cur.Active {
-		pending = append(pending, pendingDeactivation{StakeholderID: cur.ID, ExternalID: u.ID, Reason: "disabled"})
+}
+
+// refuseTaken refuses a user whose address matched a stakeholder linked to another Entra user.
+func (s *stepper) refuseTaken(w *work) decision {
+	u := w.user
+	s.run.addError(RunError{Code: "invalid_data", Object: u.ID, Detail: fmt.Sprintf("email %s is already used by a stakeholder synced from another Entra user", w.values[stakeholder.Email]),
+		Hint: "Give each Entra user its own mail address."})
+	return decision{
+		tally:   tally{outcome: outInvalid},
+		changes: []Change{{Action: ActInvalid, ExternalID: u.ID, Name: displayName(w.values), Reason: "email in use by another synced stakeholder"}},
 	}
+}
+
+// mergeExisting merges a user into the stakeholder it matched, linking it when it was matched
+// by address, and asks for the stakeholder's deactivation when the user is disabled.
+func (s *stepper) mergeExisting(w *work) decision {
+	cur := w.cur
 	linking := cur.ExternalID == ""
-	if linking {
-		run.Linked++
-	}
 	base := cur.Base
 	if linking {
 		base = nil // no common ancestor yet
 	}
-	m := merge(cur.Values(), base, v, s.settings.MergeStrategy)
-	seen := &write{next: stakeholder.Stakeholder{ID: cur.ID}, seenOnly: true, open: w.open}
+	m := merge(cur.Values(), base, w.values, s.settings.MergeStrategy)
+	var d decision
 	if m.skip {
-		run.Conflicts++
-		run.Skipped++
-		ch := []Change{{Action: ActSkipped, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed in Entra ID and in Leap Change (skip conflicts)", Fields: m.fields}}
-		// The conflict stays open, as state of its own, until resolved: a delta round may not
-		// see this user again for a long time.
-		c := stakeholder.Conflict{StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Since: s.now, UpdatedAt: s.now, RunID: run.ID,
-			Fields: m.conflicts, Entra: v}
-		if w.open != nil {
-			c.Since = *w.open
-		}
-		seen.conflict = &c
-		seen.noMark = !full || linking // an unlinked stakeholder is no synced one to mark
-		return seen, ch, pending
+		d = s.skipConflict(w, m, linking)
+	} else {
+		d = s.update(w, m, linking)
 	}
+	if !w.user.AccountEnabled && cur.Active {
+		d.pending = append(d.pending, pendingDeactivation{StakeholderID: cur.ID, ExternalID: w.user.ID, Reason: "disabled"})
+	}
+	return d
+}
+
+// skipConflict leaves the stakeholder untouched under skip conflicts. The conflict stays open,
+// as state of its own, until resolved: a delta round may not see this user again for a long
+// time.
+func (s *stepper) skipConflict(w *work, m mergeResult, linking bool) decision {
+	cur, u, name := w.cur, w.user, displayName(w.values)
+	c := stakeholder.Conflict{StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Since: s.now, UpdatedAt: s.now, RunID: s.run.ID,
+		Fields: m.conflicts, Entra: w.values}
 	if w.open != nil {
-		// The two sides agree again, or the strategy now resolves it: the conflict closes
-		// with this merge.
-		seen.clearConflict = true
+		c.Since = *w.open
 	}
-	next := cur
-	next.ExternalID, next.Source = u.ID, stakeholder.Entra
-	for f, val := range m.values {
-		next.Set(f, val)
+	return decision{
+		tally: tally{outcome: outSkipped, conflict: true, linked: linking},
+		write: &write{next: stakeholder.Stakeholder{ID: cur.ID}, seenOnly: true, open: w.open, conflict: &c,
+			noMark: s.run.Kind != "full" || linking}, // an unlinked stakeholder is no synced one to mark
+		changes: []Change{{Action: ActSkipped, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed in Entra ID and in Leap Change (skip conflicts)", Fields: m.fields}},
 	}
-	next.Base = m.base
-	if full {
-		next.SeenRun = run.ID
-	}
+}
+
+// update writes the merge m into the stakeholder: Entra's changes, a first link, a
+// reactivation, or only a stale base. A stakeholder that agrees with its user, base included,
+// is unchanged. An open conflict closes with the merge: the two sides agree again, or the
+// strategy now resolves it.
+func (s *stepper) update(w *work, m mergeResult, linking bool) decision {
+	cur, u, name := w.cur, w.user, displayName(w.values)
 	reactivated := u.AccountEnabled && !cur.Active
-	if reactivated {
-		next.Active, next.DeactivatedReason = true, ""
+	change := func(action, reason string) []Change {
+		return []Change{{Action: action, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: reason, Fields: m.fields}}
 	}
+	var d decision
 	switch {
 	case reactivated:
-		run.Reactivated++
+		d = decision{tally: tally{outcome: outReactivated}, changes: change(ActReactivated, "active in Entra ID again")}
 	case m.conflict:
-		run.Conflicts++
-		run.Updated++
-	case len(m.fields) > 0 || linking:
-		run.Updated++
-	default:
-		run.Unchanged++
-		switch {
-		case !sameValues(cur.Base, m.base):
-			// Values agree but the base is stale (e.g. both sides made the same change): move it.
-		case full && cur.SeenRun != run.ID:
-			return seen, nil, pending
-		case w.open != nil:
-			seen.noMark = true
-			return seen, nil, pending
-		default:
-			return nil, nil, pending
-		}
-	}
-	var changes []Change
-	switch {
-	case reactivated:
-		changes = append(changes, Change{Action: ActReactivated, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "active in Entra ID again", Fields: m.fields})
-	case m.conflict:
-		changes = append(changes, Change{Action: ActConflict, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: "changed on both sides; resolved by " + string(s.settings.MergeStrategy), Fields: m.fields})
+		d = decision{tally: tally{outcome: outUpdated, conflict: true}, changes: change(ActConflict, "changed on both sides; resolved by "+string(s.settings.MergeStrategy))}
 	case len(m.fields) > 0 || linking:
 		reason := ""
 		if linking {
 			reason = "linked to its Entra user by email"
 		}
-		changes = append(changes, Change{Action: ActUpdated, StakeholderID: cur.ID, ExternalID: u.ID, Name: name, Reason: reason, Fields: m.fields})
+		d = decision{tally: tally{outcome: outUpdated}, changes: change(ActUpdated, reason)}
+	case sameValues(cur.Base, m.base):
+		return s.unchanged(w)
+	default:
+		// Values agree but the base is stale (e.g. both sides made the same change): move it.
+		d = decision{tally: tally{outcome: outUnchanged}}
+	}
+	d.tally.linked = linking
+	next := *cur
+	next.ExternalID, next.Source = u.ID, stakeholder.Entra
+	for f, val := range m.values {
+		next.Set(f, val)
+	}
+	next.Base = m.base
+	if s.run.Kind == "full" {
+		next.SeenRun = s.run.ID
+	}
+	if reactivated {
+		next.Active, next.DeactivatedReason = true, ""
 	}
 	next.UpdatedAt, next.SyncedAt = s.now, s.now
-	conflict, updated := m.conflict, len(m.fields) > 0 || linking
-	undo := func(r *Run) {
-		if linking {
-			r.Linked--
-		}
-		switch {
-		case reactivated:
-			r.Reactivated--
-		case conflict:
-			r.Conflicts--
-			r.Updated--
-		case updated:
-			r.Updated--
-		default:
-			r.Unchanged--
-		}
+	d.write = &write{next: next, prev: cur, etag: w.etag, user: u, name: name, clearConflict: w.open != nil, open: w.open}
+	return d
+}
+
+// unchanged is a user its stakeholder agrees with, base included: the stakeholder is not
+// written, only a full round's mark that its user was seen, and the close of an open conflict.
+func (s *stepper) unchanged(w *work) decision {
+	d := decision{tally: tally{outcome: outUnchanged}}
+	seen := &write{next: stakeholder.Stakeholder{ID: w.cur.ID}, seenOnly: true, open: w.open, clearConflict: w.open != nil}
+	switch {
+	case s.run.Kind == "full" && w.cur.SeenRun != s.run.ID:
+		d.write = seen
+	case w.open != nil:
+		seen.noMark = true
+		d.write = seen
 	}
-	return &write{next: next, prev: w.cur, etag: w.etag, user: u, name: name, undo: undo, clearConflict: w.open != nil, open: w.open}, changes, pending
+	return d
 }
 
 func sameValues(a, b stakeholder.Values) bool {

@@ -74,7 +74,7 @@ func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 		switch {
 		case err == nil:
 		case errors.Is(err, stakeholder.ErrEmailInUse):
-			s.run.Invalid++
+			s.count(tally{outcome: outInvalid}) // the user's outcome now (notWritten takes back the first one)
 			detail := "email " + w.next.Email + " is already used by another stakeholder"
 			s.run.addError(RunError{Code: "invalid_data", Object: w.user.ID, Detail: detail,
 				Hint: "Change the address in Entra ID or on the other stakeholder in Leap Change."})
@@ -156,7 +156,7 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 		if err := s.notWritten(ctx, w, detail); err != nil {
 			return err
 		}
-		s.run.Skipped++ // the user's outcome: left untouched (notWritten took back the first one)
+		s.count(tally{outcome: outSkipped}) // the user's outcome: left untouched (notWritten took back the first one)
 		return s.markSeen(ctx, write{next: stakeholder.Stakeholder{ID: st.ID}, prev: &st})
 	}
 	return err
