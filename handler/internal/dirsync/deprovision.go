@@ -98,8 +98,6 @@ func (s *stepper) pendingRows(ctx context.Context, after string, limit int) ([]t
 // unseen ends a full round: synced stakeholders whose user the round did not return are gone
 // from Entra ID (deleted users are not listed in a full round) and are deactivated.
 func (s *stepper) unseen(ctx context.Context) error {
-	q := tablestore.QueryOptions{KeyPrefix: "s-", Select: []string{"id", "externalId", "seenRun"},
-		Filter: "source eq " + tablestore.Quote(stakeholder.Entra) + " and active eq true and seenRun ne " + tablestore.Quote(s.run.ID)}
 	already := map[string]bool{}
 	rows, err := s.pendingRows(ctx, "", 1<<30)
 	if err != nil {
@@ -109,12 +107,12 @@ func (s *stepper) unseen(ctx context.Context) error {
 		already[r.Value.StakeholderID] = !r.Value.Withdrawn
 	}
 	var pd []pendingDeactivation
-	for row, err := range tablestore.Query[stakeholder.Stakeholder](ctx, s.e.cfg.Store.Table(stakeholder.Table), s.org, q) {
+	for st, err := range s.e.stakeholders.ActiveSyncedNotSeenIn(ctx, s.org, s.run.ID) {
 		if err != nil {
 			return err
 		}
-		if !already[row.Value.ID] {
-			pd = append(pd, pendingDeactivation{StakeholderID: row.Value.ID, ExternalID: row.Value.ExternalID, Reason: "deleted"})
+		if !already[st.ID] {
+			pd = append(pd, pendingDeactivation{StakeholderID: st.ID, ExternalID: st.ExternalID, Reason: "deleted"})
 		}
 		if len(pd) == 500 {
 			if err := s.addPending(ctx, pd); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 	"sync"
 
@@ -99,6 +100,23 @@ func (s *Store) LoadIndex(ctx context.Context, org tablestore.Org) (Index, error
 		}
 	}
 	return ix, nil
+}
+
+// ActiveSyncedNotSeenIn streams the active stakeholders synced from Entra that full run runID
+// did not mark seen (see MarkSeenOp): those whose user the run did not find. One that no full
+// run ever marked (created or linked in a delta round, never seen since) has no seenRun
+// property, which the table's filter does not match: it is not among them. Only ID, ExternalID
+// and SeenRun are read; the other fields are zero.
+func (s *Store) ActiveSyncedNotSeenIn(ctx context.Context, org tablestore.Org, runID string) iter.Seq2[Stakeholder, error] {
+	q := tablestore.QueryOptions{KeyPrefix: rowKey(""), Select: []string{"id", "externalId", "seenRun"},
+		Filter: "source eq " + tablestore.Quote(Entra) + " and active eq true and seenRun ne " + tablestore.Quote(runID)}
+	return func(yield func(Stakeholder, error) bool) {
+		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+			if !yield(row.Value, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // ListOptions select a page of the directory.
