@@ -54,10 +54,16 @@ type graphDir struct {
 }
 
 func newGraphDir(sim *m365sim.Server, clientSecret string) *graphDir {
+	return newGraphDirFor(sim, clientID, clientSecret)
+}
+
+// newGraphDirFor returns a stand-in signing in as app clientID (the conformance suite registers
+// its own app).
+func newGraphDirFor(sim *m365sim.Server, app, clientSecret string) *graphDir {
 	return &graphDir{
 		base: sim.GraphURL(),
 		hc:   sim.HTTPClient(),
-		creds: m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: clientSecret,
+		creds: m365auth.New(m365auth.Config{ClientID: app, ClientSecret: clientSecret,
 			AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()}),
 	}
 }
