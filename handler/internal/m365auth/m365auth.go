@@ -113,6 +113,9 @@ func (c *Credentials) Token(ctx context.Context, tenantID string) (AppToken, err
 	}
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{GraphScope}})
 	if err != nil {
+		if ctx.Err() != nil {
+			return AppToken{}, ctx.Err() // the caller gave up; azidentity does not always say so
+		}
 		return AppToken{}, Classify(err)
 	}
 	claims, err := readClaims(tok.Token)
@@ -158,13 +161,21 @@ func Classify(err error) error {
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) {
 		e := &entra.Error{Kind: entra.KindUnauthorized, Err: err, Message: "sign-in refused"}
-		if authErr.RawResponse != nil {
+		code := aadstsCode.FindString(authErr.Error())
+		switch {
+		case authErr.RawResponse != nil:
 			e.Status = authErr.RawResponse.StatusCode
 			if e.Status == http.StatusTooManyRequests || e.Status >= 500 {
 				e.Kind = entra.KindUnavailable
 			}
+		case code == "":
+			// No answer and no AADSTS code: the token endpoint was not reached (network, a
+			// cancelled or timed-out request), which says nothing about the consent; calling it
+			// a refusal would send the org to re-authorize for a blip.
+			e.Kind, e.Message = entra.KindUnavailable, "token endpoint unreachable"
+			return e
 		}
-		if code := aadstsCode.FindString(authErr.Error()); code != "" {
+		if code != "" {
 			e.Code = code
 			e.Message = describe(code)
 		}

@@ -1,11 +1,14 @@
 package m365auth_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 )
@@ -70,4 +73,19 @@ func asEntra(err error, target **entra.Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// TestClassifyNoAnswerIsNotARefusal: a sign-in that never reached the token endpoint (network, a
+// cancelled request) must not be taken for refused consent, which sends the org to re-authorize.
+func TestClassifyNoAnswerIsNotARefusal(t *testing.T) {
+	creds := m365auth.New(m365auth.Config{ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6", ClientSecret: "s", AuthorityHost: "https://127.0.0.1:1/"})
+	_, err := creds.Token(t.Context(), "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b")
+	if k := errkind.Of(err); k != errkind.Unavailable {
+		t.Errorf("unreachable token endpoint: kind %v (%v), want unavailable", k, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := creds.Token(ctx, "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled sign-in: %v, want context.Canceled", err)
+	}
 }
