@@ -103,15 +103,19 @@ func (s *Store) LoadIndex(ctx context.Context, org tablestore.Org) (Index, error
 }
 
 // ActiveSyncedNotSeenIn streams the active stakeholders synced from Entra that full run runID
-// did not mark seen (see MarkSeenOp): those whose user the run did not find. One that no full
-// run ever marked (created or linked in a delta round, never seen since) has no seenRun
-// property, which the table's filter does not match: it is not among them. Only ID, ExternalID
-// and SeenRun are read; the other fields are zero.
+// did not mark seen (see MarkSeenOp): those whose user the run did not find — including one no
+// full run ever marked (created or linked in a delta round), which has no seenRun property at
+// all. The table's filter cannot say "seenRun ne X" for those (a comparison with a missing
+// property matches nothing), so the seen mark is compared here. Only ID, ExternalID and SeenRun
+// are read; the other fields are zero.
 func (s *Store) ActiveSyncedNotSeenIn(ctx context.Context, org tablestore.Org, runID string) iter.Seq2[Stakeholder, error] {
 	q := tablestore.QueryOptions{KeyPrefix: rowKey(""), Select: []string{"id", "externalId", "seenRun"},
-		Filter: "source eq " + tablestore.Quote(Entra) + " and active eq true and seenRun ne " + tablestore.Quote(runID)}
+		Filter: "source eq " + tablestore.Quote(Entra) + " and active eq true"}
 	return func(yield func(Stakeholder, error) bool) {
 		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+			if err == nil && row.Value.SeenRun == runID {
+				continue
+			}
 			if !yield(row.Value, err) || err != nil {
 				return
 			}

@@ -50,7 +50,8 @@ func TestActiveSyncedNotSeenIn(t *testing.T) {
 		}
 		got[st.ID] = st
 	}
-	if ids, want := slices.Sorted(maps.Keys(got)), []string{stakeholder.SyncedID(derived), "linked"}; !slices.Equal(ids, want) {
+	// "never-marked" has no seenRun property: a full round that did not see it must find it too.
+	if ids, want := slices.Sorted(maps.Keys(got)), []string{stakeholder.SyncedID(derived), "linked", "never-marked"}; !slices.Equal(ids, want) {
 		t.Fatalf("ActiveSyncedNotSeenIn(%s) = %v, want %v", run, ids, want)
 	}
 	if st := got["linked"]; st.ExternalID != "ext-linked" || st.SeenRun != "run-1" || st.FirstName != "" || st.Email != "" {
