@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
@@ -30,6 +29,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -387,36 +387,14 @@ type env struct {
 	grps  *stakeholder.Groups
 }
 
-func newSim(t *testing.T, pageSize int) *m365sim.Server {
+// newRig starts the simulated tenant (pages of pageSize) and a Table Storage of the test's own
+// behind a killer, through the project's rig (testenv).
+func newRig(t *testing.T, pageSize int) (*m365sim.Server, *tablestore.Store, *killer) {
 	t.Helper()
-	sim := m365sim.New(m365sim.Options{PageSize: pageSize})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	sim.AddTenant(tenantID, "contoso.example")
-	sim.RegisterApp(clientID, secret)
-	if err := sim.Consent(tenantID, clientID, "User.Read.All", "GroupMember.Read.All"); err != nil {
-		t.Fatal(err)
-	}
-	return sim
-}
-
-func openStore(t *testing.T) (*tablestore.Store, *killer) {
-	t.Helper()
-	conn := azuritetest.Start(t)
-	prefix := azuritetest.Prefix()
-	k := &killer{base: http.DefaultClient, prefix: prefix}
-	// The SDK's retries keep their count but not their seconds-long waits: a test that makes
-	// Table Storage busy (killer.fail) need not sleep through them.
-	retry := policy.RetryOptions{RetryDelay: 10 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond}
-	store, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: conn, Prefix: prefix,
-		ClientOptions: azcore.ClientOptions{Transport: k, Retry: retry}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.DropTables(context.Background()) })
-	return store, k
+	k := &killer{base: http.DefaultClient}
+	rig := testenv.New(t, testenv.Options{Sim: m365sim.Options{PageSize: pageSize}, StoreTransport: k})
+	k.prefix = rig.Store.Prefix()
+	return rig.Sim, rig.Store, k
 }
 
 func mustOrg(t *testing.T, s string) tablestore.Org {
@@ -446,8 +424,7 @@ func newEngine(t *testing.T, sim *m365sim.Server, store *tablestore.Store, k *ki
 // setup starts an empty simulated tenant (page size 50) and an engine for org "org-a".
 func setup(t *testing.T) *env {
 	t.Helper()
-	sim := newSim(t, 50)
-	store, k := openStore(t)
+	sim, store, k := newRig(t, 50)
 	return newEngine(t, sim, store, k, mustOrg(t, "org-a"))
 }
 

@@ -90,8 +90,7 @@ func TestFullThenDeltaSync(t *testing.T) {
 // TestMergeStrategies runs every strategy against a field changed in Entra only, in Leap Change
 // only, in both, and in neither, through the store and the engine.
 func TestMergeStrategies(t *testing.T) {
-	sim := newSim(t, 50)
-	store, k := openStore(t)
+	sim, store, k := newRig(t, 50)
 	strategies := []syncsettings.Strategy{syncsettings.EntraWins, syncsettings.LeapWins, syncsettings.SkipConflicts}
 	envs := map[syncsettings.Strategy]*env{}
 	var first *env
@@ -568,8 +567,7 @@ func TestGraphFailures(t *testing.T) {
 // TestResyncEqualsFullSync: a delta token reset mid-history restarts the round in full, and
 // the delta-synced org ends where a fresh full sync of the same tenant ends.
 func TestResyncEqualsFullSync(t *testing.T) {
-	sim := newSim(t, 50)
-	store, k := openStore(t)
+	sim, store, k := newRig(t, 50)
 	a := newEngine(t, sim, store, k, mustOrg(t, "org-a"))
 	must(t, sim.Generate(tenantID, m365sim.GenSpec{Users: 110, Groups: 2, Seed: 3}))
 	users := sim.Users(tenantID)
