@@ -1,7 +1,6 @@
 package dirsync_test
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"slices"
@@ -365,26 +364,11 @@ func TestConflictClosesWhenDeactivationRacesLeapEdit(t *testing.T) {
 	e, both, _, _ := conflictEnv(t)
 	e.settings(t, generous)
 	must(t, e.sim.SoftDeleteUser(tenantID, both))
-	var editing, edited atomic.Bool
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
-		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`"deactivatedReason":"deleted"`)) || edited.Load() {
-			return
-		}
-		if !editing.CompareAndSwap(false, true) {
-			return
-		}
-		defer editing.Store(false)
+	run, edited := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
-		edited.Store(true)
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	}, `"deactivatedReason":"deleted"`)
 	wantState(t, run, dirsync.Succeeded)
-	if !edited.Load() {
+	if edited != 1 {
 		t.Fatal("the race was not staged")
 	}
 	st, _ := e.get(t, both)
@@ -427,26 +411,11 @@ func TestConflictReopenedByRemergeClosesOnDeactivation(t *testing.T) {
 	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
 		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Hour, GiveUpAfter: 3}) // the whole run in one step
 	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Leap B"; u.AccountEnabled = false })
-	var editing, edited atomic.Bool
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
-		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte("/"+e.kill.prefix+stakeholder.Table)) || edited.Load() {
-			return
-		}
-		if !editing.CompareAndSwap(false, true) {
-			return
-		}
-		defer editing.Store(false)
+	run, edited := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Department = "Leap C" })
-		edited.Store(true)
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	}, "/"+e.kill.prefix+stakeholder.Table)
 	wantState(t, run, dirsync.Succeeded)
-	if !edited.Load() {
+	if edited != 1 {
 		t.Fatal("the race was not staged")
 	}
 	st, _ := e.get(t, both)

@@ -387,6 +387,37 @@ type env struct {
 	grps  *stakeholder.Groups
 }
 
+// syncRacingEdits runs a sync during which edit (given the edit's number, from 1) runs at most
+// max times, each time the store is about to apply a $batch whose body holds every one of marks
+// — a Leap Change edit racing the sync's write. It returns the run and the number of edits made.
+func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...string) (dirsync.Run, int) {
+	t.Helper()
+	var editing atomic.Bool
+	var edited atomic.Int32
+	e.kill.mu.Lock()
+	e.kill.watch = func(r *http.Request, body []byte) {
+		if !strings.HasSuffix(r.URL.Path, "$batch") || int(edited.Load()) >= max {
+			return
+		}
+		for _, m := range marks {
+			if !bytes.Contains(body, []byte(m)) {
+				return
+			}
+		}
+		if !editing.CompareAndSwap(false, true) {
+			return // the edit's own requests
+		}
+		defer editing.Store(false)
+		edit(int(edited.Add(1)))
+	}
+	e.kill.mu.Unlock()
+	run := e.sync(t)
+	e.kill.mu.Lock()
+	e.kill.watch = nil
+	e.kill.mu.Unlock()
+	return run, int(edited.Load())
+}
+
 // newRig starts the simulated tenant (pages of pageSize) and a Table Storage of the test's own
 // behind a killer, through the project's rig (testenv).
 func newRig(t *testing.T, pageSize int) (*m365sim.Server, *tablestore.Store, *killer) {

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1060,28 +1059,12 @@ func TestDeactivationRacesLeapEdit(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	must(t, e.sim.SoftDeleteUser(tenantID, ids[0]))
 
-	var editing atomic.Bool
-	var edited atomic.Int32
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
-		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`"deactivatedReason":"deleted"`)) || edited.Load() > 0 {
-			return
-		}
-		if !editing.CompareAndSwap(false, true) {
-			return // the edit's own requests
-		}
-		defer editing.Store(false)
+	run, edited := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
-		edited.Add(1)
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	}, `"deactivatedReason":"deleted"`)
 
 	wantState(t, run, dirsync.Succeeded)
-	if edited.Load() != 1 {
+	if edited != 1 {
 		t.Fatal("the race was not staged")
 	}
 	st, _ := e.get(t, ids[0])
@@ -1101,28 +1084,12 @@ func TestUpdateRacesLeapEdit(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
 
-	var editing atomic.Bool
-	var edited atomic.Int32
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
-		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte(`Entra Race`)) || edited.Load() > 0 {
-			return
-		}
-		if !editing.CompareAndSwap(false, true) {
-			return
-		}
-		defer editing.Store(false)
+	run, edited := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Location = "Leap Race"; s.Influence = "high" })
-		edited.Add(1)
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	}, `Entra Race`)
 
 	wantState(t, run, dirsync.Succeeded)
-	if edited.Load() != 1 {
+	if edited != 1 {
 		t.Fatal("the race was not staged")
 	}
 	st, _ := e.get(t, ids[0])
@@ -1143,31 +1110,14 @@ func TestUpdateKeepsRacingLeapEdits(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
 
-	var editing atomic.Bool
-	var edited atomic.Int32
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
-		// Every stakeholder write of Entra's change: the page's, the one-by-one retry, the re-merge.
-		if !strings.HasSuffix(r.URL.Path, "$batch") || !bytes.Contains(body, []byte("/"+e.kill.prefix+stakeholder.Table)) ||
-			!bytes.Contains(body, []byte(`Entra Race`)) || edited.Load() >= 3 {
-			return
-		}
-		if !editing.CompareAndSwap(false, true) {
-			return
-		}
-		defer editing.Store(false)
-		n := edited.Add(1)
+	// Every stakeholder write of Entra's change: the page's, the one-by-one retry, the re-merge.
+	run, edited := e.syncRacingEdits(t, 3, func(n int) { // the run checks that every processed user is in one column
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = fmt.Sprintf("edit %d", n) })
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t) // checks that every processed user is in one column
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	}, "/"+e.kill.prefix+stakeholder.Table, `Entra Race`)
 
 	wantState(t, run, dirsync.Succeeded)
-	if edited.Load() != 3 {
-		t.Fatalf("%d racing edits, want 3", edited.Load())
+	if edited != 3 {
+		t.Fatalf("%d racing edits, want 3", edited)
 	}
 	if run.Processed != 1 || run.Skipped != 1 || run.Updated != 0 {
 		t.Errorf("run: processed %d skipped %d updated %d; want 1 1 0", run.Processed, run.Skipped, run.Updated)
