@@ -217,14 +217,7 @@ func TestRedeliveriesAreRecorded(t *testing.T) {
 // message is in the queue, so the scheduler's next tick must not take it for stalled (no
 // step_lost error, no second step message).
 func TestApprovedRunIsNotRecovered(t *testing.T) {
-	e := setup(t)
-	ids := e.addUsers(t, "User", 20)
-	wantState(t, e.sync(t), dirsync.Succeeded)
-	for _, id := range ids[:6] { // 30% > 20%
-		must(t, e.sim.SoftDeleteUser(tenantID, id))
-	}
-	run := e.sync(t)
-	wantState(t, run, dirsync.Held)
+	e, _, run := heldRun(t)
 	e.clock.advance(2 * time.Hour) // the admin approves two hours later
 	if _, err := e.eng.Approve(t.Context(), e.org, run.ID, "admin"); err != nil {
 		t.Fatal(err)

@@ -305,18 +305,27 @@ func (k *killer) arm() {
 	k.armed, k.wrote = true, false
 }
 
+// peekBody reads r's body and puts it back for the transport.
+func peekBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return b, nil
+}
+
 func (k *killer) Do(r *http.Request) (*http.Response, error) {
 	k.mu.Lock()
 	armed, watch := k.armed, k.watch
 	k.mu.Unlock()
 	if watch != nil {
-		var body []byte
-		if r.Body != nil {
-			b, err := io.ReadAll(r.Body)
-			if err != nil {
-				return nil, err
-			}
-			r.Body, body = io.NopCloser(bytes.NewReader(b)), b
+		body, err := peekBody(r)
+		if err != nil {
+			return nil, err
 		}
 		watch(r, body)
 	}
@@ -324,13 +333,9 @@ func (k *killer) Do(r *http.Request) (*http.Response, error) {
 	fail := k.fail
 	k.mu.Unlock()
 	if fail != nil {
-		var body []byte
-		if r.Body != nil {
-			b, err := io.ReadAll(r.Body)
-			if err != nil {
-				return nil, err
-			}
-			r.Body, body = io.NopCloser(bytes.NewReader(b)), b
+		body, err := peekBody(r)
+		if err != nil {
+			return nil, err
 		}
 		if fail(r, body) {
 			return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Server Busy", Header: http.Header{},

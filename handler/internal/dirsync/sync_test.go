@@ -745,15 +745,23 @@ func TestOverlappingStarts(t *testing.T) {
 	}
 }
 
-func TestDeletionGuard(t *testing.T) {
+// heldRun syncs 20 users, deletes 6 of them in Entra (30 % > the default 20 %) and returns the
+// next run, held by the deletion guard, with the users' ids.
+func heldRun(t *testing.T) (*env, []string, dirsync.Run) {
+	t.Helper()
 	e := setup(t)
 	ids := e.addUsers(t, "User", 20)
 	wantState(t, e.sync(t), dirsync.Succeeded)
-	for _, id := range ids[:6] { // 30% > 20%
+	for _, id := range ids[:6] {
 		must(t, e.sim.SoftDeleteUser(tenantID, id))
 	}
 	run := e.sync(t)
 	wantState(t, run, dirsync.Held)
+	return e, ids, run
+}
+
+func TestDeletionGuard(t *testing.T) {
+	e, ids, run := heldRun(t)
 	if run.Hold == nil || run.Hold.Deactivations != 6 || run.Hold.ActiveSynced != 20 || run.Deactivated != 0 || run.PendingDeactivations != 6 {
 		t.Fatalf("held run = %+v hold %+v", run, run.Hold)
 	}
