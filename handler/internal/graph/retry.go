@@ -85,10 +85,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		switch {
 		case err != nil:
 			// A request that may have been applied is not sent twice; Graph reads are safe to repeat.
-			if ctx.Err() != nil || !idempotent(req.Method) || !transientNetError(err) || attempt >= t.policy.MaxAttempts {
+			if ctx.Err() != nil || noRetry(ctx) || !idempotent(req.Method) || !transientNetError(err) || attempt >= t.policy.MaxAttempts {
 				return resp, err
 			}
-		case !retryable(resp.StatusCode):
+		case !retryable(resp.StatusCode) || noRetry(ctx):
 			return resp, nil
 		case !idempotent(req.Method) && resp.StatusCode != http.StatusTooManyRequests:
 			return resp, nil // a server failure may have applied the request: it is not sent twice
@@ -134,6 +134,16 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+type noRetryKey struct{}
+
+// withoutRetry marks a request the caller retries itself, later (a mail send is re-enqueued at
+// Retry-After rather than waited for inside an invocation).
+func withoutRetry(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetryKey{}, true)
+}
+
+func noRetry(ctx context.Context) bool { return ctx.Value(noRetryKey{}) != nil }
 
 // retryable says whether an answer is transient: throttling or any server-side failure.
 func retryable(status int) bool {
