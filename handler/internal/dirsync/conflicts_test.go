@@ -408,8 +408,7 @@ func TestConflictOfInactiveStakeholderCloses(t *testing.T) {
 func TestConflictReopenedByRemergeClosesOnDeactivation(t *testing.T) {
 	e, both, _, _ := conflictEnv(t)
 	e.settings(t, generous)
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Hour, GiveUpAfter: 3}) // the whole run in one step
+	e.configure(func(c *dirsync.Config) { c.StepBudget = time.Hour }) // the whole run in one step
 	e.updateUser(t, both, func(u *m365sim.User) { u.Department = "Leap B"; u.AccountEnabled = false })
 	run, edited := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Department = "Leap C" })

@@ -22,25 +22,17 @@ const stallAfter = 20 * time.Minute // dirsync.Config.StallAfter's default
 // dropPending loses every pending sync-jobs message, as a dead-letter or a lost local queue does.
 func (e *env) dropPending(t *testing.T) int {
 	t.Helper()
-	n := 0
-	for {
-		if _, ok := e.q.pop(); !ok {
-			return n
-		}
-		n++
-	}
+	return len(e.q.Lose())
 }
 
 // deliverOne delivers the next pending message once.
 func (e *env) deliverOne(t *testing.T) {
 	t.Helper()
-	m, ok := e.q.pop()
+	m, ok := e.next()
 	if !ok {
 		t.Fatal("no pending message")
 	}
-	if now := e.clock.Now(); m.NotBefore.After(now) {
-		e.clock.advance(m.NotBefore.Sub(now))
-	}
+	e.clock.advanceTo(m.NotBefore)
 	must(t, e.eng.Step(t.Context(), m.Body, 1))
 }
 
@@ -145,7 +137,7 @@ func TestRecoverWaitsForRescheduledStep(t *testing.T) {
 	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: time.Hour, Times: 1}))
 	e.startOpts(t, dirsync.StartOptions{})
 	e.deliverOne(t) // throttled: put off by an hour
-	pending := e.q.published()[len(e.q.published())-1]
+	pending := e.q.Published()[len(e.q.Published())-1]
 	if pending.NotBefore.IsZero() {
 		t.Fatal("the throttled step was not put off")
 	}
@@ -183,7 +175,7 @@ func TestRedeliveriesAreRecorded(t *testing.T) {
 	e := setup(t)
 	e.addUsers(t, "User", 3)
 	run := e.startOpts(t, dirsync.StartOptions{})
-	m, _ := e.q.pop()
+	m, _ := e.next()
 	// Deliveries 1..3 died with the handler before doing anything; the 4th runs.
 	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 400}))
 	e.eng.Step(t.Context(), m.Body, 4) // fails for good: a 400 is permanent
@@ -199,7 +191,7 @@ func TestRedeliveriesAreRecorded(t *testing.T) {
 	e2 := setup(t)
 	e2.addUsers(t, "User", 3)
 	run = e2.startOpts(t, dirsync.StartOptions{})
-	m, _ = e2.q.pop()
+	m, _ = e2.next()
 	must(t, e2.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500, Times: 1}))
 	must(t, e2.eng.Step(t.Context(), m.Body, 7)) // put off after the 500
 	e2.dropPending(t)                            // …and that message is dead-lettered
@@ -225,7 +217,7 @@ func TestApprovedRunIsNotRecovered(t *testing.T) {
 	if got, ok := e.recover(t); ok {
 		t.Errorf("just-approved run recovered as stalled: recoveries %d errors %+v", got.Recoveries, got.Errors)
 	}
-	if n := len(e.q.pending); n != 1 {
+	if n := len(e.q.Pending()); n != 1 {
 		t.Errorf("%d step messages pending after the approval, want 1", n)
 	}
 	e.drain(t)
@@ -248,7 +240,7 @@ func TestTransientFailureResumesRound(t *testing.T) {
 		t.Fatalf("first step read %d pages in phase %s; want part of the round", before.Pages, before.Phase)
 	}
 	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 502, Times: 4}))
-	mark := len(e.q.published())
+	mark := len(e.q.Published())
 	e.drain(t)
 	got := accounted(t, e.run(t, run.ID))
 	wantState(t, got, dirsync.Succeeded)
@@ -256,7 +248,7 @@ func TestTransientFailureResumesRound(t *testing.T) {
 		t.Errorf("pages %d created %d rescheduled %d; want 6 300 4 (resumed, not restarted)", got.Pages, got.Created, got.Rescheduled)
 	}
 	delayed := 0
-	for _, p := range e.q.published()[mark:] {
+	for _, p := range e.q.Published()[mark:] {
 		var j dirsync.Job
 		must(t, json.Unmarshal(p.Body, &j))
 		if j.Retry > 0 {
@@ -316,8 +308,7 @@ func (d countingDir) UsersDelta(ctx context.Context, tenant, link string) (entra
 func TestThrottlingWaitedOutIsCounted(t *testing.T) {
 	e := setup(t)
 	e.addUsers(t, "User", 120) // 3 pages
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: countingDir{e.dir}, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: 250 * time.Millisecond, GiveUpAfter: 3})
+	e.configure(func(c *dirsync.Config) { c.Directory = countingDir{e.dir} })
 	got := e.sync(t)
 	wantState(t, got, dirsync.Succeeded)
 	if got.Throttled != 3 || got.Retried != 3 || got.WaitedSeconds != 6 {
@@ -331,11 +322,10 @@ func TestThrottlingWaitedOutIsCounted(t *testing.T) {
 func TestRecoveryAfterKilledPageIsKept(t *testing.T) {
 	e := setup(t)
 	e.addUsers(t, "User", 120) // 3 pages of 50
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one page per step
+	e.configure(onePagePerStep)
 	run := e.startOpts(t, dirsync.StartOptions{})
 	e.deliverOne(t) // page 1
-	m, _ := e.q.pop()
+	m, _ := e.next()
 	e.kill.arm() // page 2 is written, then the process dies before its checkpoint
 	if err := e.eng.Step(t.Context(), m.Body, 1); err == nil {
 		t.Fatal("the killed step reported success")
@@ -367,10 +357,11 @@ func (leakyDir) UsersDelta(context.Context, string, string) (entra.UserPage, err
 func TestStepErrorsCarryNoQuery(t *testing.T) {
 	e := setup(t)
 	e.addUsers(t, "User", 3)
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: leakyDir{e.dir}, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, GiveUpAfter: 2})
+	e.configure(func(c *dirsync.Config) {
+		c.Directory, c.StepBudget, c.GiveUpAfter = leakyDir{e.dir}, 0, 2 // the default step budget
+	})
 	run := e.startOpts(t, dirsync.StartOptions{})
-	m, _ := e.q.pop()
+	m, _ := e.next()
 	err := e.eng.Step(t.Context(), m.Body, 1)
 	if err == nil || strings.Contains(err.Error(), "SECRETTOKEN") {
 		t.Errorf("step error = %v; want an error without the query", err)
@@ -394,7 +385,7 @@ func TestRedeliveredStepOfDisconnectedOrg(t *testing.T) {
 	must(t, err)
 	_, err = e.conns.Put(t.Context(), e.org, connection.Record{Status: connection.Disconnected}, etag)
 	must(t, err)
-	m, _ := e.q.pop()
+	m, _ := e.next()
 	must(t, e.eng.Step(t.Context(), m.Body, 2))
 	got := e.run(t, run.ID)
 	wantState(t, got, dirsync.Failed)

@@ -25,7 +25,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/graphkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
-	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -225,38 +225,6 @@ func graphError(resp *http.Response, body []byte) error {
 	return graphkind.FromAnswer(resp.StatusCode, resp.Header, body)
 }
 
-// recorder is the test's sync-jobs queue: it keeps every published message in order.
-type recorder struct {
-	mu      sync.Mutex
-	all     []queue.Message
-	pending []queue.Message
-}
-
-func (r *recorder) Publish(_ context.Context, m queue.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all = append(r.all, m)
-	r.pending = append(r.pending, m)
-	return nil
-}
-
-func (r *recorder) pop() (queue.Message, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.pending) == 0 {
-		return queue.Message{}, false
-	}
-	m := r.pending[0]
-	r.pending = r.pending[1:]
-	return m, true
-}
-
-func (r *recorder) published() []queue.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]queue.Message(nil), r.all...)
-}
-
 // clock is an injected Now that moves on by tick at every reading, so step budgets run out
 // deterministically.
 type clock struct {
@@ -276,6 +244,15 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+}
+
+// advanceTo moves the clock on to t, if t is later.
+func (c *clock) advanceTo(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.now) {
+		c.now = t
+	}
 }
 
 // killer is the Table Storage transport of a test: armed, it lets the next stakeholder write
@@ -384,7 +361,7 @@ type env struct {
 	kill  *killer
 	dir   *graphDir
 	conns *connection.Store
-	q     *recorder
+	q     *queuetest.Queue // sync-jobs
 	clock *clock
 	eng   *dirsync.Engine
 	org   tablestore.Org
@@ -449,13 +426,24 @@ func newEngine(t *testing.T, sim *m365sim.Server, store *tablestore.Store, k *ki
 	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: tenantID}, ""); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sim: sim, store: store, kill: k, conns: conns, q: &recorder{}, org: org, dir: newGraphDir(sim, secret),
+	e := &env{sim: sim, store: store, kill: k, conns: conns, q: &queuetest.Queue{}, org: org, dir: newGraphDir(sim, secret),
 		clock: &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), tick: 100 * time.Millisecond},
 		shs:   stakeholder.NewStore(store), grps: stakeholder.NewGroups(store)}
-	e.eng = dirsync.New(dirsync.Config{Store: store, Directory: e.dir, Queue: e.q,
-		Tenants: conns, Now: e.clock.Now, StepBudget: 250 * time.Millisecond, GiveUpAfter: 3})
+	e.configure(func(*dirsync.Config) {})
 	return e
 }
+
+// configure replaces the engine with one configured as these tests usually do (a step budget
+// of 250 ms of the test's clock, giving up after 3 failures), changed by fn.
+func (e *env) configure(fn func(*dirsync.Config)) {
+	cfg := dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
+		Tenants: e.conns, Now: e.clock.Now, StepBudget: 250 * time.Millisecond, GiveUpAfter: 3}
+	fn(&cfg)
+	e.eng = dirsync.New(cfg)
+}
+
+// onePagePerStep ends every step after its first page or chunk, with a few more failures allowed.
+func onePagePerStep(c *dirsync.Config) { c.StepBudget, c.GiveUpAfter = time.Nanosecond, 5 }
 
 // setup starts an empty simulated tenant (page size 50) and an engine for org "org-a".
 func setup(t *testing.T) *env {
@@ -530,39 +518,30 @@ func (e *env) settings(t *testing.T, fn func(*syncsettings.Settings)) {
 	}
 }
 
-// drain delivers pending messages to Step until none is left, redelivering a failed message
-// (deliveryCount+1), and returns the number of step deliveries. A message scheduled for later
-// moves the injected clock to its time, as the queue would wait for it.
+// drain delivers pending messages to Step until none is left (the queue redelivers a failed
+// one and dead-letters it after its 10th delivery, which fails the test), and returns the number
+// of step deliveries. A message scheduled for later moves the injected clock to its time, as the
+// queue would wait for it.
 func (e *env) drain(t *testing.T) int {
 	t.Helper()
-	type delivery struct {
-		m     queue.Message
-		count int
+	n, err := e.q.Drain(t.Context(), func(ctx context.Context, d queuetest.Delivery) error {
+		return e.eng.Step(ctx, d.Body, d.Count)
+	}, queuetest.DrainOptions{
+		Now:              e.clock.Now,
+		Wait:             func(_ context.Context, until time.Time) error { e.clock.advanceTo(until); return nil },
+		MaxDeliveries:    1000, // the step chain does not end
+		FailOnDeadLetter: true,
+	})
+	if err != nil {
+		t.Fatalf("drain: %v", err)
 	}
-	var retry []delivery
-	n := 0
-	for n < 1000 {
-		var d delivery
-		if len(retry) > 0 {
-			d, retry = retry[0], retry[1:]
-		} else if m, ok := e.q.pop(); ok {
-			d = delivery{m: m, count: 1}
-		} else {
-			return n
-		}
-		n++
-		if now := e.clock.Now(); d.m.NotBefore.After(now) {
-			e.clock.advance(d.m.NotBefore.Sub(now))
-		}
-		if err := e.eng.Step(t.Context(), d.m.Body, d.count); err != nil {
-			if d.count >= 10 {
-				t.Fatalf("step %s still failing after %d deliveries: %v", d.m.ID, d.count, err)
-			}
-			retry = append(retry, delivery{d.m, d.count + 1})
-		}
-	}
-	t.Fatal("drain: the step chain does not end")
 	return n
+}
+
+// next takes the first pending step message in publishing order, due or not, for a test that
+// delivers by hand (it moves the clock itself where the time matters).
+func (e *env) next() (queuetest.Delivery, bool) {
+	return e.q.Next(time.Unix(1<<40, 0)) // every message is due
 }
 
 func (e *env) startOpts(t *testing.T, o dirsync.StartOptions) dirsync.Run {

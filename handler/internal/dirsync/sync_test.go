@@ -16,6 +16,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -41,7 +42,7 @@ func TestFullThenDeltaSync(t *testing.T) {
 		t.Errorf("full run = kind %s processed %d created %d invalid %d pages %d; want full 130 %d 0 3",
 			full.Kind, full.Processed, full.Created, full.Invalid, full.Pages, len(users))
 	}
-	if steps := len(e.q.published()); steps < 2 {
+	if steps := len(e.q.Published()); steps < 2 {
 		t.Errorf("%d step messages, want a chain of several steps", steps)
 	}
 	got := e.byExternal(t, e.org)
@@ -483,11 +484,11 @@ func TestGraphFailures(t *testing.T) {
 		run := e.startOpts(t, dirsync.StartOptions{})
 		// Deliver by hand to see when each rescheduled step may run.
 		for n := 0; n < 100; n++ {
-			m, ok := e.q.pop()
+			m, ok := e.next()
 			if !ok {
 				break
 			}
-			before := len(e.q.published())
+			before := len(e.q.Published())
 			at := e.clock.Now()
 			if m.NotBefore.After(at) {
 				e.clock.advance(m.NotBefore.Sub(at))
@@ -495,7 +496,7 @@ func TestGraphFailures(t *testing.T) {
 			}
 			must(t, e.eng.Step(t.Context(), m.Body, 1))
 			var job dirsync.Job
-			for _, p := range e.q.published()[before:] {
+			for _, p := range e.q.Published()[before:] {
 				must(t, json.Unmarshal(p.Body, &job))
 				if job.Retry > 0 && !p.NotBefore.IsZero() {
 					if wait := p.NotBefore.Sub(at); wait < 1500*time.Millisecond || wait > 2500*time.Millisecond {
@@ -510,7 +511,7 @@ func TestGraphFailures(t *testing.T) {
 			t.Errorf("throttled %d created %d rescheduled %d waited %vs, want 4 120 4 ≥6", got.Throttled, got.Created, got.Rescheduled, got.WaitedSeconds)
 		}
 		delayed := 0
-		for _, p := range e.q.published() {
+		for _, p := range e.q.Published() {
 			if !p.NotBefore.IsZero() {
 				delayed++
 			}
@@ -638,16 +639,15 @@ func TestResyncEqualsFullSync(t *testing.T) {
 func TestResumeAfterKill(t *testing.T) {
 	e := setup(t)
 	ids := e.addUsers(t, "User", 230) // 5 pages of 50
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one page per step
+	e.configure(onePagePerStep)
 	run := e.startOpts(t, dirsync.StartOptions{})
 
 	deliver := func(body []byte, count int) error { return e.eng.Step(t.Context(), body, count) }
 	var seen [][]byte
-	m, _ := e.q.pop()
+	m, _ := e.next()
 	must(t, deliver(m.Body, 1)) // page 1
 	seen = append(seen, m.Body)
-	m, _ = e.q.pop()
+	m, _ = e.next()
 	e.kill.arm() // page 2 is written, then the process dies before its checkpoint
 	if err := deliver(m.Body, 1); err == nil {
 		t.Fatal("the killed step reported success")
@@ -695,10 +695,12 @@ func TestResumeAfterKill(t *testing.T) {
 	if final.Created != len(ids) || final.Changes != len(log) {
 		t.Errorf("run: created %d changes %d; log %d entries; want %d", final.Created, final.Changes, len(log), len(ids))
 	}
-	// A message redelivered after the run finished is a no-op.
-	n := len(e.q.published())
-	if err := deliver(seen[0], 4); err != nil || len(e.q.published()) != n {
-		t.Errorf("step after the end: err %v, %d new messages", err, len(e.q.published())-n)
+	// A message redelivered after the run finished is a no-op: it publishes nothing, not even
+	// into a fresh queue, whose duplicate detection cannot drop a message published before.
+	after := &queuetest.Queue{}
+	e.configure(func(c *dirsync.Config) { onePagePerStep(c); c.Queue = after })
+	if err := deliver(seen[0], 4); err != nil || len(after.Published()) != 0 {
+		t.Errorf("step after the end: err %v, %d new messages", err, len(after.Published()))
 	}
 }
 
@@ -987,12 +989,11 @@ func TestResumeAfterKillInDeprovision(t *testing.T) {
 	for _, id := range ids[:5] {
 		must(t, e.sim.SoftDeleteUser(tenantID, id))
 	}
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q,
-		Tenants: e.conns, Now: e.clock.Now, StepBudget: time.Nanosecond, GiveUpAfter: 5}) // one phase per step
+	e.configure(onePagePerStep) // one phase per step
 	run := e.startOpts(t, dirsync.StartOptions{})
 	killedOnce := false
 	for n := 0; n < 50; n++ {
-		m, ok := e.q.pop()
+		m, ok := e.next()
 		if !ok {
 			break
 		}
@@ -1034,7 +1035,7 @@ func TestResumeAfterKillInDeprovision(t *testing.T) {
 // reported once by a dry run, as the real run then does.
 func TestDryRunWithFilter(t *testing.T) {
 	e := setup(t)
-	e.eng = dirsync.New(dirsync.Config{Store: e.store, Directory: e.dir, Queue: e.q, Tenants: e.conns, Now: e.clock.Now}) // default step budget
+	e.configure(func(c *dirsync.Config) { c.StepBudget, c.GiveUpAfter = 0, 0 }) // the defaults
 	ids := e.addUsers(t, "User", 5)
 	g := e.addGroup(t, "All", ids...)
 	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{g}; generous(s) })
