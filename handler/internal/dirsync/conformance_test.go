@@ -15,6 +15,6 @@ var _ = dirsync.Config{Directory: directorytest.Directory(nil)}
 // against these tests' Graph stand-in, so the stand-in cannot drift from the client.
 func TestStandInConformance(t *testing.T) {
 	directorytest.Run(t, func(t *testing.T, sim *m365sim.Server, _ string) directorytest.Directory {
-		return newGraphDirFor(sim, directorytest.ClientID, directorytest.ClientSecret)
+		return newGraphDir(sim, directorytest.ClientID, directorytest.ClientSecret)
 	})
 }

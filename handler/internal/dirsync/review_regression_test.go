@@ -6,6 +6,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // TestFullRoundKeepsUsersWhoseWriteFails: a live user whose update cannot be written (its new
@@ -18,7 +19,7 @@ func TestFullRoundKeepsUsersWhoseWriteFails(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.manual(t, e.org, "Manual", "Holder", "new.addr@contoso.example")
 	e.updateUser(t, u, func(x *m365sim.User) { x.Mail = "new.addr@contoso.example" })
-	must(t, e.sim.ResetDelta(tenantID))
+	must(t, e.sim.ResetDelta(testenv.Tenant))
 	run := e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if run.Kind != "full" || run.Deactivated != 0 {

@@ -29,16 +29,11 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
-
-const (
-	tenantID = "11111111-2222-3333-4444-555555555555"
-	clientID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-	secret   = "s3cret-value"
-)
 
 // userSelect is the $select of the stakeholder sync (manager only through users/delta).
 const userSelect = "id,givenName,surname,displayName,mail,userPrincipalName,mobilePhone,businessPhones,department,jobTitle,officeLocation,accountEnabled"
@@ -53,13 +48,8 @@ type graphDir struct {
 	calls atomic.Int64
 }
 
-func newGraphDir(sim *m365sim.Server, clientSecret string) *graphDir {
-	return newGraphDirFor(sim, clientID, clientSecret)
-}
-
-// newGraphDirFor returns a stand-in signing in as app clientID (the conformance suite registers
-// its own app).
-func newGraphDirFor(sim *m365sim.Server, app, clientSecret string) *graphDir {
+// newGraphDir returns a stand-in signing in as app (the conformance suite registers its own).
+func newGraphDir(sim *m365sim.Server, app, clientSecret string) *graphDir {
 	return &graphDir{
 		base: sim.GraphURL(),
 		hc:   sim.HTTPClient(),
@@ -369,10 +359,11 @@ type env struct {
 	grps  *stakeholder.Groups
 }
 
-// syncRacingEdits runs a sync during which edit (given the edit's number, from 1) runs at most
-// max times, each time the store is about to apply a $batch whose body holds every one of marks
-// — a Leap Change edit racing the sync's write. It returns the run and the number of edits made.
-func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...string) (dirsync.Run, int) {
+// syncRacingEdits runs a sync during which edit (given the edit's number, from 1) runs max
+// times, each time the store is about to apply a $batch whose body holds every one of marks — a
+// Leap Change edit racing the sync's write. The run must succeed, and the race must have been
+// staged max times.
+func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...string) dirsync.Run {
 	t.Helper()
 	var editing atomic.Bool
 	var edited atomic.Int32
@@ -397,7 +388,11 @@ func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...
 	e.kill.mu.Lock()
 	e.kill.watch = nil
 	e.kill.mu.Unlock()
-	return run, int(edited.Load())
+	wantState(t, run, dirsync.Succeeded)
+	if n := int(edited.Load()); n != max {
+		t.Fatalf("%d racing edits, want %d: the race was not staged", n, max)
+	}
+	return run
 }
 
 // newRig starts the simulated tenant (pages of pageSize) and a Table Storage of the test's own
@@ -410,23 +405,14 @@ func newRig(t *testing.T, pageSize int) (*m365sim.Server, *tablestore.Store, *ki
 	return rig.Sim, rig.Store, k
 }
 
-func mustOrg(t *testing.T, s string) tablestore.Org {
-	t.Helper()
-	org, err := tablestore.NewOrg(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return org
-}
-
 // newEngine builds an engine over store and sim for org, connecting org to the tenant.
 func newEngine(t *testing.T, sim *m365sim.Server, store *tablestore.Store, k *killer, org tablestore.Org) *env {
 	t.Helper()
 	conns := connection.NewStore(store)
-	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: tenantID}, ""); err != nil {
+	if _, err := conns.Put(t.Context(), org, connection.Record{Status: connection.Connected, TenantID: testenv.Tenant}, ""); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sim: sim, store: store, kill: k, conns: conns, q: &queuetest.Queue{}, org: org, dir: newGraphDir(sim, secret),
+	e := &env{sim: sim, store: store, kill: k, conns: conns, q: &queuetest.Queue{}, org: org, dir: newGraphDir(sim, testenv.ClientID, testenv.Secret),
 		clock: &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), tick: 100 * time.Millisecond},
 		shs:   stakeholder.NewStore(store), grps: stakeholder.NewGroups(store)}
 	e.configure(func(*dirsync.Config) {})
@@ -449,7 +435,7 @@ func onePagePerStep(c *dirsync.Config) { c.StepBudget, c.GiveUpAfter = time.Nano
 func setup(t *testing.T) *env {
 	t.Helper()
 	sim, store, k := newRig(t, 50)
-	return newEngine(t, sim, store, k, mustOrg(t, "org-a"))
+	return newEngine(t, sim, store, k, tablestoretest.Org(t, "org-a"))
 }
 
 // addUser adds an enabled user with a full profile and returns its id.
@@ -461,7 +447,7 @@ func (e *env) addUser(t *testing.T, given, surname string, mod ...func(*m365sim.
 	for _, f := range mod {
 		f(&u)
 	}
-	got, err := e.sim.AddUser(tenantID, u)
+	got, err := e.sim.AddUser(testenv.Tenant, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,12 +466,12 @@ func (e *env) addUsers(t *testing.T, prefix string, n int) []string {
 
 func (e *env) addGroup(t *testing.T, name string, members ...string) string {
 	t.Helper()
-	g, err := e.sim.AddGroup(tenantID, m365sim.Group{DisplayName: name, Description: name + " group", SecurityEnabled: true})
+	g, err := e.sim.AddGroup(testenv.Tenant, m365sim.Group{DisplayName: name, Description: name + " group", SecurityEnabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range members {
-		if err := e.sim.AddMember(tenantID, g.ID, m); err != nil {
+		if err := e.sim.AddMember(testenv.Tenant, g.ID, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -494,7 +480,7 @@ func (e *env) addGroup(t *testing.T, name string, members ...string) string {
 
 func (e *env) updateUser(t *testing.T, id string, fn func(*m365sim.User)) {
 	t.Helper()
-	if err := e.sim.UpdateUser(tenantID, id, fn); err != nil {
+	if err := e.sim.UpdateUser(testenv.Tenant, id, fn); err != nil {
 		t.Fatal(err)
 	}
 }

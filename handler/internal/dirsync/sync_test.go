@@ -20,6 +20,8 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // generous keeps the deletion guard out of tests about something else.
@@ -29,9 +31,9 @@ func generous(s *syncsettings.Settings) {
 
 func TestFullThenDeltaSync(t *testing.T) {
 	e := setup(t)
-	must(t, e.sim.Generate(tenantID, m365sim.GenSpec{Users: 130, Groups: 3, Seed: 7}))
+	must(t, e.sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: 130, Groups: 3, Seed: 7}))
 	// A disabled user who was never a stakeholder stays out.
-	users := slices.DeleteFunc(e.sim.Users(tenantID), func(u m365sim.User) bool { return !u.AccountEnabled })
+	users := slices.DeleteFunc(e.sim.Users(testenv.Tenant), func(u m365sim.User) bool { return !u.AccountEnabled })
 	if len(users) == 130 || len(users) < 100 {
 		t.Fatalf("%d enabled users of 130: the generated tenant no longer has a few disabled ones", len(users))
 	}
@@ -95,7 +97,7 @@ func TestMergeStrategies(t *testing.T) {
 	envs := map[syncsettings.Strategy]*env{}
 	var first *env
 	for i, s := range strategies {
-		e := newEngine(t, sim, store, k, mustOrg(t, fmt.Sprintf("org-%d", i)))
+		e := newEngine(t, sim, store, k, tablestoretest.Org(t, fmt.Sprintf("org-%d", i)))
 		e.settings(t, func(v *syncsettings.Settings) { v.MergeStrategy = s })
 		envs[s] = e
 		if first == nil {
@@ -284,8 +286,8 @@ func testDeletedAndDisabled(t *testing.T, filtered bool) {
 	}
 	wantState(t, e.sync(t), dirsync.Succeeded)
 
-	must(t, e.sim.SoftDeleteUser(tenantID, gone))
-	must(t, e.sim.SetAccountEnabled(tenantID, off, false))
+	must(t, e.sim.SoftDeleteUser(testenv.Tenant, gone))
+	must(t, e.sim.SetAccountEnabled(testenv.Tenant, off, false))
 	run := e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if run.Deactivated != 2 {
@@ -304,8 +306,8 @@ func testDeletedAndDisabled(t *testing.T, filtered bool) {
 		t.Errorf("%d stakeholders, want 10 (deactivated, not deleted)", n)
 	}
 
-	must(t, e.sim.RestoreUser(tenantID, gone))
-	must(t, e.sim.SetAccountEnabled(tenantID, off, true))
+	must(t, e.sim.RestoreUser(testenv.Tenant, gone))
+	must(t, e.sim.SetAccountEnabled(testenv.Tenant, off, true))
 	run = e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if run.Reactivated != 2 || run.Created != 0 {
@@ -333,7 +335,7 @@ func TestGroupFilterScope(t *testing.T) {
 	outside := e.addUsers(t, "Outside", 3)
 	sub := e.addGroup(t, "Sub", nested...)
 	parent := e.addGroup(t, "Parent", direct...)
-	must(t, e.sim.AddMember(tenantID, parent, sub))
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
 	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
 
 	wantState(t, e.sync(t), dirsync.Succeeded)
@@ -353,8 +355,8 @@ func TestGroupFilterScope(t *testing.T) {
 	}
 
 	// Leaves through the nested group; an outsider joins it. No user attribute changes.
-	must(t, e.sim.RemoveMember(tenantID, sub, nested[0]))
-	must(t, e.sim.AddMember(tenantID, sub, outside[0]))
+	must(t, e.sim.RemoveMember(testenv.Tenant, sub, nested[0]))
+	must(t, e.sim.AddMember(testenv.Tenant, sub, outside[0]))
 	run := e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if st, _ := e.get(t, nested[0]); st.Active || st.DeactivatedReason != "out_of_filter" {
@@ -371,7 +373,7 @@ func TestGroupFilterScope(t *testing.T) {
 	}
 
 	// Comes back.
-	must(t, e.sim.AddMember(tenantID, parent, nested[0]))
+	must(t, e.sim.AddMember(testenv.Tenant, parent, nested[0]))
 	run = e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if st, _ := e.get(t, nested[0]); !st.Active || st.DeactivatedReason != "" {
@@ -392,7 +394,7 @@ func TestGroupSync(t *testing.T) {
 	c := e.addUsers(t, "Gamma", 2)
 	sub := e.addGroup(t, "Alpha Sub", a[1:]...)
 	ga := e.addGroup(t, "Alpha", a[0])
-	must(t, e.sim.AddMember(tenantID, ga, sub))
+	must(t, e.sim.AddMember(testenv.Tenant, ga, sub))
 	// A disabled user never becomes a stakeholder, so it is no member of the mirrored group.
 	offUser := e.addUser(t, "Off", "User", func(u *m365sim.User) { u.AccountEnabled = false })
 	gb := e.addGroup(t, "Beta", append(slices.Clone(b), offUser)...)
@@ -434,9 +436,9 @@ func TestGroupSync(t *testing.T) {
 	}
 
 	// Rename, a member leaves a nested group, a group is deleted in Entra.
-	must(t, e.sim.RenameGroup(tenantID, ga, "Alpha Team"))
-	must(t, e.sim.RemoveMember(tenantID, sub, a[2]))
-	must(t, e.sim.DeleteGroup(tenantID, gb))
+	must(t, e.sim.RenameGroup(testenv.Tenant, ga, "Alpha Team"))
+	must(t, e.sim.RemoveMember(testenv.Tenant, sub, a[2]))
+	must(t, e.sim.DeleteGroup(testenv.Tenant, gb))
 	run = e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	check(t, ga, "Alpha Team", true, a[:2]...)
@@ -568,29 +570,29 @@ func TestGraphFailures(t *testing.T) {
 // the delta-synced org ends where a fresh full sync of the same tenant ends.
 func TestResyncEqualsFullSync(t *testing.T) {
 	sim, store, k := newRig(t, 50)
-	a := newEngine(t, sim, store, k, mustOrg(t, "org-a"))
-	must(t, sim.Generate(tenantID, m365sim.GenSpec{Users: 110, Groups: 2, Seed: 3}))
-	users := sim.Users(tenantID)
+	a := newEngine(t, sim, store, k, tablestoretest.Org(t, "org-a"))
+	must(t, sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: 110, Groups: 2, Seed: 3}))
+	users := sim.Users(testenv.Tenant)
 	a.settings(t, generous)
 	wantState(t, a.sync(t), dirsync.Succeeded)
 
 	a.updateUser(t, users[1].ID, func(u *m365sim.User) { u.Department = "Moved" })
-	must(t, sim.SoftDeleteUser(tenantID, users[2].ID))
-	must(t, sim.SetAccountEnabled(tenantID, users[3].ID, false))
+	must(t, sim.SoftDeleteUser(testenv.Tenant, users[2].ID))
+	must(t, sim.SetAccountEnabled(testenv.Tenant, users[3].ID, false))
 	a.addUser(t, "New", "Comer")
 	wantState(t, a.sync(t), dirsync.Succeeded)
 
 	a.updateUser(t, users[4].ID, func(u *m365sim.User) { u.JobTitle = "Renamed Role"; u.ManagerID = users[5].ID })
-	must(t, sim.HardDeleteUser(tenantID, users[6].ID))
+	must(t, sim.HardDeleteUser(testenv.Tenant, users[6].ID))
 	a.addUser(t, "Late", "Comer")
-	must(t, sim.ResetDelta(tenantID))
+	must(t, sim.ResetDelta(testenv.Tenant))
 	run := a.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if run.Kind != "full" {
 		t.Errorf("run after a reset is %s, want full", run.Kind)
 	}
 
-	b := newEngine(t, sim, store, k, mustOrg(t, "org-b"))
+	b := newEngine(t, sim, store, k, tablestoretest.Org(t, "org-b"))
 	wantState(t, b.sync(t), dirsync.Succeeded)
 	norm := func(m map[string]stakeholder.Stakeholder) map[string]string {
 		out := map[string]string{}
@@ -624,7 +626,7 @@ func TestResyncEqualsFullSync(t *testing.T) {
 		}
 	}
 	want := 0
-	for _, u := range sim.Users(tenantID) {
+	for _, u := range sim.Users(testenv.Tenant) {
 		if u.AccountEnabled {
 			want++
 		}
@@ -755,7 +757,7 @@ func heldRun(t *testing.T) (*env, []string, dirsync.Run) {
 	ids := e.addUsers(t, "User", 20)
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	for _, id := range ids[:6] {
-		must(t, e.sim.SoftDeleteUser(tenantID, id))
+		must(t, e.sim.SoftDeleteUser(testenv.Tenant, id))
 	}
 	run := e.sync(t)
 	wantState(t, run, dirsync.Held)
@@ -810,7 +812,7 @@ func TestDeletionGuard(t *testing.T) {
 	}
 
 	// Below the threshold: applied directly.
-	must(t, e.sim.SoftDeleteUser(tenantID, ids[10]))
+	must(t, e.sim.SoftDeleteUser(testenv.Tenant, ids[10]))
 	run = e.sync(t)
 	wantState(t, run, dirsync.Succeeded)
 	if run.Deactivated != 1 || run.Hold != nil {
@@ -830,7 +832,7 @@ func TestDryRun(t *testing.T) {
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Only" })
 	e.updateUser(t, ids[1], func(u *m365sim.User) { u.Department = "Entra Side" })
 	e.edit(t, ids[1], func(s *stakeholder.Stakeholder) { s.Department = "Leap Side" })
-	must(t, e.sim.SoftDeleteUser(tenantID, ids[2]))
+	must(t, e.sim.SoftDeleteUser(testenv.Tenant, ids[2]))
 	newcomer := e.addUser(t, "New", "Comer")
 
 	before := e.snapshot(t, e.org)
@@ -903,7 +905,7 @@ func testInvalidUsers(t *testing.T, filtered bool) {
 
 func TestOrgIsolation(t *testing.T) {
 	e := setup(t)
-	orgB := mustOrg(t, "org-b")
+	orgB := tablestoretest.Org(t, "org-b")
 	alice := e.addUser(t, "Alice", "Smith")
 	e.addUsers(t, "User", 4)
 	manualB := e.manual(t, orgB, "Alice", "Smith", "alice.smith@contoso.example")
@@ -987,7 +989,7 @@ func TestResumeAfterKillInDeprovision(t *testing.T) {
 	e.settings(t, generous)
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	for _, id := range ids[:5] {
-		must(t, e.sim.SoftDeleteUser(tenantID, id))
+		must(t, e.sim.SoftDeleteUser(testenv.Tenant, id))
 	}
 	e.configure(onePagePerStep) // one phase per step
 	run := e.startOpts(t, dirsync.StartOptions{})
@@ -1042,7 +1044,7 @@ func TestDryRunWithFilter(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 
 	joiner := e.addUser(t, "Join", "Er")
-	must(t, e.sim.AddMember(tenantID, g, joiner))
+	must(t, e.sim.AddMember(testenv.Tenant, g, joiner))
 	before := e.snapshot(t, e.org)
 	dry := e.dryRun(t)
 	wantState(t, dry, dirsync.Succeeded)
@@ -1066,16 +1068,12 @@ func TestDeactivationRacesLeapEdit(t *testing.T) {
 	ids := e.addUsers(t, "User", 10)
 	e.settings(t, generous)
 	wantState(t, e.sync(t), dirsync.Succeeded)
-	must(t, e.sim.SoftDeleteUser(tenantID, ids[0]))
+	must(t, e.sim.SoftDeleteUser(testenv.Tenant, ids[0]))
 
-	run, edited := e.syncRacingEdits(t, 1, func(int) {
+	run := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
 	}, `"deactivatedReason":"deleted"`)
 
-	wantState(t, run, dirsync.Succeeded)
-	if edited != 1 {
-		t.Fatal("the race was not staged")
-	}
 	st, _ := e.get(t, ids[0])
 	if st.Active || st.DeactivatedReason != "deleted" || st.Influence != "edited meanwhile" {
 		t.Errorf("stakeholder = %+v, want deactivated (deleted) with the Leap edit kept", st)
@@ -1093,14 +1091,10 @@ func TestUpdateRacesLeapEdit(t *testing.T) {
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
 
-	run, edited := e.syncRacingEdits(t, 1, func(int) {
+	run := e.syncRacingEdits(t, 1, func(int) {
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Location = "Leap Race"; s.Influence = "high" })
 	}, `Entra Race`)
 
-	wantState(t, run, dirsync.Succeeded)
-	if edited != 1 {
-		t.Fatal("the race was not staged")
-	}
 	st, _ := e.get(t, ids[0])
 	if st.Department != "Entra Race" || st.Location != "Leap Race" || st.Influence != "high" || st.Base[stakeholder.Department] != "Entra Race" {
 		t.Errorf("stakeholder = %+v, want Entra's and Leap's changes", st)
@@ -1120,14 +1114,10 @@ func TestUpdateKeepsRacingLeapEdits(t *testing.T) {
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
 
 	// Every stakeholder write of Entra's change: the page's, the one-by-one retry, the re-merge.
-	run, edited := e.syncRacingEdits(t, 3, func(n int) { // the run checks that every processed user is in one column
+	run := e.syncRacingEdits(t, 3, func(n int) { // the run checks that every processed user is in one column
 		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = fmt.Sprintf("edit %d", n) })
 	}, "/"+e.kill.prefix+stakeholder.Table, `Entra Race`)
 
-	wantState(t, run, dirsync.Succeeded)
-	if edited != 3 {
-		t.Fatalf("%d racing edits, want 3", edited)
-	}
 	if run.Processed != 1 || run.Skipped != 1 || run.Updated != 0 {
 		t.Errorf("run: processed %d skipped %d updated %d; want 1 1 0", run.Processed, run.Skipped, run.Updated)
 	}
