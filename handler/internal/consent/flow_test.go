@@ -22,15 +22,14 @@ import (
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
+// The rig's tenant, app and secret are testenv's; otherTen is a second tenant.
 const (
-	tenantID  = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
 	otherTen  = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
-	clientID  = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
-	secret    = "sim-secret-value-do-not-log"
 	publicURL = "https://leap.example.net"
 	appURL    = "https://app.leap.example.net/settings/integrations?tab=m365"
 )
@@ -40,6 +39,7 @@ var allRoles = []string{"User.Read.All", "GroupMember.Read.All", "Mail.Send"}
 type rig struct {
 	store *tablestore.Store
 	sim   *m365sim.Server
+	creds *m365auth.Credentials // our app's, with the right secret
 	flow  *consent.Flow
 	conns *connection.Store
 	logs  *syncBuffer
@@ -58,52 +58,47 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func newRig(t *testing.T, appSecret string) *rig {
+// newRig is the project's rig (testenv) with our app's redirect URI, permissions and role
+// claims registered, a second tenant, the admin signed in to the first, and a consent flow.
+func newRig(t *testing.T) *rig {
 	t.Helper()
-	sim := m365sim.New(m365sim.Options{})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	sim.RegisterApp(clientID, secret)
-	sim.RegisterRedirectURI(clientID, publicURL+consent.CallbackPath)
-	if err := sim.SetAppPermissions(clientID, allRoles...); err != nil {
+	env := testenv.New(t, testenv.Options{Domain: "fabrikam.example", NoConsent: true})
+	sim := env.Sim
+	sim.RegisterRedirectURI(testenv.ClientID, publicURL+consent.CallbackPath)
+	if err := sim.SetAppPermissions(testenv.ClientID, allRoles...); err != nil {
 		t.Fatal(err)
 	}
 	// Our app registration emits directory roles (wids) in ID tokens.
-	if err := sim.SetGroupMembershipClaims(clientID, "DirectoryRole"); err != nil {
+	if err := sim.SetGroupMembershipClaims(testenv.ClientID, "DirectoryRole"); err != nil {
 		t.Fatal(err)
 	}
-	sim.AddTenant(tenantID, "fabrikam.example")
 	sim.AddTenant(otherTen, "contoso.example")
-	if err := sim.SetSignedInTenant(tenantID); err != nil {
+	if err := sim.SetSignedInTenant(testenv.Tenant); err != nil {
 		t.Fatal(err)
 	}
-	store := tablestoretest.Open(t)
-	r := &rig{store: store, sim: sim, conns: connection.NewStore(store), logs: &syncBuffer{}, now: time.Now().UTC()}
-	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: appSecret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
-	r.flow = consent.New(consent.Config{
-		Store: store, Connections: r.conns, Tokens: creds, ClientID: clientID, AuthorityHost: sim.URL() + "/",
+	r := &rig{store: env.Store, sim: sim, creds: env.Credentials(testenv.Secret), conns: connection.NewStore(env.Store),
+		logs: &syncBuffer{}, now: time.Now().UTC()}
+	r.configure(func(*consent.Config) {})
+	return r
+}
+
+// configure replaces r's flow with one configured as the rig's, changed by fn.
+func (r *rig) configure(fn func(*consent.Config)) {
+	cfg := consent.Config{
+		Store: r.store, Connections: r.conns, Tokens: r.creds, ClientID: testenv.ClientID, AuthorityHost: r.sim.URL() + "/",
 		PublicBaseURL: publicURL, LeapAppURL: appURL, Key: []byte("0123456789abcdef0123456789abcdef"),
 		Now:    func() time.Time { return r.now },
 		Sleep:  func(context.Context, time.Duration) error { return nil },
 		Logger: slog.New(slog.NewJSONHandler(r.logs, nil)),
-	})
-	return r
-}
-
-func org(t *testing.T, id string) tablestore.Org {
-	o, err := tablestore.NewOrg(id)
-	if err != nil {
-		t.Fatal(err)
 	}
-	return o
+	fn(&cfg)
+	r.flow = consent.New(cfg)
 }
 
 // begin starts consent for o and returns the consent URL.
 func (r *rig) begin(t *testing.T, o string) string {
 	t.Helper()
-	u, _, err := r.flow.Begin(t.Context(), org(t, o))
+	u, _, err := r.flow.Begin(t.Context(), tablestoretest.Org(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +150,7 @@ func (r *rig) follow(t *testing.T, u string) url.Values {
 
 func (r *rig) record(t *testing.T, o string) connection.Record {
 	t.Helper()
-	rec, _, err := r.conns.Get(t.Context(), org(t, o))
+	rec, _, err := r.conns.Get(t.Context(), tablestoretest.Org(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +182,7 @@ func (r *rig) backToApp(t *testing.T, rec *httptest.ResponseRecorder) url.Values
 	if q.Get("ticket") == "" {
 		t.Fatalf("m365=confirm without a ticket: %v", q)
 	}
-	out, err := r.flow.Confirm(t.Context(), org(t, q.Get("org")), q.Get("ticket"))
+	out, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, q.Get("org")), q.Get("ticket"))
 	if err != nil {
 		t.Fatalf("confirming the ticket for %s: %v", q.Get("org"), err)
 	}
@@ -222,9 +217,9 @@ func TestConsentFlow(t *testing.T) {
 			wantStatus: connection.Failed, wantResult: "error", wantReason: "consent_denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, secret)
+			r := newRig(t)
 			if tc.decision != nil {
-				if err := r.sim.SetConsentDecision(tenantID, *tc.decision); err != nil {
+				if err := r.sim.SetConsentDecision(testenv.Tenant, *tc.decision); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -241,8 +236,8 @@ func TestConsentFlow(t *testing.T) {
 				t.Errorf("record = %+v, want status %s missing %v", rec, tc.wantStatus, tc.wantMissing)
 			}
 			if tc.wantStatus == connection.Connected {
-				if rec.TenantID != tenantID || rec.ConnectedAt.IsZero() {
-					t.Errorf("record = %+v, want tenant %s", rec, tenantID)
+				if rec.TenantID != testenv.Tenant || rec.ConnectedAt.IsZero() {
+					t.Errorf("record = %+v, want tenant %s", rec, testenv.Tenant)
 				}
 				if len(tc.wantMissing) > 0 && !strings.Contains(rec.ErrorHint, "GroupMember.Read.All (for group filter and group sync)") {
 					t.Errorf("hint %q does not name what is missing and why", rec.ErrorHint)
@@ -250,7 +245,7 @@ func TestConsentFlow(t *testing.T) {
 			} else if rec.LastError == "" || !strings.Contains(rec.ErrorHint, "Check admin permissions") {
 				t.Errorf("failure without reason or hint: %+v", rec)
 			}
-			if strings.Contains(r.logs.String(), secret) {
+			if strings.Contains(r.logs.String(), testenv.Secret) {
 				t.Error("the app secret reached the logs")
 			}
 		})
@@ -258,7 +253,7 @@ func TestConsentFlow(t *testing.T) {
 }
 
 func TestBadStatesWriteNothing(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	q := r.admin(t, r.begin(t, "acme"))
 	before := r.record(t, "acme")
 
@@ -267,7 +262,7 @@ func TestBadStatesWriteNothing(t *testing.T) {
 		forged[k] = v
 	}
 	forged.Set("state", "s1.eyJvIjoiYWNtZSIsIm4iOiJ4IiwiZSI6OTk5OTk5OTk5OX0.AAAA")
-	missing := url.Values{"admin_consent": {"True"}, "tenant": {tenantID}}
+	missing := url.Values{"admin_consent": {"True"}, "tenant": {testenv.Tenant}}
 	for name, query := range map[string]url.Values{"forged": forged, "missing": missing} {
 		if rec := r.callback(t, query); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid-consent-state") {
 			t.Errorf("%s state: %d %s, want 400 invalid-consent-state", name, rec.Code, rec.Body.String())
@@ -297,7 +292,7 @@ func TestBadStatesWriteNothing(t *testing.T) {
 }
 
 func TestCallbackNeverTrustsTheQuery(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	// The attacker starts consent for their own org and rewrites the callback's tenant to a
 	// tenant that never consented: the token proof fails, and only the attacker's org is touched.
 	q := r.admin(t, r.begin(t, "attacker"))
@@ -315,20 +310,20 @@ func TestCallbackNeverTrustsTheQuery(t *testing.T) {
 }
 
 func TestRevokedSecret(t *testing.T) {
-	r := newRig(t, secret)
-	r.sim.RevokeSecret(clientID, secret)
+	r := newRig(t)
+	r.sim.RevokeSecret(testenv.ClientID, testenv.Secret)
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "signin_failed" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "AADSTS7000215") {
 		t.Errorf("back %v, record %+v; want a stored AADSTS7000215 failure", back, rec)
 	}
-	if strings.Contains(r.logs.String(), secret) || strings.Contains(rec.LastError, secret) {
+	if strings.Contains(r.logs.String(), testenv.Secret) || strings.Contains(rec.LastError, testenv.Secret) {
 		t.Error("the secret was logged or stored")
 	}
 }
 
 func TestOneTenantOneOrg(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first"))))
 
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second"))))
@@ -336,7 +331,7 @@ func TestOneTenantOneOrg(t *testing.T) {
 		t.Errorf("second org on the same tenant: %v, %+v", back, r.record(t, "second"))
 	}
 	// Once the first org disconnects, the tenant is free.
-	if err := r.flow.Disconnect(t.Context(), org(t, "first")); err != nil {
+	if err := r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "first")); err != nil {
 		t.Fatal(err)
 	}
 	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("m365") != "connected" {
@@ -348,9 +343,9 @@ func TestOneTenantOneOrg(t *testing.T) {
 }
 
 func TestReauthorizationRestoresTheConnection(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
-	if err := r.conns.NeedsReauthorization(t.Context(), org(t, "acme"), "AADSTS7000222: secret expired", r.now); err != nil {
+	if err := r.conns.NeedsReauthorization(t.Context(), tablestoretest.Org(t, "acme"), "AADSTS7000222: secret expired", r.now); err != nil {
 		t.Fatal(err)
 	}
 	// Starting re-authorization keeps the status visible until the admin finishes.
@@ -365,7 +360,7 @@ func TestReauthorizationRestoresTheConnection(t *testing.T) {
 }
 
 func TestExpiredStatesAreDropped(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	for range 3 {
 		r.begin(t, "acme") // abandoned attempts
 	}
@@ -383,7 +378,7 @@ func TestExpiredStatesAreDropped(t *testing.T) {
 func (r *rig) countStates(t *testing.T, o string) int {
 	t.Helper()
 	n := 0
-	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("consentstates"), org(t, o), tablestore.QueryOptions{}) {
+	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("consentstates"), tablestoretest.Org(t, o), tablestore.QueryOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,13 +396,8 @@ func (refusingGroups) CheckAccess(context.Context, string) (map[string]bool, err
 }
 
 func TestGraphRefusalOverridesTheToken(t *testing.T) {
-	r := newRig(t, secret)
-	r.flow = consent.New(consent.Config{
-		Store: r.store, Connections: r.conns, Access: refusingGroups{},
-		Tokens:   m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: r.sim.URL() + "/", HTTPClient: r.sim.HTTPClient()}),
-		ClientID: clientID, AuthorityHost: r.sim.URL() + "/", PublicBaseURL: publicURL, LeapAppURL: appURL,
-		Key: []byte("0123456789abcdef0123456789abcdef"), Now: func() time.Time { return r.now },
-	})
+	r := newRig(t)
+	r.configure(func(c *consent.Config) { c.Access = refusingGroups{} })
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("missing") != "GroupMember.Read.All" || !slices.Equal(rec.Missing, []string{"GroupMember.Read.All"}) || !slices.Equal(rec.Granted, []string{"User.Read.All", "Mail.Send"}) {
@@ -419,20 +409,20 @@ func TestGraphRefusalOverridesTheToken(t *testing.T) {
 // has since disconnected) cannot be claimed by a forged callback: the flow wants the tenant's
 // administrator to sign in, and someone from another tenant cannot.
 func TestConsentElsewhereIsNoProof(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "victim"))))
-	must(t, r.flow.Disconnect(t.Context(), org(t, "victim")))
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "victim")))
 
 	// The attacker signs in as the administrator of their own tenant.
 	if err := r.sim.SetSignedInTenant(otherTen); err != nil {
 		t.Fatal(err)
 	}
-	u, _, err := r.flow.Begin(t.Context(), org(t, "attacker"))
+	u, _, err := r.flow.Begin(t.Context(), tablestoretest.Org(t, "attacker"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	state, _ := url.Parse(u)
-	forged := url.Values{"admin_consent": {"True"}, "tenant": {tenantID}, "state": {state.Query().Get("state")}}
+	forged := url.Values{"admin_consent": {"True"}, "tenant": {testenv.Tenant}, "state": {state.Query().Get("state")}}
 	back := r.backToApp(t, r.callback(t, forged))
 	if back.Get("m365") != "error" || back.Get("reason") != "signin_failed" {
 		t.Errorf("forged callback: back with %v", back)
@@ -443,8 +433,8 @@ func TestConsentElsewhereIsNoProof(t *testing.T) {
 }
 
 func TestOnlyAConsentAdminConnects(t *testing.T) {
-	r := newRig(t, secret)
-	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000001", UserPrincipalName: "clerk@fabrikam.example", Name: "Clerk"}))
+	r := newRig(t)
+	must(t, r.sim.SetSignedInUser(testenv.Tenant, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000001", UserPrincipalName: "clerk@fabrikam.example", Name: "Clerk"}))
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "not_admin" || rec.Status != connection.Failed || !strings.Contains(rec.LastError, "clerk@fabrikam.example") {
@@ -453,7 +443,7 @@ func TestOnlyAConsentAdminConnects(t *testing.T) {
 	// Application and Cloud Application Administrators cannot grant Microsoft Graph application
 	// permissions (Microsoft documents it), so their sign-in proves nothing.
 	for i, role := range []string{m365sim.RoleApplicationAdministrator, m365sim.RoleCloudApplicationAdministrator} {
-		must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: fmt.Sprintf("4d1b8c2e-0000-4000-8000-00000000001%d", i), UserPrincipalName: "apps@fabrikam.example",
+		must(t, r.sim.SetSignedInUser(testenv.Tenant, m365sim.SignedInUser{ObjectID: fmt.Sprintf("4d1b8c2e-0000-4000-8000-00000000001%d", i), UserPrincipalName: "apps@fabrikam.example",
 			DirectoryRoles: []string{role}}))
 		back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 		if rec := r.record(t, "acme"); back.Get("reason") != "not_admin" || rec.Status == connection.Connected {
@@ -461,7 +451,7 @@ func TestOnlyAConsentAdminConnects(t *testing.T) {
 		}
 	}
 	// A Privileged Role Administrator may grant consent.
-	must(t, r.sim.SetSignedInUser(tenantID, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000002", UserPrincipalName: "roles@fabrikam.example",
+	must(t, r.sim.SetSignedInUser(testenv.Tenant, m365sim.SignedInUser{ObjectID: "4d1b8c2e-0000-4000-8000-000000000002", UserPrincipalName: "roles@fabrikam.example",
 		DirectoryRoles: []string{m365sim.RolePrivilegedRoleAdministrator}}))
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.ConnectedBy != "roles@fabrikam.example" {
@@ -472,7 +462,7 @@ func TestOnlyAConsentAdminConnects(t *testing.T) {
 // TestSignInMustCarryTheNonce: a sign-in whose ID token carries another nonce than the one bound
 // into the state (an authorization code injected from another sign-in) proves nothing.
 func TestSignInMustCarryTheNonce(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	signIn := r.callbackOnce(t, r.admin(t, r.begin(t, "acme")))
 	u, err := url.Parse(signIn.Header().Get("Location"))
 	if signIn.Code != http.StatusFound || err != nil || !strings.HasPrefix(u.String(), r.sim.URL()) || u.Query().Get("nonce") == "" {
@@ -489,14 +479,14 @@ func TestSignInMustCarryTheNonce(t *testing.T) {
 }
 
 func TestTenantChangeNeedsADisconnect(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	must(t, r.sim.SetSignedInTenant(otherTen))
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
-	if rec := r.record(t, "acme"); back.Get("reason") != "tenant_changed" || rec.Status != connection.Connected || rec.TenantID != tenantID {
+	if rec := r.record(t, "acme"); back.Get("reason") != "tenant_changed" || rec.Status != connection.Connected || rec.TenantID != testenv.Tenant {
 		t.Errorf("back %v, record %+v; want the first tenant kept", back, rec)
 	}
-	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "acme")))
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	if rec := r.record(t, "acme"); rec.Status != connection.Connected || rec.TenantID != otherTen {
 		t.Errorf("after disconnecting: %+v, want connected to %s", rec, otherTen)
@@ -504,10 +494,10 @@ func TestTenantChangeNeedsADisconnect(t *testing.T) {
 }
 
 func TestDisconnectDuringTheFlowWins(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	q := r.admin(t, r.begin(t, "acme"))
 	r.now = r.now.Add(time.Second)
-	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "acme")))
 	r.now = r.now.Add(time.Second)
 	back := r.backToApp(t, r.callback(t, q))
 	if rec := r.record(t, "acme"); back.Get("reason") != "disconnected" || rec.Status != connection.Disconnected {
@@ -533,7 +523,7 @@ func must(t *testing.T, err error) {
 // admin's browser, and confirmed in any other org's session it is refused. A ticket works once
 // and only for a while.
 func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	back := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "attacker"))))
 	ticket := back.Get("ticket")
 	if back.Get("m365") != "confirm" || back.Get("org") != "attacker" || ticket == "" {
@@ -542,7 +532,7 @@ func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
 	if rec := r.record(t, "attacker"); rec.Status != connection.Pending || rec.TenantID != "" {
 		t.Errorf("before the confirmation: %+v, want pending without a tenant", rec)
 	}
-	if n := r.countBindings(t, tenantID); n != 0 {
+	if n := r.countBindings(t, testenv.Tenant); n != 0 {
 		t.Errorf("the callback wrote %d tenant bindings, want none before the confirmation", n)
 	}
 
@@ -553,7 +543,7 @@ func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
 		{"attacker", ticket + "A"},
 		{"attacker", ""},
 	} {
-		if _, err := r.flow.Confirm(t.Context(), org(t, tc.org), tc.ticket); !errors.Is(err, consent.ErrBadTicket) {
+		if _, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, tc.org), tc.ticket); !errors.Is(err, consent.ErrBadTicket) {
 			t.Errorf("confirming %q for %s: %v, want ErrBadTicket", tc.ticket, tc.org, err)
 		}
 	}
@@ -563,21 +553,21 @@ func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
 	if rec := r.record(t, "attacker"); rec.Status != connection.Pending || rec.TenantID != "" {
 		t.Errorf("attacker = %+v, want still pending", rec)
 	}
-	if n := r.countBindings(t, tenantID); n != 0 {
+	if n := r.countBindings(t, testenv.Tenant); n != 0 {
 		t.Errorf("%d tenant bindings after refused confirmations, want none", n)
 	}
 
 	// In the session of the org that started it, the ticket connects, once.
-	out, err := r.flow.Confirm(t.Context(), org(t, "attacker"), ticket)
+	out, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, "attacker"), ticket)
 	if err != nil || !out.Connected {
 		t.Fatalf("Confirm = %+v, %v", out, err)
 	}
 	connected := r.record(t, "attacker")
-	if connected.Status != connection.Connected || connected.TenantID != tenantID {
+	if connected.Status != connection.Connected || connected.TenantID != testenv.Tenant {
 		t.Errorf("after the confirmation: %+v", connected)
 	}
 	r.now = r.now.Add(time.Minute)
-	if _, err := r.flow.Confirm(t.Context(), org(t, "attacker"), ticket); !errors.Is(err, consent.ErrBadTicket) {
+	if _, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, "attacker"), ticket); !errors.Is(err, consent.ErrBadTicket) {
 		t.Errorf("reused ticket: %v, want ErrBadTicket", err)
 	}
 	if rec := r.record(t, "attacker"); !rec.UpdatedAt.Equal(connected.UpdatedAt) {
@@ -585,11 +575,11 @@ func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
 	}
 
 	// An expired ticket changes nothing.
-	must(t, r.flow.Disconnect(t.Context(), org(t, "attacker")))
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "attacker")))
 	r.now = r.now.Add(time.Minute)
 	late := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "late"))))
 	r.now = r.now.Add(11 * time.Minute)
-	if _, err := r.flow.Confirm(t.Context(), org(t, "late"), late.Get("ticket")); !errors.Is(err, consent.ErrBadTicket) {
+	if _, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, "late"), late.Get("ticket")); !errors.Is(err, consent.ErrBadTicket) {
 		t.Errorf("expired ticket: %v, want ErrBadTicket", err)
 	}
 	if rec := r.record(t, "late"); rec.Status != connection.Pending || rec.TenantID != "" {
@@ -603,7 +593,7 @@ func TestTheWebAppConfirmsForTheOrgThatStarted(t *testing.T) {
 func (r *rig) countBindings(t *testing.T, tenant string) int {
 	t.Helper()
 	n := 0
-	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("tenantbindings"), org(t, tenant), tablestore.QueryOptions{}) {
+	for _, err := range tablestore.Query[map[string]any](t.Context(), r.store.Table("tenantbindings"), tablestoretest.Org(t, tenant), tablestore.QueryOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -615,12 +605,12 @@ func (r *rig) countBindings(t *testing.T, tenant string) int {
 // TestSharingATenantIsAnOperatorDecision: no request of an org can share a tenant; a row an
 // operator writes into the tenant's partition of tenantbindings can.
 func TestSharingATenantIsAnOperatorDecision(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "first"))))
 	if back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "second")))); back.Get("reason") != "tenant_in_use" {
 		t.Fatalf("second org without the operator's decision: %v, want tenant_in_use", back)
 	}
-	if _, err := r.store.Table("tenantbindings").Insert(t.Context(), org(t, tenantID), connection.SharedKey,
+	if _, err := r.store.Table("tenantbindings").Insert(t.Context(), tablestoretest.Org(t, testenv.Tenant), connection.SharedKey,
 		map[string]any{"decidedBy": "ops@leapchange.example", "reason": "one customer, two Leap Change orgs"}); err != nil {
 		t.Fatal(err)
 	}
@@ -628,8 +618,8 @@ func TestSharingATenantIsAnOperatorDecision(t *testing.T) {
 		t.Errorf("second org after the operator allowed sharing: %v", back)
 	}
 	for _, o := range []string{"first", "second"} {
-		if rec := r.record(t, o); rec.Status != connection.Connected || rec.TenantID != tenantID {
-			t.Errorf("%s = %+v, want connected to %s", o, rec, tenantID)
+		if rec := r.record(t, o); rec.Status != connection.Connected || rec.TenantID != testenv.Tenant {
+			t.Errorf("%s = %+v, want connected to %s", o, rec, testenv.Tenant)
 		}
 	}
 }
@@ -648,18 +638,13 @@ func (o otherTenantSignIn) RedeemCode(ctx context.Context, tenant, code, redirec
 // consented. Otherwise an admin of a tenant that consented once before (here otherTen, whose
 // org has since disconnected) could get that tenant bound through another tenant's consent.
 func TestSignInMustBeInTheConsentedTenant(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	must(t, r.sim.SetSignedInTenant(otherTen))
 	r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "earlier"))))
-	must(t, r.flow.Disconnect(t.Context(), org(t, "earlier")))
-	must(t, r.sim.SetSignedInTenant(tenantID))
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "earlier")))
+	must(t, r.sim.SetSignedInTenant(testenv.Tenant))
 
-	creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: r.sim.URL() + "/", HTTPClient: r.sim.HTTPClient()})
-	r.flow = consent.New(consent.Config{
-		Store: r.store, Connections: r.conns, Tokens: otherTenantSignIn{creds}, ClientID: clientID, AuthorityHost: r.sim.URL() + "/",
-		PublicBaseURL: publicURL, LeapAppURL: appURL, Key: []byte("0123456789abcdef0123456789abcdef"),
-		Now: func() time.Time { return r.now }, Sleep: func(context.Context, time.Duration) error { return nil },
-	})
+	r.configure(func(c *consent.Config) { c.Tokens = otherTenantSignIn{r.creds} })
 	back := r.backToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme"))))
 	rec := r.record(t, "acme")
 	if back.Get("reason") != "signin_failed" || rec.Status == connection.Connected || rec.TenantID != "" || !strings.Contains(rec.LastError, "another tenant") {
@@ -689,7 +674,7 @@ func (h hookFirstGet) Get(ctx context.Context, o tablestore.Org) (connection.Rec
 // since the record names only one): the later one is refused as tenant_changed and releases its
 // claim.
 func TestConfirmsOfTwoTenantsBindOne(t *testing.T) {
-	r := newRig(t, secret)
+	r := newRig(t)
 	t1 := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme")))).Get("ticket")
 	must(t, r.sim.SetSignedInTenant(otherTen))
 	t2 := redirectToApp(t, r.callback(t, r.admin(t, r.begin(t, "acme")))).Get("ticket")
@@ -699,22 +684,22 @@ func TestConfirmsOfTwoTenantsBindOne(t *testing.T) {
 	done := false
 	f2 := consent.New(consent.Config{Store: r.store, Key: []byte("0123456789abcdef0123456789abcdef"), Now: func() time.Time { return r.now },
 		Connections: hookFirstGet{r.conns, func() {
-			if out, err := r.flow.Confirm(t.Context(), org(t, "acme"), t1); err != nil || !out.Connected {
+			if out, err := r.flow.Confirm(t.Context(), tablestoretest.Org(t, "acme"), t1); err != nil || !out.Connected {
 				t.Errorf("first confirmation = %+v, %v", out, err)
 			}
 		}, &done}})
-	out, err := f2.Confirm(t.Context(), org(t, "acme"), t2)
+	out, err := f2.Confirm(t.Context(), tablestoretest.Org(t, "acme"), t2)
 	if err != nil || out.Connected || out.Reason != "tenant_changed" {
 		t.Errorf("second confirmation = %+v, %v; want tenant_changed", out, err)
 	}
-	if rec := r.record(t, "acme"); rec.TenantID != tenantID || rec.Status != connection.Connected {
+	if rec := r.record(t, "acme"); rec.TenantID != testenv.Tenant || rec.Status != connection.Connected {
 		t.Errorf("record = %+v, want connected to the first tenant", rec)
 	}
 	if n := r.countBindings(t, otherTen); n != 0 {
 		t.Errorf("the refused tenant keeps %d binding rows", n)
 	}
-	must(t, r.flow.Disconnect(t.Context(), org(t, "acme")))
-	if n1, n2 := r.countBindings(t, tenantID), r.countBindings(t, otherTen); n1+n2 != 0 {
+	must(t, r.flow.Disconnect(t.Context(), tablestoretest.Org(t, "acme")))
+	if n1, n2 := r.countBindings(t, testenv.Tenant), r.countBindings(t, otherTen); n1+n2 != 0 {
 		t.Errorf("after Disconnect bindings remain: %d and %d", n1, n2)
 	}
 }
