@@ -23,17 +23,16 @@ import (
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
 const (
-	tenantID = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
-	clientID = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
-	secret   = "crash-secret"
-	orgName  = "crash"
-	users    = 400
-	kills    = 2 // kill -9 of the handler during the sync; the host restarts it and redelivers
+	orgName = "crash"
+	users   = 400
+	kills   = 2 // kill -9 of the handler during the sync; the host restarts it and redelivers
 )
 
 // liveness bounds every wait: generous, it only stops a hung test.
@@ -53,24 +52,14 @@ func TestSyncSurvivesKillsAndALostQueue(t *testing.T) {
 		t.Fatalf("building the handler: %v\n%s", err, buildErr.String())
 	}
 
-	sim := m365sim.New(m365sim.Options{PageSize: 10}) // 40 pages: the run is saved every 8
-	sim.RegisterApp(clientID, secret)
-	sim.AddTenant(tenantID, "fabrikam.example")
-	must(t, sim.Consent(tenantID, clientID, "User.Read.All", "GroupMember.Read.All"))
-	must(t, sim.Generate(tenantID, m365sim.GenSpec{Users: users, Groups: 4, Depth: 1, Seed: 11}))
+	env := testenv.New(t, testenv.Options{Sim: m365sim.Options{PageSize: 10}, Domain: "fabrikam.example"}) // 40 pages: the run is saved every 8
+	sim, store, prefix := env.Sim, env.Store, env.Store.Prefix()
+	must(t, sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: users, Groups: 4, Depth: 1, Seed: 11}))
 	// Slow pages, so the kills land inside the sync.
 	must(t, sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Delay: 100 * time.Millisecond}))
-	must(t, sim.Start())
-	t.Cleanup(func() { sim.Close() })
 	caFile := filepath.Join(work, "sim-ca.pem")
 	must(t, os.WriteFile(caFile, sim.CACertPEM(), 0o600))
-
-	prefix := azuritetest.Prefix()
-	store, err := tablestore.Open(ctx, tablestore.Config{ConnectionString: conn, Prefix: prefix})
-	must(t, err)
-	t.Cleanup(func() { store.DropTables(context.Background()) })
-	org, err := tablestore.NewOrg(orgName)
-	must(t, err)
+	org := tablestoretest.Org(t, orgName)
 
 	var handlerErr bytes.Buffer
 	newHost := func() *devhost.Host {
@@ -84,13 +73,13 @@ func TestSyncSurvivesKillsAndALostQueue(t *testing.T) {
 				"TablesConnection":         conn,
 				"TABLE_PREFIX":             prefix,
 				"ServiceBusConnection":     "devhost",
-				"M365_CLIENT_ID":           clientID,
-				"M365_CLIENT_SECRET":       secret,
+				"M365_CLIENT_ID":           testenv.ClientID,
+				"M365_CLIENT_SECRET":       testenv.Secret,
 				"GRAPH_BASE_URL":           sim.GraphURL(),
 				"AZURE_AUTHORITY_HOST":     sim.URL() + "/",
 				"BOT_APP_ID":               "00000000-0000-4000-8000-00000000b07a",
 				"BOT_APP_SECRET":           "bot-secret-crash-test",
-				"BOT_TENANT_ID":            tenantID,
+				"BOT_TENANT_ID":            testenv.Tenant,
 				"PUBLIC_BASE_URL":          public,
 				"LEAP_APP_URL":             "http://localhost:3000/settings/integrations",
 				"STATE_SIGNING_KEY":        strings.Repeat("k", 40),
@@ -117,7 +106,7 @@ func TestSyncSurvivesKillsAndALostQueue(t *testing.T) {
 	// Register the org (where orgs must exist), connect it and save settings, so the scheduler
 	// visits it. The connection is written as the consent flow leaves it.
 	api.tolerate(t, "PUT", "", map[string]any{"displayName": "Crash Test", "timeZone": "UTC"}, http.StatusNotFound, http.StatusMethodNotAllowed)
-	if _, err := connection.NewStore(store).Put(ctx, org, connection.Record{Status: connection.Connected, TenantID: tenantID}, ""); err != nil {
+	if _, err := connection.NewStore(store).Put(ctx, org, connection.Record{Status: connection.Connected, TenantID: testenv.Tenant}, ""); err != nil {
 		t.Fatal(err)
 	}
 	api.do(t, "PUT", "/m365/settings", map[string]any{
@@ -191,7 +180,7 @@ func TestSyncSurvivesKillsAndALostQueue(t *testing.T) {
 
 	// Exactly one stakeholder per enabled user, none for anyone else.
 	want := map[string]bool{}
-	for _, u := range sim.Users(tenantID) {
+	for _, u := range sim.Users(testenv.Tenant) {
 		if u.AccountEnabled {
 			want[u.ID] = true
 		}
