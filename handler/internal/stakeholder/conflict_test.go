@@ -9,24 +9,19 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
-	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // TestConflictRows covers open conflicts in the store: they page in id order apart from the
 // stakeholders and index rows beside them, closing a missing one fails nothing, and deleting a
 // stakeholder closes its conflict.
 func TestConflictRows(t *testing.T) {
-	store := tablestoretest.Open(t)
-	dir := stakeholder.NewStore(store)
-	org, _ := tablestore.NewOrg("acme")
+	dir, org := newDir(t)
 	since := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	var ids []string
 	for i := range 5 {
 		st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: "P", LastName: fmt.Sprint(i), Email: fmt.Sprintf("p%d@example.test", i),
 			Source: stakeholder.Manual, Active: true, CreatedAt: since}
-		if _, err := dir.Save(t.Context(), org, st, nil, ""); err != nil {
-			t.Fatal(err)
-		}
+		create(t, dir, org, st)
 		base := "Ops"
 		c := stakeholder.Conflict{StakeholderID: st.ID, ExternalID: fmt.Sprintf("u%d", i), Name: "P", Since: since.Add(time.Duration(i) * time.Hour),
 			Fields: []stakeholder.ConflictField{{Field: stakeholder.Department, Base: &base, Entra: "E", Leap: "L"}}, Entra: stakeholder.Values{stakeholder.Department: "E"}}
@@ -92,14 +87,9 @@ func TestConflictRows(t *testing.T) {
 // version; a row rewritten (a sync refreshed it) or removed meanwhile fails the whole
 // transaction with ErrConflict, the stakeholder's write included.
 func TestCloseConflictAtETag(t *testing.T) {
-	store := tablestoretest.Open(t)
-	dir := stakeholder.NewStore(store)
-	org, _ := tablestore.NewOrg("acme")
+	dir, org := newDir(t)
 	st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: "P", LastName: "Q", Email: "pq@example.test", Source: stakeholder.Manual, Active: true}
-	etag, err := dir.Save(t.Context(), org, st, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	etag := create(t, dir, org, st)
 	c := stakeholder.Conflict{StakeholderID: st.ID, ExternalID: "u1", Entra: stakeholder.Values{stakeholder.Role: "E1"}}
 	if err := dir.Apply(t.Context(), org, []tablestore.Op{stakeholder.ConflictOp(c)}); err != nil {
 		t.Fatal(err)

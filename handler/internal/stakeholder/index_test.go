@@ -7,30 +7,16 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
-	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
-
-func openIndexStore(t *testing.T) (*stakeholder.Store, tablestore.Org) {
-	t.Helper()
-	store := tablestoretest.Open(t)
-	org, err := tablestore.NewOrg("org-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stakeholder.NewStore(store), org
-}
 
 // TestIndexFollowsTheStakeholder: the email and Entra index rows change with the stakeholder in
 // one transaction; a taken address fails the whole write.
 func TestIndexFollowsTheStakeholder(t *testing.T) {
-	s, org := openIndexStore(t)
+	s, org := newDir(t)
 	ctx := t.Context()
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	a := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: "Ann", Email: "Ann@Example.org", Source: stakeholder.Entra, ExternalID: "ext-a", Active: true, CreatedAt: now}
-	etag, err := s.Save(ctx, org, a, nil, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	etag := create(t, s, org, a)
 	if id, _ := s.Lookup(ctx, org, "", "ann@example.org"); id != a.ID {
 		t.Errorf("lookup by email (other case) = %q, want %s", id, a.ID)
 	}

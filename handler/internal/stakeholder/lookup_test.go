@@ -8,23 +8,18 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
-	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // TestLookupsFindExactlyTheAskedKeys covers lookups across several 15-key chunks, keys that
 // need escaping, and keys that are not there.
 func TestLookupsFindExactlyTheAskedKeys(t *testing.T) {
-	store := tablestoretest.Open(t)
-	dir := stakeholder.NewStore(store)
-	org, _ := tablestore.NewOrg("acme")
+	dir, org := newDir(t)
 	var ext, mails []string
 	want := map[string]string{}
 	for i := range 40 {
 		st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: "P", LastName: fmt.Sprint(i), Email: fmt.Sprintf("p.%d+o'k@Example.test", i),
 			Source: stakeholder.Entra, ExternalID: fmt.Sprintf("ext-%02d", i), Active: i%3 != 0, CreatedAt: time.Now()}
-		if _, err := dir.Save(t.Context(), org, st, nil, ""); err != nil {
-			t.Fatal(err)
-		}
+		create(t, dir, org, st)
 		want[st.ExternalID] = st.ID
 		if i%2 == 0 { // ask for half of them, plus unknown keys
 			ext = append(ext, st.ExternalID)
@@ -62,15 +57,11 @@ func TestLookupsFindExactlyTheAskedKeys(t *testing.T) {
 }
 
 func TestGetManyReadsWithETags(t *testing.T) {
-	store := tablestoretest.Open(t)
-	dir := stakeholder.NewStore(store)
-	org, _ := tablestore.NewOrg("acme")
+	dir, org := newDir(t)
 	var ids []string
 	for i := range 20 {
 		st := stakeholder.Stakeholder{ID: stakeholder.NewID(), FirstName: fmt.Sprint("P", i), Source: stakeholder.Manual, Active: true}
-		if _, err := dir.Save(t.Context(), org, st, nil, ""); err != nil {
-			t.Fatal(err)
-		}
+		create(t, dir, org, st)
 		ids = append(ids, st.ID)
 	}
 	got, err := dir.GetMany(t.Context(), org, append(ids, "missing"))

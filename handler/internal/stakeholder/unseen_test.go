@@ -15,10 +15,9 @@ import (
 // not mark seen, in the org asked for; manual, inactive and seen ones are not among them, nor
 // one no full run ever marked, and only their identity is read.
 func TestActiveSyncedNotSeenIn(t *testing.T) {
-	store := tablestoretest.Open(t)
-	dir := stakeholder.NewStore(store)
+	dir, org := newDir(t)
 	ctx := t.Context()
-	org, other := tablestoretest.Org(t, "acme"), tablestoretest.Org(t, "other")
+	other := tablestoretest.Org(t, "other")
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	const run = "run-2"
 	derived := "6f1c2b3a-0000-4000-8000-00000000000a" // an object id: the stakeholder's id derives from it
@@ -31,14 +30,10 @@ func TestActiveSyncedNotSeenIn(t *testing.T) {
 		{ID: "never-marked", ExternalID: "ext-never-marked", Source: stakeholder.Entra, Active: true}, // no seenRun property
 	} {
 		st.FirstName, st.Email, st.CreatedAt = "P", st.ID+"@example.org", now
-		if _, err := dir.Save(ctx, org, st, nil, ""); err != nil {
-			t.Fatal(err)
-		}
+		create(t, dir, org, st)
 	}
 	elsewhere := stakeholder.Stakeholder{ID: "elsewhere", ExternalID: "ext-elsewhere", Source: stakeholder.Entra, Active: true, SeenRun: "run-1"}
-	if _, err := dir.Save(ctx, other, elsewhere, nil, ""); err != nil {
-		t.Fatal(err)
-	}
+	create(t, dir, other, elsewhere)
 	if err := dir.Apply(ctx, org, []tablestore.Op{stakeholder.MarkSeenOp("seen", run)}); err != nil {
 		t.Fatal(err)
 	}
