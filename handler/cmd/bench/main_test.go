@@ -10,37 +10,23 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
-
-const (
-	testTenant = "5c1d2e3f-4a5b-4d6b-9a8e-3b9e7c214f0a"
-	testApp    = "a1b2c3d4-e5f6-4d5e-8f90-6d0a4f3e1b2c"
-	testSecret = "bench-test-secret"
-)
 
 // TestSyncBenchEndToEnd runs the bench against an in-process simulated tenant and Azurite and
 // checks the JSON line carries every key of the benchmark contract with sane values.
 func TestSyncBenchEndToEnd(t *testing.T) {
 	conn := azuritetest.Start(t)
 	const users = 300
-	sim := m365sim.New(m365sim.Options{Admin: true})
-	sim.AddTenant(testTenant, "bench.example")
-	sim.RegisterApp(testApp, testSecret)
-	if err := sim.SetAppPermissions(testApp, "User.Read.All", "GroupMember.Read.All"); err != nil {
+	sim := testenv.New(t, testenv.Options{Sim: m365sim.Options{Admin: true}, Domain: "bench.example"}).Sim
+	if err := sim.SetAppPermissions(testenv.ClientID, "User.Read.All", "GroupMember.Read.All"); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.Consent(testTenant, testApp, "User.Read.All", "GroupMember.Read.All"); err != nil {
+	if err := sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: users, Groups: 5, Depth: 2, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.Generate(testTenant, m365sim.GenSpec{Users: users, Groups: 5, Depth: 2, Seed: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
@@ -48,7 +34,7 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 	}
 	outFile := filepath.Join(dir, "sync.json")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testTenant, "-app-id", testApp, "-app-secret", testSecret,
+	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testenv.Tenant, "-app-id", testenv.ClientID, "-app-secret", testenv.Secret,
 		"-users", "300", "-groups", "5", "-tables", conn, "-out", outFile}
 	if err := runWith(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
