@@ -1,0 +1,318 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/errkind"
+	"github.com/leapchange/m365/handler/internal/outmail"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// Delivery timing.
+const (
+	// verifyAfter is how long after an unknown outcome (a crash, a timeout, a 5xx after the
+	// request left) a send is checked in the mailbox's Sent Items: Exchange files the copy a
+	// little after sendMail answers.
+	verifyAfter = 2 * time.Minute
+	// reauthWait is how long a send waits before looking again at a connection that needs an
+	// administrator to re-authorize it.
+	reauthWait = 15 * time.Minute
+	// maxAttempts bounds the throttled, unavailable and unknown-outcome retries of one delivery.
+	maxAttempts = 12
+	// early tolerates a scheduled message arriving a moment before its slot.
+	early = time.Second
+)
+
+// Failure reasons a delivery can end with, and their hints for the admin.
+const (
+	ReasonMailboxNotFound  = "mailbox_not_found"
+	ReasonAccessDenied     = "access_denied"
+	ReasonInvalidRecipient = "invalid_recipient"
+	ReasonNotConnected     = "not_connected"
+	ReasonGaveUp           = "gave_up"
+	ReasonLost             = "lost"
+	ReasonTeamsNotConnect  = "teams_not_connected"
+	ReasonThrottled        = "throttled"
+	ReasonUnavailable      = "unavailable"
+	ReasonWaitingReauth    = "waiting_for_reauthorization"
+	ReasonUnknownOutcome   = "checking_outcome"
+)
+
+// HandleMail is the MailSender function: one dispatch step or one mail delivery per message,
+// idempotent under redelivery. An error asks the queue to redeliver; every failure the admin
+// must see is recorded on the delivery row first.
+func (p *Pipeline) HandleMail(ctx context.Context, body []byte, deliveryCount int) error {
+	job, org, err := decodeJob(body)
+	if err != nil {
+		p.log.ErrorContext(ctx, "dropping an outbound-mail message that is not a job", "error", err.Error())
+		return nil
+	}
+	if job.Dispatch != nil {
+		return p.dispatch(ctx, org, job.Batch, *job.Dispatch)
+	}
+	err = p.deliverMail(ctx, org, job)
+	if err != nil && deliveryCount >= p.cfg.MaxDeliveries {
+		// The last delivery: Service Bus would dead-letter it where no admin looks. Record it.
+		if ferr := p.failLast(ctx, org, job.Key, err); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		return nil
+	}
+	return err
+}
+
+// HandleTeams is the TeamsSender function. Until Teams is connected (a later issue) every
+// Teams delivery is skipped with reason teams_not_connected: recorded, not failed.
+func (p *Pipeline) HandleTeams(ctx context.Context, body []byte, deliveryCount int) error {
+	job, org, err := decodeJob(body)
+	if err != nil || job.Key == "" {
+		p.log.ErrorContext(ctx, "dropping an outbound-teams message that is not a delivery", "error", fmt.Sprint(err))
+		return nil
+	}
+	d, etag, err := p.store.delivery(ctx, org, job.Key)
+	if errors.Is(err, errkind.NotFound) || (err == nil && d.Status.Final()) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d.Status, d.Reason, d.Hint, d.UpdatedAt = Skipped, ReasonTeamsNotConnect,
+		"Teams is not connected for this org: connect it (Settings → Integrations → Microsoft Teams) and send again.", p.now()
+	_, err = p.store.updateDelivery(ctx, org, d, etag)
+	if errors.Is(err, errkind.Conflict) {
+		return fmt.Errorf("outbound: teams delivery %s changed while skipping it: %w", d.Key(), err)
+	}
+	return err
+}
+
+// deliverMail sends one delivery's mail, if it is still to go.
+func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job) error {
+	d, etag, err := p.store.delivery(ctx, org, job.Key)
+	if errors.Is(err, errkind.NotFound) {
+		return nil // erased with its org
+	}
+	if err != nil {
+		return err
+	}
+	now := p.now()
+	switch {
+	case d.Status.Final():
+		return nil // sent, failed, cancelled or skipped: a redelivery or duplicate sends nothing
+	case d.Status == Scheduled:
+		return nil // not dispatched: this message is stale; dispatch will queue its own
+	case d.Status == Queued && (job.Attempt != d.Attempts || !job.Due.Equal(d.DueAt)):
+		// A stale carrier of an older attempt. Make sure the current one is on the queue
+		// (duplicate detection drops it if it is) and stop.
+		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
+	case d.Status == Queued && d.DueAt.After(now.Add(early)):
+		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
+	}
+	b, _, err := p.store.Batch(ctx, org, d.Batch)
+	if errors.Is(err, errkind.NotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if b.State == CancelState {
+		d.Status, d.UpdatedAt = Cancelled, now
+		_, err := p.store.updateDelivery(ctx, org, d, etag)
+		return err
+	}
+	rec, _, err := p.cfg.Connections.Get(ctx, org)
+	if err != nil && !errors.Is(err, errkind.NotFound) {
+		return err
+	}
+	switch {
+	case rec.Status == connection.NeedsReauthorization:
+		return p.putOff(ctx, org, b, d, etag, now.Add(reauthWait), false, ReasonWaitingReauth, "The Microsoft 365 connection needs re-authorization: the mail goes once an administrator connects again.", rec.LastError)
+	case rec.Status != connection.Connected || rec.TenantID != b.Tenant:
+		return p.fail(ctx, org, d, etag, ReasonNotConnected, "The org was disconnected from Microsoft 365 (or connected to another tenant) before this mail went: connect it and send again.", "")
+	}
+	if d.Status == Sending {
+		return p.settleUnknown(ctx, org, b, d, etag)
+	}
+	return p.send(ctx, org, b, d, etag)
+}
+
+// settleUnknown decides a delivery whose last send has no recorded outcome: found in Sent
+// Items, it went; not found after verifyAfter, it did not, and is sent again; when Sent Items
+// cannot be read (Mail.ReadBasic.All not granted) it is sent again and marked resent.
+func (p *Pipeline) settleUnknown(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag) error {
+	now := p.now()
+	if wait := d.SendingSince.Add(verifyAfter); now.Before(wait) {
+		m := deliveryMessage(org, d, fmt.Sprintf("v%d", d.SendingSince.Unix()))
+		m.NotBefore = wait
+		return p.cfg.Queue.Publish(ctx, m)
+	}
+	found, err := p.cfg.Mailer.FindSent(ctx, b.Tenant, d.Mailbox, d.InternetMessageID())
+	switch {
+	case err == nil && found:
+		d.Status, d.SentAt, d.Verified, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Sent, d.SendingSince, true, "", "", "", now
+		_, err := p.store.updateDelivery(ctx, org, d, etag)
+		return err
+	case err == nil:
+		return p.send(ctx, org, b, d, etag)
+	case errkind.Of(err) == errkind.Forbidden:
+		d.Resent = true
+		return p.send(ctx, org, b, d, etag)
+	case errkind.Of(err).Transient():
+		m := deliveryMessage(org, d, fmt.Sprintf("v%d", now.Unix()))
+		m.NotBefore = now.Add(max(errkind.RetryAfterOf(err), verifyAfter/4))
+		return p.cfg.Queue.Publish(ctx, m)
+	}
+	return err
+}
+
+// send claims the delivery (queued → sending, conditionally: one sender at a time), sends the
+// mail and records the outcome.
+func (p *Pipeline) send(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag) error {
+	now := p.now()
+	d.Status, d.SendingSince, d.UpdatedAt = Sending, now, now
+	etag, err := p.store.updateDelivery(ctx, org, d, etag)
+	if err != nil {
+		return fmt.Errorf("outbound: claiming %s: %w", d.Key(), err) // changed under us: redelivery reads it again
+	}
+	err = p.cfg.Mailer.SendMail(ctx, b.Tenant, mailOf(b, d))
+	if err == nil {
+		d.Status, d.SentAt, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Sent, p.now(), "", "", "", p.now()
+		if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
+			// The mail went; the record did not. Redelivery finds it sending and checks Sent Items.
+			return fmt.Errorf("outbound: recording %s as sent: %w", d.Key(), err)
+		}
+		return nil
+	}
+	return p.sendFailed(ctx, org, b, d, etag, err)
+}
+
+// sendFailed records what a failed send calls for (errkind.Policy, with mail's own twist: a
+// server failure after the request left may have sent the mail).
+func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag, err error) error {
+	now := p.now()
+	detail := err.Error()
+	var ke *errkind.Error
+	status := 0
+	if errors.As(err, &ke) {
+		status, detail = ke.Status, ke.Code+": "+ke.Message
+	}
+	kind := errkind.Of(err)
+	if ctx.Err() != nil {
+		return err // shutting down: the outcome is unknown; redelivery checks Sent Items
+	}
+	switch errkind.Policy(err, 1, 1) {
+	case errkind.RetryLater:
+		if status == http.StatusTooManyRequests {
+			// Refused, so certainly not sent: take the next free slot after Retry-After.
+			wait := errkind.RetryAfterOf(err)
+			if wait <= 0 {
+				wait = errkind.Backoff(d.Attempts, 2*time.Second, 5*time.Minute, rand.N[time.Duration])
+			}
+			return p.putOff(ctx, org, b, d, etag, now.Add(wait), true, ReasonThrottled, "Exchange Online is limiting this mailbox; the mail goes at the next free slot.", detail)
+		}
+		// The request may have gone through: check Sent Items before sending again.
+		d.Attempts++
+		d.Reason, d.Hint, d.Detail, d.UpdatedAt = ReasonUnknownOutcome, "Microsoft Graph failed while sending; the mailbox's Sent Items are checked before it is sent again.", detail, now
+		if d.Attempts > maxAttempts {
+			return p.fail(ctx, org, d, etag, ReasonGaveUp, "Microsoft Graph kept failing for this mail; send it again later.", detail)
+		}
+		if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
+			return err
+		}
+		m := deliveryMessage(org, d, fmt.Sprintf("v%d", now.Unix()))
+		m.NotBefore = now.Add(verifyAfter)
+		return p.cfg.Queue.Publish(ctx, m)
+	case errkind.Reauthorize:
+		if rerr := p.cfg.Connections.NeedsReauthorization(ctx, org, "Microsoft refused the app's token while sending mail: "+detail, now); rerr != nil {
+			return rerr
+		}
+		return p.putOff(ctx, org, b, d, etag, now.Add(reauthWait), false, ReasonWaitingReauth, "The Microsoft 365 connection needs re-authorization: the mail goes once an administrator connects again.", detail)
+	}
+	switch kind {
+	case errkind.NotFound:
+		return p.fail(ctx, org, d, etag, ReasonMailboxNotFound, fmt.Sprintf("The sender mailbox %s does not exist in the tenant (or has no mailbox): change the sender mailboxes in the mail settings.", d.Mailbox), detail)
+	case errkind.Forbidden:
+		return p.fail(ctx, org, d, etag, ReasonAccessDenied, fmt.Sprintf("The app may not send as %s: check that Mail.Send is granted and that the Exchange application access policy (or RBAC for Applications) includes this mailbox.", d.Mailbox), detail)
+	case errkind.Invalid:
+		return p.fail(ctx, org, d, etag, ReasonInvalidRecipient, "Exchange refused the recipient's address: correct the stakeholder's email.", detail)
+	}
+	return fmt.Errorf("outbound: sending %s: %w", d.Key(), err) // redelivered; the last delivery records it
+}
+
+// putOff sends the delivery again later: at a fresh slot of the pool not before at (repace) or
+// simply at at, with a new attempt and message.
+func (p *Pipeline) putOff(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag, at time.Time, repace bool, reason, hint, detail string) error {
+	if d.Attempts >= maxAttempts {
+		return p.fail(ctx, org, d, etag, ReasonGaveUp, "The mail could not be sent after many tries: "+hint, detail)
+	}
+	if repace {
+		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, []int{1}, at, at.Add(30*24*time.Hour))
+		if err != nil {
+			return err
+		}
+		if len(slots) == 1 {
+			d.Mailbox, at = slots[0].Mailbox, slots[0].At
+		}
+	}
+	d.Attempts++
+	d.Status, d.DueAt, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Queued, at, reason, hint, detail, p.now()
+	if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
+		return err
+	}
+	return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
+}
+
+func (p *Pipeline) fail(ctx context.Context, org tablestore.Org, d Delivery, etag tablestore.ETag, reason, hint, detail string) error {
+	d.Status, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Failed, reason, hint, detail, p.now()
+	_, err := p.store.updateDelivery(ctx, org, d, etag)
+	return err
+}
+
+// failLast records a delivery whose message is on its last delivery, unless it is final.
+func (p *Pipeline) failLast(ctx context.Context, org tablestore.Org, key string, cause error) error {
+	d, etag, err := p.store.delivery(ctx, org, key)
+	if errors.Is(err, errkind.NotFound) || (err == nil && d.Status.Final()) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The message failed %d deliveries in a row; the last error is shown. Send it again once the cause is fixed.", p.cfg.MaxDeliveries), cause.Error())
+}
+
+// mailOf builds the mail of delivery d.
+func mailOf(b Batch, d Delivery) outmail.Message {
+	m := outmail.Message{
+		From: d.Mailbox, To: []outmail.Address{{Address: d.Address, Name: displayName(d)}},
+		Subject: b.Subject, InternetMessageID: d.InternetMessageID(),
+		Headers: map[string]string{"X-LeapChange-Batch": b.ID, "X-LeapChange-Kind": b.Kind},
+	}
+	if b.ReplyTo != "" {
+		m.ReplyTo = []outmail.Address{{Address: b.ReplyTo}}
+	}
+	if b.HTML != "" {
+		m.HTML, m.Body = true, b.HTML
+	} else {
+		m.Body = b.Text
+	}
+	if b.Personalised {
+		m.Subject = fill(b.Subject, d, false)
+		m.Body = fill(m.Body, d, m.HTML)
+	}
+	return m
+}
+
+func displayName(d Delivery) string {
+	if d.FirstName == "" {
+		return d.LastName
+	}
+	if d.LastName == "" {
+		return d.FirstName
+	}
+	return d.FirstName + " " + d.LastName
+}

@@ -1,0 +1,147 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/errkind"
+	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// dispatchChunk bounds the rows one dispatch step moves onto the queues.
+const dispatchChunk = 500
+
+// dispatch moves the next scheduled rows of a batch onto their queues: mail rows get a slot of
+// the sender pool (within the horizon) and a message scheduled at it; Teams rows go at once.
+// Then it queues the next step, or marks the batch dispatched. A step for a cursor the batch
+// has moved past is a duplicate and does nothing.
+func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID string, cursor int) error {
+	b, _, err := p.store.Batch(ctx, org, batchID)
+	if errors.Is(err, errkind.NotFound) {
+		return nil // erased
+	}
+	if err != nil {
+		return err
+	}
+	if b.State == CancelState || b.State == Settled || b.State == Dispatched || b.Cursor != cursor {
+		return nil
+	}
+	now := p.now()
+	type pending struct {
+		row  Delivery
+		etag tablestore.ETag
+	}
+	var rows []pending
+	end := b.Recipients // the cursor after this step, if every row read goes
+	for row, err := range p.store.rows(ctx, org, b.ID, cursor, "") {
+		if err != nil {
+			return err
+		}
+		if len(rows) >= dispatchChunk && row.Value.Index != rows[len(rows)-1].row.Index {
+			end = row.Value.Index
+			break
+		}
+		if row.Value.Status == Scheduled {
+			rows = append(rows, pending{row.Value, row.ETag})
+		}
+	}
+	var mail []int
+	for i, r := range rows {
+		if r.row.Channel == Mail {
+			mail = append(mail, i)
+		}
+	}
+	if len(mail) > 0 {
+		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, ones(len(mail)), now, now.Add(p.cfg.Horizon))
+		if err != nil {
+			return fmt.Errorf("outbound: reserving send slots for %s: %w", b.ID, err)
+		}
+		for k, i := range mail {
+			if k >= len(slots) {
+				// The pool is booked to the horizon: this recipient and the rest wait for the next step.
+				end = rows[i].row.Index
+				break
+			}
+			rows[i].row.Mailbox, rows[i].row.DueAt = slots[k].Mailbox, slots[k].At
+		}
+	}
+	var ops []tablestore.Op
+	msgs := map[string][]queue.Message{}
+	lastDue := now
+	for _, r := range rows {
+		if r.row.Index >= end {
+			break
+		}
+		d := r.row
+		if d.DueAt.IsZero() {
+			d.DueAt = now
+		}
+		d.Status, d.Attempts, d.UpdatedAt = Queued, 1, now
+		if d.DueAt.After(lastDue) {
+			lastDue = d.DueAt
+		}
+		ops = append(ops, tablestore.UpdateOp(d.Key(), d, r.etag, tablestore.Replace))
+		m := deliveryMessage(org, d, "q")
+		if !m.NotBefore.After(now) {
+			m.NotBefore = time.Time{}
+		}
+		msgs[m.Queue] = append(msgs[m.Queue], m)
+	}
+	// Rows first (conditionally: a cancel that got there first wins), then their messages: a
+	// message never names a row that does not say queued.
+	if err := p.store.applyDeliveries(ctx, org, ops); err != nil {
+		return fmt.Errorf("outbound: queueing rows of %s: %w", b.ID, err)
+	}
+	for _, q := range []string{queue.OutboundMail, queue.OutboundTeams} {
+		if err := p.cfg.Queue.PublishBatch(ctx, msgs[q]); err != nil {
+			return fmt.Errorf("outbound: publishing deliveries of %s: %w", b.ID, err)
+		}
+	}
+	return p.advance(ctx, org, b.ID, cursor, end, lastDue)
+}
+
+// advance moves the batch's cursor to end and queues the next step: at once when the pool had
+// room to spare, else when half the horizon of booked slots has gone.
+func (p *Pipeline) advance(ctx context.Context, org tablestore.Org, batchID string, cursor, end int, lastDue time.Time) error {
+	now := p.now()
+	for range 5 {
+		b, etag, err := p.store.Batch(ctx, org, batchID)
+		if err != nil {
+			return err
+		}
+		if b.Cursor != cursor || b.State == CancelState {
+			return nil
+		}
+		b.Cursor, b.UpdatedAt = end, now
+		if end >= b.Recipients {
+			b.State, b.DispatchSeq, b.DispatchAt = Dispatched, 0, time.Time{}
+		} else {
+			at := now
+			if lastDue.Sub(now) > p.cfg.Horizon/2 {
+				at = lastDue.Add(-p.cfg.Horizon / 2)
+			} else if end == cursor {
+				at = now.Add(p.cfg.Horizon / 2) // nothing fitted: the pool is booked (daily cap); look again later
+			}
+			seq, err := p.scheduleDispatch(ctx, org, b.ID, end, at, "next")
+			if err != nil {
+				return err
+			}
+			b.DispatchSeq, b.DispatchAt = seq, at
+		}
+		if _, err := p.store.putBatch(ctx, org, b, etag); !errors.Is(err, errkind.Conflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("outbound: batch %s keeps changing: %w", batchID, errkind.Conflict)
+}
+
+func ones(n int) []int {
+	r := make([]int, n)
+	for i := range r {
+		r[i] = 1
+	}
+	return r
+}

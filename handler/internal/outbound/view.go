@@ -1,0 +1,130 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// Progress is a batch's counts per status and its expected completion.
+type Progress struct {
+	Counts map[Status]int `json:"counts"`
+	// ExpectedCompletion forecasts when the last delivery goes, from the slots already reserved
+	// and the sender pool's limits for the rest; zero once nothing is left to go.
+	ExpectedCompletion time.Time `json:"expectedCompletion,omitzero"`
+	// NextDueAt is when the next queued delivery is due.
+	NextDueAt time.Time `json:"nextDueAt,omitzero"`
+}
+
+// Progress counts a batch's deliveries (one streamed pass over its rows, status and due time
+// only) and forecasts its completion. A batch found with every delivery final is settled.
+func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (Progress, error) {
+	out := Progress{Counts: map[Status]int{}}
+	for _, s := range Statuses {
+		out.Counts[s] = 0
+	}
+	now := p.now()
+	var lastDue time.Time
+	waiting := 0 // mail deliveries not dispatched yet
+	for row, err := range p.store.rows(ctx, org, b.ID, 0, "", "status", "dueAt", "channel") {
+		if err != nil {
+			return out, err
+		}
+		d := row.Value
+		out.Counts[d.Status]++
+		switch d.Status {
+		case Queued, Sending:
+			if d.DueAt.After(lastDue) {
+				lastDue = d.DueAt
+			}
+			if out.NextDueAt.IsZero() || d.DueAt.Before(out.NextDueAt) {
+				out.NextDueAt = d.DueAt
+			}
+		case Scheduled:
+			if d.Channel == Mail {
+				waiting++
+			}
+		}
+	}
+	open := out.Counts[Scheduled] + out.Counts[Queued] + out.Counts[Sending]
+	if open > 0 {
+		from := later(lastDue, now)
+		if !b.ScheduleAt.IsZero() && b.ScheduleAt.After(from) {
+			from = b.ScheduleAt
+		}
+		if p.cfg.Pacer != nil && waiting > 0 {
+			out.ExpectedCompletion = p.cfg.Pacer.Limits().Estimate(from, waiting, max(len(b.Senders), 1))
+		} else {
+			out.ExpectedCompletion = from
+		}
+	} else if b.State != Settled && b.State != Accepting && (b.State == Dispatched || b.State == CancelState) {
+		if err := p.settle(ctx, org, b.ID); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// RowsOptions select a page of a batch's deliveries.
+type RowsOptions struct {
+	Status Status // "" for all
+	After  string // the delivery id ("<index>-<channel>") to continue after; "" from the start
+	Limit  int
+}
+
+// Deliveries returns a page of a batch's deliveries in recipient order and the delivery id to
+// continue after ("" at the end). An After that is not a delivery id is ErrBadCursor.
+func (p *Pipeline) Deliveries(ctx context.Context, org tablestore.Org, batch string, o RowsOptions) ([]Delivery, string, error) {
+	q := tablestore.QueryOptions{KeyPrefix: batch + "|", PageSize: min(o.Limit, tablestore.MaxPageSize)}
+	if o.Status != "" {
+		q.Filter = "status eq " + tablestore.Quote(string(o.Status))
+	}
+	if o.After != "" {
+		index, channel, ok := parseDeliveryID(o.After)
+		if !ok {
+			return nil, "", ErrBadCursor
+		}
+		q.From = deliveryKey(batch, index, channel) + "\x00"
+	}
+	var out []Delivery
+	for row, err := range tablestore.Query[Delivery](ctx, p.store.deliveries, org, q) {
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, row.Value)
+		if len(out) == o.Limit {
+			return out, row.Value.ID(), nil
+		}
+	}
+	return out, "", nil
+}
+
+// ErrBadCursor: a page cursor that is not a delivery id.
+var ErrBadCursor = errors.New("outbound: not a delivery id")
+
+// settle marks a batch whose deliveries are all final as settled and takes it off the open index.
+func (p *Pipeline) settle(ctx context.Context, org tablestore.Org, id string) error {
+	b, etag, err := p.store.Batch(ctx, org, id)
+	if err != nil {
+		return err
+	}
+	if b.State != Settled && b.State != CancelState {
+		b.State = Settled
+	}
+	if b.SettledAt.IsZero() {
+		b.SettledAt, b.UpdatedAt = p.now(), p.now()
+		if _, err := p.store.putBatch(ctx, org, b, etag); err != nil {
+			return err
+		}
+	}
+	return p.store.markClosed(ctx, org, id)
+}
