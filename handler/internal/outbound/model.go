@@ -44,11 +44,11 @@ func (s Status) Final() bool { return s == Sent || s == Failed || s == Cancelled
 
 // Batch states.
 const (
-	Accepting   = "accepting"   // rows being written; a retry with the same idempotency key finishes it
-	Accepted    = "accepted"    // rows written, dispatch queued (or scheduled at scheduleAt)
-	Dispatched  = "dispatched"  // every delivery is on its queue
-	Settled     = "settled"     // every delivery is final
-	CancelState = "cancelled"   // cancelled by an admin; what had gone stays sent
+	Accepting   = "accepting"  // rows being written; a retry with the same idempotency key finishes it
+	Accepted    = "accepted"   // rows written, dispatch queued (or scheduled at scheduleAt)
+	Dispatched  = "dispatched" // every delivery is on its queue
+	Settled     = "settled"    // every delivery is final
+	CancelState = "cancelled"  // cancelled by an admin; what had gone stays sent
 )
 
 // Batch is one accepted send: its content and its progress. Deliveries are rows of their own.
