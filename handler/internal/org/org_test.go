@@ -69,21 +69,6 @@ func TestRegistrationValidate(t *testing.T) {
 	}
 }
 
-func open(t *testing.T) *tablestore.Store {
-	t.Helper()
-	s := tablestoretest.Open(t)
-	return s
-}
-
-func mustOrg(t *testing.T, id string) tablestore.Org {
-	t.Helper()
-	o, err := org.ParseID(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
 // releaser stands in for consent.Flow: it records the orgs it released, failing while fail > 0.
 type releaser struct {
 	fail      int
@@ -110,9 +95,9 @@ type subs struct{ n int }
 func (s subs) RemoveSubscriptions(context.Context, tablestore.Org) (int, error) { return s.n, nil }
 
 func TestRegisterGetUpdate(t *testing.T) {
-	s := open(t)
+	s := tablestoretest.Open(t)
 	reg := org.New(org.Config{Store: s, Tenant: &releaser{}})
-	ctx, acme := t.Context(), mustOrg(t, "acme")
+	ctx, acme := t.Context(), tablestoretest.Org(t, "acme")
 	if _, err := reg.Active(ctx, acme); !errors.Is(err, org.ErrNotFound) {
 		t.Fatalf("Active before registration = %v, want ErrNotFound", err)
 	}
@@ -137,10 +122,10 @@ func TestRegisterGetUpdate(t *testing.T) {
 // table added later must not be forgotten), lets the first attempt fail half-way, and checks the
 // org answers "erasing" meanwhile, a second Erase finishes, and the other org keeps everything.
 func TestEraseRemovesEveryRowOfTheOrgOnly(t *testing.T) {
-	s := open(t)
+	s := tablestoretest.Open(t)
 	rel := &releaser{fail: 1}
 	reg := org.New(org.Config{Store: s, Tenant: rel, Subscriptions: subs{n: 2}})
-	ctx, acme, globex := t.Context(), mustOrg(t, "acme"), mustOrg(t, "globex")
+	ctx, acme, globex := t.Context(), tablestoretest.Org(t, "acme"), tablestoretest.Org(t, "globex")
 	for _, o := range []tablestore.Org{acme, globex} {
 		if _, _, err := reg.Register(ctx, o, org.Registration{o.String(), "UTC"}); err != nil {
 			t.Fatal(err)
@@ -227,10 +212,10 @@ func rows(t *testing.T, tbl *tablestore.Table, o tablestore.Org) int {
 // TestActiveOrgsDropsUnregisteredAndErased is the scheduler's org list: settings may outlive a
 // registration (or predate it); only active orgs are scheduled.
 func TestActiveOrgsDropsUnregisteredAndErased(t *testing.T) {
-	s := open(t)
+	s := tablestoretest.Open(t)
 	reg := org.New(org.Config{Store: s, Tenant: &releaser{}})
 	ctx := t.Context()
-	a, b, c := mustOrg(t, "a"), mustOrg(t, "b"), mustOrg(t, "c")
+	a, b, c := tablestoretest.Org(t, "a"), tablestoretest.Org(t, "b"), tablestoretest.Org(t, "c")
 	for _, o := range []tablestore.Org{a, b} {
 		if _, _, err := reg.Register(ctx, o, org.Registration{o.String(), "UTC"}); err != nil {
 			t.Fatal(err)
@@ -249,10 +234,10 @@ func TestActiveOrgsDropsUnregisteredAndErased(t *testing.T) {
 // TestEraseLeavesTablesNotPartitionedByOrg: an org whose id is some tenant's id must not take
 // that tenant's binding (partitioned by tenant id) with it.
 func TestEraseLeavesTablesNotPartitionedByOrg(t *testing.T) {
-	s := open(t)
+	s := tablestoretest.Open(t)
 	reg := org.New(org.Config{Store: s, Tenant: &releaser{}})
 	ctx := t.Context()
-	tenant := mustOrg(t, "11111111-2222-3333-4444-555555555555")
+	tenant := tablestoretest.Org(t, "11111111-2222-3333-4444-555555555555")
 	if _, _, err := reg.Register(ctx, tenant, org.Registration{"Look-alike", "UTC"}); err != nil {
 		t.Fatal(err)
 	}
