@@ -4,16 +4,12 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 func TestPartitionsListsOrgsOnce(t *testing.T) {
-	s, err := tablestore.Open(t.Context(), tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl := s.Table("settings")
+	tbl := tablestoretest.Open(t).Table("settings")
 	for _, o := range []string{"acme", "globex", "acme"} {
 		org, _ := tablestore.NewOrg(o)
 		if _, err := tbl.Upsert(t.Context(), org, "k"+o+string(rune('0'+len(o))), map[string]string{"v": o}, tablestore.Replace); err != nil {
