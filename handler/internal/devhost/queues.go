@@ -179,7 +179,70 @@ func (q *Queues) Send(name string, m Message) (SendResult, error) {
 	if qu == nil {
 		return SendResult{}, fmt.Errorf("%w %q", ErrUnknownQueue, name)
 	}
+	r := q.sendLocked(qu, name, m, q.clock.Now().UTC())
+	if !r.Duplicate {
+		q.notifyLocked()
+	}
+	return r, nil
+}
+
+// SendBatch enqueues msgs in order, atomically: every message is checked first and none is
+// enqueued if one is invalid. Each message is treated as by Send (a duplicate, also of an
+// earlier message of the batch, is dropped and its result has Duplicate set). The results are in
+// the order of msgs.
+func (q *Queues) SendBatch(name string, msgs []Message) ([]SendResult, error) {
+	for i, m := range msgs {
+		if m.MessageID == "" {
+			return nil, fmt.Errorf("message %d: messageId is required", i)
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	qu := q.queues[name]
+	if qu == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownQueue, name)
+	}
 	now := q.clock.Now().UTC()
+	out := make([]SendResult, len(msgs))
+	added := false
+	for i, m := range msgs {
+		out[i] = q.sendLocked(qu, name, m, now)
+		added = added || !out[i].Duplicate
+	}
+	if added {
+		q.notifyLocked()
+	}
+	return out, nil
+}
+
+// Cancel removes the messages of the queue with those sequence numbers that are still scheduled
+// (not yet visible), as Service Bus's cancel-scheduled-message does, and returns how many it
+// removed. The other numbers (already enqueued, delivered, cancelled, or never sent) are
+// ignored. A cancelled message's id stays in the duplicate detection history.
+func (q *Queues) Cancel(name string, seqs []int64) (cancelled int, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	qu := q.queues[name]
+	if qu == nil {
+		return 0, fmt.Errorf("%w %q", ErrUnknownQueue, name)
+	}
+	now := q.clock.Now().UTC()
+	qu.msgs = slices.DeleteFunc(qu.msgs, func(s *stored) bool {
+		if s.LockToken == "" && now.Before(s.visibleAt) && slices.Contains(seqs, s.SequenceNumber) {
+			cancelled++
+			return true
+		}
+		return false
+	})
+	if cancelled > 0 {
+		q.notifyLocked()
+	}
+	return cancelled, nil
+}
+
+// sendLocked enqueues m (or drops it as a duplicate) at now; the caller holds q.mu and notifies
+// when the result is not a duplicate.
+func (q *Queues) sendLocked(qu *entity, name string, m Message, now time.Time) SendResult {
 	for id, r := range qu.dedup {
 		if now.Sub(r.EnqueuedTime) > q.opts.DuplicateWindow {
 			delete(qu.dedup, id)
@@ -187,7 +250,7 @@ func (q *Queues) Send(name string, m Message) (SendResult, error) {
 	}
 	if r, ok := qu.dedup[m.MessageID]; ok {
 		r.Duplicate = true
-		return r, nil
+		return r
 	}
 	q.seq++
 	m.Body = slices.Clone(m.Body)
@@ -202,8 +265,7 @@ func (q *Queues) Send(name string, m Message) (SendResult, error) {
 	}
 	qu.msgs = append(qu.msgs, s)
 	qu.dedup[m.MessageID] = r
-	q.notifyLocked()
-	return r, nil
+	return r
 }
 
 // tryReceive locks the first available message of the queue. If there is none it returns how long

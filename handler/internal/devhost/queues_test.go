@@ -156,3 +156,109 @@ func TestQueuesTimeToLive(t *testing.T) {
 		t.Fatalf("counts = %+v", c)
 	}
 }
+
+func TestQueuesSendBatch(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{}, "jobs")
+	before, _ := q.Send("jobs", Message{MessageID: "old"})
+	for _, tc := range []struct {
+		name      string
+		msgs      []Message
+		wantErr   bool
+		wantDup   []bool // per message
+		wantAdded int    // messages enqueued by this batch
+	}{
+		{"fresh and scheduled", []Message{{MessageID: "a"}, {MessageID: "b", ScheduledEnqueueTime: t0.Add(time.Hour)}}, false, []bool{false, false}, 2},
+		{"duplicate inside the batch and of an earlier send", []Message{{MessageID: "c"}, {MessageID: "c"}, {MessageID: "old"}}, false, []bool{false, true, true}, 1},
+		{"a message without id: nothing enqueued", []Message{{MessageID: "d"}, {}}, true, nil, 0},
+		{"empty", nil, false, []bool{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := storedCount(q, "jobs")
+			res, err := q.SendBatch("jobs", tc.msgs)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("SendBatch err = %v, want error %v", err, tc.wantErr)
+			}
+			if got := storedCount(q, "jobs") - n; got != tc.wantAdded {
+				t.Errorf("%d messages enqueued, want %d", got, tc.wantAdded)
+			}
+			if err != nil {
+				return
+			}
+			if len(res) != len(tc.msgs) {
+				t.Fatalf("%d results for %d messages", len(res), len(tc.msgs))
+			}
+			for i, r := range res {
+				if r.Duplicate != tc.wantDup[i] || r.MessageID != tc.msgs[i].MessageID {
+					t.Errorf("result %d = %+v, want duplicate %v", i, r, tc.wantDup[i])
+				}
+				if r.MessageID == "old" && r.SequenceNumber != before.SequenceNumber {
+					t.Errorf("duplicate of an earlier send answers seq %d, want the first's %d", r.SequenceNumber, before.SequenceNumber)
+				}
+			}
+		})
+	}
+	if _, err := q.SendBatch("nope", []Message{{MessageID: "x"}}); !errors.Is(err, ErrUnknownQueue) {
+		t.Errorf("unknown queue: %v", err)
+	}
+}
+
+// storedCount counts the messages of a queue whatever their state.
+func storedCount(q *Queues, name string) int {
+	c := q.Counts()[name]
+	return c.Active + c.Scheduled + c.Locked
+}
+
+func TestQueuesCancel(t *testing.T) {
+	clk := newFakeClock(t0)
+	q := NewQueues(clk, QueueOptions{}, "jobs")
+	send := func(id string, at time.Time) int64 {
+		t.Helper()
+		r, err := q.Send("jobs", Message{MessageID: id, ScheduledEnqueueTime: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.SequenceNumber
+	}
+	later := send("later", t0.Add(time.Hour))
+	later2 := send("later2", t0.Add(2*time.Hour))
+	now := send("now", time.Time{})
+	locked := send("locked", time.Time{})
+	due := send("due", t0.Add(time.Minute))
+	if d := receiveNow(t, q, "jobs"); d == nil || d.MessageID != "now" {
+		t.Fatalf("received %+v", d)
+	}
+	if d := receiveNow(t, q, "jobs"); d == nil || d.MessageID != "locked" {
+		t.Fatalf("received %+v", d)
+	}
+	clk.Advance(time.Minute) // "due" becomes active; "now" and "locked" stay locked
+
+	for _, tc := range []struct {
+		name string
+		seqs []int64
+		want int
+	}{
+		{"still scheduled", []int64{later}, 1},
+		{"already cancelled", []int64{later}, 0},
+		{"active (the scheduled time passed), locked, unknown", []int64{due, now, locked, 999}, 0},
+		{"a mix", []int64{due, later2, 999}, 1},
+		{"none", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := q.Cancel("jobs", tc.seqs)
+			if err != nil || n != tc.want {
+				t.Errorf("Cancel(%v) = %d, %v; want %d", tc.seqs, n, err, tc.want)
+			}
+		})
+	}
+	if c := q.Counts()["jobs"]; c.Scheduled != 0 || c.Active != 1 || c.Locked != 2 {
+		t.Errorf("counts after cancelling = %+v", c)
+	}
+	// A cancelled id stays in the duplicate detection history, as on Service Bus.
+	if r, _ := q.Send("jobs", Message{MessageID: "later"}); !r.Duplicate {
+		t.Errorf("resend of a cancelled id = %+v, want a duplicate", r)
+	}
+	if _, err := q.Cancel("nope", []int64{1}); !errors.Is(err, ErrUnknownQueue) {
+		t.Errorf("unknown queue: %v", err)
+	}
+}

@@ -61,6 +61,8 @@ func buildRoutes(app *appfiles.App) ([]*httpRoute, error) {
 func (h *Host) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /_devhost/queues/{queue}/messages", h.loopback(h.postMessage))
+	mux.HandleFunc("POST /_devhost/queues/{queue}/batch", h.loopback(h.postBatch))
+	mux.HandleFunc("POST /_devhost/queues/{queue}/cancel", h.loopback(h.postCancel))
 	mux.HandleFunc("GET /_devhost/queues", h.loopback(h.getQueues))
 	mux.HandleFunc("GET /_devhost/queues/{queue}/deadletter", h.loopback(h.getDeadLetters))
 	mux.HandleFunc("/_devhost/", h.loopback(func(w http.ResponseWriter, r *http.Request) {
@@ -303,35 +305,21 @@ func (h *Host) adminInvoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// postMessage is POST /_devhost/queues/{queue}/messages with a queue.DevHostMessage body.
+// postMessage is POST /_devhost/queues/{queue}/messages with a queue.DevHostMessage body; it
+// answers the queue.DevHostSendResult (201, or 200 for a duplicate).
 func (h *Host) postMessage(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("queue")
-	if !slices.Contains(h.queues.Names(), name) {
-		writeProblem(w, http.StatusNotFound, "unknown queue", fmt.Sprintf("queue %q is not used by any function (known: %s)", name, strings.Join(h.queues.Names(), ", ")), "queue")
+	name, ok := h.knownQueue(w, r)
+	if !ok {
 		return
 	}
 	var m queue.DevHostMessage
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	if err := dec.Decode(&m); err != nil {
-		field := "body"
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			field = te.Field
-		}
-		writeProblem(w, http.StatusBadRequest, "invalid message", "body is not a valid DevHostMessage: "+err.Error(), field)
+	if !decodeBody(w, r, 1<<20, &m, "DevHostMessage") {
 		return
 	}
-	if m.MessageID == "" {
-		writeProblem(w, http.StatusBadRequest, "invalid message", "messageId is required (it is the duplicate detection key)", "messageId")
+	msg, field, err := fromWire(m)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid message", err.Error(), field)
 		return
-	}
-	if len(m.MessageID) > 128 {
-		writeProblem(w, http.StatusBadRequest, "invalid message", "messageId is longer than 128 characters", "messageId")
-		return
-	}
-	msg := Message{MessageID: m.MessageID, Body: m.Body, ContentType: m.ContentType, Subject: m.Subject, ApplicationProperties: m.ApplicationProperties}
-	if m.ScheduledEnqueueTime != nil {
-		msg.ScheduledEnqueueTime = *m.ScheduledEnqueueTime
 	}
 	res, err := h.queues.Send(name, msg)
 	if err != nil {
@@ -342,7 +330,107 @@ func (h *Host) postMessage(w http.ResponseWriter, r *http.Request) {
 	if res.Duplicate {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, res)
+	writeJSON(w, status, toWire(res))
+}
+
+// postBatch is POST /_devhost/queues/{queue}/batch with a JSON array of queue.DevHostMessage; it
+// answers the array of queue.DevHostSendResult, in order (201, or 200 when every message was a
+// duplicate). It is all or nothing: one invalid message and none is enqueued (400).
+func (h *Host) postBatch(w http.ResponseWriter, r *http.Request) {
+	name, ok := h.knownQueue(w, r)
+	if !ok {
+		return
+	}
+	var in []queue.DevHostMessage
+	if !decodeBody(w, r, queue.DevHostMaxBatchBytes, &in, "array of DevHostMessage") {
+		return
+	}
+	msgs := make([]Message, len(in))
+	for i, m := range in {
+		msg, field, err := fromWire(m)
+		if err != nil {
+			writeProblem(w, http.StatusBadRequest, "invalid message", fmt.Sprintf("message %d: %v; nothing was enqueued", i, err), fmt.Sprintf("[%d].%s", i, field))
+			return
+		}
+		msgs[i] = msg
+	}
+	res, err := h.queues.SendBatch(name, msgs)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid message", err.Error(), "queue")
+		return
+	}
+	out := make([]queue.DevHostSendResult, len(res))
+	status := http.StatusOK
+	for i, r := range res {
+		out[i] = toWire(r)
+		if !r.Duplicate {
+			status = http.StatusCreated
+		}
+	}
+	writeJSON(w, status, out)
+}
+
+// postCancel is POST /_devhost/queues/{queue}/cancel with a queue.DevHostCancelRequest; it
+// answers queue.DevHostCancelResult. Sequence numbers that are not scheduled are ignored.
+func (h *Host) postCancel(w http.ResponseWriter, r *http.Request) {
+	name, ok := h.knownQueue(w, r)
+	if !ok {
+		return
+	}
+	var in queue.DevHostCancelRequest
+	if !decodeBody(w, r, 1<<20, &in, "DevHostCancelRequest") {
+		return
+	}
+	n, err := h.queues.Cancel(name, in.SequenceNumbers)
+	if err != nil {
+		writeProblem(w, http.StatusNotFound, "unknown queue", err.Error(), "queue")
+		return
+	}
+	writeJSON(w, http.StatusOK, queue.DevHostCancelResult{Cancelled: n})
+}
+
+// knownQueue returns the {queue} of the path, or answers 404 if no function uses it.
+func (h *Host) knownQueue(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("queue")
+	if !slices.Contains(h.queues.Names(), name) {
+		writeProblem(w, http.StatusNotFound, "unknown queue", fmt.Sprintf("queue %q is not used by any function (known: %s)", name, strings.Join(h.queues.Names(), ", ")), "queue")
+		return "", false
+	}
+	return name, true
+}
+
+// decodeBody decodes the JSON body (at most limit bytes) into v, or answers 400 naming the field.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, what string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		field := "body"
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			field = te.Field
+		}
+		writeProblem(w, http.StatusBadRequest, "invalid message", "body is not a valid "+what+": "+err.Error(), field)
+		return false
+	}
+	return true
+}
+
+// fromWire checks a queue.DevHostMessage and converts it; on error it names the bad field.
+func fromWire(m queue.DevHostMessage) (Message, string, error) {
+	if m.MessageID == "" {
+		return Message{}, "messageId", errors.New("messageId is required (it is the duplicate detection key)")
+	}
+	if len(m.MessageID) > 128 {
+		return Message{}, "messageId", errors.New("messageId is longer than 128 characters")
+	}
+	msg := Message{MessageID: m.MessageID, Body: m.Body, ContentType: m.ContentType, Subject: m.Subject, ApplicationProperties: m.ApplicationProperties}
+	if m.ScheduledEnqueueTime != nil {
+		msg.ScheduledEnqueueTime = *m.ScheduledEnqueueTime
+	}
+	return msg, "", nil
+}
+
+func toWire(r SendResult) queue.DevHostSendResult {
+	return queue.DevHostSendResult{Queue: r.Queue, MessageID: r.MessageID, SequenceNumber: r.SequenceNumber, EnqueuedTime: r.EnqueuedTime, ScheduledTime: r.ScheduledTime, Duplicate: r.Duplicate}
 }
 
 func (h *Host) getQueues(w http.ResponseWriter, r *http.Request) {

@@ -66,9 +66,80 @@ func (m Message) validate() error {
 	return nil
 }
 
+// validateBatch validates every message of a batch, and that they all go to the same queue.
+func validateBatch(msgs []Message) error {
+	var errs []error
+	for i, m := range msgs {
+		if err := m.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("message %d (%q): %w", i, m.ID, err))
+		} else if m.Queue != msgs[0].Queue {
+			errs = append(errs, fmt.Errorf("message %d (%q): %w: queue %q, but the batch is for %q", i, m.ID, ErrInvalid, m.Queue, msgs[0].Queue))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateScheduled validates a message for Schedule: NotBefore must be set.
+func validateScheduled(m Message) error {
+	if err := m.validate(); err != nil {
+		return err
+	}
+	if m.NotBefore.IsZero() {
+		return fmt.Errorf("%w: a scheduled message needs NotBefore", ErrInvalid)
+	}
+	return nil
+}
+
+// packBatches splits items, in order, into as few batches as possible: each item goes into the
+// last batch if add says it fits, else into a new one from newBatch. An item that does not fit
+// an empty batch is ErrInvalid. add reports whether the item fit (false leaves the batch as it
+// was) or an error that ends the packing. Nothing is sent here: callers pack every batch before
+// sending the first, so that an oversized message means nothing is sent.
+func packBatches[M, B any](items []M, newBatch func() (B, error), add func(B, M) (bool, error)) ([]B, error) {
+	var batches []B
+	for i, it := range items {
+		if len(batches) > 0 {
+			ok, err := add(batches[len(batches)-1], it)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				continue
+			}
+		}
+		b, err := newBatch()
+		if err != nil {
+			return nil, err
+		}
+		ok, err := add(b, it)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: message %d is too large for an empty batch", ErrInvalid, i)
+		}
+		batches = append(batches, b)
+	}
+	return batches, nil
+}
+
 // Publisher is what Open returns: a closable publisher of either kind.
 type Publisher interface {
 	Publish(ctx context.Context, m Message) error
+	// PublishBatch publishes msgs (all to the same queue, msgs[i].Queue) in as few round trips
+	// as the service allows, each message keeping its own ID (duplicate detection) and NotBefore.
+	// Every message is validated first: nothing is sent if one is invalid (ErrInvalid), nor if
+	// one is too large for a batch on its own. If a later round trip fails, the earlier ones
+	// stay sent; publishing the same batch again is safe (duplicate detection). Empty msgs is a
+	// no-op.
+	PublishBatch(ctx context.Context, msgs []Message) error
+	// Schedule enqueues m at m.NotBefore (which must be set) and returns its sequence number,
+	// for CancelScheduled.
+	Schedule(ctx context.Context, m Message) (int64, error)
+	// CancelScheduled cancels scheduled messages of queue q by sequence number. A sequence
+	// number that is no longer scheduled (already enqueued, delivered or cancelled) is not an
+	// error: cancelling is best effort, and consumers check state when a message arrives.
+	CancelScheduled(ctx context.Context, q string, seqs []int64) error
 	// Ping proves the queue service answers and accepts our credentials, without changing a
 	// queue (the health check).
 	Ping(ctx context.Context) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -48,6 +49,123 @@ func (s *ServiceBus) Publish(ctx context.Context, m Message) error {
 		return translate("publish to "+m.Queue, err)
 	}
 	return nil
+}
+
+// PublishBatch sends msgs in azservicebus message batches, as many messages to a batch as the
+// link's batch size allows (a new batch whenever one is full). Every message keeps its own ID
+// and NotBefore (ScheduledEnqueueTime). All batches are packed before the first is sent, so an
+// invalid or oversized message means nothing is sent.
+func (s *ServiceBus) PublishBatch(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := validateBatch(msgs); err != nil {
+		return err
+	}
+	q := msgs[0].Queue
+	snd, err := s.sender(q)
+	if err != nil {
+		return translate("publish batch to "+q, err)
+	}
+	sbMsgs := make([]*azservicebus.Message, len(msgs))
+	for i, m := range msgs {
+		sbMsgs[i] = toServiceBus(m)
+	}
+	batches, err := packBatches(sbMsgs,
+		func() (*azservicebus.MessageBatch, error) { return snd.NewMessageBatch(ctx, nil) },
+		addToBatch)
+	if err != nil {
+		if errors.Is(err, ErrInvalid) {
+			return fmt.Errorf("publish batch to %s: %w", q, err)
+		}
+		return translate("publish batch to "+q, err)
+	}
+	for i, b := range batches {
+		if err := snd.SendMessageBatch(ctx, b, nil); err != nil {
+			return translate(fmt.Sprintf("publish batch to %s (part %d of %d)", q, i+1, len(batches)), err)
+		}
+	}
+	return nil
+}
+
+// addToBatch adds m to b, reporting false when it does not fit.
+func addToBatch(b *azservicebus.MessageBatch, m *azservicebus.Message) (bool, error) {
+	switch err := b.AddMessage(m, nil); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, azservicebus.ErrMessageTooLarge):
+		return false, nil
+	default:
+		return false, fmt.Errorf("%w: message %q: %v", ErrInvalid, *m.MessageID, err)
+	}
+}
+
+// Schedule schedules m for m.NotBefore through the management link (Sender.ScheduleMessages),
+// which answers the sequence number CancelScheduled needs.
+func (s *ServiceBus) Schedule(ctx context.Context, m Message) (int64, error) {
+	if err := validateScheduled(m); err != nil {
+		return 0, err
+	}
+	snd, err := s.sender(m.Queue)
+	if err != nil {
+		return 0, translate("schedule on "+m.Queue, err)
+	}
+	seqs, err := snd.ScheduleMessages(ctx, []*azservicebus.Message{toServiceBus(m)}, m.NotBefore.UTC(), nil)
+	if err != nil {
+		return 0, translate("schedule on "+m.Queue, err)
+	}
+	if len(seqs) != 1 {
+		return 0, fmt.Errorf("schedule on %s: Service Bus answered %d sequence numbers for one message", m.Queue, len(seqs))
+	}
+	return seqs[0], nil
+}
+
+// CancelScheduled cancels scheduled messages by sequence number (Sender.CancelScheduledMessages).
+//
+// Service Bus answers the cancel-scheduled-message request for a sequence number that is not
+// (or no longer) scheduled with status 404 and condition com.microsoft:message-not-found
+// ("Messages not found. Missing sequence numbers: …"; .NET's MessageNotFoundException,
+// ServiceBusFailureReason.MessageNotFound). azservicebus turns any 404 answer of a management
+// request into an *azservicebus.Error with CodeNotFound; a missing queue fails earlier, when the
+// link attaches, with amqp:not-found instead. So CodeNotFound here means "not scheduled any
+// more", which is not an error. Because the service does not say whether it cancelled the other
+// numbers of a request that named a missing one, a failed request of several numbers is retried
+// one number at a time.
+func (s *ServiceBus) CancelScheduled(ctx context.Context, q string, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if q == "" {
+		return fmt.Errorf("%w: queue is empty", ErrInvalid)
+	}
+	snd, err := s.sender(q)
+	if err != nil {
+		return translate("cancel scheduled on "+q, err)
+	}
+	err = snd.CancelScheduledMessages(ctx, seqs, nil)
+	if err == nil || (notScheduled(err) && len(seqs) == 1) {
+		return nil
+	}
+	if !notScheduled(err) {
+		return translate("cancel scheduled on "+q, err)
+	}
+	for _, seq := range seqs {
+		if err := snd.CancelScheduledMessages(ctx, []int64{seq}, nil); err != nil && !notScheduled(err) {
+			return translate(fmt.Sprintf("cancel scheduled %d on %s", seq, q), err)
+		}
+	}
+	return nil
+}
+
+// notScheduled reports whether err is Service Bus's answer to cancelling a sequence number that
+// is not scheduled: a 404 of the management request (see CancelScheduled), or the 400 "is
+// already being cancelled" of a concurrent cancel.
+func notScheduled(err error) bool {
+	var sbErr *azservicebus.Error
+	if errors.As(err, &sbErr) && sbErr.Code == azservicebus.CodeNotFound {
+		return true
+	}
+	return strings.Contains(err.Error(), "already being cancelled")
 }
 
 func (s *ServiceBus) sender(q string) (*azservicebus.Sender, error) {
