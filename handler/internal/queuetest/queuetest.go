@@ -1,7 +1,8 @@
 // Package queuetest is an in-memory queue with the Service Bus semantics the workers rely on, for
 // tests and benchmarks that drive a worker directly (without the host stand-in): duplicate
-// detection by message id, scheduled enqueue (NotBefore), delivery counts with redelivery of a
-// failed message, and dead-lettering after MaxDeliveries.
+// detection by message id, scheduled enqueue (NotBefore) with cancellation by sequence number,
+// batches, delivery counts with redelivery of a failed message, and dead-lettering after
+// MaxDeliveries.
 package queuetest
 
 import (
@@ -20,33 +21,105 @@ const MaxDeliveries = 10
 // Delivery is a message as a worker receives it.
 type Delivery struct {
 	queue.Message
-	Count int // 1 on the first delivery
+	Count          int   // 1 on the first delivery
+	SequenceNumber int64 // given when the message was accepted: 1, 2, … in the order of acceptance
 }
 
 // Queue is safe for concurrent use. The zero value is ready.
 type Queue struct {
+	// Now is the queue's clock for CancelScheduled (is a message still scheduled?); nil means
+	// time.Now. A test that drives Drain with a fake DrainOptions.Now gives the same function
+	// here.
+	Now func() time.Time
+
 	mu         sync.Mutex
 	pending    []Delivery
-	published  []queue.Message // every accepted message, in order
-	seen       map[string]bool // duplicate detection (the whole life of the queue: tests are short)
+	published  []queue.Message  // every accepted message, in order
+	seen       map[string]int64 // duplicate detection (the whole life of the queue: tests are short): id → sequence number
+	seq        int64            // the last sequence number given
 	deadLetter []Delivery
 }
+
+// A *Queue publishes as a queue.Publisher does (it has no Ping nor Close).
+var _ interface {
+	Publish(context.Context, queue.Message) error
+	PublishBatch(context.Context, []queue.Message) error
+	Schedule(context.Context, queue.Message) (int64, error)
+	CancelScheduled(context.Context, string, []int64) error
+} = (*Queue)(nil)
 
 // Publish enqueues m unless a message with its id was published before (then it is dropped,
 // as Service Bus's duplicate detection does, and Publish still succeeds).
 func (q *Queue) Publish(_ context.Context, m queue.Message) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.seen == nil {
-		q.seen = map[string]bool{}
-	}
-	if q.seen[m.ID] {
-		return nil
-	}
-	q.seen[m.ID] = true
-	q.published = append(q.published, m)
-	q.pending = append(q.pending, Delivery{Message: m, Count: 1})
+	q.acceptLocked(m)
 	return nil
+}
+
+// PublishBatch enqueues msgs in order, each as Publish does (a duplicate, also of an earlier
+// message of the batch, is dropped). Like the real publishers it checks first that every message
+// has an id and that all go to the same queue, and accepts none if one does not (ErrInvalid).
+func (q *Queue) PublishBatch(_ context.Context, msgs []queue.Message) error {
+	for i, m := range msgs {
+		if m.ID == "" {
+			return fmt.Errorf("queuetest: message %d: %w: message id is empty", i, queue.ErrInvalid)
+		}
+		if m.Queue != msgs[0].Queue {
+			return fmt.Errorf("queuetest: message %d: %w: queue %q, but the batch is for %q", i, queue.ErrInvalid, m.Queue, msgs[0].Queue)
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range msgs {
+		q.acceptLocked(m)
+	}
+	return nil
+}
+
+// Schedule enqueues m for m.NotBefore (which must be set) as Publish does and returns its
+// sequence number, for CancelScheduled. For a duplicate id it is the first message's.
+func (q *Queue) Schedule(_ context.Context, m queue.Message) (int64, error) {
+	if m.NotBefore.IsZero() {
+		return 0, fmt.Errorf("queuetest: %w: a scheduled message needs NotBefore", queue.ErrInvalid)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.acceptLocked(m), nil
+}
+
+// CancelScheduled removes the pending messages of queue qname with those sequence numbers that
+// are still scheduled: NotBefore after the queue's clock (Now). The others (due, delivered,
+// dead-lettered, cancelled or unknown) are ignored, as Service Bus's cancel is best effort for
+// the caller. Cancelled messages stay in Published.
+func (q *Queue) CancelScheduled(_ context.Context, qname string, seqs []int64) error {
+	now := time.Now
+	if q.Now != nil {
+		now = q.Now
+	}
+	t := now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending = slices.DeleteFunc(q.pending, func(d Delivery) bool {
+		return d.Queue == qname && d.NotBefore.After(t) && slices.Contains(seqs, d.SequenceNumber)
+	})
+	return nil
+}
+
+// acceptLocked enqueues m unless its id was seen, and returns its sequence number (the first
+// message's for a duplicate).
+func (q *Queue) acceptLocked(m queue.Message) int64 {
+	if q.seen == nil {
+		q.seen = map[string]int64{}
+	}
+	if seq, ok := q.seen[m.ID]; ok {
+		return seq
+	}
+	q.seq++
+	q.seen[m.ID] = q.seq
+	q.published = append(q.published, m)
+	q.pending = append(q.pending, Delivery{Message: m, Count: 1, SequenceNumber: q.seq})
+	return q.seq
 }
 
 // Published returns every accepted message, in order.
@@ -114,6 +187,8 @@ func (q *Queue) Drain(ctx context.Context, handle func(context.Context, Delivery
 	switch {
 	case opts.IgnoreSchedule:
 		now = func() time.Time { return time.Unix(1<<40, 0) } // every message is due
+	case now == nil && q.Now != nil:
+		now = q.Now
 	case now == nil:
 		now = time.Now
 	}
@@ -156,7 +231,7 @@ func (q *Queue) Drain(ctx context.Context, handle func(context.Context, Delivery
 
 // DrainOptions tune Drain.
 type DrainOptions struct {
-	Now func() time.Time // default time.Now
+	Now func() time.Time // default the queue's Now, else time.Now
 	// Wait waits until the given time (a scheduled message is due); nil makes a scheduled
 	// message an error. WaitRealTime sleeps.
 	Wait func(ctx context.Context, until time.Time) error
