@@ -23,7 +23,9 @@ import (
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/org"
+	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
@@ -58,6 +60,17 @@ type settingsStore interface {
 	Put(ctx context.Context, org tablestore.Org, v syncsettings.Settings, etag tablestore.ETag) (tablestore.ETag, error)
 }
 
+// mailSettingsStore reads and writes mail settings.
+type mailSettingsStore interface {
+	Get(ctx context.Context, org tablestore.Org) (mailsettings.Settings, tablestore.ETag, error)
+	Put(ctx context.Context, org tablestore.Org, v mailsettings.Settings, etag tablestore.ETag) (tablestore.ETag, error)
+}
+
+// mailboxDirectory looks up a sender mailbox in the tenant.
+type mailboxDirectory interface {
+	Mailbox(ctx context.Context, tenantID, address string) (entra.User, error)
+}
+
 // groupDirectory finds Entra groups for the group filter.
 type groupDirectory interface {
 	SearchGroups(ctx context.Context, tenantID, query string, limit int) ([]entra.Group, error)
@@ -84,8 +97,12 @@ type Deps struct {
 	Groups       *stakeholder.Groups
 	// NextSync is the schedule: the next slot after a time for the settings (schedule.Next).
 	NextSync func(syncsettings.Settings, time.Time) (time.Time, bool)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Messages is the outbound pipeline; MailSettings and Mailboxes the mail set-up.
+	Messages     messenger
+	MailSettings mailSettingsStore
+	Mailboxes    mailboxDirectory
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Server is the API.
@@ -211,9 +228,14 @@ func invalid(field, msg string) error {
 func problemFor(err error) problem.Problem {
 	var br badRequest
 	var oi org.Invalid
+	var nr notReady
 	switch {
 	case errors.As(err, &br):
 		return problem.InvalidFields(br.fields...)
+	case errors.As(err, &nr):
+		return problem.New(http.StatusConflict, problem.NotReady, string(nr))
+	case errors.Is(err, outbound.ErrBatchNotFound):
+		return problem.New(http.StatusNotFound, problem.NotFound, "no such message batch")
 	case errors.As(err, &oi):
 		fields := make([]problem.FieldError, len(oi))
 		for i, f := range oi {
@@ -272,8 +294,9 @@ var (
 	errErasureIncomplete = errors.New("api: org erasure interrupted")
 )
 
-// maxBody bounds API request bodies.
-const maxBody = 1 << 20
+// maxBody bounds API request bodies: a send to the most stakeholders by id (outbound's 50 000)
+// is about 2 MB.
+const maxBody = 4 << 20
 
 // decode reads an optional JSON body into v, rejecting unknown fields and trailing data.
 func decode(r *http.Request, v any) error {

@@ -185,17 +185,17 @@ func TestBodyTooLargeRefusedUnread(t *testing.T) {
 			method = "PUT"
 		}
 		req := httptest.NewRequestWithContext(context.Background(), method, p, failReader{t})
-		req.ContentLength = 2 << 20
+		req.ContentLength = 5 << 20
 		req.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
 		srv.ServeHTTP(w, req)
 		if w.Code != http.StatusRequestEntityTooLarge || w.Header().Get("Content-Type") != "application/problem+json" {
-			t.Errorf("%s %s with 2 MiB = %d %s", method, p, w.Code, w.Body)
+			t.Errorf("%s %s with 5 MiB = %d %s", method, p, w.Code, w.Body)
 		}
 	}
 	// An undeclared (chunked) body over the limit is refused once read that far.
 	f := setup(t)
-	big := `{"firstName":"` + strings.Repeat("a", 1<<20) + `"}`
+	big := `{"firstName":"` + strings.Repeat("a", 4<<20) + `"}`
 	req, _ := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+orgA+"/stakeholders", io.MultiReader(bytes.NewReader([]byte(big))))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -204,7 +204,7 @@ func TestBodyTooLargeRefusedUnread(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
-		t.Errorf("chunked 1 MiB body = %d", resp.StatusCode)
+		t.Errorf("chunked 4 MiB body = %d", resp.StatusCode)
 	}
 }
 

@@ -21,6 +21,10 @@ func (s *Server) routes() {
 		http.MethodGet: s.getSettings,
 		http.MethodPut: s.putSettings,
 	})
+	s.route("/m365/settings/mail", map[string]handler{
+		http.MethodGet: s.getMailSettings,
+		http.MethodPut: s.putMailSettings,
+	})
 	s.route("/m365/groups", map[string]handler{http.MethodGet: s.searchGroups})
 	s.route("/m365/sync", map[string]handler{http.MethodPost: s.startSync})
 	s.route("/m365/status", map[string]handler{http.MethodGet: s.status})
@@ -48,10 +52,13 @@ func (s *Server) routes() {
 	s.route("/teams/channels", map[string]handler{http.MethodGet: notImplemented("Teams channels")})
 	s.route("/teams/monitoring", map[string]handler{http.MethodPut: notImplemented("channel monitoring")})
 	s.route("/insights", map[string]handler{http.MethodGet: notImplemented("insights")})
-	s.route("/messages", map[string]handler{http.MethodPost: notImplemented("messaging")})
+	s.route("/messages", map[string]handler{
+		http.MethodPost: s.postMessage,
+		http.MethodGet:  s.listMessages,
+	})
 	s.route("/messages/{batchId}", map[string]handler{
-		http.MethodGet:    notImplemented("messaging"),
-		http.MethodDelete: notImplemented("messaging"),
+		http.MethodGet:    s.getMessage,
+		http.MethodDelete: s.cancelMessage,
 	})
 	s.route("/changes/{changeId}", map[string]handler{
 		http.MethodPut:    notImplemented("change summaries"),

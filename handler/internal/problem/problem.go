@@ -20,6 +20,7 @@ const (
 	MethodNotAllow Type = "urn:leapchange:problem:method-not-allowed"
 	Conflict       Type = "urn:leapchange:problem:conflict"              // 409: exists, or already running
 	NotConnected   Type = "urn:leapchange:problem:not-connected"         // 409: the org has no Microsoft 365 connection
+	NotReady       Type = "urn:leapchange:problem:channel-not-ready"     // 409: a channel is not set up (mailbox, permission)
 	InvalidState   Type = "urn:leapchange:problem:invalid-consent-state" // 400: forged, expired, reused or missing state
 	Precondition   Type = "urn:leapchange:problem:precondition-failed"   // 412: stale If-Match
 	TooLarge       Type = "urn:leapchange:problem:payload-too-large"
