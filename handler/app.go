@@ -15,7 +15,10 @@ import (
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/health"
 	"github.com/leapchange/m365/handler/internal/m365auth"
+	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/org"
+	"github.com/leapchange/m365/handler/internal/outbound"
+	"github.com/leapchange/m365/handler/internal/pacing"
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -35,6 +38,7 @@ type app struct {
 	settings  *syncsettings.Store
 	api       *api.Server
 	health    *health.Handler
+	outbound  *outbound.Pipeline
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -77,6 +81,16 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Store: store, Connections: conns, Tenants: conns.Tenants(), Tokens: creds, Access: gc, ClientID: cfg.ClientID, AuthorityHost: cfg.AuthorityURL,
 		PublicBaseURL: cfg.PublicBaseURL, LeapAppURL: cfg.LeapAppURL, Key: cfg.StateKey, Logger: log,
 	})
+	pacer, err := pacing.New(store, cfg.MailLimits)
+	if err != nil {
+		return nil, err
+	}
+	mailSettings := mailsettings.NewStore(store)
+	stakeholders, groups := stakeholder.NewStore(store), stakeholder.NewGroups(store)
+	pipeline := outbound.New(outbound.Config{
+		Store: store, Queue: pub, Stakeholders: stakeholders, Groups: groups, Connections: conns, MailSettings: mailSettings,
+		Pacer: pacer, Mailer: gc, Logger: log,
+	})
 	// Orgs exist once registered; an erased (or erasing) org drops out of the scheduler.
 	orgs := org.New(org.Config{Store: store, Tenant: flow, Logger: log})
 	scheduler, err := schedule.New(schedule.Config{Orgs: orgs.ActiveOrgs(settings.Orgs), Settings: settings, Starter: engine, Store: store, Logger: log})
@@ -86,10 +100,11 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	return &app{
 		scheduler: scheduler,
 		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
-		settings: settings,
+		settings: settings, outbound: pipeline,
 		api: api.New(api.Deps{
 			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
-			Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store),
+			Stakeholders: stakeholders, Groups: groups,
+			Messages: pipeline, MailSettings: mailSettings, Mailboxes: gc,
 			NextSync: schedule.Next, Logger: log,
 		}),
 		health: health.New(health.Config{Logger: log},

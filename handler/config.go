@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/pacing"
 	"net"
 	"net/url"
 	"regexp"
@@ -45,6 +46,12 @@ type config struct {
 	// tests and drills shorten it.
 	SyncStallAfter time.Duration
 	badStallAfter  string
+
+	// MailLimits (optional MAIL_LIMITS, "<messages per minute>/<recipients per day>", default
+	// Exchange Online's 30/10000) are each sender mailbox's limits. Only a tenant with raised
+	// limits, or a benchmark against the simulated tenant, changes them.
+	MailLimits    pacing.Limits
+	badMailLimits string
 
 	// unresolved names settings whose value is still a Key Vault reference: the platform could
 	// not resolve it, and the literal string must never stand in for the secret.
@@ -99,6 +106,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.badStallAfter = v
 		}
 	}
+	c.MailLimits = pacing.Exchange
+	if v := get("MAIL_LIMITS"); v != "" {
+		if l, err := pacing.ParseLimits(v); err == nil {
+			c.MailLimits = l
+		} else {
+			c.badMailLimits = v
+		}
+	}
 	for _, k := range settingNames {
 		if strings.HasPrefix(get(k), keyVaultReferencePrefix) {
 			c.unresolved = append(c.unresolved, k)
@@ -126,6 +141,7 @@ func (c config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	bad(c.badMailLimits != "", "MAIL_LIMITS must be <messages per minute>/<recipients per day> (e.g. 30/10000), got %q", c.badMailLimits)
 	bad(c.badStallAfter != "", "SYNC_STALL_AFTER must be a duration of at least 1s (e.g. 20m), got %q", c.badStallAfter)
 	for _, k := range c.unresolved {
 		errs = append(errs, fmt.Errorf("%s is an unresolved Key Vault reference: the platform could not read the secret. "+

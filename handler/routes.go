@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -50,6 +51,11 @@ func (a *app) functions() []function {
 				return err
 			}
 			a.log.InfoContext(ctx, "scheduled syncs", "started", len(res.Started), "skipped", len(res.Skipped), "failed", len(res.Failed))
+			// The same tick looks after message batches: deliveries whose message was lost are
+			// queued again, finished batches settled.
+			rep, err := a.outbound.Reconcile(ctx)
+			a.log.InfoContext(ctx, "message batches reconciled", "batches", rep.Batches, "revived", rep.Revived, "lost", rep.Lost,
+				"dispatches", rep.Dispatches, "settled", rep.Settled, "error", fmt.Sprint(err))
 			return nil // one org's failure is logged and retried next tick; it does not fail the others
 		})},
 		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},
@@ -57,8 +63,12 @@ func (a *app) functions() []function {
 			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
 		})},
 		{name: "ChannelEventWorker", h: queueNotYet("channel monitoring")},
-		{name: "MailSender", h: queueNotYet("mail sending")},
-		{name: "TeamsSender", h: queueNotYet("Teams sending")},
+		{name: "MailSender", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			return a.outbound.HandleMail(ctx, m.Body, m.DeliveryCount)
+		})},
+		{name: "TeamsSender", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			return a.outbound.HandleTeams(ctx, m.Body, m.DeliveryCount)
+		})},
 	}
 }
 
