@@ -17,6 +17,11 @@
 // because -group-membership-claims defaults to DirectoryRole: the real app registration needs
 // the same manifest setting (Entra's default, None, leaves wids out of ID tokens).
 //
+// Mail: POST /v1.0/users/{…}/sendMail enforces Exchange's sending limits (-mail-per-minute,
+// -mail-daily-recipients) and Outlook's per-app concurrency (-mail-concurrency); -mail-latency
+// delays each accepted send. GET /_sim/tenants/{t}/mail lists what was sent, PUT
+// /_sim/mail/limits changes the limits at run time.
+//
 // It writes the CA certificate to -ca-out (use it as SSL_CERT_FILE), prints one line
 // "READY https://127.0.0.1:<port>" and serves until SIGINT/SIGTERM. The /_sim/ admin API
 // (mutations, faults, stats) is enabled.
@@ -62,6 +67,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	redirects := fs.String("redirect-uri", "", "comma-separated redirect URIs registered on the app (admin consent)")
 	consented := fs.Bool("consented", true, "consent the tenant at start-up (false: leave it to the admin-consent flow)")
 	gmc := fs.String("group-membership-claims", "DirectoryRole", "groupMembershipClaims of the app registration (DirectoryRole or All: ID tokens carry wids; None: Entra's default)")
+	mailPerMinute := fs.Int("mail-per-minute", 0, "sendMail messages per mailbox per minute (0: Exchange's 30; negative: no limit)")
+	mailConcurrency := fs.Int("mail-concurrency", 0, "concurrent sendMail requests per app per mailbox (0: Outlook's 4; negative: no limit)")
+	mailDaily := fs.Int("mail-daily-recipients", 0, "recipients per mailbox per rolling 24 h (0: Exchange's 10000; negative: no limit)")
+	mailLatency := fs.Duration("mail-latency", 0, "how long an accepted sendMail takes to answer 202")
 	caOut := fs.String("ca-out", "", "write the CA certificate PEM to this file")
 	verbose := fs.Bool("v", false, "log every request to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +86,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	sim := m365sim.New(m365sim.Options{
 		Admin:  true,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Mail:   m365sim.MailLimits{PerMinute: *mailPerMinute, Concurrency: *mailConcurrency, DailyRecipients: *mailDaily, Latency: *mailLatency},
 	})
 	sim.AddTenant(*tenant, cmp.Or(*domain, *tenant+".example"))
 	sim.RegisterApp(*appID, *appSecret)

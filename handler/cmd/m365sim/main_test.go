@@ -131,3 +131,91 @@ func TestRunAdminConsent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunMailFlags(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
+			"-mail-per-minute", "2", "-mail-concurrency", "3", "-mail-daily-recipients", "40", "-mail-latency", "5ms", "-ca-out", caFile}, pw)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
+	if !ok {
+		t.Fatalf("first line %q", line)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	do := func(method, url, tok, body string, v any) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, method, base+url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode
+	}
+	var lim map[string]int
+	if st := do("GET", "/_sim/mail/limits", "", "", &lim); st != 200 || lim["perMinute"] != 2 || lim["concurrency"] != 3 || lim["dailyRecipients"] != 40 || lim["latency"] != 5 || lim["requestsPer10Min"] != 10000 {
+		t.Fatalf("limits: %d %v", st, lim)
+	}
+	resp, err := c.PostForm(base+"/t1/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	var users struct {
+		Value []struct {
+			Mail string `json:"mail"`
+		} `json:"value"`
+	}
+	do("GET", "/v1.0/users?$select=mail", tok.AccessToken, "", &users)
+	from := ""
+	for _, u := range users.Value {
+		if u.Mail != "" {
+			from = u.Mail
+			break
+		}
+	}
+	if from == "" {
+		t.Fatalf("no user with mail: %+v", users)
+	}
+	send := `{"message":{"subject":"Hi","body":{"contentType":"Text","content":"x"},"toRecipients":[{"emailAddress":{"address":"a@example.com"}}]}}`
+	for i, want := range []int{202, 202, 429} { // -mail-per-minute 2
+		if st := do("POST", "/v1.0/users/"+from+"/sendMail", tok.AccessToken, send, nil); st != want {
+			t.Fatalf("send %d: %d, want %d", i, st, want)
+		}
+	}
+	var sent []map[string]any
+	if st := do("GET", "/_sim/tenants/t1/mail?since=1", "", "", &sent); st != 200 || len(sent) != 1 || sent[0]["from"] != from {
+		t.Fatalf("mail: %d %v", st, sent)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

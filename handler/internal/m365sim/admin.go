@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +33,15 @@ import (
 //	DELETE /_sim/tenants/{t}/groups/{g}/members/{id}
 //	PATCH  /_sim/tenants/{t}/groups/{g}                 {"displayName":"..."}
 //	DELETE /_sim/tenants/{t}/groups/{g}
+//	GET    /_sim/tenants/{t}/mail[?since=n]             SentMail list (JSON array) from index n (default 0)
+//	PUT    /_sim/tenants/{t}/mail/access-policy         {"clientId":"...","allowed":["a@x",...]}: SetMailAccessPolicy
+//	DELETE /_sim/tenants/{t}/mail/access-policy?clientId=...  ClearMailAccessPolicy
+//	GET    /_sim/mail/stats                             MailStats plus "violations"
+//	DELETE /_sim/mail/stats                             ResetMailStats
+//	GET    /_sim/mail/limits                            MailLimits in force (latency in ms)
+//	PUT    /_sim/mail/limits                            {"perMinute","concurrency","dailyRecipients","requestsPer10Min","latency"}:
+//	                                                    SetMailLimits; latency is a Go duration string ("250ms") or
+//	                                                    milliseconds (250); absent or 0 fields take the defaults
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/_sim/"), "/"), "/")
 	reply := func(v any, err error) {
@@ -126,6 +136,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
+	case n == 2 && at(0, "mail"):
+		s.adminMail(r, parts[1], reply, decode)
 	case n >= 3 && at(0, "tenants"):
 		s.adminTenant(r, parts[1], parts[2:], reply, decode)
 	default:
@@ -165,6 +177,46 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		reply(nil, s.SetConsentDecision(t, d))
 	case m == http.MethodDelete && n == 2 && p[0] == "consents":
 		reply(nil, s.RevokeConsent(t, p[1]))
+	case m == http.MethodGet && n == 1 && p[0] == "mail":
+		_, unlock, err := s.lockTenant(t)
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		unlock()
+		since := 0
+		if v := r.URL.Query().Get("since"); v != "" {
+			if since, err = strconv.Atoi(v); err != nil || since < 0 {
+				reply(nil, fmt.Errorf("bad since %q", v))
+				return
+			}
+		}
+		l := s.SentMailSince(t, since)
+		if l == nil {
+			l = []SentMail{}
+		}
+		reply(l, nil)
+	case m == http.MethodPut && n == 2 && p[0] == "mail" && p[1] == "access-policy":
+		var body struct {
+			ClientID string   `json:"clientId"`
+			Allowed  []string `json:"allowed"`
+		}
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		if body.ClientID == "" {
+			reply(nil, errors.New("clientId is required"))
+			return
+		}
+		reply(nil, s.SetMailAccessPolicy(t, body.ClientID, body.Allowed...))
+	case m == http.MethodDelete && n == 2 && p[0] == "mail" && p[1] == "access-policy":
+		id := r.URL.Query().Get("clientId")
+		if id == "" {
+			reply(nil, errors.New("clientId query parameter is required"))
+			return
+		}
+		reply(nil, s.ClearMailAccessPolicy(t, id))
 	case m == http.MethodPost && n == 1 && p[0] == "reset-delta":
 		reply(nil, s.ResetDelta(t))
 	case m == http.MethodPost && n == 1 && p[0] == "users":
@@ -213,6 +265,61 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		reply(nil, s.RenameGroup(t, p[1], body.DisplayName))
 	case m == http.MethodDelete && n == 2 && p[0] == "groups":
 		reply(nil, s.DeleteGroup(t, p[1]))
+	default:
+		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+	}
+}
+
+func (s *Server) adminMail(r *http.Request, what string, reply func(any, error), decode func(any) error) {
+	type limitsJSON struct {
+		PerMinute        int             `json:"perMinute"`
+		Concurrency      int             `json:"concurrency"`
+		DailyRecipients  int             `json:"dailyRecipients"`
+		RequestsPer10Min int             `json:"requestsPer10Min"`
+		Latency          json.RawMessage `json:"latency,omitempty"`
+	}
+	show := func(l MailLimits) limitsJSON {
+		return limitsJSON{l.PerMinute, l.Concurrency, l.DailyRecipients, l.RequestsPer10Min, json.RawMessage(strconv.FormatInt(l.Latency.Milliseconds(), 10))}
+	}
+	switch {
+	case r.Method == http.MethodGet && what == "stats":
+		st := s.MailStats()
+		reply(struct {
+			MailStats
+			Violations int64 `json:"violations"`
+		}{st, st.Violations()}, nil)
+	case r.Method == http.MethodDelete && what == "stats":
+		s.ResetMailStats()
+		reply(nil, nil)
+	case r.Method == http.MethodGet && what == "limits":
+		reply(show(s.MailLimits()), nil)
+	case r.Method == http.MethodPut && what == "limits":
+		var body limitsJSON
+		if err := decode(&body); err != nil {
+			reply(nil, err)
+			return
+		}
+		l := MailLimits{PerMinute: body.PerMinute, Concurrency: body.Concurrency, DailyRecipients: body.DailyRecipients, RequestsPer10Min: body.RequestsPer10Min}
+		if len(body.Latency) > 0 && string(body.Latency) != "null" {
+			var ms float64
+			var str string
+			switch {
+			case json.Unmarshal(body.Latency, &ms) == nil:
+				l.Latency = time.Duration(ms * float64(time.Millisecond))
+			case json.Unmarshal(body.Latency, &str) == nil:
+				d, err := time.ParseDuration(str)
+				if err != nil {
+					reply(nil, fmt.Errorf("bad latency: %w", err))
+					return
+				}
+				l.Latency = d
+			default:
+				reply(nil, fmt.Errorf("bad latency %s: want a duration string or milliseconds", body.Latency))
+				return
+			}
+		}
+		s.SetMailLimits(l)
+		reply(show(s.MailLimits()), nil)
 	default:
 		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
 	}

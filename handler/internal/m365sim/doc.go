@@ -107,12 +107,67 @@
 // $count), /users/{id|upn}, /users/{id}/manager, /users/delta, /groups (+$search with
 // ConsistencyLevel, $filter), /groups/{id}, /groups/delta, /groups/{id}/members and
 // /transitiveMembers (with the microsoft.graph.user / .group casts as advanced queries),
-// /servicePrincipals?$filter=appId eq '...', /servicePrincipals/{id}/appRoleAssignments.
+// /servicePrincipals?$filter=appId eq '...', /servicePrincipals/{id}/appRoleAssignments,
+// POST /users/{…}/sendMail and the Sent Items lookup (see Mail).
 // Responses use Graph's content type, @odata.context, camelCase and nulls for empty selected
 // properties; errors use Graph's envelope with innerError date/request-id/client-request-id.
 //
 // Anything else answers 501 NotImplemented and increments Unhandled: tests should assert
 // Unhandled() == 0 so the sim never drifts silently from what the app calls.
+//
+// # Mail
+//
+// POST /v1.0/users/{id | userPrincipalName | mail}/sendMail (application role Mail.Send) takes
+// Graph's JSON body ({"message":{subject, body{contentType,content}, toRecipients, ccRecipients,
+// bccRecipients, replyTo, internetMessageId, internetMessageHeaders}, "saveToSentItems"}, the
+// latter also as the string "true"/"false") and answers 202 Accepted with an empty body. The
+// mailbox is a tenant user found by object id, UPN or mail (any case). Errors, in Graph's
+// envelope: no Mail.Send 403 ErrorAccessDenied "Access is denied. Check credentials and try
+// again." (the Outlook workload's answer, not Authorization_RequestDenied); unknown user 404
+// ErrorInvalidUser "The requested user '<x>' is invalid."; a user without mail, or
+// soft-deleted, 404 MailboxNotEnabledForRESTAPI; malformed JSON 400 BadRequest "Unable to read
+// JSON request payload…"; no recipients, more than 500 (Exchange's per-message limit), an
+// address that is not local@domain, or (sim convention, for demos of one failing recipient) an
+// address whose domain ends in .invalid: 400 ErrorInvalidRecipients "At least one recipient is
+// not valid., …"; an internetMessageHeaders name without x-/X- 400 InvalidInternetMessageHeader,
+// an empty list or more than 5 400 InvalidInternetMessageHeaderCollection; an
+// internetMessageId not of the form <local@domain> 400 InvalidInternetMessageId (kept as sent
+// when valid, generated when absent). SentMail(tenant) returns every accepted mail (From = the
+// mailbox's mail address, To/Cc/Bcc/ReplyTo addresses, Subject, ContentType "text"/"html",
+// Content, InternetMessageID, Headers, SavedToSentItems, SentAt in sim time, ClientID).
+//
+// GET /v1.0/users/{…}/mailFolders/SentItems/messages (also mailFolders('SentItems') and the
+// name in any case; roles Mail.ReadBasic.All, Mail.ReadBasic, Mail.Read or Mail.ReadWrite)
+// with $filter=internetMessageId eq '<id>' (quotes doubled inside the literal) lists the
+// mails that mailbox sent with saveToSentItems true: id, internetMessageId, subject,
+// sentDateTime, from, to/cc/bccRecipients, or the $select-ed subset (an unknown property 400
+// RequestBroker--ParseUri). Other filters, other folders and no filter answer 501.
+//
+// SetMailAccessPolicy(tenant, clientID, allowed...) is an Exchange application access policy:
+// both routes then answer 403 ErrorAccessDenied "Access to OData is disabled: [RAOP] : Blocked
+// by tenant configured AppOnly AccessPolicy settings." for any other mailbox;
+// ClearMailAccessPolicy removes it.
+//
+// Limits (Options.Mail, SetMailLimits; zero fields take the real values, negative ones turn a
+// limit off), in rolling windows of sim time; a refused request is not sent and does not
+// count anywhere:
+//
+//	PerMinute         30 messages per mailbox per 60 s   429 ApplicationThrottled
+//	DailyRecipients   10 000 to+cc+bcc per mailbox / 24 h 429 ErrorSubmissionQuotaExceeded
+//	RequestsPer10Min  10 000 Outlook requests per app per mailbox (sendMail and lookups)
+//	                                                      429 ApplicationThrottled "…MailboxRequests limit."
+//	Concurrency       4 sendMail per app per mailbox in flight
+//	                                                      429 ApplicationThrottled "Application is over its MailboxConcurrency limit."
+//
+// Retry-After is fractional seconds until the window admits the request (for concurrency:
+// Latency, at least 1 s). Latency delays each accepted 202 (wall time); the mail is captured
+// when admitted, so a client that gives up during Latency still sent it. Real Exchange differs
+// for its two sending limits: it accepts (202) and delays sends over 30 per minute, and
+// answers the recipient rate limit with a non-delivery report (5.2.0
+// SubmissionQuotaExceededException) rather than a 429; more than 500 recipients is likewise an
+// NDR (5.5.3 RESOLVER.ADR.RecipLimit) after a 202 — the sim refuses up front so clients see
+// it. MailStats counts accepted mails and recipients, refusals per limit (Violations sums
+// them), 400s, 403/404s, the peak and current requests in flight.
 //
 // # Delta
 //
@@ -134,5 +189,6 @@
 // kind for benchmarks. With Options.Admin the /_sim/ JSON API (see serveAdmin) drives a sim
 // running in another process (cmd/m365sim), including the admin-consent and sign-in script
 // (sign-in, signed-in-user, consent-decision, redirect URIs, app permissions,
-// group-membership-claims).
+// group-membership-claims) and mail (sent mail, stats, limits, access policies). The fault
+// rules apply to the mail routes as to every Graph route.
 package m365sim

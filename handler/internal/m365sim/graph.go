@@ -61,6 +61,9 @@ type graphHandler func(r *http.Request, g *gctx) gresp
 func isDelta(seg string) bool { return seg == "delta" || seg == "delta()" }
 
 func (s *Server) graphRoute(r *http.Request, segs []string) route {
+	if rt, ok := s.mailRoute(r, segs); ok {
+		return rt
+	}
 	if r.Method != http.MethodGet {
 		return route{}
 	}
@@ -97,27 +100,32 @@ func (s *Server) graphRoute(r *http.Request, segs []string) route {
 // graph authenticates a Graph call, checks the permission, runs h under the state lock and
 // writes its answer.
 func (s *Server) graph(perms []string, h graphHandler) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		resp := s.runGraph(r, perms, h)
-		for k, v := range resp.hdr {
-			w.Header().Set(k, v)
-		}
-		if resp.err != nil {
-			if resp.err.status == http.StatusNotImplemented {
-				s.unhandled.Add(1)
-				s.opts.Logger.WarnContext(r.Context(), resp.err.message, "url", r.URL.String())
-			}
-			if resp.err.status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+baseURL(r)+`/common/oauth2/authorize", client_id="`+GraphAppID+`"`)
-			}
-			s.graphError(w, r, resp.err.status, resp.err.code, resp.err.message)
-			return
-		}
-		w.Header().Set("Content-Type", graphContentType)
-		w.Header().Set("Cache-Control", "no-cache")
-		w.WriteHeader(cmp0(resp.status, http.StatusOK))
-		w.Write(resp.body)
+	return func(w http.ResponseWriter, r *http.Request) { s.writeGraph(w, r, s.runGraph(r, perms, h)) }
+}
+
+// writeGraph writes a handler's answer: Graph's error envelope or the body with Graph's
+// content type (none for an empty body, as Graph's 202 and 204 answers).
+func (s *Server) writeGraph(w http.ResponseWriter, r *http.Request, resp gresp) {
+	for k, v := range resp.hdr {
+		w.Header().Set(k, v)
 	}
+	if resp.err != nil {
+		if resp.err.status == http.StatusNotImplemented {
+			s.unhandled.Add(1)
+			s.opts.Logger.WarnContext(r.Context(), resp.err.message, "url", r.URL.String())
+		}
+		if resp.err.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+baseURL(r)+`/common/oauth2/authorize", client_id="`+GraphAppID+`"`)
+		}
+		s.graphError(w, r, resp.err.status, resp.err.code, resp.err.message)
+		return
+	}
+	if len(resp.body) > 0 {
+		w.Header().Set("Content-Type", graphContentType)
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(cmp0(resp.status, http.StatusOK))
+	w.Write(resp.body)
 }
 
 func cmp0(a, b int) int {
@@ -128,6 +136,12 @@ func cmp0(a, b int) int {
 }
 
 func (s *Server) runGraph(r *http.Request, perms []string, h graphHandler) gresp {
+	return s.runGraphDenied(r, perms, errResp(http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."), h)
+}
+
+// runGraphDenied is runGraph answering denied when the token has none of perms (the Outlook
+// workload answers ErrorAccessDenied where the directory answers Authorization_RequestDenied).
+func (s *Server) runGraphDenied(r *http.Request, perms []string, denied gresp, h graphHandler) gresp {
 	authz := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(authz, "Bearer ")
 	if !ok || strings.TrimSpace(tok) == "" {
@@ -155,7 +169,7 @@ func (s *Server) runGraph(r *http.Request, perms []string, h graphHandler) gresp
 		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
 	}
 	if !slices.ContainsFunc(perms, func(p string) bool { return slices.Contains(c.Roles, p) }) {
-		return errResp(http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+		return denied
 	}
 	return h(r, &gctx{t: t, appID: c.AppID, roles: c.Roles, base: baseURL(r), now: now})
 }

@@ -43,6 +43,9 @@ type Options struct {
 	DeltaTokenTTL time.Duration
 	// TokenLifetime is the lifetime of issued access tokens (default 1 hour).
 	TokenLifetime time.Duration
+	// Mail are the Exchange Online and Outlook limits sendMail enforces per sending mailbox
+	// (zero fields take Exchange's defaults, see MailLimits); SetMailLimits changes them later.
+	Mail MailLimits
 	// Admin serves the /_sim/ JSON admin API (mutations, faults, stats) on the same listener.
 	// It has no authentication: a loopback development tool only.
 	Admin bool
@@ -75,6 +78,7 @@ type Server struct {
 	faulted   int64
 	offset    time.Duration
 	unhandled atomic.Int64
+	mail      mailState
 
 	tlsOnce sync.Once
 	tlsErr  error
@@ -118,6 +122,7 @@ func (s *Server) init() {
 		s.users = map[string]SignedInUser{}
 		s.codes = map[string]*authCode{}
 		s.routes = map[string]int64{}
+		s.mail.init(o.Mail)
 	})
 }
 
@@ -294,8 +299,8 @@ func (s *Server) makeTLS() error {
 
 // Stats are request counters. Routes are named by kind: "token", "openid-configuration",
 // "keys", "adminconsent", "authorize", "users", "user", "manager", "users/delta", "groups", "group", "groups/delta",
-// "members", "transitiveMembers", "servicePrincipals", "appRoleAssignments", "admin",
-// "unhandled".
+// "members", "transitiveMembers", "servicePrincipals", "appRoleAssignments", "sendMail",
+// "sentItems", "admin", "unhandled".
 type Stats struct {
 	Total     int64            `json:"total"`     // every request except the admin API
 	Graph     int64            `json:"graph"`     // requests under /v1.0/
