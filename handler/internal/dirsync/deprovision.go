@@ -95,16 +95,26 @@ func (s *stepper) pendingRows(ctx context.Context, after string, limit int) ([]t
 	return out, nil
 }
 
+// alreadyPending returns which stakeholders the run deactivates already (pending and not
+// withdrawn), by stakeholder id.
+func (s *stepper) alreadyPending(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.pendingRows(ctx, "", 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	already := map[string]bool{}
+	for _, r := range rows {
+		already[r.Value.StakeholderID] = !r.Value.Withdrawn
+	}
+	return already, nil
+}
+
 // unseen ends a full round: synced stakeholders whose user the round did not return are gone
 // from Entra ID (deleted users are not listed in a full round) and are deactivated.
 func (s *stepper) unseen(ctx context.Context) error {
-	already := map[string]bool{}
-	rows, err := s.pendingRows(ctx, "", 1<<30)
+	already, err := s.alreadyPending(ctx)
 	if err != nil {
 		return err
-	}
-	for _, r := range rows {
-		already[r.Value.StakeholderID] = !r.Value.Withdrawn
 	}
 	var pd []pendingDeactivation
 	for st, err := range s.e.stakeholders.ActiveSyncedNotSeenIn(ctx, s.org, s.run.ID) {

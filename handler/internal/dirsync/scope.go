@@ -50,13 +50,9 @@ func (s *stepper) scope(ctx context.Context) error {
 	}
 	// Users the users round already deactivates keep their reason: a deleted user has left its
 	// groups too, but it is deleted, not out of the filter.
-	already := map[string]bool{}
-	rows, err := s.pendingRows(ctx, "", 1<<30)
+	already, err := s.alreadyPending(ctx)
 	if err != nil {
 		return err
-	}
-	for _, r := range rows {
-		already[r.Value.StakeholderID] = !r.Value.Withdrawn
 	}
 	var pending []pendingDeactivation
 	for ext, link := range ix.ByExternal {
