@@ -102,7 +102,15 @@ func Get[T any](ctx context.Context, t *Table, part Partition, key string) (T, E
 
 // Insert adds v as the entity key of org. If it exists already, Insert is ErrConflict and changes nothing.
 func (t *Table) Insert(ctx context.Context, part Partition, key string, v any) (ETag, error) {
-	org := part.partition()
+	return t.write(ctx, "insert", part.partition(), key, v, func(body []byte) (azcore.ETag, error) {
+		resp, err := t.client.AddEntity(ctx, body, &aztables.AddEntityOptions{Format: noMetadata()})
+		return resp.ETag, err
+	})
+}
+
+// write makes sure the table exists, encodes v as the entity key of org and sends it; a failure
+// to send is named after op.
+func (t *Table) write(ctx context.Context, op string, org Org, key string, v any, send func(body []byte) (azcore.ETag, error)) (ETag, error) {
 	if err := t.prepare(ctx, org, key); err != nil {
 		return "", err
 	}
@@ -110,62 +118,41 @@ func (t *Table) Insert(ctx context.Context, part Partition, key string, v any) (
 	if err != nil {
 		return "", err
 	}
-	resp, err := t.client.AddEntity(ctx, e.body, &aztables.AddEntityOptions{Format: noMetadata()})
+	etag, err := send(e.body)
 	if err != nil {
-		err = t.fail(t.op("insert", org, key), err)
-		return "", err
+		return "", t.fail(t.op(op, org, key), err)
 	}
-	return ETag(resp.ETag), nil
+	return ETag(etag), nil
 }
 
 // Upsert writes v as the entity key of org whether or not it exists, merging into or replacing an
 // existing one as mode says. It never checks an ETag: use it for data that has one writer, or where
 // the last write should win; use Update for read-modify-write.
 func (t *Table) Upsert(ctx context.Context, part Partition, key string, v any, mode Mode) (ETag, error) {
-	org := part.partition()
 	if err := mode.check(); err != nil {
 		return "", err
 	}
-	if err := t.prepare(ctx, org, key); err != nil {
-		return "", err
-	}
-	e, err := encode(org, key, v)
-	if err != nil {
-		return "", err
-	}
-	resp, err := t.client.UpsertEntity(ctx, e.body, &aztables.UpsertEntityOptions{UpdateMode: updateMode(mode)})
-	if err != nil {
-		err = t.fail(t.op("upsert", org, key), err)
-		return "", err
-	}
-	return ETag(resp.ETag), nil
+	return t.write(ctx, "upsert", part.partition(), key, v, func(body []byte) (azcore.ETag, error) {
+		resp, err := t.client.UpsertEntity(ctx, body, &aztables.UpsertEntityOptions{UpdateMode: updateMode(mode)})
+		return resp.ETag, err
+	})
 }
 
 // Update writes v over the existing entity key of org (merging or replacing as mode says) if its ETag
 // still equals etag. A changed entity is ErrConflict and nothing is written; a missing one is
 // ErrNotFound. etag must not be empty; ETagAny updates whatever version is stored.
 func (t *Table) Update(ctx context.Context, part Partition, key string, v any, etag ETag, mode Mode) (ETag, error) {
-	org := part.partition()
 	if err := mode.check(); err != nil {
 		return "", err
 	}
 	if err := etag.check(); err != nil {
 		return "", err
 	}
-	if err := t.prepare(ctx, org, key); err != nil {
-		return "", err
-	}
-	e, err := encode(org, key, v)
-	if err != nil {
-		return "", err
-	}
 	ifMatch := azcore.ETag(etag)
-	resp, err := t.client.UpdateEntity(ctx, e.body, &aztables.UpdateEntityOptions{IfMatch: &ifMatch, UpdateMode: updateMode(mode)})
-	if err != nil {
-		err = t.fail(t.op("update", org, key), err)
-		return "", err
-	}
-	return ETag(resp.ETag), nil
+	return t.write(ctx, "update", part.partition(), key, v, func(body []byte) (azcore.ETag, error) {
+		resp, err := t.client.UpdateEntity(ctx, body, &aztables.UpdateEntityOptions{IfMatch: &ifMatch, UpdateMode: updateMode(mode)})
+		return resp.ETag, err
+	})
 }
 
 // Delete removes the entity key of org if its ETag still equals etag (ETagAny: any version). A changed
