@@ -75,47 +75,40 @@ type Stakeholder struct {
 
 // Get returns the value of a synced field.
 func (s *Stakeholder) Get(field string) string {
-	switch field {
-	case FirstName:
-		return s.FirstName
-	case LastName:
-		return s.LastName
-	case Email:
-		return s.Email
-	case Phone:
-		return s.Phone
-	case Department:
-		return s.Department
-	case Role:
-		return s.Role
-	case Location:
-		return s.Location
-	case Manager:
-		return s.ManagerID
+	if p := s.field(field); p != nil {
+		return *p
 	}
 	return ""
 }
 
 // Set sets a synced field.
 func (s *Stakeholder) Set(field, v string) {
-	switch field {
-	case FirstName:
-		s.FirstName = v
-	case LastName:
-		s.LastName = v
-	case Email:
-		s.Email = v
-	case Phone:
-		s.Phone = v
-	case Department:
-		s.Department = v
-	case Role:
-		s.Role = v
-	case Location:
-		s.Location = v
-	case Manager:
-		s.ManagerID = v
+	if p := s.field(field); p != nil {
+		*p = v
 	}
+}
+
+// field returns the struct field holding a synced field, nil for any other name.
+func (s *Stakeholder) field(name string) *string {
+	switch name {
+	case FirstName:
+		return &s.FirstName
+	case LastName:
+		return &s.LastName
+	case Email:
+		return &s.Email
+	case Phone:
+		return &s.Phone
+	case Department:
+		return &s.Department
+	case Role:
+		return &s.Role
+	case Location:
+		return &s.Location
+	case Manager:
+		return &s.ManagerID
+	}
+	return nil
 }
 
 // Values returns the synced fields as Values.
