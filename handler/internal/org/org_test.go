@@ -183,30 +183,18 @@ func TestEraseRemovesEveryRowOfTheOrgOnly(t *testing.T) {
 		t.Errorf("Erase after erasure = %v, want ErrNotFound", err)
 	}
 	for _, name := range []string{"stakeholders", "syncruns", "somefuturetable", "unopened", org.Table} {
-		if n := rows(t, s.Table(name), acme); n != 0 {
+		if n := tablestoretest.Count(t, s.Table(name), acme); n != 0 {
 			t.Errorf("%s still holds %d rows of acme", name, n)
 		}
 	}
 	for name, n := range seed {
-		if got := rows(t, s.Table(name), globex); got != n {
+		if got := tablestoretest.Count(t, s.Table(name), globex); got != n {
 			t.Errorf("%s holds %d rows of globex, want %d", name, got, n)
 		}
 	}
 	if _, err := reg.Active(ctx, globex); err != nil {
 		t.Errorf("globex after acme's erasure: %v", err)
 	}
-}
-
-func rows(t *testing.T, tbl *tablestore.Table, o tablestore.Org) int {
-	t.Helper()
-	n := 0
-	for _, err := range tablestore.Query[map[string]any](t.Context(), tbl, o, tablestore.QueryOptions{}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	return n
 }
 
 // TestActiveOrgsDropsUnregisteredAndErased is the scheduler's org list: settings may outlive a
@@ -247,7 +235,7 @@ func TestEraseLeavesTablesNotPartitionedByOrg(t *testing.T) {
 	if _, err := reg.Erase(ctx, tenant); err != nil {
 		t.Fatal(err)
 	}
-	if n := rows(t, s.Table("tenantbindings"), tenant); n != 1 {
+	if n := tablestoretest.Count(t, s.Table("tenantbindings"), tenant); n != 1 {
 		t.Errorf("the tenant's binding was erased with a look-alike org (%d rows left)", n)
 	}
 }

@@ -35,3 +35,16 @@ func Org(t testing.TB, id string) tablestore.Org {
 	}
 	return o
 }
+
+// Count counts the entities of part in tbl, failing the test on an error.
+func Count(t testing.TB, tbl *tablestore.Table, part tablestore.Partition) int {
+	t.Helper()
+	n := 0
+	for _, err := range tablestore.Query[map[string]any](t.Context(), tbl, part, tablestore.QueryOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
