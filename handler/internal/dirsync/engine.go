@@ -110,28 +110,25 @@ func New(cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.StepBudget <= 0 {
-		cfg.StepBudget = 2 * time.Minute
-	}
-	if cfg.GiveUpAfter <= 0 {
-		cfg.GiveUpAfter = 5
-	}
 	if cfg.Settings == nil {
 		cfg.Settings = syncsettings.NewStore(cfg.Store)
 	}
-	if cfg.StallAfter <= 0 {
-		cfg.StallAfter = 20 * time.Minute
-	}
-	if cfg.MaxRecoveries <= 0 {
-		cfg.MaxRecoveries = 3
-	}
-	if cfg.MaxReschedules <= 0 {
-		cfg.MaxReschedules = 10
-	}
+	orDefault(&cfg.StepBudget, 2*time.Minute)
+	orDefault(&cfg.GiveUpAfter, 5)
+	orDefault(&cfg.StallAfter, 20*time.Minute)
+	orDefault(&cfg.MaxRecoveries, 3)
+	orDefault(&cfg.MaxReschedules, 10)
 	return &Engine{
 		cfg: cfg, runs: cfg.Store.Table(RunsTable), state: cfg.Store.Table(StateTable),
 		pending: cfg.Store.Table(PendingTable), changes: cfg.Store.Table(ChangesTable),
 		stakeholders: stakeholder.NewStore(cfg.Store), groups: stakeholder.NewGroups(cfg.Store),
+	}
+}
+
+// orDefault sets *v to def unless *v is positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
