@@ -239,7 +239,7 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 	}
 	for i, g := range r.GroupIDs {
 		if _, _, err := p.cfg.Groups.Get(ctx, org, g); err != nil {
-			if errors.Is(err, errkind.NotFound) {
+			if errors.Is(err, errkind.NotFound) || errors.Is(err, stakeholder.ErrNotFound) {
 				return nil, nil, Invalid{{fmt.Sprintf("groupIds[%d]", i), "no such stakeholder group"}}
 			}
 			return nil, nil, err

@@ -42,6 +42,7 @@ const (
 	ReasonUnavailable      = "unavailable"
 	ReasonWaitingReauth    = "waiting_for_reauthorization"
 	ReasonUnknownOutcome   = "checking_outcome"
+	ReasonGraphError       = "graph_error"
 )
 
 // HandleMail is the MailSender function: one dispatch step or one mail delivery per message,
@@ -106,7 +107,7 @@ func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job)
 		return nil // sent, failed, cancelled or skipped: a redelivery or duplicate sends nothing
 	case d.Status == Scheduled:
 		return nil // not dispatched: this message is stale; dispatch will queue its own
-	case d.Status == Queued && (job.Attempt != d.Attempts || !job.Due.Equal(d.DueAt)):
+	case d.Status == Queued && (job.Attempt != d.Attempts || job.Due.UnixMilli() != d.DueAt.UnixMilli()):
 		// A stale carrier of an older attempt. Make sure the current one is on the queue
 		// (duplicate detection drops it if it is) and stop.
 		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
@@ -174,6 +175,10 @@ func (p *Pipeline) settleUnknown(ctx context.Context, org tablestore.Org, b Batc
 // mail and records the outcome.
 func (p *Pipeline) send(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag) error {
 	now := p.now()
+	if d.Attempts >= maxAttempts {
+		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The mail could not be sent in %d tries; the last error is shown. Send it again once the cause is fixed.", d.Attempts), d.Detail)
+	}
+	d.Attempts++
 	d.Status, d.SendingSince, d.UpdatedAt = Sending, now, now
 	etag, err := p.store.updateDelivery(ctx, org, d, etag)
 	if err != nil {
@@ -216,11 +221,7 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 			return p.putOff(ctx, org, b, d, etag, now.Add(wait), true, ReasonThrottled, "Exchange Online is limiting this mailbox; the mail goes at the next free slot.", detail)
 		}
 		// The request may have gone through: check Sent Items before sending again.
-		d.Attempts++
 		d.Reason, d.Hint, d.Detail, d.UpdatedAt = ReasonUnknownOutcome, "Microsoft Graph failed while sending; the mailbox's Sent Items are checked before it is sent again.", detail, now
-		if d.Attempts > maxAttempts {
-			return p.fail(ctx, org, d, etag, ReasonGaveUp, "Microsoft Graph kept failing for this mail; send it again later.", detail)
-		}
 		if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
 			return err
 		}
@@ -241,14 +242,21 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 	case errkind.Invalid:
 		return p.fail(ctx, org, d, etag, ReasonInvalidRecipient, "Exchange refused the recipient's address: correct the stakeholder's email.", detail)
 	}
-	return fmt.Errorf("outbound: sending %s: %w", d.Key(), err) // redelivered; the last delivery records it
+	if status != 0 {
+		// Graph answered something no policy knows: not sent. Try again later, a bounded number of times.
+		wait := errkind.Backoff(d.Attempts, 10*time.Second, 10*time.Minute, rand.N[time.Duration])
+		return p.putOff(ctx, org, b, d, etag, now.Add(wait), false, ReasonGraphError, "Microsoft Graph answered unexpectedly; the mail is tried again.", detail)
+	}
+	// No answer (the worker's own failure): the outcome is unknown and the row stays sending;
+	// the redelivery checks Sent Items first.
+	return fmt.Errorf("outbound: sending %s: %w", d.Key(), err)
 }
 
 // putOff sends the delivery again later: at a fresh slot of the pool not before at (repace) or
 // simply at at, with a new attempt and message.
 func (p *Pipeline) putOff(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag, at time.Time, repace bool, reason, hint, detail string) error {
 	if d.Attempts >= maxAttempts {
-		return p.fail(ctx, org, d, etag, ReasonGaveUp, "The mail could not be sent after many tries: "+hint, detail)
+		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The mail could not be sent in %d tries: %s", d.Attempts, hint), detail)
 	}
 	if repace {
 		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, []int{1}, at, at.Add(30*24*time.Hour))
@@ -259,7 +267,6 @@ func (p *Pipeline) putOff(ctx context.Context, org tablestore.Org, b Batch, d De
 			d.Mailbox, at = slots[0].Mailbox, slots[0].At
 		}
 	}
-	d.Attempts++
 	d.Status, d.DueAt, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Queued, at, reason, hint, detail, p.now()
 	if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
 		return err

@@ -79,7 +79,7 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 		if d.DueAt.IsZero() {
 			d.DueAt = now
 		}
-		d.Status, d.Attempts, d.UpdatedAt = Queued, 1, now
+		d.Status, d.UpdatedAt = Queued, now
 		if d.DueAt.After(lastDue) {
 			lastDue = d.DueAt
 		}

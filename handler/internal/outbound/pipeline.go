@@ -145,11 +145,12 @@ func queueOf(channel string) string {
 	return queue.OutboundMail
 }
 
-// deliveryMessage is the message carrying attempt of d, due at d.DueAt; purpose tells apart the
-// messages of one attempt (queued, verify, revive…) for duplicate detection.
+// deliveryMessage is the message carrying attempt of d, due at d.DueAt (to the millisecond: the
+// table keeps 100 ns); purpose tells apart the messages of one attempt and due time (queued,
+// verify, revive…) for duplicate detection.
 func deliveryMessage(org tablestore.Org, d Delivery, purpose string) queue.Message {
 	j := Job{Org: org.String(), Batch: d.Batch, Key: d.Key(), Attempt: d.Attempts, Due: d.DueAt}
-	return queue.Message{Queue: queueOf(d.Channel), ID: fmt.Sprintf("%s/%d/%s", d.Key(), d.Attempts, purpose), Body: j.encode(),
+	return queue.Message{Queue: queueOf(d.Channel), ID: fmt.Sprintf("%s/%d/%d/%s", d.Key(), d.Attempts, d.DueAt.UnixMilli(), purpose), Body: j.encode(),
 		ContentType: "application/json", Subject: "delivery", NotBefore: d.DueAt}
 }
 
