@@ -84,7 +84,9 @@ func New(s *tablestore.Store, limits Limits) (*Pacer, error) {
 // Limits returns the limits the pacer keeps to.
 func (p *Pacer) Limits() Limits { return p.limits }
 
-func partition(tenant string) (tablestore.Shared, error) { return tablestore.NewShared("mailbox", tenant) }
+func partition(tenant string) (tablestore.Shared, error) {
+	return tablestore.NewShared("mailbox", tenant)
+}
 
 func mailboxKey(mailbox string) string { return tablestore.KeyEscape(strings.ToLower(mailbox)) }
 
