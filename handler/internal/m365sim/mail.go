@@ -1,6 +1,7 @@
 package m365sim
 
 import (
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -456,7 +457,18 @@ const maxSendMailBody = 4 << 20
 var messageIDPattern = regexp.MustCompile(`^<[^<>@\s]+@[^<>@\s]+>$`)
 
 func (s *Server) serveSendMail(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, maxSendMailBody+1))
+	body := io.Reader(r.Body)
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		// The Graph SDKs' compression handler gzips request bodies; Graph accepts them.
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			s.graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.")
+			return
+		}
+		defer zr.Close()
+		body = zr
+	}
+	raw, err := io.ReadAll(io.LimitReader(body, maxSendMailBody+1))
 	if err != nil {
 		return // the client went away
 	}
