@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,21 +41,9 @@ type rig struct {
 	creds *m365auth.Credentials // our app's, with the right secret
 	flow  *consent.Flow
 	conns *connection.Store
-	logs  *syncBuffer
+	logs  *bytes.Buffer // the flow logs from the test's goroutine only
 	now   time.Time
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // newRig is the project's rig (testenv) with our app's redirect URI, permissions and role
 // claims registered, a second tenant, the admin signed in to the first, and a consent flow.
@@ -77,7 +64,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{store: env.Store, sim: sim, creds: env.Credentials(testenv.Secret), conns: connection.NewStore(env.Store),
-		logs: &syncBuffer{}, now: time.Now().UTC()}
+		logs: new(bytes.Buffer), now: time.Now().UTC()}
 	r.configure(func(*consent.Config) {})
 	return r
 }
