@@ -148,6 +148,12 @@ func (f *fixture) do(t *testing.T, method, path, contentType, body string) answe
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return send(t, req)
+}
+
+// send sends req and reads the answer, whose body must be a JSON object when there is one.
+func send(t *testing.T, req *http.Request) answer {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +163,7 @@ func (f *fixture) do(t *testing.T, method, path, contentType, body string) answe
 	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &a.body); err != nil {
-			t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+			t.Fatalf("%s %s: body %q is not a JSON object: %v", req.Method, req.URL.Path, raw, err)
 		}
 	}
 	return a

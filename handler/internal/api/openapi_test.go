@@ -721,6 +721,27 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(stub.URL, "POST", "/api/orgs/org-a/m365/connect/confirm", `{"ticket":"in-use"}`) // 409
 	c.call(stub.URL, "POST", "/api/orgs/org-a/m365/connect/confirm", `{}`)                  // 400 no ticket
 
+	// Messages and mail settings, on a fixture with the simulated tenant and the pipeline.
+	mf := setupMail(t, false)
+	const m = "/api/orgs/org-m"
+	c.call(mf.srv.URL, "GET", m+"/m365/settings/mail", "")                                                                                                                 // 200, no senders
+	c.call(mf.srv.URL, "POST", m+"/messages", `{"recipients":{"stakeholderIds":["`+mf.people[0]+`"]},"channels":["mail"],"kind":"notification","subject":"s","text":"t"}`) // 409 not ready
+	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["ghost@contoso.example"]}`)                                                                            // 400
+	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["notify@contoso.example"]}`)                                                                           // 200
+	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["notify@contoso.example"]}`, "If-Match", staleETag)                                                    // 412
+	send := `{"recipients":{"stakeholderIds":["` + strings.Join(mf.people, `","`) + `","gone"]},"channels":["mail","teams"],"kind":"notification","subject":"s","text":"t","idempotencyKey":"k1"}`
+	_, accepted := c.call(mf.srv.URL, "POST", m+"/messages", send)     // 202
+	c.call(mf.srv.URL, "POST", m+"/messages", send)                    // 200, the same batch
+	c.call(mf.srv.URL, "POST", m+"/messages", `{"channels":["mail"]}`) // 400
+	batch, _ := accepted["batchId"].(string)
+	c.call(mf.srv.URL, "GET", m+"/messages", "")                          // 200
+	c.call(mf.srv.URL, "GET", m+"/messages?limit=x", "")                  // 400
+	c.call(mf.srv.URL, "GET", m+"/messages/"+batch+"?limit=2", "")        // 200
+	c.call(mf.srv.URL, "GET", m+"/messages/"+batch+"?status=nope", "")    // 400
+	c.call(mf.srv.URL, "GET", m+"/messages/bffffffffffff00000000", "")    // 404
+	c.call(mf.srv.URL, "DELETE", m+"/messages/"+batch, "")                // 200
+	c.call(mf.srv.URL, "DELETE", m+"/messages/bffffffffffff00000000", "") // 404
+
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
 		if op["x-status"] == "planned" || strings.HasSuffix(name, "/api/consent/callback") {
@@ -745,7 +766,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		"POST /api/orgs/{org}/stakeholders 400", "GET /api/orgs/{org}/stakeholders/{id} 404",
 		"PUT /api/orgs/{org}/stakeholders/{id} 428", "PUT /api/orgs/{org}/stakeholders/{id} 412", "PUT /api/orgs/{org}/stakeholders/{id} 404",
 		"DELETE /api/orgs/{org}/stakeholders/{id} 409", "DELETE /api/orgs/{org}/stakeholders/{id} 412",
-		"GET /api/orgs/{org}/groups/{id}/members 404"} {
+		"GET /api/orgs/{org}/groups/{id}/members 404",
+		"POST /api/orgs/{org}/messages 202", "POST /api/orgs/{org}/messages 200", "POST /api/orgs/{org}/messages 409", "POST /api/orgs/{org}/messages 400",
+		"GET /api/orgs/{org}/messages/{batchId} 404", "PUT /api/orgs/{org}/m365/settings/mail 400", "PUT /api/orgs/{org}/m365/settings/mail 412",
+		"DELETE /api/orgs/{org}/messages/{batchId} 200"} {
 		if !c.seen[want] {
 			t.Errorf("not checked: %s", want)
 		}
