@@ -11,8 +11,6 @@ import (
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 )
 
-func TestMain(m *testing.M) { azuritetest.Main(m) }
-
 // TestHealthFunction serves GET /api/health through the handler's routes with the real Table
 // Storage and queue clients: Azurite up and the host stand-in's queue answering is healthy;
 // Table Storage down is a 503 naming it, with no setting's value in the answer.
@@ -26,7 +24,7 @@ func TestHealthFunction(t *testing.T) {
 	}))
 	defer queues.Close()
 	azurite := azuritetest.Start(t)
-	down := "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + azuritetest.AccountKey + ";TableEndpoint=http://127.0.0.1:1/devstoreaccount1;"
+	down := azuritetest.ConnectionString(1) // nothing listens on port 1
 	for _, tc := range []struct {
 		name, tables, bus string
 		status            int

@@ -10,7 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leapchange/m365/handler/internal/azuritetest"
 )
+
+// TestMain stops the Azurite that a test of the package may start.
+func TestMain(m *testing.M) { azuritetest.Main(m) }
 
 // TestRunServesAndShutsDown starts the handler as the host would: it must answer the start-up
 // ping without any network I/O of its own (the stores are unreachable here), log JSON to stdout,
