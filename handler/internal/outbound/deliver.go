@@ -51,8 +51,7 @@ const (
 func (p *Pipeline) HandleMail(ctx context.Context, body []byte, deliveryCount int) error {
 	job, org, err := decodeJob(body)
 	if err != nil {
-		p.log.ErrorContext(ctx, "dropping an outbound-mail message that is not a job", "error", err.Error())
-		return nil
+		return err // no redelivery fixes it: it ends in the dead-letter queue, kept for inspection
 	}
 	if job.Dispatch != nil {
 		return p.dispatch(ctx, org, job.Batch, *job.Dispatch)
@@ -72,9 +71,11 @@ func (p *Pipeline) HandleMail(ctx context.Context, body []byte, deliveryCount in
 // Teams delivery is skipped with reason teams_not_connected: recorded, not failed.
 func (p *Pipeline) HandleTeams(ctx context.Context, body []byte, deliveryCount int) error {
 	job, org, err := decodeJob(body)
-	if err != nil || job.Key == "" {
-		p.log.ErrorContext(ctx, "dropping an outbound-teams message that is not a delivery", "error", fmt.Sprint(err))
-		return nil
+	if err == nil && job.Key == "" {
+		err = fmt.Errorf("outbound: a Teams message names no delivery: %w", errkind.Invalid)
+	}
+	if err != nil {
+		return err // dead-lettered after the redeliveries, kept for inspection
 	}
 	d, etag, err := p.store.delivery(ctx, org, job.Key)
 	if errors.Is(err, errkind.NotFound) || (err == nil && d.Status.Final()) {

@@ -123,8 +123,7 @@ func (j Job) encode() []byte {
 	return b
 }
 
-// decodeJob parses a queue message body; a body that is not a job is Invalid (it is dropped,
-// not retried: no redelivery can fix it).
+// decodeJob parses a queue message body; a body that is not a job is Invalid.
 func decodeJob(body []byte) (Job, tablestore.Org, error) {
 	var j Job
 	if err := json.Unmarshal(body, &j); err != nil {
