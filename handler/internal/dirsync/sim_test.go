@@ -63,21 +63,12 @@ type wireRef struct {
 	Removed json.RawMessage `json:"@removed"`
 }
 
+// wireUser is a user as Graph sends it: the simulated tenant's User has Graph's property names.
 type wireUser struct {
-	ID                string    `json:"id"`
-	GivenName         string    `json:"givenName"`
-	Surname           string    `json:"surname"`
-	DisplayName       string    `json:"displayName"`
-	Mail              string    `json:"mail"`
-	UserPrincipalName string    `json:"userPrincipalName"`
-	MobilePhone       string    `json:"mobilePhone"`
-	BusinessPhones    []string  `json:"businessPhones"`
-	Department        string    `json:"department"`
-	JobTitle          string    `json:"jobTitle"`
-	OfficeLocation    string    `json:"officeLocation"`
-	AccountEnabled    *bool     `json:"accountEnabled"`
-	ManagerDelta      []wireRef `json:"manager@delta"`
-	Removed           *struct {
+	m365sim.User
+	AccountEnabled *bool     `json:"accountEnabled"` // absent: enabled
+	ManagerDelta   []wireRef `json:"manager@delta"`
+	Removed        *struct {
 		Reason string `json:"reason"`
 	} `json:"@removed"`
 }
