@@ -43,6 +43,12 @@ func main() {
 	}
 }
 
+// The demo's sender mailbox pool and its per-mailbox rate (Exchange Online's 30 a minute,
+// scaled up so the send takes seconds).
+var senders = []string{"notify@fabrikam.example", "notify2@fabrikam.example"}
+
+const demoMailPerMinute = 600
+
 const (
 	tenantID = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
 	clientID = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
@@ -98,6 +104,14 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	if err := sim.Generate(tenantID, m365sim.GenSpec{Users: o.users, Groups: o.groups, Depth: 2, Seed: 42, InvalidUsers: o.invalid}); err != nil {
 		return err
 	}
+	// Two notification mailboxes; Exchange's 30 mails a minute per mailbox are scaled up 20×
+	// here (in the simulated tenant and in MAIL_LIMITS alike) so the demo's send takes seconds.
+	sim.SetMailLimits(m365sim.MailLimits{PerMinute: demoMailPerMinute, DailyRecipients: 10_000})
+	for _, m := range senders {
+		if _, err := sim.AddUser(tenantID, m365sim.User{DisplayName: "Change notifications", Mail: m, UserPrincipalName: m, AccountEnabled: true}); err != nil {
+			return err
+		}
+	}
 	if err := sim.Start(); err != nil {
 		return err
 	}
@@ -116,7 +130,8 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	publicURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 	sim.RegisterRedirectURI(clientID, publicURL+"/api/consent/callback")
-	if err := sim.SetAppPermissions(clientID, "User.Read.All", "GroupMember.Read.All", "Mail.Send"); err != nil {
+	// Mail.ReadBasic.All (optional) lets a send whose outcome was lost be checked in Sent Items.
+	if err := sim.SetAppPermissions(clientID, "User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All"); err != nil {
 		return err
 	}
 	if err := sim.SetSignedInTenant(tenantID); err != nil {
@@ -158,6 +173,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 			"LEAP_APP_URL":             "http://localhost:3000/settings/integrations",
 			"STATE_SIGNING_KEY":        randomHex(32),
 			"DEVHOST_FUNCTION_KEY":     key,
+			"MAIL_LIMITS":              fmt.Sprintf("%d/10000", demoMailPerMinute),
 		},
 		Logger: slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Stdout: handlerOut, Stderr: errOut,
@@ -190,9 +206,12 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 
 	step("Sync settings and a stakeholder that already exists in Leap Change")
 	var settings map[string]any
+	// Group sync mirrors the top-level groups (nested members included: every generated user)
+	// as stakeholder groups; the notification below goes to one of them.
+	topLevel := topLevelGroups(sim)
 	if err := api.do(ctx, "PUT", "/m365/settings", map[string]any{
 		"frequency": "twice_daily", "timeZone": "Europe/Berlin", "mergeStrategy": "entra_wins",
-		"groupFilter": []string{}, "groupSync": false, "groupType": "custom",
+		"groupFilter": topLevel, "groupSync": true, "groupType": "functional",
 		"deletionThreshold": map[string]int{"percent": 20, "count": 500},
 	}, &settings); err != nil {
 		return err
@@ -264,8 +283,14 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "filter on %q: %d stakeholders would be deactivated (out of the filter); nothing was written\n", groups[0].DisplayName, preview.PendingDeactivations)
-	settings["groupFilter"] = []string{}
+	settings["groupFilter"] = topLevel
 	if err := api.do(ctx, "PUT", "/m365/settings", settings, &settings); err != nil {
+		return err
+	}
+
+	step("A notification by mail to a synced stakeholder group")
+	sent, err := notify(ctx, api, sim, out)
+	if err != nil {
 		return err
 	}
 
@@ -298,6 +323,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	if full.State != "succeeded" || delta.State != "succeeded" {
 		return fmt.Errorf("a sync did not succeed: full %s, delta %s", full.State, delta.State)
+	}
+	if !sent {
+		return errors.New("the notification did not end as expected")
 	}
 	fmt.Fprintln(out, "\nDEMO OK")
 	return nil

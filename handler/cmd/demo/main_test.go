@@ -33,7 +33,7 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		regexp.MustCompile(`connection: connected to tenant 3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b; granted \[User.Read.All GroupMember.Read.All Mail.Send\]; missing \[\]`),
 		regexp.MustCompile(`the callback sent the admin back to http://localhost:3000/settings/integrations\?m365=confirm&org=demo&ticket=<one-time ticket>`),
 		regexp.MustCompile(`the web app confirmed the ticket for org demo \(POST /m365/connect/confirm\)`),
-		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 5000 processed: \d+ created, 1 updated, 0 unchanged, 0 reactivated, 0 skipped, 3 invalid, [1-9]\d* excluded \([1-9]\d* disabled and never synced, 0 deleted, 0 outside the group filter\)`),
+		regexp.MustCompile(`succeeded full sync in [0-9.]+s — 5002 processed: \d+ created, 1 updated, 0 unchanged, 0 reactivated, 0 skipped, 3 invalid, [1-9]\d* excluded \([1-9]\d* disabled and never synced, 0 deleted, 2 outside the group filter\)`),
 		regexp.MustCompile(`also: 0 conflicts resolved, 0 deactivated, 1 linked by email`),
 		regexp.MustCompile(`the manual stakeholder was linked, not duplicated: source entra, externalId [0-9a-f-]{36}, influence kept: high`),
 		regexp.MustCompile(`succeeded delta sync in [0-9.]+s — [1-9]\d* processed: 0 created, [1-9]\d* updated, \d+ unchanged, \d+ reactivated, 0 skipped, \d+ invalid, \d+ excluded`),
@@ -43,6 +43,11 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		regexp.MustCompile(`next scheduled sync 20\d\d-\d\d-\d\dT(06|18):00:00\+0[12]:00`),
 		regexp.MustCompile(`queue sync-jobs\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
 		regexp.MustCompile(`health: healthy, version \S+; tableStorage healthy=true \(\d+ ms\) serviceBus healthy=true`),
+		regexp.MustCompile(`batch b[0-9a-f]{20} to group "[^"]+" \(\d+ members\) and Pat Typo <pat.typo@fabrikam.invalid>: \d+ recipients, expected done by`),
+		regexp.MustCompile(`settled  sent \d+, queued 0, sending 0, scheduled 0, failed 1, skipped 0`),
+		regexp.MustCompile(`failed: \d+-mail <pat.typo@fabrikam.invalid>: invalid_recipient — Exchange refused the recipient's address`),
+		regexp.MustCompile(`limits tripped: 0; addresses mailed twice: 0`),
+		regexp.MustCompile(`queue outbound-mail\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
 		regexp.MustCompile(`DEMO OK`),
 	} {
 		if !want.MatchString(s) {
