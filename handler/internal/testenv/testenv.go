@@ -6,6 +6,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"testing"
@@ -50,26 +51,7 @@ type Env struct {
 // New starts the rig for t.
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
-	sim := m365sim.New(opts.Sim)
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	domain := opts.Domain
-	if domain == "" {
-		domain = "contoso.example"
-	}
-	sim.AddTenant(Tenant, domain)
-	sim.RegisterApp(ClientID, Secret)
-	if !opts.NoConsent {
-		perms := opts.Permissions
-		if perms == nil {
-			perms = []string{"User.Read.All", "GroupMember.Read.All"}
-		}
-		if err := sim.Consent(Tenant, ClientID, perms...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sim := NewTenant(t, opts)
 	cfg := tablestore.Config{ConnectionString: azuritetest.Start(t), Prefix: azuritetest.Prefix()}
 	if opts.StoreTransport != nil {
 		cfg.ClientOptions = azcore.ClientOptions{Transport: opts.StoreTransport,
@@ -81,6 +63,30 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	t.Cleanup(func() { store.DropTables(context.Background()) })
 	return &Env{Sim: sim, Store: store, Queue: &queuetest.Queue{}}
+}
+
+// NewTenant starts the rig's simulated tenant alone, for tests that need no store (and no
+// Azurite): Tenant with our app registered and, unless opts.NoConsent, consented.
+// opts.StoreTransport is not used.
+func NewTenant(t testing.TB, opts Options) *m365sim.Server {
+	t.Helper()
+	sim := m365sim.New(opts.Sim)
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sim.AddTenant(Tenant, cmp.Or(opts.Domain, "contoso.example"))
+	sim.RegisterApp(ClientID, Secret)
+	if !opts.NoConsent {
+		perms := opts.Permissions
+		if perms == nil {
+			perms = []string{"User.Read.All", "GroupMember.Read.All"}
+		}
+		if err := sim.Consent(Tenant, ClientID, perms...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sim
 }
 
 // Credentials are app-only credentials of our app, with clientSecret, against the simulated
