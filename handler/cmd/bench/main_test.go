@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { azuritetest.Main(m) }
 func TestSyncBenchEndToEnd(t *testing.T) {
 	conn := azuritetest.Start(t)
 	const users = 300
-	sim := testenv.New(t, testenv.Options{Sim: m365sim.Options{Admin: true}, Domain: "bench.example"}).Sim
+	sim := testenv.NewTenant(t, testenv.Options{Sim: m365sim.Options{Admin: true}, Domain: "bench.example"})
 	if err := sim.SetAppPermissions(testenv.ClientID, "User.Read.All", "GroupMember.Read.All"); err != nil {
 		t.Fatal(err)
 	}

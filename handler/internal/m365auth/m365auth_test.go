@@ -10,28 +10,21 @@ import (
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
-	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
+// The simulated tenant, our app and its secret are testenv's; otherID is a tenant that did not
+// consent.
 const (
-	tenantID = "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"
+	tenantID = testenv.Tenant
 	otherID  = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
-	clientID = "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
-	secret   = "sim-secret-value"
+	clientID = testenv.ClientID
+	secret   = testenv.Secret
 )
 
 func TestTokenThroughAzidentity(t *testing.T) {
-	sim := m365sim.New(m365sim.Options{})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	sim.RegisterApp(clientID, secret)
-	sim.AddTenant(tenantID, "fabrikam.example")
+	sim := testenv.NewTenant(t, testenv.Options{Domain: "fabrikam.example"})
 	sim.AddTenant(otherID, "contoso.example")
-	if err := sim.Consent(tenantID, clientID, "User.Read.All", "GroupMember.Read.All"); err != nil {
-		t.Fatal(err)
-	}
 	creds := func(secret string) *m365auth.Credentials {
 		return m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
 	}

@@ -12,18 +12,13 @@ import (
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestSignInThroughTheCodeFlow(t *testing.T) {
-	sim := m365sim.New(m365sim.Options{})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := testenv.NewTenant(t, testenv.Options{Domain: "fabrikam.example", NoConsent: true})
 	const redirect = "https://leap.example.net/api/consent/callback"
-	sim.RegisterApp(clientID, secret)
 	sim.RegisterRedirectURI(clientID, redirect)
-	sim.AddTenant(tenantID, "fabrikam.example")
 	if err := sim.SetGroupMembershipClaims(clientID, "DirectoryRole"); err != nil {
 		t.Fatal(err)
 	}
