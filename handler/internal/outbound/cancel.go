@@ -102,16 +102,37 @@ func (p *Pipeline) cancelRows(ctx context.Context, org tablestore.Org, ops []tab
 			return cancelled, inFlight, err
 		}
 		for _, op := range part {
-			err := p.store.deliveries.Batch(ctx, org, []tablestore.Op{op})
-			switch {
-			case err == nil:
+			ok, err := p.cancelOne(ctx, org, op.Key)
+			if err != nil {
+				return cancelled, inFlight, err
+			}
+			if ok {
 				cancelled++
-			case errors.Is(err, errkind.Conflict):
-				inFlight++ // claimed or settled meanwhile
-			default:
-				return cancelled, inFlight, fmt.Errorf("outbound: cancelling %s: %w", op.Key, err)
+			} else {
+				inFlight++
 			}
 		}
 	}
 	return cancelled, inFlight, nil
+}
+
+// cancelOne cancels one row that changed since it was read: queued meanwhile by a dispatch step
+// that started before the cancel, it is cancelled still; claimed by a sender, it is in flight.
+func (p *Pipeline) cancelOne(ctx context.Context, org tablestore.Org, key string) (bool, error) {
+	for range 5 {
+		d, etag, err := p.store.delivery(ctx, org, key)
+		if err != nil {
+			return false, fmt.Errorf("outbound: cancelling %s: %w", key, err)
+		}
+		if d.Status != Scheduled && d.Status != Queued {
+			return false, nil
+		}
+		d.Status, d.UpdatedAt = Cancelled, p.now()
+		if _, err := p.store.updateDelivery(ctx, org, d, etag); err == nil {
+			return true, nil
+		} else if !errors.Is(err, errkind.Conflict) {
+			return false, fmt.Errorf("outbound: cancelling %s: %w", key, err)
+		}
+	}
+	return false, nil
 }

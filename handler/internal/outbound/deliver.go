@@ -115,19 +115,15 @@ func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job)
 	case d.Status == Queued && d.DueAt.After(now.Add(early)):
 		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
 	}
-	b, _, err := p.store.Batch(ctx, org, d.Batch)
+	// The batch's content; a cancel is seen on the row itself (Cancel marks every row).
+	b, err := p.batchContent(ctx, org, d.Batch)
 	if errors.Is(err, errkind.NotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if b.State == CancelState {
-		d.Status, d.UpdatedAt = Cancelled, now
-		_, err := p.store.updateDelivery(ctx, org, d, etag)
-		return err
-	}
-	rec, _, err := p.cfg.Connections.Get(ctx, org)
+	rec, err := p.connectionOf(ctx, org)
 	if err != nil && !errors.Is(err, errkind.NotFound) {
 		return err
 	}
@@ -233,6 +229,7 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 		if rerr := p.cfg.Connections.NeedsReauthorization(ctx, org, "Microsoft refused the app's token while sending mail: "+detail, now); rerr != nil {
 			return rerr
 		}
+		p.forgetConnection(org)
 		return p.putOff(ctx, org, b, d, etag, now.Add(reauthWait), false, ReasonWaitingReauth, "The Microsoft 365 connection needs re-authorization: the mail goes once an administrator connects again.", detail)
 	}
 	switch kind {

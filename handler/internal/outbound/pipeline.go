@@ -83,6 +83,7 @@ type Pipeline struct {
 	store *Store
 	log   *slog.Logger
 	now   func() time.Time
+	cache cache
 }
 
 // New returns a Pipeline. It does no I/O.
