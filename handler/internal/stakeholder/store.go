@@ -301,35 +301,25 @@ func eachConcurrently(n int, fn func(i int) error) error {
 // Link.Current), then the index row of stakeholders linked by email. A delta round touches only
 // what changed, never the whole directory.
 func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
-	found := make([]*Link, len(entraIDs))
-	err := eachConcurrently(len(entraIDs), func(i int) error {
-		id := entraIDs[i]
+	return readEach(entraIDs, func(id string) (*Link, error) {
 		if d := SyncedID(id); d != "" {
 			st, etag, err := tablestore.Get[Stakeholder](ctx, s.t, org, rowKey(d))
 			switch {
 			case err == nil && st.ExternalID == id:
-				found[i] = &Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason, Current: &Versioned{Stakeholder: st, ETag: etag}}
-				return nil
+				return &Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason, Current: &Versioned{Stakeholder: st, ETag: etag}}, nil
 			case err != nil && !errors.Is(err, tablestore.ErrNotFound):
-				return err
+				return nil, err
 			}
 		}
 		p, _, err := tablestore.Get[pointer](ctx, s.t, org, externalKey(id))
 		switch {
 		case err == nil:
-			found[i] = &Link{ID: p.ID, Active: p.Active, Reason: p.Reason}
+			return &Link{ID: p.ID, Active: p.Active, Reason: p.Reason}, nil
 		case !errors.Is(err, tablestore.ErrNotFound):
-			return err
+			return nil, err
 		}
-		return nil
+		return nil, nil
 	})
-	out := make(map[string]Link, len(entraIDs))
-	for i, l := range found {
-		if l != nil {
-			out[entraIDs[i]] = *l
-		}
-	}
-	return out, err
 }
 
 // ByEmails finds stakeholder ids by (normalized) email, a point read each.
@@ -342,21 +332,32 @@ func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []strin
 			norm = append(norm, e)
 		}
 	}
-	ids := make([]string, len(norm))
-	err := eachConcurrently(len(norm), func(i int) error {
-		p, _, err := tablestore.Get[pointer](ctx, s.t, org, emailKey(norm[i]))
+	return readEach(norm, func(email string) (*string, error) {
+		p, _, err := tablestore.Get[pointer](ctx, s.t, org, emailKey(email))
 		switch {
-		case err == nil:
-			ids[i] = p.ID
-		case !errors.Is(err, tablestore.ErrNotFound):
-			return err
+		case err == nil && p.ID != "":
+			return &p.ID, nil
+		case err != nil && !errors.Is(err, tablestore.ErrNotFound):
+			return nil, err
 		}
-		return nil
+		return nil, nil
 	})
-	out := make(map[string]string, len(norm))
-	for i, id := range ids {
-		if id != "" {
-			out[norm[i]] = id
+}
+
+// readEach reads every key with read, concurrently (see eachConcurrently), and returns what it
+// found by key; read returns nil for a key that is not there. On an error, the map holds what
+// the other reads found.
+func readEach[V any](keys []string, read func(key string) (*V, error)) (map[string]V, error) {
+	found := make([]*V, len(keys))
+	err := eachConcurrently(len(keys), func(i int) error {
+		v, err := read(keys[i])
+		found[i] = v
+		return err
+	})
+	out := make(map[string]V, len(keys))
+	for i, v := range found {
+		if v != nil {
+			out[keys[i]] = *v
 		}
 	}
 	return out, err
@@ -373,22 +374,14 @@ type Versioned struct {
 
 // GetMany reads stakeholders by id, a point read each; missing ids are not in the map.
 func (s *Store) GetMany(ctx context.Context, org tablestore.Org, ids []string) (map[string]Versioned, error) {
-	got := make([]*Versioned, len(ids))
-	err := eachConcurrently(len(ids), func(i int) error {
-		st, etag, err := s.Get(ctx, org, ids[i])
+	return readEach(ids, func(id string) (*Versioned, error) {
+		st, etag, err := s.Get(ctx, org, id)
 		switch {
 		case err == nil:
-			got[i] = &Versioned{Stakeholder: st, ETag: etag}
+			return &Versioned{Stakeholder: st, ETag: etag}, nil
 		case !errors.Is(err, ErrNotFound):
-			return err
+			return nil, err
 		}
-		return nil
+		return nil, nil
 	})
-	out := make(map[string]Versioned, len(ids))
-	for i, v := range got {
-		if v != nil {
-			out[ids[i]] = *v
-		}
-	}
-	return out, err
 }
