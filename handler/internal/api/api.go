@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/fielderr"
 	"io"
 	"log/slog"
 	"mime"
@@ -227,7 +228,7 @@ func invalid(field, msg string) error {
 // problemFor is the one place errors become HTTP answers.
 func problemFor(err error) problem.Problem {
 	var br badRequest
-	var oi org.Invalid
+	var bad fielderr.List
 	var nr notReady
 	switch {
 	case errors.As(err, &br):
@@ -236,9 +237,9 @@ func problemFor(err error) problem.Problem {
 		return problem.New(http.StatusConflict, problem.NotReady, string(nr))
 	case errors.Is(err, outbound.ErrBatchNotFound):
 		return problem.New(http.StatusNotFound, problem.NotFound, "no such message batch")
-	case errors.As(err, &oi):
-		fields := make([]problem.FieldError, len(oi))
-		for i, f := range oi {
+	case errors.As(err, &bad):
+		fields := make([]problem.FieldError, len(bad))
+		for i, f := range bad {
 			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
 		}
 		return problem.InvalidFields(fields...)

@@ -43,7 +43,7 @@ func (s *Server) putMailSettings(w http.ResponseWriter, r *http.Request, org tab
 		return err
 	}
 	if err := v.Normalize(); err != nil {
-		return mailSettingsProblem(err)
+		return err
 	}
 	tenant, err := s.tenantOf(ctx, org)
 	if err != nil {
@@ -76,20 +76,8 @@ func (s *Server) putMailSettings(w http.ResponseWriter, r *http.Request, org tab
 		return errPrecondition
 	}
 	if err != nil {
-		return mailSettingsProblem(err)
+		return err
 	}
 	w.Header().Set("ETag", string(newETag))
 	return writeJSON(w, http.StatusOK, v)
-}
-
-func mailSettingsProblem(err error) error {
-	var bad mailsettings.Invalid
-	if errors.As(err, &bad) {
-		fields := make([]problem.FieldError, len(bad))
-		for i, f := range bad {
-			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
-		}
-		return badRequest{fields}
-	}
-	return err
 }

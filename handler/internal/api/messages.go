@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/outbound"
-	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -221,14 +220,6 @@ func (s *Server) cancelMessage(w http.ResponseWriter, r *http.Request, org table
 }
 
 func messageProblem(err error) error {
-	var bad outbound.Invalid
-	if errors.As(err, &bad) {
-		fields := make([]problem.FieldError, len(bad))
-		for i, f := range bad {
-			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
-		}
-		return badRequest{fields}
-	}
 	if msg, ok := outbound.NotReady(err); ok {
 		return notReady(msg)
 	}

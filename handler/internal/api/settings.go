@@ -59,7 +59,7 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 		return errPrecondition
 	}
 	if err != nil {
-		return settingsProblem(err)
+		return err
 	}
 	w.Header().Set("ETag", string(newETag))
 	return writeJSON(w, http.StatusOK, v)
@@ -71,11 +71,13 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 func (s *Server) validateSettings(r *http.Request, org tablestore.Org, v, cur syncsettings.Settings) error {
 	var fields []problem.FieldError
 	if err := v.Validate(); err != nil {
-		var br badRequest
-		if !errors.As(settingsProblem(err), &br) {
+		var bad syncsettings.Invalid
+		if !errors.As(err, &bad) {
 			return err
 		}
-		fields = br.fields
+		for _, f := range bad {
+			fields = append(fields, problem.FieldError{Field: f.Field, Message: f.Message})
+		}
 	}
 	if len(v.GroupFilter) > syncsettings.MaxGroups {
 		return badRequest{fields} // named already; not worth a lookup per id
@@ -136,18 +138,6 @@ func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []
 		return invalid("groupFilter", "unknown Entra group ids: "+strings.Join(unknown, ", "))
 	}
 	return nil
-}
-
-func settingsProblem(err error) error {
-	var bad syncsettings.Invalid
-	if errors.As(err, &bad) {
-		fields := make([]problem.FieldError, len(bad))
-		for i, f := range bad {
-			fields[i] = problem.FieldError{Field: f.Field, Message: f.Message}
-		}
-		return badRequest{fields}
-	}
-	return err
 }
 
 func contains(list []string, v string) bool {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/fielderr"
 	"net/mail"
 	"strings"
 	"time"
@@ -27,18 +28,10 @@ type Settings struct {
 }
 
 // FieldError names one bad field.
-type FieldError struct{ Field, Message string }
+type FieldError = fielderr.Field
 
 // Invalid is every problem of a settings document.
-type Invalid []FieldError
-
-func (v Invalid) Error() string {
-	parts := make([]string, len(v))
-	for i, f := range v {
-		parts[i] = f.Field + ": " + f.Message
-	}
-	return "invalid mail settings: " + strings.Join(parts, "; ")
-}
+type Invalid = fielderr.List
 
 // address checks one address and returns it trimmed.
 func address(s string) (string, bool) {
@@ -52,10 +45,10 @@ func address(s string) (string, bool) {
 func (s *Settings) Normalize() error {
 	var bad Invalid
 	if len(s.Senders) == 0 {
-		bad = append(bad, FieldError{"senders", "name at least one mailbox to send from"})
+		bad = append(bad, FieldError{Field: "senders", Message: "name at least one mailbox to send from"})
 	}
 	if len(s.Senders) > MaxSenders {
-		bad = append(bad, FieldError{"senders", fmt.Sprintf("at most %d mailboxes", MaxSenders)})
+		bad = append(bad, FieldError{Field: "senders", Message: fmt.Sprintf("at most %d mailboxes", MaxSenders)})
 	}
 	seen := map[string]bool{}
 	for i, m := range s.Senders {
@@ -63,9 +56,9 @@ func (s *Settings) Normalize() error {
 		field := fmt.Sprintf("senders[%d]", i)
 		switch {
 		case !ok:
-			bad = append(bad, FieldError{field, "not a mail address"})
+			bad = append(bad, FieldError{Field: field, Message: "not a mail address"})
 		case seen[strings.ToLower(a)]:
-			bad = append(bad, FieldError{field, "listed twice"})
+			bad = append(bad, FieldError{Field: field, Message: "listed twice"})
 		}
 		seen[strings.ToLower(a)] = true
 		s.Senders[i] = a
@@ -73,7 +66,7 @@ func (s *Settings) Normalize() error {
 	if s.ReplyTo != "" {
 		a, ok := address(s.ReplyTo)
 		if !ok {
-			bad = append(bad, FieldError{"replyTo", "not a mail address"})
+			bad = append(bad, FieldError{Field: "replyTo", Message: "not a mail address"})
 		}
 		s.ReplyTo = a
 	}

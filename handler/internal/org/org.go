@@ -7,6 +7,7 @@ package org
 import (
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/fielderr"
 	"regexp"
 	"strings"
 	"time"
@@ -57,12 +58,10 @@ var (
 )
 
 // FieldError names one invalid field.
-type FieldError struct{ Field, Message string }
+type FieldError = fielderr.Field
 
 // Invalid is every problem of a request.
-type Invalid []FieldError
-
-func (v Invalid) Error() string { return fmt.Sprintf("invalid org: %v", []FieldError(v)) }
+type Invalid = fielderr.List
 
 // idRE is the org id: lower-case letters, digits, '-' and '_', starting with a letter or digit.
 // It is deliberately narrower than a partition key: nothing a client, proxy or the Functions host
@@ -73,7 +72,7 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // ParseID validates an org id from a URL.
 func ParseID(id string) (tablestore.Org, error) {
 	if !idRE.MatchString(id) {
-		return tablestore.Org{}, Invalid{{"org", "must be 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit"}}
+		return tablestore.Org{}, Invalid{{Field: "org", Message: "must be 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit"}}
 	}
 	return tablestore.NewOrg(id)
 }
@@ -87,15 +86,15 @@ func (r Registration) Validate() error {
 	name := strings.TrimSpace(r.DisplayName)
 	switch {
 	case name == "":
-		bad = append(bad, FieldError{"displayName", "required"})
+		bad = append(bad, FieldError{Field: "displayName", Message: "required"})
 	case utf8.RuneCountInString(r.DisplayName) > MaxDisplayName:
-		bad = append(bad, FieldError{"displayName", fmt.Sprintf("at most %d characters", MaxDisplayName)})
+		bad = append(bad, FieldError{Field: "displayName", Message: fmt.Sprintf("at most %d characters", MaxDisplayName)})
 	case strings.IndexFunc(r.DisplayName, unicode.IsControl) >= 0:
-		bad = append(bad, FieldError{"displayName", "must not contain control characters"})
+		bad = append(bad, FieldError{Field: "displayName", Message: "must not contain control characters"})
 	}
 	// "" and "Local" load (as UTC and the server's zone) but are not IANA names.
 	if _, err := time.LoadLocation(r.TimeZone); err != nil || r.TimeZone == "" || r.TimeZone == "Local" {
-		bad = append(bad, FieldError{"timeZone", fmt.Sprintf("unknown IANA time zone %q", r.TimeZone)})
+		bad = append(bad, FieldError{Field: "timeZone", Message: fmt.Sprintf("unknown IANA time zone %q", r.TimeZone)})
 	}
 	if len(bad) > 0 {
 		return bad

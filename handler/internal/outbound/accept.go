@@ -48,7 +48,7 @@ type Receipt struct {
 // validate checks every field of r and names every problem.
 func (r *Request) validate(now time.Time) error {
 	var bad Invalid
-	add := func(f, m string) { bad = append(bad, FieldError{f, m}) }
+	add := func(f, m string) { bad = append(bad, FieldError{Field: f, Message: m}) }
 	if len(r.StakeholderIDs) == 0 && len(r.GroupIDs) == 0 {
 		add("recipients", "name stakeholderIds, groupIds or both")
 	}
@@ -240,7 +240,7 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 	for i, g := range r.GroupIDs {
 		if _, _, err := p.cfg.Groups.Get(ctx, org, g); err != nil {
 			if errors.Is(err, errkind.NotFound) || errors.Is(err, stakeholder.ErrNotFound) {
-				return nil, nil, Invalid{{fmt.Sprintf("groupIds[%d]", i), "no such stakeholder group"}}
+				return nil, nil, Invalid{{Field: fmt.Sprintf("groupIds[%d]", i), Message: "no such stakeholder group"}}
 			}
 			return nil, nil, err
 		}
@@ -256,7 +256,7 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 		addID(id)
 	}
 	if len(ids) > MaxRecipients {
-		return nil, nil, Invalid{{"recipients", fmt.Sprintf("%d recipients after expanding the groups, over the limit of %d", len(ids), MaxRecipients)}}
+		return nil, nil, Invalid{{Field: "recipients", Message: fmt.Sprintf("%d recipients after expanding the groups, over the limit of %d", len(ids), MaxRecipients)}}
 	}
 	found, err := p.lookup(ctx, org, ids)
 	if err != nil {
@@ -303,7 +303,7 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 
 // pointReadLimit: up to this many recipients are read one by one; more, and the org's
 // directory is streamed once instead (a page of 1 000 costs what ~10 point reads cost).
-const pointReadLimit = 2_000
+const pointReadLimit = 500
 
 func (p *Pipeline) lookup(ctx context.Context, org tablestore.Org, ids []string) (map[string]stakeholder.Stakeholder, error) {
 	out := make(map[string]stakeholder.Stakeholder, len(ids))

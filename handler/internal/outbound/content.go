@@ -2,8 +2,10 @@ package outbound
 
 import (
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/fielderr"
 	"html"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -85,22 +87,14 @@ type Content struct {
 }
 
 // FieldError names one bad input field.
-type FieldError struct{ Field, Message string }
+type FieldError = fielderr.Field
 
 // Invalid is every problem of a request.
-type Invalid []FieldError
-
-func (v Invalid) Error() string {
-	parts := make([]string, len(v))
-	for i, f := range v {
-		parts[i] = f.Field + ": " + f.Message
-	}
-	return "invalid message: " + strings.Join(parts, "; ")
-}
+type Invalid = fielderr.List
 
 // validateContent checks and normalises c for the channels, appending problems to bad.
 func validateContent(c *Content, channels []string, bad *Invalid) {
-	add := func(f, m string) { *bad = append(*bad, FieldError{f, m}) }
+	add := func(f, m string) { *bad = append(*bad, FieldError{Field: f, Message: m}) }
 	c.Subject = strings.TrimSpace(c.Subject)
 	for field, v := range map[string]string{"subject": c.Subject, "text": c.Text, "html": c.HTML} {
 		if !utf8.ValidString(v) {
@@ -116,7 +110,7 @@ func validateContent(c *Content, channels []string, bad *Invalid) {
 	if utf8.RuneCountInString(c.Subject) > MaxSubject {
 		add("subject", fmt.Sprintf("at most %d characters", MaxSubject))
 	}
-	if contains(channels, Mail) && c.Subject == "" {
+	if slices.Contains(channels, Mail) && c.Subject == "" {
 		add("subject", "a mail needs a subject")
 	}
 	if strings.TrimSpace(c.Text) == "" && strings.TrimSpace(c.HTML) == "" {
@@ -157,13 +151,4 @@ func utf16Len(s string) int {
 		}
 	}
 	return n
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/fielderr"
 	"regexp"
 	"time"
 
@@ -65,12 +66,10 @@ func Defaults() Settings {
 }
 
 // FieldError names one invalid setting.
-type FieldError struct{ Field, Message string }
+type FieldError = fielderr.Field
 
 // Invalid is every problem of a settings document.
-type Invalid []FieldError
-
-func (v Invalid) Error() string { return fmt.Sprintf("invalid sync settings: %v", []FieldError(v)) }
+type Invalid = fielderr.List
 
 // MaxGroups bounds the group filter (Graph's delta $filter takes 50 ids).
 const MaxGroups = 50
@@ -81,7 +80,7 @@ var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 // Invalid naming every bad field.
 func (s Settings) Validate() error {
 	var bad Invalid
-	add := func(f, m string) { bad = append(bad, FieldError{f, m}) }
+	add := func(f, m string) { bad = append(bad, FieldError{Field: f, Message: m}) }
 	switch s.Frequency {
 	case Manual, Daily, TwiceDaily, Weekly:
 	default:
