@@ -16,14 +16,24 @@ import (
 	"time"
 )
 
-func TestRun(t *testing.T) {
+// sim is the simulator that run serves in the background of a test, once it printed READY.
+type sim struct {
+	base   string
+	roots  *x509.CertPool
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startSim runs the simulator with args (plus -ca-out) until stop and waits for its READY line.
+func startSim(t *testing.T, args ...string) *sim {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
+	t.Cleanup(cancel)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-tenant", "t1", "-users", "50", "-groups", "3", "-app-id", "app", "-app-secret", "sec", "-ca-out", caFile}, pw)
+		done <- run(ctx, append(args, "-ca-out", caFile), pw)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -40,7 +50,36 @@ func TestRun(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return &sim{base: base, roots: pool, cancel: cancel, done: done}
+}
+
+// client trusts the simulator's certificate authority.
+func (s *sim) client() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots}}}
+}
+
+// token asks tenant t1 for an app-only token as app/sec; the caller closes the body.
+func (s *sim) token(t *testing.T, c *http.Client) *http.Response {
+	t.Helper()
+	resp, err := c.PostForm(s.base+"/t1/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// stop cancels the simulator and fails the test if run did not end cleanly.
+func (s *sim) stop(t *testing.T) {
+	t.Helper()
+	s.cancel()
+	if err := <-s.done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRun(t *testing.T) {
+	s := startSim(t, "-tenant", "t1", "-users", "50", "-groups", "3", "-app-id", "app", "-app-secret", "sec")
+	c, base := s.client(), s.base
 
 	resp, err := c.Post(base+"/_sim/tenants/t1/mutate", "application/json", strings.NewReader(`{"fraction":0.1,"seed":3}`))
 	if err != nil {
@@ -52,53 +91,22 @@ func TestRun(t *testing.T) {
 	if resp.StatusCode != 200 || m["changed"] != 5 {
 		t.Errorf("mutate: %d %v", resp.StatusCode, m)
 	}
-	resp, err = c.PostForm(base+"/t1/oauth2/v2.0/token", map[string][]string{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp = s.token(t, c)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("token: %d", resp.StatusCode)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.stop(t)
 }
 
 func TestRunAdminConsent(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
 	const cb = "https://localhost:7071/api/consent/callback"
-	go func() {
-		done <- run(ctx, []string{"-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
-			"-consented=false", "-redirect-uri", cb, "-ca-out", caFile}, pw)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
-	if !ok {
-		t.Fatalf("first line %q", line)
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	s := startSim(t, "-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
+		"-consented=false", "-redirect-uri", cb)
+	c, base := s.client(), s.base
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	tokenStatus := func() int {
-		resp, err := c.PostForm(base+"/t1/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := s.token(t, c)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
@@ -126,41 +134,16 @@ func TestRunAdminConsent(t *testing.T) {
 	if st := tokenStatus(); st != 200 {
 		t.Errorf("token after consent: %d", st)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.stop(t)
 }
 
 func TestRunMailFlags(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
-			"-mail-per-minute", "2", "-mail-concurrency", "3", "-mail-daily-recipients", "40", "-mail-latency", "5ms", "-ca-out", caFile}, pw)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
-	if !ok {
-		t.Fatalf("first line %q", line)
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	s := startSim(t, "-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
+		"-mail-per-minute", "2", "-mail-concurrency", "3", "-mail-daily-recipients", "40", "-mail-latency", "5ms")
+	c, base := s.client(), s.base
 	do := func(method, url, tok, body string, v any) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, method, base+url, strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
@@ -179,10 +162,7 @@ func TestRunMailFlags(t *testing.T) {
 	if st := do("GET", "/_sim/mail/limits", "", "", &lim); st != 200 || lim["perMinute"] != 2 || lim["concurrency"] != 3 || lim["dailyRecipients"] != 40 || lim["latency"] != 5 || lim["requestsPer10Min"] != 10000 {
 		t.Fatalf("limits: %d %v", st, lim)
 	}
-	resp, err := c.PostForm(base+"/t1/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}, "client_secret": {"sec"}, "scope": {"https://graph.microsoft.com/.default"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := s.token(t, c)
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
@@ -214,8 +194,5 @@ func TestRunMailFlags(t *testing.T) {
 	if st := do("GET", "/_sim/tenants/t1/mail?since=1", "", "", &sent); st != 200 || len(sent) != 1 || sent[0]["from"] != from {
 		t.Fatalf("mail: %d %v", st, sent)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.stop(t)
 }
