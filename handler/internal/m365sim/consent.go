@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -225,22 +224,7 @@ func (s *Server) consentRedirect(w http.ResponseWriter, r *http.Request, redirec
 	if hasState {
 		params = append(params, kv{"state", state})
 	}
-	var b strings.Builder
-	b.WriteString(redirectURI)
-	sep := "?"
-	if strings.Contains(redirectURI, "?") {
-		sep = "&"
-	}
-	for _, p := range params {
-		b.WriteString(sep)
-		b.WriteString(url.QueryEscape(p.k))
-		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(p.v))
-		sep = "&"
-	}
-	w.Header().Set("Cache-Control", "no-store, no-cache")
-	w.Header().Set("Location", b.String())
-	w.WriteHeader(http.StatusFound)
+	s.authResponse(w, redirectURI, "query", params)
 }
 
 // describe appends Entra's trace lines to an error description.

@@ -154,20 +154,13 @@ func (s *Server) checkToken(g *gctx, st pageState, path string) *gresp {
 }
 
 func deltaPage(context, next, delta string, items func(e *enc)) []byte {
-	var e enc
-	e.open()
-	e.str("@odata.context", context)
-	if next != "" {
-		e.str("@odata.nextLink", next)
-	} else {
-		e.str("@odata.deltaLink", delta)
-	}
-	e.key("value")
-	e.openArr()
-	items(&e)
-	e.closeArr()
-	e.close()
-	return e.b
+	return collectionPage(context, func(e *enc) {
+		if next != "" {
+			e.str("@odata.nextLink", next)
+		} else {
+			e.str("@odata.deltaLink", delta)
+		}
+	}, items)
 }
 
 func (s *Server) deltaPageSize(r *http.Request) int {

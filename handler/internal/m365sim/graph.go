@@ -293,15 +293,23 @@ func decodeState(tok, kind string, g *gctx) (pageState, *gresp) {
 
 // listPage writes a standard collection page.
 func listPage(context string, count int, items func(e *enc), next string) []byte {
+	return collectionPage(context, func(e *enc) {
+		if count >= 0 {
+			e.num("@odata.count", count)
+		}
+		if next != "" {
+			e.str("@odata.nextLink", next)
+		}
+	}, items)
+}
+
+// collectionPage encodes one page of a Graph collection: @odata.context, the annotations that
+// annotate writes (count, next or delta link), then the value array that items fills.
+func collectionPage(context string, annotate, items func(e *enc)) []byte {
 	var e enc
 	e.open()
 	e.str("@odata.context", context)
-	if count >= 0 {
-		e.num("@odata.count", count)
-	}
-	if next != "" {
-		e.str("@odata.nextLink", next)
-	}
+	annotate(&e)
 	e.key("value")
 	e.openArr()
 	items(&e)
