@@ -43,9 +43,15 @@ type consentAnswer struct {
 // following the redirect.
 func adminConsent(t *testing.T, sim *m365sim.Server, pathTenant string, q url.Values) consentAnswer {
 	t.Helper()
+	return browse(t, sim, "/"+pathTenant+"/v2.0/adminconsent", q)
+}
+
+// browse GETs path?q on the sim as a browser would, without following a redirect.
+func browse(t *testing.T, sim *m365sim.Server, path string, q url.Values) consentAnswer {
+	t.Helper()
 	c := sim.HTTPClient()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Get(sim.URL() + "/" + pathTenant + "/v2.0/adminconsent?" + q.Encode())
+	resp, err := c.Get(sim.URL() + path + "?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}

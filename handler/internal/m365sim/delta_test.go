@@ -13,22 +13,15 @@ import (
 // walk follows nextLinks to the deltaLink and returns every item and the page count.
 func walk(t *testing.T, sim *m365sim.Server, tok, url string, hdr ...string) (items []map[string]any, deltaLink string, pages int) {
 	t.Helper()
-	for url != "" {
-		st, _, body := get(t, sim, tok, url, hdr...)
-		if st != 200 {
-			t.Fatalf("GET %s: %d %v", url, st, body)
-		}
-		pages++
-		for _, v := range body["value"].([]any) {
-			items = append(items, v.(map[string]any))
-		}
+	items, pages = follow(t, sim, tok, url, hdr, func(body map[string]any) string {
 		next, hasNext := body["@odata.nextLink"].(string)
 		dl, hasDelta := body["@odata.deltaLink"].(string)
 		if hasNext == hasDelta {
 			t.Fatalf("page must have exactly one of nextLink/deltaLink: %v", body)
 		}
-		url, deltaLink = next, dl
-	}
+		deltaLink = dl
+		return next
+	})
 	return items, deltaLink, pages
 }
 
@@ -243,6 +236,16 @@ func TestTransitiveMembers(t *testing.T) {
 
 func listAll(t *testing.T, sim *m365sim.Server, tok, url string, hdr ...string) (items []map[string]any, pages int) {
 	t.Helper()
+	return follow(t, sim, tok, url, hdr, func(body map[string]any) string {
+		next, _ := body["@odata.nextLink"].(string)
+		return next
+	})
+}
+
+// follow GETs url, then the link that next finds in each page until it finds none, and returns
+// every item and the page count.
+func follow(t *testing.T, sim *m365sim.Server, tok, url string, hdr []string, next func(body map[string]any) string) (items []map[string]any, pages int) {
+	t.Helper()
 	for url != "" {
 		st, _, body := get(t, sim, tok, url, hdr...)
 		if st != 200 {
@@ -252,7 +255,7 @@ func listAll(t *testing.T, sim *m365sim.Server, tok, url string, hdr ...string) 
 		for _, v := range body["value"].([]any) {
 			items = append(items, v.(map[string]any))
 		}
-		url, _ = body["@odata.nextLink"].(string)
+		url = next(body)
 	}
 	return items, pages
 }

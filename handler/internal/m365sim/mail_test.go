@@ -3,7 +3,6 @@ package m365sim_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -59,27 +58,11 @@ func mailSimWith(t *testing.T, opts m365sim.Options, start func(*testing.T, m365
 
 func post(t *testing.T, sim *m365sim.Server, tok, path, body string) (int, http.Header, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "POST", sim.URL()+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := sim.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("POST %s: %v: %s", path, err, b)
-		}
-	}
-	if resp.StatusCode == 202 && len(b) != 0 {
+	st, h, b, m := call(t, sim, "POST", tok, path, strings.NewReader(body), "Content-Type", "application/json")
+	if st == 202 && len(b) != 0 {
 		t.Errorf("202 with a body: %s", b)
 	}
-	return resp.StatusCode, resp.Header, m
+	return st, h, m
 }
 
 func errMessage(m map[string]any) string {

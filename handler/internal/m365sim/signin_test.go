@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -44,22 +43,7 @@ func authorizeQuery(state, nonce string) url.Values {
 
 func authorize(t *testing.T, sim *m365sim.Server, pathTenant string, q url.Values) consentAnswer {
 	t.Helper()
-	c := sim.HTTPClient()
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Get(sim.URL() + "/" + pathTenant + "/oauth2/v2.0/authorize?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := consentAnswer{status: resp.StatusCode, body: string(b)}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		if a.location, err = url.Parse(loc); err != nil {
-			t.Fatal(err)
-		}
-		a.query, _ = url.ParseQuery(a.location.RawQuery)
-	}
-	return a
+	return browse(t, sim, "/"+pathTenant+"/oauth2/v2.0/authorize", q)
 }
 
 type codeAnswer struct {

@@ -176,10 +176,18 @@ func TestTokenErrorShape(t *testing.T) {
 // get calls the sim's Graph with a bearer token and decodes the JSON answer.
 func get(t *testing.T, sim *m365sim.Server, tok, url string, hdr ...string) (int, http.Header, map[string]any) {
 	t.Helper()
+	st, h, _, m := call(t, sim, "GET", tok, url, nil, hdr...)
+	return st, h, m
+}
+
+// call sends method to url (a path is on the sim) with a bearer token (when not empty), body and
+// the header pairs hdr, and answers the status, header, raw body and the body decoded as JSON.
+func call(t *testing.T, sim *m365sim.Server, method, tok, url string, body io.Reader, hdr ...string) (int, http.Header, []byte, map[string]any) {
+	t.Helper()
 	if strings.HasPrefix(url, "/") {
 		url = sim.URL() + url
 	}
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, body)
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -195,10 +203,10 @@ func get(t *testing.T, sim *m365sim.Server, tok, url string, hdr ...string) (int
 	var m map[string]any
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("GET %s: %v: %s", url, err, b)
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
 		}
 	}
-	return resp.StatusCode, resp.Header, m
+	return resp.StatusCode, resp.Header, b, m
 }
 
 func errCode(m map[string]any) string {
