@@ -304,16 +304,9 @@ func equalValues(a, b url.Values) bool {
 
 func TestAdminConsentAdminAPI(t *testing.T) {
 	sim, _ := newSim(t, m365sim.Options{Admin: true})
-	c := sim.HTTPClient()
 	do := func(method, path, body string) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, sim.URL()+path, strings.NewReader(body))
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return admin(t, sim, method, path, body, nil)
 	}
 	for _, step := range []struct{ method, path, body string }{
 		{"POST", "/_sim/apps/" + clientID + "/redirect-uris", `{"uri":"` + redirectURI + `"}`},

@@ -1,7 +1,6 @@
 package m365sim_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -533,41 +532,26 @@ func TestMailFaults(t *testing.T) {
 
 func TestMailAdmin(t *testing.T) {
 	sim, _, tok, _ := mailSim(t, m365sim.Options{Admin: true})
-	admin := func(method, path, body string, v any) int {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, sim.URL()+path, strings.NewReader(body))
-		resp, err := sim.HTTPClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if v != nil {
-			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-				t.Fatalf("%s %s: %v", method, path, err)
-			}
-		}
-		return resp.StatusCode
-	}
 	var lim map[string]any
-	if st := admin("PUT", "/_sim/mail/limits", `{"perMinute":3,"latency":"250ms"}`, &lim); st != 200 || lim["perMinute"] != 3.0 || lim["latency"] != 250.0 || lim["concurrency"] != 4.0 {
+	if st := admin(t, sim, "PUT", "/_sim/mail/limits", `{"perMinute":3,"latency":"250ms"}`, &lim); st != 200 || lim["perMinute"] != 3.0 || lim["latency"] != 250.0 || lim["concurrency"] != 4.0 {
 		t.Fatalf("PUT limits: %d %v", st, lim)
 	}
-	if st := admin("PUT", "/_sim/mail/limits", `{"perMinute":2,"latency":0}`, &lim); st != 200 || sim.MailLimits() != (m365sim.MailLimits{PerMinute: 2, Concurrency: 4, DailyRecipients: 10000, RequestsPer10Min: 10000}) {
+	if st := admin(t, sim, "PUT", "/_sim/mail/limits", `{"perMinute":2,"latency":0}`, &lim); st != 200 || sim.MailLimits() != (m365sim.MailLimits{PerMinute: 2, Concurrency: 4, DailyRecipients: 10000, RequestsPer10Min: 10000}) {
 		t.Fatalf("PUT limits (ms): %d %+v", st, sim.MailLimits())
 	}
-	if st := admin("GET", "/_sim/mail/limits", "", &lim); st != 200 || lim["perMinute"] != 2.0 || lim["latency"] != 0.0 {
+	if st := admin(t, sim, "GET", "/_sim/mail/limits", "", &lim); st != 200 || lim["perMinute"] != 2.0 || lim["latency"] != 0.0 {
 		t.Fatalf("GET limits: %d %v", st, lim)
 	}
-	if st := admin("PUT", "/_sim/mail/limits", `{"latency":"soon"}`, nil); st != 400 {
+	if st := admin(t, sim, "PUT", "/_sim/mail/limits", `{"latency":"soon"}`, nil); st != 400 {
 		t.Errorf("bad latency: %d", st)
 	}
-	if st := admin("PUT", "/_sim/tenants/"+tenantA+"/mail/access-policy", `{"clientId":"`+clientID+`","allowed":["`+senderMail+`"]}`, nil); st != 204 {
+	if st := admin(t, sim, "PUT", "/_sim/tenants/"+tenantA+"/mail/access-policy", `{"clientId":"`+clientID+`","allowed":["`+senderMail+`"]}`, nil); st != 204 {
 		t.Fatalf("PUT policy: %d", st)
 	}
 	if st, _, _ := post(t, sim, tok, sendPath(otherMail), mailJSON("x", "a@contoso.example")); st != 403 {
 		t.Errorf("denied by policy: %d", st)
 	}
-	if st := admin("DELETE", "/_sim/tenants/"+tenantA+"/mail/access-policy?clientId="+clientID, "", nil); st != 204 {
+	if st := admin(t, sim, "DELETE", "/_sim/tenants/"+tenantA+"/mail/access-policy?clientId="+clientID, "", nil); st != 204 {
 		t.Fatalf("DELETE policy: %d", st)
 	}
 	for i, want := range []int{202, 202, 429} {
@@ -576,23 +560,23 @@ func TestMailAdmin(t *testing.T) {
 		}
 	}
 	var sent []m365sim.SentMail
-	if st := admin("GET", "/_sim/tenants/"+tenantA+"/mail", "", &sent); st != 200 || len(sent) != 2 || sent[0].From != otherMail || sent[1].Subject != "1" {
+	if st := admin(t, sim, "GET", "/_sim/tenants/"+tenantA+"/mail", "", &sent); st != 200 || len(sent) != 2 || sent[0].From != otherMail || sent[1].Subject != "1" {
 		t.Fatalf("GET mail: %d %+v", st, sent)
 	}
-	if st := admin("GET", "/_sim/tenants/"+tenantA+"/mail?since=1", "", &sent); st != 200 || len(sent) != 1 || sent[0].Subject != "1" {
+	if st := admin(t, sim, "GET", "/_sim/tenants/"+tenantA+"/mail?since=1", "", &sent); st != 200 || len(sent) != 1 || sent[0].Subject != "1" {
 		t.Fatalf("GET mail since: %d %+v", st, sent)
 	}
-	if st := admin("GET", "/_sim/tenants/"+tenantA+"/mail?since=9", "", &sent); st != 200 || len(sent) != 0 {
+	if st := admin(t, sim, "GET", "/_sim/tenants/"+tenantA+"/mail?since=9", "", &sent); st != 200 || len(sent) != 0 {
 		t.Fatalf("GET mail since past the end: %d %+v", st, sent)
 	}
-	if st := admin("GET", "/_sim/tenants/nope/mail", "", nil); st != 404 {
+	if st := admin(t, sim, "GET", "/_sim/tenants/nope/mail", "", nil); st != 404 {
 		t.Errorf("unknown tenant: %d", st)
 	}
 	var stats map[string]any
-	if st := admin("GET", "/_sim/mail/stats", "", &stats); st != 200 || stats["accepted"] != 2.0 || stats["throttledRate"] != 1.0 || stats["violations"] != 1.0 || stats["denied"] != 1.0 {
+	if st := admin(t, sim, "GET", "/_sim/mail/stats", "", &stats); st != 200 || stats["accepted"] != 2.0 || stats["throttledRate"] != 1.0 || stats["violations"] != 1.0 || stats["denied"] != 1.0 {
 		t.Fatalf("stats: %d %v", st, stats)
 	}
-	if st := admin("DELETE", "/_sim/mail/stats", "", nil); st != 204 || sim.MailStats() != (m365sim.MailStats{}) {
+	if st := admin(t, sim, "DELETE", "/_sim/mail/stats", "", nil); st != 204 || sim.MailStats() != (m365sim.MailStats{}) {
 		t.Errorf("reset stats: %d %+v", st, sim.MailStats())
 	}
 }

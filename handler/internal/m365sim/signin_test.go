@@ -314,16 +314,9 @@ func TestSignInOrganizationsAndUsers(t *testing.T) {
 func TestSignInAdminAPI(t *testing.T) {
 	sim, _ := newSim(t, m365sim.Options{Admin: true})
 	sim.RegisterRedirectURI(clientID, signInRedirect)
-	c := sim.HTTPClient()
 	do := func(method, path, body string) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, sim.URL()+path, strings.NewReader(body))
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return admin(t, sim, method, path, body, nil)
 	}
 	if st := do("POST", "/_sim/tenants/"+tenantB+"/signed-in-user", `{"userPrincipalName":"pra@contoso.example","name":"PRA","directoryRoles":["`+m365sim.RolePrivilegedRoleAdministrator+`"]}`); st != 204 {
 		t.Fatalf("signed-in-user: %d", st)

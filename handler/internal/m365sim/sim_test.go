@@ -209,6 +209,24 @@ func call(t *testing.T, sim *m365sim.Server, method, tok, url string, body io.Re
 	return resp.StatusCode, resp.Header, b, m
 }
 
+// admin calls the sim's admin API (/_sim/...) with body and decodes its JSON answer into v when
+// v is not nil.
+func admin(t *testing.T, sim *m365sim.Server, method, path, body string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, sim.URL()+path, strings.NewReader(body))
+	resp, err := sim.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
 func errCode(m map[string]any) string {
 	e, _ := m["error"].(map[string]any)
 	c, _ := e["code"].(string)
