@@ -68,16 +68,14 @@ func (s *Server) SetAppPermissions(clientID string, roles ...string) error {
 // SetConsentDecision scripts the admin's answer on the admin-consent page for a tenant (id or
 // verified domain). It stays in force for later requests until replaced.
 func (s *Server) SetConsentDecision(tenantID string, d ConsentDecision) error {
-	s.init()
 	if err := checkRoles(d.Roles); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.resolveTenantLocked(tenantID)
-	if t == nil {
-		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	t, unlock, err := s.lockResolvedTenant(tenantID)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	d.Roles = cloneKeepNil(d.Roles)
 	s.decisions[t.id] = d
 	return nil
@@ -89,13 +87,11 @@ func (s *Server) SetConsentDecision(tenantID string, d ConsentDecision) error {
 // /authorize signs in) becomes the tenant's default Global Administrator, replacing any user
 // set with SetSignedInUser.
 func (s *Server) SetSignedInTenant(tenantID string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.resolveTenantLocked(tenantID)
-	if t == nil {
-		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	t, unlock, err := s.lockResolvedTenant(tenantID)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	s.signedIn = t.id
 	delete(s.users, t.id)
 	return nil

@@ -184,6 +184,19 @@ func (s *Server) resolveTenantLocked(pathTenant string) *tenant {
 	return nil
 }
 
+// lockResolvedTenant takes the state lock and resolves tenantID (id or verified domain), as
+// lockTenant does for ids alone: on success the caller releases the lock with unlock; on error
+// the lock is not held.
+func (s *Server) lockResolvedTenant(tenantID string) (t *tenant, unlock func(), err error) {
+	s.init()
+	s.mu.Lock()
+	if t = s.resolveTenantLocked(tenantID); t == nil {
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	}
+	return t, s.mu.Unlock, nil
+}
+
 func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
 	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
 	base := baseURL(r)

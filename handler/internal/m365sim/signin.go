@@ -45,13 +45,11 @@ type SignedInUser struct {
 // domain), which also becomes the signed-in tenant (as SetSignedInTenant): /organizations and
 // /common resolve to it, and /authorize for another tenant is refused with AADSTS50020.
 func (s *Server) SetSignedInUser(tenantID string, u SignedInUser) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.resolveTenantLocked(tenantID)
-	if t == nil {
-		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	t, unlock, err := s.lockResolvedTenant(tenantID)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if u.UserPrincipalName == "" {
 		u.UserPrincipalName = "admin@" + cmp.Or(t.domain, t.id)
 	}
