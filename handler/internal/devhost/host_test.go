@@ -58,6 +58,18 @@ func (f *fakeHandler) setRespond(fn func(w http.ResponseWriter, c call) bool) {
 	f.mu.Unlock()
 }
 
+// answerJSON makes the calls whose URI has the given prefix answer body as JSON.
+func (f *fakeHandler) answerJSON(uriPrefix, body string) {
+	f.setRespond(func(w http.ResponseWriter, c call) bool {
+		if !strings.HasPrefix(c.URI, uriPrefix) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+		return true
+	})
+}
+
 // next returns the next call whose URI has the given prefix, skipping others.
 func (f *fakeHandler) next(t *testing.T, uriPrefix string) call {
 	t.Helper()
@@ -451,16 +463,9 @@ func TestFailedInvocationsRetryThenDeadLetter(t *testing.T) {
 
 func TestOutputsAreSent(t *testing.T) {
 	h := startHost(t, nil)
-	h.fake.setRespond(func(w http.ResponseWriter, c call) bool {
-		if !strings.HasPrefix(c.URI, "/Worker") {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/json")
-		// An array fans out; an object is sent as JSON; a string that decodes as base64 is sent
-		// decoded (the host's base64 trap: "test" is valid base64); others as UTF-8.
-		io.WriteString(w, `{"Outputs":{"done":[{"org":"acme","n":1},"dGVzdA==","test","not base64!"]},"Logs":["fan out"],"ReturnValue":null}`)
-		return true
-	})
+	// An array fans out; an object is sent as JSON; a string that decodes as base64 is sent
+	// decoded (the host's base64 trap: "test" is valid base64); others as UTF-8.
+	h.fake.answerJSON("/Worker", `{"Outputs":{"done":[{"org":"acme","n":1},"dGVzdA==","test","not base64!"]},"Logs":["fan out"],"ReturnValue":null}`)
 	publish(t, h, "jobs", `{"messageId":"fan","body":"eyJ4IjoxfQ=="}`)
 	var got []string
 	for range 4 {
@@ -479,14 +484,7 @@ func TestOutputsAreSent(t *testing.T) {
 
 func TestHTTPFunctionInJSONMode(t *testing.T) {
 	h := startHost(t, nil)
-	h.fake.setRespond(func(w http.ResponseWriter, c call) bool {
-		if !strings.HasPrefix(c.URI, "/Enqueue") {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"Outputs":{"res":{"statusCode":"202","headers":{"Content-Type":"application/json"},"body":"{\"queued\":true}"},"jobs":{"kind":"mail"}}}`)
-		return true
-	})
+	h.fake.answerJSON("/Enqueue", `{"Outputs":{"res":{"statusCode":"202","headers":{"Content-Type":"application/json"},"body":"{\"queued\":true}"},"jobs":{"kind":"mail"}}}`)
 	res := postJSON(t, h.URL()+"/api/enqueue/mail?x=1&x=2", "", `{"to":"a@b"}`)
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != 202 || string(b) != `{"queued":true}` || res.Header.Get("Content-Type") != "application/json" {

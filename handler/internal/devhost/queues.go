@@ -354,8 +354,9 @@ func (q *Queues) find(qu *entity, d *Delivery) (int, error) {
 	return -1, fmt.Errorf("%w: %s seq %d", ErrLockLost, d.Queue, d.SequenceNumber)
 }
 
-// Complete removes a delivered message.
-func (q *Queues) Complete(d *Delivery) error {
+// settle applies f to the message that d still holds the lock of, at index i of its queue, and
+// wakes the receivers; ErrLockLost when d's lock is gone.
+func (q *Queues) settle(d *Delivery, f func(qu *entity, i int)) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	qu := q.queues[d.Queue]
@@ -363,31 +364,31 @@ func (q *Queues) Complete(d *Delivery) error {
 	if err != nil {
 		return err
 	}
-	qu.msgs = slices.Delete(qu.msgs, i, i+1)
-	qu.counts.Completed++
+	f(qu, i)
 	q.notifyLocked()
 	return nil
+}
+
+// Complete removes a delivered message.
+func (q *Queues) Complete(d *Delivery) error {
+	return q.settle(d, func(qu *entity, i int) {
+		qu.msgs = slices.Delete(qu.msgs, i, i+1)
+		qu.counts.Completed++
+	})
 }
 
 // Abandon releases a delivered message after a failed invocation: it is available again at once,
 // or dead-lettered with reason MaxDeliveryCountExceeded when its delivery count has reached the
 // maximum. cause is kept as the last error.
 func (q *Queues) Abandon(d *Delivery, cause string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	qu := q.queues[d.Queue]
-	i, err := q.find(qu, d)
-	if err != nil {
-		return err
-	}
-	qu.counts.Failures++
-	s := qu.msgs[i]
-	s.LockToken, s.LockedUntil, s.lastError = "", time.Time{}, cause
-	if s.DeliveryCount >= q.opts.MaxDeliveryCount {
-		q.deadLetterLocked(qu, i, q.clock.Now().UTC())
-	}
-	q.notifyLocked()
-	return nil
+	return q.settle(d, func(qu *entity, i int) {
+		qu.counts.Failures++
+		s := qu.msgs[i]
+		s.LockToken, s.LockedUntil, s.lastError = "", time.Time{}, cause
+		if s.DeliveryCount >= q.opts.MaxDeliveryCount {
+			q.deadLetterLocked(qu, i, q.clock.Now().UTC())
+		}
+	})
 }
 
 func (q *Queues) deadLetterLocked(qu *entity, i int, now time.Time) {

@@ -308,12 +308,8 @@ func (h *Host) adminInvoke(w http.ResponseWriter, r *http.Request) {
 // postMessage is POST /_devhost/queues/{queue}/messages with a queue.DevHostMessage body; it
 // answers the queue.DevHostSendResult (201, or 200 for a duplicate).
 func (h *Host) postMessage(w http.ResponseWriter, r *http.Request) {
-	name, ok := h.knownQueue(w, r)
+	name, m, ok := queueRequest[queue.DevHostMessage](h, w, r, 1<<20, "DevHostMessage")
 	if !ok {
-		return
-	}
-	var m queue.DevHostMessage
-	if !decodeBody(w, r, 1<<20, &m, "DevHostMessage") {
 		return
 	}
 	msg, field, err := fromWire(m)
@@ -337,12 +333,8 @@ func (h *Host) postMessage(w http.ResponseWriter, r *http.Request) {
 // answers the array of queue.DevHostSendResult, in order (201, or 200 when every message was a
 // duplicate). It is all or nothing: one invalid message and none is enqueued (400).
 func (h *Host) postBatch(w http.ResponseWriter, r *http.Request) {
-	name, ok := h.knownQueue(w, r)
+	name, in, ok := queueRequest[[]queue.DevHostMessage](h, w, r, queue.DevHostMaxBatchBytes, "array of DevHostMessage")
 	if !ok {
-		return
-	}
-	var in []queue.DevHostMessage
-	if !decodeBody(w, r, queue.DevHostMaxBatchBytes, &in, "array of DevHostMessage") {
 		return
 	}
 	msgs := make([]Message, len(in))
@@ -373,12 +365,8 @@ func (h *Host) postBatch(w http.ResponseWriter, r *http.Request) {
 // postCancel is POST /_devhost/queues/{queue}/cancel with a queue.DevHostCancelRequest; it
 // answers queue.DevHostCancelResult. Sequence numbers that are not scheduled are ignored.
 func (h *Host) postCancel(w http.ResponseWriter, r *http.Request) {
-	name, ok := h.knownQueue(w, r)
+	name, in, ok := queueRequest[queue.DevHostCancelRequest](h, w, r, 1<<20, "DevHostCancelRequest")
 	if !ok {
-		return
-	}
-	var in queue.DevHostCancelRequest
-	if !decodeBody(w, r, 1<<20, &in, "DevHostCancelRequest") {
 		return
 	}
 	n, err := h.queues.Cancel(name, in.SequenceNumbers)
@@ -400,6 +388,15 @@ func (h *Host) knownQueue(w http.ResponseWriter, r *http.Request) (string, bool)
 }
 
 // decodeBody decodes the JSON body (at most limit bytes) into v, or answers 400 naming the field.
+// queueRequest answers the known queue that r names and r's JSON body decoded into a T (what names
+// it in a problem, limit bounds it); false when it wrote a problem instead.
+func queueRequest[T any](h *Host, w http.ResponseWriter, r *http.Request, limit int64, what string) (name string, in T, ok bool) {
+	if name, ok = h.knownQueue(w, r); ok {
+		ok = decodeBody(w, r, limit, &in, what)
+	}
+	return name, in, ok
+}
+
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, what string) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	if err := dec.Decode(v); err != nil {
