@@ -104,8 +104,13 @@ func (c *Client) tenant(tenantID string) (*msgraph.GraphServiceClient, error) {
 	opts := msgraph.GetDefaultClientOptions()
 	var middlewares []khttp.Middleware
 	for _, m := range msgraphcore.GetDefaultMiddlewaresWithOptions(&opts) {
-		if _, isRetry := m.(*khttp.RetryHandler); isRetry {
+		switch m.(type) {
+		case *khttp.RetryHandler:
 			continue // retryTransport does this, honouring fractional Retry-After
+		case *khttp.CompressionHandler:
+			// It gzips every request body: CPU on each of thousands of sendMail calls for bodies
+			// of a few kilobytes. Graph takes them uncompressed.
+			continue
 		}
 		middlewares = append(middlewares, m)
 	}
