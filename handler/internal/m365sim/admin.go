@@ -56,11 +56,13 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, "application/json", v)
 		}
 	}
-	decode := func(v any) error {
+	// decode reads the JSON body into v; on false it has replied with the error.
+	decode := func(v any) bool {
 		if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-			return fmt.Errorf("bad JSON body: %w", err)
+			reply(nil, fmt.Errorf("bad JSON body: %w", err))
+			return false
 		}
-		return nil
+		return true
 	}
 	m, n := r.Method, len(parts)
 	at := func(i int, v string) bool { return i < n && parts[i] == v }
@@ -73,8 +75,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			RetryAfter string `json:"retryAfter"`
 			Delay      string `json:"delay"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		var err error
@@ -95,8 +96,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Advance string `json:"advance"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		d, err := time.ParseDuration(body.Advance)
@@ -108,8 +108,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			URI string `json:"uri"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		if body.URI == "" {
@@ -122,8 +121,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Roles []string `json:"roles"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		reply(nil, s.SetAppPermissions(parts[1], body.Roles...))
@@ -131,8 +129,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Value string `json:"value"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
@@ -145,7 +142,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(any, error), decode func(any) error) {
+func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(any, error), decode func(any) bool) {
 	m, n := r.Method, len(p)
 	switch {
 	case m == http.MethodPost && n == 1 && p[0] == "mutate":
@@ -153,8 +150,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 			Fraction float64 `json:"fraction"`
 			Seed     uint64  `json:"seed"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		c, err := s.MutateRandom(t, body.Fraction, body.Seed)
@@ -163,15 +159,13 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		reply(nil, s.SetSignedInTenant(t))
 	case m == http.MethodPost && n == 1 && p[0] == "signed-in-user":
 		var u SignedInUser
-		if err := decode(&u); err != nil {
-			reply(nil, err)
+		if !decode(&u) {
 			return
 		}
 		reply(nil, s.SetSignedInUser(t, u))
 	case m == http.MethodPost && n == 1 && p[0] == "consent-decision":
 		var d ConsentDecision
-		if err := decode(&d); err != nil {
-			reply(nil, err)
+		if !decode(&d) {
 			return
 		}
 		reply(nil, s.SetConsentDecision(t, d))
@@ -201,8 +195,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 			ClientID string   `json:"clientId"`
 			Allowed  []string `json:"allowed"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		if body.ClientID == "" {
@@ -221,15 +214,13 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		reply(nil, s.ResetDelta(t))
 	case m == http.MethodPost && n == 1 && p[0] == "users":
 		var u User
-		if err := decode(&u); err != nil {
-			reply(nil, err)
+		if !decode(&u) {
 			return
 		}
 		reply(s.AddUser(t, u))
 	case m == http.MethodPatch && n == 2 && p[0] == "users":
 		var raw json.RawMessage
-		if err := decode(&raw); err != nil {
-			reply(nil, err)
+		if !decode(&raw) {
 			return
 		}
 		var uerr error
@@ -247,8 +238,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		var body struct {
 			ID string `json:"id"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		reply(nil, s.AddMember(t, p[1], body.ID))
@@ -258,8 +248,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 		var body struct {
 			DisplayName string `json:"displayName"`
 		}
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		reply(nil, s.RenameGroup(t, p[1], body.DisplayName))
@@ -270,7 +259,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 	}
 }
 
-func (s *Server) adminMail(r *http.Request, what string, reply func(any, error), decode func(any) error) {
+func (s *Server) adminMail(r *http.Request, what string, reply func(any, error), decode func(any) bool) {
 	type limitsJSON struct {
 		PerMinute        int             `json:"perMinute"`
 		Concurrency      int             `json:"concurrency"`
@@ -295,8 +284,7 @@ func (s *Server) adminMail(r *http.Request, what string, reply func(any, error),
 		reply(show(s.MailLimits()), nil)
 	case r.Method == http.MethodPut && what == "limits":
 		var body limitsJSON
-		if err := decode(&body); err != nil {
-			reply(nil, err)
+		if !decode(&body) {
 			return
 		}
 		l := MailLimits{PerMinute: body.PerMinute, Concurrency: body.Concurrency, DailyRecipients: body.DailyRecipients, RequestsPer10Min: body.RequestsPer10Min}
