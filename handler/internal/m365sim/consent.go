@@ -118,7 +118,7 @@ func cloneKeepNil(s []string) []string {
 // error page (400, HTML) and never a redirect; everything after that is answered by a 302 to
 // the redirect URI.
 func (s *Server) adminConsent(w http.ResponseWriter, r *http.Request) {
-	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	pathTenant := tenantInPath(r)
 	q := r.URL.Query()
 	clientID := strings.ToLower(q.Get("client_id"))
 	redirectURI := q.Get("redirect_uri")

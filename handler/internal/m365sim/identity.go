@@ -170,6 +170,12 @@ func (s *Server) SigningKey() *rsa.PublicKey { return &getSigner().key.PublicKey
 
 func isMetaTenant(t string) bool { return t == "common" || t == "organizations" || t == "consumers" }
 
+// tenantInPath is the tenant segment of an Entra endpoint's path (/{tenant}/...), lower-cased:
+// an id, a verified domain, or common, organizations or consumers.
+func tenantInPath(r *http.Request) string {
+	return strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+}
+
 // resolveTenantLocked maps a path tenant (id or verified domain) to the tenant.
 func (s *Server) resolveTenantLocked(pathTenant string) *tenant {
 	p := strings.ToLower(pathTenant)
@@ -198,7 +204,7 @@ func (s *Server) lockResolvedTenant(tenantID string) (t *tenant, unlock func(), 
 }
 
 func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
-	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	pathTenant := tenantInPath(r)
 	base := baseURL(r)
 	tid, issuerTenant := pathTenant, pathTenant
 	if isMetaTenant(pathTenant) {
@@ -242,7 +248,7 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
-	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	pathTenant := tenantInPath(r)
 	issuer := baseURL(r) + "/{tenantid}/v2.0"
 	if !isMetaTenant(pathTenant) {
 		s.mu.Lock()
@@ -277,7 +283,7 @@ func tenantNotFound(t string) string {
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	pathTenant := tenantInPath(r)
 	if err := r.ParseForm(); err != nil {
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
 		return

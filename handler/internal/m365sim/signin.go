@@ -144,7 +144,7 @@ func graphScope(sc string) (string, bool) {
 // requests that cannot be trusted to redirect get the 400 HTML error page; everything else is
 // answered at redirect_uri (302 for query and fragment, an auto-posting form for form_post).
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	pathTenant := strings.ToLower(strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0])
+	pathTenant := tenantInPath(r)
 	q := r.URL.Query()
 	clientID := strings.ToLower(q.Get("client_id"))
 	redirectURI := q.Get("redirect_uri")
