@@ -29,6 +29,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -124,12 +125,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "READY %s\n", h.URL())
 	serveErr := h.Serve(ctx)
 	log.Info("shutting down")
-	return joinErr(serveErr, h.Close())
-}
-
-func joinErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
+	return cmp.Or(serveErr, h.Close())
 }
