@@ -123,24 +123,19 @@ func (q *Queue) acceptLocked(m queue.Message) int64 {
 }
 
 // Published returns every accepted message, in order.
-func (q *Queue) Published() []queue.Message {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return slices.Clone(q.published)
-}
+func (q *Queue) Published() []queue.Message { return snapshot(q, &q.published) }
 
 // Pending returns the messages not yet delivered (or waiting for redelivery).
-func (q *Queue) Pending() []Delivery {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return slices.Clone(q.pending)
-}
+func (q *Queue) Pending() []Delivery { return snapshot(q, &q.pending) }
 
 // DeadLettered returns the messages that failed MaxDeliveries times.
-func (q *Queue) DeadLettered() []Delivery {
+func (q *Queue) DeadLettered() []Delivery { return snapshot(q, &q.deadLetter) }
+
+// snapshot copies one of q's lists under its lock.
+func snapshot[T any](q *Queue, list *[]T) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return slices.Clone(q.deadLetter)
+	return slices.Clone(*list)
 }
 
 // Lose drops every pending message, as a lost local host would: nothing is delivered of them.
