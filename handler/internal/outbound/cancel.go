@@ -81,7 +81,7 @@ func (p *Pipeline) Cancel(ctx context.Context, org tablestore.Org, id string) (C
 		return out, err
 	}
 	if out.InFlight == 0 {
-		if err := p.settle(ctx, org, id); err != nil {
+		if err := p.settle(ctx, org, id, nil); err != nil {
 			return out, err
 		}
 	}

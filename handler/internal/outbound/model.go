@@ -81,6 +81,9 @@ type Batch struct {
 	DispatchAt  time.Time `json:"dispatchAt,omitzero"`
 	CancelledAt time.Time `json:"cancelledAt,omitzero"`
 	SettledAt   time.Time `json:"settledAt,omitzero"`
+	// FinalCounts are the deliveries per status once settled (JSON), so the batch view of a
+	// finished batch of 50 000 does not scan its rows again.
+	FinalCounts string    `json:"finalCounts,omitempty"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 }
 

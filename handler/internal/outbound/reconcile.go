@@ -119,7 +119,7 @@ func (p *Pipeline) reconcileBatch(ctx context.Context, org tablestore.Org, id st
 	}
 	if open == 0 && (b.State == Dispatched || b.State == CancelState) {
 		rep.Settled++
-		return p.settle(ctx, org, id)
+		return p.settle(ctx, org, id, nil)
 	}
 	return nil
 }

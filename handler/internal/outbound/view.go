@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -24,6 +25,9 @@ func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (P
 	out := Progress{Counts: map[Status]int{}}
 	for _, s := range Statuses {
 		out.Counts[s] = 0
+	}
+	if b.FinalCounts != "" && json.Unmarshal([]byte(b.FinalCounts), &out.Counts) == nil {
+		return out, nil
 	}
 	now := p.now()
 	var lastDue time.Time
@@ -59,8 +63,8 @@ func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (P
 		} else {
 			out.ExpectedCompletion = from
 		}
-	} else if b.State != Settled && b.State != Accepting && (b.State == Dispatched || b.State == CancelState) {
-		if err := p.settle(ctx, org, b.ID); err != nil {
+	} else if b.State == Dispatched || b.State == CancelState || b.State == Settled {
+		if err := p.settle(ctx, org, b.ID, out.Counts); err != nil {
 			return out, err
 		}
 	}
@@ -111,17 +115,26 @@ func (p *Pipeline) Deliveries(ctx context.Context, org tablestore.Org, batch str
 // ErrBadCursor: a page cursor that is not a delivery id.
 var ErrBadCursor = errors.New("outbound: not a delivery id")
 
-// settle marks a batch whose deliveries are all final as settled and takes it off the open index.
-func (p *Pipeline) settle(ctx context.Context, org tablestore.Org, id string) error {
+// settle marks a batch whose deliveries are all final as settled (keeping its final counts when
+// known) and takes it off the open index.
+func (p *Pipeline) settle(ctx context.Context, org tablestore.Org, id string, counts map[Status]int) error {
 	b, etag, err := p.store.Batch(ctx, org, id)
 	if err != nil {
 		return err
 	}
+	changed := false
 	if b.State != Settled && b.State != CancelState {
-		b.State = Settled
+		b.State, changed = Settled, true
 	}
 	if b.SettledAt.IsZero() {
-		b.SettledAt, b.UpdatedAt = p.now(), p.now()
+		b.SettledAt, changed = p.now(), true
+	}
+	if counts != nil && b.FinalCounts == "" {
+		raw, _ := json.Marshal(counts)
+		b.FinalCounts, changed = string(raw), true
+	}
+	if changed {
+		b.UpdatedAt = p.now()
 		if _, err := p.store.putBatch(ctx, org, b, etag); err != nil {
 			return err
 		}
