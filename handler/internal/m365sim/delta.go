@@ -287,8 +287,7 @@ func (s *Server) usersDelta(r *http.Request, g *gctx) gresp {
 		st.To = len(t.log)
 	}
 	items := t.round(false, st.From, st.To, st.S, st.Ids)
-	end := min(st.C+size, len(items))
-	page := items[min(st.C, len(items)):end]
+	page, end := pageAt(items, st.C, size)
 	next := ""
 	if end < len(items) {
 		ns := st

@@ -303,6 +303,13 @@ func listPage(context string, count int, items func(e *enc), next string) []byte
 	}, items)
 }
 
+// pageAt cuts the page of at most size items that starts at offset from; end is where the next
+// page starts (len(items) when this page is the last).
+func pageAt[T any](items []T, from, size int) (page []T, end int) {
+	end = min(from+size, len(items))
+	return items[min(from, len(items)):end], end
+}
+
 // collectionPage encodes one page of a Graph collection: @odata.context, the annotations that
 // annotate writes (count, next or delta link), then the value array that items fills.
 func collectionPage(context string, annotate, items func(e *enc)) []byte {
@@ -809,8 +816,7 @@ func (s *Server) listMembers(r *http.Request, g *gctx) gresp {
 		all = slices.DeleteFunc(slices.Clone(all), func(m memberRef) bool { return m.isGroup != wantGroup })
 	}
 	size := s.listPageSize(r, st.N)
-	end := min(st.C+size, len(all))
-	page := all[min(st.C, len(all)):end]
+	page, end := pageAt(all, st.C, size)
 	next := ""
 	if end < len(all) {
 		ns := st
