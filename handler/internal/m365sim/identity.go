@@ -379,15 +379,31 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		Idp: iss, Idtyp: "app", Oid: oid, Roles: roles, Sub: oid, Tid: t.id,
 		Uti: base64.RawURLEncoding.EncodeToString([]byte(uuid.NewString())[:16]), Ver: "2.0",
 	}
-	tok, err := signJWT(c)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	writeTokens(w, life, "", c, nil)
+}
+
+// writeTokens answers a token request with Entra's JSON: a Bearer access token signed from the
+// access claims and valid for life, with scope when it is not empty and an ID token when id is
+// not nil. Signing failures answer 500.
+func writeTokens(w http.ResponseWriter, life time.Duration, scope string, access, id any) {
+	secs := int(life / time.Second)
+	body := map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs}
+	if scope != "" {
+		body["scope"] = scope
+	}
+	sign := func(name string, claims any) bool {
+		tok, err := signJWT(claims)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return false
+		}
+		body[name] = tok
+		return true
+	}
+	if !sign("access_token", access) || id != nil && !sign("id_token", id) {
 		return
 	}
-	secs := int(life / time.Second)
-	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
-		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok,
-	})
+	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", body)
 }
 
 // authenticateClient checks the client secret (post or basic) or client_assertion of a token

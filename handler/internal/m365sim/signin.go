@@ -439,21 +439,7 @@ func (s *Server) tokenAuthCode(w http.ResponseWriter, r *http.Request, pathTenan
 	if widsInIDToken(gmc) {
 		id.Wids = slices.Clone(u.DirectoryRoles)
 	}
-	atok, err := signJWT(at)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	itok, err := signJWT(id)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	secs := int(life / time.Second)
-	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
-		"token_type": "Bearer", "scope": strings.Join(respScopes, " "), "expires_in": secs,
-		"ext_expires_in": secs, "access_token": atok, "id_token": itok,
-	})
+	writeTokens(w, life, strings.Join(respScopes, " "), at, id)
 }
 
 // pairwiseSub is the sub claim: unique per user and application, in Entra's 43-character form.
