@@ -26,8 +26,12 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 	if err != nil {
 		return err
 	}
-	if b.State == CancelState || b.State == Settled || b.State == Dispatched || b.Cursor != cursor {
-		return nil
+	switch {
+	case b.State == CancelState || b.State == Settled || b.State == Dispatched || b.Cursor > cursor:
+		return nil // cancelled, done, or a duplicate of a step already taken
+	case b.Cursor < cursor:
+		// The step before this one has queued it but not yet recorded its cursor: try again.
+		return fmt.Errorf("outbound: dispatch of %s at %d arrived before the batch moved there (at %d): %w", b.ID, cursor, b.Cursor, errkind.Conflict)
 	}
 	now := p.now()
 	type pending struct {
@@ -103,39 +107,62 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 	return p.advance(ctx, org, b.ID, cursor, end, lastDue)
 }
 
-// advance moves the batch's cursor to end and queues the next step: at once when the pool had
-// room to spare, else when half the horizon of booked slots has gone.
+// advance moves the batch's cursor to end and then queues the next step: at once when the pool
+// had room to spare, else when half the horizon of booked slots has gone. The cursor moves
+// first, so the next step never finds the batch behind it; a next step lost between the two is
+// restarted by the reconciler (DispatchAt passed).
 func (p *Pipeline) advance(ctx context.Context, org tablestore.Org, batchID string, cursor, end int, lastDue time.Time) error {
 	now := p.now()
-	for range 5 {
-		b, etag, err := p.store.Batch(ctx, org, batchID)
+	at := now
+	switch {
+	case lastDue.Sub(now) > p.cfg.Horizon/2:
+		at = lastDue.Add(-p.cfg.Horizon / 2)
+	case end == cursor:
+		at = now.Add(p.cfg.Horizon / 2) // nothing fitted: the pool is booked (daily cap); look again later
+	}
+	var b Batch
+	for attempt := 0; ; attempt++ {
+		cur, etag, err := p.store.Batch(ctx, org, batchID)
 		if err != nil {
 			return err
 		}
-		if b.Cursor != cursor || b.State == CancelState {
+		if cur.Cursor != cursor || cur.State == CancelState {
 			return nil
 		}
-		b.Cursor, b.UpdatedAt = end, now
+		b = cur
+		b.Cursor, b.UpdatedAt, b.DispatchSeq, b.DispatchAt = end, now, 0, at
 		if end >= b.Recipients {
-			b.State, b.DispatchSeq, b.DispatchAt = Dispatched, 0, time.Time{}
-		} else {
-			at := now
-			if lastDue.Sub(now) > p.cfg.Horizon/2 {
-				at = lastDue.Add(-p.cfg.Horizon / 2)
-			} else if end == cursor {
-				at = now.Add(p.cfg.Horizon / 2) // nothing fitted: the pool is booked (daily cap); look again later
-			}
-			seq, err := p.scheduleDispatch(ctx, org, b.ID, end, at, "next")
-			if err != nil {
-				return err
-			}
-			b.DispatchSeq, b.DispatchAt = seq, at
+			b.State, b.DispatchAt = Dispatched, time.Time{}
 		}
-		if _, err := p.store.putBatch(ctx, org, b, etag); !errors.Is(err, errkind.Conflict) {
+		if _, err = p.store.putBatch(ctx, org, b, etag); err == nil {
+			break
+		}
+		if !errors.Is(err, errkind.Conflict) || attempt >= 5 {
 			return err
 		}
 	}
-	return fmt.Errorf("outbound: batch %s keeps changing: %w", batchID, errkind.Conflict)
+	if b.State == Dispatched {
+		return nil
+	}
+	seq, err := p.scheduleDispatch(ctx, org, batchID, end, at, fmt.Sprintf("next%d", at.UnixMilli()))
+	if err != nil || seq == 0 {
+		return err
+	}
+	// Keep the sequence number, for cancel; a batch that changed meanwhile keeps its own.
+	for range 5 {
+		cur, etag, err := p.store.Batch(ctx, org, batchID)
+		if err != nil || cur.Cursor != end || cur.State == CancelState {
+			if err == nil && cur.State == CancelState {
+				return p.cfg.Queue.CancelScheduled(ctx, queue.OutboundMail, []int64{seq})
+			}
+			return err
+		}
+		cur.DispatchSeq = seq
+		if _, err := p.store.putBatch(ctx, org, cur, etag); !errors.Is(err, errkind.Conflict) {
+			return err
+		}
+	}
+	return nil
 }
 
 func ones(n int) []int {

@@ -241,3 +241,42 @@ func queuetestOnce() queuetest.DrainOptions {
 }
 
 var errStop = fmt.Errorf("stop at the first scheduled message")
+
+// drainConcurrently delivers messages with n workers at once, every message as if due (the
+// clock does not move), redelivering failures, until nothing is pending or in flight.
+func (r *rig) drainConcurrently(t *testing.T, n int) {
+	t.Helper()
+	var (
+		mu       sync.Mutex
+		inFlight int
+		wg       sync.WaitGroup
+		far      = time.Unix(1<<40, 0)
+	)
+	deadline := time.Now().Add(time.Minute) // liveness bound only
+	for range n {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				mu.Lock()
+				d, ok := r.env.Queue.Next(far)
+				if ok {
+					inFlight++
+				} else if inFlight == 0 {
+					mu.Unlock()
+					return
+				}
+				mu.Unlock()
+				if !ok {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				if err := r.handle(t.Context(), d); err != nil {
+					r.env.Queue.Abandon(d)
+				}
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
