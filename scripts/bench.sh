@@ -2,6 +2,7 @@
 # Benchmarks (DESIGN §6). Usage:
 #
 #   scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
+#   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
 #
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
@@ -16,6 +17,7 @@ cd "$root"
 
 usage() {
   echo "usage: scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
+  echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
   exit 2
 }
 
@@ -24,6 +26,7 @@ name=$1
 shift
 case "$name" in
   sync) ;;
+  mail) exec "$(dirname "$0")/bench-mail.sh" "$@" ;;
   -h | --help) usage ;;
   *) echo "unknown benchmark: $name" >&2; usage ;;
 esac

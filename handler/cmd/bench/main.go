@@ -139,6 +139,9 @@ type Result struct {
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "mail" {
+		return runMail(ctx, args[1:], stdout, os.Stderr)
+	}
 	return runWith(ctx, args, stdout, os.Stderr)
 }
 
