@@ -19,7 +19,7 @@ usage() {
   exit 2
 }
 
-recipients="" mailboxes=4 per_minute="" workers=16 out=""
+recipients="" mailboxes=4 per_minute="" workers=32 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --recipients) [ $# -ge 2 ] || usage; recipients=$2; shift 2 ;;

@@ -91,7 +91,7 @@ func runMail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.recipients, "recipients", 0, "recipients of the batch (required)")
 	fs.IntVar(&o.mailboxes, "mailboxes", 4, "sender mailboxes in the pool")
 	fs.IntVar(&o.perMinute, "per-minute", 0, "mails per minute per mailbox, as the simulated tenant enforces (required)")
-	fs.IntVar(&o.workers, "workers", 16, "concurrent MailSender invocations (the host's maxConcurrentCalls)")
+	fs.IntVar(&o.workers, "workers", 32, "concurrent MailSender invocations (the host's maxConcurrentCalls)")
 	fs.StringVar(&o.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string")
 	fs.StringVar(&o.out, "out", "", "also write the result, with date and machine, to this JSON file")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
