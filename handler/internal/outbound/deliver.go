@@ -209,15 +209,17 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 	}
 	switch errkind.Policy(err, 1, 1) {
 	case errkind.RetryLater:
-		if status == http.StatusTooManyRequests {
-			// Refused, so certainly not sent: take the next free slot after Retry-After.
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			// Throttled (429) or "unavailable, repeat after a delay" (503): refused, not
+			// processed, so not sent — take the pool's next free slot after Retry-After.
 			wait := errkind.RetryAfterOf(err)
 			if wait <= 0 {
 				wait = errkind.Backoff(d.Attempts, 2*time.Second, 5*time.Minute, rand.N[time.Duration])
 			}
 			return p.putOff(ctx, org, b, d, etag, now.Add(wait), true, ReasonThrottled, "Exchange Online is limiting this mailbox; the mail goes at the next free slot.", detail)
 		}
-		// The request may have gone through: check Sent Items before sending again.
+		// Another server failure or a timeout: the request may have gone through. Check Sent
+		// Items before sending again.
 		d.Reason, d.Hint, d.Detail, d.UpdatedAt = ReasonUnknownOutcome, "Microsoft Graph failed while sending; the mailbox's Sent Items are checked before it is sent again.", detail, now
 		if _, err := p.store.updateDelivery(ctx, org, d, etag); err != nil {
 			return err

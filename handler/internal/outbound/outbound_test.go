@@ -247,26 +247,49 @@ func TestPoolPacingKeepsUnderTheLimits(t *testing.T) {
 	}
 }
 
-// TestThrottledSendWaitsAndGoes: a 429 with Retry-After re-queues the delivery as a scheduled
-// message at a fresh slot; it goes once the wait is over.
+// TestThrottledSendWaitsAndGoes: a 429 or 503 with Retry-After re-queues the delivery as a
+// scheduled message at a fresh slot (no worker waits); it goes once the wait is over, once.
 func TestThrottledSendWaitsAndGoes(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			r := newRig(t, rigOptions{})
+			ids := r.crowd(t, 1)
+			if err := r.env.Sim.AddFault(m365sim.FaultRule{PathRegexp: "/sendMail$", Times: 2, Status: status, RetryAfter: 1500 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := r.clock.Now()
+			r.drain(t)
+			rows := r.rows(t, rec.Batch.ID)
+			if rows[0].Status != outbound.Sent || rows[0].Attempts != 3 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 {
+				t.Fatalf("row %+v, mails %d: want sent on the third attempt, once", rows[0], len(r.env.Sim.SentMail(testenv.Tenant)))
+			}
+			if r.clock.Now().Sub(start) < 3*time.Second {
+				t.Errorf("the Retry-After waits were not honoured: %v", r.clock.Now().Sub(start))
+			}
+		})
+	}
+}
+
+// TestServerFailureIsCheckedBeforeResending: a 500 after the request left may have sent the
+// mail; the delivery is checked in Sent Items before it is sent again, and sent once.
+func TestServerFailureIsCheckedBeforeResending(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ids := r.crowd(t, 1)
-	if err := r.env.Sim.AddFault(m365sim.FaultRule{PathRegexp: "/sendMail$", Times: 2, Status: 429, RetryAfter: 1500 * time.Millisecond}); err != nil {
+	if err := r.env.Sim.AddFault(m365sim.FaultRule{PathRegexp: "/sendMail$", Times: 1, Status: 500}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := r.clock.Now()
 	r.drain(t)
-	rows := r.rows(t, rec.Batch.ID)
-	if rows[0].Status != outbound.Sent || rows[0].Attempts != 3 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 {
-		t.Fatalf("row %+v, mails %d: want sent on the third attempt, once", rows[0], len(r.env.Sim.SentMail(testenv.Tenant)))
-	}
-	if r.clock.Now().Sub(start) < 3*time.Second {
-		t.Errorf("the Retry-After waits were not honoured: %v", r.clock.Now().Sub(start))
+	d := r.rows(t, rec.Batch.ID)[0]
+	if d.Status != outbound.Sent || d.Attempts != 2 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 || r.env.Sim.Stats().Routes["sentItems"] == 0 {
+		t.Fatalf("row %+v, mails %d, Sent Items lookups %d: want one lookup, then sent once", d, len(r.env.Sim.SentMail(testenv.Tenant)), r.env.Sim.Stats().Routes["sentItems"])
 	}
 }
 
