@@ -49,45 +49,11 @@ fi
 [[ "$per_minute" =~ ^[1-9][0-9]*$ ]] || { echo "--per-minute must be a positive integer" >&2; usage; }
 out=${out:-bench-results/mail-$recipients.json}
 
-tenant=7e3f1a2b-9c4d-4e5f-8a6b-1c2d3e4f5a6b
-app=0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e
-secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-work=$(mktemp -d)
-sim_pid="" azurite_pid=""
-cleanup() {
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-  [ -n "$azurite_pid" ] && kill "$azurite_pid" 2>/dev/null
-  rm -rf "$work"
-  return 0
-}
-trap cleanup EXIT
-
-ensure_npm_tools
-say "starting Azurite (Table Storage)"
-start_azurite
-
-say "building the simulated tenant and the bench"
-go build -o "$work/m365sim" ./handler/cmd/m365sim
-go build -o "$work/bench" ./handler/cmd/bench
+bench_setup
 
 say "starting the simulated tenant: $mailboxes sender mailboxes at $per_minute mails a minute each (Exchange: 30)"
-mkfifo "$work/sim.out"
-"$work/m365sim" -tenant "$tenant" -app-id "$app" -app-secret "$secret" -roles User.Read.All,Mail.Send,Mail.ReadBasic.All \
-  -users 0 -groups 0 -mail-per-minute "$per_minute" -mail-daily-recipients -1 -ca-out "$work/ca.pem" >"$work/sim.out" 2>"$work/sim.err" &
-sim_pid=$!
-exec 3<"$work/sim.out"
-sim_url=""
-while IFS= read -r -t 120 line <&3; do
-  case "$line" in READY\ *) sim_url=${line#READY }; break ;; esac
-done
-if [ -z "$sim_url" ]; then
-  echo "the simulated tenant did not start:" >&2
-  cat "$work/sim.err" >&2
-  exit 1
-fi
-cat <&3 >/dev/null &
-exec 3<&-
-say "simulated tenant at $sim_url"
+start_sim -roles User.Read.All,Mail.Send,Mail.ReadBasic.All \
+  -users 0 -groups 0 -mail-per-minute "$per_minute" -mail-daily-recipients -1
 
 mkdir -p "$(dirname "$out")"
 say "running the mail benchmark"

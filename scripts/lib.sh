@@ -46,3 +46,51 @@ start_azurite() {
   AZURITE_TABLES_CONNECTION="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:$port/devstoreaccount1;"
   export AZURITE_TABLES_CONNECTION
 }
+
+# bench_setup prepares a benchmark run: the bench's tenant, app and a fresh secret, a work
+# directory, Azurite, and the simulated tenant and bench binaries built into it; everything
+# started is stopped on exit.
+bench_setup() {
+  tenant=7e3f1a2b-9c4d-4e5f-8a6b-1c2d3e4f5a6b
+  app=0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e
+  secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  work=$(mktemp -d)
+  sim_pid="" azurite_pid=""
+  trap bench_cleanup EXIT
+  ensure_npm_tools
+  say "starting Azurite (Table Storage)"
+  start_azurite
+  say "building the simulated tenant and the bench"
+  go build -o "$work/m365sim" ./handler/cmd/m365sim
+  go build -o "$work/bench" ./handler/cmd/bench
+}
+
+bench_cleanup() {
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  [ -n "$azurite_pid" ] && kill "$azurite_pid" 2>/dev/null
+  rm -rf "$work"
+  return 0
+}
+
+# start_sim runs the simulated tenant built by bench_setup with these flags (plus the bench's
+# tenant, app and secret), waits up to 10 minutes for its READY line (a large generated tenant
+# takes a while) and sets sim_url; its stdout is drained so it never blocks.
+start_sim() {
+  mkfifo "$work/sim.out"
+  "$work/m365sim" -tenant "$tenant" -app-id "$app" -app-secret "$secret" -ca-out "$work/ca.pem" "$@" >"$work/sim.out" 2>"$work/sim.err" &
+  sim_pid=$!
+  exec 3<"$work/sim.out"
+  sim_url=""
+  local line
+  while IFS= read -r -t 600 line <&3; do
+    case "$line" in READY\ *) sim_url=${line#READY }; break ;; esac
+  done
+  if [ -z "$sim_url" ]; then
+    echo "the simulated tenant did not start:" >&2
+    cat "$work/sim.err" >&2
+    exit 1
+  fi
+  cat <&3 >/dev/null &
+  exec 3<&-
+  say "simulated tenant at $sim_url"
+}
