@@ -46,16 +46,16 @@ func (a *app) functions() []function {
 		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},
 		{name: "Health", http: "GET /api/health", h: a.health},
 		{name: "SyncScheduler", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
+			// The same tick looks after message batches: deliveries whose message was lost are
+			// queued again, finished batches settled — whatever became of the syncs.
+			rep, rerr := a.outbound.Reconcile(ctx)
+			a.log.InfoContext(ctx, "message batches reconciled", "batches", rep.Batches, "revived", rep.Revived, "lost", rep.Lost,
+				"dispatches", rep.Dispatches, "settled", rep.Settled, "error", fmt.Sprint(rerr))
 			res, err := a.scheduler.Run(ctx)
 			if err != nil {
 				return err
 			}
 			a.log.InfoContext(ctx, "scheduled syncs", "started", len(res.Started), "skipped", len(res.Skipped), "failed", len(res.Failed))
-			// The same tick looks after message batches: deliveries whose message was lost are
-			// queued again, finished batches settled.
-			rep, err := a.outbound.Reconcile(ctx)
-			a.log.InfoContext(ctx, "message batches reconciled", "batches", rep.Batches, "revived", rep.Revived, "lost", rep.Lost,
-				"dispatches", rep.Dispatches, "settled", rep.Settled, "error", fmt.Sprint(err))
 			return nil // one org's failure is logged and retried next tick; it does not fail the others
 		})},
 		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},

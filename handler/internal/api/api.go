@@ -235,6 +235,8 @@ func problemFor(err error) problem.Problem {
 		return problem.InvalidFields(br.fields...)
 	case errors.As(err, &nr):
 		return problem.New(http.StatusConflict, problem.NotReady, string(nr))
+	case errors.As(err, &keyReused{}):
+		return problem.New(http.StatusConflict, problem.Conflict, keyReused{}.Error())
 	case errors.Is(err, outbound.ErrBatchNotFound):
 		return problem.New(http.StatusNotFound, problem.NotFound, "no such message batch")
 	case errors.As(err, &bad):

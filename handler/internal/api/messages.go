@@ -16,6 +16,7 @@ type messenger interface {
 	Accept(ctx context.Context, org tablestore.Org, r outbound.Request) (outbound.Receipt, error)
 	Cancel(ctx context.Context, org tablestore.Org, id string) (outbound.Cancellation, error)
 	Progress(ctx context.Context, org tablestore.Org, b outbound.Batch) (outbound.Progress, error)
+	Forecast(ctx context.Context, org tablestore.Org, b outbound.Batch) (time.Time, error)
 	Deliveries(ctx context.Context, org tablestore.Org, batch string, o outbound.RowsOptions) ([]outbound.Delivery, string, error)
 	Store() *outbound.Store
 }
@@ -86,12 +87,21 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request, org tablest
 	if err != nil {
 		return messageProblem(err)
 	}
-	p, err := s.d.Messages.Progress(r.Context(), org, rec.Batch)
-	if err != nil {
-		return err
-	}
+	// The batch is committed: from here on the answer is 2xx whatever else fails, so a client
+	// never retries into a second send. A new batch's counts come from the receipt (no scan).
 	v := viewOf(rec.Batch)
-	v.Counts, v.ExpectedCompletion, v.NextDueAt = p.Counts, p.ExpectedCompletion, p.NextDueAt
+	if rec.Created {
+		skipped := 0
+		for _, n := range rec.Skipped {
+			skipped += n
+		}
+		v.Counts = map[outbound.Status]int{outbound.Scheduled: rec.Batch.Rows - skipped, outbound.Skipped: skipped}
+		if p, err := s.d.Messages.Forecast(r.Context(), org, rec.Batch); err == nil {
+			v.ExpectedCompletion = p
+		}
+	} else if p, err := s.d.Messages.Progress(r.Context(), org, rec.Batch); err == nil {
+		v.Counts, v.ExpectedCompletion, v.NextDueAt = p.Counts, p.ExpectedCompletion, p.NextDueAt
+	}
 	w.Header().Set("Location", "/api/orgs/"+org.String()+"/messages/"+rec.Batch.ID)
 	status := http.StatusAccepted
 	if !rec.Created {
@@ -223,6 +233,9 @@ func messageProblem(err error) error {
 	if msg, ok := outbound.NotReady(err); ok {
 		return notReady(msg)
 	}
+	if errors.Is(err, outbound.ErrKeyReused) {
+		return keyReused{}
+	}
 	return err
 }
 
@@ -230,3 +243,10 @@ func messageProblem(err error) error {
 type notReady string
 
 func (n notReady) Error() string { return string(n) }
+
+// keyReused is a 409: the idempotency key already named another message.
+type keyReused struct{}
+
+func (keyReused) Error() string {
+	return "this idempotency key was used for a different message: use a new key for a new message"
+}

@@ -2,6 +2,9 @@ package outbound
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/errkind"
+	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -135,11 +139,20 @@ func (p *Pipeline) Accept(ctx context.Context, org tablestore.Org, r Request) (R
 		return Receipt{}, err
 	}
 	b.Recipients, b.Rows = recipientsOf(rows), len(rows)
+	b.RequestHash = r.hash()
+	// Indexed as open before it exists: an accept that dies half-way is found by the reconciler
+	// (a batch never created leaves an index row the reconciler drops).
+	if err := p.store.markOpen(ctx, org, b.ID); err != nil {
+		return Receipt{}, err
+	}
 	got, created, err := p.store.create(ctx, org, b)
 	if err != nil {
 		return Receipt{}, err
 	}
 	if !created {
+		if got.RequestHash != "" && got.RequestHash != b.RequestHash {
+			return Receipt{}, ErrKeyReused
+		}
 		if got.State == Accepting {
 			// An earlier attempt with this key stopped half-way: finish it with its own rows.
 			rows, skipped, err = p.expand(ctx, org, r, got)
@@ -154,36 +167,91 @@ func (p *Pipeline) Accept(ctx context.Context, org tablestore.Org, r Request) (R
 	return Receipt{Batch: b, Created: true, Skipped: skipped}, err
 }
 
-// finishAccept writes the rows, marks the batch open and queues its first dispatch.
+// ErrKeyReused: an idempotency key already named a different message.
+var ErrKeyReused = fmt.Errorf("outbound: this idempotency key was used for a different message: %w", errkind.Conflict)
+
+// finishAccept writes the rows that are missing (a retry never resets a row an earlier attempt
+// wrote, which may have gone since), marks the batch accepted, and queues its first dispatch.
+// A batch cancelled meanwhile has its rows cancelled instead; a dispatch lost between the state
+// and the message is restarted by the reconciler (DispatchAt passed).
 func (p *Pipeline) finishAccept(ctx context.Context, org tablestore.Org, b Batch, rows []Delivery) (Batch, error) {
-	if err := p.store.writeDeliveries(ctx, org, rows); err != nil {
+	if err := p.store.insertDeliveries(ctx, org, rows); err != nil {
 		return b, fmt.Errorf("outbound: writing the delivery rows of %s: %w", b.ID, err)
-	}
-	if err := p.store.markOpen(ctx, org, b.ID); err != nil {
-		return b, err
 	}
 	at := b.ScheduleAt
 	if at.IsZero() {
 		at = p.now()
 	}
-	seq, err := p.scheduleDispatch(ctx, org, b.ID, 0, at, "accept")
-	if err != nil {
-		return b, fmt.Errorf("outbound: queueing the dispatch of %s: %w", b.ID, err)
-	}
-	for range 5 {
-		cur, etag, err := p.store.Batch(ctx, org, b.ID)
+	var cur Batch
+	for attempt := 0; ; attempt++ {
+		got, etag, err := p.store.Batch(ctx, org, b.ID)
 		if err != nil {
 			return b, err
+		}
+		cur = got
+		if cur.State == CancelState {
+			_, err := p.Cancel(ctx, org, b.ID) // rows written after the cancel: cancel them too
+			return cur, err
 		}
 		if cur.State != Accepting {
 			return cur, nil
 		}
-		cur.State, cur.DispatchSeq, cur.DispatchAt, cur.UpdatedAt = Accepted, seq, at, p.now()
-		if _, err := p.store.putBatch(ctx, org, cur, etag); !errors.Is(err, errkind.Conflict) {
+		cur.State, cur.DispatchAt, cur.UpdatedAt = Accepted, at, p.now()
+		if cur.Cursor > 0 {
+			// An earlier attempt's dispatch is under way (it queued before this retry): it goes on.
+			if cur.Cursor >= cur.Recipients {
+				cur.State = Dispatched
+			}
+			_, err = p.store.putBatch(ctx, org, cur, etag)
+			if errors.Is(err, errkind.Conflict) && attempt < 5 {
+				continue
+			}
 			return cur, err
 		}
+		if _, err = p.store.putBatch(ctx, org, cur, etag); err == nil {
+			break
+		}
+		if !errors.Is(err, errkind.Conflict) || attempt >= 5 {
+			return b, err
+		}
 	}
-	return b, fmt.Errorf("outbound: batch %s keeps changing: %w", b.ID, errkind.Conflict)
+	seq, err := p.scheduleDispatch(ctx, org, b.ID, 0, at, "accept")
+	if err != nil {
+		return cur, fmt.Errorf("outbound: queueing the dispatch of %s: %w", b.ID, err)
+	}
+	if seq == 0 {
+		return cur, nil
+	}
+	for range 5 {
+		got, etag, err := p.store.Batch(ctx, org, b.ID)
+		if err != nil {
+			return cur, err
+		}
+		if got.State == CancelState {
+			return got, p.cfg.Queue.CancelScheduled(ctx, queue.OutboundMail, []int64{seq})
+		}
+		if got.Cursor != 0 || got.DispatchSeq != 0 {
+			return got, nil
+		}
+		got.DispatchSeq = seq
+		if _, err := p.store.putBatch(ctx, org, got, etag); !errors.Is(err, errkind.Conflict) {
+			return got, err
+		}
+	}
+	return cur, nil
+}
+
+// hash identifies what a request asks for, so an idempotency key reused for another message is
+// refused rather than answered with the first.
+func (r Request) hash() string {
+	b, _ := json.Marshal(struct {
+		S, G, C []string
+		Content
+		K, Camp string
+		At      time.Time
+	}{r.StakeholderIDs, r.GroupIDs, r.Channels, r.Content, r.Kind, r.CampaignID, r.ScheduleAt.UTC()})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // mailReady checks the org can send mail: connected with Mail.Send, and a sender mailbox set.

@@ -40,7 +40,7 @@ type cache struct {
 // batchContent returns a batch for sending: from the cache, or read (and kept).
 func (p *Pipeline) batchContent(ctx context.Context, org tablestore.Org, id string) (Batch, error) {
 	key := org.String() + "/" + id
-	now := time.Now()
+	now := p.now()
 	p.cache.mu.Lock()
 	if c, ok := p.cache.batches[key]; ok {
 		c.used = now
@@ -73,7 +73,7 @@ func (p *Pipeline) batchContent(ctx context.Context, org tablestore.Org, id stri
 
 // connectionOf returns the org's connection record, at most connectionTTL old.
 func (p *Pipeline) connectionOf(ctx context.Context, org tablestore.Org) (connection.Record, error) {
-	now := time.Now()
+	now := p.now()
 	p.cache.mu.Lock()
 	c, ok := p.cache.conns[org.String()]
 	p.cache.mu.Unlock()

@@ -34,8 +34,8 @@ func (p *Pipeline) Cancel(ctx context.Context, org tablestore.Org, id string) (C
 			return Cancellation{}, err
 		}
 		b = cur
-		if b.State == CancelState {
-			break
+		if b.State == CancelState || b.State == Settled {
+			break // cancelled already, or everything went: nothing to relabel
 		}
 		b.State, b.CancelledAt, b.UpdatedAt = CancelState, p.now(), p.now()
 		if _, err = p.store.putBatch(ctx, org, b, etag); err == nil {

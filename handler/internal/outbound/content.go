@@ -126,6 +126,9 @@ func validateContent(c *Content, channels []string, bad *Invalid) {
 		c.HTML = Sanitize(c.HTML)
 		if strings.TrimSpace(c.Text) == "" {
 			c.Text = textOf(c.HTML)
+			if strings.TrimSpace(c.Text) == "" {
+				add("html", "nothing is left to send once sanitised (scripts, styles, images and unknown tags are removed)")
+			}
 		}
 		if utf16Len(c.HTML) > MaxBody {
 			add("html", fmt.Sprintf("at most %d characters once sanitised", MaxBody))

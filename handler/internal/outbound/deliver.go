@@ -43,6 +43,8 @@ const (
 	ReasonWaitingReauth    = "waiting_for_reauthorization"
 	ReasonUnknownOutcome   = "checking_outcome"
 	ReasonGraphError       = "graph_error"
+	ReasonRejected         = "rejected"
+	ReasonOutcomeUnknown   = "outcome_unknown"
 )
 
 // HandleMail is the MailSender function: one dispatch step or one mail delivery per message,
@@ -113,7 +115,9 @@ func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job)
 		// (duplicate detection drops it if it is) and stop.
 		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
 	case d.Status == Queued && d.DueAt.After(now.Add(early)):
-		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
+		// Early (clocks disagree): queue it again for its slot, under an id of its own so
+		// duplicate detection does not drop it.
+		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, fmt.Sprintf("e%d", now.UnixMilli())))
 	}
 	// The batch's content; a cancel is seen on the row itself (Cancel marks every row).
 	b, err := p.batchContent(ctx, org, d.Batch)
@@ -127,16 +131,43 @@ func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job)
 	if err != nil && !errors.Is(err, errkind.NotFound) {
 		return err
 	}
+	connected := rec.Status == connection.Connected && rec.TenantID == b.Tenant
+	waiting := rec.Status == connection.NeedsReauthorization && rec.TenantID == b.Tenant
+	if d.Status == Sending {
+		// An unknown outcome is settled before anything else: never sent again unchecked.
+		switch {
+		case connected:
+			return p.settleUnknown(ctx, org, b, d, etag)
+		case waiting:
+			return p.checkLater(ctx, org, d, now.Add(reauthWait))
+		}
+		return p.fail(ctx, org, d, etag, ReasonOutcomeUnknown, "The org was disconnected while this mail was being sent: it may or may not have gone; check with the recipient before sending again.", d.Detail)
+	}
 	switch {
-	case rec.Status == connection.NeedsReauthorization:
+	case waiting:
 		return p.putOff(ctx, org, b, d, etag, now.Add(reauthWait), false, ReasonWaitingReauth, "The Microsoft 365 connection needs re-authorization: the mail goes once an administrator connects again.", rec.LastError)
-	case rec.Status != connection.Connected || rec.TenantID != b.Tenant:
+	case !connected:
 		return p.fail(ctx, org, d, etag, ReasonNotConnected, "The org was disconnected from Microsoft 365 (or connected to another tenant) before this mail went: connect it and send again.", "")
 	}
-	if d.Status == Sending {
-		return p.settleUnknown(ctx, org, b, d, etag)
+	// A mail goes only in a slot reserved for it: one that waited without a slot (for a
+	// re-authorization, a lost message) or comes late enough that slots reserved after it may be
+	// going now takes a fresh slot instead of bunching up with them.
+	if !d.Paced || now.Sub(d.DueAt) > p.lateness() {
+		return p.putOff(ctx, org, b, d, etag, now, true, d.Reason, d.Hint, d.Detail)
 	}
 	return p.send(ctx, org, b, d, etag)
+}
+
+// lateness is how far past its slot a delivery may still go in it.
+func (p *Pipeline) lateness() time.Duration {
+	return max(p.cfg.Pacer.Limits().Interval(), 2*time.Second)
+}
+
+// checkLater queues another look at an unknown outcome at at, leaving the row as it is.
+func (p *Pipeline) checkLater(ctx context.Context, org tablestore.Org, d Delivery, at time.Time) error {
+	m := deliveryMessage(org, d, fmt.Sprintf("v%d", at.UnixMilli()))
+	m.NotBefore = at
+	return p.cfg.Queue.Publish(ctx, m)
 }
 
 // settleUnknown decides a delivery whose last send has no recorded outcome: found in Sent
@@ -145,9 +176,7 @@ func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job)
 func (p *Pipeline) settleUnknown(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag) error {
 	now := p.now()
 	if wait := d.SendingSince.Add(verifyAfter); now.Before(wait) {
-		m := deliveryMessage(org, d, fmt.Sprintf("v%d", d.SendingSince.Unix()))
-		m.NotBefore = wait
-		return p.cfg.Queue.Publish(ctx, m)
+		return p.checkLater(ctx, org, d, wait)
 	}
 	found, err := p.cfg.Mailer.FindSent(ctx, b.Tenant, d.Mailbox, d.InternetMessageID())
 	switch {
@@ -156,14 +185,19 @@ func (p *Pipeline) settleUnknown(ctx context.Context, org tablestore.Org, b Batc
 		_, err := p.store.updateDelivery(ctx, org, d, etag)
 		return err
 	case err == nil:
-		return p.send(ctx, org, b, d, etag)
+		// Not sent: it goes again, at a fresh slot of the pool.
+		return p.putOff(ctx, org, b, d, etag, now, true, "", "", "")
 	case errkind.Of(err) == errkind.Forbidden:
 		d.Resent = true
-		return p.send(ctx, org, b, d, etag)
+		return p.putOff(ctx, org, b, d, etag, now, true, ReasonUnknownOutcome, "Sent Items could not be read (grant Mail.ReadBasic.All to check): the mail is sent again and may arrive twice.", d.Detail)
+	case errkind.Of(err) == errkind.Unauthorized:
+		if rerr := p.cfg.Connections.NeedsReauthorization(ctx, org, "Microsoft refused the app's token while checking a sent mail: "+err.Error(), now); rerr != nil {
+			return rerr
+		}
+		p.forgetConnection(org)
+		return p.checkLater(ctx, org, d, now.Add(reauthWait))
 	case errkind.Of(err).Transient():
-		m := deliveryMessage(org, d, fmt.Sprintf("v%d", now.Unix()))
-		m.NotBefore = now.Add(max(errkind.RetryAfterOf(err), verifyAfter/4))
-		return p.cfg.Queue.Publish(ctx, m)
+		return p.checkLater(ctx, org, d, now.Add(max(errkind.RetryAfterOf(err), verifyAfter/4)))
 	}
 	return err
 }
@@ -240,7 +274,10 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 	case errkind.Forbidden:
 		return p.fail(ctx, org, d, etag, ReasonAccessDenied, fmt.Sprintf("The app may not send as %s: check that Mail.Send is granted and that the Exchange application access policy (or RBAC for Applications) includes this mailbox.", d.Mailbox), detail)
 	case errkind.Invalid:
-		return p.fail(ctx, org, d, etag, ReasonInvalidRecipient, "Exchange refused the recipient's address: correct the stakeholder's email.", detail)
+		if ke != nil && ke.Code == "ErrorInvalidRecipients" {
+			return p.fail(ctx, org, d, etag, ReasonInvalidRecipient, "Exchange refused the recipient's address: correct the stakeholder's email.", detail)
+		}
+		return p.fail(ctx, org, d, etag, ReasonRejected, "Microsoft Graph refused the message itself (see the detail); it is not retried.", detail)
 	}
 	if status != 0 {
 		// Graph answered something no policy knows: not sent. Try again later, a bounded number of times.
@@ -258,13 +295,14 @@ func (p *Pipeline) putOff(ctx context.Context, org tablestore.Org, b Batch, d De
 	if d.Attempts >= maxAttempts {
 		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The mail could not be sent in %d tries: %s", d.Attempts, hint), detail)
 	}
+	d.Paced = false
 	if repace {
 		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, []int{1}, at, at.Add(30*24*time.Hour))
 		if err != nil {
 			return err
 		}
 		if len(slots) == 1 {
-			d.Mailbox, at = slots[0].Mailbox, slots[0].At
+			d.Mailbox, at, d.Paced = slots[0].Mailbox, slots[0].At, true
 		}
 	}
 	d.Status, d.DueAt, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Queued, at, reason, hint, detail, p.now()
@@ -288,6 +326,9 @@ func (p *Pipeline) failLast(ctx context.Context, org tablestore.Org, key string,
 	}
 	if err != nil {
 		return err
+	}
+	if d.Status == Sending {
+		return p.fail(ctx, org, d, etag, ReasonOutcomeUnknown, fmt.Sprintf("The message failed %d deliveries in a row while its outcome was unknown: the mail may or may not have gone; the last error is shown.", p.cfg.MaxDeliveries), cause.Error())
 	}
 	return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The message failed %d deliveries in a row; the last error is shown. Send it again once the cause is fixed.", p.cfg.MaxDeliveries), cause.Error())
 }

@@ -39,6 +39,7 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 		etag tablestore.ETag
 	}
 	var rows []pending
+	var requeue []queue.Message
 	end := b.Recipients // the cursor after this step, if every row read goes
 	for row, err := range p.store.rows(ctx, org, b.ID, cursor, "") {
 		if err != nil {
@@ -48,8 +49,17 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 			end = row.Value.Index
 			break
 		}
-		if row.Value.Status == Scheduled {
+		switch row.Value.Status {
+		case Scheduled:
 			rows = append(rows, pending{row.Value, row.ETag})
+		case Queued:
+			// Queued by an earlier attempt of this step that stopped before publishing: its
+			// message goes again (duplicate detection drops it if it went).
+			m := deliveryMessage(org, row.Value, "q")
+			if !m.NotBefore.After(now) {
+				m.NotBefore = time.Time{}
+			}
+			requeue = append(requeue, m)
 		}
 	}
 	var mail []int
@@ -69,11 +79,14 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 				end = rows[i].row.Index
 				break
 			}
-			rows[i].row.Mailbox, rows[i].row.DueAt = slots[k].Mailbox, slots[k].At
+			rows[i].row.Mailbox, rows[i].row.DueAt, rows[i].row.Paced = slots[k].Mailbox, slots[k].At, true
 		}
 	}
 	var ops []tablestore.Op
 	msgs := map[string][]queue.Message{}
+	for _, m := range requeue {
+		msgs[m.Queue] = append(msgs[m.Queue], m)
+	}
 	lastDue := now
 	for _, r := range rows {
 		if r.row.Index >= end {

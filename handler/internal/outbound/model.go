@@ -63,6 +63,7 @@ type Batch struct {
 	Personalised   bool      `json:"personalised"`
 	ScheduleAt     time.Time `json:"scheduleAt,omitzero"`
 	IdempotencyKey string    `json:"idempotencyKey"`
+	RequestHash    string    `json:"requestHash,omitempty"` // what the key's request asked for
 	CreatedAt      time.Time `json:"createdAt"`
 	State          string    `json:"state"`
 	// Recipients is the number of distinct recipients; Rows the delivery rows (one per recipient
@@ -103,6 +104,7 @@ type Delivery struct {
 	Attempts      int       `json:"attempts"`
 	Mailbox       string    `json:"mailbox,omitempty"`
 	DueAt         time.Time `json:"dueAt,omitzero"`
+	Paced         bool      `json:"paced,omitempty"` // DueAt is a slot reserved in the sender pool
 	SendingSince  time.Time `json:"sendingSince,omitzero"`
 	SentAt        time.Time `json:"sentAt,omitzero"`
 	Verified      bool      `json:"verified,omitempty"` // sent, as found in the mailbox's Sent Items after an unknown outcome

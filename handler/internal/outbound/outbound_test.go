@@ -1,18 +1,21 @@
 package outbound_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/outmail"
 	"github.com/leapchange/m365/handler/internal/pacing"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
@@ -452,6 +455,7 @@ func TestAcceptRefusesBadInputWritingNothing(t *testing.T) {
 		{"unknown group", func(q *outbound.Request) { q.GroupIDs = []string{"no-such-group"} }, "groupIds[0]"},
 		{"long subject", func(q *outbound.Request) { q.Subject = strings.Repeat("x", 300) }, "subject"},
 		{"two-line subject", func(q *outbound.Request) { q.Subject = "a\nBcc: x@y" }, "subject"},
+		{"html that sanitises to nothing", func(q *outbound.Request) { q.Text, q.HTML = "", "<script>alert(1)</script><img src=x>" }, "html"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -517,5 +521,93 @@ func TestDispatchChainUnderConcurrentWorkers(t *testing.T) {
 	}
 	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 700 {
 		t.Fatalf("%d mails, want 700", n)
+	}
+}
+
+// TestUnknownOutcomeIsCheckedEvenAfterAReauthorization: a worker dies after Graph took the mail;
+// before the check, the connection needs re-authorization. The delivery waits without changing,
+// and once connected again it is found in Sent Items: one mail, not two.
+func TestUnknownOutcomeIsCheckedEvenAfterAReauthorization(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ids := r.crowd(t, 1)
+	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := false
+	r.mailer.after = func(outmail.Message) error {
+		if crashed {
+			return nil
+		}
+		crashed = true
+		if err := r.conns.Store.NeedsReauthorization(t.Context(), r.org, "token refused", r.clock.Now()); err != nil {
+			t.Error(err)
+		}
+		return errors.New("worker killed after Graph answered 202")
+	}
+	reconnectAt := r.clock.Now().Add(40 * time.Minute)
+	_, err = r.env.Queue.Drain(t.Context(), r.handle, queuetest.DrainOptions{MaxDeliveries: 1000,
+		Wait: func(_ context.Context, until time.Time) error {
+			r.clock.Set(until)
+			if rec, _, _ := r.conns.Store.Get(t.Context(), r.org); !r.clock.Now().Before(reconnectAt) && rec.Status != connection.Connected {
+				rec.Status = connection.Connected
+				if _, err := r.conns.Store.Put(t.Context(), r.org, rec, "*"); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.rows(t, rec.Batch.ID)[0]
+	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 1 || d.Status != outbound.Sent || !d.Verified {
+		t.Fatalf("%d mails, row %+v: want one mail, verified in Sent Items", n, d)
+	}
+}
+
+// TestRetriedAcceptNeverResetsRows: a retry with the same key finds the batch still accepting
+// (the first request's answer was lost after its dispatch began); it writes only missing rows,
+// so what went stays sent and nothing goes twice. The same key for another message is refused.
+func TestRetriedAcceptNeverResetsRows(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ids := r.crowd(t, 3)
+	req := request(ids...)
+	req.IdempotencyKey = "send-7"
+	first, err := r.p.Accept(t.Context(), r.org, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.drain(t)
+	if err := r.p.Store().SetState(t.Context(), r.org, first.Batch.ID, outbound.Accepting); err != nil {
+		t.Fatal(err)
+	}
+	again, err := r.p.Accept(t.Context(), r.org, req)
+	if err != nil || again.Batch.ID != first.Batch.ID {
+		t.Fatalf("retry: %v, batch %s", err, again.Batch.ID)
+	}
+	r.drain(t)
+	if p := r.progress(t, first.Batch.ID); p.Counts[outbound.Sent] != 3 || len(r.env.Sim.SentMail(testenv.Tenant)) != 3 {
+		t.Fatalf("progress %+v, %d mails: want 3 sent once", p.Counts, len(r.env.Sim.SentMail(testenv.Tenant)))
+	}
+	other := req
+	other.Subject = "Something else"
+	if _, err := r.p.Accept(t.Context(), r.org, other); !errors.Is(err, outbound.ErrKeyReused) {
+		t.Fatalf("the key for another message: %v, want ErrKeyReused", err)
+	}
+}
+
+// TestCancelAfterEverythingWentChangesNothing: a settled batch stays settled.
+func TestCancelAfterEverythingWentChangesNothing(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	rec, err := r.p.Accept(t.Context(), r.org, request(r.crowd(t, 2)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.drain(t)
+	r.progress(t, rec.Batch.ID) // settles it
+	c, err := r.p.Cancel(t.Context(), r.org, rec.Batch.ID)
+	if err != nil || c.Sent != 2 || c.Cancelled != 0 || c.Batch.State != outbound.Settled {
+		t.Fatalf("cancel of a settled batch: %+v %v", c, err)
 	}
 }

@@ -150,6 +150,9 @@ func queueOf(channel string) string {
 // verify, revive…) for duplicate detection.
 func deliveryMessage(org tablestore.Org, d Delivery, purpose string) queue.Message {
 	j := Job{Org: org.String(), Batch: d.Batch, Key: d.Key(), Attempt: d.Attempts, Due: d.DueAt}
+	if d.Paced {
+		purpose += "p" // a wait and the slot it then takes may fall in the same millisecond
+	}
 	return queue.Message{Queue: queueOf(d.Channel), ID: fmt.Sprintf("%s/%d/%d/%s", d.Key(), d.Attempts, d.DueAt.UnixMilli(), purpose), Body: j.encode(),
 		ContentType: "application/json", Subject: "delivery", NotBefore: d.DueAt}
 }

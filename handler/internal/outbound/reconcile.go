@@ -2,8 +2,10 @@ package outbound
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/leapchange/m365/handler/internal/connection"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/errkind"
@@ -75,10 +77,15 @@ func (p *Pipeline) reconcileBatch(ctx context.Context, org tablestore.Org, id st
 		return err
 	}
 	if b.State != CancelState && b.Cursor < b.Recipients && now.Sub(b.DispatchAt) > staleAfter {
-		if _, err := p.scheduleDispatch(ctx, org, id, b.Cursor, now, fmt.Sprintf("r%d", now.Unix())); err != nil {
+		if err := p.restartDispatch(ctx, org, id, b.Cursor, now); err != nil {
 			return err
 		}
 		rep.Dispatches++
+	}
+	// While the connection waits for an administrator, deliveries cycle on their own messages
+	// (every 15 minutes): they are neither lost nor to be revived.
+	if rec, _, err := p.cfg.Connections.Get(ctx, org); err == nil && rec.Status == connection.NeedsReauthorization {
+		return nil
 	}
 	open := 0
 	filter := "status eq 'queued' or status eq 'sending' or status eq 'scheduled'"
@@ -122,4 +129,22 @@ func (p *Pipeline) reconcileBatch(ctx context.Context, org tablestore.Org, id st
 		return p.settle(ctx, org, id, nil)
 	}
 	return nil
+}
+
+// restartDispatch queues the dispatch step at cursor again and records when, so the next pass
+// does not queue it again before it had its chance.
+func (p *Pipeline) restartDispatch(ctx context.Context, org tablestore.Org, id string, cursor int, now time.Time) error {
+	b, etag, err := p.store.Batch(ctx, org, id)
+	if err != nil || b.Cursor != cursor {
+		return err
+	}
+	b.DispatchAt, b.UpdatedAt = now, now
+	if _, err := p.store.putBatch(ctx, org, b, etag); err != nil {
+		if errors.Is(err, errkind.Conflict) {
+			return nil // it moved: it is alive
+		}
+		return err
+	}
+	_, err = p.scheduleDispatch(ctx, org, id, cursor, now, fmt.Sprintf("r%d", now.UnixMilli()))
+	return err
 }

@@ -117,13 +117,52 @@ func (s *Store) Batches(ctx context.Context, org tablestore.Org, after string, l
 // writeConcurrency is how many ≤100-row transactions of one batch are in flight at once.
 const writeConcurrency = 4
 
-// writeDeliveries upserts rows (upsert makes a retried accept idempotent).
-func (s *Store) writeDeliveries(ctx context.Context, org tablestore.Org, rows []Delivery) error {
+// insertDeliveries inserts the rows that do not exist yet: a transaction that meets an existing
+// row (a retried accept) is redone row by row, skipping the rows already there, which may have
+// been queued or sent since.
+func (s *Store) insertDeliveries(ctx context.Context, org tablestore.Org, rows []Delivery) error {
 	ops := make([]tablestore.Op, len(rows))
 	for i, d := range rows {
-		ops[i] = tablestore.UpsertOp(d.Key(), d, tablestore.Replace)
+		ops[i] = tablestore.InsertOp(d.Key(), d)
 	}
-	return s.applyDeliveries(ctx, org, ops)
+	return inChunks(len(ops), func(lo, hi int) error {
+		err := s.deliveries.Batch(ctx, org, ops[lo:hi])
+		if !errors.Is(err, errkind.Conflict) {
+			return err
+		}
+		for _, op := range ops[lo:hi] {
+			if err := s.deliveries.Batch(ctx, org, []tablestore.Op{op}); err != nil && !errors.Is(err, errkind.Conflict) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// inChunks calls fn for consecutive ranges of up to 100 of n items (one transaction each), a few
+// at a time, and returns the first error.
+func inChunks(n int, fn func(lo, hi int) error) error {
+	const chunk = 100
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, writeConcurrency)
+	)
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(lo, hi); err != nil {
+				mu.Lock()
+				first = cmpErr(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 func cmpErr(a, b error) error {
@@ -188,25 +227,5 @@ func parseDeliveryID(id string) (int, string, bool) {
 
 // applyDeliveries runs ops on delivery rows in transactions of up to 100, a few at a time.
 func (s *Store) applyDeliveries(ctx context.Context, org tablestore.Org, ops []tablestore.Op) error {
-	const chunk = 100
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, writeConcurrency)
-	)
-	for start := 0; start < len(ops); start += chunk {
-		part := ops[start:min(start+chunk, len(ops))]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := s.deliveries.Batch(ctx, org, part); err != nil {
-				mu.Lock()
-				first = cmpErr(first, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return first
+	return inChunks(len(ops), func(lo, hi int) error { return s.deliveries.Batch(ctx, org, ops[lo:hi]) })
 }

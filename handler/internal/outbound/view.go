@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -135,9 +137,19 @@ func (p *Pipeline) settle(ctx context.Context, org tablestore.Org, id string, co
 	}
 	if changed {
 		b.UpdatedAt = p.now()
-		if _, err := p.store.putBatch(ctx, org, b, etag); err != nil {
-			return err
+		if _, err := p.store.putBatch(ctx, org, b, etag); err != nil && !errors.Is(err, errkind.Conflict) {
+			return err // a conflict is another reader settling it at the same moment
 		}
 	}
 	return p.store.markClosed(ctx, org, id)
+}
+
+// Forecast is when a batch just accepted should be done: every mail delivery still to go, spread
+// over its pool from its start (no scan: for the accept's answer).
+func (p *Pipeline) Forecast(_ context.Context, _ tablestore.Org, b Batch) (time.Time, error) {
+	from := later(b.ScheduleAt, p.now())
+	if p.cfg.Pacer == nil || !slices.Contains(b.Channels, Mail) {
+		return from, nil
+	}
+	return p.cfg.Pacer.Limits().Estimate(from, b.Recipients, max(len(b.Senders), 1)), nil
 }

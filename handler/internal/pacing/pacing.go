@@ -162,6 +162,9 @@ func (p *Pacer) reserveOnce(ctx context.Context, part tablestore.Shared, mailbox
 		best.used = true
 		slots = append(slots, Slot{Mailbox: best.name, At: bestAt})
 	}
+	// Every mailbox row of the tenant is in one partition: the reservation is one transaction,
+	// all of it or none (a conflict on one row re-reads them all).
+	var ops []tablestore.Op
 	for _, b := range boxes {
 		if !b.used {
 			continue
@@ -169,17 +172,14 @@ func (p *Pacer) reserveOnce(ctx context.Context, part tablestore.Shared, mailbox
 		prune(b.hours, notBefore)
 		hours, _ := json.Marshal(b.hours)
 		st := state{Next: b.next, Hours: string(hours)}
-		var err error
 		if b.etag == "" {
-			_, err = p.t.Insert(ctx, part, b.key, st)
+			ops = append(ops, tablestore.InsertOp(b.key, st))
 		} else {
-			_, err = p.t.Update(ctx, part, b.key, st, b.etag, tablestore.Replace)
+			ops = append(ops, tablestore.UpdateOp(b.key, st, b.etag, tablestore.Replace))
 		}
-		if err != nil {
-			// A mailbox written before this one keeps its reservations: they are only unused
-			// slots, which cost throughput, never a limit.
-			return nil, err
-		}
+	}
+	if err := p.t.Batch(ctx, part, ops); err != nil {
+		return nil, err
 	}
 	return slots, nil
 }
