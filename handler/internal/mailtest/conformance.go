@@ -90,7 +90,11 @@ func Conformance(t *testing.T, newMailer func(t *testing.T, sim *m365sim.Server)
 		kind  errkind.Kind
 		retry bool // a Retry-After comes with it
 	}{
-		{"unknown sender", func() {}, func() outmail.Message { m := msg("<x1@leapchange.mail>", "a@fabrikam.example"); m.From = "ghost@contoso.example"; return m }(), errkind.NotFound, false},
+		{"unknown sender", func() {}, func() outmail.Message {
+			m := msg("<x1@leapchange.mail>", "a@fabrikam.example")
+			m.From = "ghost@contoso.example"
+			return m
+		}(), errkind.NotFound, false},
 		{"recipient refused", func() {}, msg("<x2@leapchange.mail>", "a@bounce.invalid"), errkind.Invalid, false},
 		{"access policy", func() { sim.SetMailAccessPolicy(Tenant, ClientID, "other@contoso.example") }, msg("<x3@leapchange.mail>", "a@fabrikam.example"), errkind.Forbidden, false},
 		{"rate limit", func() { sim.ClearMailAccessPolicy(Tenant, ClientID) }, msg("<x4@leapchange.mail>", "a@fabrikam.example"), errkind.Throttled, true},

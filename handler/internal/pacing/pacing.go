@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,8 +91,9 @@ func partition(tenant string) (tablestore.Shared, error) {
 
 func mailboxKey(mailbox string) string { return tablestore.KeyEscape(strings.ToLower(mailbox)) }
 
-// maxAttempts bounds the optimistic-concurrency loop of one reservation.
-const maxAttempts = 20
+// maxAttempts bounds the optimistic-concurrency loop of one reservation; between attempts it
+// waits a little, at random, so workers that collided do not collide again.
+const maxAttempts = 50
 
 // Reserve reserves slots for messages of recipients[i] recipients each (in order), spread over
 // mailboxes (each message to whichever mailbox can send it soonest), none before notBefore and
@@ -111,10 +113,15 @@ func (p *Pacer) Reserve(ctx context.Context, tenant string, mailboxes []string, 
 	if err != nil {
 		return nil, err
 	}
-	for range maxAttempts {
+	for attempt := range maxAttempts {
 		slots, err := p.reserveOnce(ctx, part, mailboxes, recipients, notBefore, horizon)
 		if !errors.Is(err, errkind.Conflict) {
 			return slots, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(1+rand.IntN(5*min(attempt+1, 10))) * time.Millisecond):
 		}
 	}
 	return nil, fmt.Errorf("pacing: mailbox rows kept changing: %w", errkind.Unavailable)
