@@ -31,10 +31,7 @@ func TestSendsEveryoneOnceAndAccountsForEveryRecipient(t *testing.T) {
 
 	req := request(append([]string{ids[2], ids[3], ids[4], ids[5], "nobody-here"}, ids[0])...)
 	req.GroupIDs = []string{"project-team"}
-	rec, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, req)
 	if !rec.Created || rec.Batch.Recipients != 9 {
 		t.Fatalf("accepted %d recipients (created %v), want 9: 6 people, inactive, no address, unknown", rec.Batch.Recipients, rec.Created)
 	}
@@ -85,10 +82,7 @@ func TestSendsEveryoneOnceAndAccountsForEveryRecipient(t *testing.T) {
 func TestRedeliveryAndDuplicatesSendOnce(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ids := r.crowd(t, 3)
-	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(ids...))
 	r.drain(t)
 	for _, m := range r.env.Queue.Published() {
 		for range 2 {
@@ -116,15 +110,9 @@ func TestIdempotencyKeyReturnsTheSameBatch(t *testing.T) {
 	ids := r.crowd(t, 2)
 	req := request(ids...)
 	req.IdempotencyKey = "web-app-send-42"
-	first, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := r.accept(t, req)
 	r.drain(t)
-	second, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := r.accept(t, req)
 	if second.Created || second.Batch.ID != first.Batch.ID {
 		t.Fatalf("second accept: created %v, batch %s; want the first batch %s", second.Created, second.Batch.ID, first.Batch.ID)
 	}
@@ -154,10 +142,7 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, rigOptions{permissions: tc.permissions})
 			ids := r.crowd(t, 1)
-			rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := r.accept(t, request(ids...))
 			crashed := false
 			r.mailer.after = func(outmail.Message) error {
 				if !crashed {
@@ -188,10 +173,7 @@ func TestCancelScheduledBatch(t *testing.T) {
 	ids := r.crowd(t, 4)
 	req := request(ids...)
 	req.ScheduleAt = r.clock.Now().Add(24 * time.Hour)
-	rec, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, req)
 	if rec.Batch.DispatchSeq == 0 || len(r.env.Queue.Pending()) != 1 {
 		t.Fatalf("scheduled batch: dispatch seq %d, pending %d; want a scheduled dispatch message", rec.Batch.DispatchSeq, len(r.env.Queue.Pending()))
 	}
@@ -226,10 +208,7 @@ func TestPoolPacingKeepsUnderTheLimits(t *testing.T) {
 	r := newRig(t, rigOptions{limits: pacing.Limits{PerMinute: 4, DailyRecipients: 1000}, simLimits: m365sim.MailLimits{PerMinute: 4, DailyRecipients: 1000}, senders: senders})
 	ids := r.crowd(t, 20)
 	start := r.clock.Now()
-	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(ids...))
 	if p := r.progress(t, rec.Batch.ID); !p.ExpectedCompletion.After(start.Add(2 * time.Minute)) {
 		t.Errorf("expected completion %v: 20 mails at 2×4/min take over 2 minutes", p.ExpectedCompletion.Sub(start))
 	}
@@ -260,10 +239,7 @@ func TestThrottledSendWaitsAndGoes(t *testing.T) {
 			if err := r.env.Sim.AddFault(m365sim.FaultRule{PathRegexp: "/sendMail$", Times: 2, Status: status, RetryAfter: 1500 * time.Millisecond}); err != nil {
 				t.Fatal(err)
 			}
-			rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := r.accept(t, request(ids...))
 			start := r.clock.Now()
 			r.drain(t)
 			rows := r.rows(t, rec.Batch.ID)
@@ -285,10 +261,7 @@ func TestServerFailureIsCheckedBeforeResending(t *testing.T) {
 	if err := r.env.Sim.AddFault(m365sim.FaultRule{PathRegexp: "/sendMail$", Times: 1, Status: 500}); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(ids...))
 	r.drain(t)
 	d := r.rows(t, rec.Batch.ID)[0]
 	if d.Status != outbound.Sent || d.Attempts != 2 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 || r.env.Sim.Stats().Routes["sentItems"] == 0 {
@@ -321,10 +294,7 @@ func TestPermanentFailuresAreRecordedWithAHint(t *testing.T) {
 			r := newRig(t, rigOptions{})
 			id := r.person(t, "A", tc.address, true)
 			tc.stage(r)
-			rec, err := r.p.Accept(t.Context(), r.org, request(id))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := r.accept(t, request(id))
 			r.drain(t)
 			d := r.rows(t, rec.Batch.ID)[0]
 			if d.Status != outbound.Failed || d.Reason != tc.reason || d.Hint == "" || d.Detail == "" {
@@ -356,10 +326,7 @@ func TestFailuresThatNeverEndAreRecorded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, rigOptions{})
 			ids := r.crowd(t, 1)
-			rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := r.accept(t, request(ids...))
 			tc.stage(r)
 			r.drain(t)
 			d := r.rows(t, rec.Batch.ID)[0]
@@ -381,10 +348,7 @@ func TestFailuresThatNeverEndAreRecorded(t *testing.T) {
 func TestReconcilerRevivesLostMessages(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ids := r.crowd(t, 3)
-	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(ids...))
 	// Dispatch runs, then the delivery messages are lost.
 	if _, err := r.env.Queue.Drain(t.Context(), r.handle, queuetestOnce()); err == nil {
 		t.Log("drained")
@@ -418,10 +382,7 @@ func TestTeamsDeliveriesAreSkippedUntilTeamsIsConnected(t *testing.T) {
 	ids := r.crowd(t, 2)
 	req := request(ids...)
 	req.Channels = []string{outbound.Mail, outbound.Teams}
-	rec, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, req)
 	r.drain(t)
 	p := r.progress(t, rec.Batch.ID)
 	if p.Counts[outbound.Sent] != 2 || p.Counts[outbound.Skipped] != 2 {
@@ -507,10 +468,7 @@ func TestDispatchChainUnderConcurrentWorkers(t *testing.T) {
 	r.group(t, "all", ids)
 	req := request()
 	req.GroupIDs = []string{"all"}
-	rec, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, req)
 	early := fmt.Sprintf(`{"org":"acme","batch":%q,"dispatch":500}`, rec.Batch.ID)
 	if err := r.p.HandleMail(t.Context(), []byte(early), 1); errkind.Of(err) != errkind.Conflict {
 		t.Fatalf("a dispatch step ahead of the batch's cursor: %v, want a Conflict to be redelivered", err)
@@ -530,10 +488,7 @@ func TestDispatchChainUnderConcurrentWorkers(t *testing.T) {
 func TestUnknownOutcomeIsCheckedEvenAfterAReauthorization(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ids := r.crowd(t, 1)
-	rec, err := r.p.Accept(t.Context(), r.org, request(ids...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(ids...))
 	crashed := false
 	r.mailer.after = func(outmail.Message) error {
 		if crashed {
@@ -546,7 +501,7 @@ func TestUnknownOutcomeIsCheckedEvenAfterAReauthorization(t *testing.T) {
 		return errors.New("worker killed after Graph answered 202")
 	}
 	reconnectAt := r.clock.Now().Add(40 * time.Minute)
-	_, err = r.env.Queue.Drain(t.Context(), r.handle, queuetest.DrainOptions{MaxDeliveries: 1000,
+	_, err := r.env.Queue.Drain(t.Context(), r.handle, queuetest.DrainOptions{MaxDeliveries: 1000,
 		Wait: func(_ context.Context, until time.Time) error {
 			r.clock.Set(until)
 			if rec, _, _ := r.conns.Store.Get(t.Context(), r.org); !r.clock.Now().Before(reconnectAt) && rec.Status != connection.Connected {
@@ -574,10 +529,7 @@ func TestRetriedAcceptNeverResetsRows(t *testing.T) {
 	ids := r.crowd(t, 3)
 	req := request(ids...)
 	req.IdempotencyKey = "send-7"
-	first, err := r.p.Accept(t.Context(), r.org, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := r.accept(t, req)
 	r.drain(t)
 	if err := r.p.Store().SetState(t.Context(), r.org, first.Batch.ID, outbound.Accepting); err != nil {
 		t.Fatal(err)
@@ -600,10 +552,7 @@ func TestRetriedAcceptNeverResetsRows(t *testing.T) {
 // TestCancelAfterEverythingWentChangesNothing: a settled batch stays settled.
 func TestCancelAfterEverythingWentChangesNothing(t *testing.T) {
 	r := newRig(t, rigOptions{})
-	rec, err := r.p.Accept(t.Context(), r.org, request(r.crowd(t, 2)...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.accept(t, request(r.crowd(t, 2)...))
 	r.drain(t)
 	r.progress(t, rec.Batch.ID) // settles it
 	c, err := r.p.Cancel(t.Context(), r.org, rec.Batch.ID)

@@ -280,3 +280,13 @@ func (r *rig) drainConcurrently(t *testing.T, n int) {
 	}
 	wg.Wait()
 }
+
+// accept accepts req for the rig's org, failing the test if it is refused.
+func (r *rig) accept(t *testing.T, req outbound.Request) outbound.Receipt {
+	t.Helper()
+	rec, err := r.p.Accept(t.Context(), r.org, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
