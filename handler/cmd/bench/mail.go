@@ -27,9 +27,7 @@ import (
 	"io"
 
 	"net/http"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,53 +68,33 @@ type MailResult struct {
 }
 
 type mailOptions struct {
-	simURL, caFile           string
-	tenant, appID, appSecret string
-	recipients, mailboxes    int
-	perMinute, workers       int
-	tables, out              string
-	timeout                  time.Duration
-	stderr                   io.Writer
+	target
+	recipients, mailboxes int
+	perMinute, workers    int
 }
 
 func runMail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := mailOptions{stderr: stderr}
+	o := mailOptions{target: target{stderr: stderr}}
 	fs := flag.NewFlagSet("bench mail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.simURL, "sim", "", "simulated tenant base URL (required; started with the same -mail-per-minute)")
-	fs.StringVar(&o.caFile, "ca", "", "CA certificate PEM of the simulated tenant (required)")
-	fs.StringVar(&o.tenant, "tenant", "", "tenant id (required)")
-	fs.StringVar(&o.appID, "app-id", "", "client id (required)")
-	fs.StringVar(&o.appSecret, "app-secret", "", "client secret (required)")
+	o.flags(fs)
 	fs.IntVar(&o.recipients, "recipients", 0, "recipients of the batch (required)")
 	fs.IntVar(&o.mailboxes, "mailboxes", 4, "sender mailboxes in the pool")
 	fs.IntVar(&o.perMinute, "per-minute", 0, "mails per minute per mailbox, as the simulated tenant enforces (required)")
 	fs.IntVar(&o.workers, "workers", 32, "concurrent MailSender invocations (the host's maxConcurrentCalls)")
-	fs.StringVar(&o.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string")
-	fs.StringVar(&o.out, "out", "", "also write the result, with date and machine, to this JSON file")
-	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := o.parse(fs, args); err != nil {
+		return err
 	}
-	if o.simURL == "" || o.caFile == "" || o.tenant == "" || o.appID == "" || o.appSecret == "" || o.tables == "" ||
-		o.recipients <= 0 || o.mailboxes <= 0 || o.perMinute <= 0 || o.workers <= 0 {
-		return fmt.Errorf("%w: -sim, -ca, -tenant, -app-id, -app-secret, -tables, -recipients, -mailboxes and -per-minute are required", errUsage)
+	if o.recipients <= 0 || o.mailboxes <= 0 || o.perMinute <= 0 || o.workers <= 0 {
+		return fmt.Errorf("%w: -recipients and -per-minute are required; -recipients, -mailboxes, -per-minute and -workers must be positive", errUsage)
 	}
-	o.simURL = strings.TrimRight(o.simURL, "/")
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	res, err := mailBench(ctx, o)
 	if err != nil {
 		return err
 	}
-	line, _ := json.Marshal(res)
-	if o.out != "" {
-		if err := writeResult(o.out, line); err != nil {
-			return err
-		}
-	}
-	_, err = fmt.Fprintf(stdout, "%s\n", line)
-	return err
+	return o.report(stdout, res)
 }
 
 func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {

@@ -76,16 +76,59 @@ var errUsage = errors.New("usage")
 
 const org = "bench"
 
-type options struct {
+// target is what every benchmark runs against and where its result goes.
+type target struct {
 	simURL, caFile           string
 	tenant, appID, appSecret string
-	users, groups            int
-	tables                   string
-	out                      string
-	cpuProfile, memProfile   string
-	mutate                   float64
+	tables, out              string
 	timeout                  time.Duration
 	stderr                   io.Writer
+}
+
+// flags declares the target's flags on fs.
+func (t *target) flags(fs *flag.FlagSet) {
+	fs.StringVar(&t.simURL, "sim", "", "simulated tenant base URL, e.g. https://127.0.0.1:1234 (required)")
+	fs.StringVar(&t.caFile, "ca", "", "CA certificate PEM of the simulated tenant (required)")
+	fs.StringVar(&t.tenant, "tenant", "", "tenant id (required)")
+	fs.StringVar(&t.appID, "app-id", "", "client id (required)")
+	fs.StringVar(&t.appSecret, "app-secret", "", "client secret (required)")
+	fs.StringVar(&t.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
+	fs.StringVar(&t.out, "out", "", "also write the result, with date and machine, to this JSON file")
+	fs.DurationVar(&t.timeout, "timeout", 60*time.Minute, "give up after this long")
+}
+
+// parse parses args into fs and checks the target's flags.
+func (t *target) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if t.simURL == "" || t.caFile == "" || t.tenant == "" || t.appID == "" || t.appSecret == "" || t.tables == "" {
+		return fmt.Errorf("%w: -sim, -ca, -tenant, -app-id, -app-secret and -tables (or AZURITE_TABLES_CONNECTION) are required", errUsage)
+	}
+	t.simURL = strings.TrimRight(t.simURL, "/")
+	return nil
+}
+
+// report prints the result as one JSON line and writes it, with date and machine, to -out.
+func (t *target) report(stdout io.Writer, res any) error {
+	line, _ := json.Marshal(res)
+	if t.out != "" {
+		if err := writeResult(t.out, line); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}
+
+type options struct {
+	target
+	users, groups          int
+	cpuProfile, memProfile string
+	mutate                 float64
 }
 
 // Result is the JSON line; the first keys are the benchmark contract's, in its order.
@@ -146,46 +189,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := options{stderr: stderr}
+	o := options{target: target{stderr: stderr}}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.simURL, "sim", "", "simulated tenant base URL, e.g. https://127.0.0.1:1234 (required)")
-	fs.StringVar(&o.caFile, "ca", "", "CA certificate PEM of the simulated tenant (required)")
-	fs.StringVar(&o.tenant, "tenant", "", "tenant id (required)")
-	fs.StringVar(&o.appID, "app-id", "", "client id (required)")
-	fs.StringVar(&o.appSecret, "app-secret", "", "client secret (required)")
+	o.flags(fs)
 	fs.IntVar(&o.users, "users", 0, "users the simulated tenant was generated with (reported)")
 	fs.IntVar(&o.groups, "groups", 0, "groups the simulated tenant was generated with (reported)")
-	fs.StringVar(&o.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
-	fs.StringVar(&o.out, "out", "", "also write the result, with date and machine, to this JSON file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the full run to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile (after the full run) to this file")
 	fs.Float64Var(&o.mutate, "mutate", 0.01, "fraction of users changed before the delta run")
-	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := o.parse(fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if o.simURL == "" || o.caFile == "" || o.tenant == "" || o.appID == "" || o.appSecret == "" || o.tables == "" {
-		return fmt.Errorf("%w: -sim, -ca, -tenant, -app-id, -app-secret and -tables (or AZURITE_TABLES_CONNECTION) are required", errUsage)
-	}
-	o.simURL = strings.TrimRight(o.simURL, "/")
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	res, err := bench(ctx, o)
 	if err != nil {
 		return err
 	}
-	line, _ := json.Marshal(res)
-	if o.out != "" {
-		if err := writeResult(o.out, line); err != nil {
-			return err
-		}
-	}
-	_, err = fmt.Fprintf(stdout, "%s\n", line)
-	return err
+	return o.report(stdout, res)
 }
 
 // bench is one measurement: full, floor, delta.
