@@ -127,7 +127,8 @@ func packBatches[M, B any](items []M, newBatch func() (B, error), add func(B, M)
 type Publisher interface {
 	Publish(ctx context.Context, m Message) error
 	// PublishBatch publishes msgs (all to the same queue, msgs[i].Queue) in as few round trips
-	// as the service allows, each message keeping its own ID (duplicate detection) and NotBefore.
+	// as the service allows, each message keeping its own ID (duplicate detection) and NotBefore
+	// (Service Bus: scheduled messages are sent one by one, the others in batches).
 	// Every message is validated first: nothing is sent if one is invalid (ErrInvalid), nor if
 	// one is too large for a batch on its own. If a later round trip fails, the earlier ones
 	// stay sent; publishing the same batch again is safe (duplicate detection). Empty msgs is a

@@ -67,9 +67,23 @@ func (s *ServiceBus) PublishBatch(ctx context.Context, msgs []Message) error {
 	if err != nil {
 		return translate("publish batch to "+q, err)
 	}
-	sbMsgs := make([]*azservicebus.Message, len(msgs))
-	for i, m := range msgs {
-		sbMsgs[i] = toServiceBus(m)
+	// A batch travels in one AMQP envelope that carries the first message's annotations, the
+	// scheduled enqueue time among them; whether Service Bus then honours each message's own
+	// time is not documented. Scheduled messages are sent one by one (a few at a time), so each
+	// keeps its own time for sure; the others go in batches.
+	var sbMsgs, scheduled []*azservicebus.Message
+	for _, m := range msgs {
+		if m.NotBefore.IsZero() {
+			sbMsgs = append(sbMsgs, toServiceBus(m))
+		} else {
+			scheduled = append(scheduled, toServiceBus(m))
+		}
+	}
+	if err := sendEach(ctx, snd, scheduled); err != nil {
+		return translate("publish scheduled messages to "+q, err)
+	}
+	if len(sbMsgs) == 0 {
+		return nil
 	}
 	batches, err := packBatches(sbMsgs,
 		func() (*azservicebus.MessageBatch, error) { return snd.NewMessageBatch(ctx, nil) },
@@ -86,6 +100,31 @@ func (s *ServiceBus) PublishBatch(ctx context.Context, msgs []Message) error {
 		}
 	}
 	return nil
+}
+
+// sendEach sends msgs one by one, eight at a time; the first error wins.
+func sendEach(ctx context.Context, snd *azservicebus.Sender, msgs []*azservicebus.Message) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 8)
+	)
+	for _, m := range msgs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := snd.SendMessage(ctx, m, nil); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 // addToBatch adds m to b, reporting false when it does not fit.
