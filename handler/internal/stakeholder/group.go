@@ -123,3 +123,16 @@ func (g *Groups) SetMembers(ctx context.Context, org tablestore.Org, groupID str
 	}
 	return added, removed, g.members.Batch(ctx, org, ops)
 }
+
+// IsMember reports whether the stakeholder is a member of the group (one point read).
+func (g *Groups) IsMember(ctx context.Context, org tablestore.Org, groupID, stakeholderID string) (bool, error) {
+	key := membershipKey(groupID, stakeholderID)
+	if tablestore.CheckKey(key) != nil {
+		return false, nil
+	}
+	_, _, err := tablestore.Get[Membership](ctx, g.members, org, key)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
