@@ -9,6 +9,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/leapchange/m365/handler/internal/api"
+	"github.com/leapchange/m365/handler/internal/changes"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
@@ -105,6 +106,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
 			Stakeholders: stakeholders, Groups: groups,
 			Messages: pipeline, MailSettings: mailSettings, Mailboxes: gc,
+			Changes:  changes.NewStore(store),
 			NextSync: schedule.Next, Logger: log,
 		}),
 		health: health.New(health.Config{Logger: log},

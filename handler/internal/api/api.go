@@ -102,6 +102,7 @@ type Deps struct {
 	Messages     messenger
 	MailSettings mailSettingsStore
 	Mailboxes    mailboxDirectory
+	Changes      changeStore // the change summaries the web app publishes (changes.Store)
 	Logger       *slog.Logger
 	Now          func() time.Time
 }

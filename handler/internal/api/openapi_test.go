@@ -742,6 +742,21 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(mf.srv.URL, "DELETE", m+"/messages/"+batch, "")                // 200
 	c.call(mf.srv.URL, "DELETE", m+"/messages/bffffffffffff00000000", "") // 404
 
+	// Change summaries, on a fixture with the change store.
+	cf := setupChanges(t)
+	const ch = "/api/orgs/org-a/changes/"
+	resp, _ = c.call(cf.srv.URL, "PUT", ch+"CH-1", changeBody) // 201
+	changeTag := resp.Header.Get("ETag")
+	c.call(cf.srv.URL, "PUT", ch+"CH-1", changeBody, "If-Match", changeTag) // 200
+	c.call(cf.srv.URL, "PUT", ch+"CH-1", changeBody, "If-Match", changeTag) // 412
+	c.call(cf.srv.URL, "PUT", ch+"CH-1", `{"title":"","status":"planned"}`) // 400
+	c.call(cf.srv.URL, "PUT", "/api/orgs/org-z/changes/CH-1", changeBody)   // 404 unknown org
+	c.call(cf.srv.URL, "GET", ch+"CH-1", "")                                // 200
+	c.call(cf.srv.URL, "GET", ch+"nosuch", "")                              // 404
+	c.call(cf.srv.URL, "DELETE", ch+"CH-1", "", "If-Match", staleETag)      // 412
+	c.call(cf.srv.URL, "DELETE", ch+"CH-1", "")                             // 204
+	c.call(cf.srv.URL, "DELETE", ch+"bad~id", "")                           // 400
+
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
 		if op["x-status"] == "planned" || strings.HasSuffix(name, "/api/consent/callback") {
@@ -769,7 +784,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		"GET /api/orgs/{org}/groups/{id}/members 404",
 		"POST /api/orgs/{org}/messages 202", "POST /api/orgs/{org}/messages 200", "POST /api/orgs/{org}/messages 409", "POST /api/orgs/{org}/messages 400",
 		"GET /api/orgs/{org}/messages/{batchId} 404", "PUT /api/orgs/{org}/m365/settings/mail 400", "PUT /api/orgs/{org}/m365/settings/mail 412",
-		"DELETE /api/orgs/{org}/messages/{batchId} 200"} {
+		"DELETE /api/orgs/{org}/messages/{batchId} 200",
+		"PUT /api/orgs/{org}/changes/{changeId} 201", "PUT /api/orgs/{org}/changes/{changeId} 200", "PUT /api/orgs/{org}/changes/{changeId} 412",
+		"PUT /api/orgs/{org}/changes/{changeId} 400", "PUT /api/orgs/{org}/changes/{changeId} 404", "GET /api/orgs/{org}/changes/{changeId} 404",
+		"DELETE /api/orgs/{org}/changes/{changeId} 204", "DELETE /api/orgs/{org}/changes/{changeId} 412", "DELETE /api/orgs/{org}/changes/{changeId} 400"} {
 		if !c.seen[want] {
 			t.Errorf("not checked: %s", want)
 		}

@@ -61,8 +61,9 @@ func (s *Server) routes() {
 		http.MethodDelete: s.cancelMessage,
 	})
 	s.route("/changes/{changeId}", map[string]handler{
-		http.MethodPut:    notImplemented("change summaries"),
-		http.MethodDelete: notImplemented("change summaries"),
+		http.MethodGet:    s.getChange,
+		http.MethodPut:    s.putChange,
+		http.MethodDelete: s.deleteChange,
 	})
 	s.mux.HandleFunc("/", s.notFound)
 }
