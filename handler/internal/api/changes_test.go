@@ -57,8 +57,9 @@ func TestChangeLifecycle(t *testing.T) {
 	if a.status != http.StatusCreated || a.header.Get("Location") != p || etag1 == "" || a.body["id"] != "CH-1" || a.body["updatedAt"] == nil {
 		t.Fatalf("PUT new = %d %v %s", a.status, a.header, a.raw)
 	}
+	putAt := a.body["updatedAt"]
 	a = f.doWith(t, "GET", p, "")
-	if a.status != http.StatusOK || a.header.Get("ETag") != etag1 || a.body["title"] != "Office move" || a.body["owner"].(map[string]any)["email"] != "ada@contoso.example" {
+	if a.status != http.StatusOK || a.header.Get("ETag") != etag1 || a.body["updatedAt"] != putAt || a.body["title"] != "Office move" || a.body["owner"].(map[string]any)["email"] != "ada@contoso.example" {
 		t.Fatalf("GET = %d %s", a.status, a.raw)
 	}
 	// What GET answers can be written back as is.

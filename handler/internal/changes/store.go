@@ -177,7 +177,7 @@ func (s *Store) Put(ctx context.Context, org tablestore.Org, c Change, ifMatch s
 		if ifMatch != "" && (!exists || !matches(ifMatch, cur.Version)) {
 			return Change{}, "", false, ErrStale
 		}
-		c.UpdatedAt = s.now().UTC()
+		c.UpdatedAt = s.now().UTC().Truncate(time.Microsecond) // Table Storage keeps 100 ns: what Put answers, Get reads
 		r := record{Change: c, Version: newVersion()}
 		keys, values := rows(r)
 		r.Index = keys
