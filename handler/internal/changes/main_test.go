@@ -16,6 +16,7 @@ func TestMain(m *testing.M) { azuritetest.Main(m) }
 // every reading (so later writes are newer), and org "acme".
 type rig struct {
 	s   *Store
+	ts  *tablestore.Store
 	tbl *tablestore.Table
 	org tablestore.Org
 }
@@ -31,7 +32,7 @@ func newRig(t *testing.T) rig {
 		now = now.Add(time.Second)
 		return now
 	}
-	return rig{s: NewStore(ts).WithClock(clock), tbl: ts.Table(Table), org: tablestoretest.Org(t, "acme")}
+	return rig{s: NewStore(ts).WithClock(clock), ts: ts, tbl: ts.Table(Table), org: tablestoretest.Org(t, "acme")}
 }
 
 // put stores c, failing the test on an error.

@@ -288,3 +288,44 @@ func TestSearch(t *testing.T) {
 		t.Errorf("another org's search = %v %v", cs, err)
 	}
 }
+
+// The bot's queries read their index rows and the changes they answer with, not the org's
+// other changes: the requests they send do not grow with the org.
+func TestQueriesDoNotScanTheOrg(t *testing.T) {
+	r := newRig(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, _, errs[i] = r.s.Put(t.Context(), r.org, Change{ID: fmt.Sprintf("other%03d", i), Title: "Unrelated rollout", Status: InProgress,
+				Description: "Something else entirely.", ImpactedStakeholderIDs: []string{"someone"}, ImpactedGroupIDs: []string{"g-other"}}, "")
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.put(t, Change{ID: "mine", Title: "Payroll migration", Status: Planned, ImpactedStakeholderIDs: []string{"me"}})
+	r.put(t, Change{ID: "my-group", Title: "Badge readers", Status: InProgress, ImpactedGroupIDs: []string{"g1"}})
+
+	before := r.ts.Stats().Requests
+	cs, err := r.s.Impacting(t.Context(), r.org, "me", []string{"g1"})
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("Impacting = %v %v", cs, err)
+	}
+	if n := r.ts.Stats().Requests - before; n > 4 { // two index queries, two reads
+		t.Errorf("Impacting sent %d requests", n)
+	}
+	before = r.ts.Stats().Requests
+	cs, err = r.s.Search(t.Context(), r.org, "payroll", 5)
+	if err != nil || len(cs) != 1 || cs[0].ID != "mine" {
+		t.Fatalf("Search = %v %v", cs, err)
+	}
+	if n := r.ts.Stats().Requests - before; n > 3 { // "payroll" as an id, one index query, one read
+		t.Errorf("Search sent %d requests", n)
+	}
+}
