@@ -74,6 +74,16 @@ func (c *Credentials) ForTenant(tenantID string) (azcore.TokenCredential, error)
 	if cred, ok := c.creds[tenantID]; ok {
 		return cred, nil
 	}
+	cred, err := c.newCredential(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	c.creds[tenantID] = cred
+	return cred, nil
+}
+
+// newCredential returns a credential for tenantID with a token cache of its own.
+func (c *Credentials) newCredential(tenantID string) (azcore.TokenCredential, error) {
 	opts := &azidentity.ClientSecretCredentialOptions{}
 	if c.cfg.AuthorityHost != "" {
 		opts.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: c.cfg.AuthorityHost}
@@ -86,8 +96,32 @@ func (c *Credentials) ForTenant(tenantID string) (azcore.TokenCredential, error)
 	if err != nil {
 		return nil, &entra.Error{Kind: entra.KindInvalid, Message: "app credential: " + err.Error(), Err: err}
 	}
-	c.creds[tenantID] = cred
 	return cred, nil
+}
+
+// FreshRoles returns the application permissions tenantID has granted, from a token fetched
+// now: a cached token keeps the roles of its time, and an admin who has just granted more
+// expects them to count.
+func (c *Credentials) FreshRoles(ctx context.Context, tenantID string) ([]string, error) {
+	if !ValidTenant(tenantID) {
+		return nil, &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenantID)}
+	}
+	cred, err := c.newCredential(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{GraphScope}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, Classify(err)
+	}
+	claims, err := readClaims(tok.Token)
+	if err != nil {
+		return nil, &entra.Error{Kind: entra.KindOther, Message: "token has unreadable claims"}
+	}
+	return claims.Roles, nil
 }
 
 func isMicrosoftHost(authority string) bool {

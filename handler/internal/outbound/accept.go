@@ -18,6 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/teamsconn"
 )
 
 // Request limits.
@@ -104,6 +105,7 @@ func (r *Request) validate(now time.Time) error {
 		add("idempotencyKey", fmt.Sprintf("at most %d characters, one line", MaxIdempotencyKey))
 	}
 	validateContent(&r.Content, r.Channels, &bad)
+	validateSurvey(r.Survey, r.Kind, add)
 	if len(bad) > 0 {
 		return bad
 	}
@@ -129,8 +131,16 @@ func (p *Pipeline) Accept(ctx context.Context, org tablestore.Org, r Request) (R
 	if !r.ScheduleAt.IsZero() && r.ScheduleAt.After(now) {
 		b.ScheduleAt = r.ScheduleAt.UTC()
 	}
+	if r.Survey != nil {
+		b.SurveyURL, b.SurveyQuestion, b.SurveyChoices = r.Survey.URL, r.Survey.Question, r.Survey.Choices
+	}
 	if slices.Contains(r.Channels, Mail) {
 		if err := p.mailReady(ctx, org, &b); err != nil {
+			return Receipt{}, err
+		}
+	}
+	if slices.Contains(r.Channels, Teams) {
+		if err := p.teamsReady(ctx, org, &b); err != nil {
 			return Receipt{}, err
 		}
 	}
@@ -278,8 +288,35 @@ func (p *Pipeline) mailReady(ctx context.Context, org tablestore.Org, b *Batch) 
 	return nil
 }
 
+// teamsReady checks the org can send in Teams: its Teams connection is on, for the tenant of
+// its Microsoft 365 connection.
+func (p *Pipeline) teamsReady(ctx context.Context, org tablestore.Org, b *Batch) error {
+	if p.cfg.Teams.Connections == nil {
+		return errNotReady{"Teams messages are not set up on this server (no bot registration)"}
+	}
+	rec, _, err := p.cfg.Connections.Get(ctx, org)
+	if err != nil && !errors.Is(err, errkind.NotFound) {
+		return err
+	}
+	if rec.TenantID == "" || (rec.Status != connection.Connected && rec.Status != connection.NeedsReauthorization) {
+		return errNotReady{"Teams messages need a Microsoft 365 connection: connect the org first"}
+	}
+	tc, _, err := p.cfg.Teams.Connections.Get(ctx, org)
+	if err != nil {
+		return err
+	}
+	if tc.Status != teamsconn.Connected || tc.TenantID != rec.TenantID {
+		return errNotReady{"Teams is not connected for this org: connect it with POST /teams/connect"}
+	}
+	if b.Tenant == "" {
+		b.Tenant = rec.TenantID
+	}
+	return nil
+}
+
 // Skip reasons at accept time.
 const (
+	ReasonNoTeamsIdentity  = "no_teams_identity"
 	ReasonNotFound         = "stakeholder_not_found"
 	ReasonInactive         = "inactive"
 	ReasonNoAddress        = "no_address"
@@ -291,6 +328,7 @@ var skipHints = map[string]string{
 	ReasonInactive:         "The stakeholder is deactivated (deleted, disabled or out of the sync's group filter in Entra ID).",
 	ReasonNoAddress:        "The stakeholder has no email address: add one, or sync it from Entra ID.",
 	ReasonDuplicateAddress: "Another recipient of this message has the same email address; it is sent once.",
+	ReasonNoTeamsIdentity:  "The stakeholder is not linked to an Entra ID user (a manual stakeholder): Teams can only reach people synced from Entra ID.",
 }
 
 // expand resolves the recipients to delivery rows: group members and listed stakeholders, each
@@ -347,8 +385,14 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 			d := Delivery{Batch: b.ID, Index: i, Channel: ch, StakeholderID: id, Status: Scheduled, UpdatedAt: now}
 			if ok {
 				d.Address, d.FirstName, d.LastName = st.Email, st.FirstName, st.LastName
+				if ch == Teams {
+					d.EntraID = st.ExternalID
+				}
 			}
 			why := reason
+			if why == "" && ch == Teams && d.EntraID == "" {
+				why = ReasonNoTeamsIdentity
+			}
 			if why == "" && ch == Mail {
 				addr := stakeholder.NormalizeEmail(st.Email)
 				switch {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/leapchange/m365/handler/internal/fielderr"
 	"html"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -84,6 +85,65 @@ type Content struct {
 	Subject string
 	Text    string // plain text; derived from HTML when only HTML is given
 	HTML    string // sanitised
+	Survey  *Survey
+}
+
+// Survey makes a message a survey invitation: the survey's link and, answered on the Teams
+// card itself, a question with its choices.
+type Survey struct {
+	URL      string
+	Question string
+	Choices  []string
+}
+
+// Survey limits (an Adaptive Card shows at most a handful of buttons in a row; Teams caps a
+// card's actions).
+const (
+	MaxSurveyChoices  = 6
+	MaxSurveyChoice   = 60
+	MaxSurveyQuestion = 500
+	MaxSurveyURL      = 2000
+)
+
+func validateSurvey(s *Survey, kind string, add func(f, m string)) {
+	if s == nil {
+		if kind == "survey_invitation" {
+			add("survey", "a survey invitation needs a survey: its url, or a question with choices")
+		}
+		return
+	}
+	s.URL, s.Question = strings.TrimSpace(s.URL), strings.TrimSpace(s.Question)
+	if s.URL == "" && len(s.Choices) == 0 {
+		add("survey", "give the survey's url, or a question with choices, or both")
+	}
+	if s.URL != "" {
+		u, err := url.Parse(s.URL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || len(s.URL) > MaxSurveyURL {
+			add("survey.url", fmt.Sprintf("an absolute https link of at most %d characters", MaxSurveyURL))
+		}
+	}
+	if utf8.RuneCountInString(s.Question) > MaxSurveyQuestion || !utf8.ValidString(s.Question) {
+		add("survey.question", fmt.Sprintf("at most %d characters of valid UTF-8", MaxSurveyQuestion))
+	}
+	if len(s.Choices) > 0 && s.Question == "" {
+		add("survey.question", "choices need a question")
+	}
+	if len(s.Choices) > MaxSurveyChoices {
+		add("survey.choices", fmt.Sprintf("at most %d", MaxSurveyChoices))
+	}
+	seen := map[string]bool{}
+	for i, c := range s.Choices {
+		c = strings.TrimSpace(c)
+		s.Choices[i] = c
+		f := fmt.Sprintf("survey.choices[%d]", i)
+		switch {
+		case c == "" || utf8.RuneCountInString(c) > MaxSurveyChoice || !utf8.ValidString(c) || strings.ContainsAny(c, "\r\n"):
+			add(f, fmt.Sprintf("one line of 1 to %d characters", MaxSurveyChoice))
+		case seen[strings.ToLower(c)]:
+			add(f, "listed twice")
+		}
+		seen[strings.ToLower(c)] = true
+	}
 }
 
 // FieldError names one bad input field.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/connection"
@@ -69,56 +71,13 @@ func (p *Pipeline) HandleMail(ctx context.Context, body []byte, deliveryCount in
 	return err
 }
 
-// HandleTeams is the TeamsSender function. Until Teams is connected (a later issue) every
-// Teams delivery is skipped with reason teams_not_connected: recorded, not failed.
-func (p *Pipeline) HandleTeams(ctx context.Context, body []byte, deliveryCount int) error {
-	job, org, err := decodeJob(body)
-	if err == nil && job.Key == "" {
-		err = fmt.Errorf("outbound: a Teams message names no delivery: %w", errkind.Invalid)
-	}
-	if err != nil {
-		return err // dead-lettered after the redeliveries, kept for inspection
-	}
-	d, etag, err := p.store.delivery(ctx, org, job.Key)
-	if errors.Is(err, errkind.NotFound) || (err == nil && d.Status.Final()) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	d.Status, d.Reason, d.Hint, d.UpdatedAt = Skipped, ReasonTeamsNotConnect,
-		"Teams is not connected for this org: connect it (Settings → Integrations → Microsoft Teams) and send again.", p.now()
-	_, err = p.store.updateDelivery(ctx, org, d, etag)
-	if errors.Is(err, errkind.Conflict) {
-		return fmt.Errorf("outbound: teams delivery %s changed while skipping it: %w", d.Key(), err)
-	}
-	return err
-}
-
 // deliverMail sends one delivery's mail, if it is still to go.
 func (p *Pipeline) deliverMail(ctx context.Context, org tablestore.Org, job Job) error {
-	d, etag, err := p.store.delivery(ctx, org, job.Key)
-	if errors.Is(err, errkind.NotFound) {
-		return nil // erased with its org
-	}
-	if err != nil {
+	d, etag, ok, err := p.due(ctx, org, job)
+	if !ok || err != nil {
 		return err
 	}
 	now := p.now()
-	switch {
-	case d.Status.Final():
-		return nil // sent, failed, cancelled or skipped: a redelivery or duplicate sends nothing
-	case d.Status == Scheduled:
-		return nil // not dispatched: this message is stale; dispatch will queue its own
-	case d.Status == Queued && (job.Attempt != d.Attempts || job.Due.UnixMilli() != d.DueAt.UnixMilli()):
-		// A stale carrier of an older attempt. Make sure the current one is on the queue
-		// (duplicate detection drops it if it is) and stop.
-		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, "q"))
-	case d.Status == Queued && d.DueAt.After(now.Add(early)):
-		// Early (clocks disagree): queue it again for its slot, under an id of its own so
-		// duplicate detection does not drop it.
-		return p.cfg.Queue.Publish(ctx, deliveryMessage(org, d, fmt.Sprintf("e%d", now.UnixMilli())))
-	}
 	// The batch's content; a cancel is seen on the row itself (Cancel marks every row).
 	b, err := p.batchContent(ctx, org, d.Batch)
 	if errors.Is(err, errkind.NotFound) {
@@ -290,16 +249,23 @@ func (p *Pipeline) sendFailed(ctx context.Context, org tablestore.Org, b Batch, 
 // simply at at, with a new attempt and message.
 func (p *Pipeline) putOff(ctx context.Context, org tablestore.Org, b Batch, d Delivery, etag tablestore.ETag, at time.Time, repace bool, reason, hint, detail string) error {
 	if d.Attempts >= maxAttempts {
-		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The mail could not be sent in %d tries: %s", d.Attempts, hint), detail)
+		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("It could not be sent in %d tries: %s", d.Attempts, hint), detail)
 	}
 	d.Paced = false
-	if repace {
-		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, []int{1}, at, at.Add(30*24*time.Hour))
+	pc, lanes := p.cfg.Pacer, b.Senders
+	if d.Channel == Teams {
+		pc, lanes = p.cfg.Teams.Pacer, teamsLane
+	}
+	if repace && pc != nil {
+		slots, err := pc.Reserve(ctx, b.Tenant, lanes, []int{1}, at, at.Add(30*24*time.Hour))
 		if err != nil {
 			return err
 		}
 		if len(slots) == 1 {
-			d.Mailbox, at, d.Paced = slots[0].Mailbox, slots[0].At, true
+			at, d.Paced = slots[0].At, true
+			if d.Channel == Mail {
+				d.Mailbox = slots[0].Mailbox
+			}
 		}
 	}
 	d.Status, d.DueAt, d.Reason, d.Hint, d.Detail, d.UpdatedAt = Queued, at, reason, hint, detail, p.now()
@@ -348,6 +314,14 @@ func mailOf(b Batch, d Delivery) outmail.Message {
 	if b.Personalised {
 		m.Subject = fill(b.Subject, d, false)
 		m.Body = fill(m.Body, d, m.HTML)
+	}
+	if b.SurveyURL != "" && !strings.Contains(m.Body, b.SurveyURL) {
+		// A survey invitation by mail carries its link (a Teams card has a button for it).
+		if m.HTML {
+			m.Body += `<p><a href="` + html.EscapeString(b.SurveyURL) + `">Take the survey</a></p>`
+		} else {
+			m.Body += "\n\nTake the survey: " + b.SurveyURL
+		}
 	}
 	return m
 }

@@ -62,24 +62,35 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 			requeue = append(requeue, m)
 		}
 	}
-	var mail []int
-	for i, r := range rows {
-		if r.row.Channel == Mail {
-			mail = append(mail, i)
+	// Each channel's rows take slots of its pace: mail the sender pool's, Teams the tenant's.
+	for _, ch := range []struct {
+		name  string
+		pc    pacer
+		lanes []string
+	}{{Mail, p.cfg.Pacer, b.Senders}, {Teams, p.cfg.Teams.Pacer, teamsLane}} {
+		var idx []int
+		for i, r := range rows {
+			if r.row.Channel == ch.name && r.row.Index < end {
+				idx = append(idx, i)
+			}
 		}
-	}
-	if len(mail) > 0 {
-		slots, err := p.cfg.Pacer.Reserve(ctx, b.Tenant, b.Senders, ones(len(mail)), now, now.Add(p.cfg.Horizon))
+		if len(idx) == 0 || ch.pc == nil {
+			continue
+		}
+		slots, err := ch.pc.Reserve(ctx, b.Tenant, ch.lanes, ones(len(idx)), now, now.Add(p.cfg.Horizon))
 		if err != nil {
-			return fmt.Errorf("outbound: reserving send slots for %s: %w", b.ID, err)
+			return fmt.Errorf("outbound: reserving %s slots for %s: %w", ch.name, b.ID, err)
 		}
-		for k, i := range mail {
+		for k, i := range idx {
 			if k >= len(slots) {
-				// The pool is booked to the horizon: this recipient and the rest wait for the next step.
-				end = rows[i].row.Index
+				// Booked to the horizon: this recipient and the rest wait for the next step.
+				end = min(end, rows[i].row.Index)
 				break
 			}
-			rows[i].row.Mailbox, rows[i].row.DueAt, rows[i].row.Paced = slots[k].Mailbox, slots[k].At, true
+			rows[i].row.DueAt, rows[i].row.Paced = slots[k].At, true
+			if ch.name == Mail {
+				rows[i].row.Mailbox = slots[k].Mailbox
+			}
 		}
 	}
 	var ops []tablestore.Op

@@ -33,14 +33,19 @@ const (
 	Sent      Status = "sent"
 	Failed    Status = "failed"
 	Cancelled Status = "cancelled"
-	Skipped   Status = "skipped" // never sent: inactive, no address, duplicate address, channel not connected
+	Skipped   Status = "skipped" // never sent: inactive, no address, duplicate address, app removed
+	// Unreachable: Teams refused the message because the person blocked the bot (or removed the
+	// app as it was sent). Final, and told apart from failures: nothing the admin fixes.
+	Unreachable Status = "unreachable"
 )
 
 // Statuses lists every status, in the order the batch view counts them.
-var Statuses = []Status{Scheduled, Queued, Sending, Sent, Failed, Cancelled, Skipped}
+var Statuses = []Status{Scheduled, Queued, Sending, Sent, Failed, Cancelled, Skipped, Unreachable}
 
 // Final reports whether nothing more happens to a delivery in this status.
-func (s Status) Final() bool { return s == Sent || s == Failed || s == Cancelled || s == Skipped }
+func (s Status) Final() bool {
+	return s == Sent || s == Failed || s == Cancelled || s == Skipped || s == Unreachable
+}
 
 // Batch states.
 const (
@@ -53,14 +58,19 @@ const (
 
 // Batch is one accepted send: its content and its progress. Deliveries are rows of their own.
 type Batch struct {
-	ID             string    `json:"id"`
-	Kind           string    `json:"kind"`
-	CampaignID     string    `json:"campaignId,omitempty"`
-	Channels       []string  `json:"channels"`
-	Subject        string    `json:"subject"`
-	Text           string    `json:"text,omitempty"`
-	HTML           string    `json:"html,omitempty"`
-	Personalised   bool      `json:"personalised"`
+	ID           string   `json:"id"`
+	Kind         string   `json:"kind"`
+	CampaignID   string   `json:"campaignId,omitempty"`
+	Channels     []string `json:"channels"`
+	Subject      string   `json:"subject"`
+	Text         string   `json:"text,omitempty"`
+	HTML         string   `json:"html,omitempty"`
+	Personalised bool     `json:"personalised"`
+	// Survey fields make it a survey invitation: a link and, in Teams, a question answered on
+	// the card.
+	SurveyURL      string    `json:"surveyUrl,omitempty"`
+	SurveyQuestion string    `json:"surveyQuestion,omitempty"`
+	SurveyChoices  []string  `json:"surveyChoices,omitempty"`
 	ScheduleAt     time.Time `json:"scheduleAt,omitzero"`
 	IdempotencyKey string    `json:"idempotencyKey"`
 	RequestHash    string    `json:"requestHash,omitempty"` // what the key's request asked for
@@ -110,7 +120,18 @@ type Delivery struct {
 	Verified      bool      `json:"verified,omitempty"` // sent, as found in the mailbox's Sent Items after an unknown outcome
 	Resent        bool      `json:"resent,omitempty"`   // sent again after an outcome that could not be checked
 	Revived       int       `json:"revived,omitempty"`  // times the reconciler re-queued it after its message was lost
-	UpdatedAt     time.Time `json:"updatedAt"`
+	// Teams: the person's Entra object id (how the bot finds them), the conversation and the
+	// posted activity (recorded so a redelivery never posts twice, and so the card can be
+	// updated), whether the send waited for the conversation's own pace, and what the person
+	// answered on the card.
+	EntraID        string    `json:"entraId,omitempty"`
+	ConversationID string    `json:"conversationId,omitempty"`
+	ActivityID     string    `json:"activityId,omitempty"`
+	ConvPaced      bool      `json:"convPaced,omitempty"`
+	Installed      bool      `json:"installed,omitempty"` // the app was installed for the person to send it
+	Response       string    `json:"response,omitempty"`
+	RespondedAt    time.Time `json:"respondedAt,omitzero"`
+	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
 // Tables.

@@ -375,23 +375,19 @@ func TestReconcilerRevivesLostMessages(t *testing.T) {
 	}
 }
 
-// TestTeamsDeliveriesAreSkippedUntilTeamsIsConnected: both channels; mail goes, Teams is
-// recorded skipped with its reason.
-func TestTeamsDeliveriesAreSkippedUntilTeamsIsConnected(t *testing.T) {
+// TestTeamsNeedsTeamsConnected: a message with the Teams channel is refused before anything is
+// written while the org's Teams is not connected, and says why.
+func TestTeamsNeedsTeamsConnected(t *testing.T) {
 	r := newRig(t, rigOptions{})
 	ids := r.crowd(t, 2)
 	req := request(ids...)
 	req.Channels = []string{outbound.Mail, outbound.Teams}
-	rec := r.accept(t, req)
-	r.drain(t)
-	p := r.progress(t, rec.Batch.ID)
-	if p.Counts[outbound.Sent] != 2 || p.Counts[outbound.Skipped] != 2 {
-		t.Fatalf("progress %+v, want 2 mails sent and 2 Teams skipped", p.Counts)
+	_, err := r.p.Accept(t.Context(), r.org, req)
+	if msg, ok := outbound.NotReady(err); !ok || !strings.Contains(msg, "Teams") {
+		t.Fatalf("Accept = %v, want a Teams not-ready refusal", err)
 	}
-	for _, d := range r.rows(t, rec.Batch.ID) {
-		if d.Channel == outbound.Teams && d.Reason != outbound.ReasonTeamsNotConnect {
-			t.Errorf("teams row %+v", d)
-		}
+	if n := len(r.env.Queue.Pending()); n != 0 {
+		t.Errorf("%d messages queued by a refused request", n)
 	}
 }
 

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/cards"
 	"github.com/leapchange/m365/handler/internal/connection"
+	"github.com/leapchange/m365/handler/internal/conversations"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/outmail"
@@ -16,6 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/queue"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/teamsconn"
 )
 
 // publisher is the slice of the queue the pipeline uses.
@@ -57,6 +60,44 @@ type mailer interface {
 	FindSent(ctx context.Context, tenantID, mailbox, internetMessageID string) (bool, error)
 }
 
+// Teams delivery's ports.
+type (
+	teamsConnections interface {
+		Get(ctx context.Context, org tablestore.Org) (teamsconn.Record, tablestore.ETag, error)
+	}
+	conversationStore interface {
+		Get(ctx context.Context, org tablestore.Org, aadObjectID string) (conversations.Ref, tablestore.ETag, error)
+		Installed(ctx context.Context, org tablestore.Org, aadObjectID, tenantID, installationID, chatID, fallbackServiceURL string, now time.Time) (conversations.Ref, error)
+		SetConversation(ctx context.Context, org tablestore.Org, aadObjectID, conversationID string, now time.Time) error
+		Gone(ctx context.Context, org tablestore.Org, aadObjectID, state string, now time.Time) error
+		Reserve(ctx context.Context, org tablestore.Org, aadObjectID string, now time.Time) (time.Time, error)
+	}
+	// teamsBot is the Bot Connector, as the pipeline needs it.
+	teamsBot interface {
+		CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error)
+		SendCard(ctx context.Context, serviceURL, conversationID, summary string, card cards.Card) (string, error)
+		Trusted(serviceURL string) bool
+	}
+	// teamsInstaller installs our Teams app for a person through Graph.
+	teamsInstaller interface {
+		InstallApp(ctx context.Context, tenantID, userID, catalogAppID string) (string, error)
+		InstallationChat(ctx context.Context, tenantID, userID, installationID string) (string, error)
+	}
+)
+
+// TeamsConfig wires the Teams channel; without Connections, Teams is not offered.
+type TeamsConfig struct {
+	Connections   teamsConnections
+	Conversations conversationStore
+	Bot           teamsBot
+	Installer     teamsInstaller
+	// Pacer keeps each tenant under Teams' per-app, per-tenant rate (shared by every instance).
+	Pacer pacer
+	// FallbackServiceURL is the Bot Connector address for people known only through a Graph
+	// installation (no activity has told their regional one yet).
+	FallbackServiceURL string
+}
+
 // Config wires a Pipeline.
 type Config struct {
 	Store        *tablestore.Store
@@ -67,6 +108,7 @@ type Config struct {
 	MailSettings mailSettings
 	Pacer        pacer
 	Mailer       mailer
+	Teams        TeamsConfig
 	Logger       *slog.Logger
 	Now          func() time.Time
 	// Horizon is how far ahead dispatch reserves slots and queues messages (default 10 min):

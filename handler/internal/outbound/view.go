@@ -33,7 +33,7 @@ func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (P
 	}
 	now := p.now()
 	var lastDue time.Time
-	waiting := 0 // mail deliveries not dispatched yet
+	waiting, waitingTeams := 0, 0 // deliveries not dispatched yet, by channel
 	for row, err := range p.store.rows(ctx, org, b.ID, 0, "", "status", "dueAt", "channel") {
 		if err != nil {
 			return out, err
@@ -51,6 +51,8 @@ func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (P
 		case Scheduled:
 			if d.Channel == Mail {
 				waiting++
+			} else {
+				waitingTeams++
 			}
 		}
 	}
@@ -60,10 +62,12 @@ func (p *Pipeline) Progress(ctx context.Context, org tablestore.Org, b Batch) (P
 		if !b.ScheduleAt.IsZero() && b.ScheduleAt.After(from) {
 			from = b.ScheduleAt
 		}
+		out.ExpectedCompletion = from
 		if p.cfg.Pacer != nil && waiting > 0 {
 			out.ExpectedCompletion = p.cfg.Pacer.Limits().Estimate(from, waiting, max(len(b.Senders), 1))
-		} else {
-			out.ExpectedCompletion = from
+		}
+		if p.cfg.Teams.Pacer != nil && waitingTeams > 0 {
+			out.ExpectedCompletion = later(out.ExpectedCompletion, p.cfg.Teams.Pacer.Limits().Estimate(from, waitingTeams, 1))
 		}
 	} else if b.State == Dispatched || b.State == CancelState || b.State == Settled {
 		if err := p.settle(ctx, org, b.ID, out.Counts); err != nil {
@@ -152,4 +156,18 @@ func (p *Pipeline) Forecast(_ context.Context, _ tablestore.Org, b Batch) (time.
 		return from, nil
 	}
 	return p.cfg.Pacer.Limits().Estimate(from, b.Recipients, max(len(b.Senders), 1)), nil
+}
+
+// Responses tallies what recipients answered on their cards (a survey choice, or
+// "acknowledged"), reading only the rows that have an answer. Answers keep coming after a batch
+// has settled, so they are never frozen with its counts.
+func (p *Pipeline) Responses(ctx context.Context, org tablestore.Org, batch string) (map[string]int, error) {
+	out := map[string]int{}
+	for row, err := range p.store.rows(ctx, org, batch, 0, "response gt ''", "response") {
+		if err != nil {
+			return nil, err
+		}
+		out[row.Value.Response]++
+	}
+	return out, nil
 }

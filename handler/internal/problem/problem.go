@@ -44,6 +44,8 @@ type Problem struct {
 	Detail   string       `json:"detail,omitempty"`
 	Instance string       `json:"instance,omitempty"`
 	Errors   []FieldError `json:"errors,omitempty"`
+	// MissingPermissions names the Graph application permissions a tenant has not granted.
+	MissingPermissions []string `json:"missingPermissions,omitempty"`
 	// RetryAfter, when set, is sent as the Retry-After header (whole seconds, rounded up).
 	RetryAfter time.Duration `json:"-"`
 }

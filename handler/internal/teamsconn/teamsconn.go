@@ -114,3 +114,18 @@ func (s *Store) Disconnect(ctx context.Context, org tablestore.Org, now time.Tim
 	}
 	return fmt.Errorf("teams connection: disconnect kept conflicting: %w", errkind.Conflict)
 }
+
+// Team is a team of the tenant, as the admin picks default or monitored channels from.
+type Team struct {
+	ID          string        `json:"id"`
+	DisplayName string        `json:"displayName"`
+	Description string        `json:"description,omitempty"`
+	Channels    []ChannelInfo `json:"channels"`
+}
+
+// ChannelInfo is a channel of a team.
+type ChannelInfo struct {
+	ID             string `json:"id"`
+	DisplayName    string `json:"displayName"`
+	MembershipType string `json:"membershipType,omitempty"` // standard, private, shared
+}
