@@ -64,6 +64,9 @@ func (s *Server) graphRoute(r *http.Request, segs []string) route {
 	if rt, ok := s.mailRoute(r, segs); ok {
 		return rt
 	}
+	if rt, ok := s.teamsRoute(r, segs); ok {
+		return rt
+	}
 	if r.Method != http.MethodGet {
 		return route{}
 	}

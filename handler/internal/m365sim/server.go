@@ -79,6 +79,7 @@ type Server struct {
 	offset    time.Duration
 	unhandled atomic.Int64
 	mail      mailState
+	teams     teamsState // teams, channels, app catalog, installations (teams.go)
 
 	tlsOnce sync.Once
 	tlsErr  error
