@@ -1,6 +1,6 @@
-// Package mailtest is a plain net/http client of Graph's mail routes for the simulated tenant —
-// sendMail, the Sent Items lookup and the mailbox lookup — for tests and tools that must not
-// compile msgraph-sdk-go (only the graph package does). Its errors are classified by graphkind,
+// Package mailtest is a plain net/http client of the Graph routes the outbound pipeline uses,
+// for the simulated tenant — sendMail, the Sent Items lookup, the mailbox lookup and the Teams
+// app installation — for tests and tools that must not compile msgraph-sdk-go (only the graph package does). Its errors are classified by graphkind,
 // exactly as the graph package's are, so a test double and the real client fail alike; the
 // Conformance suite checks the two against the same simulated tenant.
 package mailtest

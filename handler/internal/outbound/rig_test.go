@@ -50,6 +50,7 @@ func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 const sender = "notify@contoso.example"
 
 type rig struct {
+	teams  *teamsRig
 	env    *testenv.Env
 	clock  *clock
 	org    tablestore.Org
@@ -100,7 +101,11 @@ func (f *failingConnections) Get(ctx context.Context, org tablestore.Org) (conne
 }
 
 type rigOptions struct {
-	limits      pacing.Limits
+	// teams wires the Teams channel: the bot on the simulated Bot Framework, the org's Teams
+	// connected, the app in the tenant's catalog; teamsRate is the per-tenant rate (default 30/s).
+	teams     bool
+	teamsRate int
+	limits    pacing.Limits
 	simLimits   m365sim.MailLimits
 	senders     []string
 	permissions []string
@@ -116,7 +121,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		o.senders = []string{sender}
 	}
 	if o.permissions == nil {
-		o.permissions = []string{"User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All"}
+		o.permissions = []string{"User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"}
 	}
 	env := testenv.New(t, testenv.Options{Sim: m365sim.Options{Clock: c.Now, TokenLifetime: 1000 * time.Hour, Mail: o.simLimits}, Permissions: o.permissions})
 	env.Queue.Now = c.Now
@@ -141,8 +146,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	mailer := &switchMailer{Client: &mailtest.Client{Base: env.Sim.GraphURL(), HTTP: env.HTTPClient(), Creds: env.Credentials(testenv.Secret)}}
 	r := &rig{env: env, clock: c, org: org, mailer: mailer, conns: &failingConnections{Store: conns},
 		people: stakeholder.NewStore(env.Store), groups: stakeholder.NewGroups(env.Store)}
-	r.p = outbound.New(outbound.Config{Store: env.Store, Queue: env.Queue, Stakeholders: r.people, Groups: r.groups, Connections: r.conns,
-		MailSettings: ms, Pacer: pacer, Mailer: mailer, Now: c.Now, MaxDeliveries: queuetest.MaxDeliveries})
+	cfg := outbound.Config{Store: env.Store, Queue: env.Queue, Stakeholders: r.people, Groups: r.groups, Connections: r.conns,
+		MailSettings: ms, Pacer: pacer, Mailer: mailer, Now: c.Now, MaxDeliveries: queuetest.MaxDeliveries}
+	if o.teams {
+		cfg.Teams = r.wireTeams(t, o.teamsRate)
+	}
+	r.p = outbound.New(cfg)
 	return r
 }
 
@@ -185,6 +194,11 @@ func request(ids ...string) outbound.Request {
 // handle is the function host's side: a delivery goes to the function of its queue.
 func (r *rig) handle(ctx context.Context, d queuetest.Delivery) error {
 	if d.Queue == queue.OutboundTeams {
+		if r.teams != nil && r.teams.before != nil {
+			if err := r.teams.before(d); err != nil {
+				return err
+			}
+		}
 		return r.p.HandleTeams(ctx, d.Body, d.Count)
 	}
 	return r.p.HandleMail(ctx, d.Body, d.Count)
