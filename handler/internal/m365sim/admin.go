@@ -133,6 +133,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
+	case n >= 2 && at(0, "bot"):
+		s.adminBot(r, parts[1:], reply, decode)
 	case n == 2 && at(0, "mail"):
 		s.adminMail(r, parts[1], reply, decode)
 	case n >= 3 && at(0, "tenants"):

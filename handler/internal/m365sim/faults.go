@@ -108,6 +108,10 @@ var faultDefaults = map[int][2]string{
 }
 
 func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f *Fault) {
+	if strings.HasPrefix(r.URL.Path, "/bot/") { // the Bot Connector answers in its own format
+		s.botFault(w, f)
+		return
+	}
 	if f.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatFloat(f.RetryAfter.Seconds(), 'f', -1, 64))
 	}

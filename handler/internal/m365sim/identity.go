@@ -364,6 +364,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case GraphResource, GraphAppID, "https://graph.microsoft.com/":
 		aud = GraphResource
 	case "https://api.botframework.com":
+		// A single-tenant bot gets its Bot Connector token in its home tenant only.
+		if home, isBot := s.botHome(clientID); isBot && home != t.id {
+			s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.domain))
+			return
+		}
 		aud, roles = "https://api.botframework.com", nil
 	default:
 		s.entraError(w, r, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", resource, t.domain))

@@ -79,6 +79,7 @@ type Server struct {
 	offset    time.Duration
 	unhandled atomic.Int64
 	mail      mailState
+	bot       botState
 	teams     teamsState // teams, channels, app catalog, installations (teams.go)
 
 	tlsOnce sync.Once
@@ -325,6 +326,9 @@ func (s *Server) Stats() Stats {
 }
 
 func graphRoute(kind string) bool {
+	if strings.HasPrefix(kind, "bot-") { // Bot Framework metadata and Bot Connector
+		return false
+	}
 	switch kind {
 	case "token", "openid-configuration", "keys", "adminconsent", "authorize", "admin", "unhandled":
 		return false
@@ -405,6 +409,8 @@ func (s *Server) route(r *http.Request) route {
 	switch {
 	case strings.HasPrefix(p, "/v1.0/"):
 		return s.graphRoute(r, strings.Split(strings.TrimPrefix(p, "/v1.0/"), "/"))
+	case strings.HasPrefix(p, "/bot/"), strings.HasPrefix(p, "/botframework/"):
+		return s.botRoute(r)
 	case strings.HasPrefix(p, "/_sim/"):
 		if s.opts.Admin {
 			return route{"admin", s.serveAdmin}
