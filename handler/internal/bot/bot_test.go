@@ -145,7 +145,7 @@ func TestCommands(t *testing.T) {
 	}
 	cases := []struct {
 		name, tenant, user, text string
-		want, not            []string
+		want, not                []string
 	}{
 		{"help", testenv.Tenant, alice, "help", []string{"my changes", "who is"}, nil},
 		{"unknown input is help", testenv.Tenant, alice, "what is the weather", []string{"my changes"}, nil},

@@ -242,7 +242,6 @@ func (b *Bot) findChange(ctx context.Context, org tablestore.Org, words string) 
 	return "Changes", changeList(fmt.Sprintf("Changes matching “%s”", cards.Escape(words)), list), nil
 }
 
-
 func statusName(s changes.Status) string {
 	return strings.ReplaceAll(string(s), "_", " ")
 }

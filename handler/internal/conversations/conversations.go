@@ -28,15 +28,15 @@ const (
 
 // Ref is one person's reference.
 type Ref struct {
-	AADObjectID    string    `json:"aadObjectId"`
-	UserID         string    `json:"userId,omitempty"` // "29:…", specific to our bot
-	Name           string    `json:"name,omitempty"`
-	TenantID       string    `json:"tenantId"`
-	ServiceURL     string    `json:"serviceUrl,omitempty"`
-	ConversationID string    `json:"conversationId,omitempty"`
-	InstallationID string    `json:"installationId,omitempty"` // when we installed the app through Graph
-	State          string    `json:"state"`
-	Source         string    `json:"source"` // activity or install
+	AADObjectID    string `json:"aadObjectId"`
+	UserID         string `json:"userId,omitempty"` // "29:…", specific to our bot
+	Name           string `json:"name,omitempty"`
+	TenantID       string `json:"tenantId"`
+	ServiceURL     string `json:"serviceUrl,omitempty"`
+	ConversationID string `json:"conversationId,omitempty"`
+	InstallationID string `json:"installationId,omitempty"` // when we installed the app through Graph
+	State          string `json:"state"`
+	Source         string `json:"source"` // activity or install
 	// FromActivity says ServiceURL came in a validated activity (not the documented fallback).
 	FromActivity bool      `json:"fromActivity,omitempty"`
 	NextSend     time.Time `json:"nextSend,omitzero"` // the pacing cell's theoretical arrival time

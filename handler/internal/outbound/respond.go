@@ -67,4 +67,3 @@ func (p *Pipeline) ResponseOf(ctx context.Context, org tablestore.Org, batchID s
 	d, _, err := p.store.delivery(ctx, org, deliveryKey(batchID, index, Teams))
 	return b, d, err
 }
-

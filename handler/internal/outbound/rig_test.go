@@ -103,9 +103,9 @@ func (f *failingConnections) Get(ctx context.Context, org tablestore.Org) (conne
 type rigOptions struct {
 	// teams wires the Teams channel: the bot on the simulated Bot Framework, the org's Teams
 	// connected, the app in the tenant's catalog; teamsRate is the per-tenant rate (default 30/s).
-	teams     bool
-	teamsRate int
-	limits    pacing.Limits
+	teams       bool
+	teamsRate   int
+	limits      pacing.Limits
 	simLimits   m365sim.MailLimits
 	senders     []string
 	permissions []string

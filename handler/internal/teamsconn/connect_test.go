@@ -33,7 +33,7 @@ func (f freshRoles) Roles(ctx context.Context, tenant string) ([]string, error) 
 type setup struct {
 	perms     []string
 	status    connection.Status // the Microsoft 365 connection's
-	publish   bool   // the app is in the tenant's catalog
+	publish   bool              // the app is in the tenant's catalog
 	noAppID   bool
 	teamID    string
 	channelID string
@@ -94,7 +94,9 @@ func TestConnect(t *testing.T) {
 		{name: "catalog looked up", setup: setup{perms: withCatalog, status: connection.Connected, publish: true}, wantSource: "catalog"},
 		{name: "catalog unreadable: the manifest id", setup: setup{perms: teamsPerms, status: connection.Connected}, wantSource: "manifest"},
 		{name: "catalog id given", setup: setup{perms: teamsPerms, status: connection.Connected},
-			req: func(m365sim.Team, m365sim.Channel) teamsconn.Request { return teamsconn.Request{CatalogAppID: "given-id"} }, wantSource: "admin"},
+			req: func(m365sim.Team, m365sim.Channel) teamsconn.Request {
+				return teamsconn.Request{CatalogAppID: "given-id"}
+			}, wantSource: "admin"},
 		{name: "a default channel", setup: setup{perms: teamsPerms, status: connection.Connected},
 			req: func(tm m365sim.Team, ch m365sim.Channel) teamsconn.Request {
 				return teamsconn.Request{DefaultChannels: []teamsconn.Channel{{TeamID: tm.ID, ChannelID: ch.ID}}}
@@ -162,4 +164,3 @@ func TestConnect(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
