@@ -103,8 +103,12 @@ type Deps struct {
 	MailSettings mailSettingsStore
 	Mailboxes    mailboxDirectory
 	Changes      changeStore // the change summaries the web app publishes (changes.Store)
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Teams: connecting (TeamsConnector), the connection records, the tenant's teams.
+	TeamsConnector teamsConnector
+	TeamsRecords   teamsRecords
+	TeamsDirectory teamsDirectory
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Server is the API.
@@ -231,7 +235,10 @@ func problemFor(err error) problem.Problem {
 	var br badRequest
 	var bad fielderr.List
 	var nr notReady
+	var pe problemError
 	switch {
+	case errors.As(err, &pe):
+		return pe.p
 	case errors.As(err, &br):
 		return problem.InvalidFields(br.fields...)
 	case errors.As(err, &nr):

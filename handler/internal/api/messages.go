@@ -18,6 +18,7 @@ type messenger interface {
 	Progress(ctx context.Context, org tablestore.Org, b outbound.Batch) (outbound.Progress, error)
 	Forecast(ctx context.Context, org tablestore.Org, b outbound.Batch) (time.Time, error)
 	Deliveries(ctx context.Context, org tablestore.Org, batch string, o outbound.RowsOptions) ([]outbound.Delivery, string, error)
+	Responses(ctx context.Context, org tablestore.Org, batch string) (map[string]int, error)
 	Store() *outbound.Store
 }
 
@@ -35,6 +36,11 @@ type messageInput struct {
 	CampaignID     string    `json:"campaignId"`
 	ScheduleAt     time.Time `json:"scheduleAt,omitzero"`
 	IdempotencyKey string    `json:"idempotencyKey"`
+	Survey         *struct {
+		URL      string   `json:"url"`
+		Question string   `json:"question"`
+		Choices  []string `json:"choices"`
+	} `json:"survey"`
 }
 
 // batchView is a batch as the API shows it.
@@ -56,12 +62,23 @@ type batchView struct {
 	Counts             map[outbound.Status]int `json:"counts,omitempty"`
 	ExpectedCompletion time.Time               `json:"expectedCompletion,omitzero"`
 	NextDueAt          time.Time               `json:"nextDueAt,omitzero"`
+	Survey             *surveyView             `json:"survey,omitempty"`
+}
+
+type surveyView struct {
+	URL      string   `json:"url,omitempty"`
+	Question string   `json:"question,omitempty"`
+	Choices  []string `json:"choices,omitempty"`
 }
 
 func viewOf(b outbound.Batch) batchView {
-	return batchView{ID: b.ID, Kind: b.Kind, CampaignID: b.CampaignID, Channels: b.Channels, Subject: b.Subject, State: b.State,
+	v := batchView{ID: b.ID, Kind: b.Kind, CampaignID: b.CampaignID, Channels: b.Channels, Subject: b.Subject, State: b.State,
 		Recipients: b.Recipients, Deliveries: b.Rows, Senders: b.Senders, ScheduleAt: b.ScheduleAt, IdempotencyKey: b.IdempotencyKey,
 		CreatedAt: b.CreatedAt, CancelledAt: b.CancelledAt, SettledAt: b.SettledAt}
+	if b.SurveyURL != "" || len(b.SurveyChoices) > 0 {
+		v.Survey = &surveyView{URL: b.SurveyURL, Question: b.SurveyQuestion, Choices: b.SurveyChoices}
+	}
+	return v
 }
 
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
@@ -82,6 +99,9 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request, org tablest
 		StakeholderIDs: in.Recipients.StakeholderIDs, GroupIDs: in.Recipients.GroupIDs, Channels: in.Channels,
 		Content: outbound.Content{Subject: in.Subject, Text: in.Text, HTML: in.HTML},
 		Kind:    in.Kind, CampaignID: in.CampaignID, ScheduleAt: in.ScheduleAt, IdempotencyKey: in.IdempotencyKey,
+	}
+	if in.Survey != nil {
+		req.Survey = &outbound.Survey{URL: in.Survey.URL, Question: in.Survey.Question, Choices: in.Survey.Choices}
 	}
 	rec, err := s.d.Messages.Accept(r.Context(), org, req)
 	if err != nil {
@@ -162,6 +182,8 @@ type deliveryView struct {
 	SentAt        time.Time       `json:"sentAt,omitzero"`
 	Verified      bool            `json:"verifiedInSentItems,omitempty"`
 	Resent        bool            `json:"resentUnverified,omitempty"`
+	Response      string          `json:"response,omitempty"`
+	RespondedAt   time.Time       `json:"respondedAt,omitzero"`
 }
 
 func (s *Server) getMessage(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
@@ -198,15 +220,20 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request, org tablesto
 	for i, d := range rows {
 		out[i] = deliveryView{ID: d.ID(), StakeholderID: d.StakeholderID, Channel: d.Channel, Address: d.Address, Status: d.Status,
 			Reason: d.Reason, Hint: d.Hint, Detail: d.Detail, Attempts: d.Attempts, Mailbox: d.Mailbox, DueAt: d.DueAt, SentAt: d.SentAt,
-			Verified: d.Verified, Resent: d.Resent}
+			Verified: d.Verified, Resent: d.Resent, Response: d.Response, RespondedAt: d.RespondedAt}
+	}
+	responses, err := s.d.Messages.Responses(r.Context(), org, b.ID)
+	if err != nil {
+		return err
 	}
 	return writeJSON(w, http.StatusOK, struct {
 		batchView
 		Text       string         `json:"text,omitempty"`
 		HTML       string         `json:"html,omitempty"`
+		Responses  map[string]int `json:"responses"`
 		Deliveries []deliveryView `json:"deliveryRows"`
 		Next       string         `json:"next"`
-	}{v, b.Text, b.HTML, out, next})
+	}{v, b.Text, b.HTML, responses, out, next})
 }
 
 func statusNames() []string {

@@ -44,12 +44,12 @@ func (s *Server) routes() {
 	})
 	s.route("/groups", map[string]handler{http.MethodGet: s.listGroups})
 	s.route("/groups/{id}/members", map[string]handler{http.MethodGet: s.groupMembers})
-	s.route("/teams/connect", map[string]handler{http.MethodPost: notImplemented("Teams connection")})
+	s.route("/teams/connect", map[string]handler{http.MethodPost: s.connectTeams})
 	s.route("/teams", map[string]handler{
-		http.MethodGet:    notImplemented("Teams connection"),
-		http.MethodDelete: notImplemented("Teams connection"),
+		http.MethodGet:    s.getTeams,
+		http.MethodDelete: s.disconnectTeams,
 	})
-	s.route("/teams/channels", map[string]handler{http.MethodGet: notImplemented("Teams channels")})
+	s.route("/teams/channels", map[string]handler{http.MethodGet: s.listTeamChannels})
 	s.route("/teams/monitoring", map[string]handler{http.MethodPut: notImplemented("channel monitoring")})
 	s.route("/insights", map[string]handler{http.MethodGet: notImplemented("insights")})
 	s.route("/messages", map[string]handler{
