@@ -36,6 +36,7 @@ import (
 //	GET    /_sim/tenants/{t}/mail[?since=n]             SentMail list (JSON array) from index n (default 0)
 //	PUT    /_sim/tenants/{t}/mail/access-policy         {"clientId":"...","allowed":["a@x",...]}: SetMailAccessPolicy
 //	DELETE /_sim/tenants/{t}/mail/access-policy?clientId=...  ClearMailAccessPolicy
+//	…      /_sim/teams/{t}/…                            Teams: teams, channels, app catalog, installations (see adminTeams)
 //	GET    /_sim/mail/stats                             MailStats plus "violations"
 //	DELETE /_sim/mail/stats                             ResetMailStats
 //	GET    /_sim/mail/limits                            MailLimits in force (latency in ms)
@@ -135,6 +136,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
 	case n >= 2 && at(0, "bot"):
 		s.adminBot(r, parts[1:], reply, decode)
+	case n >= 2 && at(0, "teams"):
+		s.adminTeams(r, parts[1:], reply, decode)
 	case n == 2 && at(0, "mail"):
 		s.adminMail(r, parts[1], reply, decode)
 	case n >= 3 && at(0, "tenants"):

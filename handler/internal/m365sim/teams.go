@@ -357,21 +357,27 @@ func (s *Server) TeamsApps(tenantID string) []TeamsApp {
 	return out
 }
 
-// Installations returns the apps installed in a user's personal scope, oldest first.
+// Installations returns the apps installed in a user's personal scope (the user named by
+// object id or UPN), oldest first.
 func (s *Server) Installations(tenantID, userObjectID string) []TeamsAppInstallation {
 	s.init()
 	s.mu.Lock()
-	tt, err := s.teamsLocked(tenantID)
+	t, err := s.tenantLocked(tenantID)
 	if err != nil {
 		s.mu.Unlock()
 		return nil
 	}
-	out := tt.userInstalls(strings.ToLower(userObjectID))
+	tt, _ := s.teamsLocked(tenantID)
+	user := strings.ToLower(userObjectID)
+	if u := t.lookupUser(userObjectID); u != nil {
+		user = strings.ToLower(u.ID)
+	}
+	out := tt.userInstalls(user)
 	apps := make([]TeamsApp, len(out))
 	for i, in := range out {
 		apps[i] = *tt.app(in.AppID)
 	}
-	tenant := strings.ToLower(tenantID)
+	tenant := t.id
 	s.mu.Unlock()
 	for i := range out {
 		out[i].ChatID = s.chatID(tenant, out[i].UserID, apps[i])
@@ -433,20 +439,19 @@ func (tt *teamsTenant) install(userID string, a *TeamsApp, now time.Time) (in *T
 }
 
 // chatID is the one-on-one chat of a user and the bot of app a. An app published without an
-// AzureADAppID is the bot registered on the Bot Framework side (RegisterBot): its BotChatID,
-// so that the chat Graph answers is the conversation the Bot Connector knows. Called without
-// s.mu held (the Bot Framework side has its own lock).
+// AzureADAppID has the bot registered on the Bot Framework side (RegisterBot), so that the chat
+// Graph answers is the one the Bot Connector knows (BotChatID).
 func (s *Server) chatID(tenant, userObjectID string, a TeamsApp) string {
-	if a.AzureADAppID == "" {
-		// Looked up dynamically so that this file builds whatever the Bot Framework side offers.
-		if b, ok := any(s).(interface {
-			BotChatID(tenant, userObjectID string) string
-		}); ok {
-			return b.BotChatID(tenant, userObjectID)
-		}
-		return PersonalChatID(userObjectID, uuidFrom("teams-app-bot", a.ID))
+	bot := a.AzureADAppID
+	if bot == "" {
+		b := s.lockBot()
+		bot = b.appID
+		b.mu.Unlock()
 	}
-	return PersonalChatID(userObjectID, a.AzureADAppID)
+	if bot == "" { // no bot registered: a stable stand-in
+		bot = uuidFrom("teams-app-bot", a.ID)
+	}
+	return PersonalChatID(userObjectID, bot)
 }
 
 // installationID is Graph's form of a user-scope installation id: base64 of

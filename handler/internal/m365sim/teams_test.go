@@ -2,9 +2,13 @@ package m365sim_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -312,5 +316,95 @@ func TestUninstallBot(t *testing.T) {
 	sim.UninstallBot(tenantA, u.ID)
 	if in := sim.Installations(tenantA, u.ID); len(in) != 0 {
 		t.Errorf("after UninstallBot: %+v", in)
+	}
+}
+
+// Installing through Graph tells the bot (conversationUpdate, installationUpdate add), and the
+// chat Graph answers is the Bot Connector's 1:1 chat with the registered bot; uninstalling
+// tells it too (installationUpdate remove).
+func TestInstallReachesTheBot(t *testing.T) {
+	sim, tok, u := teamsSim(t, m365sim.Options{}, "TeamsAppInstallation.ReadWriteSelfForUser.All")
+	var mu sync.Mutex
+	var got []string
+	bot := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a struct{ Type, Action string }
+		json.NewDecoder(r.Body).Decode(&a)
+		mu.Lock()
+		got = append(got, strings.TrimSpace(a.Type+" "+a.Action))
+		mu.Unlock()
+	}))
+	t.Cleanup(bot.Close)
+	const botApp = "5c4b3a29-1807-4f6e-9d5c-4b3a29180706"
+	sim.RegisterBot(botApp, tenantB, "bot-secret", bot.URL+"/api/messages")
+	sim.SetBotEndpointClient(bot.Client())
+	catalogID, err := sim.PublishTeamsApp(tenantA, "bot-manifest") // no AzureADAppID: the registered bot
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "/v1.0/users/" + u.ID + "/teamwork/installedApps"
+	if st, _, m := post(t, sim, tok, base, installBody(catalogID)); st != 201 {
+		t.Fatalf("install: %d %v", st, m)
+	}
+	sim.BotWait()
+	in := sim.Installations(tenantA, u.ID)
+	if len(in) != 1 || in[0].ChatID != sim.BotChatID(tenantA, u.ID) {
+		t.Fatalf("installations %+v, want the chat %s", in, sim.BotChatID(tenantA, u.ID))
+	}
+	if st, _, m := get(t, sim, tok, base+"/"+url.PathEscape(in[0].ID)+"/chat"); st != 200 || m["id"] != sim.BotChatID(tenantA, u.ID) {
+		t.Errorf("chat: %d %v", st, m)
+	}
+	if st, _, raw, _ := call(t, sim, "DELETE", tok, base+"/"+url.PathEscape(in[0].ID), nil); st != 204 {
+		t.Fatalf("uninstall: %d %s", st, raw)
+	}
+	sim.BotWait()
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != "conversationUpdate,installationUpdate add,installationUpdate remove" {
+		t.Errorf("the bot received %v", got)
+	}
+}
+
+func TestTeamsAdminAPI(t *testing.T) {
+	sim, _, u := teamsSim(t, m365sim.Options{Admin: true}, "Team.ReadBasic.All")
+	var team struct {
+		m365sim.Team
+		Channels []m365sim.Channel `json:"channels"`
+	}
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/teams", `{"displayName":"Demo","channels":[{"displayName":"Pilots"}]}`, &team); st != 200 ||
+		team.ID == "" || len(team.Channels) != 2 || team.Channels[1].DisplayName != "Pilots" {
+		t.Fatalf("add team: %d %+v", st, team)
+	}
+	var ch m365sim.Channel
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/teams/"+team.ID+"/channels", `{"displayName":"Go-live","membershipType":"private"}`, &ch); st != 200 || ch.ID == "" {
+		t.Errorf("add channel: %d %+v", st, ch)
+	}
+	var teams []json.RawMessage
+	if st := admin(t, sim, "GET", "/_sim/teams/"+tenantA+"/teams", "", &teams); st != 200 || len(teams) != 5 {
+		t.Errorf("list teams: %d %d", st, len(teams))
+	}
+	var gen []m365sim.Team
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/generate", `{"teams":3,"seed":1}`, &gen); st != 200 || len(gen) != 3 {
+		t.Errorf("generate: %d %v", st, gen)
+	}
+	var app m365sim.TeamsApp
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/apps", `{"externalId":"demo-manifest","displayName":"Demo"}`, &app); st != 200 || app.ID == "" || app.DistributionMethod != "organization" {
+		t.Fatalf("publish: %d %+v", st, app)
+	}
+	var inst map[string]string
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/users/"+u.UserPrincipalName+"/installations", `{"teamsAppId":"`+app.ID+`"}`, &inst); st != 200 || inst["id"] == "" {
+		t.Fatalf("install: %d %v", st, inst)
+	}
+	var list []m365sim.TeamsAppInstallation
+	if st := admin(t, sim, "GET", "/_sim/teams/"+tenantA+"/users/"+u.ID+"/installations", "", &list); st != 200 || len(list) != 1 || list[0].ChatID == "" {
+		t.Errorf("installations: %d %+v", st, list)
+	}
+	if st := admin(t, sim, "DELETE", "/_sim/teams/"+tenantA+"/users/"+u.ID+"/installations", "", nil); st != 204 || len(sim.Installations(tenantA, u.ID)) != 0 {
+		t.Errorf("uninstall: %d", st)
+	}
+	if st := admin(t, sim, "GET", "/_sim/teams/unknown-tenant/apps", "", nil); st != 404 {
+		t.Errorf("unknown tenant: %d", st)
+	}
+	if st := admin(t, sim, "POST", "/_sim/teams/"+tenantA+"/teams/nope/channels", `{"displayName":"x"}`, nil); st != 404 {
+		t.Errorf("unknown team: %d", st)
 	}
 }
