@@ -9,9 +9,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/leapchange/m365/handler/internal/api"
+	"github.com/leapchange/m365/handler/internal/bot"
+	"github.com/leapchange/m365/handler/internal/botframework"
 	"github.com/leapchange/m365/handler/internal/changes"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/consent"
+	"github.com/leapchange/m365/handler/internal/conversations"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/health"
@@ -25,6 +28,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/teamsconn"
 )
 
 // app is the wired handler: clients built once at start-up, without network I/O.
@@ -40,6 +44,7 @@ type app struct {
 	api       *api.Server
 	health    *health.Handler
 	outbound  *outbound.Pipeline
+	bot       *bot.Bot
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -88,9 +93,26 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 	mailSettings := mailsettings.NewStore(store)
 	stakeholders, groups := stakeholder.NewStore(store), stakeholder.NewGroups(store)
+	botClient, err := botframework.NewClient(botframework.ClientConfig{AppID: cfg.BotAppID, Secret: cfg.BotAppSecret, TenantID: cfg.BotTenantID,
+		AuthorityHost: cfg.AuthorityURL, TrustedHosts: cfg.BotTrustedHosts})
+	if err != nil {
+		return nil, err
+	}
+	teamsPacer, err := pacing.New(store, pacing.Limits{PerMinute: cfg.TeamsTenantRate * 60, DailyRecipients: cfg.TeamsTenantRate * 86_400})
+	if err != nil {
+		return nil, err
+	}
+	teamsStore, convs, changeStore := teamsconn.NewStore(store), conversations.NewStore(store), changes.NewStore(store)
 	pipeline := outbound.New(outbound.Config{
 		Store: store, Queue: pub, Stakeholders: stakeholders, Groups: groups, Connections: conns, MailSettings: mailSettings,
 		Pacer: pacer, Mailer: gc, Logger: log,
+		Teams: outbound.TeamsConfig{Connections: teamsStore, Conversations: convs, Bot: botConnector{botClient}, Installer: gc,
+			Pacer: teamsPacer, FallbackServiceURL: cfg.BotServiceURL},
+	})
+	teamsBot := bot.New(bot.Config{
+		Validator: botframework.NewValidator(botframework.ValidatorConfig{MetadataURL: cfg.BotOpenIDMetadata, AppID: cfg.BotAppID, Logger: log}),
+		Orgs:      conns.Tenants(), Teams: teamsStore, Conversations: convs, Replier: botConnector{botClient},
+		Directory: stakeholders, Memberships: groups, Changes: changeStore, Responses: pipeline, Queue: pub, Logger: log,
 	})
 	// Orgs exist once registered; an erased (or erasing) org drops out of the scheduler.
 	orgs := org.New(org.Config{Store: store, Tenant: flow, Logger: log})
@@ -101,12 +123,15 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	return &app{
 		scheduler: scheduler,
 		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
-		settings: settings, outbound: pipeline,
+		settings: settings, outbound: pipeline, bot: teamsBot,
 		api: api.New(api.Deps{
 			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
 			Stakeholders: stakeholders, Groups: groups,
 			Messages: pipeline, MailSettings: mailSettings, Mailboxes: gc,
-			Changes:  changes.NewStore(store),
+			Changes: changeStore,
+			TeamsConnector: teamsconn.NewConnector(teamsconn.ConnectorConfig{Store: teamsStore, Connections: conns, Roles: tokenRoles{creds},
+				Catalog: teamsGraph{gc}, AppID: cfg.TeamsAppID}),
+			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc},
 			NextSync: schedule.Next, Logger: log,
 		}),
 		health: health.New(health.Config{Logger: log},

@@ -36,6 +36,19 @@ type config struct {
 	BotAppSecret      string
 	BotTenantID       string
 	BotOpenIDMetadata string
+	// TeamsAppID (optional TEAMS_APP_ID, default BOT_APP_ID) is the Teams app's manifest id: the
+	// tenant's app catalog knows the app by it.
+	TeamsAppID string
+	// BotServiceURL (optional BOT_SERVICE_URL, default Teams' global Bot Connector address) is
+	// where the bot reaches a person known only through a Graph installation.
+	BotServiceURL string
+	// BotTrustedHosts (optional BOT_TRUSTED_HOSTS, comma-separated host[:port]) are hosts the bot
+	// token may go to besides Microsoft's Bot Connector hosts: the simulated tenant locally.
+	BotTrustedHosts []string
+	// TeamsTenantRate (optional TEAMS_TENANT_RATE, requests per second, default 30) is Teams'
+	// per-app, per-tenant limit the sends are paced under (Microsoft's pages say 30 or 50).
+	TeamsTenantRate int
+	badTeamsRate    string
 
 	PublicBaseURL string
 	LeapAppURL    string
@@ -66,12 +79,15 @@ var settingNames = []string{
 	"ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace", "ServiceBusConnection__clientId",
 	"TABLE_PREFIX", "M365_CLIENT_ID", "M365_CLIENT_SECRET", "GRAPH_BASE_URL", "AZURE_AUTHORITY_HOST",
 	"BOT_APP_ID", "BOT_APP_SECRET", "BOT_TENANT_ID", "BOT_OPENID_METADATA_URL",
+	"TEAMS_APP_ID", "BOT_SERVICE_URL", "BOT_TRUSTED_HOSTS", "TEAMS_TENANT_RATE",
 	"PUBLIC_BASE_URL", "LEAP_APP_URL", "STATE_SIGNING_KEY",
 }
 
 const (
 	defaultGraphBaseURL   = "https://graph.microsoft.com/v1.0"
 	defaultBotOpenIDURL   = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+	defaultBotServiceURL  = "https://smba.trafficmanager.net/teams/"
+	defaultTeamsRate      = 30
 	minStateKeyBytes      = 32
 	fallbackForwardedPort = "FUNCTIONS_HTTPWORKER_PORT" // the host's legacy alias
 )
@@ -95,6 +111,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		BotAppSecret:               get("BOT_APP_SECRET"),
 		BotTenantID:                get("BOT_TENANT_ID"),
 		BotOpenIDMetadata:          cmp.Or(get("BOT_OPENID_METADATA_URL"), defaultBotOpenIDURL),
+		TeamsAppID:                 cmp.Or(get("TEAMS_APP_ID"), get("BOT_APP_ID")),
+		BotServiceURL:              cmp.Or(get("BOT_SERVICE_URL"), defaultBotServiceURL),
+		TeamsTenantRate:            defaultTeamsRate,
 		PublicBaseURL:              strings.TrimRight(get("PUBLIC_BASE_URL"), "/"),
 		LeapAppURL:                 get("LEAP_APP_URL"),
 		StateKey:                   []byte(get("STATE_SIGNING_KEY")),
@@ -104,6 +123,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.SyncStallAfter = d
 		} else {
 			c.badStallAfter = v
+		}
+	}
+	for h := range strings.SplitSeq(get("BOT_TRUSTED_HOSTS"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.BotTrustedHosts = append(c.BotTrustedHosts, h)
+		}
+	}
+	if v := get("TEAMS_TENANT_RATE"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 1000 {
+			c.TeamsTenantRate = n
+		} else {
+			c.badTeamsRate = v
 		}
 	}
 	c.MailLimits = pacing.Exchange
@@ -141,6 +172,9 @@ func (c config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	bad(c.badTeamsRate != "", "TEAMS_TENANT_RATE must be requests per second, 1 to 1000, got %q", c.badTeamsRate)
+	bad(!guidPattern.MatchString(c.TeamsAppID), "TEAMS_APP_ID must be the Teams app's manifest id (a GUID), got %q", c.TeamsAppID)
+	bad(!isHTTPSURL(c.BotServiceURL), "BOT_SERVICE_URL must be an https URL, got %q", c.BotServiceURL)
 	bad(c.badMailLimits != "", "MAIL_LIMITS must be <messages per minute>/<recipients per day> (e.g. 30/10000), got %q", c.badMailLimits)
 	bad(c.badStallAfter != "", "SYNC_STALL_AFTER must be a duration of at least 1s (e.g. 20m), got %q", c.badStallAfter)
 	for _, k := range c.unresolved {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/leapchange/m365/handler/internal/bot"
 	"github.com/leapchange/m365/handler/internal/invoke"
 	"github.com/leapchange/m365/handler/internal/problem"
 )
@@ -43,7 +44,7 @@ func (a *app) functions() []function {
 		{name: "ConsentCallback", http: "GET /api/consent/callback", h: a.consent.Callback()},
 		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
 		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
-		{name: "BotMessages", http: "POST /api/messages", h: notYet("the Teams bot")},
+		{name: "BotMessages", http: "POST /api/messages", h: a.bot},
 		{name: "Health", http: "GET /api/health", h: a.health},
 		{name: "SyncScheduler", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
 			// The same tick looks after message batches: deliveries whose message was lost are
@@ -67,6 +68,9 @@ func (a *app) functions() []function {
 			return a.outbound.HandleMail(ctx, m.Body, m.DeliveryCount)
 		})},
 		{name: "TeamsSender", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			if bot.IsJob(m.Body) {
+				return a.bot.HandleJob(ctx, m.Body) // an answer the bot could not give within its budget
+			}
 			return a.outbound.HandleTeams(ctx, m.Body, m.DeliveryCount)
 		})},
 	}
