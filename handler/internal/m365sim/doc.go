@@ -169,6 +169,46 @@
 // it. MailStats counts accepted mails and recipients, refusals per limit (Violations sums
 // them), 400s, 403/404s, the peak and current requests in flight.
 //
+// # Teams
+//
+// The Graph routes of Microsoft Teams (teams.go), with the roles Graph documents (application,
+// least privileged first); a missing role answers the Teams workload's 403 Forbidden "Missing
+// role permissions on the request. API requires one of '…'. Roles on the request '…'.":
+//
+//	GET    /teams                         Team.ReadBasic.All, TeamSettings.Read.All, TeamSettings.ReadWrite.All
+//	GET    /teams/{id}/channels           Channel.ReadBasic.All, ChannelSettings.Read(Write).All, Group.Read(Write).All, Directory.Read(Write).All
+//	GET    /appCatalogs/teamsApps         AppCatalog.Read.All, AppCatalog.ReadWrite.All
+//	GET    /users/{id|upn}/teamwork/installedApps[/{id}[/chat]]
+//	                                      TeamsAppInstallation.ReadForUser.All, …ReadWriteSelfForUser.All, …ReadWriteForUser.All
+//	POST   /users/{id|upn}/teamwork/installedApps, DELETE …/installedApps/{id}
+//	                                      TeamsAppInstallation.ReadWriteSelfForUser.All, …ReadWriteForUser.All
+//
+// /teams takes $filter (eq and startswith on id, displayName, description, visibility, joined
+// by and; case-insensitive), $select, $top, $count and pages with @odata.nextLink ($skiptoken,
+// PageSize); list items populate only id, displayName, description and visibility, the other
+// properties are null, as the API reference notes. Channels (General first, as every team has
+// one) and the catalog come in one page, with $filter and $select ($expand on the catalog is not
+// implemented). A user's installedApps take $expand=teamsApp,teamsAppDefinition and $filter on
+// teamsApp/id, teamsApp/externalId. POST takes {"teamsApp@odata.bind":
+// ".../appCatalogs/teamsApps/{id}"} and answers 201 with no body; the app installed already
+// 409 Conflict, an app not in the catalog or an unknown user 404 NotFound, no bind 400. An
+// installation id is Graph's base64 of "{userId}##{teamsAppId}". ReadWriteSelfForUser.All
+// installs, reads and removes only the app itself: the catalog app whose AzureADAppID (the
+// manifest's webApplicationInfo.id) is the caller's client id (403 otherwise; an app without
+// one counts as every caller's); ReadForUser.All reads every installation. …/chat answers the
+// one-on-one chat {"id":"19:{user}_{bot}@unq.gbl.spaces","chatType":"oneOnOne",…}: for an app
+// without AzureADAppID the bot is the one RegisterBot registered, so the id is BotChatID.
+// A Graph install calls the Bot Framework side (the bot receives conversationUpdate and
+// installationUpdate add), and so does InstallTeamsApp (the user adding the app in Teams);
+// DELETE and UninstallBot (the user removing it) send installationUpdate remove and block
+// later sends to the user.
+//
+// State: AddTeam (a team and its channels), AddChannel, GenerateTeams (deterministic per
+// seed), TeamsOf, ChannelsOf, PublishTeamsApp (the app of a manifest id, idempotent; returns
+// the catalog id), AddTeamsApp (with display name, AzureADAppID, "store" distribution),
+// TeamsApps, InstallTeamsApp, Installations, UninstallBot; the admin API /_sim/teams/{tenant}/…
+// (see adminTeams) does the same for another process.
+//
 // # Delta
 //
 // Delta tokens are positions in a per-tenant ordered change log that every mutation appends
@@ -181,6 +221,80 @@
 // groups carry members@delta slices of at most MemberLinksPerPage links, a large group repeated
 // on following pages. $deltatoken=latest, expired tokens (DeltaTokenTTL: 400 syncStateNotFound)
 // and ResetDelta (410 Gone with a Location that restarts the sync) are simulated.
+//
+// # Bot Framework
+//
+// The Teams bot's side of the tenant. RegisterBot(appID, homeTenant, secret, endpoint)
+// registers the bot's Entra app in its home tenant (the only tenant that issues it a token for
+// https://api.botframework.com/.default; elsewhere AADSTS700016) and its messaging endpoint.
+//
+// Inbound: GET /botframework/v1/.well-known/openidconfiguration (BotOpenIDMetadataURL; issuer
+// https://api.botframework.com, jwks_uri) and GET /botframework/v1/.well-known/keys: RSA keys
+// with kid, x5t, x5c and endorsements — the current and (after RotateBotKeys) the previous
+// signing key endorsed ["msteams"], and one endorsed ["webchat"] only. SendBotActivity(ctx,
+// tenant, user, activity, BotSign{}) POSTs an activity from the user to the endpoint with
+// Authorization: Bearer <JWT> as Bot Service does (RS256, kid/x5t, iss
+// https://api.botframework.com, aud = the bot's app id, serviceurl, nbf/exp: an hour of sim
+// time) and fills what the activity lacks: type message, id, timestamp, serviceUrl
+// (BotServiceURL, sim URL + /bot/emea/), channelId msteams, from (BotUserID "29:…", name,
+// aadObjectId), recipient ("28:<app id>"), conversation (personal, tenantId, BotConversation
+// "a:…") and channelData.tenant.id. BotSign spoils one thing at a time: WrongKey (bad
+// signature), UnknownKid, NoEndorsement, Issuer, Audience, ServiceURL (the claim), Expired,
+// NotYetValid, NotBefore, Alg (RS384/RS512), AlgNone, NoAuthorization, Authorization
+// (verbatim header). BotToken signs a token alone.
+//
+// Installation: the Graph installedApps routes (Teams) call botInstalled, which installs the
+// bot for the user and sends, asynchronously, a conversationUpdate (membersAdded: the bot; from:
+// the user) and an installationUpdate (action add); DELETE (UninstallBot) calls
+// botUninstalled: installationUpdate (action remove), and writes to the user's conversation
+// answer 403 MessageWritesBlocked until the next install. BotInstall does the Bot Framework half
+// alone; BotWait waits for the asynchronous activities. BlockBot makes a user block the bot.
+// A user who sends an activity (SendBotActivity) counts as having the app.
+//
+// Outbound, the Bot Connector at BotServiceURL, each call with the bot's token (401 {"message":
+// "Authorization has been denied for this request."} for none, another audience, an expired
+// one, or another app or tenant):
+//
+//	POST {serviceUrl}v3/conversations                     {"bot","members":[{"id":"29:…" or the object id}],
+//	                                                      "channelData":{"tenant":{"id"}},"tenantId","isGroup":false}
+//	                                                      201 {"id":"a:…"} (the same id every time);
+//	                                                      403 ForbiddenOperationException if never installed;
+//	                                                      400 BadArgument without a tenant or for an unknown member
+//	POST {serviceUrl}v3/conversations/{id}/activities     201 {"id":"<activity id>"}
+//	PUT  {serviceUrl}v3/conversations/{id}/activities/{a} 200 {"id":"<a>"}
+//
+// {id} is the conversation id or the Graph chat id (BotChatID, "19:<user>_<app>@unq.gbl.spaces"),
+// escaped or not. Errors use the Bot Connector envelope {"error":{"code","message"}}: unknown
+// conversation 404 ConversationNotFound, unknown activity 404 ActivityNotFound, no type 400
+// BadArgument, bad JSON 400 BadSyntax, a body over 28 KB 413 MessageSizeTooBig; a blocked or
+// uninstalled user 403 with Teams' nested body {"errorCode":209,"message":"{\r\n  \"subCode\":
+// \"MessageWritesBlocked\", …}"}. BotPosted(conversation) lists what was sent and updated
+// (PostedActivity: op send/update, activity id, type, text, the JSON as posted, sim time).
+//
+// Limits (Teams' bot limits, rolling windows of sim time): per conversation 7 per 1 s, 8 per
+// 2 s, 60 per 30 s and 1 800 per hour for creates and sends; per app per tenant 30 requests per
+// second for every call (SetBotTenantRate; 0 the default, negative off). A request over a limit
+// is not performed and answers 429 TooManyRequests with Retry-After in fractional seconds (the
+// wait until the window admits it); BotStats counts it in Violations (ConversationViolations,
+// TenantViolations) and Throttled. BotStats also counts Created, Sent, Updated, Blocked,
+// NotInstalled, Unauthorized, NotFound, BadRequests, Faults (injected, answered in the Bot
+// Connector's format; Code MessageWritesBlocked gives the blocked body), Inbound and
+// InboundFailed (activities posted to the endpoint, and those not answered 2xx), and the sim
+// times of the First and Last accepted call. Route kinds in Stats start with "bot-" and do not
+// count as Graph.
+//
+// Admin API (Options.Admin), for a sim in another process:
+//
+//	POST   /_sim/bot/register                       {"appId","homeTenant","secret","endpoint"}: RegisterBot
+//	POST   /_sim/bot/activities                     {"tenant","user","activity":{…},"sign":{"expired":true,…,
+//	                                                "notBefore":"4m"}}: SendBotActivity; answers {"status":n,"body":…},
+//	                                                the bot's answer (an invoke response, say)
+//	GET    /_sim/bot/conversations?tenant=&user=    {"conversationId","chatId","userId","serviceUrl"}
+//	GET    /_sim/bot/conversations/{id}/activities  BotPosted (JSON array)
+//	GET    /_sim/bot/stats                          BotStats; DELETE resets them
+//	POST   /_sim/bot/block                          {"tenant","user"}: BlockBot
+//	PUT    /_sim/bot/tenant-rate                    {"perSecond":n}: SetBotTenantRate
+//	POST   /_sim/bot/rotate-keys                    RotateBotKeys
 //
 // # Faults and stats
 //
