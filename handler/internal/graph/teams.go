@@ -248,3 +248,49 @@ func (c *Client) InstallationChat(ctx context.Context, tenantID, userID, install
 	}
 	return deref(chat.GetId()), nil
 }
+
+// TeamsPermissions are the application permissions the Teams features need, least privileged.
+var TeamsPermissions = []string{"Team.ReadBasic.All", "Channel.ReadBasic.All", "AppCatalog.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"}
+
+// CheckTeamsAccess confirms the Teams permissions with harmless reads, as CheckAccess does for
+// the directory: per permission of TeamsPermissions it could probe, whether Graph allowed the
+// call (a 403 is false). Channel.ReadBasic.All is probed on the first team, so it is missing
+// from the result when the tenant has no team (or Team.ReadBasic.All is refused); the
+// installation permission is probed with a read of a user that does not exist (404 when
+// allowed), which TeamsAppInstallation.ReadForUser.All would pass as well. A probe that
+// failed otherwise (throttled, unavailable) is left out.
+func (c *Client) CheckTeamsAccess(ctx context.Context, tenantID string) (map[string]bool, error) {
+	gc, err := c.tenant(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	record := func(perm string, err error) {
+		if err == nil {
+			out[perm] = true
+			return
+		}
+		switch errkind.Of(classify(perm, err)) {
+		case errkind.Forbidden:
+			out[perm] = false
+		case errkind.NotFound: // the probe's object does not exist: the call itself was allowed
+			out[perm] = true
+		}
+	}
+	top := int32(1)
+	page, err := gc.Teams().Get(ctx, &teams.TeamsRequestBuilderGetRequestConfiguration{
+		QueryParameters: &teams.TeamsRequestBuilderGetQueryParameters{Top: &top, Select: []string{"id"}}})
+	record("Team.ReadBasic.All", err)
+	if err == nil && len(page.GetValue()) > 0 {
+		_, err := gc.Teams().ByTeamId(deref(page.GetValue()[0].GetId())).Channels().Get(ctx, &teams.ItemChannelsRequestBuilderGetRequestConfiguration{
+			QueryParameters: &teams.ItemChannelsRequestBuilderGetQueryParameters{Select: []string{"id"}}})
+		record("Channel.ReadBasic.All", err)
+	}
+	none := "externalId eq '00000000-0000-0000-0000-000000000000'"
+	_, err = gc.AppCatalogs().TeamsApps().Get(ctx, &appcatalogs.TeamsAppsRequestBuilderGetRequestConfiguration{
+		QueryParameters: &appcatalogs.TeamsAppsRequestBuilderGetQueryParameters{Filter: &none, Select: []string{"id"}}})
+	record("AppCatalog.Read.All", err)
+	_, err = gc.Users().ByUserId("00000000-0000-0000-0000-000000000000").Teamwork().InstalledApps().Get(ctx, nil)
+	record("TeamsAppInstallation.ReadWriteSelfForUser.All", err)
+	return out, nil
+}

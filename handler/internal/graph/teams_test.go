@@ -2,10 +2,12 @@ package graph_test
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/errkind"
+	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 )
 
@@ -222,5 +224,22 @@ func TestInstallAppIsIdempotent(t *testing.T) {
 	}
 	if _, err := c.InstallApp(t.Context(), tenantID, ines.ID, other.ID); errkind.Of(err) != errkind.Forbidden {
 		t.Errorf("installing another app: %v, want forbidden", err)
+	}
+}
+
+func TestCheckTeamsAccess(t *testing.T) {
+	for _, tc := range []struct {
+		roles []string
+		want  map[string]bool
+	}{
+		{graph.TeamsPermissions, map[string]bool{"Team.ReadBasic.All": true, "Channel.ReadBasic.All": true, "AppCatalog.Read.All": true, "TeamsAppInstallation.ReadWriteSelfForUser.All": true}},
+		{[]string{"Team.ReadBasic.All"}, map[string]bool{"Team.ReadBasic.All": true, "Channel.ReadBasic.All": false, "AppCatalog.Read.All": false, "TeamsAppInstallation.ReadWriteSelfForUser.All": false}},
+		{[]string{"User.Read.All"}, map[string]bool{"Team.ReadBasic.All": false, "AppCatalog.Read.All": false, "TeamsAppInstallation.ReadWriteSelfForUser.All": false}},
+	} {
+		sim, _ := teamsTenant(t, tc.roles...)
+		got, err := newClient(t, sim, secret).CheckTeamsAccess(t.Context(), tenantID)
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("roles %v: CheckTeamsAccess = %v, %v; want %v", tc.roles, got, err, tc.want)
+		}
 	}
 }
