@@ -207,7 +207,9 @@
 // seed), TeamsOf, ChannelsOf, PublishTeamsApp (the app of a manifest id, idempotent; returns
 // the catalog id), AddTeamsApp (with display name, AzureADAppID, "store" distribution),
 // TeamsApps, InstallTeamsApp, Installations, UninstallBot; the admin API /_sim/teams/{tenant}/…
-// (see adminTeams) does the same for another process.
+// (see adminTeams) does the same for another process. Stats names the routes teams, channels,
+// teamsApps, installedApps, installedApp, installApp, uninstallApp and installationChat. The
+// Teams service's own Graph rate limits are not simulated (faults inject 429s).
 //
 // # Delta
 //

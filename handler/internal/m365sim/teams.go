@@ -106,6 +106,7 @@ type teamsState struct {
 
 type teamsTenant struct {
 	teams    []*teamRec
+	teamIdx  map[string]int // lower-cased team id -> index in teams
 	apps     []*TeamsApp
 	installs map[string]map[string]*TeamsAppInstallation // user object id -> catalog app id -> installation
 }
@@ -121,17 +122,15 @@ func (s *Server) teamsLocked(tenantID string) (*teamsTenant, error) {
 	}
 	tt := s.teams.tenants[t.id]
 	if tt == nil {
-		tt = &teamsTenant{installs: map[string]map[string]*TeamsAppInstallation{}}
+		tt = &teamsTenant{teamIdx: map[string]int{}, installs: map[string]map[string]*TeamsAppInstallation{}}
 		s.teams.tenants[t.id] = tt
 	}
 	return tt, nil
 }
 
 func (tt *teamsTenant) team(id string) *teamRec {
-	for _, t := range tt.teams {
-		if strings.EqualFold(t.ID, id) {
-			return t
-		}
+	if i, ok := tt.teamIdx[strings.ToLower(id)]; ok {
+		return tt.teams[i]
 	}
 	return nil
 }
@@ -183,6 +182,7 @@ func (s *Server) AddTeam(tenantID string, team Team, channels ...Channel) (Team,
 			return Team{}, err
 		}
 	}
+	tt.teamIdx[strings.ToLower(team.ID)] = len(tt.teams)
 	tt.teams = append(tt.teams, rec)
 	return team, nil
 }
@@ -390,7 +390,12 @@ func (tt *teamsTenant) userInstalls(userID string) []TeamsAppInstallation {
 	for _, in := range tt.installs[userID] {
 		out = append(out, *in)
 	}
-	slices.SortFunc(out, func(a, b TeamsAppInstallation) int { return a.InstalledAt.Compare(b.InstalledAt) })
+	slices.SortFunc(out, func(a, b TeamsAppInstallation) int {
+		if c := a.InstalledAt.Compare(b.InstalledAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return out
 }
 
