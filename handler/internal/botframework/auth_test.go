@@ -2,6 +2,9 @@ package botframework_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -252,5 +255,33 @@ func TestInstallSendsSignedActivities(t *testing.T) {
 	}
 	if iu.Type != "installationUpdate" || iu.Action != "add" {
 		t.Errorf("installationUpdate %+v", iu)
+	}
+}
+
+func TestValidateRefusesHMACWithThePublicKey(t *testing.T) {
+	r := newAuthRig(t)
+	good, err := r.sim.BotToken(r.sim.BotServiceURL(), m365sim.BotSign{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.send(t, nil, m365sim.BotSign{Authorization: "Bearer " + good}); got != 200 {
+		t.Fatalf("status %d for a good token", got)
+	}
+	// The same header and claims re-signed HS256 (the classic algorithm confusion, where the
+	// public key serves as the HMAC secret): refused by algorithm, whatever the secret.
+	parts := strings.Split(good, ".")
+	hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	hdr = []byte(strings.Replace(string(hdr), `"RS256"`, `"HS256"`, 1))
+	signing := base64.RawURLEncoding.EncodeToString(hdr) + "." + parts[1]
+	mac := hmac.New(sha256.New, []byte("anything public"))
+	mac.Write([]byte(signing))
+	forged := signing + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	if got := r.send(t, nil, m365sim.BotSign{Authorization: "Bearer " + forged}); got != 401 {
+		t.Fatalf("status %d for an HS256 token, want 401", got)
+	}
+	// No kid at all.
+	noKid := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
+	if got := r.send(t, nil, m365sim.BotSign{Authorization: "Bearer " + noKid}); got != 401 {
+		t.Fatalf("status %d for a token without kid, want 401", got)
 	}
 }

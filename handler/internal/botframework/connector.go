@@ -254,7 +254,11 @@ func tokenError(ctx context.Context, err error) error {
 	if errors.As(err, &e) {
 		c := *e
 		c.Service = service
-		c.Message = "bot token: " + c.Message
+		if c.Kind == errkind.Unauthorized {
+			c.Message = "the bot's token request was refused: check BOT_APP_ID, its secret and BOT_TENANT_ID (the bot's home tenant)"
+		} else {
+			c.Message = "bot token: " + c.Message
+		}
 		return &c
 	}
 	return err

@@ -170,7 +170,7 @@ func botHash(parts ...string) string {
 }
 
 // BotUserID is the stable "29:…" id of a user for the registered bot (another bot would see
-// another id).
+// another id). Like BotConversation and BotChatID, it depends on the bot: ask after RegisterBot.
 func (s *Server) BotUserID(tenant, userObjectID string) string {
 	b := s.lockBot()
 	defer b.mu.Unlock()

@@ -123,6 +123,10 @@ func (s *Server) botActivity(tenant, oid string, a any) (map[string]any, error) 
 	return act, nil
 }
 
+// defaultBotEndpointClient posts to the bot's endpoint unless SetBotEndpointClient says
+// otherwise (shared, so connections are reused).
+var defaultBotEndpointClient = &http.Client{Timeout: 30 * time.Second}
+
 // postToBot signs and posts the activity to the endpoint.
 func (s *Server) postToBot(ctx context.Context, act map[string]any, opts BotSign) (*http.Response, error) {
 	b := s.lockBot()
@@ -133,7 +137,7 @@ func (s *Server) postToBot(ctx context.Context, act map[string]any, opts BotSign
 		return nil, errors.New("m365sim: the bot has no endpoint (RegisterBot)")
 	}
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+		client = defaultBotEndpointClient
 	}
 	body, err := json.Marshal(act)
 	if err != nil {
