@@ -34,6 +34,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/api"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/consent"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
@@ -729,7 +730,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["ghost@contoso.example"]}`)                                                                            // 400
 	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["notify@contoso.example"]}`)                                                                           // 200
 	c.call(mf.srv.URL, "PUT", m+"/m365/settings/mail", `{"senders":["notify@contoso.example"]}`, "If-Match", staleETag)                                                    // 412
-	send := `{"recipients":{"stakeholderIds":["` + strings.Join(mf.people, `","`) + `","gone"]},"channels":["mail","teams"],"kind":"notification","subject":"s","text":"t","idempotencyKey":"k1"}`
+	send := `{"recipients":{"stakeholderIds":["` + strings.Join(mf.people, `","`) + `","gone"]},"channels":["mail"],"kind":"notification","subject":"s","text":"t","idempotencyKey":"k1"}`
 	_, accepted := c.call(mf.srv.URL, "POST", m+"/messages", send)     // 202
 	c.call(mf.srv.URL, "POST", m+"/messages", send)                    // 200, the same batch
 	c.call(mf.srv.URL, "POST", m+"/messages", `{"channels":["mail"]}`) // 400
@@ -756,6 +757,38 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(cf.srv.URL, "DELETE", ch+"CH-1", "", "If-Match", staleETag)      // 412
 	c.call(cf.srv.URL, "DELETE", ch+"CH-1", "")                             // 204
 	c.call(cf.srv.URL, "DELETE", ch+"bad~id", "")                           // 400
+
+	// A survey invitation: the survey on the batch, its answers counted.
+	survey := `{"recipients":{"stakeholderIds":["` + mf.people[0] + `"]},"channels":["mail"],"kind":"survey_invitation","subject":"s","text":"t",` +
+		`"survey":{"url":"https://forms.example/s/1","question":"Ready?","choices":["Yes","No"]}}`
+	_, invited := c.call(mf.srv.URL, "POST", m+"/messages", survey)                                                                                           // 202
+	c.call(mf.srv.URL, "GET", m+"/messages/"+invited["batchId"].(string), "")                                                                                 // 200 with survey, responses
+	c.call(mf.srv.URL, "POST", m+"/messages", strings.Replace(survey, `"question":"Ready?",`, "", 1))                                                         // 400 survey.question
+	c.call(mf.srv.URL, "POST", m+"/messages", `{"recipients":{"stakeholderIds":["`+mf.people[0]+`"]},"channels":["teams"],"kind":"notification","text":"t"}`) // 409 Teams not connected
+
+	// Teams, over the Teams connector with the tenant stood in for (teams_test.go).
+	tf := setupTeams(t)
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams", "")                                                             // 200 disconnected
+	c.call(tf.srv.URL, "POST", teamsOrg+"/teams/connect", `{"defaultChannels":[{"teamId":"","channelId":"x"}]}`) // 400
+	c.call(tf.srv.URL, "POST", teamsOffline+"/teams/connect", "")                                                // 409 no Microsoft 365 connection
+	tf.tenant.reset(func(s *tenantState) { s.granted = []string{"Team.ReadBasic.All"} })
+	c.call(tf.srv.URL, "POST", teamsOrg+"/teams/connect", "") // 409 missingPermissions
+	tf.tenant.reset(func(s *tenantState) { s.fail["Roles"] = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
+	c.call(tf.srv.URL, "POST", teamsOrg+"/teams/connect", "") // 502
+	tf.tenant.reset(nil)
+	c.call(tf.srv.URL, "POST", teamsOrg+"/teams/connect", `{"defaultChannels":[{"teamId":"`+teamOps+`","channelId":"`+chanGeneral+`"}]}`) // 200
+	c.call(tf.srv.URL, "POST", teamsOrg+"/teams/connect", "")                                                                             // 200, no channels
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams", "")                                                                                      // 200 connected
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams/channels?search=op", "")                                                                   // 200
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams/channels?search="+strings.Repeat("x", 101), "")                                            // 400
+	c.call(tf.srv.URL, "GET", teamsOffline+"/teams/channels", "")                                                                         // 409 not-connected
+	tf.tenant.reset(func(s *tenantState) { s.fail["Teams"] = &errkind.Error{Kind: errkind.Forbidden, Status: 403} })
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams/channels", "") // 409 missingPermissions
+	tf.tenant.reset(func(s *tenantState) { s.fail["Channels"] = &errkind.Error{Kind: errkind.Unavailable, Status: 504} })
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams/channels", "") // 502
+	c.call(tf.srv.URL, "DELETE", teamsOrg+"/teams", "")       // 204
+	c.call(tf.srv.URL, "GET", teamsOrg+"/teams", "")          // 200 disconnected, record kept
+	c.call(tf.srv.URL, "GET", "/api/orgs/org-z/teams", "")    // 404 unknown org
 
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
@@ -787,7 +820,11 @@ func TestOpenAPIResponses(t *testing.T) {
 		"DELETE /api/orgs/{org}/messages/{batchId} 200",
 		"PUT /api/orgs/{org}/changes/{changeId} 201", "PUT /api/orgs/{org}/changes/{changeId} 200", "PUT /api/orgs/{org}/changes/{changeId} 412",
 		"PUT /api/orgs/{org}/changes/{changeId} 400", "PUT /api/orgs/{org}/changes/{changeId} 404", "GET /api/orgs/{org}/changes/{changeId} 404",
-		"DELETE /api/orgs/{org}/changes/{changeId} 204", "DELETE /api/orgs/{org}/changes/{changeId} 412", "DELETE /api/orgs/{org}/changes/{changeId} 400"} {
+		"DELETE /api/orgs/{org}/changes/{changeId} 204", "DELETE /api/orgs/{org}/changes/{changeId} 412", "DELETE /api/orgs/{org}/changes/{changeId} 400",
+		"POST /api/orgs/{org}/teams/connect 200", "POST /api/orgs/{org}/teams/connect 400", "POST /api/orgs/{org}/teams/connect 409",
+		"POST /api/orgs/{org}/teams/connect 502", "GET /api/orgs/{org}/teams 200", "GET /api/orgs/{org}/teams 404", "DELETE /api/orgs/{org}/teams 204",
+		"GET /api/orgs/{org}/teams/channels 200", "GET /api/orgs/{org}/teams/channels 400", "GET /api/orgs/{org}/teams/channels 409",
+		"GET /api/orgs/{org}/teams/channels 502"} {
 		if !c.seen[want] {
 			t.Errorf("not checked: %s", want)
 		}
