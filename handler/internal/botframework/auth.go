@@ -174,12 +174,11 @@ func describeJWTError(err error) string {
 // daily refresh keeps serving the cached keys.
 func (v *Validator) key(ctx context.Context, kid string) (signingKey, error) {
 	k, ok, need := v.lookup(kid)
-	if !need {
-		if ok {
-			return k, nil
-		}
-		return signingKey{}, fmt.Errorf("unknown signing key")
+	if ok && !need {
+		return k, nil
 	}
+	// Unknown here: wait for a fetch another caller may have in flight (several activities
+	// arrive at once after a start or a rotation), then look again.
 	v.fetchMu.Lock()
 	defer v.fetchMu.Unlock()
 	// Another caller may have fetched while this one waited.

@@ -285,3 +285,25 @@ func TestValidateRefusesHMACWithThePublicKey(t *testing.T) {
 		t.Fatalf("status %d for a token without kid, want 401", got)
 	}
 }
+
+// TestValidateConcurrentFirstActivities: several activities arriving at once on a validator
+// that has no keys yet all wait for the one fetch and are accepted (a burst after a start, or
+// the install activities of several people).
+func TestValidateConcurrentFirstActivities(t *testing.T) {
+	r := newAuthRig(t)
+	// A slow keys document keeps the first fetch in flight while the others arrive.
+	r.sim.AddFault(m365sim.FaultRule{PathPrefix: "/botframework/v1/.well-known/keys", Times: 1, Delay: 200 * time.Millisecond})
+	const n = 8
+	statuses := make(chan int, n)
+	for range n {
+		go func() { statuses <- r.send(t, nil, m365sim.BotSign{}) }()
+	}
+	for range n {
+		if s := <-statuses; s != http.StatusOK {
+			t.Errorf("an activity of the burst was answered %d", s)
+		}
+	}
+	if f := r.keyFetches(); f != 1 {
+		t.Errorf("%d key fetches for the burst, want 1", f)
+	}
+}
