@@ -39,6 +39,7 @@ type teamsView struct {
 }
 
 func viewOfTeams(rec teamsconn.Record) teamsView {
+	rec.DefaultChannels = append([]teamsconn.Channel{}, rec.DefaultChannels...) // [] rather than null: Connect's record has none when none were asked for
 	return teamsView{Record: rec, Required: teamsconn.Required, Optional: teamsconn.Optional}
 }
 
@@ -75,8 +76,15 @@ func teamsProblem(err error) error {
 		p.MissingPermissions = missing
 		return problemError{p}
 	}
-	if errkind.Of(err).Transient() {
+	switch errkind.Of(err) {
+	case errkind.Throttled, errkind.Unavailable:
 		return entraUnavailable
+	case errkind.Unauthorized:
+		return problemError{problem.New(http.StatusConflict, problem.NotConnected, "Microsoft refused the app's token: the Microsoft 365 connection needs re-authorization")}
+	case errkind.Forbidden:
+		p := problem.New(http.StatusConflict, problem.NotReady, "the tenant has not granted the permission to read the default channels: Channel.ReadBasic.All")
+		p.MissingPermissions = []string{"Channel.ReadBasic.All"}
+		return problemError{p}
 	}
 	return err
 }
@@ -90,16 +98,12 @@ func (s *Server) getTeams(w http.ResponseWriter, r *http.Request, org tablestore
 }
 
 func (s *Server) disconnectTeams(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
-	if err := s.d.TeamsRecords.Disconnect(r.Context(), org, time.Now().UTC()); err != nil {
+	if err := s.d.TeamsRecords.Disconnect(r.Context(), org, s.d.Now().UTC()); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-
-// MaxTeamsPage bounds a page of GET /teams/channels (each team costs a Graph call for its
-// channels).
-const maxTeamsPage = 20
 
 // listTeamChannels is GET /teams/channels?search=&pageToken=: the tenant's teams (a page) with
 // their channels, for picking default or monitored channels.
@@ -123,9 +127,6 @@ func (s *Server) listTeamChannels(w http.ResponseWriter, r *http.Request, org ta
 	teams, next, err := s.d.TeamsDirectory.Teams(r.Context(), rec.TenantID, search, token)
 	if err != nil {
 		return teamsGraphProblem(err, "pageToken")
-	}
-	if len(teams) > maxTeamsPage {
-		teams = teams[:maxTeamsPage]
 	}
 	for i := range teams {
 		chans, err := s.d.TeamsDirectory.Channels(r.Context(), rec.TenantID, teams[i].ID)

@@ -277,6 +277,11 @@ func TestTeamsConnect(t *testing.T) {
 			tenant: func(s *tenantState) {
 				s.fail["AppCatalogID"] = &errkind.Error{Kind: errkind.Throttled, Status: 429, RetryAfter: time.Second}
 			}},
+		{name: "token refused reading the roles", body: `{}`, tenant: func(s *tenantState) {
+			s.fail["Roles"] = &errkind.Error{Kind: errkind.Unauthorized, Status: 401}
+		}, status: 409, typ: notConnectedType},
+		{name: "channels unreadable", body: `{"defaultChannels":[` + channel(teamOps, chanGeneral) + `]}`, status: 409, typ: notReadyType,
+			missing: []string{"Channel.ReadBasic.All"}, tenant: func(s *tenantState) { s.fail["ChannelNames"] = &errkind.Error{Kind: errkind.Forbidden, Status: 403} }},
 		{name: "Graph unavailable checking a channel", body: `{"defaultChannels":[` + channel(teamOps, chanGeneral) + `]}`, status: 502, typ: unavailableType,
 			tenant: func(s *tenantState) { s.fail["ChannelNames"] = unavailable }},
 	} {
@@ -531,6 +536,7 @@ func TestMessagesSurvey(t *testing.T) {
 		{"blank choice", send("survey_invitation", `{"question":"Ready?","choices":["Yes"," "]}`), "survey.choices[1]"},
 		{"choice too long", send("survey_invitation", `{"question":"Ready?","choices":["`+strings.Repeat("y", 61)+`"]}`), "survey.choices[0]"},
 		{"choice of two lines", send("survey_invitation", `{"question":"Ready?","choices":["Yes\nNo"]}`), "survey.choices[0]"},
+		{"the acknowledgement's word as a choice", send("survey_invitation", `{"question":"Ready?","choices":["Yes","Acknowledged"]}`), "survey.choices[1]"},
 		{"choice twice", send("survey_invitation", `{"question":"Ready?","choices":["Yes","No","yes "]}`), "survey.choices[2]"},
 		{"unknown survey field", send("survey_invitation", `{"url":"https://forms.example/s/1","anonymous":true}`), "body"},
 		{"bad survey on another kind", send("notification", `{"url":"ftp://forms.example/s/1"}`), "survey.url"},

@@ -48,6 +48,10 @@ type Channel struct {
 // $filter=startswith(displayName,'…'), case-insensitive; /teams has no $search); it is ignored
 // with a pageToken, which carries the first call's filter. A pageToken is opaque and only ever
 // names a page of /teams on the configured Graph host: a malformed one is an errkind.Invalid.
+// TeamsPageSize is the teams a page of Teams holds: each is listed with its channels (a call
+// each), so a page stays small.
+const TeamsPageSize = 20
+
 func (c *Client) Teams(ctx context.Context, tenantID, search, pageToken string) ([]Team, string, error) {
 	gc, err := c.tenant(tenantID)
 	if err != nil {
@@ -62,7 +66,8 @@ func (c *Client) Teams(ctx context.Context, tenantID, search, pageToken string) 
 		}
 		builder = builder.WithUrl(strings.TrimSuffix(c.cfg.BaseURL, "/") + "/teams?" + q)
 	} else {
-		q := &teams.TeamsRequestBuilderGetQueryParameters{Select: []string{"id", "displayName", "description"}}
+		top := int32(TeamsPageSize)
+		q := &teams.TeamsRequestBuilderGetQueryParameters{Select: []string{"id", "displayName", "description"}, Top: &top}
 		if s := strings.TrimSpace(search); s != "" {
 			f := "startswith(displayName," + odataString(s) + ")"
 			q.Filter = &f

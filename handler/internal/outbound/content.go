@@ -141,6 +141,8 @@ func validateSurvey(s *Survey, kind string, add func(f, m string)) {
 			add(f, fmt.Sprintf("one line of 1 to %d characters", MaxSurveyChoice))
 		case seen[strings.ToLower(c)]:
 			add(f, "listed twice")
+		case strings.EqualFold(c, Acknowledged):
+			add(f, `"acknowledged" is what the Acknowledge button records: choose another word`)
 		}
 		seen[strings.ToLower(c)] = true
 	}

@@ -117,7 +117,8 @@ func (c *Connector) Connect(ctx context.Context, org tablestore.Org, r Request) 
 		return Record{}, &NotReady{Missing: missing, Reason: "the tenant has not granted the Graph permissions Teams needs: " + strings.Join(missing, ", ") +
 			" (add them to the app's requested permissions and re-authorize the Microsoft 365 connection)"}
 	}
-	rec := Record{Status: Connected, TenantID: m.TenantID, Granted: grantedOf(granted), ConnectedAt: c.cfg.Now().UTC(), UpdatedAt: c.cfg.Now().UTC()}
+	rec := Record{Status: Connected, TenantID: m.TenantID, Granted: grantedOf(granted), DefaultChannels: []Channel{},
+		ConnectedAt: c.cfg.Now().UTC(), UpdatedAt: c.cfg.Now().UTC()}
 	switch {
 	case r.CatalogAppID != "":
 		rec.CatalogAppID, rec.CatalogSource = r.CatalogAppID, "admin"
