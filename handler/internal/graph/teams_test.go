@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -54,14 +55,20 @@ func teamsTenant(t *testing.T, roles ...string) (*m365sim.Server, []m365sim.User
 func TestTeamsPagesAndSearch(t *testing.T) {
 	sim, _ := teamsTenant(t, "Team.ReadBasic.All")
 	c := newClient(t, sim, secret)
+	for i := range graph.TeamsPageSize { // more than a page
+		if _, err := sim.AddTeam(tenantID, m365sim.Team{DisplayName: fmt.Sprintf("Project %02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var names []string
 	token := ""
-	for pages := 0; ; pages++ {
+	pages := 0
+	for ; ; pages++ {
 		page, next, err := c.Teams(t.Context(), tenantID, "", token)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(page) > 2 || pages > 5 {
+		if len(page) > graph.TeamsPageSize || pages > 5 {
 			t.Fatalf("page of %d teams, page %d", len(page), pages)
 		}
 		for _, tm := range page {
@@ -76,8 +83,8 @@ func TestTeamsPagesAndSearch(t *testing.T) {
 	for _, tm := range sim.TeamsOf(tenantID) {
 		want = append(want, tm.DisplayName)
 	}
-	if !slices.Equal(names, want) {
-		t.Errorf("teams = %v, want %v", names, want)
+	if !slices.Equal(names, want) || pages != 1 {
+		t.Errorf("teams = %v in %d pages, want %v in 2", names, pages+1, want)
 	}
 
 	for search, want := range map[string][]string{
