@@ -1,7 +1,8 @@
 // Command demo runs the integration end to end on this machine: a simulated Microsoft 365 tenant
 // with generated users, the local Functions host stand-in running the real handler binary, and
 // Table Storage in Azurite (AZURITE_TABLES_CONNECTION, started by scripts/demo.sh). It connects
-// a demo org, runs a full stakeholder sync, changes 1 % of the tenant, runs a delta sync, and
+// a demo org, runs a full stakeholder sync, changes 1 % of the tenant, runs a delta sync, sends a
+// notification by mail and a survey invitation in Teams, talks to the bot, and
 // prints each run's summary and the sync history.
 package main
 
@@ -131,7 +132,18 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	publicURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 	sim.RegisterRedirectURI(clientID, publicURL+"/api/consent/callback")
 	// Mail.ReadBasic.All (optional) lets a send whose outcome was lost be checked in Sent Items.
-	if err := sim.SetAppPermissions(clientID, "User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All"); err != nil {
+	if err := sim.SetAppPermissions(clientID, append([]string{"User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All"}, teamsPermissions...)...); err != nil {
+		return err
+	}
+	// Teams: the bot's registration (its messaging endpoint is the host's BotMessages), the
+	// Leap Change app in the tenant's app catalog, a few teams.
+	botSecret := randomHex(16)
+	sim.RegisterBot(botAppID, botTenant, botSecret, publicURL+"/api/messages")
+	catalogID, err := sim.PublishTeamsApp(tenantID, botAppID)
+	if err != nil {
+		return err
+	}
+	if _, err := sim.GenerateTeams(tenantID, 4, 42); err != nil {
 		return err
 	}
 	if err := sim.SetSignedInTenant(tenantID); err != nil {
@@ -166,9 +178,12 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 			"M365_CLIENT_SECRET":       secret,
 			"GRAPH_BASE_URL":           sim.GraphURL(),
 			"AZURE_AUTHORITY_HOST":     sim.URL() + "/",
-			"BOT_APP_ID":               "00000000-0000-4000-8000-00000000b07a",
-			"BOT_APP_SECRET":           randomHex(16),
-			"BOT_TENANT_ID":            tenantID,
+			"BOT_APP_ID":               botAppID,
+			"BOT_APP_SECRET":           botSecret,
+			"BOT_TENANT_ID":            botTenant,
+			"BOT_OPENID_METADATA_URL":  sim.BotOpenIDMetadataURL(),
+			"BOT_TRUSTED_HOSTS":        strings.TrimPrefix(sim.URL(), "https://"),
+			"BOT_SERVICE_URL":          sim.BotServiceURL(), // the simulated Teams' Bot Connector
 			"PUBLIC_BASE_URL":          publicURL,
 			"LEAP_APP_URL":             "http://localhost:3000/settings/integrations",
 			"STATE_SIGNING_KEY":        randomHex(32),
@@ -294,6 +309,12 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 
+	step("Microsoft Teams: the bot, a survey card, and questions to the bot")
+	teamsOK, err := teams(ctx, api, sim, catalogID, out)
+	if err != nil {
+		return err
+	}
+
 	step("Sync history")
 	var hist struct{ Runs []runView }
 	if err := api.do(ctx, "GET", "/m365/sync/runs", nil, &hist); err != nil {
@@ -326,6 +347,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	if !sent {
 		return errors.New("the notification did not end as expected")
+	}
+	if !teamsOK {
+		return errors.New("the Teams step did not end as expected")
 	}
 	fmt.Fprintln(out, "\nDEMO OK")
 	return nil

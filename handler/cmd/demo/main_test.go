@@ -48,6 +48,14 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		regexp.MustCompile(`failed: \d+-mail <pat.typo@fabrikam.invalid>: invalid_recipient — Exchange refused the recipient's address`),
 		regexp.MustCompile(`limits tripped: 0; addresses mailed twice: 0`),
 		regexp.MustCompile(`queue outbound-mail\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
+		regexp.MustCompile(`Teams connected: app \S+ \(from the catalog\)`),
+		regexp.MustCompile(`settled: sent 8, unreachable 0, failed 0, skipped 0`),
+		regexp.MustCompile(`the app was installed through Graph for 5 people who never opened it`),
+		regexp.MustCompile(`clicked \[[^\]]+\]; Teams shows the bot's answer \(200\): .*you answered`),
+		regexp.MustCompile(`asked the bot "my changes" and saw: Changes that impact you \(2\)`),
+		regexp.MustCompile(`a forged activity \(wrong signing key\) was answered 401, nothing posted`),
+		regexp.MustCompile(`, 0 Teams limit violations`),
+		regexp.MustCompile(`queue outbound-teams\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
 		regexp.MustCompile(`DEMO OK`),
 	} {
 		if !want.MatchString(s) {
