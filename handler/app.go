@@ -106,12 +106,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	pipeline := outbound.New(outbound.Config{
 		Store: store, Queue: pub, Stakeholders: stakeholders, Groups: groups, Connections: conns, MailSettings: mailSettings,
 		Pacer: pacer, Mailer: gc, Logger: log,
-		Teams: outbound.TeamsConfig{Connections: teamsStore, Conversations: convs, Bot: botConnector{botClient}, Installer: gc,
+		Teams: outbound.TeamsConfig{Connections: teamsStore, Conversations: convs, Bot: botClient, Installer: gc,
 			Pacer: teamsPacer, FallbackServiceURL: cfg.BotServiceURL},
 	})
 	teamsBot := bot.New(bot.Config{
 		Validator: botframework.NewValidator(botframework.ValidatorConfig{MetadataURL: cfg.BotOpenIDMetadata, AppID: cfg.BotAppID, Logger: log}),
-		Orgs:      conns.Tenants(), Teams: teamsStore, Conversations: convs, Replier: botConnector{botClient},
+		Orgs:      conns.Tenants(), Teams: teamsStore, Conversations: convs, Replier: botClient,
 		Directory: stakeholders, Memberships: groups, Changes: changeStore, Responses: pipeline, Queue: pub, Logger: log,
 	})
 	// Orgs exist once registered; an erased (or erasing) org drops out of the scheduler.

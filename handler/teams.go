@@ -3,34 +3,10 @@ package main
 import (
 	"context"
 
-	"github.com/leapchange/m365/handler/internal/botframework"
-	"github.com/leapchange/m365/handler/internal/cards"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/teamsconn"
 )
-
-// botConnector is the Bot Connector client as the pipeline and the bot send cards through it.
-type botConnector struct{ c *botframework.Client }
-
-func cardActivity(summary string, card cards.Card) botframework.Activity {
-	return botframework.Activity{Type: botframework.TypeMessage, Text: summary, TextFormat: "plain",
-		Attachments: []botframework.Attachment{{ContentType: botframework.ContentTypeAdaptiveCard, Content: card}}}
-}
-
-func (b botConnector) CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error) {
-	return b.c.CreateConversation(ctx, serviceURL, tenantID, userID)
-}
-
-func (b botConnector) SendCard(ctx context.Context, serviceURL, conversationID, summary string, card cards.Card) (string, error) {
-	return b.c.Send(ctx, serviceURL, conversationID, cardActivity(summary, card))
-}
-
-func (b botConnector) UpdateCard(ctx context.Context, serviceURL, conversationID, activityID, summary string, card cards.Card) error {
-	return b.c.Update(ctx, serviceURL, conversationID, activityID, cardActivity(summary, card))
-}
-
-func (b botConnector) Trusted(serviceURL string) bool { return b.c.Trusted(serviceURL) }
 
 // teamsGraph is the Graph client's Teams half in the plain types of teamsconn.
 type teamsGraph struct{ g *graph.Client }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -34,6 +33,31 @@ func topLevelGroups(sim *m365sim.Server) []string {
 	return out
 }
 
+type groupView struct {
+	ID, Name, Source string
+	Members          int
+}
+
+// smallestSyncedGroup is the synced stakeholder group with the fewest members, at least min.
+func smallestSyncedGroup(ctx context.Context, api *client, min int) (groupView, error) {
+	var groups struct {
+		Groups []groupView `json:"groups"`
+	}
+	if err := api.do(ctx, "GET", "/groups", nil, &groups); err != nil {
+		return groupView{}, err
+	}
+	pick := -1
+	for i, g := range groups.Groups {
+		if g.Source == "entra" && g.Members >= min && (pick < 0 || g.Members < groups.Groups[pick].Members) {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		return groupView{}, fmt.Errorf("no synced stakeholder group with %d members or more", min)
+	}
+	return groups.Groups[pick], nil
+}
+
 type batchView struct {
 	ID                 string         `json:"batchId"`
 	State              string         `json:"state"`
@@ -57,25 +81,10 @@ func notify(ctx context.Context, api *client, sim *m365sim.Server, out io.Writer
 		return false, err
 	}
 	fmt.Fprintf(out, "sender mailboxes %v (checked in the tenant), %d mails a minute each in this demo (Exchange Online: 30)\n", ms["senders"], demoMailPerMinute)
-	var groups struct {
-		Groups []struct {
-			ID, Name, Source string
-			Members          int
-		} `json:"groups"`
-	}
-	if err := api.do(ctx, "GET", "/groups", nil, &groups); err != nil {
+	g, err := smallestSyncedGroup(ctx, api, 20)
+	if err != nil {
 		return false, err
 	}
-	pick := -1
-	for i, g := range groups.Groups {
-		if g.Source == "entra" && g.Members >= 20 && (pick < 0 || g.Members < groups.Groups[pick].Members) {
-			pick = i
-		}
-	}
-	if pick < 0 {
-		return false, errors.New("no synced stakeholder group with 20 members or more")
-	}
-	g := groups.Groups[pick]
 	var bounce map[string]any
 	if err := api.do(ctx, "POST", "/stakeholders", map[string]any{"firstName": "Pat", "lastName": "Typo", "email": "pat.typo@fabrikam.invalid"}, &bounce); err != nil {
 		return false, err

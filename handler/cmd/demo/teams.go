@@ -112,25 +112,10 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 
 	// The survey goes to the smallest synced group of at least 6 members; three of them opened
 	// the app themselves before, the others get it installed through Graph.
-	var groups struct {
-		Groups []struct {
-			ID, Name, Source string
-			Members          int
-		} `json:"groups"`
-	}
-	if err := api.do(ctx, "GET", "/groups", nil, &groups); err != nil {
+	g, err := smallestSyncedGroup(ctx, api, 6)
+	if err != nil {
 		return false, err
 	}
-	pick := -1
-	for i, g := range groups.Groups {
-		if g.Source == "entra" && g.Members >= 6 && (pick < 0 || g.Members < groups.Groups[pick].Members) {
-			pick = i
-		}
-	}
-	if pick < 0 {
-		return false, errors.New("no synced group of 6 members or more")
-	}
-	g := groups.Groups[pick]
 	var members struct {
 		Members []struct {
 			StakeholderID string `json:"stakeholderId"`

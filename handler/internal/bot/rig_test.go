@@ -1,20 +1,17 @@
 package bot_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/bot"
 	"github.com/leapchange/m365/handler/internal/botframework"
-	"github.com/leapchange/m365/handler/internal/cards"
 	"github.com/leapchange/m365/handler/internal/changes"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/conversations"
@@ -40,7 +37,7 @@ const (
 // rig is the bot's endpoint against the simulated tenant (identity, Bot Framework, Graph) and
 // Azurite, with two orgs on two tenants.
 type rig struct {
-	clock   *clock
+	clock   *testenv.Clock
 	env     *testenv.Env
 	sim     *m365sim.Server
 	bot     *bot.Bot
@@ -57,27 +54,9 @@ type rig struct {
 	globex  tablestore.Org // on otherTenant
 }
 
-// botSender adapts the client to the card ports (as the handler's main package does).
-type botSender struct{ c *botframework.Client }
-
-func activity(summary string, card cards.Card) botframework.Activity {
-	return botframework.Activity{Type: "message", Text: summary,
-		Attachments: []botframework.Attachment{{ContentType: botframework.ContentTypeAdaptiveCard, Content: card}}}
-}
-func (b botSender) CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error) {
-	return b.c.CreateConversation(ctx, serviceURL, tenantID, userID)
-}
-func (b botSender) SendCard(ctx context.Context, serviceURL, conv, summary string, card cards.Card) (string, error) {
-	return b.c.Send(ctx, serviceURL, conv, activity(summary, card))
-}
-func (b botSender) UpdateCard(ctx context.Context, serviceURL, conv, id, summary string, card cards.Card) error {
-	return b.c.Update(ctx, serviceURL, conv, id, activity(summary, card))
-}
-func (b botSender) Trusted(u string) bool { return b.c.Trusted(u) }
-
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	c := &clock{now: time.Now().UTC().Truncate(time.Second)}
+	c := testenv.NewClock(time.Now().UTC().Truncate(time.Second))
 	env := testenv.New(t, testenv.Options{Sim: m365sim.Options{Clock: c.Now}, Permissions: []string{"User.Read.All", "GroupMember.Read.All"}})
 	env.Queue.Now = c.Now
 	sim := env.Sim
@@ -93,7 +72,7 @@ func newRig(t *testing.T) *rig {
 	}
 	r.client = client
 	r.p = outbound.New(outbound.Config{Now: c.Now, Store: env.Store, Queue: env.Queue, Stakeholders: r.people, Groups: r.groups, Connections: r.conns,
-		Teams: outbound.TeamsConfig{Connections: r.teams, Conversations: r.convs, Bot: botSender{client}}})
+		Teams: outbound.TeamsConfig{Connections: r.teams, Conversations: r.convs, Bot: client}})
 	r.bot = bot.New(r.botConfig(0))
 	r.srv = httptest.NewServer(r.bot)
 	t.Cleanup(r.srv.Close)
@@ -141,24 +120,6 @@ func (r *rig) person(t *testing.T, tenant string, org *tablestore.Org, first, la
 		}
 	}
 	return u.ID
-}
-
-// clock is the one time of a test: the simulated tenant's, the bot's, the queue's.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // drainJobs runs the bot's queued jobs, each when it is due (the clock moves on to it).
@@ -254,7 +215,7 @@ func (r *rig) botConfig(budget time.Duration) bot.Config {
 		Orgs:          r.conns.Tenants(),
 		Teams:         r.teams,
 		Conversations: r.convs,
-		Replier:       botSender{r.client},
+		Replier:       r.client,
 		Directory:     r.people,
 		Memberships:   r.groups,
 		Changes:       r.changes,

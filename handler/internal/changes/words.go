@@ -4,25 +4,11 @@ import (
 	"strings"
 	"unicode"
 
-	"golang.org/x/text/cases"
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
+	"github.com/leapchange/m365/handler/internal/fold"
 )
 
 // maxWordRunes truncates long words in the index and in queries alike.
 const maxWordRunes = 32
-
-// fold is the matching form of text: accents removed (NFD, then combining marks dropped),
-// case folded (Unicode full folding: "Straße" and "STRASSE" agree).
-func fold(s string) string {
-	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC, cases.Fold())
-	out, _, err := transform.String(t, s)
-	if err != nil {
-		return strings.ToLower(s)
-	}
-	return out
-}
 
 // stopWords are left out of the index and of queries: they would match nearly every change.
 var stopWords = map[string]bool{}
@@ -40,7 +26,7 @@ func init() {
 func words(s string) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, w := range strings.FieldsFunc(fold(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsNumber(r) }) {
+	for _, w := range strings.FieldsFunc(fold.String(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsNumber(r) }) {
 		r := []rune(w)
 		if len(r) > maxWordRunes {
 			w = string(r[:maxWordRunes])

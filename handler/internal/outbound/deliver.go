@@ -60,15 +60,20 @@ func (p *Pipeline) HandleMail(ctx context.Context, body []byte, deliveryCount in
 	if job.Dispatch != nil {
 		return p.dispatch(ctx, org, job.Batch, *job.Dispatch)
 	}
-	err = p.deliverMail(ctx, org, job)
-	if err != nil && deliveryCount >= p.cfg.MaxDeliveries {
-		// The last delivery: Service Bus would dead-letter it where no admin looks. Record it.
-		if ferr := p.failLast(ctx, org, job.Key, err); ferr != nil {
-			return errors.Join(err, ferr)
-		}
-		return nil
+	return p.orRecord(ctx, org, job.Key, deliveryCount, p.deliverMail(ctx, org, job))
+}
+
+// orRecord returns a delivery's failure for the queue to redeliver — unless this was the
+// message's last delivery: Service Bus would dead-letter it where no admin looks, so the
+// failure is recorded on the row instead.
+func (p *Pipeline) orRecord(ctx context.Context, org tablestore.Org, key string, deliveryCount int, err error) error {
+	if err == nil || deliveryCount < p.cfg.MaxDeliveries {
+		return err
 	}
-	return err
+	if ferr := p.failLast(ctx, org, key, err); ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	return nil
 }
 
 // deliverMail sends one delivery's mail, if it is still to go.

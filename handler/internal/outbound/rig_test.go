@@ -25,34 +25,12 @@ import (
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
-// clock is the one time of a test: the pipeline's, the queue's and the simulated tenant's.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.After(c.now) {
-		c.now = t
-	}
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 const sender = "notify@contoso.example"
 
 type rig struct {
 	teams  *teamsRig
 	env    *testenv.Env
-	clock  *clock
+	clock  *testenv.Clock
 	org    tablestore.Org
 	p      *outbound.Pipeline
 	mailer *switchMailer
@@ -113,7 +91,7 @@ type rigOptions struct {
 
 func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC))
 	if o.limits == (pacing.Limits{}) {
 		o.limits = pacing.Exchange
 	}

@@ -44,14 +44,7 @@ func (p *Pipeline) HandleTeams(ctx context.Context, body []byte, deliveryCount i
 	if err != nil {
 		return err // dead-lettered after the redeliveries, kept for inspection
 	}
-	err = p.deliverTeams(ctx, org, job)
-	if err != nil && deliveryCount >= p.cfg.MaxDeliveries {
-		if ferr := p.failLast(ctx, org, job.Key, err); ferr != nil {
-			return errors.Join(err, ferr)
-		}
-		return nil
-	}
-	return err
+	return p.orRecord(ctx, org, job.Key, deliveryCount, p.deliverTeams(ctx, org, job))
 }
 
 // due reads the delivery a job names and says whether it is to be sent now: not final, not

@@ -1,7 +1,6 @@
 package outbound_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/botframework"
-	"github.com/leapchange/m365/handler/internal/cards"
 	"github.com/leapchange/m365/handler/internal/conversations"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/mailtest"
@@ -35,18 +33,6 @@ type teamsRig struct {
 	// before runs before each TeamsSender delivery; an error stops it (a crashed worker).
 	before func(d queuetest.Delivery) error
 }
-
-// botSender adapts the Bot Connector client to the pipeline's card port.
-type botSender struct{ c *botframework.Client }
-
-func (b botSender) CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error) {
-	return b.c.CreateConversation(ctx, serviceURL, tenantID, userID)
-}
-func (b botSender) SendCard(ctx context.Context, serviceURL, conv, summary string, card cards.Card) (string, error) {
-	return b.c.Send(ctx, serviceURL, conv, botframework.Activity{Type: "message", Text: summary,
-		Attachments: []botframework.Attachment{{ContentType: botframework.ContentTypeAdaptiveCard, Content: card}}})
-}
-func (b botSender) Trusted(u string) bool { return b.c.Trusted(u) }
 
 func (r *rig) wireTeams(t *testing.T, rate int) outbound.TeamsConfig {
 	t.Helper()
@@ -79,7 +65,7 @@ func (r *rig) wireTeams(t *testing.T, rate int) outbound.TeamsConfig {
 		t.Fatal(err)
 	}
 	installer := &mailtest.Client{Base: sim.GraphURL(), HTTP: r.env.HTTPClient(), Creds: r.env.Credentials(testenv.Secret)}
-	return outbound.TeamsConfig{Connections: tr.teams, Conversations: tr.convs, Bot: botSender{client}, Installer: installer,
+	return outbound.TeamsConfig{Connections: tr.teams, Conversations: tr.convs, Bot: client, Installer: installer,
 		Pacer: pacer, FallbackServiceURL: sim.BotServiceURL()}
 }
 

@@ -3,32 +3,17 @@ package stakeholder
 import (
 	"context"
 	"strings"
-	"unicode"
 
-	"golang.org/x/text/cases"
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
-
+	"github.com/leapchange/m365/handler/internal/fold"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
-
-// fold lowers s and drops its accents ("Zoë" matches "zoe"), for name search.
-func fold(s string) string {
-	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC, cases.Fold())
-	out, _, err := transform.String(t, s)
-	if err != nil {
-		return strings.ToLower(s)
-	}
-	return out
-}
 
 // SearchNames finds active stakeholders whose name contains every word of query (case and
 // accents ignored), at most limit, exact full-name matches first. It streams the directory's
 // name columns once: the bot uses it with a deadline, and answers later through its queue when
 // an org is too large to search within it.
 func (s *Store) SearchNames(ctx context.Context, org tablestore.Org, query string, limit int) ([]Stakeholder, error) {
-	words := strings.Fields(fold(query))
+	words := strings.Fields(fold.String(query))
 	if len(words) == 0 || limit <= 0 {
 		return nil, nil
 	}
@@ -41,7 +26,7 @@ func (s *Store) SearchNames(ctx context.Context, org tablestore.Org, query strin
 			return nil, err
 		}
 		st := row.Value
-		name := fold(st.FirstName + " " + st.LastName)
+		name := fold.String(st.FirstName + " " + st.LastName)
 		match := true
 		for _, w := range words {
 			if !strings.Contains(name, w) {
