@@ -221,6 +221,8 @@ LS_FILE="$settings.tmp" LS_PORT="$port" LS_LEAP_APP_URL="$leap_app_url" \
   LS_BOT_APP_SECRET="$bot_secret" \
   LS_BOT_TENANT_ID="$tenant" \
   LS_BOT_OPENID_METADATA_URL="$sim_url/botframework/v1/.well-known/openidconfiguration" \
+  LS_BOT_SERVICE_URL="$sim_url/bot/emea/" \
+  LS_BOT_TRUSTED_HOSTS="${sim_url#https://}" \
   LS_PUBLIC_BASE_URL="$public_url" \
   LS_STATE_SIGNING_KEY="$state_key" \
   LS_SSL_CERT_FILE="$ca_bundle" \
@@ -245,6 +247,10 @@ const values = {
   BOT_APP_SECRET: v("BOT_APP_SECRET"),
   BOT_TENANT_ID: v("BOT_TENANT_ID"),
   BOT_OPENID_METADATA_URL: v("BOT_OPENID_METADATA_URL"),
+  TEAMS_APP_ID: "",
+  BOT_SERVICE_URL: v("BOT_SERVICE_URL"),
+  BOT_TRUSTED_HOSTS: v("BOT_TRUSTED_HOSTS"),
+  TEAMS_TENANT_RATE: "",
   PUBLIC_BASE_URL: v("PUBLIC_BASE_URL"),
   LEAP_APP_URL: e.LS_LEAP_APP_URL,
   STATE_SIGNING_KEY: v("STATE_SIGNING_KEY"),
@@ -262,7 +268,8 @@ shadowed=()
 for k in AzureWebJobsStorage TablesConnection TablesConnection__tableServiceUri TablesConnection__clientId \
   ServiceBusConnection ServiceBusConnection__fullyQualifiedNamespace ServiceBusConnection__clientId TABLE_PREFIX \
   M365_CLIENT_ID M365_CLIENT_SECRET GRAPH_BASE_URL AZURE_AUTHORITY_HOST BOT_APP_ID BOT_APP_SECRET BOT_TENANT_ID \
-  BOT_OPENID_METADATA_URL PUBLIC_BASE_URL LEAP_APP_URL STATE_SIGNING_KEY SSL_CERT_FILE; do
+  BOT_OPENID_METADATA_URL TEAMS_APP_ID BOT_SERVICE_URL BOT_TRUSTED_HOSTS TEAMS_TENANT_RATE \
+  PUBLIC_BASE_URL LEAP_APP_URL STATE_SIGNING_KEY SSL_CERT_FILE; do
   if [[ -n "${!k:-}" ]]; then shadowed+=("$k"); fi
 done
 func_cmd="func start"
