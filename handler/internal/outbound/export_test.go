@@ -16,3 +16,9 @@ func (s *Store) SetState(ctx context.Context, org tablestore.Org, id, state stri
 	_, err = s.putBatch(ctx, org, b, etag)
 	return err
 }
+
+// SetDelivery overwrites a delivery row, as a worker that stopped half-way would have left it.
+func (s *Store) SetDelivery(ctx context.Context, org tablestore.Org, d Delivery) error {
+	_, err := s.deliveries.Upsert(ctx, org, d.Key(), d, tablestore.Replace)
+	return err
+}

@@ -108,6 +108,10 @@ func (p *Pipeline) deliverTeams(ctx context.Context, org tablestore.Org, job Job
 	now := p.now()
 	if d.Status == Sending {
 		// The last attempt's outcome is unknown (the worker stopped, or Teams did not answer).
+		// A worker may still be in the call: look again once it would have answered.
+		if wait := d.SendingSince.Add(verifyAfter); now.Before(wait) {
+			return p.checkLater(ctx, org, d, wait)
+		}
 		// Teams has no way to look a posted message up, so it goes again, marked resent — the
 		// admin sees it may have arrived twice.
 		d.Resent = true

@@ -232,3 +232,36 @@ func TestSurveyResponsesAreRecorded(t *testing.T) {
 }
 
 var _ = queuetest.MaxDeliveries
+
+// TestTeamsWorkerStoppedMidSend: a message redelivered while its delivery is still "sending"
+// waits for the call it may be racing, then goes again, marked resent (Teams cannot be asked
+// whether it arrived).
+func TestTeamsWorkerStoppedMidSend(t *testing.T) {
+	r := newRig(t, rigOptions{teams: true})
+	id, oid := r.member(t, "Kim", true)
+	stopped := false
+	r.teams.before = func(d queuetest.Delivery) error {
+		if stopped {
+			return nil
+		}
+		var j outbound.Job
+		if err := json.Unmarshal(d.Body, &j); err != nil || j.Key == "" {
+			return nil
+		}
+		// The worker claimed the row and stopped before recording the outcome.
+		stopped = true
+		rows := r.rows(t, j.Batch)
+		row := rows[0]
+		row.Status, row.SendingSince, row.Attempts = outbound.Sending, r.clock.Now(), row.Attempts+1
+		if err := r.p.Store().SetDelivery(t.Context(), r.org, row); err != nil {
+			t.Fatal(err)
+		}
+		return errors.New("worker stopped")
+	}
+	rec := r.accept(t, teamsRequest(id))
+	r.drain(t)
+	rows := r.rows(t, rec.Batch.ID)
+	if rows[0].Status != outbound.Sent || !rows[0].Resent || len(r.posted(t, oid)) != 1 {
+		t.Fatalf("after a stopped worker: %+v, posted %d", rows[0], len(r.posted(t, oid)))
+	}
+}
