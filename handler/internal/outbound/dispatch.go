@@ -77,7 +77,7 @@ func (p *Pipeline) dispatch(ctx context.Context, org tablestore.Org, batchID str
 		if len(idx) == 0 || ch.pc == nil {
 			continue
 		}
-		slots, err := ch.pc.Reserve(ctx, b.Tenant, ch.lanes, ones(len(idx)), now.Add(time.Second), now.Add(p.cfg.Horizon))
+		slots, err := ch.pc.Reserve(ctx, b.Tenant, ch.lanes, ones(len(idx)), now, now.Add(p.cfg.Horizon))
 		if err != nil {
 			return fmt.Errorf("outbound: reserving %s slots for %s: %w", ch.name, b.ID, err)
 		}
