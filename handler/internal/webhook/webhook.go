@@ -1,0 +1,264 @@
+// Package webhook is the Graph change-notification endpoints (GraphNotifications and
+// GraphLifecycle): the validation handshake, every notification's clientState checked in
+// constant time against its subscription, the validationTokens of rich notifications checked,
+// and what passes enqueued to channel-events in one Service Bus batch before answering 202.
+// Nothing slow happens here: Graph delays and then drops endpoints that answer late, so the
+// work (decrypting, fetching, matching) is the worker's.
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/errkind"
+	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/subscriptions"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+type (
+	subscriptionStore interface {
+		Get(ctx context.Context, org tablestore.Org, id string) (subscriptions.Sub, tablestore.ETag, error)
+	}
+	// tokenValidator checks a validationTokens JWT for a tenant.
+	tokenValidator interface {
+		Validate(ctx context.Context, token, tenantID string) error
+	}
+	publisher interface {
+		PublishBatch(ctx context.Context, msgs []queue.Message) error
+	}
+)
+
+// Config wires a Handler.
+type Config struct {
+	Subscriptions subscriptionStore
+	States        subscriptions.ClientStates
+	Tokens        tokenValidator
+	Queue         publisher
+	Logger        *slog.Logger
+	Now           func() time.Time
+	// CacheFor is how long a subscription read from the table is trusted (default 1 min): a
+	// burst of notifications costs one read per subscription, not one per notification.
+	CacheFor time.Duration
+}
+
+// Handler serves both endpoints.
+type Handler struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	cache map[string]cached
+	// Counters, for the monitoring status and the logs.
+	Accepted, Dropped atomic.Int64
+}
+
+type cached struct {
+	sub   subscriptions.Sub
+	found bool
+	at    time.Time
+}
+
+// New returns a Handler. It does no I/O.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CacheFor <= 0 {
+		cfg.CacheFor = time.Minute
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, cache: map[string]cached{}}
+}
+
+// Limits of what Graph sends.
+const (
+	maxBody            = 4 << 20 // Graph batches up to ~1 MB of notifications; room to spare
+	maxValidationToken = 4096
+	maxNotifications   = 1000
+)
+
+// Event is a message on channel-events: one notification or lifecycle event of an org.
+type Event struct {
+	Org          string          `json:"org"`
+	Lifecycle    bool            `json:"lifecycle,omitempty"`
+	Notification json.RawMessage `json:"notification"`
+}
+
+// notification is the part of a Graph notification the endpoint checks.
+type notification struct {
+	SubscriptionID   string          `json:"subscriptionId"`
+	ClientState      string          `json:"clientState"`
+	TenantID         string          `json:"tenantId"`
+	ChangeType       string          `json:"changeType"`
+	LifecycleEvent   string          `json:"lifecycleEvent"`
+	Resource         string          `json:"resource"`
+	EncryptedContent json.RawMessage `json:"encryptedContent"`
+}
+
+type envelope struct {
+	Value            []json.RawMessage `json:"value"`
+	ValidationTokens []string          `json:"validationTokens"`
+}
+
+// Notifications is the GraphNotifications function.
+func (h *Handler) Notifications() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, false) })
+}
+
+// Lifecycle is the GraphLifecycle function.
+func (h *Handler) Lifecycle() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, true) })
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) {
+	q := r.URL.Query()
+	if q.Has("validationToken") {
+		// The handshake: the decoded token, as plain text, at once.
+		tok := q.Get("validationToken")
+		if len(tok) > maxValidationToken {
+			problem.Write(w, r, problem.New(http.StatusBadRequest, problem.Invalid, "validationToken is too long"))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, tok)
+		return
+	}
+	org, err := tablestore.NewOrg(q.Get("org"))
+	if err != nil {
+		problem.Write(w, r, problem.New(http.StatusBadRequest, problem.Invalid, "the notification URL names no org"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var env envelope
+	if err == nil {
+		err = json.Unmarshal(body, &env)
+	}
+	if err != nil || len(env.Value) == 0 || len(env.Value) > maxNotifications {
+		problem.Write(w, r, problem.New(http.StatusBadRequest, problem.Invalid, "not a change notification collection"))
+		return
+	}
+	ctx := r.Context()
+	var msgs []queue.Message
+	tokensChecked := map[string]bool{} // tenant → the POST's validation tokens are good for it
+	for _, raw := range env.Value {
+		var n notification
+		if json.Unmarshal(raw, &n) != nil || n.SubscriptionID == "" {
+			h.drop(ctx, org, "", "malformed")
+			continue
+		}
+		sub, ok, err := h.subscription(ctx, org, n.SubscriptionID)
+		if err != nil {
+			// Storage trouble: answer 503 so Graph delivers again — nothing is lost.
+			h.log.ErrorContext(ctx, "webhook: reading a subscription", "error", err.Error())
+			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, problem.Unavailable, "try again"))
+			return
+		}
+		switch {
+		case !ok:
+			h.drop(ctx, org, n.SubscriptionID, "unknown subscription")
+			continue
+		case !h.cfg.States.Valid(org, sub, n.ClientState):
+			h.drop(ctx, org, n.SubscriptionID, "clientState mismatch")
+			continue
+		case !strings.EqualFold(n.TenantID, sub.Tenant):
+			h.drop(ctx, org, n.SubscriptionID, "tenant mismatch")
+			continue
+		case lifecycle != (n.LifecycleEvent != ""):
+			h.drop(ctx, org, n.SubscriptionID, "wrong endpoint for the event")
+			continue
+		}
+		if len(n.EncryptedContent) > 0 {
+			good, seen := tokensChecked[n.TenantID]
+			if !seen {
+				good = h.tokensValid(ctx, env.ValidationTokens, n.TenantID)
+				tokensChecked[n.TenantID] = good
+			}
+			if !good {
+				h.drop(ctx, org, n.SubscriptionID, "validation tokens invalid")
+				continue
+			}
+		}
+		ev, _ := json.Marshal(Event{Org: org.String(), Lifecycle: lifecycle, Notification: raw})
+		sum := sha256.Sum256(raw)
+		msgs = append(msgs, queue.Message{Queue: queue.ChannelEvents, ID: "n-" + hex.EncodeToString(sum[:16]), Body: ev,
+			ContentType: "application/json", Subject: "notification"})
+	}
+	if len(msgs) > 0 {
+		if err := h.cfg.Queue.PublishBatch(ctx, msgs); err != nil {
+			h.log.ErrorContext(ctx, "webhook: enqueueing notifications", "error", err.Error(), "count", len(msgs))
+			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, problem.Unavailable, "try again"))
+			return
+		}
+		h.Accepted.Add(int64(len(msgs)))
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// tokensValid checks every validation token of a POST for the tenant: Graph sends one per app
+// and tenant of the notifications it carries.
+func (h *Handler) tokensValid(ctx context.Context, tokens []string, tenant string) bool {
+	if h.cfg.Tokens == nil || len(tokens) == 0 {
+		return false
+	}
+	for _, tok := range tokens {
+		if h.cfg.Tokens.Validate(ctx, tok, tenant) == nil {
+			return true // the token issued for this tenant
+		}
+	}
+	return false
+}
+
+func (h *Handler) drop(ctx context.Context, org tablestore.Org, sub, why string) {
+	h.Dropped.Add(1)
+	h.log.WarnContext(ctx, "webhook: notification dropped", "org", org.String(), "subscription", sub, "reason", why)
+}
+
+// subscription reads a subscription through the cache.
+func (h *Handler) subscription(ctx context.Context, org tablestore.Org, id string) (subscriptions.Sub, bool, error) {
+	k := org.String() + "\x00" + id
+	now := h.cfg.Now()
+	h.mu.Lock()
+	c, ok := h.cache[k]
+	h.mu.Unlock()
+	ttl := h.cfg.CacheFor
+	if !c.found {
+		ttl = min(ttl, 5*time.Second) // a subscription just created must not wait a minute to count
+	}
+	if ok && now.Sub(c.at) < ttl {
+		return c.sub, c.found, nil
+	}
+	sub, _, err := h.cfg.Subscriptions.Get(ctx, org, id)
+	found := err == nil
+	if err != nil && !errors.Is(err, errkind.NotFound) {
+		return sub, false, err
+	}
+	h.mu.Lock()
+	if len(h.cache) > 10_000 {
+		clear(h.cache) // bounded: a flood of made-up ids cannot grow it
+	}
+	h.cache[k] = cached{sub: sub, found: found, at: now}
+	h.mu.Unlock()
+	return sub, found, nil
+}
+
+// Forget drops a subscription from the cache (after it changed here).
+func (h *Handler) Forget(org tablestore.Org, id string) {
+	h.mu.Lock()
+	delete(h.cache, org.String()+"\x00"+id)
+	h.mu.Unlock()
+}
