@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ const (
 	MaxGroups         = 100
 	MaxIdempotencyKey = 200
 	MaxCampaignID     = 100
+	MaxAddresses      = 100
 	MaxScheduleAhead  = 366 * 24 * time.Hour
 )
 
@@ -34,6 +36,9 @@ const (
 type Request struct {
 	StakeholderIDs []string
 	GroupIDs       []string
+	// Addresses are mail recipients who are not stakeholders (watchers named by address):
+	// mail only; in Teams they are skipped (no_teams_identity).
+	Addresses []string
 	Channels       []string
 	Content
 	Kind           string
@@ -54,8 +59,17 @@ type Receipt struct {
 func (r *Request) validate(now time.Time) error {
 	var bad Invalid
 	add := func(f, m string) { bad = append(bad, FieldError{Field: f, Message: m}) }
-	if len(r.StakeholderIDs) == 0 && len(r.GroupIDs) == 0 {
+	if len(r.StakeholderIDs) == 0 && len(r.GroupIDs) == 0 && len(r.Addresses) == 0 {
 		add("recipients", "name stakeholderIds, groupIds or both")
+	}
+	if len(r.Addresses) > MaxAddresses {
+		add("addresses", fmt.Sprintf("at most %d", MaxAddresses))
+	}
+	for i, a := range r.Addresses {
+		if m, err := mail.ParseAddress(a); err != nil || m.Address != a {
+			add(fmt.Sprintf("addresses[%d]", i), "not a mail address")
+			break
+		}
 	}
 	if len(r.StakeholderIDs) > MaxRecipients {
 		add("stakeholderIds", fmt.Sprintf("at most %d", MaxRecipients))
@@ -259,7 +273,8 @@ func (r Request) hash() string {
 		Content
 		K, Camp string
 		At      time.Time
-	}{r.StakeholderIDs, r.GroupIDs, r.Channels, r.Content, r.Kind, r.CampaignID, r.ScheduleAt.UTC()})
+		A       []string
+	}{r.StakeholderIDs, r.GroupIDs, r.Channels, r.Content, r.Kind, r.CampaignID, r.ScheduleAt.UTC(), r.Addresses})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }
@@ -361,7 +376,7 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 	for _, id := range r.StakeholderIDs {
 		addID(id)
 	}
-	if len(ids) > MaxRecipients {
+	if len(ids)+len(r.Addresses) > MaxRecipients {
 		return nil, nil, Invalid{{Field: "recipients", Message: fmt.Sprintf("%d recipients after expanding the groups, over the limit of %d", len(ids), MaxRecipients)}}
 	}
 	found, err := p.lookup(ctx, org, ids)
@@ -401,6 +416,29 @@ func (p *Pipeline) expand(ctx context.Context, org tablestore.Org, r Request, b 
 				case addresses[addr]:
 					why = ReasonDuplicateAddress
 				}
+				addresses[addr] = true
+			}
+			if why != "" {
+				d.Status, d.Reason, d.Hint = Skipped, why, skipHints[why]
+				skipped[why]++
+			}
+			rows = append(rows, d)
+		}
+	}
+	// Addresses follow the stakeholders, one recipient each.
+	for k, a := range r.Addresses {
+		i := len(ids) + k
+		for _, ch := range b.Channels {
+			d := Delivery{Batch: b.ID, Index: i, Channel: ch, Address: a, Status: Scheduled, UpdatedAt: now}
+			why := ""
+			addr := stakeholder.NormalizeEmail(a)
+			switch {
+			case ch == Teams:
+				why = ReasonNoTeamsIdentity
+			case addresses[addr]:
+				why = ReasonDuplicateAddress
+			}
+			if ch == Mail {
 				addresses[addr] = true
 			}
 			if why != "" {

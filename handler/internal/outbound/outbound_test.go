@@ -556,3 +556,26 @@ func TestCancelAfterEverythingWentChangesNothing(t *testing.T) {
 		t.Fatalf("cancel of a settled batch: %+v %v", c, err)
 	}
 }
+
+// TestAddressesAreRecipients: watchers named by address get the mail like stakeholders; an
+// address a stakeholder of the message already has is sent once; bad addresses are refused.
+func TestAddressesAreRecipients(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	ids := r.crowd(t, 1)
+	req := request(ids...)
+	req.Addresses = []string{"watcher@fabrikam.example", "P000@fabrikam.example"}
+	rec := r.accept(t, req)
+	r.drain(t)
+	if p := r.progress(t, rec.Batch.ID); p.Counts[outbound.Sent] != 2 || p.Counts[outbound.Skipped] != 1 {
+		t.Fatalf("counts %+v, want 2 sent and the repeated address skipped", p.Counts)
+	}
+	if got := r.sentTo(); got["watcher@fabrikam.example"] != 1 || got["p000@fabrikam.example"]+got["P000@fabrikam.example"] != 1 {
+		t.Errorf("mailed %v", got)
+	}
+	bad := request(ids...)
+	bad.Addresses = []string{"not an address"}
+	var inv outbound.Invalid
+	if _, err := r.p.Accept(t.Context(), r.org, bad); !errors.As(err, &inv) || inv[0].Field != "addresses[0]" {
+		t.Errorf("a bad address: %v", err)
+	}
+}
