@@ -18,6 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/health"
+	"github.com/leapchange/m365/handler/internal/insights"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/org"
@@ -132,6 +133,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			TeamsConnector: teamsconn.NewConnector(teamsconn.ConnectorConfig{Store: teamsStore, Connections: conns, Roles: tokenRoles{creds},
 				Catalog: teamsGraph{gc}, AppID: cfg.TeamsAppID}),
 			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc},
+			Insights: insights.NewStore(store),
 			NextSync: schedule.Next, Logger: log,
 		}),
 		health: health.New(health.Config{Logger: log},

@@ -107,6 +107,7 @@ type Deps struct {
 	TeamsConnector teamsConnector
 	TeamsRecords   teamsRecords
 	TeamsDirectory teamsDirectory
+	Insights       insightStore // captured channel insights (insights.Store)
 	Logger         *slog.Logger
 	Now            func() time.Time
 }

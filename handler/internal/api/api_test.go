@@ -221,7 +221,7 @@ func TestRequestErrors(t *testing.T) {
 	}{
 		{"not connected", "POST", "/api/orgs/org-b/m365/sync", "", "", 409, "urn:leapchange:problem:not-connected", ""},
 		{"bad org", "POST", "/api/orgs/it's/m365/sync", "", "", 400, invalidType, "org"},
-		{"bad org on a 501 path", "GET", "/api/orgs/it's/insights", "", "", 400, invalidType, "org"},
+		{"bad org on insights", "GET", "/api/orgs/it's/insights", "", "", 400, invalidType, "org"},
 		{"unknown run", "GET", base + "/sync/runs/1klxow0l9apkv-fc96", "", "", 404, "urn:leapchange:problem:not-found", ""},
 		{"malformed run id", "GET", base + "/sync/runs/nonsense", "", "", 404, "urn:leapchange:problem:not-found", ""},
 		{"invalid JSON", "POST", base + "/sync", "application/json", `{"dryRun":`, 400, invalidType, "body"},
@@ -231,7 +231,6 @@ func TestRequestErrors(t *testing.T) {
 		{"limit 0", "GET", base + "/sync/runs?limit=0", "", "", 400, invalidType, "limit"},
 		{"limit 101", "GET", base + "/sync/runs?limit=101", "", "", 400, invalidType, "limit"},
 		{"limit text", "GET", base + "/sync/runs?limit=ten", "", "", 400, invalidType, "limit"},
-		{"not implemented", "GET", "/api/orgs/org-a/insights", "", "", 501, "urn:leapchange:problem:not-implemented", ""},
 		{"delete unknown stakeholder", "DELETE", "/api/orgs/org-a/stakeholders/x", "", "", 404, "urn:leapchange:problem:not-found", ""},
 		{"no such path", "GET", "/api/nothing", "", "", 404, "urn:leapchange:problem:not-found", ""},
 	} {

@@ -702,7 +702,6 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "GET", a+"/sync/runs?limit=0", "")            // 400
 	c.call(srv, "POST", a+"/connect", `{"allowShared":true}`) // 400
 	c.call(srv, "GET", "/api/orgs/it's/m365", "")             // 400 org
-	c.call(srv, "GET", "/api/orgs/org-a/insights", "")        // 501 planned
 	c.call(srv, "DELETE", a, "")                              // 204
 	c.call(srv, "GET", a, "")                                 // disconnected, tenant kept
 
@@ -790,6 +789,14 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(tf.srv.URL, "GET", teamsOrg+"/teams", "")          // 200 disconnected, record kept
 	c.call(tf.srv.URL, "GET", "/api/orgs/org-z/teams", "")    // 404 unknown org
 
+	// Channel insights (insights_test.go): a page with a cursor, its next page, filters, bad input.
+	inf := setupInsights(t)
+	_, page := c.call(inf.srv.URL, "GET", insightsPath+"?limit=2", "") // 200
+	c.call(inf.srv.URL, "GET", insightsPath+"?limit=2&after="+url.QueryEscape(page["next"].(string)), "")
+	c.call(inf.srv.URL, "GET", insightsPath+"?channel="+url.QueryEscape(insightTeam+"|"+insightChanA)+"&keyword=migration&text=caf&from=2026-03-01T09:00:00Z&to=2026-03-02T00:00:00Z", "")
+	c.call(inf.srv.URL, "GET", insightsPath+"?from=yesterday", "") // 400
+	c.call(inf.srv.URL, "GET", "/api/orgs/org-z/insights", "")     // 404 unknown org
+
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
 		if op["x-status"] == "planned" || strings.HasSuffix(name, "/api/consent/callback") {
@@ -808,7 +815,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	for _, want := range []string{"PUT /api/orgs/{org} 201", "PUT /api/orgs/{org} 200", "PUT /api/orgs/{org} 400",
 		"GET /api/orgs/{org} 404", "GET /api/orgs/{org}/m365 404", "DELETE /api/orgs/{org} 200",
 		"POST /api/orgs/{org}/m365/sync 409", "GET /api/orgs/{org}/m365/sync/runs/{runId} 404",
-		"GET /api/orgs/{org}/insights 501", "GET /api/consent/callback 400",
+		"GET /api/orgs/{org}/insights 200", "GET /api/orgs/{org}/insights 400", "GET /api/orgs/{org}/insights 404", "GET /api/consent/callback 400",
 		"PUT /api/orgs/{org}/m365/settings 400", "PUT /api/orgs/{org}/m365/settings 412", "GET /api/orgs/{org}/m365/groups 409",
 		"POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 409", "POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 404",
 		"POST /api/orgs/{org}/stakeholders 400", "GET /api/orgs/{org}/stakeholders/{id} 404",

@@ -51,7 +51,7 @@ func (s *Server) routes() {
 	})
 	s.route("/teams/channels", map[string]handler{http.MethodGet: s.listTeamChannels})
 	s.route("/teams/monitoring", map[string]handler{http.MethodPut: notImplemented("channel monitoring")})
-	s.route("/insights", map[string]handler{http.MethodGet: notImplemented("insights")})
+	s.route("/insights", map[string]handler{http.MethodGet: s.listInsights})
 	s.route("/messages", map[string]handler{
 		http.MethodPost: s.postMessage,
 		http.MethodGet:  s.listMessages,
