@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
+#   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--out FILE]
 #
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
@@ -18,6 +19,7 @@ cd "$root"
 usage() {
   echo "usage: scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
   echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
+  echo "       scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--out FILE]" >&2
   exit 2
 }
 
@@ -27,6 +29,7 @@ shift
 case "$name" in
   sync) ;;
   mail) exec "$(dirname "$0")/bench-mail.sh" "$@" ;;
+  teams) exec "$(dirname "$0")/bench-teams.sh" "$@" ;;
   -h | --help) usage ;;
   *) echo "unknown benchmark: $name" >&2; usage ;;
 esac

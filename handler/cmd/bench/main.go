@@ -23,6 +23,9 @@
 // Progress goes to stderr; the last line on stdout is one JSON object of the figures. Peak RSS
 // is VmHWM from /proc/self/status right after the full run (the floor that follows holds the
 // run's entities in memory, which is not the sync's footprint).
+//
+// "bench mail …" and "bench teams …" are the outbound benchmarks (mail.go, teams.go): the same
+// target flags and result line, their own figures.
 package main
 
 import (
@@ -182,8 +185,13 @@ type Result struct {
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "mail" {
-		return runMail(ctx, args[1:], stdout, os.Stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "mail":
+			return runMail(ctx, args[1:], stdout, os.Stderr)
+		case "teams":
+			return runTeams(ctx, args[1:], stdout, os.Stderr)
+		}
 	}
 	return runWith(ctx, args, stdout, os.Stderr)
 }

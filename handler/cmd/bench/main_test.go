@@ -93,3 +93,71 @@ func TestUsage(t *testing.T) {
 		t.Errorf("missing flags: %v", err)
 	}
 }
+
+// TestTeamsBenchEndToEnd runs the Teams bench on a few recipients against an in-process simulated
+// tenant and Azurite: every recipient gets exactly one post, the ones without the app get it
+// installed through Graph, and the simulated tenant saw no request over a limit. It asserts
+// behaviour, never timing.
+func TestTeamsBenchEndToEnd(t *testing.T) {
+	conn := azuritetest.Start(t)
+	const (
+		recipients = 40
+		botApp     = "b07a0000-0000-4000-8000-00000000b07a"
+		botTenant  = "b07a0000-0000-4000-8000-0000000071d0"
+	)
+	sim := testenv.NewTenant(t, testenv.Options{Sim: m365sim.Options{Admin: true}, Domain: "bench.example",
+		Permissions: []string{"User.Read.All", "TeamsAppInstallation.ReadWriteSelfForUser.All"}})
+	if err := sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: recipients, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	sim.RegisterBot(botApp, botTenant, "bot-secret", "")
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outFile := filepath.Join(dir, "teams.json")
+	var stdout, stderr bytes.Buffer
+	// A rate well above what 40 posts need: the test is about what arrives, not how fast.
+	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testenv.Tenant, "-app-id", testenv.ClientID, "-app-secret", testenv.Secret,
+		"-bot-app-id", botApp, "-bot-tenant", botTenant, "-bot-secret", "bot-secret",
+		"-recipients", "40", "-rate", "200", "-workers", "8", "-uninstalled", "0.1", "-tables", conn, "-out", outFile}
+	if err := runTeams(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
+	}
+	for _, k := range []string{"bench", "recipients", "accept_s", "accept_floor_s", "accept_ratio", "send_s", "rate_per_s", "limit_per_s",
+		"rate_ratio", "sent", "lost", "duplicated", "limit_violations", "installed_via_graph", "peak_rss_mb", "workers"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("key %q missing from %s", k, lines[len(lines)-1])
+		}
+	}
+	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	if got["bench"] != "teams" || num("recipients") != recipients || num("sent") != recipients {
+		t.Errorf("bench/recipients/sent = %v/%v/%v", got["bench"], got["recipients"], got["sent"])
+	}
+	for _, k := range []string{"lost", "duplicated", "limit_violations"} {
+		if num(k) != 0 {
+			t.Errorf("%s = %v, want 0", k, got[k])
+		}
+	}
+	if num("installed_via_graph") != 4 || num("preinstalled") != 36 {
+		t.Errorf("installed_via_graph = %v, preinstalled = %v, want 4 and 36", got["installed_via_graph"], got["preinstalled"])
+	}
+	if st := sim.BotStats(); st.Sent != recipients {
+		t.Errorf("the simulated Bot Connector counted %d posts, want %d", st.Sent, recipients)
+	}
+	b, err := os.ReadFile(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved map[string]any
+	if err := json.Unmarshal(b, &saved); err != nil || saved["date"] == nil || saved["bench"] != "teams" {
+		t.Errorf("result file: %v %s", err, b)
+	}
+	t.Logf("%s", lines[len(lines)-1])
+}

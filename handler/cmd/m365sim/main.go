@@ -22,6 +22,14 @@
 // delays each accepted send. GET /_sim/tenants/{t}/mail lists what was sent, PUT
 // /_sim/mail/limits changes the limits at run time.
 //
+// Teams: -bot-app-id, -bot-tenant and -bot-secret register the bot (its Entra app, whose
+// Bot Framework tokens are issued in its home tenant -bot-tenant; the Bot Connector API then
+// serves under {url}/bot/emea/), and -bot-endpoint is its messaging endpoint, to which the sim
+// posts signed activities (install, uninstall; none when empty). -bot-tenant-rate is Teams'
+// per app per tenant limit in requests a second (0: Microsoft's 30; negative: no limit). The
+// admin routes /_sim/bot/… and /_sim/teams/{t}/… install the app for users, read what the bot
+// posted and the Bot Connector's counters (violations included).
+//
 // It writes the CA certificate to -ca-out (use it as SSL_CERT_FILE), prints one line
 // "READY https://127.0.0.1:<port>" and serves until SIGINT/SIGTERM. The /_sim/ admin API
 // (mutations, faults, stats) is enabled.
@@ -71,6 +79,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	mailConcurrency := fs.Int("mail-concurrency", 0, "concurrent sendMail requests per app per mailbox (0: Outlook's 4; negative: no limit)")
 	mailDaily := fs.Int("mail-daily-recipients", 0, "recipients per mailbox per rolling 24 h (0: Exchange's 10000; negative: no limit)")
 	mailLatency := fs.Duration("mail-latency", 0, "how long an accepted sendMail takes to answer 202")
+	botAppID := fs.String("bot-app-id", "", "register the Teams bot: its Entra app id (then -bot-tenant and -bot-secret are required)")
+	botTenant := fs.String("bot-tenant", "", "the bot's home tenant, where its Bot Framework tokens are issued")
+	botSecret := fs.String("bot-secret", "", "the bot app's client secret")
+	botEndpoint := fs.String("bot-endpoint", "", "the bot's messaging endpoint, to which activities are posted (none when empty)")
+	botRate := fs.Int("bot-tenant-rate", 0, "Bot Connector requests per second per app per tenant (0: Teams' 30; negative: no limit)")
 	caOut := fs.String("ca-out", "", "write the CA certificate PEM to this file")
 	verbose := fs.Bool("v", false, "log every request to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +91,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *tenant == "" || *appID == "" || *appSecret == "" {
 		return fmt.Errorf("-tenant, -app-id and -app-secret are required")
+	}
+	if (*botTenant != "" || *botSecret != "" || *botEndpoint != "") && *botAppID == "" {
+		return fmt.Errorf("-bot-tenant, -bot-secret and -bot-endpoint need -bot-app-id")
+	}
+	if *botAppID != "" && (*botTenant == "" || *botSecret == "") {
+		return fmt.Errorf("-bot-app-id needs -bot-tenant and -bot-secret")
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -115,6 +134,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	if *botAppID != "" {
+		sim.RegisterBot(*botAppID, *botTenant, *botSecret, *botEndpoint)
+	}
+	sim.SetBotTenantRate(*botRate)
 	if err := sim.Generate(*tenant, m365sim.GenSpec{Users: *users, Groups: *groups, Depth: *depth, Seed: *seed, InvalidUsers: *invalid}); err != nil {
 		return err
 	}

@@ -196,3 +196,92 @@ func TestRunMailFlags(t *testing.T) {
 	}
 	s.stop(t)
 }
+
+func TestRunBotFlags(t *testing.T) {
+	const bot, botTenant = "b0b0b0b0-0000-4000-8000-000000000001", "b0b0b0b0-0000-4000-8000-0000000000aa"
+	s := startSim(t, "-tenant", "t1", "-users", "3", "-groups", "0", "-app-id", "app", "-app-secret", "sec",
+		"-bot-app-id", bot, "-bot-tenant", botTenant, "-bot-secret", "bsec", "-bot-tenant-rate", "2")
+	c, base := s.client(), s.base
+	do := func(method, url, tok, body string, v any) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode
+	}
+	token := func(tenant, id, secret, resource string) string {
+		t.Helper()
+		resp, err := c.PostForm(base+"/"+tenant+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}, "scope": {resource + "/.default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.NewDecoder(resp.Body).Decode(&tok)
+		if resp.StatusCode != 200 || tok.AccessToken == "" {
+			t.Fatalf("token of %s in %s: %d", id, tenant, resp.StatusCode)
+		}
+		return tok.AccessToken
+	}
+	var users struct {
+		Value []struct {
+			ID string `json:"id"`
+		} `json:"value"`
+	}
+	if st := do("GET", base+"/v1.0/users?$select=id", token("t1", "app", "sec", "https://graph.microsoft.com"), "", &users); st != 200 || len(users.Value) == 0 {
+		t.Fatalf("users: %d %+v", st, users)
+	}
+	user := users.Value[0].ID
+	// The user installs the bot's app; the bot then reaches them in its conversation.
+	var app struct {
+		ID string `json:"id"`
+	}
+	if st := do("POST", base+"/_sim/teams/t1/apps", "", `{"externalId":"`+bot+`"}`, &app); st != 200 || app.ID == "" {
+		t.Fatalf("apps: %d %+v", st, app)
+	}
+	if st := do("POST", base+"/_sim/teams/t1/users/"+user+"/installations", "", `{"teamsAppId":"`+app.ID+`"}`, nil); st != 200 {
+		t.Fatalf("installations: %d", st)
+	}
+	var conv struct {
+		ConversationID string `json:"conversationId"`
+		ServiceURL     string `json:"serviceUrl"`
+	}
+	if st := do("GET", base+"/_sim/bot/conversations?tenant=t1&user="+user, "", "", &conv); st != 200 || conv.ConversationID == "" {
+		t.Fatalf("conversations: %d %+v", st, conv)
+	}
+	// The bot's token is issued in its home tenant; -bot-tenant-rate 2 refuses the third post
+	// within a second.
+	botTok := token(botTenant, bot, "bsec", "https://api.botframework.com")
+	post := `{"type":"message","text":"hi"}`
+	for i, want := range []int{201, 201, 429} {
+		if st := do("POST", conv.ServiceURL+"v3/conversations/"+url.PathEscape(conv.ConversationID)+"/activities", botTok, post, nil); st != want {
+			t.Fatalf("post %d: %d, want %d", i, st, want)
+		}
+	}
+	var stats map[string]any
+	if st := do("GET", base+"/_sim/bot/stats", "", "", &stats); st != 200 || stats["sent"] != 2.0 || stats["tenantViolations"] != 1.0 {
+		t.Fatalf("stats: %d %v", st, stats)
+	}
+	s.stop(t)
+}
+
+func TestRunBotFlagsIncomplete(t *testing.T) {
+	for _, args := range [][]string{{"-bot-app-id", "b"}, {"-bot-app-id", "b", "-bot-tenant", "bt"}, {"-bot-secret", "s"}} {
+		err := run(t.Context(), append([]string{"-tenant", "t1", "-app-id", "app", "-app-secret", "sec"}, args...), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-bot-") {
+			t.Errorf("%v: err = %v, want one naming the missing -bot- flag", args, err)
+		}
+	}
+}
