@@ -163,15 +163,20 @@ func orEmpty(s []string) []string {
 
 // Store keeps insights. It is safe for concurrent use.
 type Store struct {
-	t   *tablestore.Table
-	now func() time.Time
+	t       *tablestore.Table
+	now     func() time.Time
+	maxScan int // MaxScan; tests lower it
 }
 
 // NewStore returns the store over s.
-func NewStore(s *tablestore.Store) *Store { return &Store{t: s.Table(Table), now: time.Now} }
+func NewStore(s *tablestore.Store) *Store {
+	return &Store{t: s.Table(Table), now: time.Now, maxScan: MaxScan}
+}
 
 // WithClock returns a copy of the store that stamps CapturedAt from now (tests).
-func (s *Store) WithClock(now func() time.Time) *Store { return &Store{t: s.t, now: now} }
+func (s *Store) WithClock(now func() time.Time) *Store {
+	return &Store{t: s.t, now: now, maxScan: s.maxScan}
+}
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -312,8 +317,10 @@ func (s *Store) Get(ctx context.Context, org tablestore.Org, teamID, channelID, 
 // before it was captured is ErrNotFound too, and so is its Capture: nothing is kept of it).
 func (s *Store) Edited(ctx context.Context, org tablestore.Org, teamID, channelID, messageID string, kws []string, text string, at time.Time) error {
 	at = stamp(at)
-	return s.modify(ctx, org, teamID, channelID, messageID, func(r *record) bool {
+	tomb := false
+	err := s.modify(ctx, org, teamID, channelID, messageID, func(r *record) bool {
 		if r.Tombstone {
+			tomb = true
 			return false
 		}
 		if r.Edited && !at.After(r.EditedAt) {
@@ -326,6 +333,10 @@ func (s *Store) Edited(ctx context.Context, org tablestore.Org, teamID, channelI
 		r.Deleted, r.DeletedAt = false, time.Time{}
 		return true
 	})
+	if err == nil && tomb {
+		return ErrNotFound
+	}
+	return err
 }
 
 // Deleted marks the message deleted at `at` (Deleted, DeletedAt); its excerpt and keywords are
@@ -439,7 +450,7 @@ func (s *Store) List(ctx context.Context, org tablestore.Org, f Filter) ([]Insig
 	filtered := keyword != "" || text != ""
 	q.PageSize = limit + 1
 	if filtered {
-		q.PageSize = min(MaxScan, tablestore.MaxPageSize)
+		q.PageSize = min(s.maxScan, tablestore.MaxPageSize)
 	}
 
 	out := []Insight{}
@@ -459,7 +470,7 @@ func (s *Store) List(ctx context.Context, org tablestore.Org, f Filter) ([]Insig
 			out = append(out, row.Value.insight(org))
 			last = row.Key
 		}
-		if scanned == MaxScan {
+		if scanned == s.maxScan {
 			// Read enough for one request: the next page starts after this row.
 			next = row.Key
 			break
