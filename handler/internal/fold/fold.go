@@ -159,6 +159,9 @@ var asciiFold = func() (t [utf8.RuneSelf]string) {
 // nothing invisible, and NFC as it is (conjoining Hangul jamo are not).
 func plain(s string) bool {
 	for _, r := range s {
+		if 0x3400 <= r && r <= 0x9fff || 0x3041 <= r && r <= 0x3096 || 0x30a1 <= r && r <= 0x30fa {
+			continue // CJK ideographs and kana: no case, no mark, nothing invisible
+		}
 		if r == utf8.RuneError || r == 'ı' || r == '\u200b' || unicode.SimpleFold(r) != r ||
 			unicode.IsMark(r) || ignorable(r) {
 			return false

@@ -8,13 +8,13 @@ import (
 // Excerpt returns a short excerpt of text for an insight: at most max characters (runes),
 // whitespace collapsed to single spaces, around the first mention of any of matches (the
 // keywords Match returned), with about a third of the room before the mention and the rest
-// after, cut at spaces where it can, "…" marking each cut. When no mention is found (matches
+// after, cut at spaces where it can, "…" marking each cut; invalid UTF-8 becomes U+FFFD. When no mention is found (matches
 // empty or invalid), it is the start of the text. A text that fits is returned whole.
 func Excerpt(text string, matches []string, max int) string {
 	if max <= 0 {
 		return ""
 	}
-	flat := strings.Join(strings.Fields(text), " ")
+	flat := strings.Join(strings.Fields(strings.ToValidUTF8(text, "\uFFFD")), " ")
 	runes := []rune(flat)
 	n := len(runes)
 	if n <= max {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/leapchange/m365/handler/internal/fielderr"
 	"github.com/leapchange/m365/handler/internal/htmltext"
@@ -65,6 +66,10 @@ func TestMatch(t *testing.T) {
 		{"Cyrillic", []string{"москва"}, "Встреча в МОСКВЕ и Москва!", []string{"москва"}},
 		{"Greek accents", []string{"αθηνα"}, "Αθήνα", []string{"αθηνα"}},
 		{"Arabic", []string{"مرحبا"}, "قال مرحبا للجميع", []string{"مرحبا"}},
+		{"Vietnamese", []string{"Hà Nội"}, "gặp nhau ở HA NOI nhé", []string{"Hà Nội"}},
+		{"Hindi marks kept", []string{"हिंदी"}, "मुझे हिंदी आती है", []string{"हिंदी"}},
+		{"Hindi whole word", []string{"हिंद"}, "मुझे हिंदी आती है", nil},
+		{"ligature", []string{"office"}, "the oﬃce", []string{"office"}},
 		{"number", []string{"100"}, "costs $100.", []string{"100"}},
 		{"number partial", []string{"100"}, "1000 or 100k", nil},
 		{"decimal", []string{"3.5"}, "version 3,5 is out", []string{"3.5"}},
@@ -303,6 +308,17 @@ func FuzzMatch(f *testing.F) {
 		if got := m.Match(kws[0]); !slices.Contains(got, kws[0]) {
 			t.Fatalf("keyword %q not found in itself: %q", kws[0], got)
 		}
-		_ = Excerpt(text, got, 40)
+		for _, max := range []int{1, 2, 3, 10, 40} {
+			e := Excerpt(text, got, max)
+			if n := utf8.RuneCountInString(e); n > max || !utf8.ValidString(e) {
+				t.Fatalf("Excerpt(%q, %q, %d) = %q: %d runes", text, got, max, e, n)
+			}
+		}
+		if len(got) > 0 && !strings.ContainsRune(Excerpt(text, got, 1000), '…') && len(text) < 900 {
+			// A short text is its own excerpt, whitespace collapsed.
+			if e, want := Excerpt(text, got, 1000), strings.Join(strings.Fields(text), " "); e != want && utf8.ValidString(text) {
+				t.Fatalf("Excerpt(%q) = %q, want %q", text, e, want)
+			}
+		}
 	})
 }
