@@ -37,6 +37,8 @@ import (
 //	PUT    /_sim/tenants/{t}/mail/access-policy         {"clientId":"...","allowed":["a@x",...]}: SetMailAccessPolicy
 //	DELETE /_sim/tenants/{t}/mail/access-policy?clientId=...  ClearMailAccessPolicy
 //	…      /_sim/teams/{t}/…                            Teams: teams, channels, app catalog, installations (see adminTeams)
+//	…      /_sim/teams/{t}/channels/{team}/{channel}/…  channel messages and RSC (see adminChannelMessages)
+//	…      /_sim/subscriptions…, /_sim/webhook/…, /_sim/rsc/…  subscriptions, lifecycle events, webhook stats, RSC (see adminSubscriptions)
 //	GET    /_sim/mail/stats                             MailStats plus "violations"
 //	DELETE /_sim/mail/stats                             ResetMailStats
 //	GET    /_sim/mail/limits                            MailLimits in force (latency in ms)
@@ -136,6 +138,10 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		reply(nil, s.SetGroupMembershipClaims(parts[1], body.Value))
 	case n >= 2 && at(0, "bot"):
 		s.adminBot(r, parts[1:], reply, decode)
+	case n >= 4 && at(0, "teams") && at(2, "channels"):
+		s.adminChannelMessages(r, parts[1:], reply, decode)
+	case n >= 1 && (at(0, "subscriptions") || at(0, "webhook") || at(0, "rsc")):
+		s.adminSubscriptions(r, parts, reply, decode)
 	case n >= 2 && at(0, "teams"):
 		s.adminTeams(r, parts[1:], reply, decode)
 	case n == 2 && at(0, "mail"):

@@ -211,6 +211,90 @@
 // teamsApps, installedApps, installedApp, installApp, uninstallApp and installationChat. The
 // Teams service's own Graph rate limits are not simulated (faults inject 429s).
 //
+// # Change notifications
+//
+// Channel messages and Graph change-notification subscriptions to them (channelmessages.go,
+// subscriptions*.go), for channel monitoring.
+//
+//	GET    /teams/{t}/channels/{c}/messages[?$top=1..50&$expand=replies]   root messages, newest first (a sim choice), $skiptoken pages (default 20)
+//	GET    /teams/{t}/channels/{c}/messages/delta[?$filter=lastModifiedDateTime gt <time>&$top&$expand=replies]
+//	                                      the reply chains changed after the time, oldest change first, then an @odata.deltaLink
+//	GET    /teams/{t}/channels/{c}/messages/{id}, …/{id}/replies[/{id}]
+//	POST   /subscriptions, GET /subscriptions[/{id}], PATCH /subscriptions/{id} (expirationDateTime only),
+//	DELETE /subscriptions/{id} (204), POST /subscriptions/{id}/reauthorize (204)
+//
+// Reading messages and subscribing to /teams/{t}/channels/{c}/messages (also the teams('…')
+// form; other resources, $search and $filter on the resource answer 501) need the application
+// role ChannelMessage.Read.All or resource-specific consent: GrantRSC(tenant, team, appID)
+// records the Teams app installed in the team with ChannelMessage.Read.Group, RevokeRSC
+// uninstalls it (the app's subscriptions there that no role covers are removed, with a
+// subscriptionRemoved lifecycle notification). A token must carry some application role to
+// pass the shared check (a sim limitation for RSC-only apps). A missing permission answers 403
+// (Teams' "Missing role permissions…" on reads; ExtensionError "Operation: Create; Exception:
+// [Status Code: Forbidden; …]" on /subscriptions). Each app sees only its own subscriptions.
+// RequireProtectedAPIApproval(appIDs...) simulates apps Microsoft has not approved for the
+// protected Teams APIs: their message reads on the application role alone answer 403 "Invoked
+// API requires Protected API access in application-only context when not using Resource
+// Specific Consent…" (RSC passes; subscriptions are not gated).
+//
+// POST /subscriptions checks, in Graph's words where they are known: resource, changeType
+// (created, updated, deleted, comma-separated), notificationUrl and expirationDateTime
+// required (400 InvalidRequest); expirationDateTime in the future and at most 4 320 minutes out
+// (MaxChannelMessageSubscription); more than an hour out needs lifecycleNotificationUrl
+// ("lifecycleNotificationUrl is a required property…"); includeResourceData needs
+// encryptionCertificate (base64 DER X.509, RSA 2 048–4 096 bits) and encryptionCertificateId
+// (≤ 128 characters); clientState ≤ 128 characters; one subscription per app per channel (409
+// ExtensionError, Conflict). URLs may be http (Graph requires https; the sim accepts loopback
+// development endpoints). Then the validation handshake, without the state lock: a POST to
+// notificationUrl and then lifecycleNotificationUrl (two even when they are equal) with
+// ?validationToken=<token> added to its query, Content-Type text/plain and no body; the answer
+// must be 200 with exactly the decoded token, within 10 s (WebhookOptions.HandshakeTimeout):
+// otherwise 400 ValidationError "Subscription validation request failed. Notification endpoint
+// must respond with 200 OK to validation request." / "… Response must exactly match
+// validationToken query parameter.", or 400 InvalidRequest "Subscription validation request
+// timed out.". 201 answers the subscription resource. Subscriptions expire by sim time
+// (AdvanceClock): an expired one is gone (404 ResourceNotFound). PATCH applies the same
+// lifetime rules, cannot add a lifecycleNotificationUrl (400) and, like reauthorize, rechecks
+// the permission (403) and clears ReauthorizationRequired. Very short expirations are not
+// rounded up.
+//
+// State: PostChannelMessage(tenant, team, channel, ChannelMessageInput) and PostChannelReply
+// return the new id (Unix milliseconds of sim time, unique per channel), EditChannelMessage
+// replaces the content (lastEditedDateTime), DeleteChannelMessage soft-deletes
+// (deletedDateTime, content emptied), ChannelMessages lists them. Each change notifies every
+// live subscription of the channel whose changeType has it (created, updated, deleted), one
+// notification per POST, asynchronously: {"value":[{"subscriptionId",
+// "subscriptionExpirationDateTime","changeType","clientState","tenantId","resource":
+// "teams('t')/channels('c')/messages('id')" (…/messages('root')/replies('id') for a reply),
+// "resourceData":{"id","@odata.type":"#Microsoft.Graph.chatMessage","@odata.id"}}]}. With
+// includeResourceData the notification also carries encryptedContent {data, dataSignature,
+// dataKey, encryptionCertificateId, encryptionCertificateThumbprint} — the chatMessage JSON as
+// GET answers it, encrypted by EncryptResourceData: a random 32-byte key, AES-256-CBC with IV =
+// key[:16] and PKCS#7, HMAC-SHA256(key, ciphertext) as dataSignature, the key wrapped with
+// RSA-OAEP (SHA-1) for the subscription's certificate, the thumbprint the certificate's SHA-1
+// in hex — and the collection a top-level validationTokens entry (ValidationToken: the app and
+// tenant, signed by the sim's identity key).
+//
+// Lifecycle: FireLifecycle(subscriptionID, event) POSTs {"value":[{"subscriptionId",
+// "subscriptionExpirationDateTime","lifecycleEvent","clientState","tenantId"}]} (with
+// validationTokens for rich subscriptions) to lifecycleNotificationUrl: reauthorizationRequired
+// marks the subscription until POST …/reauthorize or a PATCH (deliveries go on meanwhile),
+// subscriptionRemoved removes it first, missed only notifies.
+//
+// Delivery (WebhookOptions, SetWebhookOptions; the admin API for other processes): at most
+// Concurrency POSTs in flight (256); a POST not answered 2xx within Timeout (10 s) is retried
+// Retries times (3) after RetryBackoff doubling from 1 s — Graph retries for up to 4 hours —
+// then given up. SetNotificationDuplicates(n) posts each later notification 1+n times.
+// WebhookStats: Delivered and Lifecycle (acknowledged 2xx), Failed (given up), Retried, Slow
+// (POSTs acknowledged after SlowAfter, 3 s by default: real time, not sim time), Pending, and
+// the ack latency AckP50/AckP99/AckMax of the 2xx answers; ResetWebhookStats zeroes them;
+// WaitDeliveries waits for every pending delivery. Stats names the routes channelMessages,
+// channelMessages/delta, channelMessage, messageReplies, messageReply, createSubscription,
+// subscriptions, subscription, renewSubscription, deleteSubscription and
+// reauthorizeSubscription. Admin API: see adminChannelMessages and adminSubscriptions
+// (/_sim/teams/{t}/channels/{team}/{channel}/messages…, /_sim/subscriptions…, /_sim/webhook/…,
+// /_sim/rsc/…).
+//
 // # Delta
 //
 // Delta tokens are positions in a per-tenant ordered change log that every mutation appends

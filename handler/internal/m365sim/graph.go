@@ -67,6 +67,12 @@ func (s *Server) graphRoute(r *http.Request, segs []string) route {
 	if rt, ok := s.teamsRoute(r, segs); ok {
 		return rt
 	}
+	if rt, ok := s.channelMessagesRoute(r, segs); ok {
+		return rt
+	}
+	if rt, ok := s.subscriptionsRoute(r, segs); ok {
+		return rt
+	}
 	if r.Method != http.MethodGet {
 		return route{}
 	}
