@@ -68,6 +68,22 @@ param botOpenIdMetadataUrl string = 'https://login.botframework.com/v1/.well-kno
 @secure()
 param stateSigningKey string = ''
 
+@description('NOTIFY_CERT_PEM value: the certificate Graph encrypts channel-message notifications for (includeResourceData) with its RSA private key (2048 to 4096 bits), as PEM (CERTIFICATE + PRIVATE KEY or RSA PRIVATE KEY), stored in Key Vault as the secret notify-cert. Empty = keep the vault\'s notify-cert (a secret, or a Key Vault certificate of that name with content type application/x-pem-file).')
+@secure()
+param notifyCertPem string = ''
+
+@description('NOTIFY_CERT_ID: the encryptionCertificateId new Graph subscriptions get (at most 128 characters). Give every new certificate a new id (infra/README.md, rotation).')
+@minLength(1)
+@maxLength(128)
+param notifyCertId string = 'leap-notify-1'
+
+@description('NOTIFY_CERT_PREVIOUS_ID: after a rotation, the id of the previous certificate, which live subscriptions still name until they are recreated. Empty = none.')
+@maxLength(128)
+param notifyCertPreviousId string = ''
+
+@description('The version of the notify-cert secret that holds the previous certificate (NOTIFY_CERT_PREVIOUS_PEM). Required with notifyCertPreviousId.')
+param notifyCertPreviousVersion string = ''
+
 @description('LEAP_APP_URL: where the consent callback sends the admin back (the Leap Change web app).')
 param leapAppUrl string
 
@@ -174,6 +190,7 @@ var secretNames = {
   m365ClientSecret: 'm365-client-secret'
   botAppSecret: 'bot-app-secret'
   stateSigningKey: 'state-signing-key'
+  notifyCert: 'notify-cert'
 }
 
 // azd finds the environment's resources by azd-env-name and the service's Function App by
@@ -244,6 +261,7 @@ module keyVault 'modules/keyvault.bicep' = {
     m365ClientSecret: m365ClientSecret
     botAppSecret: botAppSecret
     stateSigningKey: stateSigningKey
+    notifyCertPem: notifyCertPem
     enablePurgeProtection: keyVaultPurgeProtection
     tags: allTags
   }
@@ -300,6 +318,9 @@ module appSettings 'modules/appsettings.bicep' = {
     publicBaseUrl: publicBase
     leapAppUrl: leapAppUrl
     tablePrefix: tablePrefix
+    notifyCertId: notifyCertId
+    notifyCertPreviousId: notifyCertPreviousId
+    notifyCertPreviousVersion: notifyCertPreviousVersion
     extraSettings: extraAppSettings
   }
 }

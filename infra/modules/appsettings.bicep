@@ -36,7 +36,7 @@ param serviceBusFullyQualifiedNamespace string
 @description('Key Vault URI, e.g. https://kv.vault.azure.net/ (with the trailing slash).')
 param keyVaultUri string
 
-@description('Key Vault secret names: { m365ClientSecret, botAppSecret, stateSigningKey }.')
+@description('Key Vault secret names: { m365ClientSecret, botAppSecret, stateSigningKey, notifyCert }.')
 param vaultEntryNames object
 
 param m365ClientId string
@@ -47,6 +47,15 @@ param botOpenIdMetadataUrl string
 param publicBaseUrl string
 param leapAppUrl string
 param tablePrefix string = ''
+
+@description('NOTIFY_CERT_ID: encryptionCertificateId of the current notification certificate.')
+param notifyCertId string
+
+@description('NOTIFY_CERT_PREVIOUS_ID: id of the previous certificate after a rotation; empty = none.')
+param notifyCertPreviousId string = ''
+
+@description('Version of the notify-cert secret holding the previous certificate (with notifyCertPreviousId).')
+param notifyCertPreviousVersion string = ''
 
 @description('Further settings merged over the defaults (name -> value).')
 param extraSettings object = {}
@@ -84,6 +93,12 @@ var appSettings = {
   PUBLIC_BASE_URL: publicBaseUrl
   LEAP_APP_URL: leapAppUrl
   STATE_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${vaultEntryNames.stateSigningKey})'
+  // Graph change notifications with resource data: the certificate (PEM with its key) and its id; after a
+  // rotation, the previous certificate (a pinned version of the same secret) while subscriptions name it.
+  NOTIFY_CERT_PEM: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${vaultEntryNames.notifyCert})'
+  NOTIFY_CERT_ID: notifyCertId
+  NOTIFY_CERT_PREVIOUS_ID: notifyCertPreviousId
+  NOTIFY_CERT_PREVIOUS_PEM: empty(notifyCertPreviousId) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${vaultEntryNames.notifyCert}/${notifyCertPreviousVersion})'
 }
 
 @description('Every app setting, name -> value.')

@@ -13,7 +13,7 @@ param location string
 @maxLength(24)
 param name string
 
-@description('Key Vault secret names (letters, digits, hyphens): { m365ClientSecret, botAppSecret, stateSigningKey }.')
+@description('Key Vault secret names (letters, digits, hyphens): { m365ClientSecret, botAppSecret, stateSigningKey, notifyCert }.')
 param vaultEntryNames object
 
 @description('Value for M365_CLIENT_SECRET; empty = leave the vault as it is.')
@@ -27,6 +27,10 @@ param botAppSecret string = ''
 @description('Value for STATE_SIGNING_KEY; empty = leave the vault as it is.')
 @secure()
 param stateSigningKey string = ''
+
+@description('Value for NOTIFY_CERT_PEM (PEM certificate + RSA private key); empty = leave the vault as it is.')
+@secure()
+param notifyCertPem string = ''
 
 @description('Purge protection cannot be turned off again once on.')
 param enablePurgeProtection bool = true
@@ -82,6 +86,17 @@ resource stateSigningKeyValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = i
   properties: {
     value: stateSigningKey
     contentType: 'text/plain'
+  }
+}
+
+// The rich-notification certificate. A Key Vault certificate of the same name (content type
+// application/x-pem-file) serves as well: its secret holds the same PEM; then leave notifyCertPem empty.
+resource notifyCertValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(notifyCertPem)) {
+  parent: vault
+  name: vaultEntryNames.notifyCert
+  properties: {
+    value: notifyCertPem
+    contentType: 'application/x-pem-file'
   }
 }
 
