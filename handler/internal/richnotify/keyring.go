@@ -46,7 +46,7 @@ type Keyring struct {
 }
 
 // NewKeyring returns a keyring of current and the older certificates. Every certificate needs an
-// id, a certificate and its key; ids must be distinct.
+// id, a certificate and its key; ids and certificates must be distinct. Errors are errkind.Invalid.
 func NewKeyring(current Certificate, older ...Certificate) (*Keyring, error) {
 	k := &Keyring{current: current, byID: map[string]Certificate{}}
 	for _, c := range append([]Certificate{current}, older...) {
@@ -58,6 +58,11 @@ func NewKeyring(current Certificate, older ...Certificate) (*Keyring, error) {
 		}
 		if _, dup := k.byID[c.ID]; dup {
 			return nil, invalid("two certificates have the id %q; give each certificate its own id", c.ID)
+		}
+		for id, o := range k.byID {
+			if o.Cert.Equal(c.Cert) {
+				return nil, invalid("certificates %q and %q are the same certificate (is the previous one the current version?)", id, c.ID)
+			}
 		}
 		k.byID[c.ID] = c
 	}
