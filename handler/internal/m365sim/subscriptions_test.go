@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/richnotify"
 )
 
 // hook is a test webhook: it echoes validation tokens and records notification collections.
@@ -502,5 +503,50 @@ func TestSubscriptionAdminAPI(t *testing.T) {
 	}
 	if st := admin(t, sim, "POST", "/_sim/subscriptions/"+subs[0].ID+"/lifecycle", `{"event":"missed"}`, nil); st != 400 {
 		t.Errorf("lifecycle without a lifecycle URL: %d", st) // it has none
+	}
+}
+
+// The sim's rich notifications are what the webhook's decryption and token validation accept.
+func TestRichNotificationsAgreeWithRichnotify(t *testing.T) {
+	sim, clk, team, channel := subSim(t, "Team.ReadBasic.All", "ChannelMessage.Read.All")
+	cert, err := richnotify.Generate("leap-notify-1", clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := richnotify.NewKeyring(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHook(t)
+	extra := fmt.Sprintf(`,"includeResourceData":true,"encryptionCertificate":%q,"encryptionCertificateId":%q`, cert.Base64DER(), cert.ID)
+	tok := token(t, sim, tenantA)
+	if st, _, raw, _ := call(t, sim, "POST", tok, "/v1.0/subscriptions", strings.NewReader(subBody(team, channel, h.srv.URL, clk.Now().Add(time.Hour), extra))); st != 201 {
+		t.Fatalf("create: %d %s", st, raw)
+	}
+	id, _ := sim.PostChannelMessage(tenantA, team, channel, m365sim.ChannelMessageInput{AuthorID: "u1", Content: "Zürich rollout – 東京 too"})
+	wait(t, sim)
+	cs := h.collections()
+	if len(cs) != 1 {
+		t.Fatalf("%d collections", len(cs))
+	}
+	raw, _ := json.Marshal(values(cs[0])[0]["encryptedContent"])
+	var ec richnotify.EncryptedContent
+	if err := json.Unmarshal(raw, &ec); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := ring.Decrypt(ec)
+	if err != nil {
+		t.Fatalf("richnotify cannot decrypt the sim's content: %v", err)
+	}
+	var msg map[string]any
+	if json.Unmarshal(plain, &msg); msg["id"] != id || !strings.Contains(fmt.Sprint(msg["body"]), "東京") {
+		t.Errorf("decrypted %s", plain)
+	}
+	v := richnotify.NewTokenValidator(richnotify.TokenConfig{KeysURL: sim.URL() + "/common/discovery/v2.0/keys", AppID: clientID,
+		HTTPClient: sim.HTTPClient(), Now: clk.Now})
+	for _, tk := range cs[0]["validationTokens"].([]any) {
+		if err := v.Validate(t.Context(), tk.(string), tenantA); err != nil {
+			t.Errorf("richnotify refuses the sim's validation token: %v", err)
+		}
 	}
 }
