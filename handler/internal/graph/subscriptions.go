@@ -140,6 +140,40 @@ func (c *Client) DeleteSubscription(ctx context.Context, tenantID, id string) er
 	return err
 }
 
+// Subscriptions lists the app's subscriptions in the tenant (GET /subscriptions, every page),
+// e.g. to find the one a Conflict names or to clean up ones no longer wanted. Graph may leave
+// ClientState empty in list answers.
+func (c *Client) Subscriptions(ctx context.Context, tenantID string) ([]Subscription, error) {
+	gc, err := c.tenant(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	builder := gc.Subscriptions()
+	var out []Subscription
+	for range 10000 {
+		page, err := builder.Get(ctx, nil)
+		if err != nil {
+			return nil, subscriptionError("subscriptions", err)
+		}
+		for _, s := range page.GetValue() {
+			sub := Subscription{ID: deref(s.GetId()), Resource: deref(s.GetResource()), ChangeType: deref(s.GetChangeType()),
+				NotificationURL: deref(s.GetNotificationUrl()), LifecycleNotificationURL: deref(s.GetLifecycleNotificationUrl()),
+				ClientState: deref(s.GetClientState()), IncludeResourceData: s.GetIncludeResourceData() != nil && *s.GetIncludeResourceData(),
+				EncryptionCertificate: deref(s.GetEncryptionCertificate()), EncryptionCertificateID: deref(s.GetEncryptionCertificateId())}
+			if e := s.GetExpirationDateTime(); e != nil {
+				sub.ExpirationDateTime = e.UTC()
+			}
+			out = append(out, sub)
+		}
+		next := deref(page.GetOdataNextLink())
+		if next == "" {
+			return out, nil
+		}
+		builder = builder.WithUrl(next)
+	}
+	return nil, &errkind.Error{Kind: errkind.Other, Message: "subscriptions: paging never ended"}
+}
+
 // subscriptionError classifies a /subscriptions failure; a 409 (the app has a subscription to
 // the resource already) is a Conflict.
 func subscriptionError(op string, err error) error {

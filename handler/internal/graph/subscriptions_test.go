@@ -89,6 +89,10 @@ func TestSubscriptionsThroughTheSDK(t *testing.T) {
 	if _, err := c.CreateSubscription(t.Context(), tenantID, sub); errkind.Of(err) != errkind.Conflict {
 		t.Errorf("second subscription to the channel: err = %v, want conflict", err)
 	}
+	list, err := c.Subscriptions(t.Context(), tenantID)
+	if err != nil || len(list) != 1 || list[0].ID != got.ID || list[0].Resource != sub.Resource || list[0].LifecycleNotificationURL != sub.LifecycleNotificationURL {
+		t.Errorf("Subscriptions = %+v, %v", list, err)
+	}
 
 	exp, err := c.RenewSubscription(t.Context(), tenantID, got.ID, now.Add(48*time.Hour))
 	if err != nil || !near(exp, now.Add(48*time.Hour)) {
