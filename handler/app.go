@@ -28,6 +28,10 @@ import (
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
+	"github.com/leapchange/m365/handler/internal/monitoring"
+	"github.com/leapchange/m365/handler/internal/richnotify"
+	"github.com/leapchange/m365/handler/internal/subscriptions"
+	"github.com/leapchange/m365/handler/internal/webhook"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/teamsconn"
 )
@@ -46,6 +50,8 @@ type app struct {
 	health    *health.Handler
 	outbound  *outbound.Pipeline
 	bot       *bot.Bot
+	hooks     *webhook.Handler
+	monitor   *monitoring.Monitor
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -110,6 +116,23 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Teams: outbound.TeamsConfig{Connections: teamsStore, Conversations: convs, Bot: botClient, Installer: gc,
 			Pacer: teamsPacer, FallbackServiceURL: cfg.BotServiceURL},
 	})
+	keyring, err := notifyKeyring(cfg)
+	if err != nil {
+		return nil, err
+	}
+	states, err := subscriptions.NewClientStates(cfg.StateKey)
+	if err != nil {
+		return nil, err
+	}
+	subs := subscriptions.NewStore(store)
+	hooks := webhook.New(webhook.Config{Subscriptions: subs, States: states, Queue: pub, Logger: log,
+		Tokens: richnotify.NewTokenValidator(richnotify.TokenConfig{KeysURL: cfg.GraphNotifyKeysURL, AppID: cfg.ClientID, Logger: log})})
+	monitor := monitoring.New(monitoring.Config{
+		Settings: monitoring.NewStore(store), Subscriptions: subs, States: states, Teams: teamsStore, Connections: conns,
+		Graph: graphSubscriptions{gc}, Messages: gc, Channels: teamsGraph{gc}, Certificate: notifyCertificate{keyring.Current()},
+		Decrypter: keyringDecrypter{keyring}, Insights: insights.NewStore(store), Alerts: pipeline,
+		PublicBaseURL: cfg.PublicBaseURL, Forget: hooks.Forget, Logger: log,
+	})
 	teamsBot := bot.New(bot.Config{
 		Validator: botframework.NewValidator(botframework.ValidatorConfig{MetadataURL: cfg.BotOpenIDMetadata, AppID: cfg.BotAppID, Logger: log}),
 		Orgs:      conns.Tenants(), Teams: teamsStore, Conversations: convs, Replier: botClient,
@@ -124,7 +147,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	return &app{
 		scheduler: scheduler,
 		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
-		settings: settings, outbound: pipeline, bot: teamsBot,
+		settings: settings, outbound: pipeline, bot: teamsBot, hooks: hooks, monitor: monitor,
 		api: api.New(api.Deps{
 			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
 			Stakeholders: stakeholders, Groups: groups,
@@ -132,7 +155,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			Changes: changeStore,
 			TeamsConnector: teamsconn.NewConnector(teamsconn.ConnectorConfig{Store: teamsStore, Connections: conns, Roles: tokenRoles{creds},
 				Catalog: teamsGraph{gc}, AppID: cfg.TeamsAppID}),
-			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc},
+			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc}, Monitoring: monitor,
 			Insights: insights.NewStore(store),
 			NextSync: schedule.Next, Logger: log,
 		}),

@@ -50,6 +50,16 @@ type config struct {
 	TeamsTenantRate int
 	badTeamsRate    string
 
+	// The certificate Graph encrypts channel-message notifications for (NOTIFY_CERT_PEM: PEM
+	// certificate and RSA key; NOTIFY_CERT_ID its encryptionCertificateId), and the previous one
+	// during a rotation. Without a PEM a self-signed one is generated at start-up (local runs:
+	// one instance; in Azure the PEM comes from Key Vault, the same for every instance).
+	NotifyCertPEM, NotifyCertID                 string
+	NotifyCertPreviousPEM, NotifyCertPreviousID string
+	// GraphNotifyKeysURL (optional GRAPH_NOTIFY_KEYS_URL) is where the signing keys of Graph's
+	// validationTokens are read; default Microsoft identity platform's common keys.
+	GraphNotifyKeysURL string
+
 	PublicBaseURL string
 	LeapAppURL    string
 	StateKey      []byte
@@ -80,6 +90,7 @@ var settingNames = []string{
 	"TABLE_PREFIX", "M365_CLIENT_ID", "M365_CLIENT_SECRET", "GRAPH_BASE_URL", "AZURE_AUTHORITY_HOST",
 	"BOT_APP_ID", "BOT_APP_SECRET", "BOT_TENANT_ID", "BOT_OPENID_METADATA_URL",
 	"TEAMS_APP_ID", "BOT_SERVICE_URL", "BOT_TRUSTED_HOSTS", "TEAMS_TENANT_RATE",
+	"NOTIFY_CERT_PEM", "NOTIFY_CERT_ID", "NOTIFY_CERT_PREVIOUS_PEM", "NOTIFY_CERT_PREVIOUS_ID", "GRAPH_NOTIFY_KEYS_URL",
 	"PUBLIC_BASE_URL", "LEAP_APP_URL", "STATE_SIGNING_KEY",
 }
 
@@ -114,6 +125,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		TeamsAppID:                 cmp.Or(get("TEAMS_APP_ID"), get("BOT_APP_ID")),
 		BotServiceURL:              cmp.Or(get("BOT_SERVICE_URL"), defaultBotServiceURL),
 		TeamsTenantRate:            defaultTeamsRate,
+		NotifyCertPEM:              getenv("NOTIFY_CERT_PEM"),
+		NotifyCertID:               cmp.Or(get("NOTIFY_CERT_ID"), "leap-notify-1"),
+		NotifyCertPreviousPEM:      getenv("NOTIFY_CERT_PREVIOUS_PEM"),
+		NotifyCertPreviousID:       get("NOTIFY_CERT_PREVIOUS_ID"),
+		GraphNotifyKeysURL:         cmp.Or(get("GRAPH_NOTIFY_KEYS_URL"), "https://login.microsoftonline.com/common/discovery/v2.0/keys"),
 		PublicBaseURL:              strings.TrimRight(get("PUBLIC_BASE_URL"), "/"),
 		LeapAppURL:                 get("LEAP_APP_URL"),
 		StateKey:                   []byte(get("STATE_SIGNING_KEY")),
@@ -175,6 +191,8 @@ func (c config) validate() error {
 	bad(c.badTeamsRate != "", "TEAMS_TENANT_RATE must be requests per second, 1 to 1000, got %q", c.badTeamsRate)
 	bad(!guidPattern.MatchString(c.TeamsAppID), "TEAMS_APP_ID must be the Teams app's manifest id (a GUID), got %q", c.TeamsAppID)
 	bad(!isHTTPSURL(c.BotServiceURL), "BOT_SERVICE_URL must be an https URL, got %q", c.BotServiceURL)
+	bad(!isHTTPSURL(c.GraphNotifyKeysURL), "GRAPH_NOTIFY_KEYS_URL must be an https URL, got %q", c.GraphNotifyKeysURL)
+	bad((strings.TrimSpace(c.NotifyCertPreviousPEM) == "") != (c.NotifyCertPreviousID == ""), "NOTIFY_CERT_PREVIOUS_PEM and NOTIFY_CERT_PREVIOUS_ID go together: set both during a rotation, or neither")
 	bad(c.badMailLimits != "", "MAIL_LIMITS must be <messages per minute>/<recipients per day> (e.g. 30/10000), got %q", c.badMailLimits)
 	bad(c.badStallAfter != "", "SYNC_STALL_AFTER must be a duration of at least 1s (e.g. 20m), got %q", c.badStallAfter)
 	for _, k := range c.unresolved {

@@ -130,8 +130,9 @@ func TestRoutesAnswerEveryFunction(t *testing.T) {
 		wantType                 string
 	}{
 		{"ConsentCallback", "GET", "/api/consent/callback?state=x", "", 400, "application/problem+json"},
-		{"GraphNotifications", "POST", "/api/graph/notifications", "{}", 501, "application/problem+json"},
-		{"GraphLifecycle", "POST", "/api/graph/lifecycle", "{}", 501, "application/problem+json"},
+		{"GraphNotifications without an org", "POST", "/api/graph/notifications", "{}", 400, "application/problem+json"},
+		{"GraphNotifications handshake", "POST", "/api/graph/notifications?validationToken=a%2Bb+c", "", 200, "text/plain; charset=utf-8"},
+		{"GraphLifecycle without an org", "POST", "/api/graph/lifecycle", "{}", 400, "application/problem+json"},
 		{"BotMessages without a token", "POST", "/api/messages", "{}", 401, "text/plain; charset=utf-8"},
 		{"Api unknown path", "GET", "/api/orgs/acme/nothing-here", "", 404, "application/problem+json"},
 		// (The API's own answers, 501 for planned paths included, need a registered org: package api tests them.)

@@ -24,26 +24,11 @@ type function struct {
 // functions is the handler's side of functions/*/function.json, one row per folder; a test
 // checks the two agree.
 func (a *app) functions() []function {
-	notYet := func(feature string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			problem.Write(w, r, problem.New(http.StatusNotImplemented, problem.NotImplemented, feature+" is not implemented yet"))
-		})
-	}
-	timerNotYet := func(feature string) http.Handler {
-		return invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
-			return errNotImplemented(feature)
-		})
-	}
-	queueNotYet := func(feature string) http.Handler {
-		return invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, _ invoke.Message) error {
-			return errNotImplemented(feature)
-		})
-	}
 	return []function{
 		{name: "Api", http: "/api/orgs/{org}/{rest...}", h: a.api},
 		{name: "ConsentCallback", http: "GET /api/consent/callback", h: a.consent.Callback()},
-		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: notYet("Graph change notifications")},
-		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: notYet("Graph lifecycle notifications")},
+		{name: "GraphNotifications", http: "POST /api/graph/notifications", h: a.hooks.Notifications()},
+		{name: "GraphLifecycle", http: "POST /api/graph/lifecycle", h: a.hooks.Lifecycle()},
 		{name: "BotMessages", http: "POST /api/messages", h: a.bot},
 		{name: "Health", http: "GET /api/health", h: a.health},
 		{name: "SyncScheduler", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
@@ -59,11 +44,21 @@ func (a *app) functions() []function {
 			a.log.InfoContext(ctx, "scheduled syncs", "started", len(res.Started), "skipped", len(res.Skipped), "failed", len(res.Failed))
 			return nil // one org's failure is logged and retried next tick; it does not fail the others
 		})},
-		{name: "SubscriptionRenewer", h: timerNotYet("subscription renewal")},
+		{name: "SubscriptionRenewer", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
+			rep, err := a.monitor.RenewAll(ctx)
+			if err != nil {
+				return err
+			}
+			a.log.InfoContext(ctx, "subscriptions reconciled", "created", rep.Created, "renewed", rep.Renewed, "recreated", rep.Recreated,
+				"deleted", rep.Deleted, "failed", rep.Failed)
+			return nil // one tenant's failure is recorded on its status and retried next tick
+		})},
 		{name: "SyncWorker", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
 			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
 		})},
-		{name: "ChannelEventWorker", h: queueNotYet("channel monitoring")},
+		{name: "ChannelEventWorker", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			return a.monitor.HandleEvent(ctx, m.Body)
+		})},
 		{name: "MailSender", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
 			return a.outbound.HandleMail(ctx, m.Body, m.DeliveryCount)
 		})},
@@ -90,9 +85,6 @@ func allowed(mux *http.ServeMux, r *http.Request) []string {
 	return out
 }
 
-type errNotImplemented string
-
-func (e errNotImplemented) Error() string { return string(e) + " is not implemented yet" }
 
 // routes serves every function: HTTP functions on their proxied paths (and, should the host
 // fall back to JSON mode, on POST /<Name>), the others on POST /<Name>; GET / answers the

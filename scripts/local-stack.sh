@@ -223,6 +223,7 @@ LS_FILE="$settings.tmp" LS_PORT="$port" LS_LEAP_APP_URL="$leap_app_url" \
   LS_BOT_OPENID_METADATA_URL="$sim_url/botframework/v1/.well-known/openidconfiguration" \
   LS_BOT_SERVICE_URL="$sim_url/bot/emea/" \
   LS_BOT_TRUSTED_HOSTS="${sim_url#https://}" \
+  LS_GRAPH_NOTIFY_KEYS_URL="$sim_url/common/discovery/v2.0/keys" \
   LS_PUBLIC_BASE_URL="$public_url" \
   LS_STATE_SIGNING_KEY="$state_key" \
   LS_SSL_CERT_FILE="$ca_bundle" \
@@ -251,6 +252,11 @@ const values = {
   BOT_SERVICE_URL: v("BOT_SERVICE_URL"),
   BOT_TRUSTED_HOSTS: v("BOT_TRUSTED_HOSTS"),
   TEAMS_TENANT_RATE: "",
+  NOTIFY_CERT_PEM: "",
+  NOTIFY_CERT_ID: "leap-notify-1",
+  NOTIFY_CERT_PREVIOUS_PEM: "",
+  NOTIFY_CERT_PREVIOUS_ID: "",
+  GRAPH_NOTIFY_KEYS_URL: v("GRAPH_NOTIFY_KEYS_URL"),
   PUBLIC_BASE_URL: v("PUBLIC_BASE_URL"),
   LEAP_APP_URL: e.LS_LEAP_APP_URL,
   STATE_SIGNING_KEY: v("STATE_SIGNING_KEY"),
@@ -269,6 +275,7 @@ for k in AzureWebJobsStorage TablesConnection TablesConnection__tableServiceUri 
   ServiceBusConnection ServiceBusConnection__fullyQualifiedNamespace ServiceBusConnection__clientId TABLE_PREFIX \
   M365_CLIENT_ID M365_CLIENT_SECRET GRAPH_BASE_URL AZURE_AUTHORITY_HOST BOT_APP_ID BOT_APP_SECRET BOT_TENANT_ID \
   BOT_OPENID_METADATA_URL TEAMS_APP_ID BOT_SERVICE_URL BOT_TRUSTED_HOSTS TEAMS_TENANT_RATE \
+  NOTIFY_CERT_PEM NOTIFY_CERT_ID NOTIFY_CERT_PREVIOUS_PEM NOTIFY_CERT_PREVIOUS_ID GRAPH_NOTIFY_KEYS_URL \
   PUBLIC_BASE_URL LEAP_APP_URL STATE_SIGNING_KEY SSL_CERT_FILE; do
   if [[ -n "${!k:-}" ]]; then shadowed+=("$k"); fi
 done

@@ -108,8 +108,10 @@ type Deps struct {
 	TeamsRecords   teamsRecords
 	TeamsDirectory teamsDirectory
 	Insights       insightStore // captured channel insights (insights.Store)
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Monitoring is channel monitoring (settings, subscriptions' health).
+	Monitoring monitor
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Server is the API.

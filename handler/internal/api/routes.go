@@ -50,7 +50,10 @@ func (s *Server) routes() {
 		http.MethodDelete: s.disconnectTeams,
 	})
 	s.route("/teams/channels", map[string]handler{http.MethodGet: s.listTeamChannels})
-	s.route("/teams/monitoring", map[string]handler{http.MethodPut: notImplemented("channel monitoring")})
+	s.route("/teams/monitoring", map[string]handler{
+		http.MethodGet: s.getMonitoring,
+		http.MethodPut: s.putMonitoring,
+	})
 	s.route("/insights", map[string]handler{http.MethodGet: s.listInsights})
 	s.route("/messages", map[string]handler{
 		http.MethodPost: s.postMessage,

@@ -154,7 +154,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 	}
 	ctx := r.Context()
 	var msgs []queue.Message
-	tokensChecked := map[string]bool{} // tenant → the POST's validation tokens are good for it
+	tokensGood := h.tokensValid(ctx, env) // checked once per POST, only when resource data came
 	for _, raw := range env.Value {
 		var n notification
 		if json.Unmarshal(raw, &n) != nil || n.SubscriptionID == "" {
@@ -183,12 +183,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 			continue
 		}
 		if len(n.EncryptedContent) > 0 {
-			good, seen := tokensChecked[n.TenantID]
-			if !seen {
-				good = h.tokensValid(ctx, env.ValidationTokens, n.TenantID)
-				tokensChecked[n.TenantID] = good
-			}
-			if !good {
+			if !tokensGood() {
 				h.drop(ctx, org, n.SubscriptionID, "validation tokens invalid")
 				continue
 			}
@@ -209,18 +204,41 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// tokensValid checks every validation token of a POST for the tenant: Graph sends one per app
-// and tenant of the notifications it carries.
-func (h *Handler) tokensValid(ctx context.Context, tokens []string, tenant string) bool {
-	if h.cfg.Tokens == nil || len(tokens) == 0 {
-		return false
+// tokensValid returns whether the POST's validationTokens are all good: Graph sends one per
+// app and tenant of the rich notifications it carries, and every one must be Microsoft's, for
+// our app, for one of those tenants. Decided on first use (a POST without resource data
+// validates nothing).
+func (h *Handler) tokensValid(ctx context.Context, env envelope) func() bool {
+	var once sync.Once
+	var good bool
+	return func() bool {
+		once.Do(func() {
+			if h.cfg.Tokens == nil || len(env.ValidationTokens) == 0 {
+				return
+			}
+			tenants := map[string]bool{}
+			for _, raw := range env.Value {
+				var n notification
+				if json.Unmarshal(raw, &n) == nil && len(n.EncryptedContent) > 0 && n.TenantID != "" {
+					tenants[strings.ToLower(n.TenantID)] = true
+				}
+			}
+			for _, tok := range env.ValidationTokens {
+				ok := false
+				for tenant := range tenants {
+					if h.cfg.Tokens.Validate(ctx, tok, tenant) == nil {
+						ok = true
+						break
+					}
+				}
+				if !ok {
+					return
+				}
+			}
+			good = true
+		})
+		return good
 	}
-	for _, tok := range tokens {
-		if h.cfg.Tokens.Validate(ctx, tok, tenant) == nil {
-			return true // the token issued for this tenant
-		}
-	}
-	return false
 }
 
 func (h *Handler) drop(ctx context.Context, org tablestore.Org, sub, why string) {
