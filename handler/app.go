@@ -21,19 +21,19 @@ import (
 	"github.com/leapchange/m365/handler/internal/insights"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
+	"github.com/leapchange/m365/handler/internal/monitoring"
 	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/pacing"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/richnotify"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
-	"github.com/leapchange/m365/handler/internal/syncsettings"
-	"github.com/leapchange/m365/handler/internal/monitoring"
-	"github.com/leapchange/m365/handler/internal/richnotify"
 	"github.com/leapchange/m365/handler/internal/subscriptions"
-	"github.com/leapchange/m365/handler/internal/webhook"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/teamsconn"
+	"github.com/leapchange/m365/handler/internal/webhook"
 )
 
 // app is the wired handler: clients built once at start-up, without network I/O.

@@ -85,7 +85,6 @@ func allowed(mux *http.ServeMux, r *http.Request) []string {
 	return out
 }
 
-
 // routes serves every function: HTTP functions on their proxied paths (and, should the host
 // fall back to JSON mode, on POST /<Name>), the others on POST /<Name>; GET / answers the
 // host's start-up ping.

@@ -39,7 +39,7 @@ type Request struct {
 	// Addresses are mail recipients who are not stakeholders (watchers named by address):
 	// mail only; in Teams they are skipped (no_teams_identity).
 	Addresses []string
-	Channels       []string
+	Channels  []string
 	Content
 	Kind           string
 	CampaignID     string
