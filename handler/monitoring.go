@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/monitoring"
 	"github.com/leapchange/m365/handler/internal/richnotify"
@@ -16,11 +17,29 @@ import (
 type graphSubscriptions struct{ *graph.Client }
 
 func (g graphSubscriptions) CreateSubscription(ctx context.Context, tenantID string, s monitoring.SubscriptionRequest) (monitoring.SubscriptionRequest, error) {
-	got, err := g.Client.CreateSubscription(ctx, tenantID, graph.Subscription{
+	want := graph.Subscription{
 		Resource: s.Resource, ChangeType: s.ChangeType, NotificationURL: s.NotificationURL, LifecycleNotificationURL: s.LifecycleURL,
 		ClientState: s.ClientState, ExpirationDateTime: s.Expires, IncludeResourceData: s.IncludeResourceData,
 		EncryptionCertificate: s.Certificate, EncryptionCertificateID: s.CertificateID,
-	})
+	}
+	got, err := g.Client.CreateSubscription(ctx, tenantID, want)
+	if errkind.Of(err) == errkind.Conflict {
+		// Graph allows one subscription per app and channel: one we no longer know (its row
+		// lost, or made before a crash) holds it. Its clientState is unknown here, so it is
+		// replaced.
+		existing, lerr := g.Client.Subscriptions(ctx, tenantID)
+		if lerr != nil {
+			return monitoring.SubscriptionRequest{}, lerr
+		}
+		for _, e := range existing {
+			if strings.EqualFold(strings.TrimPrefix(e.Resource, "/"), strings.TrimPrefix(s.Resource, "/")) {
+				if derr := g.Client.DeleteSubscription(ctx, tenantID, e.ID); derr != nil {
+					return monitoring.SubscriptionRequest{}, derr
+				}
+			}
+		}
+		got, err = g.Client.CreateSubscription(ctx, tenantID, want)
+	}
 	if err != nil {
 		return monitoring.SubscriptionRequest{}, err
 	}

@@ -132,7 +132,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	publicURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 	sim.RegisterRedirectURI(clientID, publicURL+"/api/consent/callback")
 	// Mail.ReadBasic.All (optional) lets a send whose outcome was lost be checked in Sent Items.
-	if err := sim.SetAppPermissions(clientID, append([]string{"User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All"}, teamsPermissions...)...); err != nil {
+	if err := sim.SetAppPermissions(clientID, append([]string{"User.Read.All", "GroupMember.Read.All", "Mail.Send", "Mail.ReadBasic.All", "ChannelMessage.Read.All"}, teamsPermissions...)...); err != nil {
 		return err
 	}
 	// Teams: the bot's registration (its messaging endpoint is the host's BotMessages), the
@@ -184,6 +184,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 			"BOT_OPENID_METADATA_URL":  sim.BotOpenIDMetadataURL(),
 			"BOT_TRUSTED_HOSTS":        strings.TrimPrefix(sim.URL(), "https://"),
 			"BOT_SERVICE_URL":          sim.BotServiceURL(), // the simulated Teams' Bot Connector
+			"GRAPH_NOTIFY_KEYS_URL":    sim.URL() + "/common/discovery/v2.0/keys",
 			"PUBLIC_BASE_URL":          publicURL,
 			"LEAP_APP_URL":             "http://localhost:3000/settings/integrations",
 			"STATE_SIGNING_KEY":        randomHex(32),
@@ -310,7 +311,13 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 
 	step("Microsoft Teams: the bot, a survey card, and questions to the bot")
-	teamsOK, err := teams(ctx, api, sim, catalogID, out)
+	teamsOK, asker, err := teams(ctx, api, sim, catalogID, out)
+	if err != nil {
+		return err
+	}
+
+	step("Channel monitoring: keywords in a Teams channel become insights, and the watchers hear of them")
+	monitorOK, err := monitorChannel(ctx, api, sim, asker[0], asker[1], out)
 	if err != nil {
 		return err
 	}
@@ -350,6 +357,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	if !teamsOK {
 		return errors.New("the Teams step did not end as expected")
+	}
+	if !monitorOK {
+		return errors.New("the monitoring step did not end as expected")
 	}
 	fmt.Fprintln(out, "\nDEMO OK")
 	return nil

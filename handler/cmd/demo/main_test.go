@@ -56,6 +56,12 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		regexp.MustCompile(`a forged activity \(wrong signing key\) was answered 401, nothing posted`),
 		regexp.MustCompile(`, 0 Teams limit violations`),
 		regexp.MustCompile(`queue outbound-teams\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
+		regexp.MustCompile(`1 subscription\(s\) \(resource data encrypted: true, expires \S+, healthy true\)`),
+		regexp.MustCompile(`insight \(edited\): \[expense tool go-live\]`),
+		regexp.MustCompile(`insight \(deleted\): \[出張\]`),
+		regexp.MustCompile(`insight: \[go-live Büro\] in "Das neue buro`),
+		regexp.MustCompile(`alerts: 4 by mail, 4 in Teams \(one per matching message\); webhook acks p50 \S+, p99 \S+, \d+ slow, 0 failed`),
+		regexp.MustCompile(`queue channel-events\s+\{Active:0 Scheduled:0 Locked:0 DeadLettered:0`),
 		regexp.MustCompile(`DEMO OK`),
 	} {
 		if !want.MatchString(s) {

@@ -85,7 +85,8 @@ func lastCard(sim *m365sim.Server, userID string) (m365sim.PostedActivity, bool)
 // survey invitation in Teams to a group (installing the app for those who never opened it),
 // answers it as one of them and asks the bot who is and my changes. It prints what each person
 // saw and reports whether everything ended as expected.
-func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID string, out io.Writer) (bool, error) {
+// It returns the stakeholder id and Entra object id of the person who asked (they have the app).
+func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID string, out io.Writer) (bool, [2]string, error) {
 	var page struct {
 		Teams []struct {
 			ID, DisplayName string
@@ -93,10 +94,10 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		}
 	}
 	if err := api.do(ctx, "GET", "/teams/channels", nil, &page); err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	if len(page.Teams) == 0 || len(page.Teams[0].Channels) == 0 {
-		return false, errors.New("the tenant has no team with a channel")
+		return false, [2]string{}, errors.New("the tenant has no team with a channel")
 	}
 	team, ch := page.Teams[0], page.Teams[0].Channels[0]
 	var conn struct {
@@ -105,7 +106,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		DefaultChannels                     []struct{ TeamName, ChannelName string }
 	}
 	if err := api.do(ctx, "POST", "/teams/connect", map[string]any{"defaultChannels": []map[string]string{{"teamId": team.ID, "channelId": ch.ID}}}, &conn); err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	fmt.Fprintf(out, "Teams %s: app %s (from the %s), permissions %v, default channel %q › %q (of %d teams listed)\n",
 		conn.Status, conn.CatalogAppID, conn.CatalogSource, conn.Granted, team.DisplayName, conn.DefaultChannels[0].ChannelName, len(page.Teams))
@@ -114,7 +115,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	// the app themselves before, the others get it installed through Graph.
 	g, err := smallestSyncedGroup(ctx, api, 6)
 	if err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	var members struct {
 		Members []struct {
@@ -123,7 +124,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		} `json:"members"`
 	}
 	if err := api.do(ctx, "GET", "/groups/"+g.ID+"/members", nil, &members); err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	type person struct {
 		ID, FirstName, LastName, ExternalID string
@@ -135,19 +136,19 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		}
 		var p person
 		if err := api.do(ctx, "GET", "/stakeholders/"+m.StakeholderID, nil, &p); err != nil {
-			return false, err
+			return false, [2]string{}, err
 		}
 		people = append(people, p)
 	}
 	if len(people) < 6 {
-		return false, fmt.Errorf("group %q has %d active members", g.Name, len(people))
+		return false, [2]string{}, fmt.Errorf("group %q has %d active members", g.Name, len(people))
 	}
 	var ids []string
 	for i, p := range people {
 		ids = append(ids, p.ID)
 		if i < 3 {
 			if _, err := sim.InstallTeamsApp(tenantID, p.ExternalID, catalogID); err != nil {
-				return false, err
+				return false, [2]string{}, err
 			}
 		}
 	}
@@ -165,7 +166,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	} {
 		var put map[string]any
 		if err := api.do(ctx, "PUT", "/changes/"+c["id"].(string), c, &put); err != nil {
-			return false, err
+			return false, [2]string{}, err
 		}
 	}
 	fmt.Fprintln(out, "the web app published 3 change summaries (one impacts the group, one "+asker.FirstName+" directly)")
@@ -177,20 +178,20 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		"survey":         map[string]any{"url": "https://survey.leapchange.example/s/expense", "question": "Are you ready?", "choices": []string{"Ready", "Need training", "Not yet"}},
 		"idempotencyKey": "demo-survey-1",
 	}, &accepted); err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	fmt.Fprintf(out, "survey batch %s in Teams to %d members of %q\n", accepted.ID, len(ids), g.Name)
 	var b batchView
 	for {
 		if err := api.do(ctx, "GET", "/messages/"+accepted.ID, nil, &b); err != nil {
-			return false, err
+			return false, [2]string{}, err
 		}
 		if b.Counts["queued"]+b.Counts["sending"]+b.Counts["scheduled"] == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return false, [2]string{}, ctx.Err()
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
@@ -211,17 +212,17 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	// The asker answers on the card (Action.Execute): Teams shows the card the bot answers with.
 	posted, ok := lastCard(sim, asker.ExternalID)
 	if !ok {
-		return false, errors.New("no card reached " + asker.FirstName)
+		return false, [2]string{}, errors.New("no card reached " + asker.FirstName)
 	}
 	survey := cardOf(posted.Activity)
 	if len(survey.Actions) < 2 {
-		return false, fmt.Errorf("the survey card has no answer buttons: %s", survey)
+		return false, [2]string{}, fmt.Errorf("the survey card has no answer buttons: %s", survey)
 	}
 	answer := survey.Actions[1]
 	resp, err := sim.SendBotActivity(ctx, tenantID, asker.ExternalID, map[string]any{"type": "invoke", "name": "adaptiveCard/action", "replyToId": posted.ActivityID,
 		"value": map[string]any{"action": map[string]any{"type": "Action.Execute", "verb": answer.Verb, "data": answer.Data}, "trigger": "manual"}}, m365sim.BotSign{})
 	if err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	var invoke struct {
 		StatusCode int  `json:"statusCode"`
@@ -237,11 +238,11 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	for _, text := range []string{"who is " + other.FirstName + " " + other.LastName, "my changes"} {
 		resp, err := sim.SendBotActivity(ctx, tenantID, asker.ExternalID, map[string]any{"text": text}, m365sim.BotSign{})
 		if err != nil {
-			return false, err
+			return false, [2]string{}, err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return false, fmt.Errorf("the bot answered %q with %d", text, resp.StatusCode)
+			return false, [2]string{}, fmt.Errorf("the bot answered %q with %d", text, resp.StatusCode)
 		}
 		reply, _ := lastCard(sim, asker.ExternalID)
 		replies[text] = cardOf(reply.Activity).String()
@@ -250,7 +251,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	// A forged activity (signed by a key the Bot Framework does not publish) gets nothing.
 	resp, err = sim.SendBotActivity(ctx, tenantID, asker.ExternalID, map[string]any{"text": "who is " + other.FirstName}, m365sim.BotSign{WrongKey: true})
 	if err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	resp.Body.Close()
 	fmt.Fprintf(out, "a forged activity (wrong signing key) was answered %d, nothing posted\n", resp.StatusCode)
@@ -259,12 +260,12 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		Responses map[string]int `json:"responses"`
 	}
 	if err := api.do(ctx, "GET", "/messages/"+accepted.ID, nil, &final); err != nil {
-		return false, err
+		return false, [2]string{}, err
 	}
 	st := sim.BotStats()
 	fmt.Fprintf(out, "survey answers so far: %v; Bot Connector: %d cards posted, %d updated, %d Teams limit violations\n", final.Responses, st.Sent, st.Updated, st.Violations)
 	ok = b.Counts["sent"] == len(ids) && installed == len(ids)-3 && invoke.StatusCode == http.StatusOK && final.Responses[answer.Title] == 1 &&
 		strings.Contains(replies["my changes"], "New expense tool") && strings.Contains(replies["my changes"], "Harbour Street") &&
 		strings.Contains(replies["who is "+other.FirstName+" "+other.LastName], other.LastName) && resp.StatusCode == http.StatusUnauthorized && st.Violations == 0
-	return ok, nil
+	return ok, [2]string{asker.ID, asker.ExternalID}, nil
 }
