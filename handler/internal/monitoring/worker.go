@@ -314,7 +314,9 @@ func (m *Monitor) lifecycle(ctx context.Context, org tablestore.Org, sub subscri
 // catchUp reads the channel's messages since a time and evaluates each (insights and alerts are
 // idempotent, so overlapping what was already seen is harmless).
 func (m *Monitor) catchUp(ctx context.Context, org tablestore.Org, tenant, teamID, channelID string, since time.Time) error {
-	msgs, err := m.cfg.Messages.ChannelMessagesSince(ctx, tenant, teamID, channelID, since)
+	// A margin before the last notification seen: clocks differ, and what is read twice is
+	// captured once.
+	msgs, err := m.cfg.Messages.ChannelMessagesSince(ctx, tenant, teamID, channelID, since.Add(-5*time.Minute))
 	if err != nil {
 		return fmt.Errorf("monitoring: catching up on %s: %w", channelID, err)
 	}
