@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Teams benchmark (scripts/bench.sh teams; README "Benchmarks"). Usage:
 #
-#   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--out FILE]
+#   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]
 #
 # Starts Azurite and the simulated Microsoft 365 tenant (a separate process) with N users, the
 # Leap Change bot registered and Teams' per app per tenant limit of R Bot Connector requests a
@@ -11,29 +11,32 @@
 # TeamsSender workers. A share F of the recipients (default 0.05) has not got the app and gets
 # it installed through Graph; the rest had it installed beforehand. At 30 a second 10 000
 # recipients take about six minutes. The last line on stdout is one JSON object of the figures,
-# also written with the date and machine to bench-results/teams-N.json (or --out).
+# also written with the date and machine to bench-results/teams-N.json (or --out). --horizon
+# (a Go duration) overrides how far ahead the pipeline books slots (default 10 min).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
 cd "$root"
 
 usage() {
-  echo "usage: scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--out FILE]" >&2
+  echo "usage: scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]" >&2
   exit 2
 }
 
-recipients="" rate=30 workers=32 uninstalled=0.05 out=""
+recipients="" rate=30 workers=32 uninstalled=0.05 horizon=0 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --recipients) [ $# -ge 2 ] || usage; recipients=$2; shift 2 ;;
     --rate) [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
     --workers) [ $# -ge 2 ] || usage; workers=$2; shift 2 ;;
     --uninstalled) [ $# -ge 2 ] || usage; uninstalled=$2; shift 2 ;;
+    --horizon) [ $# -ge 2 ] || usage; horizon=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --recipients=*) recipients=${1#*=}; shift ;;
     --rate=*) rate=${1#*=}; shift ;;
     --workers=*) workers=${1#*=}; shift ;;
     --uninstalled=*) uninstalled=${1#*=}; shift ;;
+    --horizon=*) horizon=${1#*=}; shift ;;
     --out=*) out=${1#*=}; shift ;;
     *) echo "unknown flag: $1" >&2; usage ;;
   esac
@@ -58,6 +61,6 @@ mkdir -p "$(dirname "$out")"
 say "running the Teams benchmark"
 "$work/bench" teams -sim "$sim_url" -ca "$work/ca.pem" -tenant "$tenant" -app-id "$app" -app-secret "$secret" \
   -bot-app-id "$bot_app" -bot-tenant "$bot_tenant" -bot-secret "$bot_secret" \
-  -recipients "$recipients" -rate "$rate" -workers "$workers" -uninstalled "$uninstalled" \
+  -recipients "$recipients" -rate "$rate" -workers "$workers" -uninstalled "$uninstalled" -horizon "$horizon" \
   -tables "$AZURITE_TABLES_CONNECTION" -out "$out"
 say "result written to $out"

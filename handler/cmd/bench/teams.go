@@ -90,6 +90,7 @@ type teamsOptions struct {
 	target
 	recipients, rate, workers int
 	uninstalled               float64
+	horizon                   time.Duration
 	botAppID, botTenant       string
 	botSecret                 string
 }
@@ -103,14 +104,15 @@ func runTeams(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.rate, "rate", 30, "Bot Connector requests per second per tenant, as the simulated tenant enforces (Teams: 30)")
 	fs.IntVar(&o.workers, "workers", 32, "concurrent TeamsSender invocations (the host's maxConcurrentCalls)")
 	fs.Float64Var(&o.uninstalled, "uninstalled", 0.05, "share of recipients without the app (installed through Graph by the pipeline)")
+	fs.DurationVar(&o.horizon, "horizon", 0, "how far ahead dispatch books slots and queues messages (0: the pipeline's default, 10 min)")
 	fs.StringVar(&o.botAppID, "bot-app-id", "", "the bot's app id, as registered in the simulated tenant (required)")
 	fs.StringVar(&o.botTenant, "bot-tenant", "", "the bot's home tenant (required)")
 	fs.StringVar(&o.botSecret, "bot-secret", "", "the bot's client secret (required)")
 	if err := o.parse(fs, args); err != nil {
 		return err
 	}
-	if o.recipients <= 0 || o.rate <= 0 || o.workers <= 0 || o.uninstalled < 0 || o.uninstalled > 1 {
-		return fmt.Errorf("%w: -recipients is required; -recipients, -rate and -workers must be positive, -uninstalled between 0 and 1", errUsage)
+	if o.recipients <= 0 || o.rate <= 0 || o.workers <= 0 || o.uninstalled < 0 || o.uninstalled > 1 || o.horizon < 0 {
+		return fmt.Errorf("%w: -recipients is required; -recipients, -rate and -workers must be positive, -uninstalled between 0 and 1, -horizon not negative", errUsage)
 	}
 	if o.botAppID == "" || o.botTenant == "" || o.botSecret == "" {
 		return fmt.Errorf("%w: -bot-app-id, -bot-tenant and -bot-secret are required", errUsage)
@@ -284,7 +286,7 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 	queues := devhost.NewQueues(nil, devhost.QueueOptions{}, queue.OutboundMail, queue.OutboundTeams)
 	p := outbound.New(outbound.Config{Store: store, Queue: &inProcess{q: queues}, Stakeholders: people, Groups: groups, Connections: conns,
-		MailSettings: mailsettings.NewStore(store),
+		MailSettings: mailsettings.NewStore(store), Horizon: o.horizon,
 		Teams: outbound.TeamsConfig{Connections: teams, Conversations: convs, Bot: botCards{botClient}, Installer: gc,
 			Pacer: teamsPacer, FallbackServiceURL: serviceURL.ServiceURL}})
 
