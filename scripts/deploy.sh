@@ -44,7 +44,9 @@ file, never to the command line; unset ones keep the value already in Key Vault:
   M365_CLIENT_SECRET   -> Key Vault secret m365-client-secret  (app setting M365_CLIENT_SECRET)
   BOT_APP_SECRET       -> Key Vault secret bot-app-secret      (app setting BOT_APP_SECRET)
   STATE_SIGNING_KEY    -> Key Vault secret state-signing-key   (app setting STATE_SIGNING_KEY)
-On a first deployment all three must be set.
+  NOTIFY_CERT_PEM      -> Key Vault secret notify-cert         (app setting NOTIFY_CERT_PEM: the rich-notification
+                          certificate and key as PEM; infra/README.md "Notification certificate")
+On a first deployment all four must be set.
 
 Waiting for Azure (new role assignments take minutes to propagate):
   - After the infrastructure, the app's Key Vault references are refreshed and their status read
@@ -203,7 +205,7 @@ az account show "${az_sub[@]}" --output none 2>/dev/null || die "not logged in t
 check_key_vault_references() {
   local id=$1 attempt=1 out verdict delay
   local api="api-version=2022-03-01"
-  say "checking that the app's Key Vault references resolve (M365_CLIENT_SECRET, BOT_APP_SECRET, STATE_SIGNING_KEY)"
+  say "checking that the app's Key Vault references resolve (M365_CLIENT_SECRET, BOT_APP_SECRET, STATE_SIGNING_KEY, NOTIFY_CERT_PEM)"
   while :; do
     az rest --method post --url "$id/config/configreferences/appsettings/refresh?$api" --output none 2>"$tmp/refresh.err" ||
       say "refreshing the Key Vault references failed ($(tr '\n' ' ' <"$tmp/refresh.err")); reading their status anyway"
@@ -212,7 +214,7 @@ check_key_vault_references() {
     verdict=0
     printf '%s' "$out" | python3 -c '
 import json, sys
-expected = {"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY"}
+expected = {"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY", "NOTIFY_CERT_PEM"}
 # Statuses that only need time (RBAC propagation, first fetch) as opposed to ones that need a fix.
 waiting = {"Initialized", "AccessToKeyVaultDenied", "FetchTimedOut", "OtherReasons", ""}
 refs = {}
@@ -232,7 +234,7 @@ sys.exit(bad)
     case $verdict in
       0) say "all Key Vault references resolve"; return 0 ;;
       1) ;;
-      *) die "a Key Vault reference cannot resolve (see above). SecretNotFound: set the secret's environment variable (M365_CLIENT_SECRET, BOT_APP_SECRET or STATE_SIGNING_KEY) and deploy again. No code was uploaded." ;;
+      *) die "a Key Vault reference cannot resolve (see above). SecretNotFound: set the secret's environment variable (M365_CLIENT_SECRET, BOT_APP_SECRET, STATE_SIGNING_KEY or NOTIFY_CERT_PEM) and deploy again. No code was uploaded." ;;
     esac
     if ((attempt >= max_attempts)); then
       die "the Key Vault references still do not resolve after $max_attempts attempts. AccessToKeyVaultDenied: the identity's Key Vault Secrets User role is not in effect yet; run scripts/deploy.sh -g $rg --check-settings --app ${app:-<app>} again in a few minutes, then deploy the code with --skip-infra."
@@ -285,7 +287,8 @@ import json, os
 params = {}
 for env, name in (("M365_CLIENT_SECRET", "m365ClientSecret"),
                   ("BOT_APP_SECRET", "botAppSecret"),
-                  ("STATE_SIGNING_KEY", "stateSigningKey")):
+                  ("STATE_SIGNING_KEY", "stateSigningKey"),
+                  ("NOTIFY_CERT_PEM", "notifyCertPem")):
     if os.environ.get(env):
         params[name] = {"value": os.environ[env]}
 print(json.dumps({
@@ -295,7 +298,7 @@ print(json.dumps({
 }))
 PY
   )
-  for env in M365_CLIENT_SECRET BOT_APP_SECRET STATE_SIGNING_KEY; do
+  for env in M365_CLIENT_SECRET BOT_APP_SECRET STATE_SIGNING_KEY NOTIFY_CERT_PEM; do
     [[ -n "${!env:-}" ]] || echo "deploy.sh: $env not set: keeping the Key Vault secret as it is (must exist already)" >&2
   done
 

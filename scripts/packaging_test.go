@@ -73,7 +73,7 @@ var contractSettings = []string{
 	"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
 
-var keyVaultSettings = []string{"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY"}
+var keyVaultSettings = []string{"M365_CLIENT_SECRET", "BOT_APP_SECRET", "STATE_SIGNING_KEY", "NOTIFY_CERT_PEM"}
 
 var (
 	tinyOnce sync.Once
