@@ -61,6 +61,8 @@ func (s *Server) putMonitoring(w http.ResponseWriter, r *http.Request, org table
 		switch errkind.Of(err) {
 		case errkind.Throttled, errkind.Unavailable:
 			return entraUnavailable
+		case errkind.Unauthorized:
+			return problemError{problem.New(http.StatusConflict, problem.NotConnected, "Microsoft refused the app's token: the Microsoft 365 connection needs re-authorization")}
 		case errkind.Forbidden:
 			p := problem.New(http.StatusConflict, problem.NotReady, "the tenant has not granted the permission to read the channels: Channel.ReadBasic.All")
 			p.MissingPermissions = []string{"Channel.ReadBasic.All"}

@@ -797,6 +797,35 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(inf.srv.URL, "GET", insightsPath+"?from=yesterday", "") // 400
 	c.call(inf.srv.URL, "GET", "/api/orgs/org-z/insights", "")     // 404 unknown org
 
+	// Channel monitoring (monitoring_test.go): a real Monitor, Microsoft stood in for.
+	mon := setupMonitoring(t)
+	const mp = teamsOrg + "/teams/monitoring"
+	monBody := monitoringBody(true, monitorChannel(teamOps, chanGeneral), monitorChannel(teamOps, chanAlerts))
+	c.call(mon.srv.URL, "GET", mp, "")                                    // 200, never configured
+	c.call(mon.srv.URL, "GET", "/api/orgs/org-z/teams/monitoring", "")    // 404 unknown org
+	c.call(mon.srv.URL, "PUT", mp, `{"enabled":true,"keywords":[" "]}`)   // 400
+	c.call(mon.srv.URL, "PUT", mp, monBody, "If-Match", staleETag)        // 412
+	c.call(mon.srv.URL, "PUT", teamsOffline+"/teams/monitoring", monBody) // 409 Teams not connected
+	c.call(mon.srv.URL, "PUT", "/api/orgs/org-z/teams/monitoring", monBody)
+	mon.tenant.reset(func(s *tenantState) { s.fail["ChannelNames"] = &errkind.Error{Kind: errkind.Forbidden, Status: 403} })
+	c.call(mon.srv.URL, "PUT", mp, monBody) // 409 missingPermissions
+	mon.tenant.reset(func(s *tenantState) { s.fail["ChannelNames"] = &errkind.Error{Kind: errkind.Unauthorized, Status: 401} })
+	c.call(mon.srv.URL, "PUT", mp, monBody) // 409 not-connected
+	mon.tenant.reset(func(s *tenantState) { s.fail["ChannelNames"] = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
+	c.call(mon.srv.URL, "PUT", mp, monBody) // 502
+	mon.tenant.reset(nil)
+	mon.graph.set(func(g *graphSubs) {
+		g.refuse[resource(teamOps, chanAlerts)] = &errkind.Error{Kind: errkind.Forbidden, Status: 403}
+	})
+	resp, _ = c.call(mon.srv.URL, "PUT", mp, monBody) // 200, one subscription refused: status.lastError
+	c.call(mon.srv.URL, "GET", mp, "")                // 200 with ETag, subscriptions, status
+	mon.graph.reset()
+	mon.clock.advance(48 * time.Hour)
+	mon.graph.set(func(g *graphSubs) { g.renewErr = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
+	c.call(mon.srv.URL, "PUT", mp, monBody, "If-Match", resp.Header.Get("ETag")) // 200, a renewal failed: the subscription's lastError
+	mon.graph.reset()
+	c.call(mon.srv.URL, "PUT", mp, `{"enabled":false}`) // 200, subscriptions deleted
+
 	// Every implemented operation was seen answering its success status.
 	for name, op := range c.ops {
 		if op["x-status"] == "planned" || strings.HasSuffix(name, "/api/consent/callback") {
@@ -831,7 +860,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		"POST /api/orgs/{org}/teams/connect 200", "POST /api/orgs/{org}/teams/connect 400", "POST /api/orgs/{org}/teams/connect 409",
 		"POST /api/orgs/{org}/teams/connect 502", "GET /api/orgs/{org}/teams 200", "GET /api/orgs/{org}/teams 404", "DELETE /api/orgs/{org}/teams 204",
 		"GET /api/orgs/{org}/teams/channels 200", "GET /api/orgs/{org}/teams/channels 400", "GET /api/orgs/{org}/teams/channels 409",
-		"GET /api/orgs/{org}/teams/channels 502"} {
+		"GET /api/orgs/{org}/teams/channels 502",
+		"GET /api/orgs/{org}/teams/monitoring 200", "GET /api/orgs/{org}/teams/monitoring 404", "PUT /api/orgs/{org}/teams/monitoring 200",
+		"PUT /api/orgs/{org}/teams/monitoring 400", "PUT /api/orgs/{org}/teams/monitoring 404", "PUT /api/orgs/{org}/teams/monitoring 409",
+		"PUT /api/orgs/{org}/teams/monitoring 412", "PUT /api/orgs/{org}/teams/monitoring 502"} {
 		if !c.seen[want] {
 			t.Errorf("not checked: %s", want)
 		}
