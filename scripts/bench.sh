@@ -4,6 +4,7 @@
 #   scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
 #   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]
+#   scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--out FILE]
 #
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
@@ -20,6 +21,7 @@ usage() {
   echo "usage: scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
   echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
   echo "       scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]" >&2
+  echo "       scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--out FILE]" >&2
   exit 2
 }
 
@@ -30,6 +32,7 @@ case "$name" in
   sync) ;;
   mail) exec "$(dirname "$0")/bench-mail.sh" "$@" ;;
   teams) exec "$(dirname "$0")/bench-teams.sh" "$@" ;;
+  webhook) exec "$(dirname "$0")/bench-webhook.sh" "$@" ;;
   -h | --help) usage ;;
   *) echo "unknown benchmark: $name" >&2; usage ;;
 esac

@@ -25,7 +25,8 @@
 // run's entities in memory, which is not the sync's footprint).
 //
 // "bench mail …" and "bench teams …" are the outbound benchmarks (mail.go, teams.go): the same
-// target flags and result line, their own figures.
+// target flags and result line, their own figures. "bench webhook …" (webhook.go) drives the
+// change-notification endpoint behind the host stand-in; it needs only Table Storage.
 package main
 
 import (
@@ -191,6 +192,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return runMail(ctx, args[1:], stdout, os.Stderr)
 		case "teams":
 			return runTeams(ctx, args[1:], stdout, os.Stderr)
+		case "webhook":
+			return runWebhook(ctx, args[1:], stdout, os.Stderr)
 		}
 	}
 	return runWith(ctx, args, stdout, os.Stderr)
