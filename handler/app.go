@@ -114,7 +114,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Store: store, Queue: pub, Stakeholders: stakeholders, Groups: groups, Connections: conns, MailSettings: mailSettings,
 		Pacer: pacer, Mailer: gc, Logger: log,
 		Teams: outbound.TeamsConfig{Connections: teamsStore, Conversations: convs, Bot: botClient, Installer: gc,
-			Pacer: teamsPacer, FallbackServiceURL: cfg.BotServiceURL},
+			Pacer: teamsPacer, FallbackServiceURL: cfg.BotServiceURL, Gate: outbound.NewGate(cfg.TeamsTenantRate)},
 	})
 	keyring, err := notifyKeyring(cfg)
 	if err != nil {

@@ -37,7 +37,6 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/botframework"
-	"github.com/leapchange/m365/handler/internal/cards"
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/conversations"
 	"github.com/leapchange/m365/handler/internal/devhost"
@@ -287,8 +286,8 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	queues := devhost.NewQueues(nil, devhost.QueueOptions{}, queue.OutboundMail, queue.OutboundTeams)
 	p := outbound.New(outbound.Config{Store: store, Queue: &inProcess{q: queues}, Stakeholders: people, Groups: groups, Connections: conns,
 		MailSettings: mailsettings.NewStore(store), Horizon: o.horizon,
-		Teams: outbound.TeamsConfig{Connections: teams, Conversations: convs, Bot: botCards{botClient}, Installer: gc,
-			Pacer: teamsPacer, FallbackServiceURL: serviceURL.ServiceURL}})
+		Teams: outbound.TeamsConfig{Connections: teams, Conversations: convs, Bot: botClient, Installer: gc,
+			Pacer: teamsPacer, FallbackServiceURL: serviceURL.ServiceURL, Gate: outbound.NewGate(o.rate)}})
 
 	tx0 := store.Stats().Requests
 	logf("accepting the batch")
@@ -496,18 +495,3 @@ func parallel(ctx context.Context, n, conc int, f func(i int) error) error {
 	wg.Wait()
 	return context.Cause(ctx) // f's error, the caller's cancellation, or nil
 }
-
-// botCards is the Bot Connector client as the pipeline sends cards through it (the Function
-// app's botConnector, handler/teams.go).
-type botCards struct{ c *botframework.Client }
-
-func (b botCards) CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error) {
-	return b.c.CreateConversation(ctx, serviceURL, tenantID, userID)
-}
-
-func (b botCards) SendCard(ctx context.Context, serviceURL, conversationID, summary string, card cards.Card) (string, error) {
-	return b.c.Send(ctx, serviceURL, conversationID, botframework.Activity{Type: botframework.TypeMessage, Text: summary, TextFormat: "plain",
-		Attachments: []botframework.Attachment{{ContentType: botframework.ContentTypeAdaptiveCard, Content: card}}})
-}
-
-func (b botCards) Trusted(serviceURL string) bool { return b.c.Trusted(serviceURL) }

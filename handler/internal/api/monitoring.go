@@ -38,8 +38,12 @@ func (s *Server) putMonitoring(w http.ResponseWriter, r *http.Request, org table
 	if err != nil {
 		return err
 	}
-	if m := r.Header.Get("If-Match"); m != "" && m != "*" && m != string(etag) {
+	m := r.Header.Get("If-Match")
+	if m != "" && m != "*" && m != string(etag) {
 		return errPrecondition
+	}
+	if m == "" || m == "*" {
+		etag = "" // no condition asked for: a save in between is not a conflict
 	}
 	if r.ContentLength == 0 {
 		return invalid("body", "send the monitoring settings")

@@ -333,7 +333,7 @@ func TestMonitoringRefused(t *testing.T) {
 		{name: "no such team", body: monitoringBody(true, general, monitorChannel("0a5e3c1d-0000-4000-8000-00000000ffff", chanGeneral)), status: 400, typ: invalidType, fields: []string{"channels[1].teamId"}},
 		{name: "no such channel", body: monitoringBody(true, monitorChannel(teamHR, chanGeneral), general), status: 400, typ: invalidType, fields: []string{"channels[0].channelId"}},
 		{name: "Teams not connected", org: teamsOffline, body: monitoringBody(true, general), status: 409, typ: notReadyType},
-		{name: "Teams not connected, re-authorization needed", org: teamsReauth, body: monitoringBody(false, general), status: 409, typ: notReadyType},
+		{name: "Teams not connected, re-authorization needed", org: teamsReauth, body: monitoringBody(true, general), status: 409, typ: notReadyType},
 		{name: "channels unreadable", body: monitoringBody(true, general), status: 409, typ: notReadyType, missing: []string{"Channel.ReadBasic.All"},
 			tenant: func(s *tenantState) { s.fail["ChannelNames"] = forbidden }},
 		{name: "token refused", body: monitoringBody(true, general), status: 409, typ: notConnectedType,

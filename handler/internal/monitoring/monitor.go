@@ -148,11 +148,23 @@ func (m *Monitor) Save(ctx context.Context, org tablestore.Org, s Settings, etag
 	if err != nil {
 		return s, Report{}, err
 	}
-	if len(s.Channels) > 0 && tc.Status != teamsconn.Connected {
-		return s, Report{}, &NotReady{"monitoring needs Teams connected for the org (POST /teams/connect)"}
+	m365, _, err := m.cfg.Connections.Get(ctx, org)
+	if err != nil && !errors.Is(err, errkind.NotFound) {
+		return s, Report{}, err
+	}
+	if s.Enabled {
+		switch {
+		case m365.Status != connection.Connected || m365.TenantID == "":
+			return s, Report{}, &NotReady{"monitoring needs a working Microsoft 365 connection (POST /m365/connect)"}
+		case tc.Status != teamsconn.Connected || tc.TenantID != m365.TenantID:
+			return s, Report{}, &NotReady{"monitoring needs Teams connected for the org (POST /teams/connect)"}
+		}
 	}
 	var bad fielderr.List
 	for i := range s.Channels {
+		if tc.Status != teamsconn.Connected {
+			break // switched off without Teams: the channels are kept as given
+		}
 		c := &s.Channels[i]
 		team, names, err := m.cfg.Channels.ChannelNames(ctx, tc.TenantID, c.TeamID)
 		if errkind.Of(err) == errkind.NotFound {
@@ -185,7 +197,11 @@ func (m *Monitor) Save(ctx context.Context, org tablestore.Org, s Settings, etag
 
 // Report says what a reconcile did.
 type Report struct {
-	Created, Renewed, Recreated, Deleted, Failed int
+	Created   int `json:"created"`
+	Renewed   int `json:"renewed"`
+	Recreated int `json:"recreated"`
+	Deleted   int `json:"deleted"`
+	Failed    int `json:"failed"`
 }
 
 // Reconcile makes the org's subscriptions match its settings: one per monitored channel while
@@ -279,6 +295,13 @@ func (m *Monitor) Reconcile(ctx context.Context, org tablestore.Org) (Report, er
 	if rep.Failed > 0 {
 		return rep, fmt.Errorf("monitoring: %d subscription(s) of %s failed (recorded on the status)", rep.Failed, org)
 	}
+	if rep.Created+rep.Recreated+rep.Renewed > 0 {
+		_ = m.setStatus(ctx, org, func(st *Status) {
+			if strings.HasPrefix(st.LastError, subscriptionErrorPrefix) {
+				st.LastError, st.LastErrorAt = "", time.Time{}
+			}
+		})
+	}
 	return rep, nil
 }
 
@@ -298,8 +321,12 @@ func (m *Monitor) failed(ctx context.Context, org tablestore.Org, id, doing stri
 		_ = m.cfg.Subscriptions.Update(ctx, org, id, func(s *subscriptions.Sub) { s.LastError, s.LastErrorAt = msg, m.cfg.Now().UTC() })
 		return
 	}
-	_ = m.setStatus(ctx, org, func(st *Status) { st.LastError, st.LastErrorAt = msg, m.cfg.Now().UTC() })
+	_ = m.setStatus(ctx, org, func(st *Status) { st.LastError, st.LastErrorAt = subscriptionErrorPrefix+msg, m.cfg.Now().UTC() })
 }
+
+// subscriptionErrorPrefix marks the status's error as a subscription's: a later reconcile that
+// succeeds clears it.
+const subscriptionErrorPrefix = "subscription "
 
 func resourceOf(teamID, channelID string) string {
 	return "/teams/" + url.PathEscape(teamID) + "/channels/" + url.PathEscape(channelID) + "/messages"

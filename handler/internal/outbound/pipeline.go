@@ -96,6 +96,8 @@ type TeamsConfig struct {
 	// FallbackServiceURL is the Bot Connector address for people known only through a Graph
 	// installation (no activity has told their regional one yet).
 	FallbackServiceURL string
+	// Gate, when set, spaces this instance's calls to a tenant in real time (see Gate).
+	Gate *Gate
 }
 
 // Config wires a Pipeline.

@@ -138,6 +138,9 @@ func (p *Pipeline) deliverTeams(ctx context.Context, org tablestore.Org, job Job
 		if ref.UserID != "" && ref.ServiceURL != "" && p.cfg.Teams.Bot.Trusted(ref.ServiceURL) {
 			// Known to the bot (from a team), without a 1:1 yet: create it. That call takes this
 			// slot of the tenant's pace; the message goes at the next one.
+			if _, err := p.cfg.Teams.Gate.Wait(ctx, b.Tenant); err != nil {
+				return err
+			}
 			id, err := p.cfg.Teams.Bot.CreateConversation(ctx, ref.ServiceURL, b.Tenant, ref.UserID)
 			if err != nil {
 				return p.teamsFailed(ctx, org, b, d, etag, err)
@@ -179,6 +182,13 @@ func (p *Pipeline) postTeams(ctx context.Context, org tablestore.Org, b Batch, d
 	if d.Attempts >= maxAttempts {
 		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The message could not be sent in %d tries; the last error is shown. Send it again once the cause is fixed.", d.Attempts), d.Detail)
 	}
+	if ok, err := p.cfg.Teams.Gate.Wait(ctx, b.Tenant); err != nil {
+		return err
+	} else if !ok {
+		d.ConvPaced = true // the conversation's slot is kept; a later tenant slot is taken
+		return p.putOff(ctx, org, b, d, etag, now, true, d.Reason, d.Hint, d.Detail)
+	}
+	now = p.now()
 	d.Attempts++
 	d.Status, d.SendingSince, d.ConvPaced, d.ConversationID, d.UpdatedAt = Sending, now, false, ref.ConversationID, now
 	etag, err := p.store.updateDelivery(ctx, org, d, etag)

@@ -1,6 +1,7 @@
 package outbound_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -263,5 +264,44 @@ func TestTeamsWorkerStoppedMidSend(t *testing.T) {
 	rows := r.rows(t, rec.Batch.ID)
 	if rows[0].Status != outbound.Sent || !rows[0].Resent || len(r.posted(t, oid)) != 1 {
 		t.Fatalf("after a stopped worker: %+v, posted %d", rows[0], len(r.posted(t, oid)))
+	}
+}
+
+// TestGateSpacesCalls: calls to one tenant through the gate are at least an interval apart,
+// another tenant's are not held up, and a backlog past the bound is refused, not slept on.
+func TestGateSpacesCalls(t *testing.T) {
+	g := outbound.NewGate(1000) // ~1.05 ms apart
+	var last time.Time
+	for i := range 5 {
+		ok, err := g.Wait(t.Context(), "a")
+		if err != nil || !ok {
+			t.Fatalf("call %d: %v %v", i, ok, err)
+		}
+		now := time.Now()
+		if i > 0 && now.Sub(last) < time.Millisecond {
+			t.Errorf("call %d came %v after the one before", i, now.Sub(last))
+		}
+		last = now
+	}
+	slow := outbound.NewGate(1) // ~1.05 s apart: the fourth call would wait over 3 s
+	for i, want := range []bool{true, true, true, false} {
+		if i == 0 {
+			if ok, _ := slow.Wait(t.Context(), "b"); !ok {
+				t.Fatal("the first call was refused")
+			}
+			continue
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // a call that would wait returns at once with the context's error
+		ok, err := slow.Wait(ctx, "b")
+		if want && (ok || err == nil) {
+			t.Errorf("call %d: %v %v, want a wait cut short by the context", i, ok, err)
+		}
+		if !want && (ok || err != nil) {
+			t.Errorf("call %d: %v %v, want refused without waiting", i, ok, err)
+		}
+	}
+	if ok, err := slow.Wait(t.Context(), "c"); !ok || err != nil {
+		t.Errorf("another tenant: %v %v", ok, err)
 	}
 }
