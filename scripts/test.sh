@@ -17,3 +17,19 @@ say "go vet"
 go vet ./...
 say "go test"
 go test -count=1 -timeout 15m "${pkgs[@]}"
+if [ $# -eq 0 ]; then
+  # The fuzz targets of what parses input from outside (notifications, encrypted content,
+  # certificates, message HTML, keywords, host payloads, signed state), briefly: their seed
+  # corpora already ran above as tests; a few seconds of new inputs each catch regressions.
+  say "fuzzing briefly"
+  for target in \
+    ./handler/internal/webhook:FuzzNotifications \
+    ./handler/internal/richnotify:FuzzDecrypt \
+    ./handler/internal/richnotify:FuzzParsePEM \
+    ./handler/internal/htmltext:FuzzText \
+    ./handler/internal/keywords:FuzzMatch \
+    ./handler/internal/invoke:FuzzDecode \
+    ./handler/internal/signer:FuzzVerify; do
+    go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-4s}" -fuzzminimizetime 2s "${target%%:*}"
+  done
+fi
