@@ -4,7 +4,7 @@
 #   scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
 #   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]
-#   scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--out FILE]
+#   scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]
 #
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
@@ -21,7 +21,7 @@ usage() {
   echo "usage: scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
   echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
   echo "       scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]" >&2
-  echo "       scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--out FILE]" >&2
+  echo "       scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]" >&2
   exit 2
 }
 

@@ -34,10 +34,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +49,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/devhost"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/subscriptions"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/webhook"
@@ -82,7 +85,7 @@ type WebhookResult struct {
 
 type webhookOptions struct {
 	target
-	root, handler                    string
+	root, handler, cpuProfile, route string
 	rate, seconds, perRequest, nsubs int
 	warmup                           int
 }
@@ -96,10 +99,12 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.StringVar(&o.root, "root", ".", "repository root (host.json, functions/)")
 	fs.StringVar(&o.handler, "handler", "", "prebuilt handler binary (default: build ./handler into a temporary directory)")
+	fs.StringVar(&o.route, "route", "devhost", "devhost: the handler binary behind the host stand-in, as Graph reaches it; inprocess: the webhook's Handler alone on a loopback HTTP server in this process, publishing to an in-memory queue")
 	fs.IntVar(&o.rate, "rate", 0, "requests per second (required)")
 	fs.IntVar(&o.seconds, "seconds", 10, "measured seconds")
 	fs.IntVar(&o.perRequest, "per-request", 1, "notifications per request")
 	fs.IntVar(&o.nsubs, "subscriptions", 20, "monitored channels (subscriptions) the notifications are spread over")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the load, the host stand-in and its queues) during the measured period")
 	fs.IntVar(&o.warmup, "warmup", 0, "warm-up requests before the measured period (default: one per subscription)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -109,6 +114,9 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if o.rate <= 0 || o.seconds <= 0 || o.perRequest <= 0 || o.perRequest > 1000 || o.nsubs <= 0 || o.warmup < 0 {
 		return fmt.Errorf("%w: -rate is required; -rate, -seconds, -subscriptions positive; -per-request 1..1000", errUsage)
+	}
+	if o.route != "devhost" && o.route != "inprocess" {
+		return fmt.Errorf("%w: -route is devhost or inprocess", errUsage)
 	}
 	if o.tables == "" {
 		return fmt.Errorf("%w: -tables (or AZURITE_TABLES_CONNECTION) is required", errUsage)
@@ -127,7 +135,7 @@ type sentNote struct{ sub, resource string }
 
 func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) {
 	res := WebhookResult{Bench: "webhook", Rate: o.rate, Seconds: o.seconds, PerRequest: o.perRequest, Subscriptions: o.nsubs,
-		Route: "devhost", NumCPU: runtime.NumCPU(), Statuses: map[string]int{}}
+		Route: o.route, NumCPU: runtime.NumCPU(), Statuses: map[string]int{}}
 	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
 	work, err := os.MkdirTemp("", "bench-webhook-")
 	if err != nil {
@@ -142,14 +150,16 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 		return res, err
 	}
 	handlerPath := o.handler
-	if handlerPath == "" {
+	if handlerPath == "" && o.route == "devhost" {
 		logf("building ./handler")
 		if handlerPath, err = devhost.BuildHandler(ctx, o.root, work, o.stderr); err != nil {
 			return res, err
 		}
 	}
-	if handlerPath, err = filepath.Abs(handlerPath); err != nil {
-		return res, err
+	if handlerPath != "" {
+		if handlerPath, err = filepath.Abs(handlerPath); err != nil {
+			return res, err
+		}
 	}
 
 	// Subscriptions, as monitoring stores them, in this run's tables.
@@ -183,40 +193,105 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 		subs[i] = s
 	}
 
-	host, err := devhost.New(devhost.Config{
-		Root: appRoot, HandlerPath: handlerPath, Env: os.Environ(),
-		Settings: map[string]string{
-			"FUNCTIONS_WORKER_RUNTIME": "custom",
-			"TablesConnection":         o.tables,
-			"TABLE_PREFIX":             prefix,
-			"ServiceBusConnection":     "devhost",
-			// Nothing below is called by the webhook; the handler needs them to start.
-			"M365_CLIENT_ID":          "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
-			"M365_CLIENT_SECRET":      "unused",
-			"GRAPH_BASE_URL":          "https://127.0.0.1:9/v1.0",
-			"AZURE_AUTHORITY_HOST":    "https://127.0.0.1:9/",
-			"BOT_APP_ID":              "6d7e8f90-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
-			"BOT_APP_SECRET":          "unused",
-			"BOT_TENANT_ID":           "2f3e4d5c-6b7a-4980-9a1b-2c3d4e5f6a7b",
-			"BOT_OPENID_METADATA_URL": "https://127.0.0.1:9/openid",
-			"PUBLIC_BASE_URL":         "https://leap-func.example.net",
-			"LEAP_APP_URL":            "https://leap.example.net/settings/integrations",
-			"STATE_SIGNING_KEY":       stateKey,
-			"DEVHOST_FUNCTION_KEY":    randomKey(),
-		},
-		Logger: slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Stderr: o.stderr, // the handler's warnings and errors (stdout, its info log, is dropped)
-	})
-	if err != nil {
-		return res, err
+	var (
+		endpoint  string
+		drain     func() ([][]byte, error) // every message on channel-events, once the load is over
+		inProcess *queuetest.Queue
+		closeHost func()
+	)
+	defer func() {
+		if closeHost != nil {
+			closeHost()
+		}
+	}()
+	startDevhost := func() error {
+		var host *devhost.Host
+		host, err = devhost.New(devhost.Config{
+			Root: appRoot, HandlerPath: handlerPath, Env: os.Environ(),
+			Settings: map[string]string{
+				"FUNCTIONS_WORKER_RUNTIME": "custom",
+				"TablesConnection":         o.tables,
+				"TABLE_PREFIX":             prefix,
+				"ServiceBusConnection":     "devhost",
+				// Nothing below is called by the webhook; the handler needs them to start.
+				"M365_CLIENT_ID":          "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+				"M365_CLIENT_SECRET":      "unused",
+				"GRAPH_BASE_URL":          "https://127.0.0.1:9/v1.0",
+				"AZURE_AUTHORITY_HOST":    "https://127.0.0.1:9/",
+				"BOT_APP_ID":              "6d7e8f90-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
+				"BOT_APP_SECRET":          "unused",
+				"BOT_TENANT_ID":           "2f3e4d5c-6b7a-4980-9a1b-2c3d4e5f6a7b",
+				"BOT_OPENID_METADATA_URL": "https://127.0.0.1:9/openid",
+				"PUBLIC_BASE_URL":         "https://leap-func.example.net",
+				"LEAP_APP_URL":            "https://leap.example.net/settings/integrations",
+				"STATE_SIGNING_KEY":       stateKey,
+				"DEVHOST_FUNCTION_KEY":    randomKey(),
+			},
+			Logger: slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Stderr: o.stderr, // the handler's warnings and errors (stdout, its info log, is dropped)
+		})
+		if err != nil {
+			return err
+		}
+		if err := host.Start(ctx); err != nil {
+			return err
+		}
+		closeHost = func() { host.Close() }
+		go host.Serve(ctx)
+		endpoint = host.URL() + "/api/graph/notifications?org=" + org
+		logf("handler behind the host stand-in at %s; %d subscriptions in tables %s*", host.URL(), o.nsubs, prefix)
+		drain = func() ([][]byte, error) {
+			var out [][]byte
+			for {
+				rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				d, err := host.Queues().Receive(rctx, queue.ChannelEvents)
+				rcancel()
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					return out, nil
+				}
+				if err != nil {
+					return nil, fmt.Errorf("reading channel-events: %w", err)
+				}
+				out = append(out, d.Body)
+				_ = host.Queues().Complete(d)
+			}
+		}
+		return nil
 	}
-	if err := host.Start(ctx); err != nil {
-		return res, err
+	switch o.route {
+	case "devhost":
+		if err := startDevhost(); err != nil {
+			return res, err
+		}
+	case "inprocess":
+		// The webhook alone: its Handler on a real HTTP server on loopback, publishing to an
+		// in-memory queue with Service Bus semantics, subscriptions still in Azurite.
+		inProcess = &queuetest.Queue{}
+		states, _ := subscriptions.NewClientStates([]byte(stateKey))
+		hooks := webhook.New(webhook.Config{Subscriptions: subStore, States: states, Queue: inProcess,
+			Logger: slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		mux := http.NewServeMux()
+		mux.Handle("POST /api/graph/notifications", hooks.Notifications())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return res, err
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		endpoint = "http://" + ln.Addr().String() + "/api/graph/notifications?org=" + org
+		drain = func() ([][]byte, error) {
+			var out [][]byte
+			for _, m := range inProcess.Published() {
+				if m.Queue != queue.ChannelEvents {
+					return nil, fmt.Errorf("a message on %s", m.Queue)
+				}
+				out = append(out, m.Body)
+			}
+			return out, nil
+		}
+		logf("webhook handler in process at %s; %d subscriptions in tables %s*", ln.Addr(), o.nsubs, prefix)
 	}
-	defer host.Close()
-	go host.Serve(ctx)
-	endpoint := host.URL() + "/api/graph/notifications?org=" + org
-	logf("handler behind the host stand-in at %s; %d subscriptions in tables %s*", host.URL(), o.nsubs, prefix)
 
 	// Graph keeps connections to the endpoint open; so does this client.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096,
@@ -296,6 +371,17 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 	}
 	samples := make([]sample, n)
 	logf("sending %d requests at %d/s for %ds (%d notification(s) each)", n, o.rate, o.seconds, o.perRequest)
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return res, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return res, err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	interval := time.Second / time.Duration(o.rate)
@@ -349,27 +435,21 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 	// What reached channel-events: read every message back (the worker is disabled, so they are
 	// all there) and match them to the acknowledged notifications.
 	onQueue := map[sentNote]int{}
-	for {
-		rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		d, err := host.Queues().Receive(rctx, queue.ChannelEvents)
-		rcancel()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			break
-		}
-		if err != nil {
-			return res, fmt.Errorf("reading channel-events: %w", err)
-		}
+	queued, err := drain()
+	if err != nil {
+		return res, err
+	}
+	for _, body := range queued {
 		var ev webhook.Event
 		var nt struct {
 			SubscriptionID string `json:"subscriptionId"`
 			Resource       string `json:"resource"`
 		}
-		if json.Unmarshal(d.Body, &ev) != nil || json.Unmarshal(ev.Notification, &nt) != nil || ev.Org != org {
-			return res, fmt.Errorf("channel-events holds a message that is not a notification of org %s: %s", org, d.Body)
+		if json.Unmarshal(body, &ev) != nil || json.Unmarshal(ev.Notification, &nt) != nil || ev.Org != org {
+			return res, fmt.Errorf("channel-events holds a message that is not a notification of org %s: %s", org, body)
 		}
 		onQueue[sentNote{nt.SubscriptionID, nt.Resource}]++
 		res.OnQueue++
-		_ = host.Queues().Complete(d)
 	}
 	for _, a := range acked {
 		switch c := onQueue[a]; {

@@ -16,10 +16,16 @@ import (
 // host stand-in and Azurite: every request is acknowledged and every notification reaches
 // channel-events once. It asserts behaviour, never timing.
 func TestWebhookBenchEndToEnd(t *testing.T) {
+	for _, route := range []string{"devhost", "inprocess"} {
+		t.Run(route, func(t *testing.T) { webhookBenchEndToEnd(t, route) })
+	}
+}
+
+func webhookBenchEndToEnd(t *testing.T, route string) {
 	conn := azuritetest.Start(t)
 	outFile := filepath.Join(t.TempDir(), "webhook.json")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-root", "../../..", "-rate", "40", "-seconds", "1", "-per-request", "3", "-subscriptions", "4", "-tables", conn, "-out", outFile}
+	args := []string{"-root", "../../..", "-route", route, "-rate", "40", "-seconds", "1", "-per-request", "3", "-subscriptions", "4", "-tables", conn, "-out", outFile}
 	if err := runWebhook(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -35,6 +41,9 @@ func TestWebhookBenchEndToEnd(t *testing.T) {
 	}
 	num := func(k string) float64 { f, _ := got[k].(float64); return f }
 	// 40 requests of 3 notifications, plus 4 warm-up requests.
+	if got["route"] != route {
+		t.Errorf("route %v, want %s", got["route"], route)
+	}
 	if got["bench"] != "webhook" || num("rate") != 40 || num("accepted") != 120 || num("requests") != 40 {
 		t.Errorf("bench/rate/accepted/requests = %v/%v/%v/%v", got["bench"], got["rate"], got["accepted"], got["requests"])
 	}
@@ -57,7 +66,7 @@ func TestWebhookBenchEndToEnd(t *testing.T) {
 
 func TestWebhookBenchUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
-	for _, args := range [][]string{{"-nope"}, {"-tables", "x"}, {"-rate", "10", "-seconds", "0", "-tables", "x"}, {"-rate", "10", "-per-request", "0", "-tables", "x"}} {
+	for _, args := range [][]string{{"-nope"}, {"-tables", "x"}, {"-rate", "10", "-seconds", "0", "-tables", "x"}, {"-rate", "10", "-per-request", "0", "-tables", "x"}, {"-rate", "10", "-route", "azure", "-tables", "x"}} {
 		if err := runWebhook(t.Context(), args, &out, &errOut); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want a usage error", args, err)
 		}
