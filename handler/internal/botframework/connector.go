@@ -192,6 +192,16 @@ func (c *Client) Update(ctx context.Context, serviceURL, conversationID, activit
 
 // do sends one Bot Connector request with the bot's token, retried once with a fresh token
 // after a 401, and decodes a 2xx JSON answer into out.
+// Ready gets the bot's token now (it is cached): a sender paced in real time asks for it
+// before taking its turn, so the first calls of a batch do not all wait for the token and then
+// go together.
+func (c *Client) Ready(ctx context.Context) error {
+	if _, err := c.credential().GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}}); err != nil {
+		return tokenError(ctx, err)
+	}
+	return nil
+}
+
 func (c *Client) do(ctx context.Context, method, serviceURL, path string, body, out any) error {
 	if !c.Trusted(serviceURL) {
 		return &errkind.Error{Kind: errkind.Invalid, Service: service, Message: "the service URL is not a trusted Bot Connector host; the bot's token is not sent there"}

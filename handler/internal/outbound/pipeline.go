@@ -77,6 +77,8 @@ type (
 		CreateConversation(ctx context.Context, serviceURL, tenantID, userID string) (string, error)
 		SendCard(ctx context.Context, serviceURL, conversationID, summary string, card cards.Card) (string, error)
 		Trusted(serviceURL string) bool
+		// Ready gets the bot's token ahead of a paced call.
+		Ready(ctx context.Context) error
 	}
 	// teamsInstaller installs our Teams app for a person through Graph.
 	teamsInstaller interface {

@@ -182,6 +182,16 @@ func (p *Pipeline) postTeams(ctx context.Context, org tablestore.Org, b Batch, d
 	if d.Attempts >= maxAttempts {
 		return p.fail(ctx, org, d, etag, ReasonGaveUp, fmt.Sprintf("The message could not be sent in %d tries; the last error is shown. Send it again once the cause is fixed.", d.Attempts), d.Detail)
 	}
+	if err := p.cfg.Teams.Bot.Ready(ctx); err != nil {
+		// Nothing was sent: the bot's own token could not be had.
+		switch k := errkind.Of(err); {
+		case k == errkind.Unauthorized || k == errkind.Invalid || k == errkind.Forbidden:
+			return p.putOff(ctx, org, b, d, etag, now.Add(reauthWait), true, ReasonBotAuth, "The bot's token could not be had (BOT_APP_ID / BOT_APP_SECRET / BOT_TENANT_ID): fix the bot registration's secret; the message waits.", err.Error())
+		case k.Transient():
+			return p.putOff(ctx, org, b, d, etag, now.Add(errkind.Backoff(d.Attempts, 2*time.Second, 5*time.Minute, rand.N[time.Duration])), true, ReasonUnavailable, "The bot's token service did not answer; the message goes again.", err.Error())
+		}
+		return err
+	}
 	if ok, err := p.cfg.Teams.Gate.Wait(ctx, b.Tenant); err != nil {
 		return err
 	} else if !ok {
