@@ -13,8 +13,9 @@ package main
 // clientState. Each notification is unique (its own message id).
 //
 // It measures:
-//   - p50_ms / p99_ms (and max_ms): from the moment a request is sent to its answer's headers;
-//     sched_p99_ms from the moment it was due (client-side lag included).
+//   - p50_ms / p99_ms (and max_ms): from the moment a request is sent to its answer's headers,
+//     over the requests answered 202 (when failed > 0 the figures leave those out: read them
+//     together); sched_p99_ms from the moment it was due (client-side lag included).
 //   - accepted: notifications answered 202 during the measured period.
 //   - lost: notifications answered 202 (warm-up included) whose message is not on
 //     channel-events after the run. The host's ChannelEventWorker is disabled for the run (a
@@ -23,6 +24,12 @@ package main
 //     them to the notifications by subscription and resource. duplicated: notifications found
 //     there more than once.
 //   - failed: requests answered anything but 202, or not answered within 10 s (Graph's limit).
+//     A request given up on may still have been enqueued (on_channel_events > accepted): Graph
+//     would deliver it again and duplicate detection would drop the copy.
+//
+// -route inprocess measures the webhook's Handler alone: on a loopback HTTP server in this
+// process, publishing to an in-memory queue with Service Bus semantics (queuetest), the
+// subscriptions still in Azurite — no host proxy, no handler process, no queue over HTTP.
 
 import (
 	"context"
