@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/monitoring"
 	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -62,17 +61,7 @@ func (s *Server) putMonitoring(w http.ResponseWriter, r *http.Request, org table
 	case err != nil && rep.Failed > 0:
 		// Saved; some subscriptions failed and say why in the view.
 	case err != nil:
-		switch errkind.Of(err) {
-		case errkind.Throttled, errkind.Unavailable:
-			return entraUnavailable
-		case errkind.Unauthorized:
-			return problemError{problem.New(http.StatusConflict, problem.NotConnected, "Microsoft refused the app's token: the Microsoft 365 connection needs re-authorization")}
-		case errkind.Forbidden:
-			p := problem.New(http.StatusConflict, problem.NotReady, "the tenant has not granted the permission to read the channels: Channel.ReadBasic.All")
-			p.MissingPermissions = []string{"Channel.ReadBasic.All"}
-			return problemError{p}
-		}
-		return err
+		return channelsProblem(err, "the channels")
 	}
 	v, newETag, err := s.d.Monitoring.View(ctx, org)
 	if err != nil {

@@ -76,13 +76,19 @@ func teamsProblem(err error) error {
 		p.MissingPermissions = missing
 		return problemError{p}
 	}
+	return channelsProblem(err, "the default channels")
+}
+
+// channelsProblem explains a Graph failure while checking channels (for the default channels
+// or the monitored ones).
+func channelsProblem(err error, what string) error {
 	switch errkind.Of(err) {
 	case errkind.Throttled, errkind.Unavailable:
 		return entraUnavailable
 	case errkind.Unauthorized:
 		return problemError{problem.New(http.StatusConflict, problem.NotConnected, "Microsoft refused the app's token: the Microsoft 365 connection needs re-authorization")}
 	case errkind.Forbidden:
-		p := problem.New(http.StatusConflict, problem.NotReady, "the tenant has not granted the permission to read the default channels: Channel.ReadBasic.All")
+		p := problem.New(http.StatusConflict, problem.NotReady, "the tenant has not granted the permission to read "+what+": Channel.ReadBasic.All")
 		p.MissingPermissions = []string{"Channel.ReadBasic.All"}
 		return problemError{p}
 	}

@@ -114,7 +114,7 @@ func (v *Validator) Validate(ctx context.Context, authorization string, a Activi
 		jwt.WithExpirationRequired(),
 	)
 	if err != nil {
-		return unauthorized(describeJWTError(err), err)
+		return unauthorized(jwks.Describe(err), err)
 	}
 	if v.cfg.AppID == "" { // jwt.WithAudience("") would accept any audience
 		return unauthorized("no bot app id configured", nil)
@@ -127,29 +127,6 @@ func (v *Validator) Validate(ctx context.Context, authorization string, a Activi
 		return unauthorized("the token's serviceurl claim does not match the activity's serviceUrl", nil)
 	}
 	return nil
-}
-
-// describeJWTError names the failed check without quoting the token.
-func describeJWTError(err error) string {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "malformed token"
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "token cannot be verified (unknown or unavailable signing key)"
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "invalid token signature or algorithm"
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return "wrong token issuer"
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "wrong token audience"
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return "token expired"
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "token not valid yet"
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "token lacks a required claim"
-	}
-	return "invalid token"
 }
 
 // fetchKeys reads the metadata's jwks_uri and the RSA signing keys there.

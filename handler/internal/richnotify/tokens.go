@@ -105,7 +105,7 @@ func (v *TokenValidator) Validate(ctx context.Context, token, tenantID string) e
 		jwt.WithExpirationRequired(),
 	)
 	if err != nil {
-		return tokenError(describeJWTError(err), err)
+		return tokenError(jwks.Describe(err), err)
 	}
 	tid, _ := claims["tid"].(string)
 	if tid == "" || !strings.EqualFold(tid, tenantID) {
@@ -124,25 +124,4 @@ func (v *TokenValidator) Validate(ctx context.Context, token, tenantID string) e
 		return tokenError("not issued for Microsoft Graph change notifications (azp/appid)", nil)
 	}
 	return nil
-}
-
-// describeJWTError names the failed check without quoting the token.
-func describeJWTError(err error) string {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "malformed token"
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "token cannot be verified (unknown or unavailable signing key)"
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "invalid token signature or algorithm"
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "wrong token audience"
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return "token expired"
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "token not valid yet"
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "token lacks a required claim"
-	}
-	return "invalid token"
 }
