@@ -30,7 +30,10 @@ func NewDevHost(base string, hc *http.Client) (*DevHost, error) {
 		return nil, fmt.Errorf("queue: devhost address %q is not an http(s) URL", base)
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		// Connections kept open: the handler publishes from many invocations at once.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
+		hc = &http.Client{Timeout: 30 * time.Second, Transport: t}
 	}
 	return &DevHost{base: u, hc: hc}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,12 @@ func New(cfg Config) *Handler {
 	}
 	return &Handler{cfg: cfg, log: cfg.Logger, cache: map[string]cached{}}
 }
+
+// guid is the shape of a Graph subscription id.
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// maxUnknownPerPost bounds the unknown subscriptions one POST may make us look up.
+const maxUnknownPerPost = 8
 
 // Limits of what Graph sends.
 const (
@@ -154,13 +161,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 	}
 	ctx := r.Context()
 	var msgs []queue.Message
+	looked := map[string]bool{} // subscription ids looked up in this POST
+	unknown := 0
 	tokensGood := h.tokensValid(ctx, env) // checked once per POST, only when resource data came
 	for _, raw := range env.Value {
 		var n notification
-		if json.Unmarshal(raw, &n) != nil || n.SubscriptionID == "" {
+		if json.Unmarshal(raw, &n) != nil || !guid.MatchString(n.SubscriptionID) {
 			h.drop(ctx, org, "", "malformed")
 			continue
 		}
+		if !looked[n.SubscriptionID] && unknown >= maxUnknownPerPost {
+			// Made-up ids cost a table read each: an anonymous POST gets a few, not a thousand.
+			h.drop(ctx, org, n.SubscriptionID, "unknown subscription")
+			continue
+		}
+		looked[n.SubscriptionID] = true
 		sub, ok, err := h.subscription(ctx, org, n.SubscriptionID)
 		if err != nil {
 			// Storage trouble: answer 503 so Graph delivers again — nothing is lost.
@@ -170,6 +185,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 		}
 		switch {
 		case !ok:
+			unknown++
 			h.drop(ctx, org, n.SubscriptionID, "unknown subscription")
 			continue
 		case !h.cfg.States.Valid(org, sub, n.ClientState):
