@@ -105,7 +105,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	teamsPacer, err := pacing.New(store, pacing.Limits{PerMinute: cfg.TeamsTenantRate * 60, DailyRecipients: cfg.TeamsTenantRate * 86_400})
+	teamsPacer, err := pacing.New(store, outbound.TeamsLimits(cfg.TeamsTenantRate))
 	if err != nil {
 		return nil, err
 	}

@@ -273,7 +273,7 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	if err != nil {
 		return res, err
 	}
-	teamsPacer, err := pacing.New(store, pacing.Limits{PerMinute: o.rate * 60, DailyRecipients: o.rate * 86_400})
+	teamsPacer, err := pacing.New(store, outbound.TeamsLimits(o.rate))
 	if err != nil {
 		return res, err
 	}

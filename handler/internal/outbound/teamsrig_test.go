@@ -60,7 +60,7 @@ func (r *rig) wireTeams(t *testing.T, rate int) outbound.TeamsConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pacer, err := pacing.New(r.env.Store, pacing.Limits{PerMinute: rate * 60, DailyRecipients: rate * 86_400})
+	pacer, err := pacing.New(r.env.Store, outbound.TeamsLimits(rate))
 	if err != nil {
 		t.Fatal(err)
 	}
