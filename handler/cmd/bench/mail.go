@@ -227,19 +227,15 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 		logf("%5.1fs %d mails accepted by the simulated tenant (worker errors %d)", time.Since(sendStart).Seconds(), st.Accepted, failures.Load())
 		if int(st.Accepted) >= rec.Batch.Recipients || time.Since(lastScan) > time.Minute {
 			lastScan = time.Now()
-			b, _, err := p.Store().Batch(ctx, orgKey, rec.Batch.ID)
-			if err == nil {
-				prog, err = p.Progress(ctx, orgKey, b)
-			}
-			if err != nil {
+			var done bool
+			var err error
+			if prog, done, err = batchProgress(ctx, p, orgKey, rec.Batch.ID, logf); err != nil {
 				stopWorkers()
 				return res, err
 			}
-			if prog.Counts[outbound.Scheduled]+prog.Counts[outbound.Queued]+prog.Counts[outbound.Sending] == 0 {
+			if done {
 				break
 			}
-			logf("batch: sent %d, queued %d, scheduled %d, failed %d", prog.Counts[outbound.Sent], prog.Counts[outbound.Queued],
-				prog.Counts[outbound.Scheduled], prog.Counts[outbound.Failed])
 		}
 		select {
 		case <-ctx.Done():
@@ -406,4 +402,23 @@ func simAdmin(ctx context.Context, hc *http.Client, method, url string, in, out 
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// batchProgress reads a batch's counts (one scan of its rows), logs them, and says whether
+// every delivery is final.
+func batchProgress(ctx context.Context, p *outbound.Pipeline, org tablestore.Org, id string, logf func(string, ...any)) (outbound.Progress, bool, error) {
+	b, _, err := p.Store().Batch(ctx, org, id)
+	if err != nil {
+		return outbound.Progress{}, false, err
+	}
+	prog, err := p.Progress(ctx, org, b)
+	if err != nil {
+		return prog, false, err
+	}
+	if prog.Counts[outbound.Scheduled]+prog.Counts[outbound.Queued]+prog.Counts[outbound.Sending] == 0 {
+		return prog, true, nil
+	}
+	logf("batch: sent %d, queued %d, scheduled %d, failed %d", prog.Counts[outbound.Sent], prog.Counts[outbound.Queued],
+		prog.Counts[outbound.Scheduled], prog.Counts[outbound.Failed])
+	return prog, false, nil
 }

@@ -332,7 +332,6 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	// recipient has a post, or when the count stops moving (deliveries failing): a scan of
 	// 10 000 rows holds this machine's one Azurite process for most of a second, and posts
 	// delayed that long go out together with the next ones — over Teams' per-second limit.
-	var prog outbound.Progress
 	lastSent, lastMove := int64(-1), time.Now()
 	for {
 		var st struct {
@@ -349,19 +348,15 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 		}
 		if int(st.Sent) >= rec.Batch.Recipients || time.Since(lastMove) > 30*time.Second {
 			lastMove = time.Now()
-			b, _, err := p.Store().Batch(ctx, orgKey, rec.Batch.ID)
-			if err == nil {
-				prog, err = p.Progress(ctx, orgKey, b)
-			}
-			if err != nil {
+			var done bool
+			var err error
+			if _, done, err = batchProgress(ctx, p, orgKey, rec.Batch.ID, logf); err != nil {
 				stopWorkers()
 				return res, err
 			}
-			if prog.Counts[outbound.Scheduled]+prog.Counts[outbound.Queued]+prog.Counts[outbound.Sending] == 0 {
+			if done {
 				break
 			}
-			logf("batch: sent %d, queued %d, scheduled %d, failed %d", prog.Counts[outbound.Sent], prog.Counts[outbound.Queued],
-				prog.Counts[outbound.Scheduled], prog.Counts[outbound.Failed])
 		}
 		select {
 		case <-ctx.Done():
