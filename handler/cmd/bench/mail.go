@@ -190,27 +190,9 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 
 	// Workers: receive, invoke MailSender, settle — the Functions host's part.
 	sendStart := time.Now()
-	wctx, stopWorkers := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var failures atomic.Int64
-	for range o.workers {
-		wg.Go(func() {
-			for {
-				d, err := queues.Receive(wctx, queue.OutboundMail)
-				if err != nil {
-					return
-				}
-				if err := p.HandleMail(wctx, d.Body, d.DeliveryCount); err != nil {
-					if failures.Add(1) <= 5 && wctx.Err() == nil {
-						logf("MailSender failed (redelivered): %v", err)
-					}
-					_ = queues.Abandon(d, err.Error())
-					continue
-				}
-				_ = queues.Complete(d)
-			}
-		})
-	}
+	w := startWorkers(ctx, queues, logf)
+	stopWorkers, failures := w.stop, &w.failures
+	w.run(queue.OutboundMail, "MailSender", o.workers, p.HandleMail)
 	// Watch the simulated tenant's count (cheap) rather than scanning the batch's rows (at 50 000
 	// rows a scan every few seconds would compete with the workers for Azurite); the batch view
 	// is read at the end, or once a minute in case deliveries fail.
@@ -244,8 +226,7 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	stopWorkers()
-	wg.Wait()
+	w.wait()
 	res.SendS = secs(time.Since(sendStart))
 	res.TableTx = store.Stats().Requests - tx0
 	res.PeakRSSMB = peakRSSMB()
@@ -421,4 +402,48 @@ func batchProgress(ctx context.Context, p *outbound.Pipeline, org tablestore.Org
 	logf("batch: sent %d, queued %d, scheduled %d, failed %d", prog.Counts[outbound.Sent], prog.Counts[outbound.Queued],
 		prog.Counts[outbound.Scheduled], prog.Counts[outbound.Failed])
 	return prog, false, nil
+}
+
+// workers are the Functions host's part in a benchmark: receive a message, invoke the
+// function, settle it (abandoned on failure, so the queue redelivers).
+type workers struct {
+	ctx      context.Context
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	failures atomic.Int64
+	queues   *devhost.Queues
+	logf     func(string, ...any)
+}
+
+func startWorkers(ctx context.Context, queues *devhost.Queues, logf func(string, ...any)) *workers {
+	wctx, stop := context.WithCancel(ctx)
+	return &workers{ctx: wctx, stop: stop, queues: queues, logf: logf}
+}
+
+// run starts n workers of function fn on queue name.
+func (w *workers) run(name, fn string, n int, handle func(context.Context, []byte, int) error) {
+	for range n {
+		w.wg.Go(func() {
+			for {
+				d, err := w.queues.Receive(w.ctx, name)
+				if err != nil {
+					return
+				}
+				if err := handle(w.ctx, d.Body, d.DeliveryCount); err != nil {
+					if w.failures.Add(1) <= 5 && w.ctx.Err() == nil {
+						w.logf("%s failed (redelivered): %v", fn, err)
+					}
+					_ = w.queues.Abandon(d, err.Error())
+					continue
+				}
+				_ = w.queues.Complete(d)
+			}
+		})
+	}
+}
+
+// wait stops the workers and waits for them.
+func (w *workers) wait() {
+	w.stop()
+	w.wg.Wait()
 }

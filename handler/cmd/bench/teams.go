@@ -303,31 +303,10 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	// Workers: receive, invoke the function, settle — the Functions host's part. MailSender
 	// takes the dispatch steps, TeamsSender the deliveries.
 	sendStart := time.Now()
-	wctx, stopWorkers := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	var failures atomic.Int64
-	work := func(name, fn string, n int, handle func(context.Context, []byte, int) error) {
-		for range n {
-			wg.Go(func() {
-				for {
-					d, err := queues.Receive(wctx, name)
-					if err != nil {
-						return
-					}
-					if err := handle(wctx, d.Body, d.DeliveryCount); err != nil {
-						if failures.Add(1) <= 5 && wctx.Err() == nil {
-							logf("%s failed (redelivered): %v", fn, err)
-						}
-						_ = queues.Abandon(d, err.Error())
-						continue
-					}
-					_ = queues.Complete(d)
-				}
-			})
-		}
-	}
-	work(queue.OutboundMail, "MailSender", 2, p.HandleMail)
-	work(queue.OutboundTeams, "TeamsSender", o.workers, p.HandleTeams)
+	w := startWorkers(ctx, queues, logf)
+	stopWorkers, failures := w.stop, &w.failures
+	w.run(queue.OutboundMail, "MailSender", 2, p.HandleMail)
+	w.run(queue.OutboundTeams, "TeamsSender", o.workers, p.HandleTeams)
 	// Watch the simulated tenant's count; the batch's rows are scanned only once every
 	// recipient has a post, or when the count stops moving (deliveries failing): a scan of
 	// 10 000 rows holds this machine's one Azurite process for most of a second, and posts
@@ -365,8 +344,7 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	stopWorkers()
-	wg.Wait()
+	w.wait()
 	res.SendS = secs(time.Since(sendStart))
 	res.TableTx = store.Stats().Requests - tx0
 	res.PeakRSSMB = peakRSSMB()
