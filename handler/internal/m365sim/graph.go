@@ -177,6 +177,7 @@ func (s *Server) runGraphDenied(r *http.Request, perms []string, denied gresp, h
 	if !ok {
 		return errResp(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
 	}
+	s.byTenant[t.id]++
 	if !slices.ContainsFunc(perms, func(p string) bool { return slices.Contains(c.Roles, p) }) {
 		return denied
 	}

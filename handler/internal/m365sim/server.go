@@ -74,6 +74,7 @@ type Server struct {
 	codes     map[string]*authCode       // authorization codes issued by /authorize
 	rules     []*faultRule
 	routes    map[string]int64
+	byTenant  map[string]int64 // authenticated Graph requests per tenant (Stats.GraphByTenant)
 	total     int64
 	faulted   int64
 	offset    time.Duration
@@ -124,6 +125,7 @@ func (s *Server) init() {
 		s.users = map[string]SignedInUser{}
 		s.codes = map[string]*authCode{}
 		s.routes = map[string]int64{}
+		s.byTenant = map[string]int64{}
 		s.mail.init(o.Mail)
 	})
 }
@@ -309,6 +311,10 @@ type Stats struct {
 	Faults    int64            `json:"faults"`    // requests answered by a fault
 	Unhandled int64            `json:"unhandled"` // requests the sim does not implement (501)
 	Routes    map[string]int64 `json:"routes"`
+	// GraphByTenant counts the Graph requests with a valid token per tenant (the token's tid),
+	// also those then refused (403, 400, 404…). Requests answered by an injected fault, or
+	// refused for their token, name no tenant and are not in it.
+	GraphByTenant map[string]int64 `json:"graphByTenant"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -316,7 +322,7 @@ func (s *Server) Stats() Stats {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Total: s.total, Faults: s.faulted, Unhandled: s.unhandled.Load(), Routes: maps.Clone(s.routes)}
+	st := Stats{Total: s.total, Faults: s.faulted, Unhandled: s.unhandled.Load(), Routes: maps.Clone(s.routes), GraphByTenant: maps.Clone(s.byTenant)}
 	for k, v := range s.routes {
 		if graphRoute(k) {
 			st.Graph += v
@@ -343,6 +349,16 @@ func (s *Server) ResetStats() {
 	defer s.mu.Unlock()
 	s.total, s.faulted = 0, 0
 	clear(s.routes)
+	clear(s.byTenant)
+}
+
+// GraphRequests is the number of Graph requests made with a token of the tenant since the last
+// ResetStats (Stats.GraphByTenant): benchmarks divide it by the changes they made.
+func (s *Server) GraphRequests(tenantID string) int64 {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byTenant[strings.ToLower(tenantID)]
 }
 
 // Unhandled is the number of requests the sim did not recognise; tests assert it stays zero.
