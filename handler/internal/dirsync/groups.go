@@ -3,8 +3,8 @@ package dirsync
 import (
 	"context"
 	"errors"
+	"slices"
 
-	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 )
 
@@ -36,9 +36,22 @@ func (s *stepper) syncGroups(ctx context.Context) error {
 }
 
 // mirrorGroups writes each filter group as a stakeholder group with its exact membership and
-// marks it in selected.
+// marks it in selected. Names and members come from the stored closure, which this run's
+// membership phase brought up to date: no Graph request here.
 func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) error {
-	if err := s.loadScope(ctx); err != nil {
+	st, ok, err := s.closureState(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// The filter was set after this run's membership phase: the next run mirrors it.
+		for _, gid := range s.settings.GroupFilter {
+			selected[stakeholder.SyncedGroupID(gid)] = true
+		}
+		return nil
+	}
+	members, err := s.filterMembers(ctx, st)
+	if err != nil {
 		return err
 	}
 	ix, err := s.e.stakeholders.LoadIndex(ctx, s.org) // after this run's writes
@@ -48,17 +61,14 @@ func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) er
 	for _, gid := range s.settings.GroupFilter {
 		id := stakeholder.SyncedGroupID(gid)
 		selected[id] = true
-		g, err := s.e.cfg.Directory.Group(ctx, s.tenant, gid)
-		if entra.KindOf(err) == entra.KindNotFound {
+		g, found := st.Groups[gid]
+		if !found || slices.Contains(st.Missing, gid) {
 			if err := s.retireGroup(ctx, id); err != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		ids := stakeholdersOf(&ix, s.members[gid])
+		ids := stakeholdersOf(&ix, members[gid])
 		added, removed, err := s.e.groups.SetMembers(ctx, s.org, id, ids, stakeholder.Entra, s.now)
 		if err != nil {
 			return err
@@ -66,13 +76,31 @@ func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) er
 		s.run.MembersAdded += added
 		s.run.MembersRemoved += removed
 		s.run.GroupsSynced++
-		grp := stakeholder.Group{ID: id, Name: g.DisplayName, Description: g.Description, Type: s.settings.GroupType,
+		grp := stakeholder.Group{ID: id, Name: g.Name, Description: g.Description, Type: s.settings.GroupType,
 			Source: stakeholder.Entra, ExternalID: gid, Active: true, Members: len(ids), UpdatedAt: s.now}
 		if err := s.e.groups.Put(ctx, s.org, grp); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// filterMembers reads each filter group's users (nested included) from the closure, in one pass
+// over its rows: a user's rows come together, each naming a group it is directly in.
+func (s *stepper) filterMembers(ctx context.Context, st *scopeState) (map[string][]string, error) {
+	up := reach(st.Groups, st.Filter)
+	out := map[string][]string{}
+	last := map[string]string{} // filter group → the last user added, as one user may reach it twice
+	err := s.e.closureOf(s.org).eachMember(ctx, st.Gen, func(r memberRow) error {
+		for _, f := range up[r.Group] {
+			if last[f] != r.User {
+				out[f] = append(out[f], r.User)
+				last[f] = r.User
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // retireGroup empties a synced group and marks it inactive; its history stays.

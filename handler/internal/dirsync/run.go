@@ -32,12 +32,14 @@ const (
 
 // Phases of a run, in order.
 const (
+	PhaseMembership  = "membership" // the group filter's stored closure follows groups/delta (membership.go)
 	PhaseUsers       = "users"
 	PhaseScope       = "scope"
 	PhaseUnseen      = "unseen"
 	PhaseGuard       = "guard"
 	PhaseDeprovision = "deprovision"
 	PhaseGroups      = "groups"
+	PhaseScopeMarks  = "scopemarks" // the closure's marks are acted on: cleared (scope.go)
 )
 
 // Run is one sync run: its checkpoint and its counts. Stored in table "syncruns", keyed by ID,

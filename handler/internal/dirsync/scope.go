@@ -2,46 +2,66 @@ package dirsync
 
 import (
 	"context"
-	"slices"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 )
 
-// loadScope computes, once per step, which users the group filter lets in: every user in a
-// selected group, nested groups included. Without a filter every user is in scope.
-func (s *stepper) loadScope(ctx context.Context) error {
-	if len(s.settings.GroupFilter) == 0 || s.allowed != nil {
+// closureState returns the stored closure's state, read once per step. ok is false without a
+// filter, or when the filter was set after this run's membership phase: the run then treats
+// every user as in scope, as it started out, and the next run builds the closure and compares
+// every stakeholder with it.
+func (s *stepper) closureState(ctx context.Context) (st *scopeState, ok bool, err error) {
+	if len(s.settings.GroupFilter) == 0 {
+		return nil, false, nil
+	}
+	if s.scopeSt == nil {
+		cur, err := s.e.closureOf(s.org).state(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		s.scopeSt = &cur
+	}
+	return s.scopeSt, s.scopeSt.Gen > 0, nil
+}
+
+// loadScope sets allowed for a page of users: which of them the group filter lets in (nil: all).
+// A full round, which reads every user, loads the whole scope once per step; a delta round reads
+// the scope of its page's users only, so its cost follows the changes.
+func (s *stepper) loadScope(ctx context.Context, users []entra.User) error {
+	st, ok, err := s.closureState(ctx)
+	if err != nil || !ok {
+		s.allowed = nil
+		return err
+	}
+	c := s.e.closureOf(s.org)
+	if s.run.Kind == "full" {
+		if s.scopeAll == nil {
+			if s.scopeAll, err = c.inScopeSet(ctx, st.Gen); err != nil {
+				return err
+			}
+		}
+		s.allowed = s.scopeAll
 		return nil
 	}
-	s.allowed, s.members = map[string]bool{}, map[string][]string{}
-	for _, gid := range s.settings.GroupFilter {
-		ids, err := s.e.cfg.Directory.TransitiveUserIDs(ctx, s.tenant, gid)
-		if entra.KindOf(err) == entra.KindNotFound {
-			// Every step loads the scope again: report the group once per run.
-			if !slices.ContainsFunc(s.run.Errors, func(e RunError) bool { return e.Code == "group_not_found" && e.Object == gid }) {
-				s.run.addError(RunError{Code: "group_not_found", Object: gid, Detail: "a group of the filter no longer exists in Entra ID",
-					Hint: "Remove it from the group filter in the sync settings."})
-			}
-			s.members[gid] = nil
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		s.members[gid] = ids
-		for _, id := range ids {
-			s.allowed[id] = true
+	ids := make([]string, 0, len(users))
+	for _, u := range users {
+		if u.Removed == entra.NotRemoved {
+			ids = append(ids, u.ID)
 		}
 	}
-	return nil
+	s.allowed, err = c.inScope(ctx, st.Gen, ids)
+	return err
 }
 
 // scope settles users whose scope changed without any change to the user itself: users who
 // left the filter groups are deactivated, users who joined them (or came back) are fetched and
-// merged.
+// merged. After a rebuild of the closure (and in full rounds) every stakeholder is compared with
+// it; otherwise only the users the membership phase marked, so a delta run's cost follows the
+// membership changes.
 func (s *stepper) scope(ctx context.Context) error {
-	if err := s.loadScope(ctx); err != nil {
+	st, ok, err := s.closureState(ctx)
+	if err != nil || !ok {
 		return err
 	}
 	ix, err := s.index(ctx)
@@ -54,10 +74,40 @@ func (s *stepper) scope(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c := s.e.closureOf(s.org)
+	var candidates []string
+	var in map[string]bool
+	if s.run.Kind == "full" || st.FullScan {
+		if in, err = c.inScopeSet(ctx, st.Gen); err != nil {
+			return err
+		}
+		for ext := range ix.ByExternal {
+			candidates = append(candidates, ext)
+		}
+		for id := range in {
+			if _, ok := ix.ByExternal[id]; !ok {
+				candidates = append(candidates, id)
+			}
+		}
+	} else {
+		if candidates, err = c.marks(ctx); err != nil {
+			return err
+		}
+		if in, err = c.inScope(ctx, st.Gen, candidates); err != nil {
+			return err
+		}
+	}
 	var pending []pendingDeactivation
-	for ext, link := range ix.ByExternal {
-		if link.Active && !s.allowed[ext] && !already[link.ID] {
-			pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: ext, Reason: "out_of_filter"})
+	var fetch []string
+	for _, id := range candidates {
+		link, linked := ix.ByExternal[id]
+		switch {
+		case !in[id] && linked && link.Active && !already[link.ID]:
+			pending = append(pending, pendingDeactivation{StakeholderID: link.ID, ExternalID: id, Reason: "out_of_filter"})
+		case in[id] && (!linked || !link.Active && link.Reason == "out_of_filter"):
+			// Not yet known, or inactive only for being out of the filter; inactive for another
+			// reason the users round decides.
+			fetch = append(fetch, id)
 		}
 	}
 	if err := s.addPending(ctx, pending); err != nil {
@@ -68,12 +118,8 @@ func (s *stepper) scope(ctx context.Context) error {
 		// not stakeholders (disabled, invalid) again would only report them twice.
 		return nil
 	}
-	var fetch []entra.User
-	for id := range s.allowed {
-		link, ok := ix.ByExternal[id]
-		if ok && (link.Active || link.Reason != "out_of_filter") {
-			continue // known and in scope, or inactive for another reason the users round decides
-		}
+	var users []entra.User
+	for _, id := range fetch {
 		u, err := s.e.cfg.Directory.User(ctx, s.tenant, id)
 		if entra.KindOf(err) == entra.KindNotFound {
 			continue // deleted meanwhile: the next delta round reports it
@@ -81,16 +127,33 @@ func (s *stepper) scope(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		fetch = append(fetch, u)
+		users = append(users, u)
 	}
-	if len(fetch) == 0 {
+	if len(users) == 0 {
 		return nil
 	}
-	// Users who joined the filter are processed like users/delta entries, and counted so.
-	return s.applyUsers(ctx, fetch)
+	// Users who joined the filter are processed like users/delta entries, and counted so; they
+	// are in scope by construction.
+	s.allowed = nil
+	return s.applyUsers(ctx, users)
 }
 
-// scopeOf maps filter-group members to linked stakeholder ids.
+// clearMarks is the last phase of a real run under a filter: the stakeholders now show every
+// marked change (and, after a rebuild, the whole closure), so the marks and FullScan go.
+func (s *stepper) clearMarks(ctx context.Context) (done bool, err error) {
+	c := s.e.closureOf(s.org)
+	if more, err := c.deleteRange(ctx, markPrefix); err != nil || more {
+		return false, err
+	}
+	st, err := c.state(ctx)
+	if err != nil || !st.FullScan {
+		return err == nil, err
+	}
+	st.FullScan = false
+	return true, c.save(ctx, st)
+}
+
+// stakeholdersOf maps filter-group members to linked stakeholder ids.
 func stakeholdersOf(ix *stakeholder.Index, userIDs []string) []string {
 	out := make([]string, 0, len(userIDs))
 	for _, id := range userIDs {

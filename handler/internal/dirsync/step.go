@@ -47,8 +47,9 @@ type stepper struct {
 	pendingIDs map[string]bool      // this run\'s pending deactivations, once loaded
 	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by noteConflict
 	ix         *stakeholder.Index   // loaded on first use
-	allowed    map[string]bool      // users in the group filter; nil = no filter
-	members    map[string][]string  // filter group → its users (nested included)
+	allowed    map[string]bool      // in the group filter, of the users being applied; nil = all (see loadScope)
+	scopeAll   map[string]bool      // every user in the group filter, loaded by a full round once a step
+	scopeSt    *scopeState          // the stored closure's state, read once a step (see closureState)
 }
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or
@@ -258,6 +259,8 @@ func keepLife(m *Run, cur Run) {
 // phase runs (part of) the current phase; done says it is complete.
 func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	switch s.run.Phase {
+	case PhaseMembership:
+		return s.membership(ctx)
 	case PhaseUsers:
 		return s.usersPage(ctx)
 	case PhaseScope:
@@ -270,6 +273,8 @@ func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 		return s.deprovision(ctx)
 	case PhaseGroups:
 		return true, s.syncGroups(ctx)
+	case PhaseScopeMarks:
+		return s.clearMarks(ctx)
 	}
 	return false, fmt.Errorf("dirsync: run %s is in unknown phase %q", s.run.ID, s.run.Phase)
 }
@@ -281,12 +286,14 @@ func (s *stepper) next(p string) string {
 		phase string
 		runs  bool
 	}{
+		{PhaseMembership, false}, // only first, when Start chose it (see firstPhase)
 		{PhaseUsers, true},
 		{PhaseScope, filtered},
 		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun && s.run.HadSynced},
 		{PhaseGuard, true},
 		{PhaseDeprovision, !s.run.DryRun},
 		{PhaseGroups, !s.run.DryRun}, // also retires mirrored groups once group sync is off
+		{PhaseScopeMarks, filtered && !s.run.DryRun},
 	}
 	seen := false
 	for _, o := range order {

@@ -31,9 +31,6 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 			}
 		}
 	}
-	if err := s.loadScope(ctx); err != nil {
-		return false, err
-	}
 	if run.Kind == "full" && (link == "" || run.Pages == 0) {
 		ix, err := s.index(ctx)
 		if err != nil {
@@ -47,6 +44,9 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 	}
 	if page.NextLink != "" && page.DeltaLink == "" {
 		s.prefetch(ctx, page.NextLink) // Graph fetches the next page while this one is written
+	}
+	if err := s.loadScope(ctx, page.Users); err != nil {
+		return false, err
 	}
 	if err := s.applyUsers(ctx, page.Users); err != nil {
 		return false, err

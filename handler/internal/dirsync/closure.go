@@ -1,0 +1,282 @@
+package dirsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// The group filter's membership closure, stored per org in table ScopeTable so that a run under
+// a filter reads what changed (groups/delta) instead of every filter group's members.
+//
+// Rows (partition = org; ids escaped with tablestore.KeyEscape):
+//
+//	state                     scopeState: the filter it was built for, the tracked groups (filter
+//	                          groups and their nested groups, with their nested-group edges), the
+//	                          groups/delta streams' links, the current generation
+//	gNNNNNN|p|<user>|<group>  user is a direct member of tracked group (generation NNNNNN); a user
+//	                          is in scope exactly when it has such a row, and the filter groups
+//	                          containing it are those reaching one of its groups (closure.reach)
+//	mark|<user>               the user's membership changed and the stakeholders may not show it
+//	                          yet: the scope phase decides it; the last phase of a real run clears
+//	                          the marks (a dry run leaves them, so the next real run sees them)
+//
+// A rebuild writes a new generation beside the current one and switches to it in one write of
+// the state row, so a crash mid-build leaves the old closure whole; old generations are deleted
+// afterwards, a page at a time.
+const ScopeTable = "syncscope"
+
+const (
+	scopeStateKey = "state"
+	markPrefix    = "mark|"
+	// maxDeltaIDs is Graph's limit of ids in a groups/delta $filter.
+	maxDeltaIDs = 50
+)
+
+// scopeState is the closure's state row.
+type scopeState struct {
+	Filter   []string             `json:"filter"`   // sorted filter the current generation was built for
+	Gen      int                  `json:"gen"`      // current generation; 0 = no closure
+	LastGen  int                  `json:"lastGen"`  // last generation number handed out
+	Groups   map[string]groupNode `json:"groups"`   // tracked groups of the current generation
+	Missing  []string             `json:"missing"`  // filter groups that do not exist in Entra ID
+	Streams  []deltaStream        `json:"streams"`  // groups/delta streams covering Groups
+	FullScan bool                 `json:"fullScan"` // rebuilt: the next real run compares every stakeholder
+	Garbage  []int                `json:"garbage"`  // generations to delete
+	Build    scopeBuild           `json:"build"`    // a rebuild in progress
+	BuiltBy  string               `json:"builtBy"`  // the run that finished the current generation
+}
+
+// groupNode is a tracked group.
+type groupNode struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Children    []string `json:"children,omitempty"` // direct nested groups
+}
+
+// deltaStream is one groups/delta round limited to at most maxDeltaIDs groups.
+type deltaStream struct {
+	IDs  []string `json:"ids"`
+	Link string   `json:"link,omitempty"` // deltaLink of its last complete round
+	Next string   `json:"next,omitempty"` // nextLink of the round in progress
+	Run  string   `json:"run,omitempty"`  // the run that completed its last round
+}
+
+// scopeBuild is a rebuild in progress: a breadth-first walk of the filter groups and the groups
+// nested in them, each level read by initial groups/delta rounds (which list every member).
+type scopeBuild struct {
+	Active bool                 `json:"active"`
+	Gen    int                  `json:"gen"`
+	Queue  []string             `json:"queue,omitempty"` // groups still to read
+	Cur    deltaStream          `json:"cur"`             // the round being read (IDs empty: none)
+	Done   []deltaStream        `json:"done,omitempty"`
+	Groups map[string]groupNode `json:"groups,omitempty"`
+}
+
+// requested says whether the build has read or queued group id.
+func (b *scopeBuild) requested(id string) bool {
+	if slices.Contains(b.Queue, id) || slices.Contains(b.Cur.IDs, id) {
+		return true
+	}
+	return slices.ContainsFunc(b.Done, func(d deltaStream) bool { return slices.Contains(d.IDs, id) })
+}
+
+// memberRow is a gNNNNNN|p|<user>|<group> row.
+type memberRow struct {
+	User  string `json:"user"`
+	Group string `json:"group"`
+}
+
+// markRow is a mark|<user> row.
+type markRow struct {
+	User string `json:"user"`
+}
+
+func genPrefix(gen int) string { return fmt.Sprintf("g%06d|", gen) }
+func userPrefix(gen int, user string) string {
+	return genPrefix(gen) + "p|" + tablestore.KeyEscape(user) + "|"
+}
+func memberKey(gen int, user, group string) string {
+	return userPrefix(gen, user) + tablestore.KeyEscape(group)
+}
+func markKey(user string) string { return markPrefix + tablestore.KeyEscape(user) }
+
+// closure reads and writes an org's stored closure.
+type closure struct {
+	t   *tablestore.Table
+	org tablestore.Org
+}
+
+func (e *Engine) closureOf(org tablestore.Org) closure {
+	return closure{t: e.cfg.Store.Table(ScopeTable), org: org}
+}
+
+// state reads the state row; a missing one is the zero state (no closure).
+func (c closure) state(ctx context.Context) (scopeState, error) {
+	st, _, err := tablestore.Get[scopeState](ctx, c.t, c.org, scopeStateKey)
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return scopeState{}, nil
+	}
+	if err != nil {
+		return scopeState{}, fmt.Errorf("read scope state: %w", err)
+	}
+	return st, nil
+}
+
+// save writes the state row. One run per org at a time writes it, so no ETag is needed; a
+// redelivered step writes what its first delivery wrote.
+func (c closure) save(ctx context.Context, st scopeState) error {
+	if _, err := c.t.Upsert(ctx, c.org, scopeStateKey, st, tablestore.Replace); err != nil {
+		return fmt.Errorf("save scope state: %w", err)
+	}
+	return nil
+}
+
+// parents returns the tracked groups user is a direct member of in generation gen; none means
+// the user is out of scope.
+func (c closure) parents(ctx context.Context, gen int, user string) ([]string, error) {
+	var out []string
+	for row, err := range tablestore.Query[memberRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: userPrefix(gen, user)}) {
+		if err != nil {
+			return nil, fmt.Errorf("read scope of %s: %w", user, err)
+		}
+		out = append(out, row.Value.Group)
+	}
+	return out, nil
+}
+
+// inScope says for each of users whether it is in scope: a key-range read each, a few at a time.
+func (c closure) inScope(ctx context.Context, gen int, users []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(users))
+	var mu sync.Mutex
+	err := concurrently(len(users), func(i int) error {
+		in := false
+		for _, err := range tablestore.Query[memberRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: userPrefix(gen, users[i]), PageSize: 1, Select: []string{"user"}}) {
+			if err != nil {
+				return fmt.Errorf("read scope of %s: %w", users[i], err)
+			}
+			in = true
+			break
+		}
+		mu.Lock()
+		out[users[i]] = in
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// eachMember streams generation gen's member rows in key order (a user's rows together).
+func (c closure) eachMember(ctx context.Context, gen int, fn func(memberRow) error) error {
+	for row, err := range tablestore.Query[memberRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: genPrefix(gen) + "p|"}) {
+		if err != nil {
+			return fmt.Errorf("read scope: %w", err)
+		}
+		if err := fn(row.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inScopeSet loads every user in scope: for full rounds and full scans, which compare the whole
+// directory anyway.
+func (c closure) inScopeSet(ctx context.Context, gen int) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := c.eachMember(ctx, gen, func(r memberRow) error { out[r.User] = true; return nil })
+	return out, err
+}
+
+// marks returns the marked users.
+func (c closure) marks(ctx context.Context) ([]string, error) {
+	var out []string
+	for row, err := range tablestore.Query[markRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: markPrefix}) {
+		if err != nil {
+			return nil, fmt.Errorf("read scope marks: %w", err)
+		}
+		out = append(out, row.Value.User)
+	}
+	return out, nil
+}
+
+// deleteRange deletes up to one page (1000) of rows whose key starts with prefix; more says some
+// may remain.
+func (c closure) deleteRange(ctx context.Context, prefix string) (more bool, err error) {
+	var ops []tablestore.Op
+	for row, err := range tablestore.Query[struct{}](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: prefix, Select: []string{"user"}}) {
+		if err != nil {
+			return false, fmt.Errorf("list %s rows: %w", prefix, err)
+		}
+		ops = append(ops, tablestore.DeleteOp(row.Key, tablestore.ETagAny))
+		if len(ops) == tablestore.MaxPageSize {
+			break
+		}
+	}
+	if err := c.t.Batch(ctx, c.org, ops); err != nil {
+		return false, fmt.Errorf("delete %s rows: %w", prefix, err)
+	}
+	return len(ops) == tablestore.MaxPageSize, nil
+}
+
+// reach maps each tracked group to the filter groups that contain it, itself included when it is
+// one: a user directly in group g is in the closure of each of reach[g].
+func reach(groups map[string]groupNode, filter []string) map[string][]string {
+	out := map[string][]string{}
+	for _, f := range filter {
+		seen := map[string]bool{}
+		stack := []string{f}
+		for len(stack) > 0 {
+			g := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[g] {
+				continue // nesting may loop
+			}
+			seen[g] = true
+			if _, ok := groups[g]; !ok {
+				continue
+			}
+			out[g] = append(out[g], f)
+			stack = append(stack, groups[g].Children...)
+		}
+	}
+	return out
+}
+
+// sortedFilter is the filter in the order the state keeps it.
+func sortedFilter(ids []string) []string {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// scopeConcurrency is how many closure reads run at once.
+const scopeConcurrency = 16
+
+// concurrently runs fn for 0..n-1, at most scopeConcurrency at once; the first error wins.
+func concurrently(n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, scopeConcurrency)
+	)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := fn(i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}

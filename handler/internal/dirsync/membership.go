@@ -1,0 +1,331 @@
+package dirsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// firstPhase is where a new run starts: with the membership phase when the org has a group filter
+// (or a closure left from one, to forget), else with the users round.
+func (e *Engine) firstPhase(ctx context.Context, org tablestore.Org) string {
+	if set, _, err := e.cfg.Settings.Get(ctx, org); err == nil && len(set.GroupFilter) > 0 {
+		return PhaseMembership
+	}
+	if _, _, err := tablestore.Get[struct{}](ctx, e.cfg.Store.Table(ScopeTable), org, scopeStateKey); err == nil {
+		return PhaseMembership
+	}
+	// Unreadable settings: the steps read them again, and a filtered run without its membership
+	// phase treats every user as in scope and leaves the closure to the next run.
+	return PhaseUsers
+}
+
+// groupsDeltaReader is the directory's groups/delta. It is optional so that a directory without it
+// (a test double) still syncs: the closure is then rebuilt from TransitiveUserIDs on every run,
+// which costs what a filtered run cost before the closure was stored.
+type groupsDeltaReader interface {
+	GroupsDelta(ctx context.Context, tenantID, link string, ids []string) (entra.GroupPage, error)
+}
+
+// membership is the first phase of a run: it brings the stored closure of the group filter in
+// step with Entra ID, one page of work per call, saving its progress in the state row after each
+// page so that a step that dies mid-phase resumes there. Every write is a set or a delete of a
+// fact, so a page applied twice leaves the same closure.
+//
+// With the closure in place a run reads one groups/delta round per stream (one stream per 50
+// tracked groups): its cost follows the membership changes, not the groups' size. A changed
+// filter, a nested group added or removed, a deleted or restored group, or an expired link
+// (410) rebuilds the closure in a new generation.
+//
+// A dry run updates the closure too: the closure is Entra's state, not the stakeholders', and the
+// marks it leaves (and FullScan after a rebuild) stay until a real run has acted on them.
+func (s *stepper) membership(ctx context.Context) (done bool, err error) {
+	c := s.e.closureOf(s.org)
+	st, err := c.state(ctx)
+	if err != nil {
+		return false, err
+	}
+	s.scopeSt = nil // re-read by the phases after this one
+	filter := sortedFilter(s.settings.GroupFilter)
+	if len(filter) == 0 {
+		return s.dropClosure(ctx, c, &st)
+	}
+	gd, hasDelta := s.e.cfg.Directory.(groupsDeltaReader)
+	if !st.Build.Active && (st.Gen == 0 || !slices.Equal(st.Filter, filter) || (!hasDelta && st.BuiltBy != s.run.ID)) {
+		st.startBuild(filter)
+	}
+	switch {
+	case st.Build.Active && !hasDelta:
+		return false, s.buildTransitive(ctx, c, &st, filter)
+	case st.Build.Active:
+		return false, s.buildPage(ctx, c, gd, &st, filter)
+	case len(st.Garbage) > 0:
+		return false, collectGarbage(ctx, c, &st)
+	}
+	for i := range st.Streams {
+		if st.Streams[i].Run != s.run.ID {
+			return false, s.deltaPage(ctx, c, gd, &st, i, filter)
+		}
+	}
+	for _, gid := range st.Missing {
+		if !slices.ContainsFunc(s.run.Errors, func(e RunError) bool { return e.Code == "group_not_found" && e.Object == gid }) {
+			s.run.addError(RunError{Code: "group_not_found", Object: gid, Detail: "a group of the filter no longer exists in Entra ID",
+				Hint: "Remove it from the group filter in the sync settings."})
+		}
+	}
+	return true, nil
+}
+
+// startBuild begins a rebuild in a fresh generation; a build in progress is abandoned to the
+// garbage (its links may be what expired).
+func (st *scopeState) startBuild(filter []string) {
+	if st.Build.Active && st.Build.Gen > 0 {
+		st.Garbage = append(st.Garbage, st.Build.Gen)
+	}
+	st.LastGen++
+	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}}
+}
+
+// finishBuild switches to the built generation. The stakeholders were compared with the old one:
+// the next real run compares every stakeholder again (FullScan).
+func (st *scopeState) finishBuild(filter []string, runID string) {
+	b := st.Build
+	if st.Gen > 0 {
+		st.Garbage = append(st.Garbage, st.Gen)
+	}
+	st.Gen, st.Filter, st.Groups, st.Streams, st.FullScan = b.Gen, filter, b.Groups, b.Done, true
+	st.Missing = nil
+	for _, f := range filter {
+		if _, ok := b.Groups[f]; !ok {
+			st.Missing = append(st.Missing, f)
+		}
+	}
+	for i := range st.Streams {
+		st.Streams[i].Run = runID // the build's initial rounds are this run's rounds
+	}
+	st.Build, st.BuiltBy = scopeBuild{}, runID
+}
+
+// buildPage reads one page of the build's current initial round (starting the next level's round
+// when needed) and writes its users' rows in the new generation.
+func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader, st *scopeState, filter []string) error {
+	b := &st.Build
+	if b.Groups == nil {
+		b.Groups = map[string]groupNode{} // stored empty, read back nil
+	}
+	if len(b.Cur.IDs) == 0 {
+		if len(b.Queue) == 0 {
+			st.finishBuild(filter, s.run.ID)
+			return c.save(ctx, *st)
+		}
+		n := min(maxDeltaIDs, len(b.Queue))
+		b.Cur = deltaStream{IDs: slices.Clone(b.Queue[:n])}
+		b.Queue = slices.Clone(b.Queue[n:])
+	}
+	page, err := gd.GroupsDelta(ctx, s.tenant, b.Cur.Next, b.Cur.IDs)
+	if entra.KindOf(err) == entra.KindResync {
+		st.startBuild(filter) // an initial round's nextLink expired: start over
+		return c.save(ctx, *st)
+	}
+	if err != nil {
+		return err
+	}
+	var ops []tablestore.Op
+	for _, g := range page.Groups {
+		if !slices.Contains(b.Cur.IDs, g.ID) || g.Removed != entra.NotRemoved {
+			continue
+		}
+		node := b.Groups[g.ID]
+		node.Name, node.Description = g.DisplayName, g.Description
+		for _, m := range g.Members {
+			switch {
+			case m.Removed:
+			case m.IsGroup:
+				if !slices.Contains(node.Children, m.ID) {
+					node.Children = append(node.Children, m.ID)
+				}
+				if !b.requested(m.ID) {
+					b.Queue = append(b.Queue, m.ID)
+				}
+			default:
+				ops = append(ops, tablestore.UpsertOp(memberKey(b.Gen, m.ID, g.ID), memberRow{User: m.ID, Group: g.ID}, tablestore.Replace))
+			}
+		}
+		b.Groups[g.ID] = node
+	}
+	if err := c.t.Batch(ctx, c.org, ops); err != nil {
+		return fmt.Errorf("write scope rows: %w", err)
+	}
+	if page.DeltaLink != "" {
+		b.Done = append(b.Done, deltaStream{IDs: b.Cur.IDs, Link: page.DeltaLink})
+		b.Cur = deltaStream{}
+	} else {
+		b.Cur.Next = page.NextLink
+	}
+	return c.save(ctx, *st)
+}
+
+// buildTransitive builds the closure without groups/delta: each filter group's transitive users
+// as its direct members (no nesting known, no streams), rebuilt by every run.
+func (s *stepper) buildTransitive(ctx context.Context, c closure, st *scopeState, filter []string) error {
+	b := &st.Build
+	if b.Groups == nil {
+		b.Groups = map[string]groupNode{}
+	}
+	for _, gid := range filter {
+		g, err := s.e.cfg.Directory.Group(ctx, s.tenant, gid)
+		if entra.KindOf(err) == entra.KindNotFound {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ids, err := s.e.cfg.Directory.TransitiveUserIDs(ctx, s.tenant, gid)
+		if entra.KindOf(err) == entra.KindNotFound {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var ops []tablestore.Op
+		for _, id := range ids {
+			ops = append(ops, tablestore.UpsertOp(memberKey(b.Gen, id, gid), memberRow{User: id, Group: gid}, tablestore.Replace))
+		}
+		if err := c.t.Batch(ctx, c.org, ops); err != nil {
+			return fmt.Errorf("write scope rows: %w", err)
+		}
+		b.Groups[gid] = groupNode{Name: g.DisplayName, Description: g.Description}
+	}
+	st.finishBuild(filter, s.run.ID)
+	return c.save(ctx, *st)
+}
+
+// deltaPage reads one page of stream i's round and applies its membership changes. A change to
+// the nesting, or a tracked group deleted or restored, starts a rebuild instead.
+func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader, st *scopeState, i int, filter []string) error {
+	sm := &st.Streams[i]
+	link := sm.Next
+	if link == "" {
+		link = sm.Link
+	}
+	page, err := gd.GroupsDelta(ctx, s.tenant, link, nil)
+	if entra.KindOf(err) == entra.KindResync {
+		s.log.InfoContext(ctx, "groups delta token expired; rebuilding the group filter's closure")
+		st.startBuild(filter)
+		return c.save(ctx, *st)
+	}
+	if err != nil {
+		return err
+	}
+	type change struct {
+		group   string
+		removed bool
+	}
+	changes := map[string][]change{} // by user
+	for _, g := range page.Groups {
+		node, tracked := st.Groups[g.ID]
+		if !tracked || !slices.Contains(sm.IDs, g.ID) {
+			if slices.Contains(st.Missing, g.ID) && g.Removed == entra.NotRemoved {
+				return s.rebuild(ctx, c, st, filter, "a filter group is back") // restored
+			}
+			continue
+		}
+		if g.Removed != entra.NotRemoved {
+			return s.rebuild(ctx, c, st, filter, "a tracked group was deleted")
+		}
+		node.Name, node.Description = g.DisplayName, g.Description
+		st.Groups[g.ID] = node
+		for _, m := range g.Members {
+			if m.IsGroup {
+				if m.Removed == slices.Contains(node.Children, m.ID) {
+					return s.rebuild(ctx, c, st, filter, "the nesting changed")
+				}
+				continue
+			}
+			changes[m.ID] = append(changes[m.ID], change{group: g.ID, removed: m.Removed})
+		}
+	}
+	// Marks first: a step killed after them but before the rows redoes the page, and a mark
+	// written twice is one mark.
+	var ops, dels []tablestore.Op
+	for user, cs := range changes {
+		ops = append(ops, tablestore.UpsertOp(markKey(user), markRow{User: user}, tablestore.Replace))
+		for _, ch := range cs {
+			if ch.removed {
+				dels = append(dels, tablestore.DeleteOp(memberKey(st.Gen, user, ch.group), tablestore.ETagAny))
+			}
+		}
+	}
+	for user, cs := range changes {
+		for _, ch := range cs {
+			if !ch.removed {
+				ops = append(ops, tablestore.UpsertOp(memberKey(st.Gen, user, ch.group), memberRow{User: user, Group: ch.group}, tablestore.Replace))
+			}
+		}
+	}
+	if err := c.t.Batch(ctx, c.org, ops); err != nil {
+		return fmt.Errorf("write scope rows: %w", err)
+	}
+	// Deletes one by one: a row already gone (a redo) would fail a whole transaction.
+	if err := concurrently(len(dels), func(i int) error {
+		err := c.t.Delete(ctx, c.org, dels[i].Key, tablestore.ETagAny)
+		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+			return fmt.Errorf("delete scope row: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if page.DeltaLink != "" {
+		sm.Link, sm.Next, sm.Run = page.DeltaLink, "", s.run.ID
+	} else {
+		sm.Next = page.NextLink
+	}
+	return c.save(ctx, *st)
+}
+
+// rebuild starts a rebuild after a change the stored closure cannot follow row by row (rare).
+func (s *stepper) rebuild(ctx context.Context, c closure, st *scopeState, filter []string, why string) error {
+	s.log.InfoContext(ctx, "rebuilding the group filter's closure", "why", why)
+	st.startBuild(filter)
+	return c.save(ctx, *st)
+}
+
+// dropClosure forgets the closure once the filter is gone: a filter set again later starts from
+// a fresh build (and a full comparison), since stakeholders synced meanwhile ignored it.
+func (s *stepper) dropClosure(ctx context.Context, c closure, st *scopeState) (bool, error) {
+	if st.Gen != 0 || st.Build.Active {
+		if st.Gen > 0 {
+			st.Garbage = append(st.Garbage, st.Gen)
+		}
+		if st.Build.Active && st.Build.Gen > 0 {
+			st.Garbage = append(st.Garbage, st.Build.Gen)
+		}
+		*st = scopeState{LastGen: st.LastGen, Garbage: st.Garbage}
+		if err := c.save(ctx, *st); err != nil {
+			return false, err
+		}
+	}
+	if more, err := c.deleteRange(ctx, markPrefix); err != nil || more {
+		return false, err
+	}
+	if len(st.Garbage) > 0 {
+		return false, collectGarbage(ctx, c, st)
+	}
+	return true, nil
+}
+
+// collectGarbage deletes a page of the oldest garbage generation's rows, and forgets the
+// generation once it is empty.
+func collectGarbage(ctx context.Context, c closure, st *scopeState) error {
+	more, err := c.deleteRange(ctx, genPrefix(st.Garbage[0]))
+	if err != nil || more {
+		return err
+	}
+	st.Garbage = st.Garbage[1:]
+	return c.save(ctx, *st)
+}
