@@ -61,6 +61,11 @@ const (
 var (
 	ErrRunNotFound = errors.New("dirsync: no such run")
 	ErrNotHeld     = errors.New("dirsync: the run is not waiting for approval")
+	// ErrNotCancellable: the run is over (succeeded, failed or cancelled already); the error
+	// names its state, and the run is returned with it.
+	ErrNotCancellable = errors.New("dirsync: the run cannot be cancelled")
+	// ErrUnknownTrigger: StartOptions.Trigger is not one of the Trigger constants.
+	ErrUnknownTrigger = errors.New("dirsync: unknown run trigger")
 )
 
 // Config configures an Engine.
@@ -171,11 +176,17 @@ func (j Job) messageID() string {
 // Start begins a run for org unless one is already running or held, in which case it returns
 // that one with started false. The org must be connected.
 func (e *Engine) Start(ctx context.Context, org tablestore.Org, opts StartOptions) (run Run, started bool, err error) {
+	if opts.Trigger == "" {
+		opts.Trigger = TriggerManual
+	}
+	if !validTrigger(opts.Trigger) {
+		// A caller's bug, refused before anything is claimed: the history must say truly what
+		// started each run.
+		return Run{}, false, fmt.Errorf("%w %q: want %s, %s, %s or %s", ErrUnknownTrigger, opts.Trigger,
+			TriggerSchedule, TriggerManual, TriggerNotification, TriggerResync)
+	}
 	if _, err := e.cfg.Tenants.Tenant(ctx, org); err != nil {
 		return Run{}, false, err
-	}
-	if opts.Trigger == "" {
-		opts.Trigger = "manual"
 	}
 	st, etag, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
 	if err != nil && !errors.Is(err, tablestore.ErrNotFound) {

@@ -28,7 +28,30 @@ const (
 	Held      State = "held" // waiting for an admin to approve its deactivations
 	Succeeded State = "succeeded"
 	Failed    State = "failed"
+	// Cancelled: an admin stopped the run (see Engine.Cancel). Nothing it had not applied is
+	// applied, and the next run reads from the delta link the run started from.
+	Cancelled State = "cancelled"
 )
+
+// Final reports whether a run in state s is over: no step of it runs again.
+func (s State) Final() bool { return s == Succeeded || s == Failed || s == Cancelled }
+
+// Triggers: what started a run (StartOptions.Trigger, Run.Trigger).
+const (
+	TriggerManual       = "manual"       // an admin's POST /m365/sync
+	TriggerSchedule     = "schedule"     // the SyncScheduler, at a slot of the org's frequency
+	TriggerNotification = "notification" // real-time sync: Graph change notifications
+	TriggerResync       = "resync"       // real-time sync: Graph asked for a resync (missed notifications)
+)
+
+// validTrigger reports whether t is one of the triggers above.
+func validTrigger(t string) bool {
+	switch t {
+	case TriggerManual, TriggerSchedule, TriggerNotification, TriggerResync:
+		return true
+	}
+	return false
+}
 
 // Phases of a run, in order.
 const (
@@ -48,10 +71,13 @@ type Run struct {
 	ID         string    `json:"id"`
 	State      State     `json:"state"`
 	Kind       string    `json:"kind"`    // "full" or "delta"
-	Trigger    string    `json:"trigger"` // "manual", "schedule"
+	Trigger    string    `json:"trigger"` // one of the Trigger constants
 	DryRun     bool      `json:"dryRun"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// CancelledBy is who cancelled the run, as the canceller gave it (at most MaxCancelledBy
+	// characters); empty unless cancelled, and then only when given.
+	CancelledBy string `json:"cancelledBy,omitempty"`
 
 	// Checkpoint: the phase and step to run next, and the Graph link the users phase resumes from.
 	Phase     string `json:"phase"`
@@ -181,7 +207,7 @@ func clip(s string, n int) string {
 
 // StartOptions say how a run starts.
 type StartOptions struct {
-	Trigger string // "manual" or "schedule"
+	Trigger string // one of the Trigger constants; "" is TriggerManual
 	DryRun  bool   // compute and report every change, write none
 }
 

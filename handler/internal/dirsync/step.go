@@ -116,7 +116,14 @@ func (e *Engine) Step(ctx context.Context, body []byte, deliveryCount int) (err 
 
 // loop runs phases until the run finishes, is held, or the step's budget is spent.
 func (s *stepper) loop(ctx context.Context) error {
-	for {
+	for first := true; ; first = false {
+		if !first {
+			// Between pages and chunks: a run cancelled meanwhile stops here, before anything
+			// more is fetched or applied (Step read the run just before the first).
+			if err := s.stillRunning(ctx); err != nil {
+				return err
+			}
+		}
 		done, err := s.phase(ctx)
 		if err != nil {
 			return err
@@ -157,8 +164,27 @@ func (s *stepper) loop(ctx context.Context) error {
 // the admin moves in these steps too).
 const pagesPerSave = 8
 
-// errMoved says another delivery of this step checkpointed first; this one stops quietly.
+// errMoved says another delivery of this step checkpointed first, or the run was cancelled (its
+// record changed under the step either way); this one stops quietly.
 var errMoved = errors.New("run checkpoint moved")
+
+// errStopped says the run is no longer running (cancelled, or finished by another delivery):
+// the step stops quietly, writing nothing more.
+var errStopped = errors.New("run no longer running")
+
+// stillRunning re-reads the run and answers errStopped unless it is still running. A checkpoint
+// would notice too (its ETag no longer matches), but users pages are saved only every few pages:
+// this stops a cancelled run at the next page rather than after them.
+func (s *stepper) stillRunning(ctx context.Context) error {
+	cur, _, err := s.e.Run(ctx, s.org, s.run.ID)
+	if err != nil {
+		return err
+	}
+	if cur.State != Running {
+		return fmt.Errorf("%w: it is %s", errStopped, cur.State)
+	}
+	return nil
+}
 
 // checkpoint saves the run: its progress, this step's Graph counts and its heartbeat.
 func (s *stepper) checkpoint(ctx context.Context) error {
@@ -312,8 +338,14 @@ func (s *stepper) next(p string) string {
 // else is retried by redelivery, and fails the run after GiveUpAfter deliveries. Whatever it
 // saves starts from the durable run: a page the failure cut short is counted by its redo only.
 func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error {
-	if errors.Is(err, errMoved) {
-		s.log.WarnContext(ctx, "run checkpoint moved under this step; leaving it to the other delivery")
+	switch {
+	case errors.Is(err, errStopped):
+		// Cancelled (or finished by another delivery): what this step wrote so far stays, each
+		// stakeholder write complete on its own; the run record is not touched again.
+		s.log.InfoContext(ctx, "sync step stopped: the run is no longer running", "reason", err.Error())
+		return nil
+	case errors.Is(err, errMoved):
+		s.log.WarnContext(ctx, "run checkpoint moved under this step (another delivery, or the run was cancelled); stopping")
 		return nil
 	}
 	s.absorb()
@@ -335,6 +367,9 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 		run.Pages, run.Processed = 0, 0 // progress restarts with the full round; outcomes so far stay counted
 		run.Heartbeat = e.cfg.Now().UTC()
 		if _, err := e.runs.Update(ctx, s.org, run.ID, run, s.etag, tablestore.Replace); err != nil {
+			if errors.Is(err, tablestore.ErrConflict) {
+				return nil // another delivery moved the run, or it was cancelled
+			}
 			return err
 		}
 		return e.publish(ctx, Job{Org: s.job.Org, RunID: run.ID, Step: run.Step, Retry: s.job.Retry + 1}, time.Time{})
@@ -410,22 +445,33 @@ func rescheduleDelay(retry int) time.Duration {
 }
 
 // finish records the run's end and frees the org for the next run. A successful real run keeps
-// its delta link for the next round; a dry run never does.
+// its delta link for the next round; a dry run never does. A run whose record changed since it
+// was read (another delivery finished it, or it was cancelled) is left as it is.
 func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, state State, lastError string) error {
+	_, err := e.end(ctx, org, run, etag, state, lastError)
+	if errors.Is(err, tablestore.ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// end is finish that answers tablestore.ErrConflict when the run's record changed since etag,
+// for a caller that reads again and retries (Cancel). Only a successful real run moves the org's
+// delta link on: a failed or cancelled one leaves the link it started from, so the next run reads
+// every change again and none is missed; its pending deactivations (keyed by the run) are never
+// read again, as no step of a finished run runs.
+func (e *Engine) end(ctx context.Context, org tablestore.Org, run Run, etag tablestore.ETag, state State, lastError string) (Run, error) {
 	deltaLink := run.DeltaLink
 	lastError = entra.RedactURLs(lastError)
 	run.State, run.LastError, run.NextLink, run.DeltaLink, run.Cursor = state, lastError, "", "", ""
 	run.FinishedAt = e.cfg.Now().UTC()
 	if _, err := e.runs.Update(ctx, org, run.ID, run, etag, tablestore.Replace); err != nil {
-		if errors.Is(err, tablestore.ErrConflict) {
-			return nil // another delivery finished it
-		}
-		return err
+		return Run{}, err
 	}
 	for range 5 {
 		st, stETag, err := tablestore.Get[syncState](ctx, e.state, org, usersStateKey)
 		if err != nil {
-			return err
+			return run, fmt.Errorf("free org after run %s: %w", run.ID, err)
 		}
 		if st.ActiveRunID == run.ID {
 			st.ActiveRunID = ""
@@ -439,7 +485,8 @@ func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag t
 		_, err = e.state.Update(ctx, org, usersStateKey, st, stETag, tablestore.Replace)
 		if !errors.Is(err, tablestore.ErrConflict) {
 			if err != nil {
-				return fmt.Errorf("free org after run %s: %w", run.ID, err)
+				// The run is recorded as over: Start takes over a claim whose run is final.
+				return run, fmt.Errorf("free org after run %s: %w", run.ID, err)
 			}
 			break
 		}
@@ -447,7 +494,7 @@ func (e *Engine) finish(ctx context.Context, org tablestore.Org, run Run, etag t
 	e.cfg.Logger.InfoContext(ctx, "sync run finished", "org", org.String(), "run", run.ID, "state", state, "kind", run.Kind, "dry_run", run.DryRun,
 		"processed", run.Processed, "created", run.Created, "updated", run.Updated, "unchanged", run.Unchanged, "conflicts", run.Conflicts,
 		"deactivated", run.Deactivated, "reactivated", run.Reactivated, "errors", run.ErrorCount)
-	return nil
+	return run, nil
 }
 
 // index returns the org's stakeholder index, loading it on first use in this step.
