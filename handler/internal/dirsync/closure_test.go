@@ -1,0 +1,342 @@
+package dirsync_test
+
+import (
+	"bytes"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
+)
+
+// requests is what a run cost in Graph requests, by kind.
+type requests struct{ all, groupsDelta, transitive, user, group int64 }
+
+func (e *env) requests() requests {
+	d := e.dir
+	return requests{d.calls.Load(), d.groupsDelta.Load(), d.transitive.Load(), d.users.Load(), d.groups.Load()}
+}
+
+func (r requests) minus(o requests) requests {
+	return requests{r.all - o.all, r.groupsDelta - o.groupsDelta, r.transitive - o.transitive, r.user - o.user, r.group - o.group}
+}
+
+// syncCost runs one sync and returns it with the Graph requests it made.
+func (e *env) syncCost(t *testing.T) (dirsync.Run, requests) {
+	t.Helper()
+	before := e.requests()
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	return run, e.requests().minus(before)
+}
+
+// closureRows reads the org's stored closure: "user|group" for each direct membership it holds,
+// and the marked users.
+func (e *env) closureRows(t *testing.T) (members, marks []string) {
+	t.Helper()
+	type row struct {
+		User  string `json:"user"`
+		Group string `json:"group"`
+	}
+	for r, err := range tablestore.Query[row](t.Context(), e.store.Table(dirsync.ScopeTable), e.org, tablestore.QueryOptions{}) {
+		must(t, err)
+		switch {
+		case strings.HasPrefix(r.Key, "mark|"):
+			marks = append(marks, r.Value.User)
+		case strings.Contains(r.Key, "|p|"):
+			members = append(members, r.Value.User+"|"+r.Value.Group)
+		}
+	}
+	slices.Sort(members)
+	return members, marks
+}
+
+// wantClosure checks that the stored closure holds exactly the direct user memberships of
+// groups (the filter groups and their nested groups), as the tenant has them now, and no mark.
+func (e *env) wantClosure(t *testing.T, groups ...string) {
+	t.Helper()
+	var want []string
+	for _, g := range groups {
+		ms, err := e.sim.Members(testenv.Tenant, g)
+		must(t, err)
+		for _, m := range ms {
+			if !m.IsGroup {
+				want = append(want, m.ID+"|"+g)
+			}
+		}
+	}
+	slices.Sort(want)
+	got, marks := e.closureRows(t)
+	if !slices.Equal(got, want) {
+		t.Errorf("stored closure = %v\nwant %v", got, want)
+	}
+	if len(marks) != 0 {
+		t.Errorf("marks left after a real run: %v", marks)
+	}
+}
+
+func wantActive(t *testing.T, e *env, active bool, reason string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if st, _ := e.get(t, id); st.Active != active || st.DeactivatedReason != reason {
+			t.Errorf("%s: active %v reason %q, want %v %q", id, st.Active, st.DeactivatedReason, active, reason)
+		}
+	}
+}
+
+// A delta run under a filter after one user joins a filter group and one leaves reads the
+// membership changes (groups/delta), never a filter group's members.
+func TestFilteredDeltaReadsMembershipChanges(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 60) // more than a page of members
+	b := e.addUsers(t, "Beta", 5)
+	out := e.addUsers(t, "Out", 3)
+	ga, gb := e.addGroup(t, "Alpha", a...), e.addGroup(t, "Beta", b...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga, gb}; generous(s) })
+	first, cost := e.syncCost(t)
+	if first.Created != 65 || cost.transitive != 0 {
+		t.Errorf("first run created %d with %d TransitiveUserIDs; want 65, 0", first.Created, cost.transitive)
+	}
+	e.wantClosure(t, ga, gb)
+
+	must(t, e.sim.AddMember(testenv.Tenant, gb, out[0]))
+	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
+	run, cost := e.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 1 {
+		t.Errorf("created %d deactivated %d, want 1 1", run.Created, run.Deactivated)
+	}
+	wantActive(t, e, true, "", out[0])
+	wantActive(t, e, false, "out_of_filter", a[0])
+	// One groups/delta page, users/delta, and the joined user (and its manager).
+	if cost.transitive != 0 || cost.group != 0 || cost.groupsDelta != 1 || cost.user != 1 || cost.all > 4 {
+		t.Errorf("delta run requests %+v; want 1 groups/delta, 1 user, no TransitiveUserIDs or Group, at most 4 in all", cost)
+	}
+	e.wantClosure(t, ga, gb)
+
+	// Nothing changed: a groups/delta page and a users/delta page.
+	idle, cost := e.syncCost(t)
+	if idle.Processed != 0 || idle.Deactivated != 0 || cost.all != 2 || cost.groupsDelta != 1 {
+		t.Errorf("idle run processed %d deactivated %d with requests %+v; want 0 0 and 2 requests", idle.Processed, idle.Deactivated, cost)
+	}
+}
+
+// A delta round after the same small change costs about the same with a two-group filter as
+// without: the filter adds one groups/delta page, not requests in proportion to the groups.
+func TestFilterCostsAboutTheSame(t *testing.T) {
+	sim, store, k := newRig(t, 50)
+	plain := newEngine(t, sim, store, k, tablestoretest.Org(t, "org-plain"))
+	filtered := newEngine(t, sim, store, k, tablestoretest.Org(t, "org-filtered"))
+	a := plain.addUsers(t, "Alpha", 150)
+	b := plain.addUsers(t, "Beta", 150)
+	ga, gb := plain.addGroup(t, "Alpha", a...), plain.addGroup(t, "Beta", b...)
+	plain.settings(t, generous)
+	filtered.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga, gb}; generous(s) })
+	plain.syncCost(t)
+	filtered.syncCost(t)
+
+	// 1 % of memberships and 40 % of profiles change: 120 users edited, a new user in Alpha,
+	// a Beta member leaves.
+	for _, id := range append(slices.Clone(a[:60]), b[:60]...) {
+		must(t, sim.UpdateUser(testenv.Tenant, id, func(u *m365sim.User) { u.JobTitle = "Lead" }))
+	}
+	joined := plain.addUser(t, "New", "Joiner")
+	must(t, sim.AddMember(testenv.Tenant, ga, joined))
+	must(t, sim.RemoveMember(testenv.Tenant, gb, b[149]))
+
+	_, without := plain.syncCost(t)
+	run, with := filtered.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 1 || run.Updated != 120 {
+		t.Errorf("filtered run created %d deactivated %d updated %d, want 1 1 120", run.Created, run.Deactivated, run.Updated)
+	}
+	if with.transitive != 0 || float64(with.all) > 1.5*float64(without.all) {
+		t.Errorf("requests with a 2-group filter %+v, without %+v: want at most 1.5× and no TransitiveUserIDs", with, without)
+	}
+	t.Logf("Graph requests for the delta round: %d without a filter, %d with a 2-group filter of 300 members", without.all, with.all)
+}
+
+// Nesting changes: a nested group added to a filter group brings its users in, one removed takes
+// them out; the closure follows (rebuilt), with no TransitiveUserIDs.
+func TestNestedGroupAddedAndRemoved(t *testing.T) {
+	e := setup(t)
+	direct := e.addUsers(t, "Direct", 2)
+	nested := e.addUsers(t, "Nested", 3)
+	deeper := e.addUsers(t, "Deeper", 2)
+	parent := e.addGroup(t, "Parent", direct...)
+	sub := e.addGroup(t, "Sub", nested...)
+	deep := e.addGroup(t, "Deep", deeper...)
+	must(t, e.sim.AddMember(testenv.Tenant, sub, deep))
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	if run, _ := e.syncCost(t); run.Created != 2 {
+		t.Fatalf("created %d, want the 2 direct members", run.Created)
+	}
+
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub)) // Sub and, through it, Deep
+	run, cost := e.syncCost(t)
+	if run.Created != 5 || cost.transitive != 0 {
+		t.Errorf("nested group added: created %d with %d TransitiveUserIDs; want 5, 0", run.Created, cost.transitive)
+	}
+	wantActive(t, e, true, "", append(slices.Clone(nested), deeper...)...)
+	e.wantClosure(t, parent, sub, deep)
+
+	// A member change inside the nested group is followed row by row.
+	must(t, e.sim.RemoveMember(testenv.Tenant, deep, deeper[0]))
+	run, _ = e.syncCost(t)
+	if run.Deactivated != 1 {
+		t.Errorf("left the deepest group: deactivated %d, want 1", run.Deactivated)
+	}
+	wantActive(t, e, false, "out_of_filter", deeper[0])
+
+	// Also a direct member of Parent: removing Sub keeps it in through Parent.
+	must(t, e.sim.AddMember(testenv.Tenant, parent, nested[0]))
+	must(t, e.sim.RemoveMember(testenv.Tenant, parent, sub))
+	run, cost = e.syncCost(t)
+	if run.Deactivated != 3 || cost.transitive != 0 {
+		t.Errorf("nested group removed: deactivated %d with %d TransitiveUserIDs; want 3, 0", run.Deactivated, cost.transitive)
+	}
+	wantActive(t, e, true, "", nested[0])
+	wantActive(t, e, false, "out_of_filter", nested[1], nested[2], deeper[1])
+	e.wantClosure(t, parent)
+}
+
+// A changed filter between runs: users only in the old groups leave, users only in the new ones
+// join, users in both stay.
+func TestFilterChangedBetweenRuns(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 3)
+	b := e.addUsers(t, "Beta", 3)
+	ga := e.addGroup(t, "Alpha", a...)
+	gb := e.addGroup(t, "Beta", append(slices.Clone(b), a[0])...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.syncCost(t)
+
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{gb} })
+	run, _ := e.syncCost(t)
+	if run.Created != 3 || run.Deactivated != 2 {
+		t.Errorf("created %d deactivated %d, want 3 2", run.Created, run.Deactivated)
+	}
+	wantActive(t, e, true, "", append(slices.Clone(b), a[0])...)
+	wantActive(t, e, false, "out_of_filter", a[1], a[2])
+	e.wantClosure(t, gb)
+
+	// The filter removed: the closure goes; set again, it is built anew and compared in full.
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = nil })
+	e.syncCost(t)
+	if rows, marks := e.closureRows(t); len(rows)+len(marks) != 0 {
+		t.Errorf("closure left after the filter was removed: %d rows %d marks", len(rows), len(marks))
+	}
+	wantActive(t, e, true, "", b...) // nothing changed for them
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga} })
+	run, _ = e.syncCost(t)
+	wantActive(t, e, true, "", a...)
+	wantActive(t, e, false, "out_of_filter", b...)
+	if run.Reactivated != 2 || run.Deactivated != 3 {
+		t.Errorf("reactivated %d deactivated %d, want 2 3", run.Reactivated, run.Deactivated)
+	}
+	e.wantClosure(t, ga)
+}
+
+// An expired groups/delta link (410) rebuilds the closure: the run still sees the change.
+func TestGroupsDeltaGoneRebuilds(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 4)
+	out := e.addUser(t, "Out", "Sider")
+	ga := e.addGroup(t, "Alpha", a...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.syncCost(t)
+
+	must(t, e.sim.AddMember(testenv.Tenant, ga, out))
+	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
+	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/groups/delta", Status: http.StatusGone, Code: "resyncRequired", Times: 1}))
+	run, cost := e.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 1 || cost.transitive != 0 || cost.groupsDelta != 2 {
+		t.Errorf("created %d deactivated %d requests %+v; want 1 1, the 410 and a new round", run.Created, run.Deactivated, cost)
+	}
+	wantActive(t, e, true, "", out)
+	wantActive(t, e, false, "out_of_filter", a[0])
+	e.wantClosure(t, ga)
+	if _, cost := e.syncCost(t); cost.all != 2 {
+		t.Errorf("the run after the rebuild made %d requests, want 2 (back to delta rounds)", cost.all)
+	}
+}
+
+// A step that dies mid-update (its rows written, its progress not) is redone, and the redo
+// leaves the same closure and the same outcome.
+func TestClosureUpdateRedone(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 4)
+	out := e.addUsers(t, "Out", 2)
+	ga := e.addGroup(t, "Alpha", a...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.syncCost(t)
+
+	must(t, e.sim.AddMember(testenv.Tenant, ga, out[0]))
+	must(t, e.sim.AddMember(testenv.Tenant, ga, out[1]))
+	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
+	// The closure's state row cannot be saved (storage busy past its retries) after the page's
+	// rows were written.
+	var busy atomic.Bool
+	busy.Store(true)
+	stateRow := "RowKey='state'"
+	e.kill.mu.Lock()
+	e.kill.fail = func(r *http.Request, body []byte) bool {
+		return busy.Load() && r.Method != http.MethodGet && strings.Contains(r.URL.Path, dirsync.ScopeTable) &&
+			(strings.Contains(r.URL.Path, stateRow) || bytes.Contains(body, []byte(stateRow)))
+	}
+	e.kill.mu.Unlock()
+	run := e.startOpts(t, dirsync.StartOptions{})
+	e.deliverOne(t)
+	busy.Store(false)
+	if mid := e.run(t, run.ID); mid.Rescheduled != 1 || mid.Phase != dirsync.PhaseMembership {
+		t.Fatalf("after the failed save: rescheduled %d phase %s; want 1, membership", mid.Rescheduled, mid.Phase)
+	}
+	if _, marks := e.closureRows(t); len(marks) != 3 {
+		t.Fatalf("%d marks after the interrupted page, want 3 (written before the rows)", len(marks))
+	}
+	e.drain(t)
+	got := accounted(t, e.run(t, run.ID))
+	wantState(t, got, dirsync.Succeeded)
+	if got.Created != 2 || got.Deactivated != 1 {
+		t.Errorf("created %d deactivated %d, want 2 1", got.Created, got.Deactivated)
+	}
+	wantActive(t, e, true, "", out...)
+	wantActive(t, e, false, "out_of_filter", a[0])
+	e.wantClosure(t, ga)
+	e.oneStakeholderPerUser(t, 6)
+}
+
+// A dry run reads the membership changes and reports them, and leaves them for the next real
+// run, which acts on them.
+func TestDryRunLeavesMembershipChangesToTheRealRun(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 3)
+	out := e.addUser(t, "Out", "Sider")
+	ga := e.addGroup(t, "Alpha", a...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.syncCost(t)
+
+	must(t, e.sim.AddMember(testenv.Tenant, ga, out))
+	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
+	dry := e.dryRun(t)
+	wantState(t, dry, dirsync.Succeeded)
+	if dry.Created != 1 || dry.PendingDeactivations != 1 || dry.Deactivated != 0 {
+		t.Errorf("dry run: created %d pending %d deactivated %d, want 1 1 0 (reported)", dry.Created, dry.PendingDeactivations, dry.Deactivated)
+	}
+	wantActive(t, e, true, "", a[0])
+	if _, marks := e.closureRows(t); len(marks) != 2 {
+		t.Errorf("%d marks after the dry run, want 2 (kept for the real run)", len(marks))
+	}
+	run, _ := e.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 1 {
+		t.Errorf("real run after the dry run: created %d deactivated %d, want 1 1", run.Created, run.Deactivated)
+	}
+	wantActive(t, e, true, "", out)
+	wantActive(t, e, false, "out_of_filter", a[0])
+	e.wantClosure(t, ga)
+}
