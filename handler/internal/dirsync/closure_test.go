@@ -2,6 +2,7 @@ package dirsync_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -339,4 +341,48 @@ func TestDryRunLeavesMembershipChangesToTheRealRun(t *testing.T) {
 	wantActive(t, e, true, "", out)
 	wantActive(t, e, false, "out_of_filter", a[0])
 	e.wantClosure(t, ga)
+}
+
+// noGroupsDelta is a directory without groups/delta (as some test doubles are).
+type noGroupsDelta struct{ d *graphDir }
+
+func (n noGroupsDelta) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+	return n.d.UsersDelta(ctx, tenant, link)
+}
+func (n noGroupsDelta) User(ctx context.Context, tenant, id string) (entra.User, error) {
+	return n.d.User(ctx, tenant, id)
+}
+func (n noGroupsDelta) Group(ctx context.Context, tenant, id string) (entra.Group, error) {
+	return n.d.Group(ctx, tenant, id)
+}
+func (n noGroupsDelta) TransitiveUserIDs(ctx context.Context, tenant, id string) ([]string, error) {
+	return n.d.TransitiveUserIDs(ctx, tenant, id)
+}
+
+// Without groups/delta the closure is rebuilt from TransitiveUserIDs by every run: the filter
+// still holds, at the cost a filtered run had before the closure was stored.
+func TestFilterWithoutGroupsDelta(t *testing.T) {
+	e := setup(t)
+	e.configure(func(c *dirsync.Config) { c.Directory = noGroupsDelta{e.dir} })
+	direct := e.addUsers(t, "Direct", 2)
+	nested := e.addUsers(t, "Nested", 2)
+	out := e.addUser(t, "Out", "Sider")
+	sub := e.addGroup(t, "Sub", nested...)
+	parent := e.addGroup(t, "Parent", direct...)
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	if run, cost := e.syncCost(t); run.Created != 4 || cost.transitive != 1 {
+		t.Errorf("created %d with %d TransitiveUserIDs, want 4, 1", run.Created, cost.transitive)
+	}
+	must(t, e.sim.RemoveMember(testenv.Tenant, sub, nested[0]))
+	must(t, e.sim.AddMember(testenv.Tenant, sub, out))
+	run, _ := e.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 1 {
+		t.Errorf("created %d deactivated %d, want 1 1", run.Created, run.Deactivated)
+	}
+	wantActive(t, e, false, "out_of_filter", nested[0])
+	wantActive(t, e, true, "", out)
+	if rows, _ := e.closureRows(t); len(rows) != 4 {
+		t.Errorf("%d closure rows, want 4 (one generation; the old ones collected)", len(rows))
+	}
 }

@@ -316,6 +316,10 @@ func (s *stepper) dropClosure(ctx context.Context, c closure, st *scopeState) (b
 	if len(st.Garbage) > 0 {
 		return false, collectGarbage(ctx, c, st)
 	}
+	// Nothing left: without the state row, the org's next runs start with the users round.
+	if err := c.t.Delete(ctx, c.org, scopeStateKey, tablestore.ETagAny); err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+		return false, fmt.Errorf("delete scope state: %w", err)
+	}
 	return true, nil
 }
 
