@@ -101,6 +101,9 @@ type tenant struct {
 	groupIDs map[string]int32
 
 	log []change
+	// notified is the log position up to which change notifications were queued
+	// (dirChangedLocked, when a mutation releases the state lock).
+	notified int
 
 	// consented apps: client id -> granted role names
 	consents  map[string][]string
@@ -211,7 +214,8 @@ func (s *Server) tenantLocked(tenantID string) (*tenant, error) {
 }
 
 // lockTenant takes the state lock and finds a tenant. On success the caller releases the lock
-// with unlock; on error the lock is not held.
+// with unlock, which first queues the change notifications of what the caller logged; on error
+// the lock is not held.
 func (s *Server) lockTenant(tenantID string) (t *tenant, unlock func(), err error) {
 	s.init()
 	s.mu.Lock()
@@ -220,7 +224,7 @@ func (s *Server) lockTenant(tenantID string) (t *tenant, unlock func(), err erro
 		s.mu.Unlock()
 		return nil, nil, err
 	}
-	return t, s.mu.Unlock, nil
+	return t, func() { s.dirChangedLocked(t); s.mu.Unlock() }, nil
 }
 
 // objectLocked finds a user or group (kind names it in the error) that is not permanently
@@ -238,7 +242,8 @@ func objectLocked[R dirObject](s *Server, kind, tenantID, id string, find func(*
 	return t, r, nil
 }
 
-// withObject runs fn under the state lock with a user or group that is not permanently deleted.
+// withObject runs fn under the state lock with a user or group that is not permanently deleted,
+// and queues the change notifications of what fn logged.
 func withObject[R dirObject](s *Server, kind, tenantID, id string, find func(*tenant, string) (R, bool), fn func(*tenant, R) error) error {
 	s.init()
 	s.mu.Lock()
@@ -247,6 +252,7 @@ func withObject[R dirObject](s *Server, kind, tenantID, id string, find func(*te
 	if err != nil {
 		return err
 	}
+	defer s.dirChangedLocked(t) // runs before the unlock
 	return fn(t, r)
 }
 

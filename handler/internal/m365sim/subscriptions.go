@@ -19,9 +19,10 @@ import (
 )
 
 // Subscriptions: Microsoft Graph change notifications (POST/GET/PATCH/DELETE /subscriptions and
-// /subscriptions/{id}/reauthorize) for the messages of a team's channel, with the validation
-// handshake, lifetimes, permissions and lifecycle events Graph documents. Deliveries are in
-// subscriptions_delivery.go. See doc.go, section Change notifications.
+// /subscriptions/{id}/reauthorize) for the messages of a team's channel and for /users and
+// /groups (subscriptions_directory.go), with the validation handshake, lifetimes, permissions
+// and lifecycle events Graph documents. Deliveries are in subscriptions_delivery.go. See
+// doc.go, section Change notifications.
 
 const (
 	// MaxChannelMessageSubscription is the longest lifetime of a channel-message subscription
@@ -38,9 +39,9 @@ type Subscription struct {
 	ID                       string    `json:"id"`
 	TenantID                 string    `json:"tenantId"`
 	AppID                    string    `json:"applicationId"`
-	Resource                 string    `json:"resource"` // as sent, e.g. /teams/{t}/channels/{c}/messages
-	TeamID                   string    `json:"teamId"`
-	ChannelID                string    `json:"channelId"`
+	Resource                 string    `json:"resource"`   // as sent, e.g. /teams/{t}/channels/{c}/messages or /users
+	TeamID                   string    `json:"teamId"`     // channel-message subscriptions only
+	ChannelID                string    `json:"channelId"`  // channel-message subscriptions only
 	ChangeType               string    `json:"changeType"` // e.g. "created,updated,deleted"
 	NotificationURL          string    `json:"notificationUrl"`
 	LifecycleNotificationURL string    `json:"lifecycleNotificationUrl,omitempty"`
@@ -58,6 +59,7 @@ type Subscription struct {
 
 type subRec struct {
 	Subscription
+	kind          subKind
 	tenant, appID string
 	key           *rsa.PublicKey // of the encryption certificate
 	certDER       []byte
@@ -141,6 +143,26 @@ func (s *Server) FireLifecycle(subscriptionID, event string) error {
 	cp := *sub
 	s.mu.Unlock()
 	s.postLifecycle(&cp, event)
+	return nil
+}
+
+// RemoveSubscription drops a subscription as Graph does when it removes one on its side (for
+// example after the app lost a permission): it is gone at once, and when it has a
+// lifecycleNotificationUrl a subscriptionRemoved notification is sent there (asynchronously).
+// Unlike FireLifecycle it works for subscriptions without a lifecycle URL.
+func (s *Server) RemoveSubscription(subscriptionID string) error {
+	s.init()
+	s.mu.Lock()
+	s.expireLocked()
+	n := s.notify()
+	sub := n.subs[subscriptionID]
+	if sub == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("subscription %q: %w", subscriptionID, ErrNotFound)
+	}
+	delete(n.subs, subscriptionID)
+	s.mu.Unlock()
+	s.postLifecycle(sub, "subscriptionRemoved")
 	return nil
 }
 
@@ -273,14 +295,15 @@ func parseResource(res string) (team, channel string, ok bool) {
 	return segs[1], ch, true
 }
 
-// checkExpiration applies the channel-message lifetime rules to exp.
-func checkExpiration(exp, now time.Time, lifecycleURL string) *gresp {
+// checkExpiration applies the lifetime rules of the subscription kind to exp.
+func checkExpiration(kind subKind, exp, now time.Time, lifecycleURL string) *gresp {
+	after := kind.lifecycleRequiredAfter()
 	switch {
 	case !exp.After(now):
 		return new(invalidSub("Subscription expiration date time must be in the future."))
-	case exp.Sub(now) > MaxChannelMessageSubscription:
-		return new(invalidSub(fmt.Sprintf("Subscription expiration can only be %d minutes in the future.", int(MaxChannelMessageSubscription/time.Minute))))
-	case exp.Sub(now) > lifecycleRequiredAfter && lifecycleURL == "":
+	case exp.Sub(now) > kind.maxLifetime():
+		return new(invalidSub(fmt.Sprintf("Subscription expiration can only be %d minutes in the future.", int(kind.maxLifetime()/time.Minute))))
+	case after > 0 && exp.Sub(now) > after && lifecycleURL == "":
 		return new(invalidSub("lifecycleNotificationUrl is a required property for subscription creation on this resource when the expirationDateTime value is set to greater than 1 hour."))
 	}
 	return nil
@@ -324,9 +347,14 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.expireLocked()
+	if t, err := s.tenantLocked(pending.tenant); err == nil {
+		s.dirChangedLocked(t) // earlier changes are not the new subscription's
+	}
 	n := s.notify()
 	for _, o := range n.subs {
-		if o.tenant == pending.tenant && o.appID == pending.appID && strings.EqualFold(o.TeamID, pending.TeamID) && o.ChannelID == pending.ChannelID {
+		// One subscription per app per channel; Graph allows several to /users or /groups.
+		if pending.kind == subChannel && o.kind == subChannel && o.tenant == pending.tenant && o.appID == pending.appID &&
+			strings.EqualFold(o.TeamID, pending.TeamID) && o.ChannelID == pending.ChannelID {
 			s.mu.Unlock()
 			s.writeGraph(w, r, extensionError(http.StatusConflict, "Conflict", "A subscription for this resource already exists for the application: "+o.ID+"."))
 			return
@@ -373,10 +401,17 @@ func (s *Server) newSubscription(r *http.Request, g *gctx) (*subRec, *gresp) {
 	case len(sub.ClientState) > maxClientState:
 		return nil, new(invalidSub(fmt.Sprintf("clientState must be at most %d characters.", maxClientState)))
 	}
-	if e := checkExpiration(exp, g.now, sub.LifecycleNotificationURL); e != nil {
+	sub.ExpirationDateTime = exp.UTC()
+	if kind, ok := directoryResource(sub.Resource); ok {
+		sub.kind = kind
+		if e := checkDirSubscription(sub, g, exp); e != nil {
+			return nil, e
+		}
+		return sub, nil
+	}
+	if e := checkExpiration(subChannel, exp, g.now, sub.LifecycleNotificationURL); e != nil {
 		return nil, e
 	}
-	sub.ExpirationDateTime = exp.UTC()
 	if sub.IncludeResourceData {
 		if sub.EncryptionCertificate == "" || sub.EncryptionCertificateID == "" {
 			return nil, new(invalidSub("encryptionCertificate and encryptionCertificateId are required when includeResourceData is true."))
@@ -400,7 +435,7 @@ func (s *Server) newSubscription(r *http.Request, g *gctx) (*subRec, *gresp) {
 	}
 	teamID, channelID, ok := parseResource(sub.Resource)
 	if !ok {
-		return nil, new(unhandledQuery("subscriptions to resource " + sub.Resource + " are not implemented (only /teams/{id}/channels/{id}/messages)"))
+		return nil, new(unhandledQuery("subscriptions to resource " + sub.Resource + " are not implemented (only /teams/{id}/channels/{id}/messages, /users and /groups)"))
 	}
 	tt, _ := s.teamsLocked(g.t.id)
 	team := tt.team(teamID)
@@ -490,10 +525,10 @@ func (s *Server) patchSubscription(r *http.Request, g *gctx) gresp {
 	if !ok {
 		return invalidSub("expirationDateTime is not a valid date time: " + *b.ExpirationDateTime)
 	}
-	if e := checkExpiration(exp, g.now, sub.LifecycleNotificationURL); e != nil {
+	if e := checkExpiration(sub.kind, exp, g.now, sub.LifecycleNotificationURL); e != nil {
 		return *e
 	}
-	if !s.mayReadMessages(g, sub.TeamID) {
+	if !s.mayKeep(g, sub) {
 		return extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request.")
 	}
 	sub.ExpirationDateTime, sub.ReauthorizationRequired, sub.Reauthorized = exp.UTC(), false, g.now
@@ -522,7 +557,7 @@ func (s *Server) reauthorizeSubscription(r *http.Request, g *gctx) gresp {
 	if e != nil {
 		return *e
 	}
-	if !s.mayReadMessages(g, sub.TeamID) {
+	if !s.mayKeep(g, sub) {
 		return extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request.")
 	}
 	sub.ReauthorizationRequired, sub.Reauthorized = false, g.now

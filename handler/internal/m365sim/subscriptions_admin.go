@@ -64,9 +64,10 @@ func (s *Server) adminChannelMessages(r *http.Request, p []string, reply func(an
 //
 //	GET    /_sim/subscriptions[?tenant=t]              the live subscriptions (Subscription JSON array)
 //	POST   /_sim/subscriptions/{id}/lifecycle          {"event":"reauthorizationRequired"|"subscriptionRemoved"|"missed"}: FireLifecycle
+//	DELETE /_sim/subscriptions/{id}                    RemoveSubscription (Graph drops it; subscriptionRemoved if it has a lifecycle URL)
 //	GET    /_sim/webhook/stats                         WebhookStats (durations in nanoseconds); DELETE resets them
 //	PUT    /_sim/webhook/options                       {"slowAfter":"3s","timeout":"10s","handshakeTimeout":"10s","retries":3,
-//	                                                   "retryBackoff":"1s","concurrency":256}: SetWebhookOptions
+//	                                                   "retryBackoff":"1s","concurrency":256,"batch":100,"batchWindow":"5ms"}: SetWebhookOptions
 //	PUT    /_sim/webhook/duplicates                    {"n":1}: SetNotificationDuplicates
 //	POST   /_sim/webhook/wait[?timeout=60s]            WaitDeliveries
 //	POST   /_sim/rsc/{t}/{team}                        {"appId","permissions":[…]}: GrantRSC (default ChannelMessage.Read.Group)
@@ -99,6 +100,8 @@ func (s *Server) adminSubscriptions(r *http.Request, p []string, reply func(any,
 			return
 		}
 		reply(nil, s.FireLifecycle(p[1], body.Event))
+	case m == http.MethodDelete && n == 2 && at(0, "subscriptions"):
+		reply(nil, s.RemoveSubscription(p[1]))
 	case n == 2 && at(0, "webhook") && at(1, "stats") && m == http.MethodGet:
 		reply(s.WebhookStats(), nil)
 	case n == 2 && at(0, "webhook") && at(1, "stats") && m == http.MethodDelete:
@@ -106,17 +109,18 @@ func (s *Server) adminSubscriptions(r *http.Request, p []string, reply func(any,
 		reply(nil, nil)
 	case n == 2 && at(0, "webhook") && at(1, "options") && m == http.MethodPut:
 		var body struct {
-			SlowAfter, Timeout, HandshakeTimeout, RetryBackoff string
-			Retries, Concurrency                               int
+			SlowAfter, Timeout, HandshakeTimeout, RetryBackoff, BatchWindow string
+			Retries, Concurrency, Batch                                     int
 		}
 		if !decode(&body) {
 			return
 		}
-		o := WebhookOptions{Retries: body.Retries, Concurrency: body.Concurrency}
+		o := WebhookOptions{Retries: body.Retries, Concurrency: body.Concurrency, Batch: body.Batch}
 		for _, f := range []struct {
 			v   string
 			dst *time.Duration
-		}{{body.SlowAfter, &o.SlowAfter}, {body.Timeout, &o.Timeout}, {body.HandshakeTimeout, &o.HandshakeTimeout}, {body.RetryBackoff, &o.RetryBackoff}} {
+		}{{body.SlowAfter, &o.SlowAfter}, {body.Timeout, &o.Timeout}, {body.HandshakeTimeout, &o.HandshakeTimeout}, {body.RetryBackoff, &o.RetryBackoff},
+			{body.BatchWindow, &o.BatchWindow}} {
 			if f.v == "" {
 				continue
 			}

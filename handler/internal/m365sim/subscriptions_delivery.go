@@ -42,6 +42,14 @@ type WebhookOptions struct {
 	RetryBackoff time.Duration
 	// Concurrency bounds the POSTs in flight (default 256); more wait their turn.
 	Concurrency int
+	// Batch > 1 coalesces plain notifications (no resource data) queued for the same URL into
+	// one POST of up to Batch entries in value, as Graph batches them (it sends up to about
+	// 100); 0 or 1 (default) posts every notification on its own. Identical duplicates
+	// (SetNotificationDuplicates) may then share a POST.
+	Batch int
+	// BatchWindow is how long a batch waits for more notifications before it is posted
+	// (default 5 ms; only with Batch > 1).
+	BatchWindow time.Duration
 }
 
 func (o WebhookOptions) withDefaults() WebhookOptions {
@@ -63,6 +71,9 @@ func (o WebhookOptions) withDefaults() WebhookOptions {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 256
+	}
+	if o.BatchWindow <= 0 {
+		o.BatchWindow = 5 * time.Millisecond
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256, IdleConnTimeout: 30 * time.Second, ForceAttemptHTTP2: true}}
@@ -88,9 +99,23 @@ type deliveryState struct {
 	mu      sync.Mutex
 	opts    WebhookOptions
 	sem     chan struct{}
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // one count per notification not yet delivered or given up
 	stats   WebhookStats
 	latency []time.Duration
+	outbox  map[outboxKey]*outbox // notifications waiting to be batched (WebhookOptions.Batch)
+}
+
+// outbox holds a URL's notifications waiting for a batch; it exists while its sender runs.
+type outbox struct {
+	items []notificationJSON
+	full  chan struct{} // signalled when items reach a batch, to end the sender's wait early
+}
+
+// outboxKey is what notifications must share to go in one POST: the URL, and lifecycle or
+// change notifications (they are accounted apart).
+type outboxKey struct {
+	endpoint  string
+	lifecycle bool
 }
 
 func (d *deliveryState) init() {
@@ -161,6 +186,9 @@ type resourceDataJSON struct {
 	ID        string `json:"id"`
 	ODataType string `json:"@odata.type"`
 	ODataID   string `json:"@odata.id,omitempty"`
+	// Directory notifications (users, groups) only.
+	OrganizationID string            `json:"organizationId,omitempty"`
+	MembersDelta   []memberDeltaJSON `json:"members@delta,omitempty"`
 }
 
 // EncryptedContent is a rich notification's encryptedContent.
@@ -246,7 +274,7 @@ func (s *Server) changedLocked(tenantID string, m *msgRec, changeType string) {
 	}
 	var content []byte
 	for _, sub := range n.subs {
-		if sub.tenant != t.id || !strings.EqualFold(sub.TeamID, m.TeamID) || sub.ChannelID != m.ChannelID || !sub.wants(changeType) {
+		if sub.kind != subChannel || sub.tenant != t.id || !strings.EqualFold(sub.TeamID, m.TeamID) || sub.ChannelID != m.ChannelID || !sub.wants(changeType) {
 			continue
 		}
 		res := messageResource(m)
@@ -291,33 +319,97 @@ func (s *Server) postLifecycle(sub *subRec, event string) {
 }
 
 // deliverNotification posts one notification asynchronously, with retries. token, when not nil, mints the
-// validationTokens entry (rich notifications).
+// validationTokens entry (rich notifications). With WebhookOptions.Batch > 1 a plain
+// notification joins the URL's outbox and goes with the others queued there (sendBatches).
 func (s *Server) deliverNotification(endpoint string, nj notificationJSON, token func() (string, error), lifecycle bool) {
 	d := &s.notify().delivery
+	d.wg.Add(1)
 	d.mu.Lock()
 	d.stats.Pending++
 	opts, sem := d.opts, d.sem
-	d.mu.Unlock()
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		ok := s.deliverOnce(d, opts, sem, endpoint, nj, token)
-		d.mu.Lock()
-		d.stats.Pending--
-		switch {
-		case !ok:
-			d.stats.Failed++
-		case lifecycle:
-			d.stats.Lifecycle++
-		default:
-			d.stats.Delivered++
+	if opts.Batch > 1 && token == nil {
+		key := outboxKey{endpoint, lifecycle}
+		if d.outbox == nil {
+			d.outbox = map[outboxKey]*outbox{}
+		}
+		ob := d.outbox[key]
+		if ob == nil {
+			ob = &outbox{full: make(chan struct{}, 1)}
+			d.outbox[key] = ob
+			go s.sendBatches(d, key, ob)
+		}
+		if ob.items = append(ob.items, nj); len(ob.items) >= opts.Batch {
+			select {
+			case ob.full <- struct{}{}:
+			default:
+			}
 		}
 		d.mu.Unlock()
-	}()
+		return
+	}
+	d.mu.Unlock()
+	go s.deliverBatch(d, opts, sem, endpoint, []notificationJSON{nj}, token, lifecycle)
 }
 
-func (s *Server) deliverOnce(d *deliveryState, opts WebhookOptions, sem chan struct{}, endpoint string, nj notificationJSON, token func() (string, error)) bool {
-	body := collectionJSON{Value: []notificationJSON{nj}}
+// sendBatches posts a URL's outbox in batches until it is empty: a batch is posted (in the
+// background) when it is full or BatchWindow after its first notification came, whichever is
+// first.
+func (s *Server) sendBatches(d *deliveryState, key outboxKey, ob *outbox) {
+	var deadline time.Time // of the batch being filled
+	for {
+		d.mu.Lock()
+		opts, sem := d.opts, d.sem
+		if len(ob.items) == 0 {
+			delete(d.outbox, key)
+			d.mu.Unlock()
+			return
+		}
+		if len(ob.items) < opts.Batch {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(opts.BatchWindow)
+			}
+			if wait := time.Until(deadline); wait > 0 {
+				d.mu.Unlock()
+				t := time.NewTimer(wait)
+				select { // a stale signal only makes the loop look again
+				case <-t.C:
+				case <-ob.full:
+				}
+				t.Stop()
+				continue
+			}
+		}
+		deadline = time.Time{}
+		n := min(len(ob.items), max(opts.Batch, 1))
+		batch := slices.Clone(ob.items[:n])
+		ob.items = ob.items[n:]
+		d.mu.Unlock()
+		go s.deliverBatch(d, opts, sem, key.endpoint, batch, nil, key.lifecycle)
+	}
+}
+
+// deliverBatch posts notifications in one POST (with retries) and accounts for each of them.
+func (s *Server) deliverBatch(d *deliveryState, opts WebhookOptions, sem chan struct{}, endpoint string, batch []notificationJSON, token func() (string, error), lifecycle bool) {
+	ok := s.deliverOnce(d, opts, sem, endpoint, batch, token)
+	n := int64(len(batch))
+	d.mu.Lock()
+	d.stats.Pending -= n
+	switch {
+	case !ok:
+		d.stats.Failed += n
+	case lifecycle:
+		d.stats.Lifecycle += n
+	default:
+		d.stats.Delivered += n
+	}
+	d.mu.Unlock()
+	for range batch {
+		d.wg.Done()
+	}
+}
+
+func (s *Server) deliverOnce(d *deliveryState, opts WebhookOptions, sem chan struct{}, endpoint string, batch []notificationJSON, token func() (string, error)) bool {
+	body := collectionJSON{Value: batch}
 	if token != nil {
 		tok, err := token()
 		if err != nil {
