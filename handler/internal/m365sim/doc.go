@@ -214,7 +214,8 @@
 // # Change notifications
 //
 // Channel messages and Graph change-notification subscriptions to them (channelmessages.go,
-// subscriptions*.go), for channel monitoring.
+// subscriptions*.go), for channel monitoring, and subscriptions to /users and /groups (see
+// Directory subscriptions below), for real-time directory sync.
 //
 //	GET    /teams/{t}/channels/{c}/messages[?$top=1..50&$expand=replies]   root messages, newest first (a sim choice), $skiptoken pages (default 20)
 //	GET    /teams/{t}/channels/{c}/messages/delta[?$filter=lastModifiedDateTime gt <time>&$top&$expand=replies]
@@ -275,16 +276,41 @@
 // in hex — and the collection a top-level validationTokens entry (ValidationToken: the app and
 // tenant, signed by the sim's identity key).
 //
+// Directory subscriptions (subscriptions_directory.go): resource /users or /groups (leading
+// slash optional, any case) tenant-wide. changeType updated and/or deleted — created answers
+// 400 InvalidRequest (updated covers created, updated and soft-deleted objects; deleted is a
+// permanent delete); includeResourceData true answers 400 (not on v1.0); expirationDateTime at
+// most 41 760 minutes out (MaxDirectorySubscription), no lifecycle URL required; the
+// application role User.Read.All (users) or GroupMember.Read.All / Group.Read.All (groups), or
+// a higher one, else 403 ExtensionError "Missing role permissions on the request. API requires
+// one of '…'"; an app may hold several such subscriptions (no 409). PATCH and reauthorize
+// recheck that role. Every directory mutation — AddUser, UpdateUser, SetAccountEnabled,
+// SoftDeleteUser, RestoreUser, HardDeleteUser, AddGroup, RenameGroup, DeleteGroup, AddMember,
+// RemoveMember, MutateRandom and the admin API over them — notifies, when it releases the state
+// lock, each live subscription of the tenant whose resource and changeType match, one
+// notification per change-log entry: {"subscriptionId","subscriptionExpirationDateTime",
+// "clientState","changeType","resource":"Users/<id>","resourceData":{"@odata.type":
+// "#Microsoft.Graph.User","@odata.id":"Users/<id>","id","organizationId":"<tenant>"},
+// "tenantId"}; groups "Groups/<id>" and "#Microsoft.Graph.Group", a membership change with
+// "members@delta":[{"id":"<member>"}] ({"id","@removed":{}} for a removal; a permanently
+// deleted user leaves each of its groups that way). changeType is deleted for a permanent
+// delete of the user or group, updated otherwise.
+//
 // Lifecycle: FireLifecycle(subscriptionID, event) POSTs {"value":[{"subscriptionId",
 // "subscriptionExpirationDateTime","lifecycleEvent","clientState","tenantId"}]} (with
 // validationTokens for rich subscriptions) to lifecycleNotificationUrl: reauthorizationRequired
 // marks the subscription until POST …/reauthorize or a PATCH (deliveries go on meanwhile),
-// subscriptionRemoved removes it first, missed only notifies.
+// subscriptionRemoved removes it first, missed only notifies. RemoveSubscription(id) drops a
+// subscription as Graph does on its side (subscriptionRemoved when it has a lifecycle URL; it
+// works without one too).
 //
 // Delivery (WebhookOptions, SetWebhookOptions; the admin API for other processes): at most
 // Concurrency POSTs in flight (256); a POST not answered 2xx within Timeout (10 s) is retried
 // Retries times (3) after RetryBackoff doubling from 1 s — Graph retries for up to 4 hours —
-// then given up. SetNotificationDuplicates(n) posts each later notification 1+n times.
+// then given up. SetNotificationDuplicates(n) posts each later notification 1+n times. By
+// default every notification is its own POST; Batch > 1 coalesces the plain notifications
+// queued for one URL into POSTs of up to Batch entries in value (Graph sends up to about 100),
+// each posted when full or BatchWindow (5 ms) after its first entry.
 // WebhookStats: Delivered and Lifecycle (acknowledged 2xx), Failed (given up), Retried, Slow
 // (POSTs acknowledged after SlowAfter, 3 s by default: real time, not sim time), Pending, and
 // the ack latency AckP50/AckP99/AckMax of the 2xx answers; ResetWebhookStats zeroes them;
@@ -386,7 +412,8 @@
 //
 // The Fault hook and AddFault rules inject 429 (with fractional Retry-After and the Graph
 // TooManyRequests body), 5xx, 403, 404 and delays per path. Stats counts requests per route
-// kind for benchmarks. With Options.Admin the /_sim/ JSON API (see serveAdmin) drives a sim
+// kind for benchmarks, and Graph requests per tenant (Stats.GraphByTenant, GraphRequests) for
+// "requests per change". With Options.Admin the /_sim/ JSON API (see serveAdmin) drives a sim
 // running in another process (cmd/m365sim), including the admin-consent and sign-in script
 // (sign-in, signed-in-user, consent-decision, redirect URIs, app permissions,
 // group-membership-claims) and mail (sent mail, stats, limits, access policies). The fault
