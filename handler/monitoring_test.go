@@ -110,10 +110,11 @@ func newMonitorRig(t *testing.T) *monitorRig {
 	mux.Handle("POST /api/graph/lifecycle", r.hooks.Lifecycle())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	reconciler := subscriptions.NewReconciler(subscriptions.ReconcilerConfig{Store: r.subs, States: states, Graph: graphSubscriptions{gc},
+		Certificate: notifyCertificate{cert}, PublicBaseURL: srv.URL, Forget: r.hooks.Forget, Now: c.Now})
 	r.mon = monitoring.New(monitoring.Config{
-		Settings: monitoring.NewStore(env.Store), Subscriptions: r.subs, States: states, Teams: teams, Connections: conns,
-		Graph: graphSubscriptions{gc}, Messages: gc, Channels: teamsGraph{gc}, Certificate: notifyCertificate{cert},
-		Decrypter: keyringDecrypter{keyring}, Insights: r.insights, Alerts: r.alerts, PublicBaseURL: srv.URL, Forget: r.hooks.Forget, Now: c.Now,
+		Settings: monitoring.NewStore(env.Store), Subscriptions: reconciler, Teams: teams, Connections: conns,
+		Messages: gc, Channels: teamsGraph{gc}, Decrypter: keyringDecrypter{keyring}, Insights: r.insights, Alerts: r.alerts, Now: c.Now,
 	})
 	return r
 }
@@ -217,7 +218,7 @@ func TestChannelMonitoringEndToEnd(t *testing.T) {
 	// Renewal: a day before expiry the renewer pushes the expiration out.
 	before := now[0].ExpirationDateTime
 	r.clock.Advance(50 * time.Hour)
-	rep, err := r.mon.RenewAll(t.Context())
+	rep, err := subscriptions.RenewAll(t.Context(), r.subs, nil, r.mon)
 	if err != nil || rep.Renewed != 1 {
 		t.Fatalf("RenewAll = %+v, %v; want one renewal", rep, err)
 	}

@@ -199,9 +199,10 @@ func setupMonitoring(t *testing.T) *monitoringFixture {
 	}
 	g := &graphSubs{now: clock.Now, refuse: map[string]error{}}
 	conns := connection.NewStore(tf.store)
-	mon := monitoring.New(monitoring.Config{Settings: monitoring.NewStore(tf.store), Subscriptions: subscriptions.NewStore(tf.store), States: states,
-		Teams: tf.teams, Connections: conns, Graph: g, Messages: g, Channels: tf.tenant, Certificate: testCertificate{},
-		PublicBaseURL: publicBaseURL + "/", Now: clock.Now})
+	subs := subscriptions.NewReconciler(subscriptions.ReconcilerConfig{Store: subscriptions.NewStore(tf.store), States: states, Graph: g,
+		Certificate: testCertificate{}, PublicBaseURL: publicBaseURL + "/", Now: clock.Now})
+	mon := monitoring.New(monitoring.Config{Settings: monitoring.NewStore(tf.store), Subscriptions: subs,
+		Teams: tf.teams, Connections: conns, Messages: g, Channels: tf.tenant, Now: clock.Now})
 	f := &monitoringFixture{fixture: &fixture{store: tf.store, orgs: tf.orgs}, tenant: tf.tenant, graph: g, clock: clock}
 	f.srv = httptest.NewServer(api.New(api.Deps{Orgs: tf.orgs, Connections: conns, TeamsRecords: tf.teams, Monitoring: mon, Now: clock.Now}))
 	t.Cleanup(f.srv.Close)

@@ -87,7 +87,7 @@ func (m *Monitor) View(ctx context.Context, org tablestore.Org) (View, tablestor
 	}
 	v := View{Settings: s, Subscriptions: []SubscriptionView{}}
 	now := m.cfg.Now()
-	for sub, err := range m.cfg.Subscriptions.List(ctx, org) {
+	for sub, err := range m.subs.List(ctx, org) {
 		if err != nil {
 			return View{}, "", err
 		}

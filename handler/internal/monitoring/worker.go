@@ -52,7 +52,7 @@ func (m *Monitor) HandleEvent(ctx context.Context, body []byte) error {
 	if err := json.Unmarshal(ev.Notification, &n); err != nil {
 		return fmt.Errorf("monitoring: not a notification: %w: %w", errkind.Invalid, err)
 	}
-	sub, _, err := m.cfg.Subscriptions.Get(ctx, org, n.SubscriptionID)
+	sub, _, err := m.subs.Get(ctx, org, n.SubscriptionID)
 	if errors.Is(err, errkind.NotFound) {
 		return nil // deleted since (monitoring turned off): nothing to do
 	}
@@ -117,8 +117,8 @@ func (m *Monitor) touch(ctx context.Context, org tablestore.Org, sub subscriptio
 	if now.Sub(sub.LastNotification) < time.Minute {
 		return
 	}
-	if err := m.cfg.Subscriptions.Update(ctx, org, sub.ID, func(s *subscriptions.Sub) { s.LastNotification = now }); err == nil {
-		m.cfg.Forget(org, sub.ID)
+	if err := m.subs.Update(ctx, org, sub.ID, func(s *subscriptions.Sub) { s.LastNotification = now }); err == nil {
+		m.cfg.Subscriptions.Forget(org, sub.ID)
 	}
 }
 
@@ -271,7 +271,7 @@ func nonEmpty(s, def string) string {
 func (m *Monitor) lifecycle(ctx context.Context, org tablestore.Org, sub subscriptions.Sub, what string) error {
 	now := m.cfg.Now().UTC()
 	record := func() error {
-		err := m.cfg.Subscriptions.Update(ctx, org, sub.ID, func(s *subscriptions.Sub) { s.LastLifecycle, s.LastLifecycleAt = what, now })
+		err := m.subs.Update(ctx, org, sub.ID, func(s *subscriptions.Sub) { s.LastLifecycle, s.LastLifecycleAt = what, now })
 		if errors.Is(err, errkind.NotFound) {
 			err = nil
 		}
@@ -280,7 +280,7 @@ func (m *Monitor) lifecycle(ctx context.Context, org tablestore.Org, sub subscri
 	}
 	switch what {
 	case "reauthorizationRequired":
-		err := m.cfg.Graph.ReauthorizeSubscription(ctx, sub.Tenant, sub.ID)
+		err := m.cfg.Subscriptions.Reauthorize(ctx, sub)
 		if errkind.Of(err) == errkind.NotFound {
 			if _, rerr := m.Reconcile(ctx, org); rerr != nil {
 				m.log.WarnContext(ctx, "monitoring: reconciling after a lost subscription", "error", rerr.Error())
@@ -289,10 +289,9 @@ func (m *Monitor) lifecycle(ctx context.Context, org tablestore.Org, sub subscri
 			return err
 		}
 	case "subscriptionRemoved":
-		if err := m.cfg.Subscriptions.Delete(ctx, org, sub.ID); err != nil {
+		if err := m.cfg.Subscriptions.Forsake(ctx, org, sub.ID); err != nil {
 			return err
 		}
-		m.cfg.Forget(org, sub.ID)
 		if _, err := m.Reconcile(ctx, org); err != nil {
 			m.log.WarnContext(ctx, "monitoring: recreating a removed subscription", "error", err.Error())
 		}

@@ -2,7 +2,7 @@
 // what each watches, when it expires, its health, and what is needed to check the clientState
 // of a notification — a nonce, not the secret: the clientState is an HMAC of the org and the
 // nonce under STATE_SIGNING_KEY, so a leaked table reveals nothing that forges a notification.
-// Channel monitoring uses it today; the real-time user and group sync will too.
+// Channel monitoring and the real-time user and group sync use it.
 package subscriptions
 
 import (
@@ -22,7 +22,13 @@ import (
 // Purposes.
 const (
 	ChannelMessages = "channel_messages"
+	Users           = "users"  // real-time stakeholder sync
+	Groups          = "groups" // real-time sync of a group filter's membership
 )
+
+// Directory reports whether a purpose is the real-time sync's (its notifications mark the org
+// for a delta round; nothing is fetched per notification).
+func Directory(purpose string) bool { return purpose == Users || purpose == Groups }
 
 // Sub is one subscription.
 type Sub struct {
