@@ -26,6 +26,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/pacing"
 	"github.com/leapchange/m365/handler/internal/queue"
+	"github.com/leapchange/m365/handler/internal/realtime"
 	"github.com/leapchange/m365/handler/internal/richnotify"
 	"github.com/leapchange/m365/handler/internal/schedule"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -52,6 +53,8 @@ type app struct {
 	bot       *bot.Bot
 	hooks     *webhook.Handler
 	monitor   *monitoring.Monitor
+	subs      *subscriptions.Store
+	realTime  *realtime.Sync
 }
 
 func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
@@ -125,13 +128,18 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	subs := subscriptions.NewStore(store)
-	hooks := webhook.New(webhook.Config{Subscriptions: subs, States: states, Queue: pub, Logger: log,
+	var hooks *webhook.Handler // the reconciler tells the webhook's cache what changed
+	reconciler := subscriptions.NewReconciler(subscriptions.ReconcilerConfig{Store: subs, States: states, Graph: graphSubscriptions{gc},
+		Certificate: notifyCertificate{keyring.Current()}, PublicBaseURL: cfg.PublicBaseURL, Logger: log,
+		Forget: func(org tablestore.Org, id string) { hooks.Forget(org, id) }})
+	realTime := realtime.New(realtime.Config{Store: store, Settings: settings, Connections: conns, Subscriptions: reconciler,
+		Runs: engine, Queue: pub, Debounce: cfg.RealTimeDebounce, Logger: log})
+	hooks = webhook.New(webhook.Config{Subscriptions: subs, States: states, Queue: pub, Directory: realTime, Logger: log,
 		Tokens: richnotify.NewTokenValidator(richnotify.TokenConfig{KeysURL: cfg.GraphNotifyKeysURL, AppID: cfg.ClientID, Logger: log})})
 	monitor := monitoring.New(monitoring.Config{
-		Settings: monitoring.NewStore(store), Subscriptions: subs, States: states, Teams: teamsStore, Connections: conns,
-		Graph: graphSubscriptions{gc}, Messages: gc, Channels: teamsGraph{gc}, Certificate: notifyCertificate{keyring.Current()},
-		Decrypter: keyringDecrypter{keyring}, Insights: insights.NewStore(store), Alerts: pipeline,
-		PublicBaseURL: cfg.PublicBaseURL, Forget: hooks.Forget, Logger: log,
+		Settings: monitoring.NewStore(store), Subscriptions: reconciler, Teams: teamsStore, Connections: conns,
+		Messages: gc, Channels: teamsGraph{gc}, Decrypter: keyringDecrypter{keyring}, Insights: insights.NewStore(store), Alerts: pipeline,
+		Logger: log,
 	})
 	teamsBot := bot.New(bot.Config{
 		Validator: botframework.NewValidator(botframework.ValidatorConfig{MetadataURL: cfg.BotOpenIDMetadata, AppID: cfg.BotAppID, Logger: log}),
@@ -147,7 +155,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	return &app{
 		scheduler: scheduler,
 		log:       log, store: store, queue: pub, conns: conns, sync: engine, consent: flow,
-		settings: settings, outbound: pipeline, bot: teamsBot, hooks: hooks, monitor: monitor,
+		settings: settings, outbound: pipeline, bot: teamsBot, hooks: hooks, monitor: monitor, subs: subs, realTime: realTime,
 		api: api.New(api.Deps{
 			Orgs: orgs, Sync: engine, Connections: conns, Consent: flow, Settings: settings, Directory: gc,
 			Stakeholders: stakeholders, Groups: groups,
@@ -155,7 +163,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 			Changes: changeStore,
 			TeamsConnector: teamsconn.NewConnector(teamsconn.ConnectorConfig{Store: teamsStore, Connections: conns, Roles: tokenRoles{creds},
 				Catalog: teamsGraph{gc}, AppID: cfg.TeamsAppID}),
-			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc}, Monitoring: monitor,
+			TeamsRecords: teamsStore, TeamsDirectory: teamsGraph{gc}, Monitoring: monitor, RealTime: realTime,
 			Insights: insights.NewStore(store),
 			NextSync: schedule.Next, Logger: log,
 		}),

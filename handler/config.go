@@ -70,6 +70,11 @@ type config struct {
 	SyncStallAfter time.Duration
 	badStallAfter  string
 
+	// RealTimeDebounce (optional REALTIME_DEBOUNCE, a Go duration from 1s to 5m; default 15s) is
+	// how long after an org's first user or group change notification its delta round starts.
+	RealTimeDebounce time.Duration
+	badDebounce      string
+
 	// MailLimits (optional MAIL_LIMITS, "<messages per minute>/<recipients per day>", default
 	// Exchange Online's 30/10000) are each sender mailbox's limits. Only a tenant with raised
 	// limits, or a benchmark against the simulated tenant, changes them.
@@ -141,6 +146,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.badStallAfter = v
 		}
 	}
+	if v := get("REALTIME_DEBOUNCE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d >= time.Second && d <= 5*time.Minute {
+			c.RealTimeDebounce = d
+		} else {
+			c.badDebounce = v
+		}
+	}
 	for h := range strings.SplitSeq(get("BOT_TRUSTED_HOSTS"), ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			c.BotTrustedHosts = append(c.BotTrustedHosts, h)
@@ -194,6 +206,7 @@ func (c config) validate() error {
 	bad(!isHTTPSURL(c.GraphNotifyKeysURL), "GRAPH_NOTIFY_KEYS_URL must be an https URL, got %q", c.GraphNotifyKeysURL)
 	bad((strings.TrimSpace(c.NotifyCertPreviousPEM) == "") != (c.NotifyCertPreviousID == ""), "NOTIFY_CERT_PREVIOUS_PEM and NOTIFY_CERT_PREVIOUS_ID go together: set both during a rotation, or neither")
 	bad(c.badMailLimits != "", "MAIL_LIMITS must be <messages per minute>/<recipients per day> (e.g. 30/10000), got %q", c.badMailLimits)
+	bad(c.badDebounce != "", "REALTIME_DEBOUNCE must be a duration from 1s to 5m (e.g. 15s), got %q", c.badDebounce)
 	bad(c.badStallAfter != "", "SYNC_STALL_AFTER must be a duration of at least 1s (e.g. 20m), got %q", c.badStallAfter)
 	for _, k := range c.unresolved {
 		errs = append(errs, fmt.Errorf("%s is an unresolved Key Vault reference: the platform could not read the secret. "+

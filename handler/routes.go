@@ -10,6 +10,9 @@ import (
 	"github.com/leapchange/m365/handler/internal/bot"
 	"github.com/leapchange/m365/handler/internal/invoke"
 	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/realtime"
+	"github.com/leapchange/m365/handler/internal/subscriptions"
+	"github.com/leapchange/m365/handler/internal/webhook"
 )
 
 // function is one row of DESIGN §2.1 as the handler serves it.
@@ -37,6 +40,11 @@ func (a *app) functions() []function {
 			rep, rerr := a.outbound.Reconcile(ctx)
 			a.log.InfoContext(ctx, "message batches reconciled", "batches", rep.Batches, "revived", rep.Revived, "lost", rep.Lost,
 				"dispatches", rep.Dispatches, "settled", rep.Settled, "error", fmt.Sprint(rerr))
+			// And real-time sync's safety net: dirty orgs whose round is overdue (a lost nudge, or
+			// a connection re-authorized since) get it now.
+			if n, err := a.realTime.Sweep(ctx); err != nil || n > 0 {
+				a.log.InfoContext(ctx, "real-time sync swept", "rounds", n, "error", fmt.Sprint(err))
+			}
 			res, err := a.scheduler.Run(ctx)
 			if err != nil {
 				return err
@@ -45,7 +53,8 @@ func (a *app) functions() []function {
 			return nil // one org's failure is logged and retried next tick; it does not fail the others
 		})},
 		{name: "SubscriptionRenewer", h: invoke.Timer("timer", a.log, func(ctx context.Context, _ invoke.TimerInfo) error {
-			rep, err := a.monitor.RenewAll(ctx)
+			// One renewer for every subscription: channel monitoring's and real-time sync's.
+			rep, err := subscriptions.RenewAll(ctx, a.subs, a.log, a.monitor, a.realTime)
 			if err != nil {
 				return err
 			}
@@ -54,9 +63,15 @@ func (a *app) functions() []function {
 			return nil // one tenant's failure is recorded on its status and retried next tick
 		})},
 		{name: "SyncWorker", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			if realtime.IsNudge(m.Body) {
+				return a.realTime.HandleNudge(ctx, m.Body) // a debounced real-time round
+			}
 			return a.sync.Step(ctx, m.Body, m.DeliveryCount)
 		})},
 		{name: "ChannelEventWorker", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {
+			if subscriptions.Directory(webhook.EventPurpose(m.Body)) {
+				return a.realTime.HandleEvent(ctx, m.Body) // a user or group subscription's lifecycle event
+			}
 			return a.monitor.HandleEvent(ctx, m.Body)
 		})},
 		{name: "MailSender", h: invoke.ServiceBus("msg", invoke.BinaryData, a.log, func(ctx context.Context, m invoke.Message) error {

@@ -110,8 +110,10 @@ type Deps struct {
 	Insights       insightStore // captured channel insights (insights.Store)
 	// Monitoring is channel monitoring (settings, subscriptions' health).
 	Monitoring monitor
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// RealTime is real-time stakeholder sync (its subscriptions and status); optional.
+	RealTime realTimeSync
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Server is the API.

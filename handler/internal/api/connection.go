@@ -6,6 +6,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/consent"
+	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -70,6 +71,8 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request, org tablesto
 	if err := s.d.Consent.Disconnect(r.Context(), org); err != nil {
 		return err
 	}
+	// Graph would go on notifying us of a tenant we no longer sync.
+	s.reconcileRealTime(r.Context(), org, syncsettings.Settings{}, syncsettings.Settings{}, true)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -61,6 +61,7 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request, org tablest
 	if err != nil {
 		return err
 	}
+	s.reconcileRealTime(ctx, org, cur, v, false)
 	w.Header().Set("ETag", string(newETag))
 	return writeJSON(w, http.StatusOK, v)
 }

@@ -53,7 +53,10 @@ type Settings struct {
 	GroupSync         bool      `json:"groupSync"`
 	GroupType         string    `json:"groupType"`
 	DeletionThreshold Threshold `json:"deletionThreshold"`
-	UpdatedAt         time.Time `json:"updatedAt,omitzero"`
+	// RealTime subscribes to Entra user (and, with a group filter, group) change notifications
+	// so changes reach stakeholders within a minute; the scheduled rounds stay as the safety net.
+	RealTime  bool      `json:"realTime"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 	// ScheduleUpdatedAt is when frequency or time zone last changed: a slot that passed before
 	// it is not caught up (the schedule did not exist yet). Other edits do not move it.
 	ScheduleUpdatedAt time.Time `json:"scheduleUpdatedAt,omitzero"`

@@ -1,8 +1,8 @@
 // Package webhook is the Graph change-notification endpoints (GraphNotifications and
 // GraphLifecycle): the validation handshake, every notification's clientState checked in
 // constant time against its subscription, the validationTokens of rich notifications checked,
-// and what passes enqueued to channel-events in one Service Bus batch before answering 202.
-// Nothing slow happens here: Graph delays and then drops endpoints that answer late, so the
+// and what passes enqueued to channel-events in one Service Bus batch before answering 202; user
+// and group change notifications instead mark their org for a real-time sync round. Nothing slow happens here: Graph delays and then drops endpoints that answer late, so the
 // work (decrypting, fetching, matching) is the worker's.
 package webhook
 
@@ -39,6 +39,10 @@ type (
 	publisher interface {
 		PublishBatch(ctx context.Context, msgs []queue.Message) error
 	}
+	// directoryNotifier marks an org for a real-time sync round.
+	directoryNotifier interface {
+		Notified(ctx context.Context, org tablestore.Org) error
+	}
 )
 
 // Config wires a Handler.
@@ -47,8 +51,11 @@ type Config struct {
 	States        subscriptions.ClientStates
 	Tokens        tokenValidator
 	Queue         publisher
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Directory takes the change notifications of user and group subscriptions: they mark the
+	// org for a delta round at once instead of queueing one message each (optional).
+	Directory directoryNotifier
+	Logger    *slog.Logger
+	Now       func() time.Time
 	// CacheFor is how long a subscription read from the table is trusted (default 1 min): a
 	// burst of notifications costs one read per subscription, not one per notification.
 	CacheFor time.Duration
@@ -99,12 +106,23 @@ const (
 
 // Event is a message on channel-events: one notification or lifecycle event of an org.
 type Event struct {
-	Org          string          `json:"org"`
-	Lifecycle    bool            `json:"lifecycle,omitempty"`
+	Org       string `json:"org"`
+	Lifecycle bool   `json:"lifecycle,omitempty"`
+	// Purpose is the subscription's (see package subscriptions): the worker routes by it.
+	Purpose      string          `json:"purpose,omitempty"`
 	Notification json.RawMessage `json:"notification"`
 }
 
 // notification is the part of a Graph notification the endpoint checks.
+// EventPurpose is the subscription purpose an Event body names ("" when unreadable).
+func EventPurpose(body []byte) string {
+	var ev struct {
+		Purpose string `json:"purpose"`
+	}
+	_ = json.Unmarshal(body, &ev)
+	return ev.Purpose
+}
+
 type notification struct {
 	SubscriptionID   string          `json:"subscriptionId"`
 	ClientState      string          `json:"clientState"`
@@ -161,6 +179,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 	}
 	ctx := r.Context()
 	var msgs []queue.Message
+	directory := 0              // user and group change notifications that passed
 	looked := map[string]bool{} // subscription ids looked up in this POST
 	unknown := 0
 	tokensGood := h.tokensValid(ctx, env) // checked once per POST, only when resource data came
@@ -204,10 +223,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, lifecycle bool) 
 				continue
 			}
 		}
-		ev, _ := json.Marshal(Event{Org: org.String(), Lifecycle: lifecycle, Notification: raw})
+		if !lifecycle && subscriptions.Directory(sub.Purpose) && h.cfg.Directory != nil {
+			directory++ // what changed is read by the delta round, not per notification
+			continue
+		}
+		ev, _ := json.Marshal(Event{Org: org.String(), Lifecycle: lifecycle, Purpose: sub.Purpose, Notification: raw})
 		sum := sha256.Sum256(raw)
 		msgs = append(msgs, queue.Message{Queue: queue.ChannelEvents, ID: "n-" + hex.EncodeToString(sum[:16]), Body: ev,
 			ContentType: "application/json", Subject: "notification"})
+	}
+	if directory > 0 {
+		if err := h.cfg.Directory.Notified(ctx, org); err != nil {
+			h.log.ErrorContext(ctx, "webhook: marking the org for real-time sync", "error", err.Error(), "org", org.String())
+			problem.Write(w, r, problem.New(http.StatusServiceUnavailable, problem.Unavailable, "try again"))
+			return
+		}
+		h.Accepted.Add(int64(directory))
 	}
 	if len(msgs) > 0 {
 		if err := h.cfg.Queue.PublishBatch(ctx, msgs); err != nil {
