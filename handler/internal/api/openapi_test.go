@@ -465,6 +465,9 @@ func TestCheckSchema(t *testing.T) {
 			m["progress"] = jsonObj{"phase": "users", "processed": 3.0, "total": 2.0, "percent": 150.0}
 		}, false},
 		{"unknown state", "Run", good, func(m jsonObj) { m["state"] = "done" }, false},
+		{"cancelled by someone", "Run", good, func(m jsonObj) { m["state"] = "cancelled"; m["cancelledBy"] = "admin@contoso.example" }, true},
+		{"every trigger", "Run", good, func(m jsonObj) { m["trigger"] = "resync" }, true},
+		{"unknown trigger", "Run", good, func(m jsonObj) { m["trigger"] = "webhook" }, false},
 		{"undocumented field", "Run", good, func(m jsonObj) { m["nextLink"] = "https://graph.example" }, false},
 		{"errors not array", "Run", good, func(m jsonObj) { m["errors"] = "none" }, false},
 		{"bad run error", "Run", good, func(m jsonObj) { delete(m["errors"].([]any)[0].(jsonObj), "hint") }, false},
@@ -625,6 +628,15 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.call(srv, "GET", a+"/status", "")                // running
 	drain(t, f.q, f.eng)
 	c.call(srv, "GET", a+"/sync/runs/"+id, "") // succeeded
+	// Cancel: a finished run is 409, an unknown one 404, a bad body 400; a running dry run is
+	// cancelled (a dry run, so the status answers below still show the real runs).
+	c.call(srv, "POST", a+"/sync/runs/"+id+"/cancel", "")             // 409 succeeded
+	c.call(srv, "POST", a+"/sync/runs/1klxow0l9apkv-fc96/cancel", "") // 404
+	_, preview := c.call(srv, "POST", a+"/sync", `{"dryRun":true}`)   // 202
+	previewID, _ := preview["runId"].(string)
+	c.call(srv, "POST", a+"/sync/runs/"+previewID+"/cancel", `{"cancelledBy":1}`)                       // 400
+	c.call(srv, "POST", a+"/sync/runs/"+previewID+"/cancel", `{"cancelledBy":"admin@contoso.example"}`) // 200
+	c.call(srv, "GET", a+"/sync/runs/"+previewID, "")                                                   // cancelled, cancelledBy
 	// Settings: defaults, invalid, stale, then a group filter with group sync.
 	c.call(srv, "GET", a+"/settings", "")                                                                         // defaults, no ETag
 	c.call(srv, "PUT", a+"/settings", `{"mergeStrategy":"newest","timeZone":"Mars/Base","groupFilter":["nope"]}`) // 400
@@ -847,6 +859,8 @@ func TestOpenAPIResponses(t *testing.T) {
 		"GET /api/orgs/{org}/insights 200", "GET /api/orgs/{org}/insights 400", "GET /api/orgs/{org}/insights 404", "GET /api/consent/callback 400",
 		"PUT /api/orgs/{org}/m365/settings 400", "PUT /api/orgs/{org}/m365/settings 412", "GET /api/orgs/{org}/m365/groups 409",
 		"POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 409", "POST /api/orgs/{org}/m365/sync/runs/{runId}/approve 404",
+		"POST /api/orgs/{org}/m365/sync/runs/{runId}/cancel 409", "POST /api/orgs/{org}/m365/sync/runs/{runId}/cancel 404",
+		"POST /api/orgs/{org}/m365/sync/runs/{runId}/cancel 400",
 		"POST /api/orgs/{org}/stakeholders 400", "GET /api/orgs/{org}/stakeholders/{id} 404",
 		"PUT /api/orgs/{org}/stakeholders/{id} 428", "PUT /api/orgs/{org}/stakeholders/{id} 412", "PUT /api/orgs/{org}/stakeholders/{id} 404",
 		"DELETE /api/orgs/{org}/stakeholders/{id} 409", "DELETE /api/orgs/{org}/stakeholders/{id} 412",

@@ -31,6 +31,7 @@ func (s *Server) routes() {
 	s.route("/m365/sync/runs", map[string]handler{http.MethodGet: s.listRuns})
 	s.route("/m365/sync/runs/{runId}", map[string]handler{http.MethodGet: s.getRun})
 	s.route("/m365/sync/runs/{runId}/approve", map[string]handler{http.MethodPost: s.approveRun})
+	s.route("/m365/sync/runs/{runId}/cancel", map[string]handler{http.MethodPost: s.cancelRun})
 	s.route("/m365/conflicts", map[string]handler{http.MethodGet: s.listConflicts})
 	s.route("/m365/conflicts/{stakeholderId}/resolve", map[string]handler{http.MethodPost: s.resolveConflict})
 	s.route("/stakeholders", map[string]handler{

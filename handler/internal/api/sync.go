@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
@@ -26,6 +28,7 @@ type runView struct {
 	DryRun               bool               `json:"dryRun"`
 	StartedAt            time.Time          `json:"startedAt"`
 	FinishedAt           time.Time          `json:"finishedAt,omitzero"`
+	CancelledBy          string             `json:"cancelledBy,omitempty"`
 	Phase                string             `json:"phase"`
 	Step                 int                `json:"step"`
 	Total                int                `json:"total"`
@@ -72,7 +75,7 @@ type progress struct {
 
 func view(r dirsync.Run) runView {
 	v := runView{
-		ID: r.ID, State: r.State, Kind: r.Kind, Trigger: r.Trigger, DryRun: r.DryRun, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		ID: r.ID, State: r.State, Kind: r.Kind, Trigger: r.Trigger, DryRun: r.DryRun, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, CancelledBy: r.CancelledBy,
 		Phase: r.Phase, Step: r.Step, Total: r.Total, Pages: r.Pages, Processed: r.Processed,
 		Created: r.Created, Updated: r.Updated, Unchanged: r.Unchanged, Conflicts: r.Conflicts, Skipped: r.Skipped,
 		Deactivated: r.Deactivated, Reactivated: r.Reactivated, Linked: r.Linked, Invalid: r.Invalid, Excluded: r.Excluded, Throttled: r.Throttled,
@@ -173,6 +176,42 @@ func (s *Server) approveRun(w http.ResponseWriter, r *http.Request, org tablesto
 		return invalid("approvedBy", "at most 200 characters")
 	}
 	run, err := s.d.Sync.Approve(r.Context(), org, r.PathValue("runId"), req.ApprovedBy)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, view(run))
+}
+
+type cancelRequest struct {
+	CancelledBy string `json:"cancelledBy"`
+}
+
+// canceller is what the sync engine also offers (dirsync.Engine): cancelling a run.
+type canceller interface {
+	Cancel(ctx context.Context, org tablestore.Org, id, by string) (dirsync.Run, error)
+}
+
+// cancelRun stops a running or held run for good and frees the org for the next one. A run
+// that is over already is a 409 naming its state, so cancelling twice is a 409 the second time.
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
+	var req cancelRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if utf8.RuneCountInString(req.CancelledBy) > dirsync.MaxCancelledBy {
+		return invalid("cancelledBy", fmt.Sprintf("at most %d characters", dirsync.MaxCancelledBy))
+	}
+	c, ok := s.d.Sync.(canceller)
+	if !ok {
+		return problemError{problem.New(http.StatusNotImplemented, problem.NotImplemented, "this sync engine cannot cancel runs")}
+	}
+	run, err := c.Cancel(r.Context(), org, r.PathValue("runId"), req.CancelledBy)
+	if errors.Is(err, dirsync.ErrNotCancellable) {
+		// Answered here, not in problemFor: the detail names the run's state, which only the
+		// run returned with the error has.
+		return problemError{problem.New(http.StatusConflict, problem.Conflict,
+			fmt.Sprintf("the run is %s: only a running or held run can be cancelled", run.State))}
+	}
 	if err != nil {
 		return err
 	}
