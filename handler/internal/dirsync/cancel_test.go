@@ -336,3 +336,33 @@ func TestStartTriggers(t *testing.T) {
 		})
 	}
 }
+
+// A claim left naming a cancelled run (a cancel that died before freeing the org) holds
+// nothing: recovery leaves the run cancelled, and the next Start takes the org over.
+func TestCancelledClaimIsFinal(t *testing.T) {
+	e := setup(t)
+	e.addUsers(t, "User", 3)
+	run := e.startOpts(t, dirsync.StartOptions{})
+	_, err := e.eng.Cancel(t.Context(), e.org, run.ID, "")
+	must(t, err)
+	e.q.Lose()
+	states := e.store.Table(dirsync.StateTable)
+	st, etag, err := tablestore.Get[map[string]any](t.Context(), states, e.org, "users")
+	must(t, err)
+	st["activeRunId"] = run.ID
+	_, err = states.Update(t.Context(), e.org, "users", st, etag, tablestore.Replace)
+	must(t, err)
+
+	e.clock.advance(stallAfter)
+	if got, ok, err := e.eng.Recover(t.Context(), e.org); err != nil || ok || got.State != dirsync.Cancelled {
+		t.Errorf("Recover = %s, %v, %v; want the cancelled run left alone", got.State, ok, err)
+	}
+	if n := len(e.q.Published()); n != 1 {
+		t.Errorf("%d messages published, want only the cancelled run's first", n)
+	}
+	next := e.sync(t)
+	wantState(t, next, dirsync.Succeeded)
+	if got := e.run(t, run.ID); got.State != dirsync.Cancelled {
+		t.Errorf("the cancelled run is %s after the next run", got.State)
+	}
+}
