@@ -47,8 +47,12 @@ type scopeState struct {
 	Streams  []deltaStream        `json:"streams"`  // groups/delta streams covering Groups
 	FullScan bool                 `json:"fullScan"` // rebuilt: the next real run compares every stakeholder
 	Garbage  []int                `json:"garbage"`  // generations to delete
-	Build    scopeBuild           `json:"build"`    // a rebuild in progress
-	BuiltBy  string               `json:"builtBy"`  // the run that finished the current generation
+	Build    scopeBuild           `json:"build"`    // a rebuild or an extension in progress
+	// Shrink: groups left the tracked ones; their rows are being deleted from ShrinkFrom on.
+	Shrink     bool   `json:"shrink"`
+	ShrinkFrom string `json:"shrinkFrom"`
+	BuiltBy    string `json:"builtBy"` // the run that finished the current generation
+	Run        string `json:"run"`     // the last run whose membership phase completed
 }
 
 // groupNode is a tracked group.
@@ -67,9 +71,12 @@ type deltaStream struct {
 }
 
 // scopeBuild is a rebuild in progress: a breadth-first walk of the filter groups and the groups
-// nested in them, each level read by initial groups/delta rounds (which list every member).
+// nested in them, each level read by initial groups/delta rounds (which list every member). An
+// extension is the same walk from groups that came in, into the current generation.
 type scopeBuild struct {
 	Active bool                 `json:"active"`
+	Extend bool                 `json:"extend"` // into the current generation (reshape.go)
+	Filter []string             `json:"filter"` // the filter it reads for
 	Gen    int                  `json:"gen"`
 	Queue  []string             `json:"queue,omitempty"` // groups still to read
 	Cur    deltaStream          `json:"cur"`             // the round being read (IDs empty: none)

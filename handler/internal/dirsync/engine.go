@@ -219,7 +219,7 @@ func (e *Engine) Start(ctx context.Context, org tablestore.Org, opts StartOption
 		}
 	}
 	run = Run{ID: newRunID(now, rand.Uint32()), State: Running, Kind: "delta", Trigger: opts.Trigger, DryRun: opts.DryRun,
-		StartedAt: now, Heartbeat: now, Phase: e.firstPhase(ctx, org), Errors: []RunError{}}
+		StartedAt: now, Heartbeat: now, Phase: PhaseUsers, Errors: []RunError{}}
 	if st.DeltaLink == "" {
 		run.Kind = "full"
 	}

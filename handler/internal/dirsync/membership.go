@@ -10,18 +10,25 @@ import (
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
-// firstPhase is where a new run starts: with the membership phase when the org has a group filter
-// (or a closure left from one, to forget), else with the users round.
-func (e *Engine) firstPhase(ctx context.Context, org tablestore.Org) string {
-	if set, _, err := e.cfg.Settings.Get(ctx, org); err == nil && len(set.GroupFilter) > 0 {
-		return PhaseMembership
+// needsMembership says whether the run must bring the closure in step before its users round:
+// with a filter, unless this run did (for the filter it has now); without one, while a closure
+// of an earlier filter is left to forget. The users round asks before its first page, so a filter
+// saved after the run started still applies to it.
+func (s *stepper) needsMembership(ctx context.Context) (bool, error) {
+	c := s.e.closureOf(s.org)
+	if len(s.settings.GroupFilter) == 0 {
+		_, _, err := tablestore.Get[struct{}](ctx, c.t, c.org, scopeStateKey)
+		if errors.Is(err, tablestore.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
 	}
-	if _, _, err := tablestore.Get[struct{}](ctx, e.cfg.Store.Table(ScopeTable), org, scopeStateKey); err == nil {
-		return PhaseMembership
+	st, err := c.state(ctx)
+	if err != nil {
+		return false, err
 	}
-	// Unreadable settings: the steps read them again, and a filtered run without its membership
-	// phase treats every user as in scope and leaves the closure to the next run.
-	return PhaseUsers
+	current := st.Run == s.run.ID && slices.Equal(st.Filter, sortedFilter(s.settings.GroupFilter)) && !st.Build.Active && !st.Shrink
+	return !current, nil
 }
 
 // groupsDeltaReader is the directory's groups/delta. It is optional so that a directory without it
@@ -38,8 +45,9 @@ type groupsDeltaReader interface {
 //
 // With the closure in place a run reads one groups/delta round per stream (one stream per 50
 // tracked groups): its cost follows the membership changes, not the groups' size. A changed
-// filter, a nested group added or removed, a deleted or restored group, or an expired link
-// (410) rebuilds the closure in a new generation.
+// filter, a nested group added or removed, a deleted or restored group change the closure in
+// place, reading only the groups that came in (reshape.go); an expired link (410) rebuilds the
+// closure in a new generation.
 //
 // A dry run updates the closure too: the closure is Entra's state, not the stakeholders', and the
 // marks it leaves (and FullScan after a rebuild) stay until a real run has acted on them.
@@ -55,10 +63,17 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 		return s.dropClosure(ctx, c, &st)
 	}
 	gd, hasDelta := s.e.cfg.Directory.(groupsDeltaReader)
-	if !st.Build.Active && (st.Gen == 0 || !slices.Equal(st.Filter, filter) || (!hasDelta && st.BuiltBy != s.run.ID)) {
+	switch {
+	case st.Build.Active:
+	case st.Gen == 0 || (!hasDelta && st.BuiltBy != s.run.ID):
 		st.startBuild(filter)
+	case !slices.Equal(st.Filter, filter):
+		st.refilter(filter)
+		return false, c.save(ctx, st)
 	}
 	switch {
+	case st.Shrink:
+		return false, shrinkPage(ctx, c, &st)
 	case st.Build.Active && !hasDelta:
 		return false, s.buildTransitive(ctx, c, &st, filter)
 	case st.Build.Active:
@@ -69,6 +84,12 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 	for i := range st.Streams {
 		if st.Streams[i].Run != s.run.ID {
 			return false, s.deltaPage(ctx, c, gd, &st, i, filter)
+		}
+	}
+	if st.Run != s.run.ID {
+		st.Run = s.run.ID // see needsMembership
+		if err := c.save(ctx, st); err != nil {
+			return false, err
 		}
 	}
 	for _, gid := range st.Missing {
@@ -83,17 +104,19 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 // startBuild begins a rebuild in a fresh generation; a build in progress is abandoned to the
 // garbage (its links may be what expired).
 func (st *scopeState) startBuild(filter []string) {
-	if st.Build.Active && st.Build.Gen > 0 {
+	if st.Build.Active && !st.Build.Extend && st.Build.Gen > 0 {
 		st.Garbage = append(st.Garbage, st.Build.Gen)
 	}
 	st.LastGen++
-	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}}
+	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}, Filter: slices.Clone(filter)}
+	st.Shrink, st.ShrinkFrom = false, "" // the new generation holds only what it reads
 }
 
 // finishBuild switches to the built generation. The stakeholders were compared with the old one:
 // the next real run compares every stakeholder again (FullScan).
-func (st *scopeState) finishBuild(filter []string, runID string) {
+func (st *scopeState) finishBuild(runID string) {
 	b := st.Build
+	filter := b.Filter
 	if st.Gen > 0 {
 		st.Garbage = append(st.Garbage, st.Gen)
 	}
@@ -118,8 +141,12 @@ func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader
 		b.Groups = map[string]groupNode{} // stored empty, read back nil
 	}
 	if len(b.Cur.IDs) == 0 {
+		if len(b.Queue) == 0 && b.Extend {
+			st.finishExtend(s.run.ID)
+			return c.save(ctx, *st)
+		}
 		if len(b.Queue) == 0 {
-			st.finishBuild(filter, s.run.ID)
+			st.finishBuild(s.run.ID)
 			return c.save(ctx, *st)
 		}
 		n := min(maxDeltaIDs, len(b.Queue))
@@ -148,10 +175,15 @@ func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader
 				if !slices.Contains(node.Children, m.ID) {
 					node.Children = append(node.Children, m.ID)
 				}
-				if !b.requested(m.ID) {
+				_, tracked := st.Groups[m.ID]
+				if !b.requested(m.ID) && !(b.Extend && tracked) {
 					b.Queue = append(b.Queue, m.ID)
 				}
 			default:
+				if b.Extend {
+					// Into the current generation: the user may have just come into scope.
+					ops = append(ops, tablestore.UpsertOp(markKey(m.ID), markRow{User: m.ID}, tablestore.Replace))
+				}
 				ops = append(ops, tablestore.UpsertOp(memberKey(b.Gen, m.ID, g.ID), memberRow{User: m.ID, Group: g.ID}, tablestore.Replace))
 			}
 		}
@@ -200,12 +232,13 @@ func (s *stepper) buildTransitive(ctx context.Context, c closure, st *scopeState
 		}
 		b.Groups[gid] = groupNode{Name: g.DisplayName, Description: g.Description}
 	}
-	st.finishBuild(filter, s.run.ID)
+	st.finishBuild(s.run.ID)
 	return c.save(ctx, *st)
 }
 
 // deltaPage reads one page of stream i's round and applies its membership changes. A change to
-// the nesting, or a tracked group deleted or restored, starts a rebuild instead.
+// the nesting, or a tracked group deleted or restored, changes the tracked groups: groups that
+// come in are read by an extension, groups that go out are shrunk away (reshape.go).
 func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader, st *scopeState, i int, filter []string) error {
 	sm := &st.Streams[i]
 	link := sm.Next
@@ -226,28 +259,40 @@ func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader
 		removed bool
 	}
 	changes := map[string][]change{} // by user
+	var extend []string              // groups that come in
+	retrack := false                 // groups may go out
 	for _, g := range page.Groups {
 		node, tracked := st.Groups[g.ID]
-		if !tracked || !slices.Contains(sm.IDs, g.ID) {
-			if slices.Contains(st.Missing, g.ID) && g.Removed == entra.NotRemoved {
-				return s.rebuild(ctx, c, st, filter, "a filter group is back") // restored
-			}
+		switch {
+		case !tracked && slices.Contains(st.Missing, g.ID) && g.Removed == entra.NotRemoved:
+			extend = append(extend, g.ID) // a filter group restored
+			continue
+		case !tracked || st.owner(g.ID) != i:
+			continue
+		case g.Removed != entra.NotRemoved:
+			delete(st.Groups, g.ID)
+			retrack = true
 			continue
 		}
-		if g.Removed != entra.NotRemoved {
-			return s.rebuild(ctx, c, st, filter, "a tracked group was deleted")
-		}
 		node.Name, node.Description = g.DisplayName, g.Description
-		st.Groups[g.ID] = node
 		for _, m := range g.Members {
-			if m.IsGroup {
-				if m.Removed == slices.Contains(node.Children, m.ID) {
-					return s.rebuild(ctx, c, st, filter, "the nesting changed")
-				}
+			if !m.IsGroup {
+				changes[m.ID] = append(changes[m.ID], change{group: g.ID, removed: m.Removed})
 				continue
 			}
-			changes[m.ID] = append(changes[m.ID], change{group: g.ID, removed: m.Removed})
+			has := slices.Contains(node.Children, m.ID)
+			switch {
+			case m.Removed && has:
+				node.Children = slices.DeleteFunc(slices.Clone(node.Children), func(id string) bool { return id == m.ID })
+				retrack = true
+			case !m.Removed && !has:
+				node.Children = append(slices.Clone(node.Children), m.ID)
+				if _, ok := st.Groups[m.ID]; !ok && !slices.Contains(extend, m.ID) {
+					extend = append(extend, m.ID)
+				}
+			}
 		}
+		st.Groups[g.ID] = node
 	}
 	// Marks first: a step killed after them but before the rows redoes the page, and a mark
 	// written twice is one mark.
@@ -285,13 +330,15 @@ func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader
 	} else {
 		sm.Next = page.NextLink
 	}
-	return c.save(ctx, *st)
-}
-
-// rebuild starts a rebuild after a change the stored closure cannot follow row by row (rare).
-func (s *stepper) rebuild(ctx context.Context, c closure, st *scopeState, filter []string, why string) error {
-	s.log.InfoContext(ctx, "rebuilding the group filter's closure", "why", why)
-	st.startBuild(filter)
+	if retrack || len(extend) > 0 {
+		s.log.InfoContext(ctx, "the group filter's tracked groups changed", "in", len(extend), "out", retrack)
+		st.retrack()
+		// A group may be both: it came in under one parent and left another.
+		extend = slices.DeleteFunc(extend, func(id string) bool { _, ok := st.Groups[id]; return ok })
+		if len(extend) > 0 {
+			st.startExtend(extend)
+		}
+	}
 	return c.save(ctx, *st)
 }
 

@@ -312,7 +312,7 @@ func (s *stepper) next(p string) string {
 		phase string
 		runs  bool
 	}{
-		{PhaseMembership, false}, // only first, when Start chose it (see firstPhase)
+		{PhaseMembership, false}, // only before the users round, which asks for it (needsMembership)
 		{PhaseUsers, true},
 		{PhaseScope, filtered},
 		{PhaseUnseen, s.run.Kind == "full" && !s.run.DryRun && s.run.HadSynced},

@@ -14,6 +14,15 @@ import (
 // usersPage reads one users/delta page and merges it; done at the round's last page.
 func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 	run := &s.run
+	if run.Pages == 0 && run.NextLink == "" {
+		// The group filter's closure first (membership.go); then the round starts again here.
+		if detour, err := s.needsMembership(ctx); err != nil || detour {
+			if detour {
+				run.Phase = PhaseMembership
+			}
+			return false, err
+		}
+	}
 	link := run.NextLink
 	if link == "" && run.Pages == 0 && run.Kind == "delta" {
 		st, _, err := tablestore.Get[syncState](ctx, s.e.state, s.org, usersStateKey)
