@@ -278,48 +278,90 @@ func TestGroupsDeltaGoneRebuilds(t *testing.T) {
 }
 
 // A step that dies mid-update (its rows written, its progress not) is redone, and the redo
-// leaves the same closure and the same outcome.
+// leaves the same closure and the same outcome: for member changes, a nested group that comes in
+// (an extension) and one that goes out (a shrink).
 func TestClosureUpdateRedone(t *testing.T) {
-	e := setup(t)
-	a := e.addUsers(t, "Alpha", 4)
-	out := e.addUsers(t, "Out", 2)
-	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
-	e.syncCost(t)
+	for _, c := range []struct {
+		name             string
+		nested           bool // Sub is nested in Alpha before the change
+		change           func(e *env, ga, sub string, a, out []string)
+		created, deact   int
+		saves            int // the state saves that go through before one fails
+		marks            int // after the interrupted page
+		tracked          func(ga, sub string) []string
+		active, inactive func(a, out, subUsers []string) []string
+	}{
+		{name: "members", change: func(e *env, ga, _ string, a, out []string) {
+			must(t, e.sim.AddMember(testenv.Tenant, ga, out[0]))
+			must(t, e.sim.AddMember(testenv.Tenant, ga, out[1]))
+			must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
+		}, created: 2, deact: 1, marks: 3,
+			tracked:  func(ga, _ string) []string { return []string{ga} },
+			active:   func(_, out, _ []string) []string { return out },
+			inactive: func(a, _, _ []string) []string { return a[:1] }},
+		{name: "nested group in", change: func(e *env, ga, sub string, _, _ []string) {
+			must(t, e.sim.AddMember(testenv.Tenant, ga, sub))
+		}, created: 2, saves: 1, marks: 2, // Alpha's round saved; Sub's initial round interrupted
+			tracked: func(ga, sub string) []string { return []string{ga, sub} },
+			active:  func(_, _, subUsers []string) []string { return subUsers }},
+		{name: "nested group out", nested: true, change: func(e *env, ga, sub string, _, _ []string) {
+			must(t, e.sim.RemoveMember(testenv.Tenant, ga, sub))
+		}, deact: 2, saves: 1, marks: 2, // Alpha's round saved; the shrink interrupted
+			tracked:  func(ga, _ string) []string { return []string{ga} },
+			inactive: func(_, _, subUsers []string) []string { return subUsers }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := setup(t)
+			a := e.addUsers(t, "Alpha", 4)
+			out := e.addUsers(t, "Out", 2)
+			subUsers := e.addUsers(t, "Sub", 2)
+			ga := e.addGroup(t, "Alpha", a...)
+			sub := e.addGroup(t, "Sub", subUsers...)
+			if c.nested {
+				must(t, e.sim.AddMember(testenv.Tenant, ga, sub))
+			}
+			e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+			e.syncCost(t)
 
-	must(t, e.sim.AddMember(testenv.Tenant, ga, out[0]))
-	must(t, e.sim.AddMember(testenv.Tenant, ga, out[1]))
-	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
-	// The closure's state row cannot be saved (storage busy past its retries) after the page's
-	// rows were written.
-	var busy atomic.Bool
-	busy.Store(true)
-	stateRow := "RowKey='state'"
-	e.kill.mu.Lock()
-	e.kill.fail = func(r *http.Request, body []byte) bool {
-		return busy.Load() && r.Method != http.MethodGet && strings.Contains(r.URL.Path, dirsync.ScopeTable) &&
-			(strings.Contains(r.URL.Path, stateRow) || bytes.Contains(body, []byte(stateRow)))
+			c.change(e, ga, sub, a, out)
+			// The closure's state row cannot be saved (storage busy past its retries) after the
+			// page's rows were written.
+			var busy atomic.Bool
+			var saves atomic.Int32
+			busy.Store(true)
+			stateRow := "RowKey='state'"
+			e.kill.mu.Lock()
+			e.kill.fail = func(r *http.Request, body []byte) bool {
+				save := r.Method != http.MethodGet && strings.Contains(r.URL.Path, dirsync.ScopeTable) &&
+					(strings.Contains(r.URL.Path, stateRow) || bytes.Contains(body, []byte(stateRow)))
+				return save && busy.Load() && saves.Add(1) > int32(c.saves)
+			}
+			e.kill.mu.Unlock()
+			e.configure(func(cfg *dirsync.Config) { cfg.StepBudget = time.Hour }) // one step, up to the failure
+			run := e.startOpts(t, dirsync.StartOptions{})
+			e.deliverOne(t)
+			busy.Store(false)
+			if mid := e.run(t, run.ID); mid.Rescheduled != 1 || mid.Phase != dirsync.PhaseMembership {
+				t.Fatalf("after the failed save: rescheduled %d phase %s; want 1, membership", mid.Rescheduled, mid.Phase)
+			}
+			if _, marks := e.closureRows(t); len(marks) != c.marks {
+				t.Fatalf("%d marks after the interrupted page, want %d (written before the rows)", len(marks), c.marks)
+			}
+			e.drain(t)
+			got := accounted(t, e.run(t, run.ID))
+			wantState(t, got, dirsync.Succeeded)
+			if got.Created != c.created || got.Deactivated != c.deact {
+				t.Errorf("created %d deactivated %d, want %d %d", got.Created, got.Deactivated, c.created, c.deact)
+			}
+			if c.active != nil {
+				wantActive(t, e, true, "", c.active(a, out, subUsers)...)
+			}
+			if c.inactive != nil {
+				wantActive(t, e, false, "out_of_filter", c.inactive(a, out, subUsers)...)
+			}
+			e.wantClosure(t, c.tracked(ga, sub)...)
+		})
 	}
-	e.kill.mu.Unlock()
-	run := e.startOpts(t, dirsync.StartOptions{})
-	e.deliverOne(t)
-	busy.Store(false)
-	if mid := e.run(t, run.ID); mid.Rescheduled != 1 || mid.Phase != dirsync.PhaseMembership {
-		t.Fatalf("after the failed save: rescheduled %d phase %s; want 1, membership", mid.Rescheduled, mid.Phase)
-	}
-	if _, marks := e.closureRows(t); len(marks) != 3 {
-		t.Fatalf("%d marks after the interrupted page, want 3 (written before the rows)", len(marks))
-	}
-	e.drain(t)
-	got := accounted(t, e.run(t, run.ID))
-	wantState(t, got, dirsync.Succeeded)
-	if got.Created != 2 || got.Deactivated != 1 {
-		t.Errorf("created %d deactivated %d, want 2 1", got.Created, got.Deactivated)
-	}
-	wantActive(t, e, true, "", out...)
-	wantActive(t, e, false, "out_of_filter", a[0])
-	e.wantClosure(t, ga)
-	e.oneStakeholderPerUser(t, 6)
 }
 
 // A dry run reads the membership changes and reports them, and leaves them for the next real
