@@ -38,8 +38,8 @@ type groupsDeltaReader interface {
 	GroupsDelta(ctx context.Context, tenantID, link string, ids []string) (entra.GroupPage, error)
 }
 
-// membership is the first phase of a run: it brings the stored closure of the group filter in
-// step with Entra ID, one page of work per call, saving its progress in the state row after each
+// membership is the phase before the users round (see needsMembership): it brings the stored
+// closure of the group filter in step with Entra ID, one page of work per call, saving its progress in the state row after each
 // page so that a step that dies mid-phase resumes there. Every write is a set or a delete of a
 // fact, so a page applied twice leaves the same closure.
 //
@@ -67,7 +67,9 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 	case st.Build.Active:
 	case st.Gen == 0 || (!hasDelta && st.BuiltBy != s.run.ID):
 		st.startBuild(filter)
-	case !slices.Equal(st.Filter, filter):
+	case hasDelta && !slices.Equal(st.Filter, filter):
+		// (Without groups/delta every run builds anew: a filter changed after this run's build
+		// waits for the next run.)
 		st.refilter(filter)
 		return false, c.save(ctx, st)
 	}
