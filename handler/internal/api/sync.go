@@ -11,6 +11,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/problem"
+	"github.com/leapchange/m365/handler/internal/realtime"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -229,6 +230,8 @@ type statusView struct {
 	Frequency     string     `json:"frequency"`
 	NextSync      *time.Time `json:"nextScheduledSync,omitempty"`
 	OpenConflicts int        `json:"openConflicts"` // skipped conflicts waiting for an admin (GET /m365/conflicts)
+	// RealTime is real-time sync: on or off, its subscriptions' health, the last notification.
+	RealTime *realtime.Status `json:"realTime,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.Org) error {
@@ -267,6 +270,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, org tablestore.O
 		if out.OpenConflicts, err = cs.OpenConflictCount(ctx, org); err != nil {
 			return err
 		}
+	}
+	if s.d.RealTime != nil {
+		rt, err := s.d.RealTime.Status(ctx, org)
+		if err != nil {
+			return err
+		}
+		out.RealTime = &rt
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
