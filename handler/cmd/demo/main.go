@@ -287,6 +287,12 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 
+	step("Real-time sync: changes in Entra reach the stakeholders without a sync being started")
+	realTimeOK, err := realTime(ctx, api, sim, settings, out)
+	if err != nil {
+		return err
+	}
+
 	step("Dry run: what would a group filter on one group change?")
 	groups := sim.Groups(tenantID)
 	settings["groupFilter"] = []string{groups[0].ID}
@@ -351,6 +357,9 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 	if full.State != "succeeded" || delta.State != "succeeded" {
 		return fmt.Errorf("a sync did not succeed: full %s, delta %s", full.State, delta.State)
+	}
+	if !realTimeOK {
+		return errors.New("the real-time step did not end as expected")
 	}
 	if !sent {
 		return errors.New("the notification did not end as expected")
