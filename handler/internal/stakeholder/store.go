@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 
@@ -55,7 +56,8 @@ func (s *Store) Lookup(ctx context.Context, org tablestore.Org, entraID, email s
 	return "", nil
 }
 
-// Index is an org's lookup tables, loaded at once for a sync step.
+// Index is an org's lookup tables, loaded whole: for tests and tools only. A sync step never
+// loads it (its size is the org's); it looks up the page's users (Links, ByEmails).
 type Index struct {
 	ByExternal map[string]Link   // Entra object id → linked stakeholder
 	ByEmail    map[string]string // normalized email → stakeholder id
@@ -102,21 +104,81 @@ func (s *Store) LoadIndex(ctx context.Context, org tablestore.Org) (Index, error
 	return ix, nil
 }
 
+// Existing says what an org's directory held when a full round began, from three reads of at
+// most one row each: whether any stakeholder was linked to an Entra user (synced, or linked by
+// email), and whether any stakeholder had an address. A full round of an org without them has
+// nothing to find by Entra id or by email except what it creates itself, so it skips those
+// lookups (a repeated user meets its own earlier write as a conflict, and is merged then).
+type Existing struct {
+	Synced bool
+	Emails bool
+}
+
+// Existing reads what the org's directory holds now (see Existing).
+func (s *Store) Existing(ctx context.Context, org tablestore.Org) (Existing, error) {
+	exists := func(what string, q tablestore.QueryOptions) (bool, error) {
+		q.PageSize, q.Select = 1, []string{"id"}
+		for _, err := range tablestore.Query[pointer](ctx, s.t, org, q) {
+			if err != nil {
+				return false, fmt.Errorf("look for %s: %w", what, err)
+			}
+			return true, nil
+		}
+		return false, nil
+	}
+	// Derived ids start "s-e" (random ids may too, hence the filter); stakeholders linked by
+	// email have an Entra index row.
+	derivedRows, err := exists("synced stakeholders", tablestore.QueryOptions{KeyPrefix: "s-e", Filter: "source eq " + tablestore.Quote(Entra)})
+	if err != nil {
+		return Existing{}, err
+	}
+	indexRows, err := exists("linked stakeholders", tablestore.QueryOptions{KeyPrefix: "x-"})
+	if err != nil {
+		return Existing{}, err
+	}
+	emails, err := exists("addresses", tablestore.QueryOptions{KeyPrefix: "m-"})
+	if err != nil {
+		return Existing{}, err
+	}
+	return Existing{Synced: derivedRows || indexRows, Emails: emails}, nil
+}
+
+// Synced streams the org's stakeholders synced from Entra (active only, when activeOnly), in
+// id order from after (exclusive; "" from the start), reading only their link fields and
+// seenRun. It is the one read of a sync run that visits the whole directory: once per full
+// round (unseen stakeholders, the count of synced ones) and for a group filter's full scan,
+// never per page, and streamed a page at a time.
+func (s *Store) Synced(ctx context.Context, org tablestore.Org, activeOnly bool, after string) iter.Seq2[Stakeholder, error] {
+	filter := "source eq " + tablestore.Quote(Entra)
+	if activeOnly {
+		filter += " and active eq true"
+	}
+	q := tablestore.QueryOptions{KeyPrefix: rowKey(""), Select: append(slices.Clone(linkFields), "seenRun"), Filter: filter}
+	if after != "" {
+		q.From = rowKey(after) + "\x00"
+	}
+	return func(yield func(Stakeholder, error) bool) {
+		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
+			if !yield(row.Value, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
 // ActiveSyncedNotSeenIn streams the active stakeholders synced from Entra that full run runID
 // did not mark seen (see MarkSeenOp): those whose user the run did not find — including one no
 // full run ever marked (created or linked in a delta round), which has no seenRun property at
 // all. The table's filter cannot say "seenRun ne X" for those (a comparison with a missing
-// property matches nothing), so the seen mark is compared here. Only ID, ExternalID and SeenRun
-// are read; the other fields are zero.
+// property matches nothing), so the seen mark is compared here. Only the link fields and
+// SeenRun are read; the other fields are zero.
 func (s *Store) ActiveSyncedNotSeenIn(ctx context.Context, org tablestore.Org, runID string) iter.Seq2[Stakeholder, error] {
-	q := tablestore.QueryOptions{KeyPrefix: rowKey(""), Select: []string{"id", "externalId", "seenRun"},
-		Filter: "source eq " + tablestore.Quote(Entra) + " and active eq true"}
 	return func(yield func(Stakeholder, error) bool) {
-		for row, err := range tablestore.Query[Stakeholder](ctx, s.t, org, q) {
-			if err == nil && row.Value.SeenRun == runID {
+		for st, err := range s.Synced(ctx, org, true, "") {
+			if err == nil && st.SeenRun == runID {
 				continue
 			}
-			if !yield(row.Value, err) || err != nil {
+			if !yield(st, err) || err != nil {
 				return
 			}
 		}
