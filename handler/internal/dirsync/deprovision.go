@@ -2,8 +2,10 @@ package dirsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -110,28 +112,75 @@ func (s *stepper) alreadyPending(ctx context.Context) (map[string]bool, error) {
 }
 
 // unseen ends a full round: synced stakeholders whose user the round did not return are gone
-// from Entra ID (deleted users are not listed in a full round) and are deactivated.
-func (s *stepper) unseen(ctx context.Context) error {
-	already, err := s.alreadyPending(ctx)
+// from Entra ID (deleted users are not listed in a full round) and are deactivated. The users
+// round marked every stakeholder it saw (seenRun); this phase streams the active synced ones
+// once, a page (unseenPage rows) per call from the cursor, so neither a step nor memory grows
+// with the directory, and counts them on the way (Counted) for the guard and the final count.
+func (s *stepper) unseen(ctx context.Context) (bool, error) {
+	if s.run.Cursor == "" {
+		s.run.Counted, s.run.CountedAll = 0, false
+	}
+	var page []stakeholder.Stakeholder
+	for st, err := range s.e.stakeholders.Synced(ctx, s.org, true, s.run.Cursor) {
+		if err != nil {
+			return false, err
+		}
+		page = append(page, st)
+		if len(page) == unseenPage {
+			break
+		}
+	}
+	var ids []string
+	for _, st := range page {
+		if st.SeenRun != s.run.ID {
+			ids = append(ids, st.ID)
+		}
+	}
+	// Users the round deactivates already keep their reason (disabled, out of the filter).
+	already, err := s.pendingOf(ctx, ids)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var pd []pendingDeactivation
-	for st, err := range s.e.stakeholders.ActiveSyncedNotSeenIn(ctx, s.org, s.run.ID) {
+	for _, st := range page {
+		if st.SeenRun != s.run.ID && !already[st.ID] {
+			pd = append(pd, pendingDeactivation{StakeholderID: st.ID, ExternalID: st.ExternalID, Reason: "deleted"})
+		}
+	}
+	if err := s.addPending(ctx, pd); err != nil {
+		return false, err
+	}
+	s.run.Counted += len(page)
+	if len(page) < unseenPage {
+		s.run.CountedAll = true
+		return true, nil
+	}
+	s.run.Cursor = page[len(page)-1].ID
+	return false, nil
+}
+
+// unseenPage is how many stakeholders one call of the unseen phase looks at: one query page.
+const unseenPage = tablestore.MaxPageSize
+
+// pendingOf says which of these stakeholders the run deactivates already (pending and not
+// withdrawn), a point read each.
+func (s *stepper) pendingOf(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	var mu sync.Mutex
+	err := concurrently(len(ids), func(i int) error {
+		p, _, err := tablestore.Get[pendingDeactivation](ctx, s.e.pending, s.org, pendingKey(s.run.ID, ids[i]))
+		if errors.Is(err, tablestore.ErrNotFound) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if !already[st.ID] {
-			pd = append(pd, pendingDeactivation{StakeholderID: st.ID, ExternalID: st.ExternalID, Reason: "deleted"})
-		}
-		if len(pd) == 500 {
-			if err := s.addPending(ctx, pd); err != nil {
-				return err
-			}
-			pd = pd[:0]
-		}
-	}
-	return s.addPending(ctx, pd)
+		mu.Lock()
+		out[ids[i]] = !p.Withdrawn
+		mu.Unlock()
+		return nil
+	})
+	return out, err
 }
 
 // guard counts the run's deactivations and holds the run for approval when they exceed the

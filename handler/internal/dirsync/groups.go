@@ -54,10 +54,6 @@ func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) er
 	if err != nil {
 		return err
 	}
-	ix, err := s.e.stakeholders.LoadIndex(ctx, s.org) // after this run's writes
-	if err != nil {
-		return err
-	}
 	for _, gid := range s.settings.GroupFilter {
 		id := stakeholder.SyncedGroupID(gid)
 		selected[id] = true
@@ -68,7 +64,10 @@ func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) er
 			}
 			continue
 		}
-		ids := stakeholdersOf(&ix, members[gid])
+		ids, err := s.stakeholdersOf(ctx, members[gid])
+		if err != nil {
+			return err
+		}
 		added, removed, err := s.e.groups.SetMembers(ctx, s.org, id, ids, stakeholder.Entra, s.now)
 		if err != nil {
 			return err
@@ -119,4 +118,22 @@ func (s *stepper) retireGroup(ctx context.Context, id string) error {
 	s.run.MembersRemoved += removed
 	g.Active, g.Members, g.UpdatedAt = false, 0, s.now
 	return s.e.groups.Put(ctx, s.org, g)
+}
+
+// stakeholdersOf maps filter-group members to their linked stakeholders' ids (after this run's
+// writes), looking up a chunk of members at a time: the group's size, never the directory's.
+func (s *stepper) stakeholdersOf(ctx context.Context, userIDs []string) ([]string, error) {
+	out := make([]string, 0, len(userIDs))
+	for chunk := range slices.Chunk(userIDs, scopeChunk) {
+		links, err := s.e.stakeholders.Links(ctx, s.org, chunk)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range chunk {
+			if link, ok := links[id]; ok {
+				out = append(out, link.ID)
+			}
+		}
+	}
+	return out, nil
 }

@@ -89,6 +89,15 @@ type Run struct {
 	// HadSynced says whether the org had synced stakeholders when the users round began; a full
 	// round into an empty directory has nothing to look for in the unseen phase.
 	HadSynced bool `json:"hadSynced"`
+	// HadEmails says whether any stakeholder had an address when a full round began. Without
+	// synced stakeholders (HadSynced) or addresses, a full round's pages look nothing up: see
+	// stakeholder.Existing.
+	HadEmails bool `json:"hadEmails"`
+	// Counted is how many synced stakeholders were active when the unseen phase streamed them
+	// (its unseen ones included), and CountedAll says that phase has run: the guard and the
+	// final count take it from there instead of reading the directory again.
+	Counted    int  `json:"counted,omitempty"`
+	CountedAll bool `json:"countedAll,omitempty"`
 
 	Total     int `json:"total"` // users expected (0 when unknown, e.g. delta rounds)
 	Pages     int `json:"pages"`

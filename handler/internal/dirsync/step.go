@@ -46,10 +46,12 @@ type stepper struct {
 	resuming   bool                 // this step may redo steps a killed delivery recorded (see record)
 	pendingIDs map[string]bool      // this run\'s pending deactivations, once loaded
 	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by noteConflict
-	ix         *stakeholder.Index   // loaded on first use
 	allowed    map[string]bool      // in the group filter, of the users being applied; nil = all (see loadScope)
-	scopeAll   map[string]bool      // every user in the group filter, loaded by a full round once a step
 	scopeSt    *scopeState          // the stored closure's state, read once a step (see closureState)
+	redo       bool                 // the page being written is a redo after a kill (see record)
+	// A dry run's would-be links and addresses, for its own later lookups (see remember).
+	dryLinks  map[string]stakeholder.Link
+	dryEmails map[string]string
 }
 
 // Step runs one step of a run from a sync-jobs message body. It is idempotent: a redelivered or
@@ -292,7 +294,7 @@ func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	case PhaseScope:
 		return true, s.scope(ctx)
 	case PhaseUnseen:
-		return true, s.unseen(ctx)
+		return s.unseen(ctx)
 	case PhaseGuard:
 		return true, s.guard(ctx)
 	case PhaseDeprovision:
@@ -497,18 +499,6 @@ func (e *Engine) end(ctx context.Context, org tablestore.Org, run Run, etag tabl
 	return run, nil
 }
 
-// index returns the org's stakeholder index, loading it on first use in this step.
-func (s *stepper) index(ctx context.Context) (*stakeholder.Index, error) {
-	if s.ix == nil {
-		ix, err := s.e.stakeholders.LoadIndex(ctx, s.org)
-		if err != nil {
-			return nil, err
-		}
-		s.ix = &ix
-	}
-	return s.ix, nil
-}
-
 // countSynced records how many synced stakeholders are active after the run ("records synced").
 func (s *stepper) countSynced(ctx context.Context) error {
 	if s.run.DryRun {
@@ -522,28 +512,23 @@ func (s *stepper) countSynced(ctx context.Context) error {
 	return nil
 }
 
-// activeSynced counts the active synced stakeholders as this step sees them: from the index in
-// a full round or a filtered run, which load it anyway; otherwise carried forward from the last
-// run with this run's changes, so a delta round never counts the directory.
+// activeSynced counts the active synced stakeholders as this step sees them, without reading
+// the directory: a full round's unseen phase counted them as it streamed them (Counted), less
+// what deprovision deactivated since; otherwise the last run's count carries forward with this
+// run's changes (from zero in a full round into a directory that had no synced stakeholders).
 func (s *stepper) activeSynced(ctx context.Context) (int, error) {
-	if s.run.Kind == "full" || s.ix != nil || len(s.settings.GroupFilter) > 0 {
-		ix, err := s.index(ctx)
-		if err != nil {
+	if s.run.CountedAll {
+		return max(0, s.run.Counted-s.run.Deactivated), nil
+	}
+	before := 0
+	if s.run.Kind != "full" || s.run.HadSynced {
+		st, _, err := tablestore.Get[syncState](ctx, s.e.state, s.org, usersStateKey)
+		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
 			return 0, err
 		}
-		n := 0
-		for _, l := range ix.ByExternal {
-			if l.Active {
-				n++
-			}
-		}
-		return n, nil
+		before = st.Synced
 	}
-	st, _, err := tablestore.Get[syncState](ctx, s.e.state, s.org, usersStateKey)
-	if err != nil {
-		return 0, err
-	}
-	return max(0, st.Synced+s.run.Created+s.run.Linked+s.run.Reactivated-s.run.Deactivated), nil
+	return max(0, before+s.run.Created+s.run.Linked+s.run.Reactivated-s.run.Deactivated), nil
 }
 
 func truncate(s string, n int) string {

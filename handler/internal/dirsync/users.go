@@ -41,11 +41,14 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 		}
 	}
 	if run.Kind == "full" && (link == "" || run.Pages == 0) {
-		ix, err := s.index(ctx)
+		// What the directory holds as the round begins decides which lookups its pages need
+		// (resolve); three reads of at most one row, once per round.
+		ex, err := s.e.stakeholders.Existing(ctx, s.org)
 		if err != nil {
 			return false, err
 		}
-		run.HadSynced = run.HadSynced || len(ix.ByExternal) > 0
+		run.HadSynced = run.HadSynced || ex.Synced
+		run.HadEmails = run.HadEmails || ex.Emails
 	}
 	page, err := s.fetch(ctx, link)
 	if err != nil {
@@ -223,39 +226,55 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		return logs(nil)
 	}
 	// Every page records, writes or not: a redo after a kill relies on markers in step order.
-	if _, err := s.record(ctx, logs); err != nil {
+	again, err := s.record(ctx, logs)
+	if err != nil {
 		return err
 	}
+	s.redo = again
+	defer func() { s.redo = false }()
 	return s.write(ctx, writes)
 }
 
 // resolve finds the stakeholders linked to the users, and the ids behind their addresses for
-// first-time matches. A full round, or a run with a group filter (whose scope phase needs the
-// whole index), uses the index in memory; a delta round looks up only the users it got, so its
-// cost follows the changes, not the size of the directory.
+// first-time matches, by the page's keys only: the users' derived ids and Entra index rows (point
+// reads), and the email index for users not linked. Its cost follows the page, never the size
+// of the directory. A full round skips the lookups that cannot find anything but its own
+// writes: by Entra id when no stakeholder was linked as it began, by email when none had an
+// address. A user it meets twice then finds its first write as a conflict on its derived id,
+// and is merged into it then (writeOneByOne). Users without a derived id (an object id that is
+// no GUID) are always looked up.
 func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]stakeholder.Link, map[string]string, error) {
-	if s.run.Kind == "full" || s.ix != nil || len(s.settings.GroupFilter) > 0 {
-		ix, err := s.index(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		return ix.ByExternal, ix.ByEmail, nil
-	}
+	full := s.run.Kind == "full"
 	ids := make([]string, 0, len(users))
 	for _, u := range users {
-		ids = append(ids, u.ID)
+		if !full || s.run.HadSynced || stakeholder.SyncedID(u.ID) == "" {
+			ids = append(ids, u.ID)
+		}
 	}
 	links, err := s.e.stakeholders.Links(ctx, s.org, ids)
 	if err != nil {
 		return nil, nil, err
 	}
+	for id, l := range s.dryLinks {
+		if _, ok := links[id]; !ok {
+			links[id] = l // a dry run's own would-be writes (see remember)
+		}
+	}
 	var addrs []string
 	for _, u := range users {
-		if _, ok := links[u.ID]; !ok && u.Removed == entra.NotRemoved {
+		if _, ok := links[u.ID]; ok || u.Removed != entra.NotRemoved {
+			continue
+		}
+		if !full || s.run.HadEmails || stakeholder.SyncedID(u.ID) == "" {
 			addrs = append(addrs, u.Mail, u.UserPrincipalName)
 		}
 	}
 	emails, err := s.e.stakeholders.ByEmails(ctx, s.org, addrs)
+	for e, id := range s.dryEmails {
+		if _, ok := emails[e]; !ok && emails != nil {
+			emails[e] = id
+		}
+	}
 	return links, emails, err
 }
 

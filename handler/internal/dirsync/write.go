@@ -136,7 +136,29 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 		return err
 	}
 	values, _ := valuesOf(w.user)
-	// The first decision was counted and logged already: this one only redoes the write.
+	if w.prev == nil && !s.redo {
+		// A create that met the stakeholder it would create: a full round that skipped the
+		// lookups (see resolve) meeting a user for the second time. The user's outcome is the
+		// merge, counted and logged now instead of the create.
+		if w.undo != nil {
+			w.undo(&s.run)
+		}
+		again, changes, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag, open: w.open})
+		if err := s.e.logChanges(ctx, s.org, &s.run, append([]Change{{Action: ActError, StakeholderID: st.ID, ExternalID: w.user.ID, Name: w.name,
+			Reason: "not written: the stakeholder exists already (the user came twice); merged instead"}}, changes...), nil); err != nil {
+			return err
+		}
+		if again == nil {
+			return nil
+		}
+		err := s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
+		if err == nil {
+			s.noteConflict(*again)
+		}
+		return err
+	}
+	// The first decision was counted and logged already (or, redoing a page after a kill, by
+	// the first attempt): this one only redoes the write.
 	counted := s.run
 	again, _, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag, open: w.open})
 	s.run = counted
@@ -198,22 +220,28 @@ func (s *stepper) noteConflict(w write) {
 	}
 }
 
-// remember keeps the in-memory index in step with what this step writes.
+// remember keeps, in a dry run's delta round, what it would have written: nothing is written,
+// and the step's scope phase must not take a user the round would create for one still to
+// fetch. It is bounded by the round's changes; a real run finds its writes in the store, and a
+// full round keeps nothing (its scope phase fetches nobody).
 func (s *stepper) remember(w write) {
-	if s.ix == nil || w.seenOnly {
+	if !s.run.DryRun || s.run.Kind == "full" || w.seenOnly {
 		return
 	}
+	if s.dryLinks == nil {
+		s.dryLinks, s.dryEmails = map[string]stakeholder.Link{}, map[string]string{}
+	}
 	if w.next.ExternalID != "" {
-		s.ix.ByExternal[w.next.ExternalID] = stakeholder.Link{ID: w.next.ID, Active: w.next.Active, Reason: w.next.DeactivatedReason}
+		s.dryLinks[w.next.ExternalID] = stakeholder.Link{ID: w.next.ID, Active: w.next.Active, Reason: w.next.DeactivatedReason}
 	}
 	if e := stakeholder.NormalizeEmail(w.next.Email); e != "" {
-		s.ix.ByEmail[e] = w.next.ID
+		s.dryEmails[e] = w.next.ID
 	}
 }
 
 func (s *stepper) forget(w write) {
-	if s.ix == nil || w.prev != nil {
+	if s.dryLinks == nil || w.prev != nil {
 		return
 	}
-	delete(s.ix.ByExternal, w.next.ExternalID)
+	delete(s.dryLinks, w.next.ExternalID)
 }
