@@ -12,11 +12,12 @@
 //   - full:  a first run (full round) from start to its last step: wall time, Graph requests
 //     (graph.Client.Requests), Table transactions (tablestore Stats().Requests).
 //   - floor: the same work with no sync logic at all — read the same users/delta round with
-//     the same Graph client (from no link to the deltaLink) and insert exactly as many
-//     entities as the full run left in the tables it writes (rows of the org in
-//     "stakeholders": stakeholders plus their index rows, and the run's rows in "syncchanges",
-//     counted by querying those tables after the run) into a fresh table, in single-partition
-//     batches of at most 100 plain ~10-short-string entities. ratio = full_s / floor_s.
+//     the same Graph client (from no link to the deltaLink) and insert as many entities as the
+//     full run left in the tables it writes (a stakeholder and its email index row per created
+//     stakeholder, an Entra index row per one without a derived id, and the run's change-log
+//     rows), copies of those very rows (a page of each kind read back after the run: reading
+//     every row back would cost Azurite a scan of the table per page of 1000), into a fresh
+//     table in single-partition batches of at most 100. ratio = full_s / floor_s.
 //   - delta: 1 % of the users changed through the simulated tenant's admin API, then a second
 //     run (a delta round), timed and counted the same way. delta_ratio = delta_s / full_s.
 //
@@ -148,6 +149,8 @@ type Result struct {
 	GraphRequestsDelta    int64   `json:"graph_requests_delta"`
 	TableTransactionsFull int64   `json:"table_transactions_full"`
 	PeakRSSMB             float64 `json:"peak_rss_mb"`
+	// PerUserMS is full_s per user in milliseconds, to compare runs of different sizes.
+	PerUserMS float64 `json:"per_user_ms"`
 
 	Groups                 int     `json:"groups"`
 	FloorEntities          int     `json:"floor_entities"`
@@ -179,10 +182,6 @@ type Result struct {
 	FloorTableWaitS float64 `json:"floor_table_wait_s"`
 	FloorTableBytes int64   `json:"floor_table_bytes"`
 	DeltaTableWaitS float64 `json:"delta_table_wait_s"`
-	// IndexLoadS is one stakeholder.LoadIndex of the synced org (every step of a run loads it),
-	// measured on its own between the floor and the delta run; IndexLoadTx its transactions.
-	IndexLoadS  float64 `json:"index_load_s"`
-	IndexLoadTx int64   `json:"index_load_tx"`
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -305,29 +304,38 @@ func bench(ctx context.Context, o options) (Result, error) {
 	// The peak of the sync itself: read before the floor, which holds the run's entities in memory.
 	res.PeakRSSMB = peakRSSMB()
 	res.FullS, res.GraphRequestsFull, res.TableTransactionsFull = secs(full.elapsed), full.graph, full.tables
+	if o.users > 0 {
+		res.PerUserMS = round3(full.elapsed.Seconds() * 1000 / float64(o.users))
+	}
 	res.FullPages, res.FullProcessed, res.FullCreated, res.FullChanges, res.FullSteps =
 		full.run.Pages, full.run.Processed, full.run.Created, full.run.Changes, full.steps
 
 	// (b) floor: count what the full run left in the tables it writes, then do only that.
-	ents, err := readEntities(ctx, store, orgKey, full.run.ID)
+	ents, err := floorEntities(ctx, store, orgKey, full.run)
 	if err != nil {
 		return res, err
 	}
 	res.FloorEntities = len(ents)
 	res.FloorMethod = "users/delta round read from no link to deltaLink with the same Graph client, then floor_entities inserts " +
-		"(org rows of stakeholders + the run's syncchanges rows, counted by query after the full run) " +
-		"into a fresh table in single-partition batches of <=100 ten-string entities; measured twice, all pages first then all writes, and writing as pages arrive with one fetched ahead (as the sync does); floor_s is the faster"
+		"(per created stakeholder its row and its email index row, an Entra index row per one without a derived id, and the run's change-log rows; " +
+		"copies of the rows the run left, a page of each kind read back) " +
+		"into a fresh table in single-partition batches of <=100; measured twice, all pages first then all writes, and writing as pages arrive with one fetched ahead (as the sync does); floor_s is the faster"
 	gw0, tw0, tb0 = graphTimer.snapshot(tableTimer)
 	// The floor is the faster of two ways to do the same I/O: everything in sequence, or
 	// writing while the next page is fetched (what the sync does).
-	seqFl, err := floor(ctx, gc, store, orgKey, o.tenant, ents, full.run.Processed, false, logf)
+	floorStore := func(name string) (*tablestore.Store, error) {
+		return tablestore.Open(ctx, tablestore.Config{ConnectionString: o.tables, Prefix: prefix + name,
+			ClientOptions: azcore.ClientOptions{Transport: &http.Client{Transport: tableTimer}}})
+	}
+	seqFl, err := floor(ctx, gc, floorStore, "0", orgKey, o.tenant, ents, full.run.Processed, false, logf)
 	if err != nil {
 		return res, err
 	}
-	fl, err := floor(ctx, gc, store, orgKey, o.tenant, ents, full.run.Processed, true, logf)
+	fl, err := floor(ctx, gc, floorStore, "1", orgKey, o.tenant, ents, full.run.Processed, true, logf)
 	if err != nil {
 		return res, err
 	}
+	ents = nil
 	res.FloorSequentialS, res.FloorPipelinedS = secs(seqFl.total), secs(fl.total)
 	if seqFl.total < fl.total {
 		fl = seqFl
@@ -341,14 +349,6 @@ func bench(ctx context.Context, o options) (Result, error) {
 	if res.FloorS > 0 {
 		res.Ratio = round3(res.FullS / res.FloorS)
 	}
-
-	t0, start := store.Stats().Requests, time.Now()
-	ix, err := stakeholder.NewStore(store).LoadIndex(ctx, orgKey)
-	if err != nil {
-		return res, err
-	}
-	res.IndexLoadS, res.IndexLoadTx = secs(time.Since(start)), store.Stats().Requests-t0
-	logf("stakeholder index: %d external + %d email rows loaded in %.2fs, %d Table transactions", len(ix.ByExternal), len(ix.ByEmail), res.IndexLoadS, res.IndexLoadTx)
 
 	// (c) delta after changing a fraction of the users in the simulated tenant.
 	changed, err := mutate(ctx, hc, o.simURL, o.tenant, o.mutate)
@@ -440,17 +440,19 @@ func progress(phase string, start time.Time, gc *graph.Client, store *tablestore
 	return func() { close(done); wg.Wait() }
 }
 
-// countEntities counts the rows the full run left in the tables it writes: all of the org's
-// rows in "stakeholders" (stakeholders and their index rows; the tables were empty before) and
-// the run's rows in "syncchanges" (keys start with the run id).
-func readEntities(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, runID string) ([]map[string]any, error) {
-	var out []map[string]any
-	for _, c := range []struct {
-		table, prefix string
-	}{{stakeholder.Table, ""}, {dirsync.ChangesTable, runID + "."}} {
-		for row, err := range tablestore.Query[map[string]any](ctx, store.Table(c.table), orgKey, tablestore.QueryOptions{KeyPrefix: c.prefix}) {
+// floorEntities returns the entities the full run left in the tables it writes, as many as it
+// left and of their kinds: per created stakeholder its row and its email index row (every
+// stakeholder has an address) and an Entra index row when its id is not derived from the
+// object id, and the run's change-log rows. The entities are copies of rows read back, one
+// query page of each kind, spread as the run wrote them (a user's rows, then its share of the
+// change log). Reading every row back would cost a scan of the whole table per page of 1000
+// in Azurite, hours at a million users.
+func floorEntities(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, run dirsync.Run) ([]map[string]any, error) {
+	sample := func(table, prefix string) ([]map[string]any, error) {
+		var out []map[string]any
+		for row, err := range tablestore.Query[map[string]any](ctx, store.Table(table), orgKey, tablestore.QueryOptions{KeyPrefix: prefix}) {
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", c.table, err)
+				return nil, fmt.Errorf("read %s: %w", table, err)
 			}
 			e := row.Value
 			for k := range e {
@@ -459,7 +461,47 @@ func readEntities(ctx context.Context, store *tablestore.Store, orgKey tablestor
 				}
 			}
 			out = append(out, e)
+			if len(out) == tablestore.MaxPageSize {
+				break
+			}
 		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("no %s rows with prefix %q to copy", table, prefix)
+		}
+		return out, nil
+	}
+	stakeholders, err := sample(stakeholder.Table, "s-")
+	if err != nil {
+		return nil, err
+	}
+	emails, err := sample(stakeholder.Table, "m-")
+	if err != nil {
+		return nil, err
+	}
+	changes, err := sample(dirsync.ChangesTable, run.ID+".")
+	if err != nil {
+		return nil, err
+	}
+	var linked []map[string]any
+	for _, st := range stakeholders {
+		if id, _ := st["id"].(string); id != "" && !strings.HasPrefix(id, "e") {
+			linked = append(linked, st) // no derived id: it has an Entra index row too
+		}
+	}
+	n := run.Created
+	out := make([]map[string]any, 0, 2*n+n*len(linked)/len(stakeholders)+run.Changes)
+	logged := 0
+	for i := range n {
+		out = append(out, stakeholders[i%len(stakeholders)], emails[i%len(emails)])
+		if len(linked) > 0 && i*len(linked)/len(stakeholders) != (i+1)*len(linked)/len(stakeholders) {
+			out = append(out, linked[i%len(linked)])
+		}
+		for ; logged < run.Changes*(i+1)/max(n, 1); logged++ {
+			out = append(out, changes[logged%len(changes)])
+		}
+	}
+	for ; logged < run.Changes; logged++ {
+		out = append(out, changes[logged%len(changes)])
 	}
 	return out, nil
 }
@@ -472,9 +514,24 @@ type floorFigures struct {
 // floor reads the users/delta round and writes n plain entities: the least any sync of this
 // tenant must do against the same services. Like the sync, it fetches the next page while it
 // writes (the sync prefetches one page ahead), so the two are compared at the same overlap.
-func floor(ctx context.Context, gc *graph.Client, store *tablestore.Store, orgKey tablestore.Org, tenant string, ents []map[string]any, users int, pipelined bool, logf func(string, ...any)) (floorFigures, error) {
+//
+// Its table is in a store of its own (the bench's prefix and a digit, which no table name of
+// the bench's own store starts with: dropping it drops no other table), dropped at the end, so
+// that Azurite does not hold two more copies of the run's rows through the rest of the bench.
+func floor(ctx context.Context, gc *graph.Client, open func(name string) (*tablestore.Store, error), name string, orgKey tablestore.Org, tenant string, ents []map[string]any, users int, pipelined bool, logf func(string, ...any)) (floorFigures, error) {
 	n := len(ents)
 	var f floorFigures
+	store, err := open(name)
+	if err != nil {
+		return f, err
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer dcancel()
+		if err := store.DropTables(dctx); err != nil {
+			logf("floor: dropping its table: %v", err)
+		}
+	}()
 	g0, t0 := gc.Requests(), store.Stats().Requests
 	start := time.Now()
 	var pages <-chan int
