@@ -35,11 +35,13 @@ wait_port() {
 }
 
 # start_azurite starts an in-memory Azurite Table service on a free port and sets
-# AZURITE_TABLES_CONNECTION; the caller stops it with kill "$azurite_pid".
+# AZURITE_TABLES_CONNECTION; the caller stops it with kill "$azurite_pid". AZURITE_HEAP_MB, when
+# set, is its V8 heap limit: node's default (a few GB) runs out of room near a million rows.
 start_azurite() {
-  local port
+  local port node_options=${NODE_OPTIONS:-}
   port=$(free_port)
-  "$root/node_modules/.bin/azurite-table" --tableHost 127.0.0.1 --tablePort "$port" --inMemoryPersistence \
+  if [ -n "${AZURITE_HEAP_MB:-}" ]; then node_options="$node_options --max-old-space-size=$AZURITE_HEAP_MB"; fi
+  NODE_OPTIONS="$node_options" "$root/node_modules/.bin/azurite-table" --tableHost 127.0.0.1 --tablePort "$port" --inMemoryPersistence \
     --skipApiVersionCheck --disableProductStyleUrl --disableTelemetry --silent >"${AZURITE_LOG:-/dev/null}" 2>&1 &
   azurite_pid=$!
   wait_port "$port" 60
