@@ -81,6 +81,24 @@ func lastCard(sim *m365sim.Server, userID string) (m365sim.PostedActivity, bool)
 	return posted[len(posted)-1], true
 }
 
+// awaitReply waits for the bot's next post in a person's conversation after the first before: an
+// answer that takes the bot longer than its in-request budget (a loaded machine) comes through
+// the queue, at the conversation's pace.
+func awaitReply(ctx context.Context, sim *m365sim.Server, userID string, before int) (m365sim.PostedActivity, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		if posted := sim.BotPosted(sim.BotConversation(tenantID, userID)); len(posted) > before {
+			return posted[before], nil
+		}
+		select {
+		case <-ctx.Done():
+			return m365sim.PostedActivity{}, errors.New("no answer within a minute")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // teams connects Teams, publishes change summaries, lets a few people open the app, sends a
 // survey invitation in Teams to a group (installing the app for those who never opened it),
 // answers it as one of them and asks the bot who is and my changes. It prints what each person
@@ -236,6 +254,7 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 	other := people[len(people)-1]
 	replies := map[string]string{}
 	for _, text := range []string{"who is " + other.FirstName + " " + other.LastName, "my changes"} {
+		before := len(sim.BotPosted(sim.BotConversation(tenantID, asker.ExternalID)))
 		resp, err := sim.SendBotActivity(ctx, tenantID, asker.ExternalID, map[string]any{"text": text}, m365sim.BotSign{})
 		if err != nil {
 			return false, [2]string{}, err
@@ -244,7 +263,10 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		if resp.StatusCode != http.StatusOK {
 			return false, [2]string{}, fmt.Errorf("the bot answered %q with %d", text, resp.StatusCode)
 		}
-		reply, _ := lastCard(sim, asker.ExternalID)
+		reply, err := awaitReply(ctx, sim, asker.ExternalID, before)
+		if err != nil {
+			return false, [2]string{}, fmt.Errorf("the bot's answer to %q: %w", text, err)
+		}
 		replies[text] = cardOf(reply.Activity).String()
 		fmt.Fprintf(out, "%s asked the bot %q and saw: %s\n", asker.FirstName, text, replies[text])
 	}
