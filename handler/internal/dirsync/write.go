@@ -71,6 +71,16 @@ func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 		if errors.Is(err, tablestore.ErrConflict) && !w.seenOnly && !errors.Is(err, stakeholder.ErrEmailInUse) {
 			err = s.remerge(ctx, w) // notes the conflict of what it writes
 		}
+		if errors.Is(err, stakeholder.ErrEmailInUse) && w.prev == nil && !w.seenOnly && !s.redo {
+			var linked bool
+			if linked, err = s.linkInstead(ctx, w); linked || err != nil {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			err = stakeholder.ErrEmailInUse
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, stakeholder.ErrEmailInUse):
@@ -92,6 +102,49 @@ func (s *stepper) writeOneByOne(ctx context.Context, writes []write) error {
 		}
 	}
 	return nil
+}
+
+// linkInstead matches a user to the stakeholder holding its address when its create found the
+// address taken by one linked to no Entra user (or to this one): a manual stakeholder created
+// while the round ran, or one a full round did not look up (see resolve). The user is linked to
+// it as a lookup would have, counted and logged so instead of the create; linked is false when
+// the address belongs to another Entra user's stakeholder, which stays an error.
+func (s *stepper) linkInstead(ctx context.Context, w write) (linked bool, err error) {
+	owners, err := s.e.stakeholders.ByEmails(ctx, s.org, []string{w.next.Email})
+	if err != nil {
+		return false, err
+	}
+	id := owners[stakeholder.NormalizeEmail(w.next.Email)]
+	if id == "" {
+		return false, nil
+	}
+	st, etag, err := s.e.stakeholders.Get(ctx, s.org, id)
+	if errors.Is(err, stakeholder.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || st.ExternalID != "" && st.ExternalID != w.user.ID {
+		return false, err
+	}
+	if w.undo != nil {
+		w.undo(&s.run)
+	}
+	values, _ := valuesOf(w.user)
+	again, changes, _ := s.decide(&work{user: w.user, values: values, id: st.ID, cur: &st, etag: etag})
+	if err := s.e.logChanges(ctx, s.org, &s.run, append([]Change{{Action: ActError, StakeholderID: w.next.ID, ExternalID: w.user.ID, Name: w.name,
+		Reason: "not written: its address belongs to stakeholder " + st.ID + "; linked to it instead"}}, changes...), nil); err != nil {
+		return true, err
+	}
+	if again == nil {
+		return true, nil
+	}
+	err = s.e.stakeholders.Apply(ctx, s.org, again.ops(s.run.ID))
+	if errors.Is(err, tablestore.ErrConflict) && !errors.Is(err, stakeholder.ErrEmailInUse) {
+		return true, s.remerge(ctx, *again) // edited in Leap Change meanwhile: read again, merge again
+	}
+	if err == nil {
+		s.noteConflict(*again)
+	}
+	return true, err
 }
 
 // remerge re-reads a stakeholder edited during the sync and merges the user into the new

@@ -76,3 +76,30 @@ func TestUserListedTwiceInAFullRound(t *testing.T) {
 		})
 	}
 }
+
+// TestAddressTakenDuringAFullRound: a manual stakeholder created while a full round into an
+// empty directory runs (which looks up no addresses) takes a user's address just before the
+// user's create: the create finds the address taken, and the user is linked to that
+// stakeholder as a lookup would have linked it, not reported invalid.
+func TestAddressTakenDuringAFullRound(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Race", 80)
+	const addr = "race.n060@contoso.example" // ids[60]'s, on the second page
+	var manual stakeholder.Stakeholder
+	run := e.syncRacingEdits(t, 1, func(int) { manual = e.manual(t, e.org, "Race", "N060", addr) }, addr)
+	if run.Kind != "full" || run.Created != 79 || run.Linked != 1 || run.Invalid != 0 || run.Synced != 80 {
+		t.Errorf("run = kind %s, created %d, linked %d, invalid %d, synced %d; want full, 79, 1, 0, 80", run.Kind, run.Created, run.Linked, run.Invalid, run.Synced)
+	}
+	if all := e.all(t, e.org); len(all) != 80 {
+		t.Errorf("%d stakeholders, want 80 (the manual one linked, not duplicated)", len(all))
+	}
+	st, _ := e.get(t, ids[60])
+	if st.ID != manual.ID || st.Source != stakeholder.Entra || st.Influence != "high" || st.LastName != "N060" {
+		t.Errorf("user's stakeholder = %+v, want the manual one %s linked with Entra's values", st, manual.ID)
+	}
+	cs := changesOf(e.changes(t, run.ID), ids[60])
+	if len(cs) == 0 || cs[len(cs)-1].StakeholderID != manual.ID || cs[len(cs)-1].Action != dirsync.ActUpdated {
+		t.Errorf("log = %+v, want it to end with the link to %s", cs, manual.ID)
+	}
+}
