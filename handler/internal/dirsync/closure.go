@@ -51,8 +51,12 @@ type scopeState struct {
 	// Shrink: groups left the tracked ones; their rows are being deleted from ShrinkFrom on.
 	Shrink     bool   `json:"shrink"`
 	ShrinkFrom string `json:"shrinkFrom"`
-	BuiltBy    string `json:"builtBy"` // the run that finished the current generation
-	Run        string `json:"run"`     // the last run whose membership phase completed
+	// Merge is one round over every tracked group, started at the present ($deltatoken=latest)
+	// before a run read the several rounds a build left (one per level of nesting); once they are
+	// read it replaces them, so later runs read one round. Overlap is harmless: facts set again.
+	Merge   *deltaStream `json:"merge,omitempty"`
+	BuiltBy string       `json:"builtBy"` // the run that finished the current generation
+	Run     string       `json:"run"`     // the last run whose membership phase completed
 }
 
 // groupNode is a tracked group.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -436,4 +437,54 @@ func TestFilterWithoutGroupsDelta(t *testing.T) {
 	if rows, _ := e.closureRows(t); len(rows) != 4 {
 		t.Errorf("%d closure rows, want 4 (one generation; the old ones collected)", len(rows))
 	}
+}
+
+// latestDir is the stand-in with groups/delta's $deltatoken=latest, as the Graph client has it.
+type latestDir struct{ *graphDir }
+
+func (d latestDir) GroupsDeltaLatest(ctx context.Context, tenant string, ids []string) (string, error) {
+	d.groupsDelta.Add(1)
+	clauses := make([]string, len(ids))
+	for i, id := range ids {
+		clauses[i] = "id eq '" + id + "'"
+	}
+	link := d.base + "/groups/delta?$select=displayName,description,members&$deltatoken=latest&$filter=" + url.QueryEscape(strings.Join(clauses, " or "))
+	var page struct {
+		DeltaLink string `json:"@odata.deltaLink"`
+	}
+	if err := d.get(ctx, tenant, link, nil, &page); err != nil {
+		return "", err
+	}
+	return page.DeltaLink, nil
+}
+
+// A build leaves a round per level of nesting; the next run merges them into one (started at the
+// present before it reads them), so later delta runs under the filter read one groups/delta page,
+// and changes made around the merge are all seen.
+func TestNestedRoundsMergeIntoOne(t *testing.T) {
+	e := setup(t)
+	e.configure(func(c *dirsync.Config) { c.Directory = latestDir{e.dir} })
+	direct, nested, deeper := e.addUsers(t, "Direct", 2), e.addUsers(t, "Nested", 2), e.addUsers(t, "Deeper", 2)
+	parent, sub, deep := e.addGroup(t, "Parent", direct...), e.addGroup(t, "Sub", nested...), e.addGroup(t, "Deep", deeper...)
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
+	must(t, e.sim.AddMember(testenv.Tenant, sub, deep))
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	if run, _ := e.syncCost(t); run.Created != 6 {
+		t.Fatalf("the build created %d, want 6", run.Created)
+	}
+	// The merging run: one request to start the merged round, one per level's round.
+	late := e.addUser(t, "Late", "Comer")
+	must(t, e.sim.AddMember(testenv.Tenant, deep, late))
+	run, cost := e.syncCost(t)
+	if run.Created != 1 || cost.groupsDelta != 4 {
+		t.Errorf("merging run: created %d with %+v; want the new member and 4 groups/delta requests", run.Created, cost)
+	}
+	// From now on one round: a change in the deepest group costs one groups/delta request.
+	must(t, e.sim.RemoveMember(testenv.Tenant, deep, deeper[0]))
+	run, cost = e.syncCost(t)
+	if run.Deactivated != 1 || cost.groupsDelta != 1 || cost.transitive != 0 {
+		t.Errorf("after the merge: deactivated %d with %+v; want 1 with one groups/delta request", run.Deactivated, cost)
+	}
+	e.wantClosure(t, parent, sub, deep)
+	wantActive(t, e, true, "", append(append(slices.Clone(direct), nested...), deeper[1], late)...)
 }

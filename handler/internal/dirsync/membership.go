@@ -83,9 +83,21 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 	case len(st.Garbage) > 0:
 		return false, collectGarbage(ctx, c, &st)
 	}
+	if merging, err := s.startMerge(ctx, c, &st); merging || err != nil {
+		return false, err
+	}
 	for i := range st.Streams {
 		if st.Streams[i].Run != s.run.ID {
 			return false, s.deltaPage(ctx, c, gd, &st, i, filter)
+		}
+	}
+	if st.Merge != nil {
+		if slices.Equal(st.Merge.IDs, st.trackedIDs()) {
+			st.Streams = []deltaStream{{IDs: st.Merge.IDs, Link: st.Merge.Link, Run: s.run.ID}}
+		}
+		st.Merge = nil // adopted, or the tracked groups changed meanwhile (a later run tries again)
+		if err := c.save(ctx, st); err != nil {
+			return false, err
 		}
 	}
 	if st.Run != s.run.ID {
@@ -103,6 +115,43 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 	return true, nil
 }
 
+// groupsDeltaLatest starts a groups/delta round at the present (optional, as groupsDeltaReader).
+type groupsDeltaLatest interface {
+	GroupsDeltaLatest(ctx context.Context, tenantID string, ids []string) (string, error)
+}
+
+// startMerge begins merging the build's several rounds into one, before this run reads any of
+// them (so the merged round starts no later than what they read: nothing falls between). It
+// reports whether it saved a merge. A directory that cannot start a round at the present keeps
+// the several rounds: correct, one request each.
+func (s *stepper) startMerge(ctx context.Context, c closure, st *scopeState) (bool, error) {
+	if st.Merge != nil || len(st.Streams) < 2 || slices.ContainsFunc(st.Streams, func(d deltaStream) bool { return d.Run == s.run.ID || d.Next != "" }) {
+		return false, nil
+	}
+	gl, ok := s.e.cfg.Directory.(groupsDeltaLatest)
+	ids := st.trackedIDs()
+	if !ok || len(ids) > maxDeltaIDs {
+		return false, nil
+	}
+	link, err := gl.GroupsDeltaLatest(ctx, s.tenant, ids)
+	if err != nil {
+		s.log.WarnContext(ctx, "groups delta: merging the filter's rounds failed; they stay apart", "error", err.Error())
+		return false, nil
+	}
+	st.Merge = &deltaStream{IDs: ids, Link: link}
+	return true, c.save(ctx, *st)
+}
+
+// trackedIDs are the tracked groups, sorted.
+func (st *scopeState) trackedIDs() []string {
+	ids := make([]string, 0, len(st.Groups))
+	for id := range st.Groups {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // startBuild begins a rebuild in a fresh generation; a build in progress is abandoned to the
 // garbage (its links may be what expired).
 func (st *scopeState) startBuild(filter []string) {
@@ -112,6 +161,7 @@ func (st *scopeState) startBuild(filter []string) {
 	st.LastGen++
 	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}, Filter: slices.Clone(filter)}
 	st.Shrink, st.ShrinkFrom = false, "" // the new generation holds only what it reads
+	st.Merge = nil
 }
 
 // finishBuild switches to the built generation. The stakeholders were compared with the old one:

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"strings"
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
@@ -10,6 +12,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // UserFields are the user properties stakeholder sync selects. With $select on delta, changes to
@@ -81,6 +84,34 @@ func (c *Client) GroupsDelta(ctx context.Context, tenantID, link string, ids []s
 		page.Groups = append(page.Groups, toGroup(g))
 	}
 	return page, nil
+}
+
+// GroupsDeltaLatest starts a groups/delta round over ids (at most 50) at the present
+// ($deltatoken=latest): a deltaLink without reading the groups' current members. Sync uses it to
+// merge several rounds into one once their groups are known.
+func (c *Client) GroupsDeltaLatest(ctx context.Context, tenantID string, ids []string) (string, error) {
+	gc, err := c.tenant(tenantID)
+	if err != nil {
+		return "", err
+	}
+	clauses := make([]string, len(ids))
+	for i, id := range ids {
+		clauses[i] = "id eq '" + strings.ReplaceAll(id, "'", "''") + "'"
+	}
+	q := url.Values{"$select": {strings.Join(GroupFields, ",")}, "$deltatoken": {"latest"}}
+	if len(clauses) > 0 {
+		q.Set("$filter", strings.Join(clauses, " or "))
+	}
+	u := strings.TrimRight(c.base.String(), "/") + "/groups/delta?" + strings.ReplaceAll(q.Encode(), "+", "%20")
+	resp, err := gc.Groups().Delta().WithUrl(u).GetAsDeltaGetResponse(ctx, &groups.DeltaRequestBuilderGetRequestConfiguration{Headers: backgroundHeaders()})
+	if err != nil {
+		return "", classify("groups/delta", err)
+	}
+	link := deref(resp.GetOdataDeltaLink())
+	if link == "" {
+		return "", fmt.Errorf("graph: groups/delta $deltatoken=latest answered no deltaLink: %w", errkind.Unavailable)
+	}
+	return link, nil
 }
 
 // backgroundHeaders marks sync traffic as low priority, so Graph throttles it before the

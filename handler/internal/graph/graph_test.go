@@ -134,6 +134,39 @@ func TestGroupsDeltaMembers(t *testing.T) {
 	}
 }
 
+// $deltatoken=latest starts a round at the present over the groups asked for: the first read of
+// its link brings only what changed since, in those groups.
+func TestGroupsDeltaLatest(t *testing.T) {
+	sim := newTenant(t, 30, "User.Read.All", "GroupMember.Read.All")
+	c := newClient(t, sim, secret)
+	groups := sim.Groups(tenantID)
+	if len(groups) < 2 {
+		t.Fatalf("the tenant has %d groups", len(groups))
+	}
+	watched, other := groups[0].ID, groups[1].ID
+	link, err := c.GroupsDeltaLatest(t.Context(), tenantID, []string{watched})
+	if err != nil || link == "" {
+		t.Fatalf("GroupsDeltaLatest = %q, %v", link, err)
+	}
+	user := sim.Users(tenantID)[0].ID
+	for _, g := range []string{watched, other} {
+		_ = sim.RemoveMember(tenantID, g, user) // it may be a member already
+		if err := sim.AddMember(tenantID, g, user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := c.GroupsDelta(t.Context(), tenantID, link, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Groups) != 1 || page.Groups[0].ID != watched || page.DeltaLink == "" {
+		t.Fatalf("first read = %+v; want only the watched group's change and a deltaLink", page)
+	}
+	if m := page.Groups[0].Members; len(m) == 0 || m[len(m)-1].ID != user || m[len(m)-1].Removed {
+		t.Errorf("members@delta = %+v; want the user added last", m)
+	}
+}
+
 func TestErrorsAreClassified(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
