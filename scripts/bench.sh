@@ -5,6 +5,7 @@
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
 #   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]
 #   scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]
+#   scripts/bench.sh realtime --users N --changes C [--rate R] [--debounce D] [--groups G] [--filter-repeats K] [--out FILE]
 #
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
@@ -22,6 +23,7 @@ usage() {
   echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
   echo "       scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]" >&2
   echo "       scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]" >&2
+  echo "       scripts/bench.sh realtime --users N --changes C [--rate R] [--debounce D] [--groups G] [--filter-repeats K] [--out FILE]" >&2
   exit 2
 }
 
@@ -33,6 +35,7 @@ case "$name" in
   mail) exec "$(dirname "$0")/bench-mail.sh" "$@" ;;
   teams) exec "$(dirname "$0")/bench-teams.sh" "$@" ;;
   webhook) exec "$(dirname "$0")/bench-webhook.sh" "$@" ;;
+  realtime) exec "$(dirname "$0")/bench-realtime.sh" "$@" ;;
   -h | --help) usage ;;
   *) echo "unknown benchmark: $name" >&2; usage ;;
 esac

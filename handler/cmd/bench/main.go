@@ -27,7 +27,9 @@
 //
 // "bench mail …" and "bench teams …" are the outbound benchmarks (mail.go, teams.go): the same
 // target flags and result line, their own figures. "bench webhook …" (webhook.go) drives the
-// change-notification endpoint behind the host stand-in; it needs only Table Storage.
+// change-notification endpoint behind the host stand-in; it needs only Table Storage. "bench
+// realtime …" (realtime.go) measures real-time stakeholder sync end to end: the handler behind
+// the host stand-in, change notifications from the simulated tenant.
 package main
 
 import (
@@ -193,6 +195,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return runTeams(ctx, args[1:], stdout, os.Stderr)
 		case "webhook":
 			return runWebhook(ctx, args[1:], stdout, os.Stderr)
+		case "realtime":
+			return runRealtime(ctx, args[1:], stdout, os.Stderr)
 		}
 	}
 	return runWith(ctx, args, stdout, os.Stderr)
