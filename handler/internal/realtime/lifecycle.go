@@ -68,9 +68,10 @@ func (s *Sync) HandleEvent(ctx context.Context, body []byte) error {
 		if _, err := s.Reconcile(ctx, org); err != nil {
 			s.log.WarnContext(ctx, "realtime: recreating a removed subscription", "org", org.String(), "error", err.Error())
 		}
-		return s.mark(ctx, org, true)
+		_, err := s.mark(ctx, org, true)
+		return err
 	case "missed":
-		if err := s.mark(ctx, org, true); err != nil {
+		if _, err := s.mark(ctx, org, true); err != nil {
 			return err
 		}
 	default:

@@ -62,10 +62,15 @@ type Sync struct {
 	state *tablestore.Table
 	log   *slog.Logger
 	mu    sync.Mutex
-	// marked remembers, per org, when this instance last recorded a notification: a storm of
-	// notifications costs a table write every few seconds, not one per notification.
-	marked map[string]time.Time
+	// marked remembers, per org, what this instance last recorded: a storm of notifications
+	// costs a table write every few seconds, not one per notification.
+	marked map[string]memo
 }
+
+// memo is an instance's last mark of an org: when, and when the round it scheduled (or found
+// scheduled) is due. Only notifications well before that round starts may skip the write: the
+// round's delta read comes after them.
+type memo struct{ at, due time.Time }
 
 // Table holds each org's real-time state (key "state").
 const Table = "realtime"
@@ -92,7 +97,7 @@ func New(cfg Config) *Sync {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sync{cfg: cfg, state: cfg.Store.Table(Table), log: cfg.Logger, marked: map[string]time.Time{}}
+	return &Sync{cfg: cfg, state: cfg.Store.Table(Table), log: cfg.Logger, marked: map[string]memo{}}
 }
 
 // state is an org's real-time state.
@@ -166,7 +171,10 @@ func (s *Sync) Reconcile(ctx context.Context, org tablestore.Org) (subscriptions
 	}
 	rep, err := s.cfg.Subscriptions.Reconcile(ctx, org, conn.TenantID, []string{subscriptions.Users, subscriptions.Groups}, want, subscriptions.Hooks{
 		// A subscription Graph lost missed notifications: the next round is a resync.
-		Recreated: func(ctx context.Context, _ subscriptions.Want, _ time.Time) error { return s.mark(ctx, org, true) },
+		Recreated: func(ctx context.Context, _ subscriptions.Want, _ time.Time) error {
+			_, err := s.mark(ctx, org, true)
+			return err
+		},
 		Failed: func(ctx context.Context, _, msg string) {
 			_, _ = s.change(ctx, org, func(st *state) error {
 				st.LastError, st.LastErrorAt = "subscription "+msg, s.cfg.Now().UTC()
@@ -201,30 +209,35 @@ func (s *Sync) Notified(ctx context.Context, org tablestore.Org) error {
 	s.mu.Lock()
 	last, ok := s.marked[org.String()]
 	s.mu.Unlock()
-	if ok && now.Sub(last) < s.memo() && !now.Before(last) {
+	if ok && !now.Before(last.at) && now.Sub(last.at) < memoFor && now.Before(last.due.Add(-roundMargin)) {
 		return nil
 	}
-	if err := s.mark(ctx, org, false); err != nil {
+	due, err := s.mark(ctx, org, false)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	if len(s.marked) > 10_000 {
 		clear(s.marked)
 	}
-	s.marked[org.String()] = now
+	s.marked[org.String()] = memo{at: now, due: due}
 	s.mu.Unlock()
 	return nil
 }
 
-// memo is how long this instance trusts its last mark: well inside the debounce, so a
-// notification after the round started always marks again.
-func (s *Sync) memo() time.Duration { return min(5*time.Second, s.cfg.Debounce/3) }
+// memoFor is how long an instance trusts its last mark at most; roundMargin is how long before
+// the scheduled round the marks resume, so that every notification from then on is recorded
+// and, if it comes after the round started, keeps the org dirty for the next round.
+const (
+	memoFor     = 5 * time.Second
+	roundMargin = 2 * time.Second
+)
 
-// mark makes the org dirty and the nudge scheduled.
-func (s *Sync) mark(ctx context.Context, org tablestore.Org, resync bool) error {
+// mark makes the org dirty and the nudge scheduled; it returns when that nudge is due.
+func (s *Sync) mark(ctx context.Context, org tablestore.Org, resync bool) (time.Time, error) {
 	now := s.cfg.Now().UTC()
 	var published time.Time
-	_, err := s.change(ctx, org, func(st *state) error {
+	st, err := s.change(ctx, org, func(st *state) error {
 		st.LastNotification = now
 		if resync {
 			st.Resync = true
@@ -246,7 +259,7 @@ func (s *Sync) mark(ctx context.Context, org tablestore.Org, resync bool) error 
 		}
 		return nil
 	})
-	return err
+	return st.TriggerAt, err
 }
 
 // nudge is the body of a sync-jobs message that starts an org's debounced delta round.

@@ -257,6 +257,33 @@ func TestNotificationsMarkTheOrgAndStartOneDebouncedRound(t *testing.T) {
 	}
 }
 
+// A change notified just after its round started (a mark seconds earlier, so an instance that
+// skipped writes would have skipped it) keeps the org dirty for the next round: nothing waits
+// for the next scheduled sync.
+func TestANotificationJustAfterTheRoundStartedIsNotLost(t *testing.T) {
+	r := newRig(t, nil)
+	notify := func(at time.Duration) {
+		t.Helper()
+		r.clock.Set(t0.Add(at))
+		if err := r.sync.Notified(t.Context(), r.org); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notify(0)
+	notify(debounce - time.Second) // marked: close to the round, so the next one within seconds is too
+	r.clock.Set(t0.Add(debounce))
+	r.drain(t) // the round starts at the debounce
+	notify(debounce + 500*time.Millisecond)
+	if st := r.status(t); !st.Pending {
+		t.Fatalf("status = %+v; a change notified after the round started must keep the org pending", st)
+	}
+	r.clock.Set(t0.Add(3 * debounce))
+	r.drain(t)
+	if got := r.runs.triggers(); !slices.Equal(got, []string{"notification", "notification"}) {
+		t.Fatalf("rounds = %v; want a second round for the late change", got)
+	}
+}
+
 func TestARunningRoundFoldsLaterNotificationsIntoTheNext(t *testing.T) {
 	r := newRig(t, nil)
 	r.runs.busy = true
