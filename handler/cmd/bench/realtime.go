@@ -150,12 +150,15 @@ func runRealtime(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.DurationVar(&o.debounce, "debounce", 0, "REALTIME_DEBOUNCE of the handler (0: its default, 15s)")
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often the pending stakeholders are read")
 	fs.DurationVar(&o.lostAfter, "lost-after", 3*time.Minute, "a change not visible this long after it was made is lost")
-	fs.IntVar(&o.filterChanges, "filter-changes", 20, "user changes before each pair of delta runs of the filtered-delta measurement")
+	fs.IntVar(&o.filterChanges, "filter-changes", 0, "user changes before each pair of delta runs of the filtered-delta measurement (default 1 % of the users, at least 20: the sync benchmark's delta)")
 	fs.IntVar(&o.filterRepeats, "filter-repeats", 3, "pairs of delta runs of the filtered-delta measurement (0: no filtered org, no measurement)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the choice of users and changes")
 	fs.BoolVar(&o.verbose, "v", false, "show the handler's info log")
 	if err := o.parse(fs, args); err != nil {
 		return err
+	}
+	if o.filterChanges == 0 {
+		o.filterChanges = max(20, o.users/100)
 	}
 	if o.users <= 0 || o.changes <= 0 || o.rate <= 0 || o.poll <= 0 || o.lostAfter <= 0 || o.filterChanges <= 0 || o.filterRepeats < 0 {
 		return fmt.Errorf("%w: -users and -changes are required; -users, -changes, -rate, -poll, -lost-after, -filter-changes must be positive, -filter-repeats not negative", errUsage)
