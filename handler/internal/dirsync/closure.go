@@ -2,9 +2,11 @@ package dirsync
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -21,6 +23,11 @@ import (
 //	gNNNNNN|p|<user>|<group>  user is a direct member of tracked group (generation NNNNNN); a user
 //	                          is in scope exactly when it has such a row, and the filter groups
 //	                          containing it are those reaching one of its groups (closure.reach)
+//	gNNNNNN|u|<user>          the user's summary: a property per tracked group it was ever a direct
+//	                          member of (groupProp), true while the gNNNNNN|p| row exists; written
+//	                          by merge in the same batch as the member rows, so that "is the user
+//	                          in scope" is a point read (Table Storage's key-range reads cost the
+//	                          partition's size on the emulator)
 //	mark|<user>               the user's membership changed and the stakeholders may not show it
 //	                          yet: the scope phase decides it; the last phase of a real run clears
 //	                          the marks (a dry run leaves them, so the next real run sees them)
@@ -57,6 +64,9 @@ type scopeState struct {
 	Merge   *deltaStream `json:"merge,omitempty"`
 	BuiltBy string       `json:"builtBy"` // the run that finished the current generation
 	Run     string       `json:"run"`     // the last run whose membership phase completed
+	// Summaries: the current generation has the users' summary rows (gNNNNNN|u|); one built
+	// before they existed is rebuilt (membership), since inScope reads only them.
+	Summaries bool `json:"summaries"`
 }
 
 // groupNode is a tracked group.
@@ -86,6 +96,8 @@ type scopeBuild struct {
 	Cur    deltaStream          `json:"cur"`             // the round being read (IDs empty: none)
 	Done   []deltaStream        `json:"done,omitempty"`
 	Groups map[string]groupNode `json:"groups,omitempty"`
+	// Summaries: the rebuild writes the summary rows from its first page (see scopeState).
+	Summaries bool `json:"summaries,omitempty"`
 }
 
 // requested says whether the build has read or queued group id.
@@ -115,6 +127,76 @@ func memberKey(gen int, user, group string) string {
 	return userPrefix(gen, user) + tablestore.KeyEscape(group)
 }
 func markKey(user string) string { return markPrefix + tablestore.KeyEscape(user) }
+
+// summaryKey is the gNNNNNN|u|<user> row; "u|" keeps it out of the genPrefix(gen)+"p|" ranges.
+func summaryKey(gen int, user string) string {
+	return genPrefix(gen) + "u|" + tablestore.KeyEscape(user)
+}
+
+// summaryUser is the summary row's property naming its user (not a group flag: groupProp names
+// start with "m").
+const summaryUser = "user"
+
+// groupProp is the summary row's property for group: "m" and the group id without its dashes for
+// a GUID (Entra's ids), else "m_" and the id in hex, so that any id makes a property name and no
+// two ids share one.
+func groupProp(group string) string {
+	if isGUID(group) {
+		return "m" + strings.ReplaceAll(group, "-", "")
+	}
+	return "m_" + hex.EncodeToString([]byte(group))
+}
+
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// summaries collects the changes of a batch to the users' summary rows: user -> group -> whether
+// the user is now a direct member.
+type summaries map[string]map[string]bool
+
+func (s summaries) set(user, group string, member bool) {
+	if s[user] == nil {
+		s[user] = map[string]bool{}
+	}
+	s[user][group] = member
+}
+
+// ops are the merge-upserts that write the changes into generation gen, one per user (a key
+// twice would split the batch's transaction), in user order.
+func (s summaries) ops(gen int) []tablestore.Op {
+	users := make([]string, 0, len(s))
+	for u := range s {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	ops := make([]tablestore.Op, 0, len(users))
+	for _, u := range users {
+		v := make(map[string]any, len(s[u])+1)
+		v[summaryUser] = u
+		for g, member := range s[u] {
+			v[groupProp(g)] = member
+		}
+		ops = append(ops, tablestore.UpsertOp(summaryKey(gen, u), v, tablestore.Merge))
+	}
+	return ops
+}
 
 // closure reads and writes an org's stored closure.
 type closure struct {
@@ -160,18 +242,22 @@ func (c closure) parents(ctx context.Context, gen int, user string) ([]string, e
 	return out, nil
 }
 
-// inScope says for each of users whether it is in scope: a key-range read each, a few at a time.
+// inScope says for each of users whether it is in scope: a point read of its summary row each, a
+// few at a time. A user is in scope when the row exists and a group property is true.
 func (c closure) inScope(ctx context.Context, gen int, users []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(users))
 	var mu sync.Mutex
 	err := concurrently(len(users), func(i int) error {
+		row, _, err := tablestore.Get[map[string]any](ctx, c.t, c.org, summaryKey(gen, users[i]))
+		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+			return fmt.Errorf("read scope of %s: %w", users[i], err)
+		}
 		in := false
-		for _, err := range tablestore.Query[memberRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: userPrefix(gen, users[i]), PageSize: 1, Select: []string{"user"}}) {
-			if err != nil {
-				return fmt.Errorf("read scope of %s: %w", users[i], err)
+		for name, v := range row {
+			if b, ok := v.(bool); ok && b && name != summaryUser {
+				in = true
+				break
 			}
-			in = true
-			break
 		}
 		mu.Lock()
 		out[users[i]] = in

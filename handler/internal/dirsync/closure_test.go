@@ -488,3 +488,149 @@ func TestNestedRoundsMergeIntoOne(t *testing.T) {
 	e.wantClosure(t, parent, sub, deep)
 	wantActive(t, e, true, "", append(append(slices.Clone(direct), nested...), deeper[1], late)...)
 }
+
+// wantSummaries checks that in every generation of the stored closure the users' summary rows
+// (gNNNNNN|u|<user>, a property per group, true while the user is a direct member) agree with
+// the member rows (gNNNNNN|p|<user>|<group>): the same users, each with the same groups. It
+// returns how many users are in the closure, summed over generations.
+func (e *env) wantSummaries(t *testing.T) int {
+	t.Helper()
+	prop := func(group string) string { // as the closure names a GUID group's property
+		return "m" + strings.ReplaceAll(group, "-", "")
+	}
+	members := map[string]map[string][]string{} // generation -> user -> properties of its groups
+	summary := map[string]map[string][]string{} // generation -> user -> properties set true
+	add := func(m map[string]map[string][]string, gen, user, p string) {
+		if m[gen] == nil {
+			m[gen] = map[string][]string{}
+		}
+		m[gen][user] = append(m[gen][user], p)
+	}
+	for r, err := range tablestore.Query[map[string]any](t.Context(), e.store.Table(dirsync.ScopeTable), e.org, tablestore.QueryOptions{}) {
+		must(t, err)
+		gen, rest, _ := strings.Cut(r.Key, "|")
+		user, _ := r.Value["user"].(string)
+		switch {
+		case strings.HasPrefix(rest, "p|"):
+			group, _ := r.Value["group"].(string)
+			add(members, gen, user, prop(group))
+		case strings.HasPrefix(rest, "u|"):
+			if user == "" {
+				t.Errorf("summary row %s names no user", r.Key)
+			}
+			if summary[gen] == nil {
+				summary[gen] = map[string][]string{}
+			}
+			for name, v := range r.Value {
+				if b, ok := v.(bool); ok && b {
+					add(summary, gen, user, name)
+				}
+			}
+		}
+	}
+	n := 0
+	for gen, users := range members {
+		n += len(users)
+		for user, ps := range users {
+			slices.Sort(ps)
+			got := slices.Sorted(slices.Values(summary[gen][user]))
+			if !slices.Equal(got, ps) {
+				t.Errorf("generation %s user %s: summary says groups %v, member rows %v", gen, user, got, ps)
+			}
+		}
+	}
+	for gen, users := range summary {
+		for user, ps := range users {
+			if _, ok := members[gen][user]; !ok {
+				t.Errorf("generation %s user %s: summary says groups %v, no member row", gen, user, ps)
+			}
+		}
+	}
+	return n
+}
+
+// The users' summary rows follow the member rows through a build, a join, a leave, a nested
+// group removed (a shrink) and a rebuild.
+func TestClosureSummariesFollowMemberRows(t *testing.T) {
+	e := setup(t)
+	direct := e.addUsers(t, "Direct", 3)
+	nested := e.addUsers(t, "Nested", 3)
+	out := e.addUsers(t, "Out", 2)
+	parent := e.addGroup(t, "Parent", direct...)
+	sub := e.addGroup(t, "Sub", append(slices.Clone(nested), direct[0])...)
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	if run, _ := e.syncCost(t); run.Created != 6 {
+		t.Errorf("build: created %d, want 6", run.Created)
+	}
+	if n := e.wantSummaries(t); n != 6 {
+		t.Errorf("after the build: %d users in the closure, want 6", n)
+	}
+
+	must(t, e.sim.AddMember(testenv.Tenant, sub, out[0]))       // a join
+	must(t, e.sim.RemoveMember(testenv.Tenant, sub, nested[0])) // a leave
+	if run, _ := e.syncCost(t); run.Created != 1 || run.Deactivated != 1 {
+		t.Errorf("join and leave: created %d deactivated %d, want 1 1", run.Created, run.Deactivated)
+	}
+	e.wantClosure(t, parent, sub)
+	if n := e.wantSummaries(t); n != 6 {
+		t.Errorf("after a join and a leave: %d users in the closure, want 6", n)
+	}
+
+	must(t, e.sim.RemoveMember(testenv.Tenant, parent, sub)) // a shrink: direct[0] stays through Parent
+	if run, _ := e.syncCost(t); run.Deactivated != 3 {
+		t.Errorf("nested group removed: deactivated %d, want 3", run.Deactivated)
+	}
+	wantActive(t, e, true, "", direct...)
+	wantActive(t, e, false, "out_of_filter", nested[1], nested[2], out[0])
+	e.wantClosure(t, parent)
+	if n := e.wantSummaries(t); n != 3 {
+		t.Errorf("after the shrink: %d users in the closure, want 3", n)
+	}
+
+	must(t, e.sim.AddMember(testenv.Tenant, parent, out[1]))
+	must(t, e.sim.AddFault(m365sim.FaultRule{PathPrefix: "/v1.0/groups/delta", Status: http.StatusGone, Code: "resyncRequired", Times: 1}))
+	if run, _ := e.syncCost(t); run.Created != 1 {
+		t.Errorf("rebuild: created %d, want 1", run.Created)
+	}
+	wantActive(t, e, true, "", out[1])
+	e.wantClosure(t, parent)
+	if n := e.wantSummaries(t); n != 4 {
+		t.Errorf("after the rebuild: %d users in the closure, want 4", n)
+	}
+}
+
+// A closure stored before the summary rows existed (none, and no "summaries" in its state) is
+// rebuilt once with them: nobody leaves the filter for want of a summary row.
+func TestClosureWithoutSummariesRebuilt(t *testing.T) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 4)
+	out := e.addUser(t, "Out", "Sider")
+	ga := e.addGroup(t, "Alpha", a...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.syncCost(t)
+
+	tbl := e.store.Table(dirsync.ScopeTable)
+	for r, err := range tablestore.Query[struct{}](t.Context(), tbl, e.org, tablestore.QueryOptions{}) {
+		must(t, err)
+		if _, rest, _ := strings.Cut(r.Key, "|"); strings.HasPrefix(rest, "u|") {
+			must(t, tbl.Delete(t.Context(), e.org, r.Key, tablestore.ETagAny))
+		}
+	}
+	_, err := tbl.Upsert(t.Context(), e.org, "state", map[string]any{"summaries": false}, tablestore.Merge)
+	must(t, err)
+
+	must(t, e.sim.AddMember(testenv.Tenant, ga, out))
+	run, _ := e.syncCost(t)
+	if run.Created != 1 || run.Deactivated != 0 {
+		t.Errorf("created %d deactivated %d, want 1 0", run.Created, run.Deactivated)
+	}
+	wantActive(t, e, true, "", append(slices.Clone(a), out)...)
+	e.wantClosure(t, ga)
+	if n := e.wantSummaries(t); n != 5 {
+		t.Errorf("after the rebuild: %d users in the closure, want 5", n)
+	}
+	if _, cost := e.syncCost(t); cost.all != 2 {
+		t.Errorf("the run after the rebuild made %d requests, want 2 (back to delta rounds)", cost.all)
+	}
+}

@@ -65,7 +65,8 @@ func (s *stepper) membership(ctx context.Context) (done bool, err error) {
 	gd, hasDelta := s.e.cfg.Directory.(groupsDeltaReader)
 	switch {
 	case st.Build.Active:
-	case st.Gen == 0 || (!hasDelta && st.BuiltBy != s.run.ID):
+	case st.Gen == 0 || !st.Summaries || (!hasDelta && st.BuiltBy != s.run.ID):
+		// (A generation without summary rows, built by an earlier version, is rebuilt once.)
 		st.startBuild(filter)
 	case hasDelta && !slices.Equal(st.Filter, filter):
 		// (Without groups/delta every run builds anew: a filter changed after this run's build
@@ -159,7 +160,7 @@ func (st *scopeState) startBuild(filter []string) {
 		st.Garbage = append(st.Garbage, st.Build.Gen)
 	}
 	st.LastGen++
-	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}, Filter: slices.Clone(filter)}
+	st.Build = scopeBuild{Active: true, Gen: st.LastGen, Queue: slices.Clone(filter), Groups: map[string]groupNode{}, Filter: slices.Clone(filter), Summaries: true}
 	st.Shrink, st.ShrinkFrom = false, "" // the new generation holds only what it reads
 	st.Merge = nil
 }
@@ -182,7 +183,7 @@ func (st *scopeState) finishBuild(runID string) {
 	for i := range st.Streams {
 		st.Streams[i].Run = runID // the build's initial rounds are this run's rounds
 	}
-	st.Build, st.BuiltBy = scopeBuild{}, runID
+	st.Build, st.BuiltBy, st.Summaries = scopeBuild{}, runID, b.Summaries
 }
 
 // buildPage reads one page of the build's current initial round (starting the next level's round
@@ -214,6 +215,7 @@ func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader
 		return err
 	}
 	var ops []tablestore.Op
+	sums := summaries{}
 	for _, g := range page.Groups {
 		if !slices.Contains(b.Cur.IDs, g.ID) || g.Removed != entra.NotRemoved {
 			continue
@@ -237,10 +239,12 @@ func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader
 					ops = append(ops, tablestore.UpsertOp(markKey(m.ID), markRow{User: m.ID}, tablestore.Replace))
 				}
 				ops = append(ops, tablestore.UpsertOp(memberKey(b.Gen, m.ID, g.ID), memberRow{User: m.ID, Group: g.ID}, tablestore.Replace))
+				sums.set(m.ID, g.ID, true)
 			}
 		}
 		b.Groups[g.ID] = node
 	}
+	ops = append(ops, sums.ops(b.Gen)...)
 	if err := c.t.Batch(ctx, c.org, ops); err != nil {
 		return fmt.Errorf("write scope rows: %w", err)
 	}
@@ -276,9 +280,12 @@ func (s *stepper) buildTransitive(ctx context.Context, c closure, st *scopeState
 			return err
 		}
 		var ops []tablestore.Op
+		sums := summaries{}
 		for _, id := range ids {
 			ops = append(ops, tablestore.UpsertOp(memberKey(b.Gen, id, gid), memberRow{User: id, Group: gid}, tablestore.Replace))
+			sums.set(id, gid, true)
 		}
+		ops = append(ops, sums.ops(b.Gen)...)
 		if err := c.t.Batch(ctx, c.org, ops); err != nil {
 			return fmt.Errorf("write scope rows: %w", err)
 		}
@@ -349,11 +356,13 @@ func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader
 	// Marks first: a step killed after them but before the rows redoes the page, and a mark
 	// written twice is one mark.
 	var ops, dels []tablestore.Op
+	sums := summaries{}
 	for user, cs := range changes {
 		ops = append(ops, tablestore.UpsertOp(markKey(user), markRow{User: user}, tablestore.Replace))
 		for _, ch := range cs {
 			if ch.removed {
 				dels = append(dels, tablestore.DeleteOp(memberKey(st.Gen, user, ch.group), tablestore.ETagAny))
+				sums.set(user, ch.group, false)
 			}
 		}
 	}
@@ -361,9 +370,14 @@ func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader
 		for _, ch := range cs {
 			if !ch.removed {
 				ops = append(ops, tablestore.UpsertOp(memberKey(st.Gen, user, ch.group), memberRow{User: user, Group: ch.group}, tablestore.Replace))
+				if _, removed := sums[user][ch.group]; !removed { // the deletes below come after the upserts
+					sums.set(user, ch.group, true)
+				}
 			}
 		}
 	}
+	// The summaries with the rows (a removal's too: a merge never fails on a redo).
+	ops = append(ops, sums.ops(st.Gen)...)
 	if err := c.t.Batch(ctx, c.org, ops); err != nil {
 		return fmt.Errorf("write scope rows: %w", err)
 	}

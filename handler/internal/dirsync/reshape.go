@@ -104,6 +104,7 @@ func shrinkPage(ctx context.Context, c closure, st *scopeState) error {
 		opts.From = st.ShrinkFrom + " " // after it: no key character sorts below a space
 	}
 	var marks, dels []tablestore.Op
+	sums := summaries{}
 	marked := map[string]bool{}
 	n, last := 0, ""
 	for row, err := range tablestore.Query[memberRow](ctx, c.t, c.org, opts) {
@@ -117,12 +118,13 @@ func shrinkPage(ctx context.Context, c closure, st *scopeState) error {
 				marks = append(marks, tablestore.UpsertOp(markKey(row.Value.User), markRow{User: row.Value.User}, tablestore.Replace))
 			}
 			dels = append(dels, tablestore.DeleteOp(row.Key, tablestore.ETagAny))
+			sums.set(row.Value.User, row.Value.Group, false)
 		}
 		if n == tablestore.MaxPageSize {
 			break
 		}
 	}
-	if err := c.t.Batch(ctx, c.org, append(marks, dels...)); err != nil {
+	if err := c.t.Batch(ctx, c.org, append(append(marks, dels...), sums.ops(st.Gen)...)); err != nil {
 		return fmt.Errorf("delete scope rows: %w", err)
 	}
 	if n < tablestore.MaxPageSize {
