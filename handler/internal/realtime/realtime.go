@@ -238,7 +238,11 @@ func (s *Sync) mark(ctx context.Context, org tablestore.Org, resync bool) (time.
 	now := s.cfg.Now().UTC()
 	var published time.Time
 	st, err := s.change(ctx, org, func(st *state) error {
-		st.LastNotification = now
+		if now.After(st.LastNotification) {
+			// Never earlier: a slow mark landing after a quicker, later one must not make a
+			// round that started between them look like it covered the later one.
+			st.LastNotification = now
+		}
 		if resync {
 			st.Resync = true
 		}
@@ -366,8 +370,11 @@ func (s *Sync) trigger(ctx context.Context, org tablestore.Org, due time.Time) e
 	_, err = s.change(ctx, org, func(st *state) error {
 		st.LastRunID, st.LastRunAt, st.Waiting, st.Resync = run.ID, now, "", false
 		// Notifications recorded after the run started may describe changes its delta read
-		// passed already: they keep the org dirty (their mark scheduled the next nudge).
-		if !st.LastNotification.After(run.StartedAt) {
+		// passed already: they keep the org dirty (their mark scheduled the next nudge). So
+		// does a nudge scheduled for later than now: an instance that scheduled it skips
+		// recording notifications until shortly before it (see Notified), so only that round
+		// covers them.
+		if !st.LastNotification.After(run.StartedAt) && !st.TriggerAt.After(now) {
 			st.Dirty, st.DirtySince, st.TriggerAt = false, time.Time{}, time.Time{}
 		}
 		return nil

@@ -114,7 +114,9 @@ func (g *graphSubs) lose() {
 
 // runs is the sync engine's Start: it records each start; busy makes it answer with a running run.
 type runs struct {
-	now     func() time.Time
+	now func() time.Time
+	// start, when set, decides whether a round can start now (false: one is running).
+	start   func(now time.Time) bool
 	mu      sync.Mutex
 	started []dirsync.StartOptions
 	busy    bool
@@ -123,7 +125,7 @@ type runs struct {
 func (r *runs) Start(_ context.Context, _ tablestore.Org, opts dirsync.StartOptions) (dirsync.Run, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.busy {
+	if r.busy || (r.start != nil && !r.start(r.now())) {
 		return dirsync.Run{ID: "running-run", State: dirsync.Running}, false, nil
 	}
 	r.started = append(r.started, opts)
@@ -281,6 +283,35 @@ func TestANotificationJustAfterTheRoundStartedIsNotLost(t *testing.T) {
 	r.drain(t)
 	if got := r.runs.triggers(); !slices.Equal(got, []string{"notification", "notification"}) {
 		t.Fatalf("rounds = %v; want a second round for the late change", got)
+	}
+}
+
+// A nudge delivered late, after a notification scheduled the next one: the late nudge leaves the
+// round to the next (which covers the notifications the instance skips meanwhile), and nothing
+// is pending once it ran.
+func TestALateNudgeLeavesTheRoundToTheNext(t *testing.T) {
+	r := newRig(t, nil)
+	var starts []time.Time
+	r.runs.start = func(now time.Time) bool { starts = append(starts, now); return true }
+	notify := func(at time.Duration) {
+		t.Helper()
+		r.clock.Set(t0.Add(at))
+		if err := r.sync.Notified(t.Context(), r.org); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notify(0)
+	notify(debounce + 400*time.Millisecond) // the nudge due at the debounce has not come yet
+	r.clock.Set(t0.Add(debounce + 900*time.Millisecond))
+	r.drain(t)                               // it comes now
+	notify(debounce + 1500*time.Millisecond) // skipped by the memo: the next round covers it
+	r.clock.Set(t0.Add(3 * debounce))
+	r.drain(t)
+	if len(starts) == 0 || !starts[len(starts)-1].After(t0.Add(debounce+1500*time.Millisecond)) {
+		t.Fatalf("rounds started at %v; want one after the last notification", starts)
+	}
+	if st := r.status(t); st.Pending {
+		t.Fatalf("status = %+v; want nothing pending", st)
 	}
 }
 
@@ -557,6 +588,45 @@ func TestLifecycleEvents(t *testing.T) {
 			}
 			if !c.wantNewSub && after.LastLifecycle != c.event {
 				t.Errorf("LastLifecycle = %q; want %q", after.LastLifecycle, c.event)
+			}
+		})
+	}
+}
+
+// Changes at a steady rate while rounds take a while: every notification is covered by a round
+// that started after it (none waits for the next scheduled sync).
+func TestSteadyChangesAreAllCovered(t *testing.T) {
+	for _, roundTakes := range []time.Duration{0, 3 * time.Second, 8 * time.Second, 20 * time.Second} {
+		t.Run(roundTakes.String(), func(t *testing.T) {
+			r := newRig(t, nil)
+			var starts []time.Time
+			busyUntil := time.Time{}
+			r.runs.start = func(now time.Time) bool {
+				if now.Before(busyUntil) {
+					return false
+				}
+				starts = append(starts, now)
+				busyUntil = now.Add(roundTakes)
+				return true
+			}
+			var notified []time.Time
+			step := 200 * time.Millisecond
+			for at := time.Duration(0); at < 3*time.Minute; at += step {
+				r.clock.Set(t0.Add(at))
+				if at < 40*time.Second {
+					if err := r.sync.Notified(t.Context(), r.org); err != nil {
+						t.Fatal(err)
+					}
+					notified = append(notified, r.clock.Now())
+				}
+				r.drain(t)
+			}
+			last := notified[len(notified)-1]
+			if len(starts) == 0 || !starts[len(starts)-1].After(last) {
+				t.Fatalf("rounds started at %v; the last notification (%v) has no round after it", starts, last)
+			}
+			if st := r.status(t); st.Pending {
+				t.Fatalf("status = %+v; want nothing pending", st)
 			}
 		})
 	}
