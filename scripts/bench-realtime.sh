@@ -65,6 +65,7 @@ args=(-sim "$sim_url" -ca "$work/ca.pem" -tenant "$tenant" -app-id "$app" -app-s
   -root "$root" -handler "$work/handler" -users "$users" -groups "$groups" -changes "$changes" -rate "$rate" -filter-repeats "$filter_repeats"
   -tables "$AZURITE_TABLES_CONNECTION" -out "$out")
 [ -n "$debounce" ] && args+=(-debounce "$debounce")
+[ -n "${BENCH_VERBOSE:-}" ] && args+=(-v) # the handler's info log
 say "running the real-time sync benchmark"
 "$work/bench" realtime "${args[@]}"
 say "result written to $out"
