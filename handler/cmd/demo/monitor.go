@@ -126,26 +126,40 @@ func monitorChannel(ctx context.Context, api *client, sim *m365sim.Server, watch
 		}
 		fmt.Fprintf(out, "  insight%s: %v in %q\n", state, in.Keywords, in.Excerpt)
 	}
-	// The alerts: by mail to the address, in Teams to the watcher.
-	mails := 0
-	for _, m := range sim.SentMail(tenantID) {
-		for _, to := range m.To {
-			if strings.EqualFold(to, "change-office@fabrikam.example") {
-				mails++
-				if mails == 1 {
-					fmt.Fprintf(out, "  alert by mail to change-office@fabrikam.example: %q\n", m.Subject)
+	// The alerts: by mail to the address, in Teams to the watcher. They go through the outbound
+	// queues (Teams at the conversation's pace): wait for them a minute at most.
+	var mails, cards int
+	var firstMail, firstCard string
+	for deadline := time.Now().Add(time.Minute); ; {
+		mails, cards, firstMail, firstCard = 0, 0, "", ""
+		for _, m := range sim.SentMail(tenantID) {
+			for _, to := range m.To {
+				if strings.EqualFold(to, "change-office@fabrikam.example") {
+					mails++
+					if mails == 1 {
+						firstMail = m.Subject
+					}
 				}
 			}
 		}
-	}
-	cards := 0
-	for _, p := range sim.BotPosted(sim.BotConversation(tenantID, watcherOID)) {
-		if p.Op == "send" && strings.Contains(string(p.Activity), "mentioned in") {
-			cards++
-			if cards == 1 {
-				fmt.Fprintf(out, "  alert in Teams to the watcher: %s\n", cardOf(p.Activity))
+		for _, p := range sim.BotPosted(sim.BotConversation(tenantID, watcherOID)) {
+			if p.Op == "send" && strings.Contains(string(p.Activity), "mentioned in") {
+				cards++
+				if cards == 1 {
+					firstCard = cardOf(p.Activity).String()
+				}
 			}
 		}
+		if (mails >= 4 && cards >= 4) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if firstMail != "" {
+		fmt.Fprintf(out, "  alert by mail to change-office@fabrikam.example: %q\n", firstMail)
+	}
+	if firstCard != "" {
+		fmt.Fprintf(out, "  alert in Teams to the watcher: %s\n", firstCard)
 	}
 	stats := sim.WebhookStats()
 	fmt.Fprintf(out, "alerts: %d by mail, %d in Teams (one per matching message); webhook acks p50 %v, p99 %v, %d slow, %d failed\n",
