@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -355,25 +357,10 @@ const scopeConcurrency = 16
 
 // concurrently runs fn for 0..n-1, at most scopeConcurrency at once; the first error wins.
 func concurrently(n int, fn func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, scopeConcurrency)
-	)
+	var g errgroup.Group
+	g.SetLimit(scopeConcurrency)
 	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := fn(i); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		})
+		g.Go(func() error { return fn(i) })
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }

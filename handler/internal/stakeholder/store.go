@@ -7,7 +7,8 @@ import (
 	"iter"
 	"slices"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -335,27 +336,12 @@ const lookupConcurrency = 16
 // eachConcurrently runs fn for 0..n-1 with at most lookupConcurrency at once; the first error
 // wins.
 func eachConcurrently(n int, fn func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, lookupConcurrency)
-	)
+	var g errgroup.Group
+	g.SetLimit(lookupConcurrency)
 	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := fn(i); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		})
+		g.Go(func() error { return fn(i) })
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
 
 // Links finds the stakeholders linked to these Entra object ids (absent ones are not in the
