@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (DESIGN §6). Usage:
 #
-#   scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
+#   scripts/bench.sh sync --users N [--groups M] [--floor both|sequential|pipelined|auto] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]
 #   scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]
 #   scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]
@@ -10,7 +10,8 @@
 # sync: starts Azurite and the simulated Microsoft 365 tenant (handler/cmd/m365sim) as a separate
 # process with N generated users, then runs handler/cmd/bench, which measures a full sync, its
 # floor (the same Graph pages and the same number of entity writes with no sync logic) and a
-# delta sync after 1 % of the users changed. Progress goes to stderr; the last line on stdout is
+# delta sync after 1 % of the users changed (--floor: how the floor is measured, see handler/cmd/bench;
+# auto measures it once from 500 000 users). Progress goes to stderr; the last line on stdout is
 # one JSON object of the figures, also written with the date and machine to
 # bench-results/sync-N.json (or --out).
 set -euo pipefail
@@ -19,7 +20,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$root"
 
 usage() {
-  echo "usage: scripts/bench.sh sync --users N [--groups M] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
+  echo "usage: scripts/bench.sh sync --users N [--groups M] [--floor both|sequential|pipelined|auto] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]" >&2
   echo "       scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]" >&2
   echo "       scripts/bench.sh teams --recipients N [--rate R] [--workers W] [--uninstalled F] [--horizon D] [--out FILE]" >&2
   echo "       scripts/bench.sh webhook --rate R [--seconds S] [--per-request N] [--subscriptions K] [--route devhost|inprocess] [--out FILE]" >&2
@@ -40,12 +41,13 @@ case "$name" in
   *) echo "unknown benchmark: $name" >&2; usage ;;
 esac
 
-users="" groups=50 out="" cpuprofile="" memprofile=""
+users="" groups=50 out="" cpuprofile="" memprofile="" floor=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) [ $# -ge 2 ] || usage; users=$2; shift 2 ;;
     --groups) [ $# -ge 2 ] || usage; groups=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+    --floor) [ $# -ge 2 ] || usage; floor=$2; shift 2 ;;
     --cpuprofile) [ $# -ge 2 ] || usage; cpuprofile=$2; shift 2 ;;
     --memprofile) [ $# -ge 2 ] || usage; memprofile=$2; shift 2 ;;
     --users=*) users=${1#*=}; shift ;;
@@ -69,7 +71,7 @@ start_sim -roles User.Read.All,GroupMember.Read.All \
 
 mkdir -p "$(dirname "$out")"
 args=(-sim "$sim_url" -ca "$work/ca.pem" -tenant "$tenant" -app-id "$app" -app-secret "$secret"
-  -users "$users" -groups "$groups" -tables "$AZURITE_TABLES_CONNECTION" -out "$out"
+  -users "$users" -groups "$groups" -floor "$floor" -tables "$AZURITE_TABLES_CONNECTION" -out "$out"
   -timeout "$((60 + users / 4000))m") # a million users take hours on a small machine
 [ -n "$cpuprofile" ] && args+=(-cpuprofile "$cpuprofile")
 [ -n "$memprofile" ] && args+=(-memprofile "$memprofile")

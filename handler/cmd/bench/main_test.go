@@ -55,7 +55,8 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 		t.Errorf("bench/users = %v/%v", got["bench"], got["users"])
 	}
 	for _, k := range []string{"full_s", "floor_s", "ratio", "delta_s", "delta_ratio", "graph_requests_full",
-		"graph_requests_delta", "table_transactions_full", "peak_rss_mb"} {
+		"graph_requests_delta", "table_transactions_full", "peak_rss_mb", "per_user_ms", "floor_per_user_ms",
+		"floor_sequential_s", "floor_pipelined_s"} {
 		if num(k) <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
@@ -91,6 +92,10 @@ func TestUsage(t *testing.T) {
 	}
 	if err := runWith(t.Context(), []string{"-sim", "https://x"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "usage") {
 		t.Errorf("missing flags: %v", err)
+	}
+	full := []string{"-sim", "https://x", "-ca", "ca.pem", "-tenant", "t", "-app-id", "a", "-app-secret", "s", "-tables", "conn"}
+	if err := runWith(t.Context(), append(full, "-floor", "twice"), &out, &errOut); err == nil || !strings.Contains(err.Error(), `-floor "twice"`) {
+		t.Errorf("bad -floor: %v", err)
 	}
 }
 
