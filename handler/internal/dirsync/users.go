@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
@@ -245,16 +246,29 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 // no GUID) are always looked up.
 func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]stakeholder.Link, map[string]string, error) {
 	full := s.run.Kind == "full"
+	// Once the round has linked a user by address, that user's stakeholder has no derived id
+	// for a second listing to conflict on (under another address it would be created again):
+	// the round reads Entra index rows from then on. A dry run wrote none (see relisted).
+	indexOnly := full && !s.run.HadSynced && s.run.Linked > 0 && !s.run.DryRun
 	ids := make([]string, 0, len(users))
+	var indexed []string
 	for _, u := range users {
-		if !full || s.run.HadSynced || stakeholder.SyncedID(u.ID) == "" {
+		switch {
+		case !full || s.run.HadSynced || stakeholder.SyncedID(u.ID) == "":
 			ids = append(ids, u.ID)
+		case indexOnly:
+			indexed = append(indexed, u.ID)
 		}
 	}
 	links, err := s.e.stakeholders.Links(ctx, s.org, ids)
 	if err != nil {
 		return nil, nil, err
 	}
+	byIndex, err := s.e.stakeholders.IndexLinks(ctx, s.org, indexed)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(links, byIndex)
 	for id, l := range s.dryLinks {
 		if _, ok := links[id]; !ok {
 			links[id] = l // a dry run's own would-be writes (see remember)

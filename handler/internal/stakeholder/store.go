@@ -359,15 +359,27 @@ func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string
 				return nil, err
 			}
 		}
-		p, _, err := tablestore.Get[pointer](ctx, s.t, org, externalKey(id))
-		switch {
-		case err == nil:
-			return &Link{ID: p.ID, Active: p.Active, Reason: p.Reason}, nil
-		case !errors.Is(err, tablestore.ErrNotFound):
-			return nil, err
-		}
-		return nil, nil
+		return s.indexLink(ctx, org, id)
 	})
+}
+
+// IndexLinks finds the stakeholders linked by email to these Entra object ids: their Entra
+// index rows only, a point read each. It is Links without the derived ids, for a full round
+// that meets its own creates by their derived ids anyway (see Existing).
+func (s *Store) IndexLinks(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
+	return readEach(entraIDs, func(id string) (*Link, error) { return s.indexLink(ctx, org, id) })
+}
+
+// indexLink reads one Entra index row; nil when there is none.
+func (s *Store) indexLink(ctx context.Context, org tablestore.Org, entraID string) (*Link, error) {
+	p, _, err := tablestore.Get[pointer](ctx, s.t, org, externalKey(entraID))
+	switch {
+	case err == nil:
+		return &Link{ID: p.ID, Active: p.Active, Reason: p.Reason}, nil
+	case !errors.Is(err, tablestore.ErrNotFound):
+		return nil, fmt.Errorf("read the Entra index row of %s: %w", entraID, err)
+	}
+	return nil, nil
 }
 
 // ByEmails finds stakeholder ids by (normalized) email, a point read each.
@@ -395,14 +407,14 @@ func (s *Store) ByEmails(ctx context.Context, org tablestore.Org, emails []strin
 // readEach reads every key with read, concurrently (see eachConcurrently), and returns what it
 // found by key; read returns nil for a key that is not there. On an error, the map holds what
 // the other reads found.
-func readEach[V any](keys []string, read func(key string) (*V, error)) (map[string]V, error) {
+func readEach[K comparable, V any](keys []K, read func(key K) (*V, error)) (map[K]V, error) {
 	found := make([]*V, len(keys))
 	err := eachConcurrently(len(keys), func(i int) error {
 		v, err := read(keys[i])
 		found[i] = v
 		return err
 	})
-	out := make(map[string]V, len(keys))
+	out := make(map[K]V, len(keys))
 	for i, v := range found {
 		if v != nil {
 			out[keys[i]] = *v

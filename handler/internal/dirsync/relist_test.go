@@ -1,0 +1,130 @@
+package dirsync_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+)
+
+// relistDir lists the user target a second time, changed by change, at the end of the page
+// after the one that listed it: Graph lists a user twice in one round when it changes during
+// the round.
+type relistDir struct {
+	*graphDir
+	target string
+	change func(*entra.User)
+
+	mu       sync.Mutex
+	held     *entra.User
+	relisted bool
+}
+
+func (d *relistDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+	page, err := d.graphDir.UsersDelta(ctx, tenant, link)
+	if err != nil {
+		return page, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held != nil && !d.relisted {
+		u := *d.held
+		d.change(&u)
+		page.Users = append(page.Users, u)
+		d.relisted = true
+	}
+	for _, u := range page.Users {
+		if u.ID == d.target && d.held == nil {
+			d.held = &u
+		}
+	}
+	return page, nil
+}
+
+// relisting makes the engine's directory list target twice in its next round.
+func (e *env) relisting(t *testing.T, target string, change func(*entra.User)) *relistDir {
+	t.Helper()
+	d := &relistDir{graphDir: e.dir, target: target, change: change}
+	e.configure(func(c *dirsync.Config) { c.Directory = d })
+	return d
+}
+
+func (d *relistDir) staged(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.relisted {
+		t.Fatalf("user %s was not listed twice: the repeat was not staged", d.target)
+	}
+}
+
+// newAddress moves a user to another mail address and UPN.
+func newAddress(u *entra.User) {
+	u.Mail = "moved." + u.Mail
+	u.UserPrincipalName = "moved." + u.UserPrincipalName
+}
+
+// TestLinkedUserListedTwiceWithNewAddress: a user linked by address to a manual stakeholder in
+// the first round, and listed again in the same round with another address, finds that
+// stakeholder through its link (its Entra index row), not by the address it no longer has: no
+// second stakeholder is created, and the manual one takes the new address.
+func TestLinkedUserListedTwiceWithNewAddress(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Twice", 80)
+	manual := e.manual(t, e.org, "Twice", "N000", "twice.n000@contoso.example")
+	dir := e.relisting(t, ids[0], newAddress)
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	dir.staged(t)
+	if run.Kind != "full" || run.Processed != 81 || run.Created != 79 || run.Linked != 1 || run.Updated != 2 || run.Invalid != 0 {
+		t.Errorf("run = kind %s, processed %d, created %d, linked %d, updated %d, invalid %d; want full, 81, 79, 1, 2, 0",
+			run.Kind, run.Processed, run.Created, run.Linked, run.Updated, run.Invalid)
+	}
+	if all := e.all(t, e.org); len(all) != 80 {
+		t.Errorf("%d stakeholders, want 80 (the manual one linked, not duplicated)", len(all))
+	}
+	st := e.byExternal(t, e.org)[ids[0]]
+	if st.ID != manual.ID || st.Email != "moved.twice.n000@contoso.example" || st.Influence != "high" {
+		t.Errorf("user's stakeholder = %s, email %q, influence %q; want the manual one %s with the new address", st.ID, st.Email, st.Influence, manual.ID)
+	}
+	owners, err := e.shs.ByEmails(t.Context(), e.org, []string{"twice.n000@contoso.example", "moved.twice.n000@contoso.example"})
+	must(t, err)
+	if len(owners) != 1 || owners["moved.twice.n000@contoso.example"] != manual.ID {
+		t.Errorf("email index = %v, want only the new address, on %s", owners, manual.ID)
+	}
+}
+
+// TestUserListedTwiceWithNewAddressInAFullRound: the skip-lookups shortcut (a full round into
+// an empty directory) meets a user a second time under another address: the create conflicts
+// on the derived id and is merged into the first write, which moves the address (no second
+// stakeholder, no stale email index row).
+func TestUserListedTwiceWithNewAddressInAFullRound(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Twice", 80)
+	dir := e.relisting(t, ids[0], newAddress)
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	dir.staged(t)
+	if run.Processed != 81 || run.Created != 80 || run.Updated != 1 || run.Invalid != 0 || run.Synced != 80 {
+		t.Errorf("run = processed %d, created %d, updated %d, invalid %d, synced %d; want 81, 80, 1, 0, 80",
+			run.Processed, run.Created, run.Updated, run.Invalid, run.Synced)
+	}
+	if all := e.all(t, e.org); len(all) != 80 {
+		t.Errorf("%d stakeholders, want 80", len(all))
+	}
+	st := e.byExternal(t, e.org)[ids[0]]
+	if st.ID != stakeholder.SyncedID(ids[0]) || !strings.HasPrefix(st.Email, "moved.") {
+		t.Errorf("user's stakeholder = %s, email %q; want %s with the new address", st.ID, st.Email, stakeholder.SyncedID(ids[0]))
+	}
+	owners, err := e.shs.ByEmails(t.Context(), e.org, []string{"twice.n000@contoso.example"})
+	must(t, err)
+	if len(owners) != 0 {
+		t.Errorf("old address still indexed: %v", owners)
+	}
+}
