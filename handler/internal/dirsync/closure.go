@@ -364,3 +364,88 @@ func concurrently(n int, fn func(i int) error) error {
 	}
 	return g.Wait()
 }
+
+// userGroups is a user in scope with the tracked groups it is directly in.
+type userGroups struct {
+	User   string
+	Groups []string
+}
+
+// afterUser is the first key after every generation-gen row of user: no key character sorts
+// between '|', which ends the user's part, and '}'.
+func afterUser(gen int, user string) string {
+	return genPrefix(gen) + "p|" + tablestore.KeyEscape(user) + "}"
+}
+
+// memberChunk reads up to limit users in scope after user after ("" from the first), with their
+// groups, in key order; more says users remain. A user's rows come together, so a chunk never
+// splits one.
+func (c closure) memberChunk(ctx context.Context, gen int, after string, limit int) (chunk []userGroups, more bool, err error) {
+	q := tablestore.QueryOptions{KeyPrefix: genPrefix(gen) + "p|"}
+	if after != "" {
+		q.From = afterUser(gen, after)
+	}
+	for row, err := range tablestore.Query[memberRow](ctx, c.t, c.org, q) {
+		if err != nil {
+			return nil, false, fmt.Errorf("read scope: %w", err)
+		}
+		r := row.Value
+		if n := len(chunk); n > 0 && chunk[n-1].User == r.User {
+			chunk[n-1].Groups = append(chunk[n-1].Groups, r.Group)
+			continue
+		}
+		if len(chunk) == limit {
+			return chunk, true, nil
+		}
+		chunk = append(chunk, userGroups{User: r.User, Groups: []string{r.Group}})
+	}
+	return chunk, false, nil
+}
+
+// summaryFlags reads users' summary rows (a point read each, a few at a time): user → tracked
+// group → whether the user is directly in it now. A group the user was never directly in during
+// generation gen is absent, so its membership rows of a mirror made in gen cannot involve it.
+func (c closure) summaryFlags(ctx context.Context, gen int, users []string, groups map[string]groupNode) (map[string]map[string]bool, error) {
+	byProp := make(map[string]string, len(groups))
+	for g := range groups {
+		byProp[groupProp(g)] = g
+	}
+	out := make(map[string]map[string]bool, len(users))
+	var mu sync.Mutex
+	err := concurrently(len(users), func(i int) error {
+		row, _, err := tablestore.Get[map[string]any](ctx, c.t, c.org, summaryKey(gen, users[i]))
+		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+			return fmt.Errorf("read scope of %s: %w", users[i], err)
+		}
+		flags := map[string]bool{}
+		for name, v := range row {
+			if b, ok := v.(bool); ok && byProp[name] != "" {
+				flags[byProp[name]] = b
+			}
+		}
+		mu.Lock()
+		out[users[i]] = flags
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// markPage returns up to limit marked users after mark key after ("" from the first), with the
+// last key read.
+func (c closure) markPage(ctx context.Context, after string, limit int) (users []string, last string, err error) {
+	q := tablestore.QueryOptions{KeyPrefix: markPrefix, PageSize: limit}
+	if after != "" {
+		q.From = after + " " // after it: no key character sorts below a space
+	}
+	for row, err := range tablestore.Query[markRow](ctx, c.t, c.org, q) {
+		if err != nil {
+			return nil, "", fmt.Errorf("read scope marks: %w", err)
+		}
+		users, last = append(users, row.Value.User), row.Key
+		if len(users) == limit {
+			break
+		}
+	}
+	return users, last, nil
+}

@@ -2,138 +2,534 @@ package dirsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
-// syncGroups mirrors the filter groups as stakeholder groups whose membership is exactly the
-// group's users (nested included) that are stakeholders. Synced groups that are no longer
-// selected, or were deleted in Entra, are deactivated and emptied; manual groups are never
-// touched.
-func (s *stepper) syncGroups(ctx context.Context) error {
-	selected := map[string]bool{}
-	if s.settings.GroupSync && len(s.settings.GroupFilter) > 0 {
-		if err := s.mirrorGroups(ctx, selected); err != nil {
-			return err
+// The groups phase mirrors each filter group as a stakeholder group whose membership is exactly
+// the group's users (nested included) that are linked to a stakeholder; synced groups that are
+// no longer selected, were deleted in Entra, or outlived group sync are emptied and retired;
+// manual groups are never touched. Names and members come from the stored closure, which this
+// run's membership phase brought up to date: no Graph request here.
+//
+// One call does one chunk (at most groupChunk users or rows) and the step checkpoints between
+// calls, the resume point in Run.Cursor (groupsCursor): memory and a step's work follow the chunk,
+// never the group. Each chunk records its counts before its writes (see record), so a chunk
+// redone after a kill takes its counts back instead of counting again; its writes are sets and
+// deletes that a redo applies again, or finds applied.
+//
+// A filter group is mirrored in one of two ways, decided when the phase starts (planGroups):
+//   - in full: a pass over the closure adds the members missing and stamps every member row
+//     it confirms with the run's id (a merge property), then a sweep streams the group's rows
+//     a page at a time and deletes those without the stamp;
+//   - incrementally, in a delta round, when nothing but this round can have changed its members
+//     since its last mirror (see incremental): only the users the membership phase marked and
+//     the users this run's change log names are checked, a point read each.
+
+// groupChunk is how many users (or membership rows) one call of the groups phase settles.
+const groupChunk = 1000
+
+// Stages of the groups phase, in order.
+const (
+	stagePlan   = ""       // nothing decided yet
+	stageDelta  = "delta"  // the changed users, for the groups mirrored incrementally (Inc)
+	stageScan   = "scan"   // every user in scope, for the groups mirrored in full (Full)
+	stageSweep  = "sweep"  // each Full group's rows the scan did not stamp are deleted
+	stageRetire = "retire" // synced groups no longer mirrored are emptied and retired
+)
+
+// groupsCursor is the groups phase's resume point (Run.Cursor, as JSON).
+type groupsCursor struct {
+	Stage string   `json:"stage"`
+	Inc   []string `json:"inc,omitempty"`  // filter groups mirrored incrementally
+	Full  []string `json:"full,omitempty"` // filter groups mirrored in full
+	Live  []string `json:"live,omitempty"` // filter groups whose stakeholder group is kept
+	// Delta stage: Changes says the marks are done and the run's change log is being read;
+	// After is the last mark key, change sequence, user or membership row done.
+	Changes bool   `json:"changes,omitempty"`
+	After   string `json:"after,omitempty"`
+	Sweep   int    `json:"sweep,omitempty"` // the Full group being swept
+}
+
+// advance moves to the next stage that has work.
+func (c *groupsCursor) advance() {
+	c.After, c.Changes = "", false
+	switch {
+	case c.Stage == stagePlan && len(c.Inc) > 0:
+		c.Stage = stageDelta
+	case (c.Stage == stagePlan || c.Stage == stageDelta) && len(c.Full) > 0:
+		c.Stage = stageScan
+	case c.Stage == stageScan:
+		c.Stage, c.Sweep = stageSweep, 0
+	default:
+		c.Stage = stageRetire
+	}
+}
+
+// syncGroups runs one chunk of the groups phase; done says the phase is complete.
+func (s *stepper) syncGroups(ctx context.Context) (done bool, err error) {
+	var cur groupsCursor
+	if s.run.Cursor != "" {
+		if err := json.Unmarshal([]byte(s.run.Cursor), &cur); err != nil {
+			return false, fmt.Errorf("groups phase cursor: %w", err)
 		}
 	}
-	// Group sync turned off, or a group deselected: its stakeholder group is retired rather than
-	// left looking maintained with a frozen membership.
-	all, err := s.e.groups.List(ctx, s.org)
-	if err != nil {
-		return err
+	switch cur.Stage {
+	case stagePlan:
+		err = s.planGroups(ctx, &cur)
+	case stageDelta:
+		err = s.mirrorDelta(ctx, &cur)
+	case stageScan:
+		err = s.mirrorScan(ctx, &cur)
+	case stageSweep:
+		err = s.mirrorSweep(ctx, &cur)
+	case stageRetire:
+		more, err := s.retirePage(ctx, cur.Live)
+		if err != nil || more {
+			return false, err
+		}
+		s.run.GroupMembers = nil
+		return true, nil
+	default:
+		return false, fmt.Errorf("groups phase: unknown stage %q", cur.Stage)
 	}
-	for _, g := range all {
-		if g.Source == stakeholder.Entra && g.Active && !selected[g.ID] {
-			if err := s.retireGroup(ctx, g.ID); err != nil {
+	if err != nil {
+		return false, err
+	}
+	b, err := json.Marshal(cur)
+	s.run.Cursor = string(b)
+	return false, err
+}
+
+// planGroups decides how each filter group is mirrored, and which are kept.
+func (s *stepper) planGroups(ctx context.Context, cur *groupsCursor) error {
+	*cur = groupsCursor{}
+	members := map[string]int{}
+	if s.settings.GroupSync && len(s.settings.GroupFilter) > 0 {
+		st, ok, err := s.closureState(ctx)
+		if err != nil {
+			return err
+		}
+		prev := ""
+		if ok && s.run.Kind == "delta" {
+			if prev, err = s.previousRealRun(ctx); err != nil {
 				return err
 			}
 		}
+		for _, gid := range sortedFilter(s.settings.GroupFilter) {
+			if !ok || !slices.Contains(st.Filter, gid) {
+				// The filter was set after this run's membership phase: the next run mirrors it.
+				cur.Live = append(cur.Live, gid)
+				continue
+			}
+			if _, found := st.Groups[gid]; !found || slices.Contains(st.Missing, gid) {
+				continue // deleted in Entra: retired
+			}
+			cur.Live = append(cur.Live, gid)
+			inc, n, err := s.incremental(ctx, st, gid, prev)
+			if err != nil {
+				return err
+			}
+			if inc {
+				cur.Inc, members[gid] = append(cur.Inc, gid), n
+			} else {
+				cur.Full, members[gid] = append(cur.Full, gid), 0
+			}
+		}
 	}
+	s.run.GroupMembers = members
+	cur.advance()
 	return nil
 }
 
-// mirrorGroups writes each filter group as a stakeholder group with its exact membership and
-// marks it in selected. Names and members come from the stored closure, which this run's
-// membership phase brought up to date: no Graph request here.
-func (s *stepper) mirrorGroups(ctx context.Context, selected map[string]bool) error {
-	st, ok, err := s.closureState(ctx)
+// mirrorState is a filter group's last complete mirror (row "mirror|<group>" of ScopeTable): the
+// closure generation and the tracked groups under it then (reachKey), and the run that made it.
+type mirrorState struct {
+	Gen   int    `json:"gen"`
+	Reach string `json:"reach"`
+	Run   string `json:"run"`
+}
+
+func mirrorKey(group string) string { return "mirror|" + tablestore.KeyEscape(group) }
+
+// incremental says whether filter group gid may be mirrored from this round's changes alone,
+// and then its member count now. That needs a delta round; the group's stakeholder group active
+// (not just selected again, nor group sync just switched on); its last mirror made from this
+// closure generation with the same groups nested under it (a rebuild, a filter change or a
+// nesting change moves users in and out without marking each for this group: those fall back to
+// a full mirror); and made by the run before this one, or by this one (restarted), so no run in
+// between linked stakeholders whose users this run's change log does not name. (A conflict
+// resolved in Leap Change that links a stakeholder waits for the next full mirror.)
+func (s *stepper) incremental(ctx context.Context, st *scopeState, gid, prev string) (bool, int, error) {
+	if s.run.Kind != "delta" {
+		return false, 0, nil
+	}
+	g, _, err := s.e.groups.Get(ctx, s.org, stakeholder.SyncedGroupID(gid))
+	if errors.Is(err, stakeholder.ErrNotFound) || err == nil && (!g.Active || g.Source != stakeholder.Entra) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	c := s.e.closureOf(s.org)
+	m, _, err := tablestore.Get[mirrorState](ctx, c.t, c.org, mirrorKey(gid))
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("read mirror state of %s: %w", gid, err)
+	}
+	same := m.Gen == st.Gen && m.Reach == reachKey(st, gid) && (m.Run == prev && prev != "" || m.Run == s.run.ID)
+	return same, g.Members, nil
+}
+
+// reachKey names the tracked groups whose direct members are filter group gid's members.
+func reachKey(st *scopeState, gid string) string {
+	var under []string
+	for g, fs := range reach(st.Groups, st.Filter) {
+		if slices.Contains(fs, gid) {
+			under = append(under, g)
+		}
+	}
+	slices.Sort(under)
+	sum := sha256.Sum256([]byte(strings.Join(under, ",")))
+	return hex.EncodeToString(sum[:12])
+}
+
+// earlierRuns is how many runs before this one previousRealRun looks at for a real one.
+const earlierRuns = 20
+
+// previousRealRun is the id of the last run started before this one that was not a dry run
+// ("" when none of the earlierRuns before it is).
+func (s *stepper) previousRealRun(ctx context.Context) (string, error) {
+	q := tablestore.QueryOptions{From: s.run.ID + " ", Select: []string{"id", "dryRun"}, PageSize: earlierRuns}
+	n := 0
+	for row, err := range tablestore.Query[Run](ctx, s.e.runs, s.org, q) {
+		if err != nil {
+			return "", fmt.Errorf("read earlier runs: %w", err)
+		}
+		if !row.Value.DryRun {
+			return row.Value.ID, nil
+		}
+		if n++; n == earlierRuns {
+			break
+		}
+	}
+	return "", nil
+}
+
+// mirrorDelta settles a chunk of the users whose membership rows may have to change: those the
+// membership phase marked, then those this run's change log names (created, linked,
+// reactivated, …), sorted and once each per chunk. A user seen in both is settled twice: the
+// second finds its rows right.
+func (s *stepper) mirrorDelta(ctx context.Context, cur *groupsCursor) error {
+	users, exhausted, err := s.deltaCandidates(ctx, cur)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		// The filter was set after this run's membership phase: the next run mirrors it.
-		for _, gid := range s.settings.GroupFilter {
-			selected[stakeholder.SyncedGroupID(gid)] = true
+	slices.Sort(users)
+	users = slices.Compact(users)
+	st, _, err := s.closureState(ctx)
+	if err != nil {
+		return err
+	}
+	flags, err := s.e.closureOf(s.org).summaryFlags(ctx, st.Gen, users, st.Groups)
+	if err != nil {
+		return err
+	}
+	links, err := s.e.stakeholders.Links(ctx, s.org, users)
+	if err != nil {
+		return err
+	}
+	up := reach(st.Groups, st.Filter)
+	want := map[stakeholder.MemberRef]bool{}
+	var refs []stakeholder.MemberRef
+	for _, u := range users {
+		link, linked := links[u]
+		if !linked {
+			continue // no stakeholder, no row (a link never moves to another user)
 		}
+		for _, f := range cur.Inc {
+			related, in := false, false
+			for g, now := range flags[u] {
+				if slices.Contains(up[g], f) {
+					related, in = true, in || now
+				}
+			}
+			// A user never directly in a group under f in this generation has no row of f: the
+			// last mirror, made in this generation, saw every row it kept.
+			if related {
+				ref := stakeholder.MemberRef{GroupID: stakeholder.SyncedGroupID(f), StakeholderID: link.ID}
+				refs, want[ref] = append(refs, ref), in
+			}
+		}
+	}
+	stamps, err := s.e.groups.Stamps(ctx, s.org, refs)
+	if err != nil {
+		return err
+	}
+	var ops stakeholder.MirrorOps
+	change := map[string]int{}
+	for _, r := range refs {
+		_, has := stamps[r]
+		switch {
+		case want[r] && !has:
+			ops.Add = append(ops.Add, r)
+			change[filterOf(r, cur.Inc)]++
+		case !want[r] && has:
+			ops.Remove = append(ops.Remove, r)
+			change[filterOf(r, cur.Inc)]--
+		}
+	}
+	synced := 0
+	if exhausted {
+		synced = len(cur.Inc)
+	}
+	if err := s.applyChunk(ctx, ops, change, "", synced); err != nil {
+		return err
+	}
+	if !exhausted {
 		return nil
 	}
-	members, err := s.filterMembers(ctx, st)
+	for _, f := range cur.Inc {
+		if err := s.finishMirror(ctx, st, f); err != nil {
+			return err
+		}
+	}
+	cur.advance()
+	return nil
+}
+
+// filterOf is the filter group whose stakeholder group r is in.
+func filterOf(r stakeholder.MemberRef, filter []string) string {
+	for _, f := range filter {
+		if stakeholder.SyncedGroupID(f) == r.GroupID {
+			return f
+		}
+	}
+	return ""
+}
+
+// deltaCandidates reads the delta stage's next chunk of users and moves the cursor past it;
+// exhausted says none remain.
+func (s *stepper) deltaCandidates(ctx context.Context, cur *groupsCursor) (users []string, exhausted bool, err error) {
+	if !cur.Changes {
+		users, last, err := s.e.closureOf(s.org).markPage(ctx, cur.After, groupChunk)
+		if err != nil {
+			return nil, false, err
+		}
+		cur.After = last
+		if len(users) < groupChunk {
+			cur.Changes, cur.After = true, ""
+		}
+		return users, false, nil
+	}
+	after := 0
+	if cur.After != "" {
+		if after, err = strconv.Atoi(cur.After); err != nil {
+			return nil, false, fmt.Errorf("groups phase cursor: %w", err)
+		}
+	}
+	changes, err := s.e.Changes(ctx, s.org, s.run.ID, after, groupChunk)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, ch := range changes {
+		if ch.ExternalID != "" {
+			users = append(users, ch.ExternalID)
+		}
+	}
+	if len(changes) < groupChunk {
+		return users, true, nil
+	}
+	cur.After = strconv.Itoa(changes[len(changes)-1].Seq)
+	return users, false, nil
+}
+
+// mirrorScan settles a chunk of the users in scope for the groups mirrored in full: a linked
+// user's missing rows are added, its present ones stamped with the run (unless a redo did).
+func (s *stepper) mirrorScan(ctx context.Context, cur *groupsCursor) error {
+	st, _, err := s.closureState(ctx)
 	if err != nil {
 		return err
 	}
-	for _, gid := range s.settings.GroupFilter {
-		id := stakeholder.SyncedGroupID(gid)
-		selected[id] = true
-		g, found := st.Groups[gid]
-		if !found || slices.Contains(st.Missing, gid) {
-			if err := s.retireGroup(ctx, id); err != nil {
-				return err
-			}
+	chunk, more, err := s.e.closureOf(s.org).memberChunk(ctx, st.Gen, cur.After, groupChunk)
+	if err != nil {
+		return err
+	}
+	users := make([]string, len(chunk))
+	for i, ug := range chunk {
+		users[i] = ug.User
+	}
+	links, err := s.e.stakeholders.Links(ctx, s.org, users)
+	if err != nil {
+		return err
+	}
+	up := reach(st.Groups, st.Filter)
+	var refs []stakeholder.MemberRef
+	kept := map[string]int{}
+	for _, ug := range chunk {
+		link, linked := links[ug.User]
+		if !linked {
 			continue
 		}
-		ids, err := s.stakeholdersOf(ctx, members[gid])
-		if err != nil {
-			return err
+		for _, f := range cur.Full {
+			if slices.ContainsFunc(ug.Groups, func(g string) bool { return slices.Contains(up[g], f) }) {
+				refs = append(refs, stakeholder.MemberRef{GroupID: stakeholder.SyncedGroupID(f), StakeholderID: link.ID})
+				kept[f]++
+			}
 		}
-		added, removed, err := s.e.groups.SetMembers(ctx, s.org, id, ids, stakeholder.Entra, s.now)
-		if err != nil {
-			return err
+	}
+	stamps, err := s.e.groups.Stamps(ctx, s.org, refs)
+	if err != nil {
+		return err
+	}
+	var ops stakeholder.MirrorOps
+	for _, r := range refs {
+		switch stamp, has := stamps[r]; {
+		case !has:
+			ops.Add = append(ops.Add, r)
+		case stamp != s.run.ID:
+			ops.Confirm = append(ops.Confirm, r)
 		}
-		s.run.MembersAdded += added
-		s.run.MembersRemoved += removed
-		s.run.GroupsSynced++
-		grp := stakeholder.Group{ID: id, Name: g.Name, Description: g.Description, Type: s.settings.GroupType,
-			Source: stakeholder.Entra, ExternalID: gid, Active: true, Members: len(ids), UpdatedAt: s.now}
-		if err := s.e.groups.Put(ctx, s.org, grp); err != nil {
-			return err
+	}
+	if err := s.applyChunk(ctx, ops, kept, s.run.ID, 0); err != nil {
+		return err
+	}
+	if more {
+		cur.After = chunk[len(chunk)-1].User
+		return nil
+	}
+	cur.advance()
+	return nil
+}
+
+// mirrorSweep deletes a page of the swept group's rows the scan did not stamp; after its last
+// page the group's record follows.
+func (s *stepper) mirrorSweep(ctx context.Context, cur *groupsCursor) error {
+	f := cur.Full[cur.Sweep]
+	page, err := s.e.groups.MemberPage(ctx, s.org, stakeholder.SyncedGroupID(f), cur.After, groupChunk)
+	if err != nil {
+		return err
+	}
+	var ops stakeholder.MirrorOps
+	for _, m := range page {
+		if m.Mirror != s.run.ID {
+			ops.Remove = append(ops.Remove, stakeholder.MemberRef{GroupID: stakeholder.SyncedGroupID(f), StakeholderID: m.StakeholderID})
 		}
+	}
+	last := len(page) < groupChunk
+	synced := 0
+	if last {
+		synced = 1
+	}
+	if err := s.applyChunk(ctx, ops, nil, "", synced); err != nil {
+		return err
+	}
+	if !last {
+		cur.After = page[len(page)-1].StakeholderID
+		return nil
+	}
+	st, _, err := s.closureState(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.finishMirror(ctx, st, f); err != nil {
+		return err
+	}
+	cur.Sweep, cur.After = cur.Sweep+1, ""
+	if cur.Sweep == len(cur.Full) {
+		cur.advance()
 	}
 	return nil
 }
 
-// filterMembers reads each filter group's users (nested included) from the closure, in one pass
-// over its rows: a user's rows come together, each naming a group it is directly in.
-func (s *stepper) filterMembers(ctx context.Context, st *scopeState) (map[string][]string, error) {
-	up := reach(st.Groups, st.Filter)
-	out := map[string][]string{}
-	last := map[string]string{} // filter group → the last user added, as one user may reach it twice
-	err := s.e.closureOf(s.org).eachMember(ctx, st.Gen, func(r memberRow) error {
-		for _, f := range up[r.Group] {
-			if last[f] != r.User {
-				out[f] = append(out[f], r.User)
-				last[f] = r.User
-			}
-		}
+// applyChunk records a chunk's counts (added, removed, the member count change per filter group,
+// groups synced) with the run's marker, then writes it: a redo after a kill takes the counts
+// back from the marker and applies the writes again. A chunk with nothing to count or write
+// records nothing.
+func (s *stepper) applyChunk(ctx context.Context, ops stakeholder.MirrorOps, members map[string]int, stamp string, synced int) error {
+	if ops.Empty() && synced == 0 && !slices.ContainsFunc(slices.Collect(maps.Values(members)), func(n int) bool { return n != 0 }) {
 		return nil
-	})
-	return out, err
-}
-
-// retireGroup empties a synced group and marks it inactive; its history stays.
-func (s *stepper) retireGroup(ctx context.Context, id string) error {
-	g, _, err := s.e.groups.Get(ctx, s.org, id)
-	if errors.Is(err, stakeholder.ErrNotFound) {
-		return nil // never mirrored
 	}
-	if err != nil {
+	if _, err := s.record(ctx, func(mark func() tablestore.Op) error {
+		s.run.MembersAdded += len(ops.Add)
+		s.run.MembersRemoved += len(ops.Remove)
+		s.run.GroupsSynced += synced
+		gm := maps.Clone(s.run.GroupMembers) // settled shares the old map: a failed chunk saves that one
+		if gm == nil {
+			gm = map[string]int{}
+		}
+		for f, n := range members {
+			gm[f] += n
+		}
+		s.run.GroupMembers = gm
+		return s.e.logChanges(ctx, s.org, &s.run, nil, mark)
+	}); err != nil {
 		return err
 	}
-	_, removed, err := s.e.groups.SetMembers(ctx, s.org, id, nil, stakeholder.Entra, s.now)
-	if err != nil {
-		return err
-	}
-	s.run.MembersRemoved += removed
-	g.Active, g.Members, g.UpdatedAt = false, 0, s.now
-	return s.e.groups.Put(ctx, s.org, g)
+	return s.e.groups.ApplyMirror(ctx, s.org, ops, stamp, s.now)
 }
 
-// stakeholdersOf maps filter-group members to their linked stakeholders' ids (after this run's
-// writes), looking up a chunk of members at a time: the group's size, never the directory's.
-func (s *stepper) stakeholdersOf(ctx context.Context, userIDs []string) ([]string, error) {
-	out := make([]string, 0, len(userIDs))
-	for chunk := range slices.Chunk(userIDs, scopeChunk) {
-		links, err := s.e.stakeholders.Links(ctx, s.org, chunk)
+// finishMirror writes filter group f's stakeholder group (name, description and member count)
+// and its mirror state.
+func (s *stepper) finishMirror(ctx context.Context, st *scopeState, f string) error {
+	node := st.Groups[f]
+	grp := stakeholder.Group{ID: stakeholder.SyncedGroupID(f), Name: node.Name, Description: node.Description, Type: s.settings.GroupType,
+		Source: stakeholder.Entra, ExternalID: f, Active: true, Members: s.run.GroupMembers[f], UpdatedAt: s.now}
+	if err := s.e.groups.Put(ctx, s.org, grp); err != nil {
+		return err
+	}
+	c := s.e.closureOf(s.org)
+	m := mirrorState{Gen: st.Gen, Reach: reachKey(st, f), Run: s.run.ID}
+	if _, err := c.t.Upsert(ctx, c.org, mirrorKey(f), m, tablestore.Replace); err != nil {
+		return fmt.Errorf("save mirror state of %s: %w", f, err)
+	}
+	return nil
+}
+
+// retirePage empties a page of the first synced group still active that is not kept (live);
+// once empty, the group is retired (inactive, no members; its history stays) and forgets its
+// mirror. more says a call may have more to do.
+func (s *stepper) retirePage(ctx context.Context, live []string) (more bool, err error) {
+	all, err := s.e.groups.List(ctx, s.org)
+	if err != nil {
+		return false, err
+	}
+	for _, g := range all {
+		if g.Source != stakeholder.Entra || !g.Active || slices.ContainsFunc(live, func(f string) bool { return stakeholder.SyncedGroupID(f) == g.ID }) {
+			continue
+		}
+		page, err := s.e.groups.MemberPage(ctx, s.org, g.ID, "", groupChunk)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		for _, id := range chunk {
-			if link, ok := links[id]; ok {
-				out = append(out, link.ID)
-			}
+		var ops stakeholder.MirrorOps
+		for _, m := range page {
+			ops.Remove = append(ops.Remove, stakeholder.MemberRef{GroupID: g.ID, StakeholderID: m.StakeholderID})
 		}
+		if err := s.applyChunk(ctx, ops, nil, "", 0); err != nil || len(page) == groupChunk {
+			return true, err
+		}
+		g.Active, g.Members, g.UpdatedAt = false, 0, s.now
+		if err := s.e.groups.Put(ctx, s.org, g); err != nil {
+			return false, err
+		}
+		c := s.e.closureOf(s.org)
+		if err := c.t.Delete(ctx, c.org, mirrorKey(g.ExternalID), tablestore.ETagAny); err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+			return false, fmt.Errorf("forget mirror state of %s: %w", g.ExternalID, err)
+		}
+		return true, nil
 	}
-	return out, nil
+	return false, nil
 }

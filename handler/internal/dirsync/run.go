@@ -147,6 +147,9 @@ type Run struct {
 	GroupsSynced         int `json:"groupsSynced"`
 	MembersAdded         int `json:"membersAdded"`
 	MembersRemoved       int `json:"membersRemoved"`
+	// GroupMembers is the groups phase's member count so far per filter group it mirrors (see
+	// groups.go): kept with the counts above, so a redone chunk takes it back from its marker.
+	GroupMembers map[string]int `json:"groupMembers,omitempty"`
 
 	Hold      *Hold      `json:"hold,omitempty"`
 	Errors    []RunError `json:"errors"`

@@ -300,7 +300,7 @@ func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	case PhaseDeprovision:
 		return s.deprovision(ctx)
 	case PhaseGroups:
-		return true, s.syncGroups(ctx)
+		return s.syncGroups(ctx)
 	case PhaseScopeMarks:
 		return s.clearMarks(ctx)
 	}

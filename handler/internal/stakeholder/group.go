@@ -3,6 +3,7 @@ package stakeholder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -122,6 +123,87 @@ func (g *Groups) SetMembers(ctx context.Context, org tablestore.Org, groupID str
 		}
 	}
 	return added, removed, g.members.Batch(ctx, org, ops)
+}
+
+// MemberRef names one membership row: a group and a stakeholder.
+type MemberRef struct{ GroupID, StakeholderID string }
+
+// stamped is a synced membership row with the mirror pass that last confirmed it (see
+// MirrorOps): a merge property, so the row's other fields stay as written.
+type stamped struct {
+	Membership
+	Mirror string `json:"mirror,omitempty"`
+}
+
+// Stamps reads the rows refs name, a point read each (a few at a time): the present ones map
+// to the mirror pass that last confirmed them ("" when none did).
+func (g *Groups) Stamps(ctx context.Context, org tablestore.Org, refs []MemberRef) (map[MemberRef]string, error) {
+	return readEach(refs, func(r MemberRef) (*string, error) {
+		row, _, err := tablestore.Get[stamped](ctx, g.members, org, membershipKey(r.GroupID, r.StakeholderID))
+		switch {
+		case err == nil:
+			return &row.Mirror, nil
+		case errors.Is(err, tablestore.ErrNotFound):
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read membership %s|%s: %w", r.GroupID, r.StakeholderID, err)
+	})
+}
+
+// MirrorOps are a chunk's writes to synced memberships: rows to add, present rows to stamp with
+// the current mirror pass, rows to delete.
+type MirrorOps struct{ Add, Confirm, Remove []MemberRef }
+
+// Empty reports whether there is nothing to write.
+func (m MirrorOps) Empty() bool { return len(m.Add)+len(m.Confirm)+len(m.Remove) == 0 }
+
+// ApplyMirror writes m in ≤100-row transactions: added and confirmed rows carry stamp (a run id;
+// "" leaves confirmed rows as they are), so a later sweep tells them from rows the pass did not
+// see.
+func (g *Groups) ApplyMirror(ctx context.Context, org tablestore.Org, m MirrorOps, stamp string, now time.Time) error {
+	ops := make([]tablestore.Op, 0, len(m.Add)+len(m.Confirm)+len(m.Remove))
+	for _, r := range m.Add {
+		row := stamped{Membership{GroupID: r.GroupID, StakeholderID: r.StakeholderID, Source: Entra, AddedAt: now}, stamp}
+		ops = append(ops, tablestore.UpsertOp(membershipKey(r.GroupID, r.StakeholderID), row, tablestore.Replace))
+	}
+	if stamp != "" {
+		for _, r := range m.Confirm {
+			ops = append(ops, tablestore.UpsertOp(membershipKey(r.GroupID, r.StakeholderID), map[string]any{"mirror": stamp}, tablestore.Merge))
+		}
+	}
+	for _, r := range m.Remove {
+		ops = append(ops, tablestore.DeleteOp(membershipKey(r.GroupID, r.StakeholderID), tablestore.ETagAny))
+	}
+	if err := g.members.Batch(ctx, org, ops); err != nil {
+		return fmt.Errorf("write memberships: %w", err)
+	}
+	return nil
+}
+
+// StampedMember is a membership row as a sweep sees it.
+type StampedMember struct {
+	StakeholderID string `json:"stakeholderId"`
+	Mirror        string `json:"mirror"`
+}
+
+// MemberPage returns up to limit (≤1000) of a group's rows after stakeholder id after ("" from
+// the start), in id order: one query page, so a sweep holds a page, never the group.
+func (g *Groups) MemberPage(ctx context.Context, org tablestore.Org, groupID, after string, limit int) ([]StampedMember, error) {
+	q := tablestore.QueryOptions{KeyPrefix: groupID + "|", Select: []string{"stakeholderId", "mirror"}, PageSize: limit}
+	if after != "" {
+		q.From = membershipKey(groupID, after) + " " // after it: no key character sorts below a space
+	}
+	var out []StampedMember
+	for row, err := range tablestore.Query[StampedMember](ctx, g.members, org, q) {
+		if err != nil {
+			return nil, fmt.Errorf("read members of %s: %w", groupID, err)
+		}
+		out = append(out, row.Value)
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
 }
 
 // IsMember reports whether the stakeholder is a member of the group (one point read).
