@@ -12,8 +12,8 @@ import (
 )
 
 // relistDir lists the user target a second time, changed by change, at the end of the page
-// after the one that listed it: Graph lists a user twice in one round when it changes during
-// the round.
+// after the one that listed it (each time that page is fetched: a step may fetch it ahead and
+// the next step again): Graph lists a user twice in one round when it changes during the round.
 type relistDir struct {
 	*graphDir
 	target string
@@ -21,6 +21,7 @@ type relistDir struct {
 
 	mu       sync.Mutex
 	held     *entra.User
+	next     string // the link of the page after the one listing target
 	relisted bool
 }
 
@@ -31,15 +32,15 @@ func (d *relistDir) UsersDelta(ctx context.Context, tenant, link string) (entra.
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.held != nil && !d.relisted {
+	if d.held != nil && link == d.next {
 		u := *d.held
 		d.change(&u)
 		page.Users = append(page.Users, u)
 		d.relisted = true
 	}
 	for _, u := range page.Users {
-		if u.ID == d.target && d.held == nil {
-			d.held = &u
+		if u.ID == d.target && d.held == nil && page.NextLink != "" {
+			d.held, d.next = &u, page.NextLink
 		}
 	}
 	return page, nil

@@ -194,17 +194,26 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 		return err
 	}
 
+	ds := make([]decided, len(items))
+	for i, w := range items {
+		ds[i].w = w
+		ds[i].wr, ds[i].ch, ds[i].pd = s.decide(w)
+	}
+	if s.run.DryRun {
+		if err := s.relisted(ctx, ds); err != nil {
+			return err
+		}
+	}
 	writes := seen
 	var back []string // active in this page: deactivations an earlier page asked for are withdrawn
-	for _, w := range items {
-		if w.user.AccountEnabled && w.id != "" {
-			back = append(back, w.id)
+	for _, d := range ds {
+		if d.w.user.AccountEnabled && d.w.id != "" {
+			back = append(back, d.w.id)
 		}
-		wr, ch, pd := s.decide(w)
-		changes = append(changes, ch...)
-		pending = append(pending, pd...)
-		if wr != nil {
-			writes = append(writes, *wr)
+		changes = append(changes, d.ch...)
+		pending = append(pending, d.pd...)
+		if d.wr != nil {
+			writes = append(writes, *d.wr)
 		}
 	}
 	logs := func(mark func() tablestore.Op) error {

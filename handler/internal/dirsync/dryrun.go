@@ -1,0 +1,136 @@
+package dirsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
+)
+
+// A dry run writes no stakeholder, so the second listing of a user in its round (Graph lists a
+// user again when it changes during the round) would meet the directory as it was, not its
+// first listing's would-be write: created twice where the real run creates, then merges. Holding
+// the would-be writes in memory would grow with the org in a full round; instead the dry run
+// keeps each one in its change log table, a row per user (a shadow), claimed by insert with the
+// page's other claims. A user listed once costs part of one batched write and no read; only a
+// second listing's claim conflicts, and that user is then decided again against its shadow.
+
+// shadow is a dry run's would-be version of one user's stakeholder.
+type shadow struct {
+	Pass   string `json:"pass"`             // the page that wrote it (see pass)
+	Before string `json:"before,omitempty"` // the would-be stakeholder before that page (JSON); "" when the page made it
+	After  string `json:"after"`            // the would-be stakeholder after that page (JSON)
+}
+
+func shadowKey(runID, userID string) string { return runID + "|u|" + tablestore.KeyEscape(userID) }
+
+// pass names the page being applied, the same when a redelivered step applies it again.
+func (s *stepper) pass() string { return fmt.Sprintf("%s.%d", s.run.Phase, s.run.Pages) }
+
+// decided is one user's decision, kept until a dry run has checked it against its shadow.
+type decided struct {
+	w  *work
+	wr *write
+	ch []Change
+	pd []pendingDeactivation
+}
+
+// relisted claims, in a dry run, a shadow for each of the page's would-be writes, and decides
+// again the users whose claim meets one an earlier page wrote.
+func (s *stepper) relisted(ctx context.Context, ds []decided) error {
+	var ops []tablestore.Op
+	var at []int // ops[k] claims ds[at[k]]
+	for i, d := range ds {
+		if d.wr == nil || d.wr.seenOnly || d.w.user.ID == "" {
+			continue
+		}
+		row, err := shadowOf(s.pass(), nil, &d.wr.next)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, tablestore.InsertOp(shadowKey(s.run.ID, d.w.user.ID), row))
+		at = append(at, i)
+	}
+	err := s.e.changes.Batch(ctx, s.org, ops)
+	var be *tablestore.BatchError
+	if err == nil || !errors.Is(err, tablestore.ErrConflict) || !errors.As(err, &be) {
+		return wrap("claim the dry run's shadows", err)
+	}
+	// Someone listed before: one claim at a time from the failed transaction on (those before
+	// it were applied).
+	for k := be.First; k < len(ops); k++ {
+		err := s.e.changes.Batch(ctx, s.org, ops[k:k+1])
+		if errors.Is(err, tablestore.ErrConflict) {
+			err = s.redecide(ctx, &ds[at[k]])
+		}
+		if err != nil {
+			return wrap("claim the dry run's shadow", err)
+		}
+	}
+	return nil
+}
+
+// redecide decides a user again against the shadow an earlier page left, as the real run would
+// meet that page's write, and moves the shadow on. A shadow this page left itself (a redelivered
+// step) stands for the directory before it: what the page decided against.
+func (s *stepper) redecide(ctx context.Context, d *decided) error {
+	sh, _, err := tablestore.Get[shadow](ctx, s.e.changes, s.org, shadowKey(s.run.ID, d.w.user.ID))
+	if err != nil {
+		return fmt.Errorf("read the shadow of %s: %w", d.w.user.ID, err)
+	}
+	was := sh.After
+	if sh.Pass == s.pass() {
+		was = sh.Before
+	}
+	var prior *stakeholder.Stakeholder
+	if was != "" {
+		prior = &stakeholder.Stakeholder{}
+		if err := json.Unmarshal([]byte(was), prior); err != nil {
+			return fmt.Errorf("decode the shadow of %s: %w", d.w.user.ID, err)
+		}
+		if d.wr.undo != nil {
+			d.wr.undo(&s.run)
+		}
+		w := *d.w
+		w.id, w.cur, w.etag = prior.ID, prior, ""
+		d.w = &w
+		d.wr, d.ch, d.pd = s.decide(&w)
+	}
+	after := prior
+	if d.wr != nil && !d.wr.seenOnly {
+		after = &d.wr.next
+	}
+	row, err := shadowOf(s.pass(), prior, after)
+	if err != nil {
+		return err
+	}
+	return s.e.changes.Batch(ctx, s.org, []tablestore.Op{tablestore.UpsertOp(shadowKey(s.run.ID, d.w.user.ID), row, tablestore.Replace)})
+}
+
+func shadowOf(pass string, before, after *stakeholder.Stakeholder) (shadow, error) {
+	sh := shadow{Pass: pass}
+	for _, v := range []struct {
+		st  *stakeholder.Stakeholder
+		out *string
+	}{{before, &sh.Before}, {after, &sh.After}} {
+		if v.st == nil {
+			continue
+		}
+		b, err := json.Marshal(v.st)
+		if err != nil {
+			return shadow{}, fmt.Errorf("encode a dry run's shadow: %w", err)
+		}
+		*v.out = string(b)
+	}
+	return sh, nil
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
