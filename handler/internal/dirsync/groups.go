@@ -36,8 +36,9 @@ import (
 //     since its last mirror (see incremental): only the users the membership phase marked and
 //     the users this run's change log names are checked, a point read each.
 
-// groupChunk is how many users (or membership rows) one call of the groups phase settles.
-const groupChunk = 1000
+// groupChunk is how many users (or membership rows) one call of the groups phase settles (a
+// variable for tests, which use smaller chunks to cross several with fewer users).
+var groupChunk = 1000
 
 // Stages of the groups phase, in order.
 const (
@@ -98,7 +99,7 @@ func (s *stepper) syncGroups(ctx context.Context) (done bool, err error) {
 		if err != nil || more {
 			return false, err
 		}
-		s.run.GroupMembers = nil
+		s.run.GroupMembers, s.run.GroupsUpTo = nil, ""
 		return true, nil
 	default:
 		return false, fmt.Errorf("groups phase: unknown stage %q", cur.Stage)
@@ -295,7 +296,7 @@ func (s *stepper) mirrorDelta(ctx context.Context, cur *groupsCursor) error {
 	if exhausted {
 		synced = len(cur.Inc)
 	}
-	if err := s.applyChunk(ctx, ops, change, "", synced); err != nil {
+	if _, err := s.applyChunk(ctx, ops, change, "", synced, ""); err != nil {
 		return err
 	}
 	if !exhausted {
@@ -403,7 +404,7 @@ func (s *stepper) mirrorScan(ctx context.Context, cur *groupsCursor) error {
 			ops.Confirm = append(ops.Confirm, r)
 		}
 	}
-	if err := s.applyChunk(ctx, ops, kept, s.run.ID, 0); err != nil {
+	if _, err := s.applyChunk(ctx, ops, kept, s.run.ID, 0, ""); err != nil {
 		return err
 	}
 	if more {
@@ -428,16 +429,16 @@ func (s *stepper) mirrorSweep(ctx context.Context, cur *groupsCursor) error {
 			ops.Remove = append(ops.Remove, stakeholder.MemberRef{GroupID: stakeholder.SyncedGroupID(f), StakeholderID: m.StakeholderID})
 		}
 	}
-	last := len(page) < groupChunk
-	synced := 0
-	if last {
+	upTo, synced := pageEnd(page), 0
+	if upTo == "" {
 		synced = 1
 	}
-	if err := s.applyChunk(ctx, ops, nil, "", synced); err != nil {
+	upTo, err = s.applyChunk(ctx, ops, nil, "", synced, upTo)
+	if err != nil {
 		return err
 	}
-	if !last {
-		cur.After = page[len(page)-1].StakeholderID
+	if upTo != "" {
+		cur.After = upTo
 		return nil
 	}
 	st, _, err := s.closureState(ctx)
@@ -454,15 +455,25 @@ func (s *stepper) mirrorSweep(ctx context.Context, cur *groupsCursor) error {
 	return nil
 }
 
-// applyChunk records a chunk's counts (added, removed, the member count change per filter group,
-// groups synced) with the run's marker, then writes it: a redo after a kill takes the counts
-// back from the marker and applies the writes again. A chunk with nothing to count or write
-// records nothing.
-func (s *stepper) applyChunk(ctx context.Context, ops stakeholder.MirrorOps, members map[string]int, stamp string, synced int) error {
-	if ops.Empty() && synced == 0 && !slices.ContainsFunc(slices.Collect(maps.Values(members)), func(n int) bool { return n != 0 }) {
-		return nil
+// pageEnd is the last row of a full page of members, "" for a last page.
+func pageEnd(page []stakeholder.StampedMember) string {
+	if len(page) < groupChunk {
+		return ""
 	}
-	if _, err := s.record(ctx, func(mark func() tablestore.Op) error {
+	return page[len(page)-1].StakeholderID
+}
+
+// applyChunk records a chunk's counts (added, removed, the member count change per filter group,
+// groups synced) and upTo (see Run.GroupsUpTo) with the run's marker, then writes it: a redo
+// after a kill takes the counts back from the marker, deletes no further than the first attempt
+// did, and applies the writes again. It returns upTo as the first attempt had it. A chunk with
+// nothing to count or write records nothing, unless it may be a redo (whose reads find its
+// writes done).
+func (s *stepper) applyChunk(ctx context.Context, ops stakeholder.MirrorOps, members map[string]int, stamp string, synced int, upTo string) (string, error) {
+	if !s.resuming && ops.Empty() && synced == 0 && !slices.ContainsFunc(slices.Collect(maps.Values(members)), func(n int) bool { return n != 0 }) {
+		return upTo, nil
+	}
+	again, err := s.record(ctx, func(mark func() tablestore.Op) error {
 		s.run.MembersAdded += len(ops.Add)
 		s.run.MembersRemoved += len(ops.Remove)
 		s.run.GroupsSynced += synced
@@ -473,12 +484,17 @@ func (s *stepper) applyChunk(ctx context.Context, ops stakeholder.MirrorOps, mem
 		for f, n := range members {
 			gm[f] += n
 		}
-		s.run.GroupMembers = gm
+		s.run.GroupMembers, s.run.GroupsUpTo = gm, upTo
 		return s.e.logChanges(ctx, s.org, &s.run, nil, mark)
-	}); err != nil {
-		return err
+	})
+	if err != nil {
+		return "", err
 	}
-	return s.e.groups.ApplyMirror(ctx, s.org, ops, stamp, s.now)
+	if again && s.run.GroupsUpTo != upTo {
+		upTo = s.run.GroupsUpTo
+		ops.Remove = slices.DeleteFunc(ops.Remove, func(r stakeholder.MemberRef) bool { return upTo != "" && r.StakeholderID > upTo })
+	}
+	return upTo, s.e.groups.ApplyMirror(ctx, s.org, ops, stamp, s.now)
 }
 
 // finishMirror writes filter group f's stakeholder group (name, description and member count)
@@ -518,7 +534,7 @@ func (s *stepper) retirePage(ctx context.Context, live []string) (more bool, err
 		for _, m := range page {
 			ops.Remove = append(ops.Remove, stakeholder.MemberRef{GroupID: g.ID, StakeholderID: m.StakeholderID})
 		}
-		if err := s.applyChunk(ctx, ops, nil, "", 0); err != nil || len(page) == groupChunk {
+		if upTo, err := s.applyChunk(ctx, ops, nil, "", 0, pageEnd(page)); err != nil || upTo != "" {
 			return true, err
 		}
 		g.Active, g.Members, g.UpdatedAt = false, 0, s.now

@@ -150,6 +150,10 @@ type Run struct {
 	// GroupMembers is the groups phase's member count so far per filter group it mirrors (see
 	// groups.go): kept with the counts above, so a redone chunk takes it back from its marker.
 	GroupMembers map[string]int `json:"groupMembers,omitempty"`
+	// GroupsUpTo is the last membership row (stakeholder id) the groups phase's last page of
+	// deletes covered, "" after a group's last page: a redo deletes no further, as its fresh read
+	// of the page reaches past the rows the first attempt deleted.
+	GroupsUpTo string `json:"groupsUpTo,omitempty"`
 
 	Hold      *Hold      `json:"hold,omitempty"`
 	Errors    []RunError `json:"errors"`
