@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -73,24 +75,14 @@ func (s *stepper) relisted(ctx context.Context, ds []decided) error {
 	return nil
 }
 
-// redecide decides a user again against the shadow an earlier page left, as the real run would
-// meet that page's write, and moves the shadow on. A shadow this page left itself (a redelivered
-// step) stands for the directory before it: what the page decided against.
+// redecide decides a user again against the shadow an earlier page left (see prior), as the
+// real run would meet that page's write, and moves the shadow on.
 func (s *stepper) redecide(ctx context.Context, d *decided) error {
-	sh, _, err := tablestore.Get[shadow](ctx, s.e.changes, s.org, shadowKey(s.run.ID, d.w.user.ID))
+	prior, err := s.prior(ctx, d.w.user.ID)
 	if err != nil {
-		return fmt.Errorf("read the shadow of %s: %w", d.w.user.ID, err)
+		return err
 	}
-	was := sh.After
-	if sh.Pass == s.pass() {
-		was = sh.Before
-	}
-	var prior *stakeholder.Stakeholder
-	if was != "" {
-		prior = &stakeholder.Stakeholder{}
-		if err := json.Unmarshal([]byte(was), prior); err != nil {
-			return fmt.Errorf("decode the shadow of %s: %w", d.w.user.ID, err)
-		}
+	if prior != nil {
 		if d.wr.undo != nil {
 			d.wr.undo(&s.run)
 		}
@@ -108,6 +100,64 @@ func (s *stepper) redecide(ctx context.Context, d *decided) error {
 		return err
 	}
 	return s.e.changes.Batch(ctx, s.org, []tablestore.Op{tablestore.UpsertOp(shadowKey(s.run.ID, d.w.user.ID), row, tablestore.Replace)})
+}
+
+// prior is the would-be stakeholder of a user as the page being applied finds it: the shadow
+// an earlier page left (nil without one). A shadow this page left itself (a redelivered step)
+// stands for what was before it.
+func (s *stepper) prior(ctx context.Context, userID string) (*stakeholder.Stakeholder, error) {
+	sh, _, err := tablestore.Get[shadow](ctx, s.e.changes, s.org, shadowKey(s.run.ID, userID))
+	if errors.Is(err, tablestore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the shadow of %s: %w", userID, err)
+	}
+	was := sh.After
+	if sh.Pass == s.pass() {
+		was = sh.Before
+	}
+	if was == "" {
+		return nil, nil
+	}
+	var st stakeholder.Stakeholder
+	if err := json.Unmarshal([]byte(was), &st); err != nil {
+		return nil, fmt.Errorf("decode the shadow of %s: %w", userID, err)
+	}
+	return &st, nil
+}
+
+// disabledSeen sorts, in a dry run, the page's disabled users that match no stakeholder: one its
+// round would have created on an earlier page (a shadow) is merged as the real run merges it
+// (which deactivates it), the others stay out. A point read each: disabled users only.
+func (s *stepper) disabledSeen(ctx context.Context, disabled []*work) (items, out []*work, err error) {
+	if !s.run.DryRun {
+		return nil, disabled, nil
+	}
+	priors, err := readShadows(disabled, func(w *work) (*stakeholder.Stakeholder, error) { return s.prior(ctx, w.user.ID) })
+	for i, w := range disabled {
+		if p := priors[i]; p != nil {
+			w.id, w.cur = p.ID, p
+			items = append(items, w)
+		} else {
+			out = append(out, w)
+		}
+	}
+	return items, out, err
+}
+
+// readShadows runs read for each work, a few at a time.
+func readShadows(ws []*work, read func(*work) (*stakeholder.Stakeholder, error)) ([]*stakeholder.Stakeholder, error) {
+	out := make([]*stakeholder.Stakeholder, len(ws))
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i, w := range ws {
+		g.Go(func() (err error) {
+			out[i], err = read(w)
+			return err
+		})
+	}
+	return out, g.Wait()
 }
 
 func shadowOf(pass string, before, after *stakeholder.Stakeholder) (shadow, error) {

@@ -129,3 +129,33 @@ func TestUserListedTwiceWithNewAddressInAFullRound(t *testing.T) {
 		t.Errorf("old address still indexed: %v", owners)
 	}
 }
+
+// TestUserDisabledWhileAFullRoundRuns: a full round into an empty directory creates a user's
+// stakeholder, then lists the user again, disabled meanwhile. The second listing has no write
+// of its own to meet the first one by (a disabled user is never created), yet the stakeholder
+// must be deactivated as a lookup would have it be, and a dry run must say so too.
+func TestUserDisabledWhileAFullRoundRuns(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Twice", 80)
+	disable := func(u *entra.User) { u.AccountEnabled = false }
+
+	dryDir := e.relisting(t, ids[0], disable)
+	dry := e.dryRun(t)
+	wantState(t, dry, dirsync.Succeeded)
+	dryDir.staged(t)
+
+	dir := e.relisting(t, ids[0], disable)
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	dir.staged(t)
+	if run.Created != 80 || run.Excluded.Disabled != 0 || run.Deactivated != 1 {
+		t.Errorf("run = created %d, excluded disabled %d, deactivated %d; want 80, 0, 1", run.Created, run.Excluded.Disabled, run.Deactivated)
+	}
+	if st := e.byExternal(t, e.org)[ids[0]]; st.Active || st.DeactivatedReason != "disabled" {
+		t.Errorf("disabled user's stakeholder: active %v, reason %q; want deactivated as disabled", st.Active, st.DeactivatedReason)
+	}
+	if dry.PendingDeactivations != 1 || countsOf(dry) != countsOf(run) {
+		t.Errorf("dry run: %d pending deactivations, counts %+v; want 1, the real run's %+v", dry.PendingDeactivations, countsOf(dry), countsOf(run))
+	}
+}

@@ -138,6 +138,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 	var seen []write // seen marks of stakeholders whose user cannot be merged
 	var changes []Change
 	var pending []pendingDeactivation
+	var disabled []*work // matching no stakeholder: kept out, unless a dry run would have made one
 	for i, u := range users {
 		if last[u.ID] != i {
 			continue
@@ -182,10 +183,18 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 			}
 		}
 		if w.id == "" && !u.AccountEnabled {
-			s.count(tally{outcome: outDisabled})
-			continue // a disabled user who was never a stakeholder stays out
+			disabled = append(disabled, w)
+			continue
 		}
 		items = append(items, w)
+	}
+	merged, out, err := s.disabledSeen(ctx, disabled)
+	if err != nil {
+		return err
+	}
+	items = append(items, merged...)
+	for range out {
+		s.count(tally{outcome: outDisabled}) // a disabled user who was never a stakeholder stays out
 	}
 	if err := s.load(ctx, items); err != nil {
 		return err
@@ -252,7 +261,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 // writes: by Entra id when no stakeholder was linked as it began, by email when none had an
 // address. A user it meets twice then finds its first write as a conflict on its derived id,
 // and is merged into it then (writeOneByOne). Users without a derived id (an object id that is
-// no GUID) are always looked up.
+// no GUID), and disabled users (who write nothing to conflict with), are always looked up.
 func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]stakeholder.Link, map[string]string, error) {
 	full := s.run.Kind == "full"
 	// Once the round has linked a user by address, that user's stakeholder has no derived id
@@ -264,6 +273,10 @@ func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]s
 	for _, u := range users {
 		switch {
 		case !full || s.run.HadSynced || stakeholder.SyncedID(u.ID) == "":
+			ids = append(ids, u.ID)
+		case !u.AccountEnabled && u.Removed == entra.NotRemoved:
+			// Looked up even so: listed before in the round, it may have a stakeholder to
+			// deactivate, and without a write of its own it would never meet it.
 			ids = append(ids, u.ID)
 		case indexOnly:
 			indexed = append(indexed, u.ID)
