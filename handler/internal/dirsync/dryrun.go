@@ -56,15 +56,30 @@ func (s *stepper) relisted(ctx context.Context, ds []decided) error {
 		ops = append(ops, tablestore.InsertOp(shadowKey(s.run.ID, d.w.user.ID), row))
 		at = append(at, i)
 	}
-	err := s.e.changes.Batch(ctx, s.org, ops)
-	var be *tablestore.BatchError
-	if err == nil || !errors.Is(err, tablestore.ErrConflict) || !errors.As(err, &be) {
-		return wrap("claim the dry run's shadows", err)
+	// A claim that conflicts is a user listed before: decided again, then the claims after it
+	// go on in batches (those before its transaction were applied).
+	for len(ops) > 0 {
+		err := s.e.changes.Batch(ctx, s.org, ops)
+		var be *tablestore.BatchError
+		if err == nil || !errors.Is(err, tablestore.ErrConflict) || !errors.As(err, &be) {
+			return wrap("claim the dry run's shadows", err)
+		}
+		if be.Failed < 0 {
+			return s.claimEach(ctx, ds, ops[be.First:], at[be.First:]) // the service did not say which
+		}
+		if err := s.redecide(ctx, &ds[at[be.Failed]]); err != nil {
+			return err
+		}
+		ops = append(ops[be.First:be.Failed:be.Failed], ops[be.Failed+1:]...)
+		at = append(at[be.First:be.Failed:be.Failed], at[be.Failed+1:]...)
 	}
-	// Someone listed before: one claim at a time from the failed transaction on (those before
-	// it were applied).
-	for k := be.First; k < len(ops); k++ {
-		err := s.e.changes.Batch(ctx, s.org, ops[k:k+1])
+	return nil
+}
+
+// claimEach claims shadows one at a time (see relisted).
+func (s *stepper) claimEach(ctx context.Context, ds []decided, ops []tablestore.Op, at []int) error {
+	for k, op := range ops {
+		err := s.e.changes.Batch(ctx, s.org, []tablestore.Op{op})
 		if errors.Is(err, tablestore.ErrConflict) {
 			err = s.redecide(ctx, &ds[at[k]])
 		}
