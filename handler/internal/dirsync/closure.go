@@ -269,39 +269,6 @@ func (c closure) inScope(ctx context.Context, gen int, users []string) (map[stri
 	return out, err
 }
 
-// eachMember streams generation gen's member rows in key order (a user's rows together).
-func (c closure) eachMember(ctx context.Context, gen int, fn func(memberRow) error) error {
-	for row, err := range tablestore.Query[memberRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: genPrefix(gen) + "p|"}) {
-		if err != nil {
-			return fmt.Errorf("read scope: %w", err)
-		}
-		if err := fn(row.Value); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// inScopeSet loads every user in scope: for full rounds and full scans, which compare the whole
-// directory anyway.
-func (c closure) inScopeSet(ctx context.Context, gen int) (map[string]bool, error) {
-	out := map[string]bool{}
-	err := c.eachMember(ctx, gen, func(r memberRow) error { out[r.User] = true; return nil })
-	return out, err
-}
-
-// marks returns the marked users.
-func (c closure) marks(ctx context.Context) ([]string, error) {
-	var out []string
-	for row, err := range tablestore.Query[markRow](ctx, c.t, c.org, tablestore.QueryOptions{KeyPrefix: markPrefix}) {
-		if err != nil {
-			return nil, fmt.Errorf("read scope marks: %w", err)
-		}
-		out = append(out, row.Value.User)
-	}
-	return out, nil
-}
-
 // deleteRange deletes up to one page (1000) of rows whose key starts with prefix; more says some
 // may remain.
 func (c closure) deleteRange(ctx context.Context, prefix string) (more bool, err error) {

@@ -95,6 +95,11 @@ type Config struct {
 	// storage failures before they count as permanent and fail the run; default 10 (with the
 	// back-off, over an hour of failures).
 	MaxReschedules int
+	// ScopeFetchMax is how many users a delta run's scope phase fetches one by one (users who
+	// joined the group filter without changing themselves) before it turns into a full round
+	// instead; default 2000. A filter widened by a large group would otherwise cost a Graph
+	// request per member, where a full round reads 200 users a request.
+	ScopeFetchMax int
 }
 
 // Engine starts runs and executes their steps.
@@ -123,6 +128,7 @@ func New(cfg Config) *Engine {
 	orDefault(&cfg.StallAfter, 20*time.Minute)
 	orDefault(&cfg.MaxRecoveries, 3)
 	orDefault(&cfg.MaxReschedules, 10)
+	orDefault(&cfg.ScopeFetchMax, 2000)
 	return &Engine{
 		cfg: cfg, runs: cfg.Store.Table(RunsTable), state: cfg.Store.Table(StateTable),
 		pending: cfg.Store.Table(PendingTable), changes: cfg.Store.Table(ChangesTable),

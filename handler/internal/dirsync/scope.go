@@ -2,7 +2,10 @@ package dirsync
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -47,36 +50,110 @@ func (s *stepper) loadScope(ctx context.Context, users []entra.User) error {
 // scope settles users whose scope changed without any change to the user itself: users who
 // left the filter groups are deactivated, users who joined them (or came back) are fetched and
 // merged. After a rebuild of the closure (and in full rounds) every synced stakeholder is
-// compared with it, and every user in it with the stakeholders (scopeScan), streamed in chunks;
-// otherwise only the users the membership phase marked, so a delta run's cost follows the
-// membership changes.
-func (s *stepper) scope(ctx context.Context) error {
+// compared with it, then (delta rounds) every user in it with the stakeholders; otherwise only
+// the users the membership phase marked, so a delta run's cost follows the membership changes.
+// One call settles one chunk and the run's cursor says where the next starts: neither a step
+// nor memory grows with the directory or with a filter group of half a million members.
+func (s *stepper) scope(ctx context.Context) (done bool, err error) {
 	st, ok, err := s.closureState(ctx)
 	if err != nil || !ok {
-		return err
+		return true, err
+	}
+	cur, err := parseScopeCursor(s.run.Cursor)
+	if err != nil {
+		return false, err
+	}
+	if cur.pass == "" {
+		cur.pass = passMarks
+		if s.run.Kind == "full" || st.FullScan {
+			cur.pass = passSynced
+		}
 	}
 	c := s.e.closureOf(s.org)
 	var fetch []string
-	if s.run.Kind == "full" || st.FullScan {
-		if fetch, err = s.scopeScan(ctx, c, st.Gen); err != nil {
-			return err
-		}
-	} else {
-		candidates, err := c.marks(ctx)
+	more := false
+	switch cur.pass {
+	case passSynced:
+		chunk, known, last, err := s.syncedChunk(ctx, cur.after)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if fetch, err = s.scopeSettle(ctx, c, st.Gen, candidates, nil, true, true); err != nil {
-			return err
+		if _, err := s.scopeSettle(ctx, c, st.Gen, chunk, known, true, false); err != nil {
+			return false, err
+		}
+		switch {
+		case len(chunk) == scopeChunk:
+			cur.after, more = last, true
+		case s.run.Kind != "full":
+			// A full round has just read every user, members included: fetching those that
+			// are not stakeholders (disabled, invalid) again would only report them twice.
+			cur, more = scopeCursor{pass: passMembers, fetched: cur.fetched}, true
+		}
+	case passMembers:
+		ugs, m, err := c.memberChunk(ctx, st.Gen, cur.after, scopeChunk)
+		if err != nil {
+			return false, err
+		}
+		users := make([]string, len(ugs))
+		for i, ug := range ugs {
+			users[i] = ug.User
+		}
+		if fetch, err = s.scopeSettle(ctx, c, st.Gen, users, nil, false, true); err != nil {
+			return false, err
+		}
+		if m {
+			cur.after, more = users[len(users)-1], true
+		}
+	case passMarks:
+		users, last, err := c.markPage(ctx, cur.after, scopeChunk)
+		if err != nil {
+			return false, err
+		}
+		if fetch, err = s.scopeSettle(ctx, c, st.Gen, users, nil, true, true); err != nil {
+			return false, err
+		}
+		if len(users) == scopeChunk {
+			cur.after, more = last, true
 		}
 	}
-	if s.run.Kind == "full" {
-		// A full round has just read every user, members included: fetching those that are
-		// not stakeholders (disabled, invalid) again would only report them twice.
-		return nil
+	if len(fetch) > 0 {
+		if cur.fetched += len(fetch); cur.fetched > s.e.cfg.ScopeFetchMax {
+			s.restartFull(cur.fetched)
+			return false, nil
+		}
+		if err := s.fetchJoined(ctx, fetch); err != nil {
+			return false, err
+		}
 	}
-	var users []entra.User
-	for _, id := range fetch {
+	if !more {
+		return true, nil
+	}
+	s.run.Cursor = cur.String()
+	return false, nil
+}
+
+// syncedChunk reads up to scopeChunk synced active stakeholders after stakeholder id after: their
+// users' ids, their links, and the last stakeholder id read (the pass's cursor).
+func (s *stepper) syncedChunk(ctx context.Context, after string) (users []string, known map[string]stakeholder.Link, last string, err error) {
+	known = make(map[string]stakeholder.Link, scopeChunk)
+	for st, err := range s.e.stakeholders.Synced(ctx, s.org, true, after) {
+		if err != nil {
+			return nil, nil, "", err
+		}
+		users = append(users, st.ExternalID)
+		known[st.ExternalID] = stakeholder.Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}
+		if last = st.ID; len(users) == scopeChunk {
+			break
+		}
+	}
+	return users, known, last, nil
+}
+
+// fetchJoined reads the users who joined the filter and merges them like users/delta entries,
+// counted so; they are in scope by construction.
+func (s *stepper) fetchJoined(ctx context.Context, ids []string) error {
+	users := make([]entra.User, 0, len(ids))
+	for _, id := range ids {
 		u, err := s.e.cfg.Directory.User(ctx, s.tenant, id)
 		if entra.KindOf(err) == entra.KindNotFound {
 			continue // deleted meanwhile: the next delta round reports it
@@ -89,68 +166,52 @@ func (s *stepper) scope(ctx context.Context) error {
 	if len(users) == 0 {
 		return nil
 	}
-	// Users who joined the filter are processed like users/delta entries, and counted so; they
-	// are in scope by construction.
 	s.allowed = nil
 	return s.applyUsers(ctx, users)
 }
 
-// scopeChunk is how many users the scope phase's scans settle at a time.
+// restartFull turns a delta run whose scope change is too wide to fetch user by user into a
+// full round from scratch (as when the delta token expires): it reaches the same state, a page
+// of 200 users a request. What the run did so far stays done and counted.
+func (s *stepper) restartFull(joined int) {
+	s.log.Info("scope change too wide to fetch user by user; resyncing in full", "joined", joined, "max", s.e.cfg.ScopeFetchMax)
+	s.run.Kind, s.run.Phase, s.run.NextLink, s.run.Cursor = "full", PhaseUsers, "", ""
+	s.run.Pages, s.run.Processed = 0, 0
+}
+
+// scopeChunk is how many users the scope phase settles in one call.
 const scopeChunk = 500
 
-// scopeScan compares the whole closure with the directory in two streamed passes, holding a
-// chunk at a time: the synced stakeholders (those out of scope are deactivated), then the users
-// in scope (those not linked, or inactive only for being out of the filter, are returned to
-// fetch; a full round does not fetch, so it skips that pass).
-func (s *stepper) scopeScan(ctx context.Context, c closure, gen int) ([]string, error) {
-	var chunk []string
-	var known map[string]stakeholder.Link // the chunk's links, when the stream read them
-	settle := func(deactivate, fetching bool) ([]string, error) {
-		f, err := s.scopeSettle(ctx, c, gen, chunk, known, deactivate, fetching)
-		chunk, known = chunk[:0], nil
-		return f, err
+// Passes of the scope phase (scopeCursor.pass).
+const (
+	passSynced  = "s" // synced stakeholders against the closure: who left
+	passMembers = "m" // users in the closure against the stakeholders: who joined
+	passMarks   = "k" // only the users the membership phase marked
+)
+
+// scopeCursor is the scope phase's resume point: the pass, where in it, and how many users it
+// has fetched so far (for ScopeFetchMax). Its string form is "<pass>|<fetched>|<after>".
+type scopeCursor struct {
+	pass    string
+	fetched int
+	after   string
+}
+
+func (c scopeCursor) String() string { return c.pass + "|" + strconv.Itoa(c.fetched) + "|" + c.after }
+
+func parseScopeCursor(s string) (scopeCursor, error) {
+	if s == "" {
+		return scopeCursor{}, nil
 	}
-	for st, err := range s.e.stakeholders.Synced(ctx, s.org, true, "") {
-		if err != nil {
-			return nil, err
-		}
-		if known == nil {
-			known = make(map[string]stakeholder.Link, scopeChunk)
-		}
-		chunk = append(chunk, st.ExternalID)
-		known[st.ExternalID] = stakeholder.Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason}
-		if len(chunk) == scopeChunk {
-			if _, err := settle(true, false); err != nil {
-				return nil, err
-			}
-		}
+	parts := strings.SplitN(s, "|", 3)
+	if len(parts) != 3 {
+		return scopeCursor{}, fmt.Errorf("dirsync: scope cursor %q is not pass|fetched|after", s)
 	}
-	if _, err := settle(true, false); err != nil {
-		return nil, err
+	n, err := strconv.Atoi(parts[1])
+	if err != nil || n < 0 || !slices.Contains([]string{passSynced, passMembers, passMarks}, parts[0]) {
+		return scopeCursor{}, fmt.Errorf("dirsync: scope cursor %q is not pass|fetched|after", s)
 	}
-	if s.run.Kind == "full" {
-		return nil, nil
-	}
-	var fetch []string
-	last := ""
-	err := c.eachMember(ctx, gen, func(r memberRow) error {
-		if r.User == last {
-			return nil // a user's rows come together, one per group it is directly in
-		}
-		last = r.User
-		chunk = append(chunk, r.User)
-		if len(chunk) < scopeChunk {
-			return nil
-		}
-		f, err := settle(false, true)
-		fetch = append(fetch, f...)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	f, err := settle(false, true)
-	return append(fetch, f...), err
+	return scopeCursor{pass: parts[0], fetched: n, after: parts[2]}, nil
 }
 
 // scopeSettle compares users with the closure and with their stakeholders (links, read here

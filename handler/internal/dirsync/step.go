@@ -292,7 +292,7 @@ func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	case PhaseUsers:
 		return s.usersPage(ctx)
 	case PhaseScope:
-		return true, s.scope(ctx)
+		return s.scope(ctx)
 	case PhaseUnseen:
 		return s.unseen(ctx)
 	case PhaseGuard:
