@@ -213,7 +213,7 @@ const earlierRuns = 20
 // previousRealRun is the id of the last run started before this one that was not a dry run
 // ("" when none of the earlierRuns before it is).
 func (s *stepper) previousRealRun(ctx context.Context) (string, error) {
-	q := tablestore.QueryOptions{From: s.run.ID + " ", Select: []string{"id", "dryRun"}, PageSize: earlierRuns}
+	q := tablestore.QueryOptions{From: s.run.ID + " ", Select: []string{"id", "dryRun"}, PageSize: 5} // the one before, mostly
 	n := 0
 	for row, err := range tablestore.Query[Run](ctx, s.e.runs, s.org, q) {
 		if err != nil {

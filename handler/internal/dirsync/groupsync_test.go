@@ -12,7 +12,6 @@ import (
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
-	"github.com/leapchange/m365/handler/internal/tablestoretest"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
@@ -134,12 +133,7 @@ type groupsEnv struct {
 func newGroupsEnv(t *testing.T, n, chunk int) *groupsEnv {
 	t.Helper()
 	t.Cleanup(dirsync.SetGroupChunk(chunk))
-	counter := &rowCounter{base: http.DefaultClient}
-	k := &killer{base: counter}
-	rig := testenv.New(t, testenv.Options{Sim: m365sim.Options{PageSize: 200}, StoreTransport: k})
-	k.prefix = rig.Store.Prefix()
-	e := newEngine(t, rig.Sim, rig.Store, k, tablestoretest.Org(t, fmt.Sprintf("org-g%d", n)))
-	e.configure(onePagePerStep)
+	e, counter := countedEnv(t, 200, fmt.Sprintf("org-g%d", n))
 	g := &groupsEnv{env: e, counter: counter}
 	g.direct = e.addUsers(t, "Direct", 2)
 	g.nested = e.addUsers(t, "Nested", n)

@@ -52,6 +52,19 @@ func (c *rowCounter) Do(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// countedEnv is an engine over a fresh tenant (page size pageSize) and store, one page or chunk
+// per step, whose Table Storage requests go through a rowCounter.
+func countedEnv(t *testing.T, pageSize int, org string) (*env, *rowCounter) {
+	t.Helper()
+	counter := &rowCounter{base: http.DefaultClient}
+	k := &killer{base: counter}
+	rig := testenv.New(t, testenv.Options{Sim: m365sim.Options{PageSize: pageSize}, StoreTransport: k})
+	k.prefix = rig.Store.Prefix()
+	e := newEngine(t, rig.Sim, rig.Store, k, tablestoretest.Org(t, org))
+	e.configure(onePagePerStep)
+	return e, counter
+}
+
 // stepRows is the most rows one step of a phase read, and all its steps together.
 type stepRows struct{ max, total int64 }
 
@@ -80,15 +93,10 @@ func TestStepReadsFollowThePageNotTheOrg(t *testing.T) {
 	sizes := []int{120, 480}
 	got := map[int][]map[string]stepRows{} // size → round → phase → rows
 	for _, n := range sizes {
-		counter := &rowCounter{base: http.DefaultClient}
-		k := &killer{base: counter}
-		rig := testenv.New(t, testenv.Options{Sim: m365sim.Options{PageSize: 40}, StoreTransport: k})
-		k.prefix = rig.Store.Prefix()
-		e := newEngine(t, rig.Sim, rig.Store, k, tablestoretest.Org(t, fmt.Sprintf("org-%d", n)))
-		e.configure(onePagePerStep)
-		must(t, rig.Sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: n, Groups: 2, Seed: 5}))
+		e, counter := countedEnv(t, 40, fmt.Sprintf("org-%d", n))
+		must(t, e.sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: n, Groups: 2, Seed: 5}))
 		e.settings(t, generous)
-		users := rig.Sim.Users(testenv.Tenant)
+		users := e.sim.Users(testenv.Tenant)
 		for _, r := range rounds {
 			r.prepare(t, e, users)
 			run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual"})
