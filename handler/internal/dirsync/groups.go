@@ -33,8 +33,9 @@ import (
 //     it confirms with the run's id (a merge property), then a sweep streams the group's rows
 //     a page at a time and deletes those without the stamp;
 //   - incrementally, in a delta round, when nothing but this round can have changed its members
-//     since its last mirror (see incremental): only the users the membership phase marked and
-//     the users this run's change log names are checked, a point read each.
+//     since its last mirror (see incremental): only the users the membership phase marked, the
+//     users this run's change log names and the users whose conflicts were open when the last
+//     mirror ended are checked, a point read each.
 
 // groupChunk is how many users (or membership rows) one call of the groups phase settles (a
 // variable for tests, which use smaller chunks to cross several with fewer users).
@@ -55,16 +56,16 @@ type groupsCursor struct {
 	Inc   []string `json:"inc,omitempty"`  // filter groups mirrored incrementally
 	Full  []string `json:"full,omitempty"` // filter groups mirrored in full
 	Live  []string `json:"live,omitempty"` // filter groups whose stakeholder group is kept
-	// Delta stage: Changes says the marks are done and the run's change log is being read;
-	// After is the last mark key, change sequence, user or membership row done.
-	Changes bool   `json:"changes,omitempty"`
-	After   string `json:"after,omitempty"`
+	// Delta stage: Source is the candidates being read (see deltaCandidates); After is the last
+	// mark key, change sequence, user or membership row done.
+	Source int    `json:"source,omitempty"`
+	After  string `json:"after,omitempty"`
 	Sweep   int    `json:"sweep,omitempty"` // the Full group being swept
 }
 
 // advance moves to the next stage that has work.
 func (c *groupsCursor) advance() {
-	c.After, c.Changes = "", false
+	c.After, c.Source = "", 0
 	switch {
 	case c.Stage == stagePlan && len(c.Inc) > 0:
 		c.Stage = stageDelta
@@ -99,6 +100,11 @@ func (s *stepper) syncGroups(ctx context.Context) (done bool, err error) {
 		if err != nil || more {
 			return false, err
 		}
+		if len(cur.Inc)+len(cur.Full) > 0 {
+			if err := s.saveConflicted(ctx); err != nil {
+				return false, err
+			}
+		}
 		s.run.GroupMembers, s.run.GroupsUpTo = nil, ""
 		return true, nil
 	default:
@@ -121,9 +127,13 @@ func (s *stepper) planGroups(ctx context.Context, cur *groupsCursor) error {
 		if err != nil {
 			return err
 		}
-		prev := ""
+		var prev string
+		var conflicted conflictedUsers
 		if ok && s.run.Kind == "delta" {
 			if prev, err = s.previousRealRun(ctx); err != nil {
+				return err
+			}
+			if conflicted, err = s.conflicted(ctx); err != nil {
 				return err
 			}
 		}
@@ -137,7 +147,7 @@ func (s *stepper) planGroups(ctx context.Context, cur *groupsCursor) error {
 				continue // deleted in Entra: retired
 			}
 			cur.Live = append(cur.Live, gid)
-			inc, n, err := s.incremental(ctx, st, gid, prev)
+			inc, n, err := s.incremental(ctx, st, gid, prev, conflicted)
 			if err != nil {
 				return err
 			}
@@ -169,9 +179,11 @@ func mirrorKey(group string) string { return "mirror|" + tablestore.KeyEscape(gr
 // closure generation with the same groups nested under it (a rebuild, a filter change or a
 // nesting change moves users in and out without marking each for this group: those fall back to
 // a full mirror); and made by the run before this one, or by this one (restarted), so no run in
-// between linked stakeholders whose users this run's change log does not name. (A conflict
-// resolved in Leap Change that links a stakeholder waits for the next full mirror.)
-func (s *stepper) incremental(ctx context.Context, st *scopeState, gid, prev string) (bool, int, error) {
+// between linked stakeholders whose users this run's change log does not name. A conflict
+// resolved in Leap Change may link a stakeholder between runs: the users with an open conflict
+// when that mirror ended are checked too (conflictedUsers), and too many of them (Over) make a
+// full mirror.
+func (s *stepper) incremental(ctx context.Context, st *scopeState, gid, prev string, conflicted conflictedUsers) (bool, int, error) {
 	if s.run.Kind != "delta" {
 		return false, 0, nil
 	}
@@ -190,7 +202,8 @@ func (s *stepper) incremental(ctx context.Context, st *scopeState, gid, prev str
 	if err != nil {
 		return false, 0, fmt.Errorf("read mirror state of %s: %w", gid, err)
 	}
-	same := m.Gen == st.Gen && m.Reach == reachKey(st, gid) && (m.Run == prev && prev != "" || m.Run == s.run.ID)
+	same := m.Gen == st.Gen && m.Reach == reachKey(st, gid) && (m.Run == prev && prev != "" || m.Run == s.run.ID) &&
+		conflicted.Run == m.Run && !conflicted.Over
 	return same, g.Members, nil
 }
 
@@ -321,20 +334,26 @@ func filterOf(r stakeholder.MemberRef, filter []string) string {
 	return ""
 }
 
-// deltaCandidates reads the delta stage's next chunk of users and moves the cursor past it;
-// exhausted says none remain.
+// deltaCandidates reads the delta stage's next chunk of users and moves the cursor past it:
+// the marks (Source 0), this run's change log (1), the conflicted users (2); exhausted says none
+// remain.
 func (s *stepper) deltaCandidates(ctx context.Context, cur *groupsCursor) (users []string, exhausted bool, err error) {
-	if !cur.Changes {
+	switch cur.Source {
+	case 0: // the marks
 		users, last, err := s.e.closureOf(s.org).markPage(ctx, cur.After, groupChunk)
 		if err != nil {
 			return nil, false, err
 		}
 		cur.After = last
 		if len(users) < groupChunk {
-			cur.Changes, cur.After = true, ""
+			cur.Source, cur.After = 1, ""
 		}
 		return users, false, nil
+	case 2: // the users with an open conflict when the last mirror ended
+		c, err := s.conflicted(ctx)
+		return c.Users, true, err
 	}
+	// This run's change log.
 	after := 0
 	if cur.After != "" {
 		if after, err = strconv.Atoi(cur.After); err != nil {
@@ -351,10 +370,53 @@ func (s *stepper) deltaCandidates(ctx context.Context, cur *groupsCursor) (users
 		}
 	}
 	if len(changes) < groupChunk {
-		return users, true, nil
+		cur.Source, cur.After = 2, ""
+		return users, false, nil
 	}
 	cur.After = strconv.Itoa(changes[len(changes)-1].Seq)
 	return users, false, nil
+}
+
+// conflictedUsers are the users whose stakeholders had an open conflict when a run's groups
+// phase ended (row conflictedKey of ScopeTable), at most maxConflicted of them; Over says there
+// were more. Resolving a conflict in Leap Change may link its stakeholder with no run to log it.
+type conflictedUsers struct {
+	Run   string   `json:"run"`
+	Users []string `json:"users"`
+	Over  bool     `json:"over"`
+}
+
+// conflictedKey is outside "mirror|", where no group's mirror row can take it.
+const conflictedKey = "mirrored-conflicts"
+
+// maxConflicted keeps the row's list within a property's 32 K characters.
+const maxConflicted = 500
+
+// conflicted reads the conflicted users the last groups phase saved (none: the zero value).
+func (s *stepper) conflicted(ctx context.Context) (conflictedUsers, error) {
+	c := s.e.closureOf(s.org)
+	v, _, err := tablestore.Get[conflictedUsers](ctx, c.t, c.org, conflictedKey)
+	if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
+		return conflictedUsers{}, fmt.Errorf("read conflicted users: %w", err)
+	}
+	return v, nil
+}
+
+// saveConflicted records the users with an open conflict now, as the phase ends.
+func (s *stepper) saveConflicted(ctx context.Context) error {
+	open, next, err := s.e.stakeholders.Conflicts(ctx, s.org, "", maxConflicted)
+	if err != nil {
+		return err
+	}
+	v := conflictedUsers{Run: s.run.ID, Over: next != ""}
+	for _, o := range open {
+		v.Users = append(v.Users, o.ExternalID)
+	}
+	c := s.e.closureOf(s.org)
+	if _, err := c.t.Upsert(ctx, c.org, conflictedKey, v, tablestore.Replace); err != nil {
+		return fmt.Errorf("save conflicted users: %w", err)
+	}
+	return nil
 }
 
 // mirrorScan settles a chunk of the users in scope for the groups mirrored in full: a linked

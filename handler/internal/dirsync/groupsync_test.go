@@ -331,3 +331,26 @@ func TestGroupSyncDeltaFollowsNewLinks(t *testing.T) {
 	}
 	g.wantMirror(t, g.top, append(g.members(), off))
 }
+
+// A conflict resolved in Leap Change between runs links a stakeholder with no run to log it:
+// the next delta round still mirrors it incrementally, as the users with an open conflict when
+// the last mirror ended are checked too.
+func TestGroupSyncDeltaFollowsResolvedConflicts(t *testing.T) {
+	g := newGroupsEnv(t, 3, 100)
+	g.settings(t, func(s *syncsettings.Settings) { s.MergeStrategy = syncsettings.SkipConflicts })
+	// The first match by address differs on a field: skipped, unlinked, its conflict open.
+	leap := g.manual(t, g.org, "Other", "Name", "nested.n000@contoso.example")
+	g.syncWatched(t, nil, nil)
+	if st, _, err := g.shs.Get(t.Context(), g.org, leap.ID); err != nil || st.ExternalID != "" {
+		t.Fatalf("stakeholder %+v (%v), want it unlinked with its conflict open", st, err)
+	}
+	g.wantMirror(t, g.top, append(slices.Clone(g.direct), g.nested[1:]...))
+
+	_, err := g.eng.ResolveConflict(t.Context(), g.org, leap.ID, dirsync.Resolution{Choice: dirsync.TakeEntra}, tablestore.ETagAny)
+	must(t, err)
+	run, pass := g.syncWatched(t, nil, nil)
+	if pass.count("delta") == 0 || pass.count("scan") != 0 || run.MembersAdded != 1 {
+		t.Errorf("stages %v, added %d; want incremental, 1", pass.stages, run.MembersAdded)
+	}
+	g.wantMirror(t, g.top, g.members())
+}
