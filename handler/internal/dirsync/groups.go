@@ -60,7 +60,7 @@ type groupsCursor struct {
 	// mark key, change sequence, user or membership row done.
 	Source int    `json:"source,omitempty"`
 	After  string `json:"after,omitempty"`
-	Sweep   int    `json:"sweep,omitempty"` // the Full group being swept
+	Sweep  int    `json:"sweep,omitempty"` // the Full group being swept
 }
 
 // advance moves to the next stage that has work.
