@@ -9,6 +9,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
+	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
 // closureState returns the stored closure's state, read once per step. ok is false without a
@@ -124,6 +125,8 @@ func (s *stepper) scope(ctx context.Context) (done bool, err error) {
 		if err := s.fetchJoined(ctx, fetch); err != nil {
 			return false, err
 		}
+	} else if err := s.takeBack(ctx); err != nil {
+		return false, err
 	}
 	if !more {
 		return true, nil
@@ -164,10 +167,22 @@ func (s *stepper) fetchJoined(ctx context.Context, ids []string) error {
 		users = append(users, u)
 	}
 	if len(users) == 0 {
-		return nil
+		return s.takeBack(ctx)
 	}
 	s.allowed = nil
 	return s.applyUsers(ctx, users)
+}
+
+// takeBack is a scope chunk that writes nothing: in a step that may redo one a killed delivery
+// recorded, it takes the first attempt's counts and change log back from its marker (see
+// record). The users that attempt fetched and merged are linked when the redo reads them, so the
+// redo fetches none of them and applyUsers, which would take them back, never runs.
+func (s *stepper) takeBack(ctx context.Context) error {
+	if !s.resuming || s.run.DryRun {
+		return nil
+	}
+	_, err := s.record(ctx, func(func() tablestore.Op) error { return nil })
+	return err
 }
 
 // restartFull turns a delta run whose scope change is too wide to fetch user by user into a
