@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"golang.org/x/sync/errgroup"
 
@@ -29,8 +30,12 @@ type shadow struct {
 
 func shadowKey(runID, userID string) string { return runID + "|u|" + tablestore.KeyEscape(userID) }
 
-// pass names the page being applied, the same when a redelivered step applies it again.
-func (s *stepper) pass() string { return fmt.Sprintf("%s.%d", s.run.Phase, s.run.Pages) }
+// pass names the page (or scope chunk) being applied, the same when a redelivered step applies
+// it again: its step number, which only grows over the run. Phase and page number would not do:
+// the scope phase applies every chunk at the same page number, and a round restarted in full
+// (an expired delta token, a wide filter widening) numbers its pages from 0 again. A redo is
+// of one page only, as a dry run saves the run after every users page (see loop).
+func (s *stepper) pass() string { return strconv.Itoa(s.run.Step) }
 
 // decided is one user's decision, kept until a dry run has checked it against its shadow.
 type decided struct {

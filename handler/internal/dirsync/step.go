@@ -148,9 +148,11 @@ func (s *stepper) loop(ctx context.Context) error {
 		s.settle() // the page or chunk is complete: its counts, change log and writes
 		past := s.e.cfg.Now().After(s.deadline)
 		// Users pages are saved every few pages: each page's marker (see record) makes a redo
-		// from the last save exact, so the run record need not be rewritten per page.
+		// from the last save exact, so the run record need not be rewritten per page. A dry run
+		// records no markers, and its shadows (dryrun.go) say what the would-be stakeholder was
+		// before one page only: it saves every page.
 		s.unsaved++
-		if s.run.Phase != PhaseUsers || past || s.unsaved >= pagesPerSave {
+		if s.run.Phase != PhaseUsers || s.run.DryRun || past || s.unsaved >= pagesPerSave {
 			if err := s.checkpoint(ctx); err != nil {
 				return err
 			}

@@ -162,6 +162,14 @@ func (s *stepper) remerge(ctx context.Context, w write) error {
 	if w.prev == nil && w.user.ID != "" && st.ExternalID != w.user.ID {
 		return fmt.Errorf("%w: stakeholder id %s is taken by another record", tablestore.ErrConflict, st.ID)
 	}
+	if w.prev == nil && w.user.AccountEnabled {
+		// A create that met the user's stakeholder (see below): had a lookup found it, the page
+		// would have withdrawn a deactivation an earlier page asked for (a listing of the user
+		// disabled meanwhile, which is looked up); the user is enabled now.
+		if err := s.withdrawPending(ctx, []string{st.ID}); err != nil {
+			return err
+		}
+	}
 	if w.user.ID == "" {
 		// A deactivation (no user to merge): deactivate the new version, keeping its edits, and
 		// close the open conflict with it, as the first write would have.

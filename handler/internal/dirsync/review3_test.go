@@ -1,0 +1,165 @@
+package dirsync_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/entra"
+)
+
+// TestDryRunRedoOfSeveralPages: a dry run's step, given the time for its whole round (a user
+// listed on each of its two pages), dies before it saves the run; its redelivery applies the
+// pages again from the last save. Users pages were saved every few pages only, so the redo
+// applied both, and its first page decided against the shadow the first attempt's second page
+// had left (updated, not created). The counts must match the real run's (created once, then
+// merged), and the creation be logged once.
+func TestDryRunRedoOfSeveralPages(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	target := emptyDirectory(t, e)
+	change := func(u *entra.User) { u.Department = "Moved" }
+	whole := func(d *seqDir) func(*dirsync.Config) {
+		return func(c *dirsync.Config) { c.StepBudget, c.Directory = time.Hour, d }
+	}
+
+	dryDir := &seqDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
+	e.configure(whole(dryDir))
+	var failing atomic.Bool
+	e.kill.mu.Lock()
+	e.kill.fail = func(r *http.Request, _ []byte) bool {
+		return failing.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, dirsync.RunsTable+"(")
+	}
+	e.kill.mu.Unlock()
+	t.Cleanup(func() { e.kill.mu.Lock(); e.kill.fail = nil; e.kill.mu.Unlock() })
+
+	dry := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: true})
+	m, ok := e.next()
+	if !ok {
+		t.Fatal("no pending message")
+	}
+	failing.Store(true)
+	if err := e.eng.Step(t.Context(), m.Body, 1); err == nil {
+		t.Fatal("the step saved its run: the kill was not staged")
+	}
+	failing.Store(false)
+	dryDir.staged(t)
+	if r := e.run(t, dry.ID); r.Pages != 0 || r.State != dirsync.Running {
+		t.Fatalf("after the kill the run is %s at page %d; want running from page 0 (a redo of both pages)", r.State, r.Pages)
+	}
+	must(t, e.eng.Step(t.Context(), m.Body, 2)) // the queue delivers the message again
+	e.drain(t)
+	got := accounted(t, e.run(t, dry.ID))
+	wantState(t, got, dirsync.Succeeded)
+
+	realDir := &seqDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
+	e.configure(whole(realDir))
+	real := e.sync(t)
+	wantState(t, real, dirsync.Succeeded)
+	realDir.staged(t)
+	if g, w := countsOf(got), countsOf(real); g != w {
+		t.Errorf("dry run counts %+v\nreal run counts %+v", g, w)
+	}
+	if created := actions(changesOf(e.changes(t, dry.ID), target))[dirsync.ActCreated]; created != 1 {
+		t.Errorf("dry run logs the user's creation %d times, want 1", created)
+	}
+}
+
+// seqDir lists the user target again at the end of each of the pages after the one listing
+// it, changed by changes[0], then also by changes[1], and so on (each time such a page is
+// fetched: a page fetched again from the round's start has another link, so it is also known
+// by its first user).
+type seqDir struct {
+	*graphDir
+	target  string
+	changes []func(*entra.User)
+
+	mu     sync.Mutex
+	first  *entra.User
+	at     map[string]int // page link → how many changes the repeat on that page has
+	byHead map[string]int // the same by the page's first user
+	listed int
+}
+
+func (d *seqDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
+	page, err := d.graphDir.UsersDelta(ctx, tenant, link)
+	if err != nil {
+		return page, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.at[link]
+	if !ok && len(page.Users) > 0 {
+		n, ok = d.byHead[page.Users[0].ID]
+	}
+	if ok {
+		d.byHead[page.Users[0].ID] = n
+		u := *d.first
+		for _, c := range d.changes[:n] {
+			c(&u)
+		}
+		page.Users = append(page.Users, u)
+		d.listed = max(d.listed, n)
+		if n < len(d.changes) && page.NextLink != "" {
+			d.at[page.NextLink] = n + 1
+		}
+	}
+	for _, u := range page.Users {
+		if u.ID == d.target && d.first == nil && page.NextLink != "" {
+			d.first, d.at, d.byHead = &u, map[string]int{page.NextLink: 1}, map[string]int{}
+		}
+	}
+	return page, nil
+}
+
+func (d *seqDir) staged(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.listed != len(d.changes) {
+		t.Fatalf("user %s was listed again with %d of %d changes: the repeats were not staged", d.target, d.listed, len(d.changes))
+	}
+}
+
+// TestUserReenabledWhileAFullRoundRuns: a full round into an empty directory creates a user's
+// stakeholder (page 1), lists the user again disabled (page 2: the lookup of disabled users
+// finds the stakeholder and asks for its deactivation), then enabled again (page 3: no lookup,
+// the create meets the first write and is merged into it). The user is enabled in the end: the
+// deactivation page 2 asked for must be withdrawn, as it is when a lookup finds the user, and
+// the dry run must count the same.
+func TestUserReenabledWhileAFullRoundRuns(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Back", 130) // pages of 50, 50 and 30
+	steps := []func(*entra.User){
+		func(u *entra.User) { u.AccountEnabled = false },
+		func(u *entra.User) { u.AccountEnabled = true },
+	}
+
+	dryDir := &seqDir{graphDir: e.dir, target: ids[0], changes: steps}
+	e.configure(func(c *dirsync.Config) { c.Directory = dryDir })
+	dry := e.dryRun(t)
+	wantState(t, dry, dirsync.Succeeded)
+	dryDir.staged(t)
+
+	realDir := &seqDir{graphDir: e.dir, target: ids[0], changes: steps}
+	e.configure(func(c *dirsync.Config) { c.Directory = realDir })
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	realDir.staged(t)
+	if run.Created != 130 || run.Deactivated != 0 || run.PendingDeactivations != 0 {
+		t.Errorf("run = created %d, deactivated %d, pending deactivations %d; want 130, 0, 0", run.Created, run.Deactivated, run.PendingDeactivations)
+	}
+	if st := e.byExternal(t, e.org)[ids[0]]; !st.Active {
+		t.Errorf("re-enabled user's stakeholder deactivated (reason %q)", st.DeactivatedReason)
+	}
+	if dry.PendingDeactivations != run.PendingDeactivations || countsOf(dry) != countsOf(run) {
+		t.Errorf("dry run: %d pending deactivations, counts %+v; real run: %d, %+v",
+			dry.PendingDeactivations, countsOf(dry), run.PendingDeactivations, countsOf(run))
+	}
+}
