@@ -35,7 +35,7 @@ import (
 //   - incrementally, in a delta round, when nothing but this round can have changed its members
 //     since its last mirror (see incremental): only the users the membership phase marked, the
 //     users this run's change log names and the users whose conflicts were open when the last
-//     mirror ended are checked, a point read each.
+//     mirror began are checked, a point read each.
 
 // groupChunk is how many users (or membership rows) one call of the groups phase settles (a
 // variable for tests, which use smaller chunks to cross several with fewer users).
@@ -101,7 +101,7 @@ func (s *stepper) syncGroups(ctx context.Context) (done bool, err error) {
 			return false, err
 		}
 		if len(cur.Inc)+len(cur.Full) > 0 {
-			if err := s.saveConflicted(ctx); err != nil {
+			if err := s.promoteConflicted(ctx); err != nil {
 				return false, err
 			}
 		}
@@ -158,6 +158,11 @@ func (s *stepper) planGroups(ctx context.Context, cur *groupsCursor) error {
 			}
 		}
 	}
+	if len(cur.Inc)+len(cur.Full) > 0 {
+		if err := s.snapshotConflicted(ctx); err != nil {
+			return err
+		}
+	}
 	s.run.GroupMembers = members
 	cur.advance()
 	return nil
@@ -181,7 +186,7 @@ func mirrorKey(group string) string { return "mirror|" + tablestore.KeyEscape(gr
 // a full mirror); and made by the run before this one, or by this one (restarted), so no run in
 // between linked stakeholders whose users this run's change log does not name. A conflict
 // resolved in Leap Change may link a stakeholder between runs: the users with an open conflict
-// when that mirror ended are checked too (conflictedUsers), and too many of them (Over) make a
+// when that mirror began are checked too (conflictedUsers), and too many of them (Over) make a
 // full mirror.
 func (s *stepper) incremental(ctx context.Context, st *scopeState, gid, prev string, conflicted conflictedUsers) (bool, int, error) {
 	if s.run.Kind != "delta" {
@@ -349,7 +354,7 @@ func (s *stepper) deltaCandidates(ctx context.Context, cur *groupsCursor) (users
 			cur.Source, cur.After = 1, ""
 		}
 		return users, false, nil
-	case 2: // the users with an open conflict when the last mirror ended
+	case 2: // the users with an open conflict when the last mirror began
 		c, err := s.conflicted(ctx)
 		return c.Users, true, err
 	}
@@ -377,8 +382,8 @@ func (s *stepper) deltaCandidates(ctx context.Context, cur *groupsCursor) (users
 	return users, false, nil
 }
 
-// conflictedUsers are the users whose stakeholders had an open conflict when a run's groups
-// phase ended (row conflictedKey of ScopeTable), at most maxConflicted of them; Over says there
+// conflictedUsers are the users whose stakeholders had an open conflict when a run's mirror
+// began, saved as its groups phase ended (row conflictedKey of ScopeTable), at most maxConflicted of them; Over says there
 // were more. Resolving a conflict in Leap Change may link its stakeholder with no run to log it.
 type conflictedUsers struct {
 	Run   string   `json:"run"`
@@ -402,8 +407,15 @@ func (s *stepper) conflicted(ctx context.Context) (conflictedUsers, error) {
 	return v, nil
 }
 
-// saveConflicted records the users with an open conflict now, as the phase ends.
-func (s *stepper) saveConflicted(ctx context.Context) error {
+// conflictedNextKey keeps the users with an open conflict as this run's mirror begins (see
+// snapshotConflicted) until the phase ends and they become conflictedKey's.
+const conflictedNextKey = "mirrored-conflicts-next"
+
+// snapshotConflicted records the users with an open conflict as the mirror begins. Only runs
+// open conflicts, and none runs beside this one; an admin may resolve (and link) one at any time,
+// also after the chunk that found it unlinked and before the phase ends: the users whose conflict
+// was open when the mirror began are the ones the next delta round must check.
+func (s *stepper) snapshotConflicted(ctx context.Context) error {
 	open, next, err := s.e.stakeholders.Conflicts(ctx, s.org, "", maxConflicted)
 	if err != nil {
 		return err
@@ -412,8 +424,30 @@ func (s *stepper) saveConflicted(ctx context.Context) error {
 	for _, o := range open {
 		v.Users = append(v.Users, o.ExternalID)
 	}
+	return s.putConflicted(ctx, conflictedNextKey, v)
+}
+
+// promoteConflicted, as the phase ends, makes the snapshot this run's mirror began with the
+// conflicted users the next delta round reads.
+func (s *stepper) promoteConflicted(ctx context.Context) error {
 	c := s.e.closureOf(s.org)
-	if _, err := c.t.Upsert(ctx, c.org, conflictedKey, v, tablestore.Replace); err != nil {
+	v, _, err := tablestore.Get[conflictedUsers](ctx, c.t, c.org, conflictedNextKey)
+	switch {
+	case errors.Is(err, tablestore.ErrNotFound) || err == nil && v.Run != s.run.ID:
+		// Planned before snapshots were taken: the conflicts open now, as then.
+		if err := s.snapshotConflicted(ctx); err != nil {
+			return err
+		}
+		return s.promoteConflicted(ctx)
+	case err != nil:
+		return fmt.Errorf("read conflicted users: %w", err)
+	}
+	return s.putConflicted(ctx, conflictedKey, v)
+}
+
+func (s *stepper) putConflicted(ctx context.Context, key string, v conflictedUsers) error {
+	c := s.e.closureOf(s.org)
+	if _, err := c.t.Upsert(ctx, c.org, key, v, tablestore.Replace); err != nil {
 		return fmt.Errorf("save conflicted users: %w", err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
+	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
@@ -55,4 +56,40 @@ func TestScopeChunkRedoneAfterItsWritesKeepsItsCounts(t *testing.T) {
 		t.Errorf("the joiner's change log %+v, want one created entry", c)
 	}
 	wantActive(t, e, true, "", append(a, x)...)
+}
+
+// A conflict resolved in Leap Change while a run's groups phase is under way — after the chunk
+// that found its stakeholder unlinked, before the phase ends — links a stakeholder the mirror
+// left out: the next delta round must still check it, so the users checked are those whose
+// conflict was open when the mirror began, not only those still open when it ended.
+func TestGroupSyncDeltaFollowsConflictResolvedDuringTheMirror(t *testing.T) {
+	g := newGroupsEnv(t, 3, 100)
+	g.configure(onePagePerStep)
+	g.settings(t, func(s *syncsettings.Settings) { s.MergeStrategy = syncsettings.SkipConflicts })
+	leap := g.manual(t, g.org, "Other", "Name", "nested.n000@contoso.example")
+	run := g.startOpts(t, dirsync.StartOptions{Trigger: "manual"})
+	resolved := false
+	for {
+		d, ok := g.next()
+		if !ok {
+			break
+		}
+		if cur := g.run(t, run.ID); !resolved && cur.Phase == dirsync.PhaseGroups && groupsStage(t, cur) == "sweep" {
+			// The scan found the stakeholder unlinked; the admin resolves its conflict now.
+			_, err := g.eng.ResolveConflict(t.Context(), g.org, leap.ID, dirsync.Resolution{Choice: dirsync.TakeEntra}, tablestore.ETagAny)
+			must(t, err)
+			resolved = true
+		}
+		must(t, g.eng.Step(t.Context(), d.Body, d.Count))
+	}
+	if !resolved {
+		t.Fatal("the run's groups phase never reached its sweep")
+	}
+	wantState(t, g.run(t, run.ID), dirsync.Succeeded)
+
+	next, pass := g.syncWatched(t, nil, nil)
+	if pass.count("delta") == 0 || next.MembersAdded != 1 {
+		t.Errorf("stages %v, added %d; want the resolved conflict's stakeholder added", pass.stages, next.MembersAdded)
+	}
+	g.wantMirror(t, g.top, g.members())
 }
