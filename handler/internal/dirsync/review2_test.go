@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
@@ -92,4 +93,30 @@ func TestGroupSyncDeltaFollowsConflictResolvedDuringTheMirror(t *testing.T) {
 		t.Errorf("stages %v, added %d; want the resolved conflict's stakeholder added", pass.stages, next.MembersAdded)
 	}
 	g.wantMirror(t, g.top, g.members())
+}
+
+// A dry delta run whose users round creates a user who also joined the filter counts it as
+// the real run does, whether or not its scope phase runs in the same step as that page.
+func TestDryScopeAfterAStepBoundaryCountsAsReal(t *testing.T) {
+	for _, dry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dry=%v", dry), func(t *testing.T) { dryScopeAfterAStepBoundary(t, dry) })
+	}
+}
+
+func dryScopeAfterAStepBoundary(t *testing.T, dry bool) {
+	e := setup(t)
+	a := e.addUsers(t, "Alpha", 2)
+	ga := e.addGroup(t, "Alpha", a...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.sync(t)
+	n := e.addUser(t, "New", "Joiner")
+	must(t, e.sim.AddMember(testenv.Tenant, ga, n))
+	e.configure(onePagePerStep)
+	before := e.requests()
+	run := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: dry})
+	e.drain(t)
+	got, cost := accounted(t, e.run(t, run.ID)), e.requests().minus(before)
+	if got.Created != 1 || got.Processed != 1 || cost.user != 0 {
+		t.Errorf("dry %v: created %d, processed %d, users fetched one by one %d; want 1, 1, 0", dry, got.Created, got.Processed, cost.user)
+	}
 }

@@ -265,6 +265,9 @@ func (s *stepper) scopeSettle(ctx context.Context, c closure, gen int, users []s
 			out = append(out, id)
 		}
 	}
+	if out, err = s.dryMerged(ctx, out); err != nil {
+		return nil, err
+	}
 	// Users the users round already deactivates keep their reason: a deleted user has left its
 	// groups too, but it is deleted, not out of the filter.
 	already, err := s.pendingOf(ctx, leaving)
@@ -273,6 +276,31 @@ func (s *stepper) scopeSettle(ctx context.Context, c closure, gen int, users []s
 	}
 	pending = slices.DeleteFunc(pending, func(p pendingDeactivation) bool { return already[p.StakeholderID] })
 	return out, s.addPending(ctx, pending)
+}
+
+// dryMerged drops, in a dry run, the users to fetch that its round already merged into a
+// would-be stakeholder the real run would find linked (see fetching in scopeSettle): dryLinks
+// holds those of this step only, and the scope phase may run steps after the page that merged
+// them, so their shadows are read (a point read per user to fetch, dry runs only).
+func (s *stepper) dryMerged(ctx context.Context, fetch []string) ([]string, error) {
+	if !s.run.DryRun || len(fetch) == 0 {
+		return fetch, nil
+	}
+	priors := make([]*stakeholder.Stakeholder, len(fetch))
+	err := concurrently(len(fetch), func(i int) (err error) {
+		priors[i], err = s.prior(ctx, fetch[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := fetch[:0:0]
+	for i, id := range fetch {
+		if p := priors[i]; p == nil || !p.Active && p.DeactivatedReason == "out_of_filter" {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // clearMarks is the last phase of a real run under a filter: the stakeholders now show every
