@@ -19,7 +19,9 @@ import (
 // the would-be writes in memory would grow with the org in a full round; instead the dry run
 // keeps each one in its change log table, a row per user (a shadow), claimed by insert with the
 // page's other claims. A user listed once costs part of one batched write and no read; only a
-// second listing's claim conflicts, and that user is then decided again against its shadow.
+// second listing's claim conflicts, and that user is then decided again against its shadow. A
+// user its stakeholder agrees with claims one too (the stakeholder as it is): its next listing
+// may differ from it again, and must be decided against it, not the stored one.
 
 // shadow is a dry run's would-be version of one user's stakeholder.
 type shadow struct {
@@ -40,9 +42,14 @@ func (s *stepper) pass() string { return strconv.Itoa(s.run.Step) }
 // decided is one user's decision, kept until a dry run has checked it against its shadow.
 type decided struct {
 	w  *work
+	t  tally // what it counted
 	wr *write
 	ch []Change
 	pd []pendingDeactivation
+}
+
+func decidedOf(w *work, d decision) decided {
+	return decided{w: w, t: d.tally, wr: d.write, ch: d.changes, pd: d.pending}
 }
 
 // relisted claims, in a dry run, a shadow for each of the page's would-be writes, and decides
@@ -51,10 +58,18 @@ func (s *stepper) relisted(ctx context.Context, ds []decided) error {
 	var ops []tablestore.Op
 	var at []int // ops[k] claims ds[at[k]]
 	for i, d := range ds {
-		if d.wr == nil || d.wr.seenOnly || d.w.user.ID == "" {
+		var after *stakeholder.Stakeholder
+		switch {
+		case d.w.user.ID == "":
 			continue
+		case d.wr != nil && !d.wr.seenOnly:
+			after = &d.wr.next
+		case d.w.cur != nil && d.w.cur.ExternalID == d.w.user.ID:
+			after = d.w.cur // written as it is (or only marked seen)
+		default:
+			continue // no stakeholder of its own: nothing for a later listing to meet
 		}
-		row, err := shadowOf(s.pass(), nil, &d.wr.next)
+		row, err := shadowOf(s.pass(), nil, after)
 		if err != nil {
 			return err
 		}
@@ -103,13 +118,10 @@ func (s *stepper) redecide(ctx context.Context, d *decided) error {
 		return err
 	}
 	if prior != nil {
-		if d.wr.undo != nil {
-			d.wr.undo(&s.run)
-		}
+		d.t.undo(&s.run)
 		w := *d.w
 		w.id, w.cur, w.etag = prior.ID, prior, ""
-		d.w = &w
-		d.wr, d.ch, d.pd = s.decide(&w)
+		*d = decidedOf(&w, s.decision(&w))
 	}
 	after := prior
 	if d.wr != nil && !d.wr.seenOnly {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // TestDryRunRedoOfSeveralPages: a dry run's step, given the time for its whole round (a user
@@ -161,5 +163,38 @@ func TestUserReenabledWhileAFullRoundRuns(t *testing.T) {
 	if dry.PendingDeactivations != run.PendingDeactivations || countsOf(dry) != countsOf(run) {
 		t.Errorf("dry run: %d pending deactivations, counts %+v; real run: %d, %+v",
 			dry.PendingDeactivations, countsOf(dry), run.PendingDeactivations, countsOf(run))
+	}
+}
+
+// TestDryRunOfUserChangedBackDuringARound: a full round over synced stakeholders lists a user
+// changed (page 1: updated) and again changed back (page 2: updated back, by the real run). The
+// dry run's second listing decides against the stored stakeholder, which it equals: no write,
+// so no claim meets the first listing's shadow, and the dry run counts it unchanged.
+func TestDryRunOfUserChangedBackDuringARound(t *testing.T) {
+	e := setup(t)
+	e.settings(t, generous)
+	ids := e.addUsers(t, "Back", 80)
+	wantState(t, e.sync(t), dirsync.Succeeded)
+	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Moved" })
+	back := []func(*entra.User){func(u *entra.User) { u.Department = "Operations" }}
+
+	must(t, e.sim.ResetDelta(testenv.Tenant))
+	dryDir := &seqDir{graphDir: e.dir, target: ids[0], changes: back}
+	e.configure(func(c *dirsync.Config) { c.Directory = dryDir })
+	dry := e.dryRun(t)
+	wantState(t, dry, dirsync.Succeeded)
+	dryDir.staged(t)
+
+	must(t, e.sim.ResetDelta(testenv.Tenant))
+	realDir := &seqDir{graphDir: e.dir, target: ids[0], changes: back}
+	e.configure(func(c *dirsync.Config) { c.Directory = realDir })
+	run := e.sync(t)
+	wantState(t, run, dirsync.Succeeded)
+	realDir.staged(t)
+	if run.Kind != "full" || dry.Kind != "full" {
+		t.Fatalf("runs of kind %s and %s, want full rounds", dry.Kind, run.Kind)
+	}
+	if countsOf(dry) != countsOf(run) {
+		t.Errorf("dry run counts %+v\nreal run counts %+v", countsOf(dry), countsOf(run))
 	}
 }

@@ -205,8 +205,7 @@ func (s *stepper) applyUsers(ctx context.Context, users []entra.User) error {
 
 	ds := make([]decided, len(items))
 	for i, w := range items {
-		ds[i].w = w
-		ds[i].wr, ds[i].ch, ds[i].pd = s.decide(w)
+		ds[i] = decidedOf(w, s.decision(w))
 	}
 	if s.run.DryRun {
 		if err := s.relisted(ctx, ds); err != nil {
@@ -391,6 +390,12 @@ type decision struct {
 // decide merges one user into its stakeholder and counts the user in exactly one outcome; a
 // write carries the undo of that count, for when it never happens.
 func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
+	d := s.decision(w)
+	return d.write, d.changes, d.pending
+}
+
+// decision is decide with the tally it counted.
+func (s *stepper) decision(w *work) decision {
 	var d decision
 	switch {
 	case w.cur == nil:
@@ -404,7 +409,7 @@ func (s *stepper) decide(w *work) (*write, []Change, []pendingDeactivation) {
 	if d.write != nil {
 		d.write.undo = d.tally.undo
 	}
-	return d.write, d.changes, d.pending
+	return d
 }
 
 // create makes a new stakeholder of a user no stakeholder matched.
