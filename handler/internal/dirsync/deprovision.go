@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,12 +26,14 @@ type pendingDeactivation struct {
 }
 
 // withdrawPending takes back pending deactivations of stakeholders a later page shows active.
+// A step keeps the run's pending deactivations in memory while they are few (the usual case:
+// no read per page); past pendingCacheMax (a mass deactivation) it reads the page's own.
 func (s *stepper) withdrawPending(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if s.pendingIDs == nil {
-		rows, err := s.pendingRows(ctx, "", 1<<30)
+	if s.pendingIDs == nil && !s.pendingUncached {
+		rows, err := s.pendingRows(ctx, "", pendingCacheMax+1)
 		if err != nil {
 			return err
 		}
@@ -40,15 +43,36 @@ func (s *stepper) withdrawPending(ctx context.Context, ids []string) error {
 				s.pendingIDs[r.Value.StakeholderID] = true
 			}
 		}
+		s.capPending()
+	}
+	pending := s.pendingIDs
+	if s.pendingUncached {
+		var err error
+		if pending, err = s.pendingOf(ctx, ids); err != nil {
+			return err
+		}
 	}
 	var ops []tablestore.Op
 	for _, id := range ids {
-		if s.pendingIDs[id] {
+		if pending[id] {
 			delete(s.pendingIDs, id)
 			ops = append(ops, tablestore.UpdateOp(pendingKey(s.run.ID, id), withdrawal{Withdrawn: true}, tablestore.ETagAny, tablestore.Merge))
 		}
 	}
 	return s.e.pending.Batch(ctx, s.org, ops)
+}
+
+// pendingCacheMax is how many pending deactivations a step keeps in memory (see withdrawPending).
+var pendingCacheMax = tablestore.MaxPageSize
+
+// guardPage is how many pending deactivations one call of the guard phase reads.
+var guardPage = tablestore.MaxPageSize
+
+// capPending drops the in-memory pending deactivations once they are too many to keep.
+func (s *stepper) capPending() {
+	if len(s.pendingIDs) > pendingCacheMax {
+		s.pendingIDs, s.pendingUncached = nil, true
+	}
 }
 
 type withdrawal struct {
@@ -75,6 +99,7 @@ func (s *stepper) addPending(ctx context.Context, pd []pendingDeactivation) erro
 			s.pendingIDs[p.StakeholderID] = true
 		}
 	}
+	s.capPending()
 	return s.e.pending.Batch(ctx, s.org, ops)
 }
 
@@ -95,20 +120,6 @@ func (s *stepper) pendingRows(ctx context.Context, after string, limit int) ([]t
 		}
 	}
 	return out, nil
-}
-
-// alreadyPending returns which stakeholders the run deactivates already (pending and not
-// withdrawn), by stakeholder id.
-func (s *stepper) alreadyPending(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.pendingRows(ctx, "", 1<<30)
-	if err != nil {
-		return nil, err
-	}
-	already := map[string]bool{}
-	for _, r := range rows {
-		already[r.Value.StakeholderID] = !r.Value.Withdrawn
-	}
-	return already, nil
 }
 
 // unseen ends a full round: synced stakeholders whose user the round did not return are gone
@@ -185,51 +196,73 @@ func (s *stepper) pendingOf(ctx context.Context, ids []string) (map[string]bool,
 
 // guard counts the run's deactivations and holds the run for approval when they exceed the
 // org's threshold (a percentage of its active synced stakeholders, or an absolute count). The
-// pending deactivations are logged either way, so an admin sees what approval would do.
-func (s *stepper) guard(ctx context.Context) error {
-	all, err := s.pendingRows(ctx, "", 1<<30)
+// pending deactivations are logged when the run is held or dry, so an admin sees what approval
+// would do. A page of them per call, from the run's cursor ("c|<after>" counting, then "l|<after>"
+// logging): a wide deactivation is never held in memory or done in one call.
+func (s *stepper) guard(ctx context.Context) (done bool, err error) {
+	pass, after, _ := strings.Cut(s.run.Cursor, "|")
+	if pass == "" {
+		pass, s.run.PendingDeactivations = "c", 0
+	}
+	rows, err := s.pendingRows(ctx, after, guardPage)
 	if err != nil {
-		return err
+		return false, err
 	}
-	rows := all[:0:0]
-	for _, r := range all {
-		if !r.Value.Withdrawn {
-			rows = append(rows, r)
+	rest := len(rows) == guardPage
+	if rest {
+		s.run.Cursor = pass + "|" + rows[len(rows)-1].Key
+	}
+	rows = slices.DeleteFunc(rows, func(r tablestore.Row[pendingDeactivation]) bool { return r.Value.Withdrawn })
+	if pass == "c" {
+		s.run.PendingDeactivations += len(rows)
+		if rest {
+			return false, nil
 		}
+		over, _, err := s.overThreshold(ctx)
+		if err != nil || s.run.PendingDeactivations == 0 || !over && !s.run.DryRun {
+			return err == nil, err
+		}
+		s.run.Cursor = "l|" // log them, from the first
+		return false, nil
 	}
-	s.run.PendingDeactivations = len(rows)
-	if len(rows) == 0 {
-		return nil
+	reason := "would be deactivated (dry run): "
+	if !s.run.DryRun {
+		reason = "waiting for approval: "
 	}
-	active, err := s.activeSynced(ctx)
+	changes := make([]Change, 0, len(rows))
+	for _, r := range rows {
+		changes = append(changes, Change{Action: ActDeactivated, StakeholderID: r.Value.StakeholderID, ExternalID: r.Value.ExternalID, Reason: reason + r.Value.Reason})
+	}
+	if err := s.e.logChanges(ctx, s.org, &s.run, changes, nil); err != nil {
+		return false, err
+	}
+	if rest {
+		return false, nil
+	}
+	over, active, err := s.overThreshold(ctx)
 	if err != nil {
-		return err
-	}
-	th := s.settings.DeletionThreshold
-	over := len(rows) > th.Count || len(rows)*100 > th.Percent*active
-	if s.run.DryRun || over {
-		action := ActDeactivated
-		reason := "would be deactivated (dry run): "
-		if !s.run.DryRun {
-			reason = "waiting for approval: "
-		}
-		var changes []Change
-		for _, r := range rows {
-			changes = append(changes, Change{Action: action, StakeholderID: r.Value.StakeholderID, ExternalID: r.Value.ExternalID, Reason: reason + r.Value.Reason})
-		}
-		if err := s.e.logChanges(ctx, s.org, &s.run, changes, nil); err != nil {
-			return err
-		}
+		return false, err
 	}
 	if over && !s.run.DryRun {
+		n, th := s.run.PendingDeactivations, s.settings.DeletionThreshold
 		s.run.State = Held
-		s.run.Hold = &Hold{Deactivations: len(rows), ActiveSynced: active,
+		s.run.Hold = &Hold{Deactivations: n, ActiveSynced: active,
 			Threshold: fmt.Sprintf("more than %d%% of %d active synced stakeholders or more than %d", th.Percent, active, th.Count)}
-		s.run.addError(RunError{Code: "deletion_threshold", Detail: fmt.Sprintf("this run would deactivate %d of %d active synced stakeholders", len(rows), active),
+		s.run.addError(RunError{Code: "deletion_threshold", Detail: fmt.Sprintf("this run would deactivate %d of %d active synced stakeholders", n, active),
 			Hint: "Check the sync's changes; approve the run if the deactivations are intended, or fix the group filter or Entra ID and sync again."})
-		s.e.cfg.Logger.WarnContext(ctx, "sync run held by the deletion guard", "org", s.org.String(), "run", s.run.ID, "deactivations", len(rows), "active", active)
+		s.e.cfg.Logger.WarnContext(ctx, "sync run held by the deletion guard", "org", s.org.String(), "run", s.run.ID, "deactivations", n, "active", active)
 	}
-	return nil
+	return true, nil
+}
+
+// overThreshold says whether the run's counted deactivations exceed the org's threshold, with
+// the active synced stakeholders it weighed them against.
+func (s *stepper) overThreshold(ctx context.Context) (over bool, active int, err error) {
+	if active, err = s.activeSynced(ctx); err != nil {
+		return false, 0, err
+	}
+	n, th := s.run.PendingDeactivations, s.settings.DeletionThreshold
+	return n > th.Count || n*100 > th.Percent*active, active, nil
 }
 
 // deprovision applies the pending deactivations, a chunk per call, resuming at the cursor.

@@ -135,6 +135,14 @@ func (d *seqDir) staged(t *testing.T) {
 // deactivation page 2 asked for must be withdrawn, as it is when a lookup finds the user, and
 // the dry run must count the same.
 func TestUserReenabledWhileAFullRoundRuns(t *testing.T) {
+	t.Run("pending deactivations in memory", testUserReenabledWhileAFullRoundRuns)
+	t.Run("too many to keep: read per page", func(t *testing.T) {
+		defer dirsync.SetPendingCacheMax(0)()
+		testUserReenabledWhileAFullRoundRuns(t)
+	})
+}
+
+func testUserReenabledWhileAFullRoundRuns(t *testing.T) {
 	e := setup(t)
 	e.settings(t, generous)
 	ids := e.addUsers(t, "Back", 130) // pages of 50, 50 and 30

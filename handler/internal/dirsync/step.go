@@ -41,14 +41,16 @@ type stepper struct {
 	stats    *entra.RequestStats // this step's Graph throttling and retries (see absorb)
 	absorbed entra.Snapshot      // the part of stats already added to run
 
-	ahead      *prefetched          // the next users/delta page, being fetched
-	unsaved    int                  // users pages done since the run was last saved
-	resuming   bool                 // this step may redo steps a killed delivery recorded (see record)
-	pendingIDs map[string]bool      // this run\'s pending deactivations, once loaded
-	open       map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by noteConflict
-	allowed    map[string]bool      // in the group filter, of the users being applied; nil = all (see loadScope)
-	scopeSt    *scopeState          // the stored closure's state, read once a step (see closureState)
-	redo       bool                 // the page being written is a redo after a kill (see record)
+	ahead      *prefetched     // the next users/delta page, being fetched
+	unsaved    int             // users pages done since the run was last saved
+	resuming   bool            // this step may redo steps a killed delivery recorded (see record)
+	pendingIDs map[string]bool // this run\'s pending deactivations, once loaded (few: see withdrawPending)
+	// pendingUncached: the run has too many pending deactivations to keep (pendingIDs is nil).
+	pendingUncached bool
+	open            map[string]time.Time // open conflicts by stakeholder id: read once a step, then kept by noteConflict
+	allowed         map[string]bool      // in the group filter, of the users being applied; nil = all (see loadScope)
+	scopeSt         *scopeState          // the stored closure's state, read once a step (see closureState)
+	redo            bool                 // the page being written is a redo after a kill (see record)
 	// A dry run's would-be links and addresses, for its own later lookups (see remember).
 	dryLinks  map[string]stakeholder.Link
 	dryEmails map[string]string
@@ -298,7 +300,7 @@ func (s *stepper) phase(ctx context.Context) (done bool, err error) {
 	case PhaseUnseen:
 		return s.unseen(ctx)
 	case PhaseGuard:
-		return true, s.guard(ctx)
+		return s.guard(ctx)
 	case PhaseDeprovision:
 		return s.deprovision(ctx)
 	case PhaseGroups:

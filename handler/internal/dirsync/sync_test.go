@@ -764,7 +764,17 @@ func heldRun(t *testing.T) (*env, []string, dirsync.Run) {
 	return e, ids, run
 }
 
+// TestDeletionGuard, and again with the guard reading two pending deactivations a call (its
+// count and its log then resume from the run's cursor).
 func TestDeletionGuard(t *testing.T) {
+	t.Run("one page", testDeletionGuard)
+	t.Run("pages of two", func(t *testing.T) {
+		defer dirsync.SetGuardPage(2)()
+		testDeletionGuard(t)
+	})
+}
+
+func testDeletionGuard(t *testing.T) {
 	e, ids, run := heldRun(t)
 	if run.Hold == nil || run.Hold.Deactivations != 6 || run.Hold.ActiveSynced != 20 || run.Deactivated != 0 || run.PendingDeactivations != 6 {
 		t.Fatalf("held run = %+v hold %+v", run, run.Hold)
