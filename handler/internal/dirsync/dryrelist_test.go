@@ -127,10 +127,17 @@ func TestDryRunRedoesARelistingPage(t *testing.T) {
 	}
 
 	realDir := e.relisting(t, target, change)
+	e.wantDryAsReal(t, got, target, realDir.staged)
+}
+
+// wantDryAsReal runs the real round (its directory configured) and checks that dry, the finished
+// dry run of the same round, counted what it did and logged target's creation once.
+func (e *env) wantDryAsReal(t *testing.T, dry dirsync.Run, target string, staged func(*testing.T)) {
+	t.Helper()
 	real := e.sync(t)
 	wantState(t, real, dirsync.Succeeded)
-	realDir.staged(t)
-	if g, w := countsOf(got), countsOf(real); g != w {
+	staged(t)
+	if g, w := countsOf(dry), countsOf(real); g != w {
 		t.Errorf("dry run counts %+v\nreal run counts %+v", g, w)
 	}
 	if created := actions(changesOf(e.changes(t, dry.ID), target))[dirsync.ActCreated]; created != 1 {

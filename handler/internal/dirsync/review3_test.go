@@ -61,15 +61,7 @@ func TestDryRunRedoOfSeveralPages(t *testing.T) {
 
 	realDir := &seqDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	e.configure(whole(realDir))
-	real := e.sync(t)
-	wantState(t, real, dirsync.Succeeded)
-	realDir.staged(t)
-	if g, w := countsOf(got), countsOf(real); g != w {
-		t.Errorf("dry run counts %+v\nreal run counts %+v", g, w)
-	}
-	if created := actions(changesOf(e.changes(t, dry.ID), target))[dirsync.ActCreated]; created != 1 {
-		t.Errorf("dry run logs the user's creation %d times, want 1", created)
-	}
+	e.wantDryAsReal(t, got, target, realDir.staged)
 }
 
 // seqDir lists the user target again at the end of each of the pages after the one listing
