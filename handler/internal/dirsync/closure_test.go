@@ -254,14 +254,30 @@ func TestFilterChangedBetweenRuns(t *testing.T) {
 	e.wantClosure(t, ga)
 }
 
+// alphaFiltered syncs four users in group Alpha under a filter on it, beside a fifth user outside.
+func alphaFiltered(t *testing.T) (e *env, alpha []string, out, group string) {
+	t.Helper()
+	e = setup(t)
+	alpha = e.addUsers(t, "Alpha", 4)
+	out = e.addUser(t, "Out", "Sider")
+	group = e.addGroup(t, "Alpha", alpha...)
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{group}; generous(s) })
+	e.syncCost(t)
+	return e, alpha, out, group
+}
+
+// wantDeltaRoundsAgain checks that the run after a closure rebuild is back to delta rounds: one
+// users/delta and one groups/delta request.
+func (e *env) wantDeltaRoundsAgain(t *testing.T) {
+	t.Helper()
+	if _, cost := e.syncCost(t); cost.all != 2 {
+		t.Errorf("the run after the rebuild made %d requests, want 2 (back to delta rounds)", cost.all)
+	}
+}
+
 // An expired groups/delta link (410) rebuilds the closure: the run still sees the change.
 func TestGroupsDeltaGoneRebuilds(t *testing.T) {
-	e := setup(t)
-	a := e.addUsers(t, "Alpha", 4)
-	out := e.addUser(t, "Out", "Sider")
-	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
-	e.syncCost(t)
+	e, a, out, ga := alphaFiltered(t)
 
 	must(t, e.sim.AddMember(testenv.Tenant, ga, out))
 	must(t, e.sim.RemoveMember(testenv.Tenant, ga, a[0]))
@@ -273,9 +289,7 @@ func TestGroupsDeltaGoneRebuilds(t *testing.T) {
 	wantActive(t, e, true, "", out)
 	wantActive(t, e, false, "out_of_filter", a[0])
 	e.wantClosure(t, ga)
-	if _, cost := e.syncCost(t); cost.all != 2 {
-		t.Errorf("the run after the rebuild made %d requests, want 2 (back to delta rounds)", cost.all)
-	}
+	e.wantDeltaRoundsAgain(t)
 }
 
 // A step that dies mid-update (its rows written, its progress not) is redone, and the redo
@@ -603,12 +617,7 @@ func TestClosureSummariesFollowMemberRows(t *testing.T) {
 // A closure stored before the summary rows existed (none, and no "summaries" in its state) is
 // rebuilt once with them: nobody leaves the filter for want of a summary row.
 func TestClosureWithoutSummariesRebuilt(t *testing.T) {
-	e := setup(t)
-	a := e.addUsers(t, "Alpha", 4)
-	out := e.addUser(t, "Out", "Sider")
-	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
-	e.syncCost(t)
+	e, a, out, ga := alphaFiltered(t)
 
 	tbl := e.store.Table(dirsync.ScopeTable)
 	for r, err := range tablestore.Query[struct{}](t.Context(), tbl, e.org, tablestore.QueryOptions{}) {
@@ -630,7 +639,5 @@ func TestClosureWithoutSummariesRebuilt(t *testing.T) {
 	if n := e.wantSummaries(t); n != 5 {
 		t.Errorf("after the rebuild: %d users in the closure, want 5", n)
 	}
-	if _, cost := e.syncCost(t); cost.all != 2 {
-		t.Errorf("the run after the rebuild made %d requests, want 2 (back to delta rounds)", cost.all)
-	}
+	e.wantDeltaRoundsAgain(t)
 }

@@ -185,6 +185,15 @@ func newRig(t *testing.T, set func(*syncsettings.Settings)) *rig {
 }
 
 // drain delivers every nudge due by now to the SyncWorker's real-time path.
+// notifyAt sets the clock to at after t0 and records a change notification for the org then.
+func (r *rig) notifyAt(t *testing.T, at time.Duration) {
+	t.Helper()
+	r.clock.Set(t0.Add(at))
+	if err := r.sync.Notified(t.Context(), r.org); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (r *rig) drain(t *testing.T) int {
 	t.Helper()
 	n, err := r.queue.Drain(t.Context(), func(ctx context.Context, d queuetest.Delivery) error {
@@ -264,13 +273,7 @@ func TestNotificationsMarkTheOrgAndStartOneDebouncedRound(t *testing.T) {
 // for the next scheduled sync.
 func TestANotificationJustAfterTheRoundStartedIsNotLost(t *testing.T) {
 	r := newRig(t, nil)
-	notify := func(at time.Duration) {
-		t.Helper()
-		r.clock.Set(t0.Add(at))
-		if err := r.sync.Notified(t.Context(), r.org); err != nil {
-			t.Fatal(err)
-		}
-	}
+	notify := func(at time.Duration) { t.Helper(); r.notifyAt(t, at) }
 	notify(0)
 	notify(debounce - time.Second) // marked: close to the round, so the next one within seconds is too
 	r.clock.Set(t0.Add(debounce))
@@ -293,13 +296,7 @@ func TestALateNudgeLeavesTheRoundToTheNext(t *testing.T) {
 	r := newRig(t, nil)
 	var starts []time.Time
 	r.runs.start = func(now time.Time) bool { starts = append(starts, now); return true }
-	notify := func(at time.Duration) {
-		t.Helper()
-		r.clock.Set(t0.Add(at))
-		if err := r.sync.Notified(t.Context(), r.org); err != nil {
-			t.Fatal(err)
-		}
-	}
+	notify := func(at time.Duration) { t.Helper(); r.notifyAt(t, at) }
 	notify(0)
 	notify(debounce + 400*time.Millisecond) // the nudge due at the debounce has not come yet
 	r.clock.Set(t0.Add(debounce + 900*time.Millisecond))
