@@ -2,12 +2,15 @@ package dirsync_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 )
 
@@ -158,4 +161,51 @@ func TestUserDisabledWhileAFullRoundRuns(t *testing.T) {
 	if dry.PendingDeactivations != 1 || countsOf(dry) != countsOf(run) {
 		t.Errorf("dry run: %d pending deactivations, counts %+v; want 1, the real run's %+v", dry.PendingDeactivations, countsOf(dry), countsOf(run))
 	}
+}
+
+// TestDisabledUserLookupsInAFirstRound: a first full round looks each disabled user up, since
+// the round may have created its stakeholder when it listed the user before. With nobody
+// linked by address that stakeholder can only be at the user's derived id: one point read per
+// disabled user, not two. Once the round has linked a user by address, the index row is read
+// too, and a user linked so and listed again disabled is deactivated.
+func TestDisabledUserLookupsInAFirstRound(t *testing.T) {
+	t.Run("nobody linked by address", func(t *testing.T) {
+		e := setup(t)
+		e.settings(t, generous)
+		ids := e.addUsers(t, "Off", 80)
+		for _, id := range []string{ids[3], ids[40], ids[70]} {
+			e.updateUser(t, id, func(u *m365sim.User) { u.AccountEnabled = false })
+		}
+		var reads atomic.Int32
+		e.kill.watch = func(r *http.Request, _ []byte) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, stakeholder.Table+"(") && strings.Contains(r.URL.Path, "RowKey=") {
+				reads.Add(1)
+			}
+		}
+		run := e.sync(t)
+		e.kill.watch = nil
+		wantState(t, run, dirsync.Succeeded)
+		if run.Created != 77 || run.Excluded.Disabled != 3 {
+			t.Errorf("run = created %d, excluded disabled %d; want 77, 3", run.Created, run.Excluded.Disabled)
+		}
+		if n := reads.Load(); n != 3 {
+			t.Errorf("%d point reads of stakeholder rows, want 3 (one per disabled user)", n)
+		}
+	})
+	t.Run("linked by address, then listed disabled", func(t *testing.T) {
+		e := setup(t)
+		e.settings(t, generous)
+		ids := e.addUsers(t, "Twice", 80)
+		manual := e.manual(t, e.org, "Twice", "N000", "twice.n000@contoso.example")
+		dir := e.relisting(t, ids[0], func(u *entra.User) { u.AccountEnabled = false })
+		run := e.sync(t)
+		wantState(t, run, dirsync.Succeeded)
+		dir.staged(t)
+		if run.Linked != 1 || run.Deactivated != 1 {
+			t.Errorf("run = linked %d, deactivated %d; want 1, 1", run.Linked, run.Deactivated)
+		}
+		if st, _ := e.get(t, ids[0]); st.ID != manual.ID || st.Active || st.DeactivatedReason != "disabled" {
+			t.Errorf("user's stakeholder = %s, active %v, reason %q; want %s deactivated as disabled", st.ID, st.Active, st.DeactivatedReason, manual.ID)
+		}
+	})
 }

@@ -268,15 +268,18 @@ func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]s
 	// the round reads Entra index rows from then on. A dry run wrote none (see relisted).
 	indexOnly := full && !s.run.HadSynced && s.run.Linked > 0 && !s.run.DryRun
 	ids := make([]string, 0, len(users))
-	var indexed []string
+	var indexed, derived []string
 	for _, u := range users {
 		switch {
 		case !full || s.run.HadSynced || stakeholder.SyncedID(u.ID) == "":
 			ids = append(ids, u.ID)
+		case !u.AccountEnabled && u.Removed == entra.NotRemoved && indexOnly:
+			ids = append(ids, u.ID)
 		case !u.AccountEnabled && u.Removed == entra.NotRemoved:
 			// Looked up even so: listed before in the round, it may have a stakeholder to
-			// deactivate, and without a write of its own it would never meet it.
-			ids = append(ids, u.ID)
+			// deactivate, and without a write of its own it would never meet it. Nobody linked
+			// by address yet, so only its derived id can hold one.
+			derived = append(derived, u.ID)
 		case indexOnly:
 			indexed = append(indexed, u.ID)
 		}
@@ -290,6 +293,11 @@ func (s *stepper) resolve(ctx context.Context, users []entra.User) (map[string]s
 		return nil, nil, err
 	}
 	maps.Copy(links, byIndex)
+	byDerived, err := s.e.stakeholders.DerivedLinks(ctx, s.org, derived)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(links, byDerived)
 	for id, l := range s.dryLinks {
 		if _, ok := links[id]; !ok {
 			links[id] = l // a dry run's own would-be writes (see remember)

@@ -350,17 +350,35 @@ func eachConcurrently(n int, fn func(i int) error) error {
 // what changed, never the whole directory.
 func (s *Store) Links(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
 	return readEach(entraIDs, func(id string) (*Link, error) {
-		if d := SyncedID(id); d != "" {
-			st, etag, err := tablestore.Get[Stakeholder](ctx, s.t, org, rowKey(d))
-			switch {
-			case err == nil && st.ExternalID == id:
-				return &Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason, Current: &Versioned{Stakeholder: st, ETag: etag}}, nil
-			case err != nil && !errors.Is(err, tablestore.ErrNotFound):
-				return nil, err
-			}
+		if l, err := s.derivedLink(ctx, org, id); l != nil || err != nil {
+			return l, err
 		}
 		return s.indexLink(ctx, org, id)
 	})
+}
+
+// DerivedLinks finds the stakeholders at these Entra object ids' derived ids only, a point read
+// each: Links without the index rows, for a round that has linked nobody by address (so no
+// index row can name them). Ids without a derived id find nothing.
+func (s *Store) DerivedLinks(ctx context.Context, org tablestore.Org, entraIDs []string) (map[string]Link, error) {
+	return readEach(entraIDs, func(id string) (*Link, error) { return s.derivedLink(ctx, org, id) })
+}
+
+// derivedLink reads the stakeholder at entraID's derived id; nil when there is none, or when
+// it belongs to another user.
+func (s *Store) derivedLink(ctx context.Context, org tablestore.Org, entraID string) (*Link, error) {
+	d := SyncedID(entraID)
+	if d == "" {
+		return nil, nil
+	}
+	st, etag, err := tablestore.Get[Stakeholder](ctx, s.t, org, rowKey(d))
+	switch {
+	case err == nil && st.ExternalID == entraID:
+		return &Link{ID: st.ID, Active: st.Active, Reason: st.DeactivatedReason, Current: &Versioned{Stakeholder: st, ETag: etag}}, nil
+	case err != nil && !errors.Is(err, tablestore.ErrNotFound):
+		return nil, err
+	}
+	return nil, nil
 }
 
 // IndexLinks finds the stakeholders linked by email to these Entra object ids: their Entra
