@@ -293,6 +293,11 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 		return err
 	}
 
+	// A notification that came in while the real-time round ran leaves another round pending:
+	// let it run before a manual run asks for the org.
+	if err := settle(ctx, api); err != nil {
+		return err
+	}
 	step("Dry run: what would a group filter on one group change?")
 	groups := sim.Groups(tenantID)
 	settings["groupFilter"] = []string{groups[0].ID}
@@ -329,14 +334,23 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	}
 
 	step("Sync history")
+	// The filter changes above, and any notification since, may have started a real-time round:
+	// the history and the queue counts are read once it has ended.
+	if err := settle(ctx, api); err != nil {
+		return err
+	}
 	var hist struct{ Runs []runView }
 	if err := api.do(ctx, "GET", "/m365/sync/runs", nil, &hist); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tKIND\tDRY\tSTATE\tSECONDS\tPROCESSED\tCREATED\tUPDATED\tCONFLICTS\tDEACTIVATED\tERRORS")
+	fmt.Fprintln(tw, "RUN\tKIND\tTRIGGER\tDRY\tSTATE\tSECONDS\tPROCESSED\tCREATED\tUPDATED\tCONFLICTS\tDEACTIVATED\tERRORS")
 	for _, r := range hist.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%.2f\t%d\t%d\t%d\t%d\t%d\t%d\n", r.ID, r.Kind, r.DryRun, r.State, r.FinishedAt.Sub(r.StartedAt).Seconds(),
+		seconds := "-" // not finished
+		if !r.FinishedAt.IsZero() {
+			seconds = fmt.Sprintf("%.2f", r.FinishedAt.Sub(r.StartedAt).Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", r.ID, r.Kind, r.Trigger, r.DryRun, r.State, seconds,
 			r.Processed, r.Created, r.Updated, r.Conflicts, r.Deactivated, r.ErrorCount)
 	}
 	tw.Flush()
@@ -457,6 +471,7 @@ type runView struct {
 	ID          string    `json:"id"`
 	State       string    `json:"state"`
 	Kind        string    `json:"kind"`
+	Trigger     string    `json:"trigger"`
 	StartedAt   time.Time `json:"startedAt"`
 	FinishedAt  time.Time `json:"finishedAt"`
 	Pages       int       `json:"pages"`
@@ -483,6 +498,44 @@ type runView struct {
 	Errors               []struct {
 		Code, Object, Detail, Hint string
 	} `json:"errors"`
+}
+
+// settleTimeout bounds settle: a real-time round of the demo's few changes ends in seconds.
+const settleTimeout = 2 * time.Minute
+
+// settle waits until no sync run of the org is running and no real-time round is pending. With
+// real-time sync on, a notification that arrives while a round runs leaves the org dirty, and
+// another round starts after the debounce: the demo's next steps wait for it rather than race it.
+func settle(ctx context.Context, api *client) error {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		var hist struct{ Runs []runView }
+		if err := api.do(ctx, "GET", "/m365/sync/runs", nil, &hist); err != nil {
+			return err
+		}
+		status, err := api.realTimeStatus(ctx)
+		if err != nil {
+			return err
+		}
+		running := ""
+		for _, r := range hist.Runs {
+			if r.State == "running" {
+				running = r.ID
+			}
+		}
+		if running == "" && !status.Pending {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the org's sync has not settled after %v: running run %q, real-time round pending %v (waiting: %q)",
+				settleTimeout, running, status.Pending, status.Waiting)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // syncOnce starts a sync through the API and follows it to its end, printing progress.

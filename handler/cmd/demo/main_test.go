@@ -68,6 +68,10 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
 	}
+	// The history is read once the org has settled: no run in it is still going (its seconds "-").
+	if unfinished := regexp.MustCompile(`(?m)^\S+\s+(full|delta)\s.*\s-(\s+\d+){6}$`).FindString(s); unfinished != "" {
+		t.Errorf("the sync history shows a run that has not finished: %q\n%s", unfinished, s)
+	}
 	if strings.Contains(errOut.String(), "panic") {
 		t.Errorf("stderr shows a panic:\n%s", errOut.String())
 	}

@@ -180,10 +180,7 @@ func realTime(ctx context.Context, api *client, sim *m365sim.Server, settings ma
 	if status.LastRunID == "" {
 		return false, errors.New("the stakeholders changed, but the real-time status names no run")
 	}
-	var run struct {
-		runView
-		Trigger string `json:"trigger"`
-	}
+	var run runView
 	for {
 		if err := api.do(ctx, "GET", "/m365/sync/runs/"+status.LastRunID, nil, &run); err != nil {
 			return false, err
@@ -201,7 +198,7 @@ func realTime(ctx context.Context, api *client, sim *m365sim.Server, settings ma
 		}
 	}
 	fmt.Fprintf(out, "the run that did it, trigger %s:\n", run.Trigger)
-	if err := printRun(out, run.runView); err != nil {
+	if err := printRun(out, run); err != nil {
 		return false, err
 	}
 	if err := printChanges(ctx, api, out, run.ID, 4); err != nil {
