@@ -360,6 +360,11 @@ func (s *Sync) trigger(ctx context.Context, org tablestore.Org, due time.Time) e
 			return err
 		}
 		_, err := s.change(ctx, org, func(st *state) error {
+			if !st.Dirty {
+				// That run is a real-time round that started since we read the state, and it
+				// covers the notifications: the nudge just sent finds the org clean.
+				return nil
+			}
 			st.TriggerAt, st.Waiting = next, "run "+run.ID+" is "+string(run.State)
 			return nil
 		})

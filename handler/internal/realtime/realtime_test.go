@@ -123,9 +123,13 @@ type runs struct {
 }
 
 func (r *runs) Start(_ context.Context, _ tablestore.Org, opts dirsync.StartOptions) (dirsync.Run, bool, error) {
+	// start runs unlocked: it may start a round itself (another nudge handled meanwhile).
+	if r.start != nil && !r.start(r.now()) {
+		return dirsync.Run{ID: "running-run", State: dirsync.Running}, false, nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.busy || (r.start != nil && !r.start(r.now())) {
+	if r.busy {
 		return dirsync.Run{ID: "running-run", State: dirsync.Running}, false, nil
 	}
 	r.started = append(r.started, opts)
@@ -309,6 +313,59 @@ func TestALateNudgeLeavesTheRoundToTheNext(t *testing.T) {
 	}
 	if st := r.status(t); st.Pending {
 		t.Fatalf("status = %+v; want nothing pending", st)
+	}
+}
+
+// Two notifications of the same moment, marked concurrently, can each schedule a nudge. When
+// the second is handled while the first starts the round (it read the org dirty; the round then
+// cleaned it), it must leave the org as the round left it: nothing pending, no waiting reason.
+func TestANudgeThatLosesTheRaceToTheRoundLeavesTheOrgClean(t *testing.T) {
+	r := newRig(t, nil)
+	r.notifyAt(t, 0)
+	nudges := r.nudges()
+	if len(nudges) != 1 {
+		t.Fatalf("nudges = %d; want 1", len(nudges))
+	}
+	first := nudges[0].Body
+	var n struct {
+		RealTime struct {
+			Org string    `json:"org"`
+			Due time.Time `json:"due"`
+		} `json:"realTime"`
+	}
+	if err := json.Unmarshal(first, &n); err != nil {
+		t.Fatal(err)
+	}
+	n.RealTime.Due = n.RealTime.Due.Add(3 * time.Millisecond) // the other mark's nudge
+	second, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raced := false
+	r.runs.start = func(time.Time) bool {
+		if raced {
+			return true // the first nudge's round
+		}
+		raced = true
+		if err := r.sync.HandleNudge(t.Context(), first); err != nil {
+			t.Error(err)
+		}
+		return false // the second finds that round running
+	}
+	r.clock.Set(t0.Add(debounce + 3*time.Millisecond))
+	if err := r.sync.HandleNudge(t.Context(), second); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.runs.triggers(); !slices.Equal(got, []string{"notification"}) {
+		t.Fatalf("rounds = %v; want the first nudge's", got)
+	}
+	if st := r.status(t); st.Pending || st.Waiting != "" {
+		t.Fatalf("status = %+v; want nothing pending and no waiting reason: the round covers the notifications", st)
+	}
+	r.clock.Set(t0.Add(3 * debounce))
+	r.drain(t)
+	if got := r.runs.triggers(); !slices.Equal(got, []string{"notification"}) {
+		t.Fatalf("rounds = %v; a nudge left over must find the org clean and start nothing", got)
 	}
 }
 
