@@ -33,6 +33,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/devhost"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/queue"
 )
 
 func main() {
@@ -295,7 +296,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 
 	// A notification that came in while the real-time round ran leaves another round pending:
 	// let it run before a manual run asks for the org.
-	if err := settle(ctx, api); err != nil {
+	if err := settle(ctx, api, host.Queues()); err != nil {
 		return err
 	}
 	step("Dry run: what would a group filter on one group change?")
@@ -336,7 +337,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	step("Sync history")
 	// The filter changes above, and any notification since, may have started a real-time round:
 	// the history and the queue counts are read once it has ended.
-	if err := settle(ctx, api); err != nil {
+	if err := settle(ctx, api, host.Queues()); err != nil {
 		return err
 	}
 	var hist struct{ Runs []runView }
@@ -500,13 +501,16 @@ type runView struct {
 	} `json:"errors"`
 }
 
-// settleTimeout bounds settle: a real-time round of the demo's few changes ends in seconds.
+// settleTimeout bounds settle: a real-time round of the demo's few changes ends in seconds,
+// and a nudge that comes to nothing fires within the debounce (15 s).
 const settleTimeout = 2 * time.Minute
 
-// settle waits until no sync run of the org is running and no real-time round is pending. With
-// real-time sync on, a notification that arrives while a round runs leaves the org dirty, and
-// another round starts after the debounce: the demo's next steps wait for it rather than race it.
-func settle(ctx context.Context, api *client) error {
+// settle waits until no sync run of the org is running, no real-time round is pending, and the
+// sync-jobs queue holds nothing (a nudge may outlive the round it asked for: it then finds the
+// org clean and does nothing). With real-time sync on, a notification that arrives while a round
+// runs leaves the org dirty and another round starts after the debounce: the demo's next steps
+// wait for it rather than race it.
+func settle(ctx context.Context, api *client, queues *devhost.Queues) error {
 	deadline := time.Now().Add(settleTimeout)
 	for {
 		var hist struct{ Runs []runView }
@@ -523,12 +527,13 @@ func settle(ctx context.Context, api *client) error {
 				running = r.ID
 			}
 		}
-		if running == "" && !status.Pending {
+		jobs := queues.Counts()[queue.SyncJobs]
+		if running == "" && !status.Pending && jobs.Active+jobs.Scheduled+jobs.Locked == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the org's sync has not settled after %v: running run %q, real-time round pending %v (waiting: %q)",
-				settleTimeout, running, status.Pending, status.Waiting)
+			return fmt.Errorf("the org's sync has not settled after %v: running run %q, real-time round pending %v (waiting: %q), sync-jobs %+v",
+				settleTimeout, running, status.Pending, status.Waiting, jobs)
 		}
 		select {
 		case <-ctx.Done():
