@@ -535,11 +535,19 @@ func settle(ctx context.Context, api *client, queues *devhost.Queues) error {
 			return fmt.Errorf("the org's sync has not settled after %v: running run %q, real-time round pending %v (waiting: %q), sync-jobs %+v",
 				settleTimeout, running, status.Pending, status.Waiting, jobs)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if err := pause(ctx, 250*time.Millisecond); err != nil {
+			return err
 		}
+	}
+}
+
+// pause waits d, or less if ctx ends first: the demo's polling loops.
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
 	}
 }
 
@@ -565,10 +573,8 @@ func syncOnce(ctx context.Context, api *client, out io.Writer, dryRun bool) (run
 		if r.State != "running" {
 			return r, nil
 		}
-		select {
-		case <-ctx.Done():
-			return runView{}, fmt.Errorf("run %s still running: %w", started.RunID, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		if err := pause(ctx, 200*time.Millisecond); err != nil {
+			return runView{}, fmt.Errorf("run %s still running: %w", started.RunID, err)
 		}
 	}
 }

@@ -116,10 +116,8 @@ func notify(ctx context.Context, api *client, sim *m365sim.Server, out io.Writer
 		if b.Counts["queued"]+b.Counts["sending"]+b.Counts["scheduled"] == 0 {
 			break
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		if err := pause(ctx, 500*time.Millisecond); err != nil {
+			return false, err
 		}
 	}
 	for _, r := range b.Rows {

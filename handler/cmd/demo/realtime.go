@@ -165,10 +165,8 @@ func realTime(ctx context.Context, api *client, sim *m365sim.Server, settings ma
 			return false, fmt.Errorf("real-time sync: %s did not reach Leap Change within %v (status: pending %v, waiting %q, last run %q, last error %q)",
 				strings.Join(missing, " and "), realTimeTimeout, st.Pending, st.Waiting, st.LastRunID, st.LastError)
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if err := pause(ctx, 250*time.Millisecond); err != nil {
+			return false, err
 		}
 	}
 
@@ -191,10 +189,8 @@ func realTime(ctx context.Context, api *client, sim *m365sim.Server, settings ma
 		if time.Now().After(deadline) {
 			return false, fmt.Errorf("real-time sync: run %s still running after %v", run.ID, realTimeTimeout)
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if err := pause(ctx, 250*time.Millisecond); err != nil {
+			return false, err
 		}
 	}
 	fmt.Fprintf(out, "the run that did it, trigger %s:\n", run.Trigger)

@@ -91,10 +91,8 @@ func awaitReply(ctx context.Context, sim *m365sim.Server, userID string, before 
 		if posted := sim.BotPosted(sim.BotConversation(tenantID, userID)); len(posted) > before {
 			return posted[before], nil
 		}
-		select {
-		case <-ctx.Done():
+		if err := pause(ctx, 100*time.Millisecond); err != nil {
 			return m365sim.PostedActivity{}, errors.New("no answer within a minute")
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -207,10 +205,8 @@ func teams(ctx context.Context, api *client, sim *m365sim.Server, catalogID stri
 		if b.Counts["queued"]+b.Counts["sending"]+b.Counts["scheduled"] == 0 {
 			break
 		}
-		select {
-		case <-ctx.Done():
-			return false, [2]string{}, ctx.Err()
-		case <-time.After(300 * time.Millisecond):
+		if err := pause(ctx, 300*time.Millisecond); err != nil {
+			return false, [2]string{}, err
 		}
 	}
 	fmt.Fprintf(out, "  %s: sent %d, unreachable %d, failed %d, skipped %d\n", b.State, b.Counts["sent"], b.Counts["unreachable"], b.Counts["failed"], b.Counts["skipped"])
