@@ -22,17 +22,19 @@ func TestSignVerify(t *testing.T) {
 	payload, sig, _ := strings.Cut(good, ".")
 	forged := base64.RawURLEncoding.EncodeToString([]byte(`{"o":"victim"}`))
 	for name, tc := range map[string]struct{ purpose, token string }{
-		"empty":           {"consent state", ""},
-		"no dot":          {"consent state", "abc"},
-		"other key":       {"consent state", other.Sign("consent state", []byte(`{"o":"acme"}`))},
-		"other purpose":   {"webhook clientState", good},
-		"purpose shifted": {"consent stat", s.Sign("consent state", []byte("e"))},
-		"payload swapped": {"consent state", forged + "." + sig},
-		"signature cut":   {"consent state", payload + "." + sig[:10]},
-		"extra part":      {"consent state", good + ".x"},
-		"oversized":       {"consent state", good + strings.Repeat("A", 1024)},
-		"sig not b64":     {"consent state", payload + ".!!!"},
-		"payload not b64": {"consent state", "!!!." + base64.RawURLEncoding.EncodeToString(s.MAC("consent state", []byte("!!!")))},
+		"empty":                   {"consent state", ""},
+		"no dot":                  {"consent state", "abc"},
+		"other key":               {"consent state", other.Sign("consent state", []byte(`{"o":"acme"}`))},
+		"other purpose":           {"webhook clientState", good},
+		"purpose shifted":         {"consent stat", s.Sign("consent state", []byte("e"))},
+		"payload swapped":         {"consent state", forged + "." + sig},
+		"signature cut":           {"consent state", payload + "." + sig[:10]},
+		"extra part":              {"consent state", good + ".x"},
+		"line break in signature": {"consent state", payload + "." + sig[:5] + "\r\n" + sig[5:]},
+		"line break in payload":   {"consent state", payload[:3] + "\n" + payload[3:] + "." + sig},
+		"oversized":               {"consent state", good + strings.Repeat("A", 1024)},
+		"sig not b64":             {"consent state", payload + ".!!!"},
+		"payload not b64":         {"consent state", "!!!." + base64.RawURLEncoding.EncodeToString(s.MAC("consent state", []byte("!!!")))},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := s.Verify(tc.purpose, tc.token, 1024); !errors.Is(err, ErrInvalid) {
