@@ -44,12 +44,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,8 +319,10 @@ func bench(ctx context.Context, o options) (Result, error) {
 		}()
 	}
 	gw0, tw0, tb0 := graphTimer.snapshot(tableTimer)
+	kinds0 := tableTimer.kindsNow()
 	full, err := measureRun(ctx, "full", engine, q, gc, store, orgKey, logf)
 	gw1, tw1, tb1 := graphTimer.snapshot(tableTimer)
+	logf("full: Table requests by kind: %s", tableTimer.kindsSince(kinds0))
 	res.FullGraphWaitS, res.FullTableWaitS, res.FullTableBytes = secs(gw1-gw0), secs(tw1-tw0), tb1-tb0
 	if stopProfile != nil {
 		stopProfile()
@@ -346,6 +350,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 		return res, err
 	}
 	res.FloorEntities = len(ents)
+	kinds0 = tableTimer.kindsNow()
 	res.FloorMethod = "users/delta round read from no link to deltaLink with the same Graph client, then floor_entities inserts " +
 		"(per created stakeholder its row and its email index row, an Entra index row per one without a derived id, and the run's change-log rows; " +
 		"copies of the rows the run left, a page of each kind read back) " +
@@ -375,6 +380,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 		}
 	}
 	ents = nil
+	logf("floor: Table requests by kind: %s", tableTimer.kindsSince(kinds0))
 	gw1, tw1, tb1 = graphTimer.snapshot(tableTimer)
 	res.FloorGraphWaitS, res.FloorTableWaitS, res.FloorTableBytes = secs(gw1-gw0), secs(tw1-tw0), tb1-tb0
 	logf("waiting on services: full Graph %.2fs, Table %.2fs (%d request bytes); floor Graph %.2fs, Table %.2fs (%d request bytes)",
@@ -396,10 +402,12 @@ func bench(ctx context.Context, o options) (Result, error) {
 	res.DeltaMutated = changed
 	logf("delta: %d users changed in the simulated tenant", changed)
 	_, tw0, _ = graphTimer.snapshot(tableTimer)
+	kinds0 = tableTimer.kindsNow()
 	delta, err := measureRun(ctx, "delta", engine, q, gc, store, orgKey, logf)
 	if err != nil {
 		return res, err
 	}
+	logf("delta: Table requests by kind: %s", tableTimer.kindsSince(kinds0))
 	_, tw1, _ = graphTimer.snapshot(tableTimer)
 	res.DeltaTableWaitS = secs(tw1 - tw0)
 	if delta.run.Kind != "delta" {
@@ -729,11 +737,19 @@ func drain(ctx context.Context, q *queuetest.Queue, e *dirsync.Engine) (steps in
 }
 
 // timer is a RoundTripper that adds up the time to each response's headers and the request
-// bytes sent.
+// bytes sent, in all and by kind of request (which says where a run's time with a service goes).
 type timer struct {
 	next  http.RoundTripper
 	wait  atomic.Int64 // nanoseconds
 	bytes atomic.Int64
+	mu    sync.Mutex
+	kinds map[string]kindFigures
+}
+
+// kindFigures is how many requests of a kind were sent and how long they waited in all.
+type kindFigures struct {
+	n    int64
+	wait time.Duration
 }
 
 func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -742,8 +758,63 @@ func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req)
-	t.wait.Add(int64(time.Since(start)))
+	d := time.Since(start)
+	t.wait.Add(int64(d))
+	t.mu.Lock()
+	if t.kinds == nil {
+		t.kinds = map[string]kindFigures{}
+	}
+	k := t.kinds[requestKind(req)]
+	k.n++
+	k.wait += d
+	t.kinds[requestKind(req)] = k
+	t.mu.Unlock()
 	return resp, err
+}
+
+// requestKind names a Table Storage request by what it asks of the service.
+func requestKind(req *http.Request) string {
+	switch path := req.URL.Path; {
+	case strings.HasSuffix(path, "$batch"):
+		return "transaction"
+	case req.Method == http.MethodGet && strings.HasSuffix(path, ")") && strings.Contains(path, "RowKey="):
+		return "point read"
+	case req.Method == http.MethodGet:
+		return "query"
+	default:
+		return strings.ToLower(req.Method) + " entity"
+	}
+}
+
+// kindsSince describes the requests by kind sent since before (a copy taken by kinds).
+func (t *timer) kindsSince(before map[string]kindFigures) string {
+	now := t.kindsNow()
+	names := make([]string, 0, len(now))
+	for k := range now {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		n, w := now[k].n-before[k].n, now[k].wait-before[k].wait
+		if n == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d (%.2fs, %.2f ms each)", k, n, w.Seconds(), w.Seconds()*1000/float64(n))
+	}
+	return b.String()
+}
+
+// kindsNow copies the figures by kind.
+func (t *timer) kindsNow() map[string]kindFigures {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]kindFigures, len(t.kinds))
+	maps.Copy(out, t.kinds)
+	return out
 }
 
 // snapshot returns g's wait, and tab's wait and bytes.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,17 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 	if num("delta_mutated") <= 0 || num("delta_processed") < num("delta_mutated") {
 		t.Errorf("delta_mutated = %v, delta_processed = %v", got["delta_mutated"], got["delta_processed"])
 	}
+	// Where each phase's Table time went: the full run looks disabled users up, the floor only
+	// writes.
+	for _, want := range []string{"full: Table requests by kind: ", "floor: Table requests by kind: ", "delta: Table requests by kind: "} {
+		line := lineWith(stderr.String(), want)
+		if !strings.Contains(line, "transaction ") {
+			t.Errorf("no transactions in %q", line)
+		}
+		if strings.HasPrefix(want, "floor") && strings.Contains(line, "point read") {
+			t.Errorf("the floor read entities: %q", line)
+		}
+	}
 	b, err := os.ReadFile(outFile)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +95,34 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 		t.Errorf("result file lacks date/machine or differs: %s", b)
 	}
 	t.Logf("%s", lines[len(lines)-1])
+}
+
+// lineWith returns the first line of text that contains s, or "".
+func lineWith(text, s string) string {
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestRequestKind(t *testing.T) {
+	for _, tc := range []struct{ method, url, want string }{
+		{"POST", "http://127.0.0.1:10002/devstoreaccount1/$batch", "transaction"},
+		{"GET", "http://127.0.0.1:10002/devstoreaccount1/t(PartitionKey='o',RowKey='s-1')", "point read"},
+		{"GET", "http://127.0.0.1:10002/devstoreaccount1/t()?$filter=PartitionKey%20eq%20'o'", "query"},
+		{"PUT", "http://127.0.0.1:10002/devstoreaccount1/t(PartitionKey='o',RowKey='r')", "put entity"},
+		{"POST", "http://127.0.0.1:10002/devstoreaccount1/Tables", "post entity"},
+	} {
+		req, err := http.NewRequest(tc.method, tc.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := requestKind(req); got != tc.want {
+			t.Errorf("requestKind(%s %s) = %q, want %q", tc.method, tc.url, got, tc.want)
+		}
+	}
 }
 
 func TestUsage(t *testing.T) {
@@ -155,6 +195,17 @@ func TestTeamsBenchEndToEnd(t *testing.T) {
 	}
 	if st := sim.BotStats(); st.Sent != recipients {
 		t.Errorf("the simulated Bot Connector counted %d posts, want %d", st.Sent, recipients)
+	}
+	// Where each phase's Table time went: the full run looks disabled users up, the floor only
+	// writes.
+	for _, want := range []string{"full: Table requests by kind: ", "floor: Table requests by kind: ", "delta: Table requests by kind: "} {
+		line := lineWith(stderr.String(), want)
+		if !strings.Contains(line, "transaction ") {
+			t.Errorf("no transactions in %q", line)
+		}
+		if strings.HasPrefix(want, "floor") && strings.Contains(line, "point read") {
+			t.Errorf("the floor read entities: %q", line)
+		}
 	}
 	b, err := os.ReadFile(outFile)
 	if err != nil {
