@@ -16,10 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leapchange/m365/handler/internal/gcpolicy"
 	"github.com/leapchange/m365/handler/internal/invoke"
 )
 
 func main() {
+	gcpolicy.Apply(os.Getenv) // the real environment: the runtime read GOGC and GOMEMLIMIT from it
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -63,6 +63,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
+	"github.com/leapchange/m365/handler/internal/gcpolicy"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/queuetest"
@@ -72,6 +73,7 @@ import (
 )
 
 func main() {
+	gcpolicy.Apply(os.Getenv) // the handler's policy: the bench runs its engine
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
@@ -156,6 +158,10 @@ type Result struct {
 	GraphRequestsDelta    int64   `json:"graph_requests_delta"`
 	TableTransactionsFull int64   `json:"table_transactions_full"`
 	PeakRSSMB             float64 `json:"peak_rss_mb"`
+	// GOGC and GOMemLimitMB are the garbage collector's policy the run had (gcpolicy, or the
+	// environment's GOGC and GOMEMLIMIT): it moves both the full run and the floor.
+	GOGC         int     `json:"gogc"`
+	GOMemLimitMB float64 `json:"gomemlimit_mb"`
 	// PerUserMS is full_s per user in milliseconds, to compare runs of different sizes;
 	// FloorPerUserMS is floor_s per user, the same for the floor: how much of a change in
 	// per_user_ms between sizes is the services' own (Azurite's insert cost grows with the table).
@@ -247,6 +253,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // bench is one measurement: full, floor, delta.
 func bench(ctx context.Context, o options) (Result, error) {
 	res := Result{Bench: "sync", Users: o.users, Groups: o.groups}
+	res.GOGC, res.GOMemLimitMB = gcPolicy()
 	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
 
 	hc, err := httpClient(o.caFile)
@@ -770,6 +777,12 @@ func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.kinds[requestKind(req)] = k
 	t.mu.Unlock()
 	return resp, err
+}
+
+// gcPolicy returns the collector's target and soft memory limit in force, for the result.
+func gcPolicy() (int, float64) {
+	p, l := gcpolicy.Current()
+	return p, round3(float64(l) / (1 << 20))
 }
 
 // requestKind names a Table Storage request by what it asks of the service.

@@ -57,7 +57,7 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 	}
 	for _, k := range []string{"full_s", "floor_s", "ratio", "delta_s", "delta_ratio", "graph_requests_full",
 		"graph_requests_delta", "table_transactions_full", "peak_rss_mb", "per_user_ms", "floor_per_user_ms",
-		"floor_sequential_s", "floor_pipelined_s"} {
+		"floor_sequential_s", "floor_pipelined_s", "gogc", "gomemlimit_mb"} {
 		if num(k) <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
