@@ -767,14 +767,15 @@ func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	d := time.Since(start)
 	t.wait.Add(int64(d))
+	kind := requestKind(req)
 	t.mu.Lock()
 	if t.kinds == nil {
 		t.kinds = map[string]kindFigures{}
 	}
-	k := t.kinds[requestKind(req)]
+	k := t.kinds[kind]
 	k.n++
 	k.wait += d
-	t.kinds[requestKind(req)] = k
+	t.kinds[kind] = k
 	t.mu.Unlock()
 	return resp, err
 }

@@ -46,7 +46,7 @@ func Apply(getenv func(string) string) Policy {
 
 // Current returns the collector's target and soft memory limit in force.
 func Current() (percent int, limit int64) {
-	percent = debug.SetGCPercent(-1) // reads it: -1 turns the collector off …
-	debug.SetGCPercent(percent)      // … until it is set back at once
+	percent = debug.SetGCPercent(-1)         // reads it: -1 turns the collector off …
+	debug.SetGCPercent(percent)              // … until it is set back at once
 	return percent, debug.SetMemoryLimit(-1) // a negative limit only reads
 }
