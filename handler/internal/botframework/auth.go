@@ -3,7 +3,6 @@ package botframework
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -92,26 +91,12 @@ func (v *Validator) Validate(ctx context.Context, authorization string, a Activi
 		return unauthorized("missing or malformed Authorization header", nil)
 	}
 	tok = strings.TrimSpace(tok)
-	var key jwks.Key
 	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("token has no kid")
-		}
-		k, err := v.keys.Key(ctx, kid)
-		if err != nil {
-			return nil, err
-		}
-		key = k
-		return k.Public, nil
-	},
+	key, err := v.keys.Parse(ctx, tok, claims,
 		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512"}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(v.cfg.AppID),
 		jwt.WithLeeway(clockSkew),
-		jwt.WithTimeFunc(v.cfg.Now),
-		jwt.WithExpirationRequired(),
 	)
 	if err != nil {
 		return unauthorized(jwks.Describe(err), err)

@@ -15,19 +15,20 @@ import (
 	"github.com/leapchange/m365/handler/internal/botframework"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // authRig is the simulated tenant posting activities to an endpoint whose Validator shares the
 // sim's clock (plus skew, for the lifetime tests).
 type authRig struct {
 	sim  *m365sim.Server
-	clk  *clock
+	clk  *testenv.Clock
 	ep   *endpoint
 	skew time.Duration
 }
 
 func newAuthRig(t *testing.T) *authRig {
-	r := &authRig{clk: &clock{t: time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)}}
+	r := &authRig{clk: testenv.NewClock(time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC))}
 	r.ep = newEndpoint(t)
 	r.sim = newSim(t, r.clk, r.ep.srv.URL)
 	r.ep.v = botframework.NewValidator(botframework.ValidatorConfig{

@@ -12,6 +12,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/botframework"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // connector is the slice of the client the Teams sender uses.
@@ -25,14 +26,14 @@ var _ connector = (*botframework.Client)(nil)
 
 type clientRig struct {
 	sim    *m365sim.Server
-	clk    *clock
+	clk    *testenv.Clock
 	client *botframework.Client
 	svc    string // the sim's service URL
 }
 
 func newClientRig(t *testing.T, mutate ...func(*botframework.ClientConfig)) *clientRig {
 	t.Helper()
-	r := &clientRig{clk: &clock{t: time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)}}
+	r := &clientRig{clk: testenv.NewClock(time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC))}
 	r.sim = newSim(t, r.clk, "")
 	r.svc = r.sim.BotServiceURL()
 	cfg := botframework.ClientConfig{AppID: botAppID, Secret: botSecret, TenantID: botTenant,

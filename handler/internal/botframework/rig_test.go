@@ -8,11 +8,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/leapchange/m365/handler/internal/botframework"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 const (
@@ -23,22 +23,9 @@ const (
 	userID         = "a41f7c02-9d3e-4b18-8c6a-2e5f0b9d7a13"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newSim starts a simulated tenant with the customer tenant, a user and the bot registered in
 // its home tenant, its endpoint at endpoint ("" for none).
-func newSim(t *testing.T, clk *clock, endpoint string) *m365sim.Server {
+func newSim(t *testing.T, clk *testenv.Clock, endpoint string) *m365sim.Server {
 	t.Helper()
 	sim := m365sim.New(m365sim.Options{Clock: clk.Now})
 	if err := sim.Start(); err != nil {

@@ -10,12 +10,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/jwks"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func jwk(kid string, pub *rsa.PublicKey, use string) string {
@@ -55,20 +55,8 @@ func TestFetchURL(t *testing.T) {
 	}
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestCachePacing(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2026, 3, 4, 9, 30, 0, 0, time.UTC))
 	var fetches atomic.Int64
 	var fail atomic.Bool
 	set := map[string]jwks.Key{"a": {}}

@@ -14,13 +14,14 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/richnotify"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // TestSimulatedTenantNotifications: the rich notifications the simulated tenant posts (it
 // implements Graph's encryption itself) decrypt with the keyring, and their validationTokens
 // pass the validator — the two implementations agree.
 func TestSimulatedTenantNotifications(t *testing.T) {
-	clk := &clock{t: testNow}
+	clk := testenv.NewClock(testNow)
 	sim := m365sim.New(m365sim.Options{Clock: clk.Now})
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)

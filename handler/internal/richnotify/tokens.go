@@ -3,7 +3,6 @@ package richnotify
 import (
 	"cmp"
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -87,22 +86,10 @@ func (v *TokenValidator) Validate(ctx context.Context, token, tenantID string) e
 		return tokenError("the notification has no tenantId", nil)
 	}
 	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(strings.TrimSpace(token), claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("token has no kid")
-		}
-		k, err := v.keys.Key(ctx, kid)
-		if err != nil {
-			return nil, err
-		}
-		return k.Public, nil
-	},
+	_, err := v.keys.Parse(ctx, strings.TrimSpace(token), claims,
 		jwt.WithValidMethods([]string{"RS256"}),
 		jwt.WithAudience(v.cfg.AppID),
 		jwt.WithLeeway(tokenSkew),
-		jwt.WithTimeFunc(v.cfg.Now),
-		jwt.WithExpirationRequired(),
 	)
 	if err != nil {
 		return tokenError(jwks.Describe(err), err)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/richnotify"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 const (
@@ -27,29 +27,17 @@ const (
 	appID       = "8e460676-ae3f-4b1e-8790-ee0fb5d6148f"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // tokenRig is the simulated tenant (which signs validation tokens with its identity keys) and a
 // validator reading the keys the sim serves at /common/discovery/v2.0/keys, on one clock.
 type tokenRig struct {
 	sim *m365sim.Server
-	clk *clock
+	clk *testenv.Clock
 	v   *richnotify.TokenValidator
 }
 
 func newTokenRig(t *testing.T) *tokenRig {
 	t.Helper()
-	r := &tokenRig{clk: &clock{t: testNow}}
+	r := &tokenRig{clk: testenv.NewClock(testNow)}
 	r.sim = m365sim.New(m365sim.Options{Clock: r.clk.Now})
 	if err := r.sim.Start(); err != nil {
 		t.Fatal(err)
