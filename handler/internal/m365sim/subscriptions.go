@@ -121,14 +121,9 @@ func (s *Server) FireLifecycle(subscriptionID, event string) error {
 	if !slices.Contains(LifecycleEvents, event) {
 		return fmt.Errorf("m365sim: lifecycle event %q: want one of %v", event, LifecycleEvents)
 	}
-	s.init()
-	s.mu.Lock()
-	s.expireLocked()
-	n := s.notify()
-	sub := n.subs[subscriptionID]
-	if sub == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("subscription %q: %w", subscriptionID, ErrNotFound)
+	sub, err := s.lockLiveSub(subscriptionID)
+	if err != nil {
+		return err
 	}
 	if sub.LifecycleNotificationURL == "" {
 		s.mu.Unlock()
@@ -136,7 +131,7 @@ func (s *Server) FireLifecycle(subscriptionID, event string) error {
 	}
 	switch event {
 	case "subscriptionRemoved":
-		delete(n.subs, subscriptionID)
+		delete(s.notify().subs, subscriptionID)
 	case "reauthorizationRequired":
 		sub.ReauthorizationRequired = true
 	}
@@ -151,19 +146,28 @@ func (s *Server) FireLifecycle(subscriptionID, event string) error {
 // lifecycleNotificationUrl a subscriptionRemoved notification is sent there (asynchronously).
 // Unlike FireLifecycle it works for subscriptions without a lifecycle URL.
 func (s *Server) RemoveSubscription(subscriptionID string) error {
-	s.init()
-	s.mu.Lock()
-	s.expireLocked()
-	n := s.notify()
-	sub := n.subs[subscriptionID]
-	if sub == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("subscription %q: %w", subscriptionID, ErrNotFound)
+	sub, err := s.lockLiveSub(subscriptionID)
+	if err != nil {
+		return err
 	}
-	delete(n.subs, subscriptionID)
+	delete(s.notify().subs, subscriptionID)
 	s.mu.Unlock()
 	s.postLifecycle(sub, "subscriptionRemoved")
 	return nil
+}
+
+// lockLiveSub locks s.mu and finds a live subscription by id; when there is none it unlocks
+// and returns ErrNotFound.
+func (s *Server) lockLiveSub(id string) (*subRec, error) {
+	s.init()
+	s.mu.Lock()
+	s.expireLocked()
+	sub := s.notify().subs[id]
+	if sub == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("subscription %q: %w", id, ErrNotFound)
+	}
+	return sub, nil
 }
 
 // --- Graph routes ------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ func (s *Server) subscriptionsRoute(r *http.Request, segs []string) (route, bool
 // the resource's permission) and runs h under the state lock.
 func (s *Server) subsGraph(h graphHandler) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.writeGraph(w, r, s.runGraphDenied(r, allRoles(), extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request."), h))
+		s.writeGraph(w, r, s.runGraphDenied(r, allRoles(), subsForbidden(), h))
 	}
 }
 
@@ -203,6 +207,11 @@ func (s *Server) subsGraph(h graphHandler) func(http.ResponseWriter, *http.Reque
 func extensionError(status int, reason, msg string) gresp {
 	op := "Create"
 	return errResp(status, "ExtensionError", fmt.Sprintf("Operation: %s; Exception: [Status Code: %s; Reason: %s]", op, reason, msg))
+}
+
+// subsForbidden is the 403 of a caller without the permission a subscription needs.
+func subsForbidden() gresp {
+	return extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request.")
 }
 
 func subNotFound(id string) gresp {
@@ -324,7 +333,7 @@ func validWebhookURL(v string) bool {
 // answered.
 func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 	var pending *subRec
-	resp := s.runGraphDenied(r, allRoles(), extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request."), func(r *http.Request, g *gctx) gresp {
+	resp := s.runGraphDenied(r, allRoles(), subsForbidden(), func(r *http.Request, g *gctx) gresp {
 		p, e := s.newSubscription(r, g)
 		if e != nil {
 			return *e
@@ -454,8 +463,12 @@ func (s *Server) newSubscription(r *http.Request, g *gctx) (*subRec, *gresp) {
 	return sub, nil
 }
 
-// ownSub finds the caller's live subscription named in the path (s.mu held).
+// ownSub reads a /subscriptions/{id}[/…] request, which takes no query options: the caller's
+// live subscription named in the path (s.mu held).
 func (s *Server) ownSub(r *http.Request, g *gctx) (*subRec, *gresp) {
+	if e := checkQuery(r.URL.Query()); e != nil {
+		return nil, e
+	}
 	s.expireLocked()
 	id := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1.0/subscriptions/"), "/")[0]
 	sub := s.notify().subs[id]
@@ -490,9 +503,6 @@ func (s *Server) listSubscriptions(r *http.Request, g *gctx) gresp {
 }
 
 func (s *Server) getSubscription(r *http.Request, g *gctx) gresp {
-	if e := checkQuery(r.URL.Query()); e != nil {
-		return *e
-	}
 	sub, e := s.ownSub(r, g)
 	if e != nil {
 		return *e
@@ -503,9 +513,6 @@ func (s *Server) getSubscription(r *http.Request, g *gctx) gresp {
 // patchSubscription is PATCH /subscriptions/{id} {"expirationDateTime"}: renews (and
 // reauthorizes) the subscription; 200 with it. Other properties are not implemented.
 func (s *Server) patchSubscription(r *http.Request, g *gctx) gresp {
-	if e := checkQuery(r.URL.Query()); e != nil {
-		return *e
-	}
 	sub, e := s.ownSub(r, g)
 	if e != nil {
 		return *e
@@ -529,16 +536,13 @@ func (s *Server) patchSubscription(r *http.Request, g *gctx) gresp {
 		return *e
 	}
 	if !s.mayKeep(g, sub) {
-		return extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request.")
+		return subsForbidden()
 	}
 	sub.ExpirationDateTime, sub.ReauthorizationRequired, sub.Reauthorized = exp.UTC(), false, g.now
 	return jsonResp(sub.json(g.base))
 }
 
 func (s *Server) deleteSubscription(r *http.Request, g *gctx) gresp {
-	if e := checkQuery(r.URL.Query()); e != nil {
-		return *e
-	}
 	sub, e := s.ownSub(r, g)
 	if e != nil {
 		return *e
@@ -550,15 +554,12 @@ func (s *Server) deleteSubscription(r *http.Request, g *gctx) gresp {
 // reauthorizeSubscription is POST /subscriptions/{id}/reauthorize: 204 when the app still has
 // the permission, 403 otherwise.
 func (s *Server) reauthorizeSubscription(r *http.Request, g *gctx) gresp {
-	if e := checkQuery(r.URL.Query()); e != nil {
-		return *e
-	}
 	sub, e := s.ownSub(r, g)
 	if e != nil {
 		return *e
 	}
 	if !s.mayKeep(g, sub) {
-		return extensionError(http.StatusForbidden, "Forbidden", "Missing role permissions on the request.")
+		return subsForbidden()
 	}
 	sub.ReauthorizationRequired, sub.Reauthorized = false, g.now
 	return gresp{status: http.StatusNoContent}
