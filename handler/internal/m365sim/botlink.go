@@ -11,30 +11,22 @@ import "github.com/google/uuid"
 // once (BotWait waits for the activities) and takes only the bot's own lock, so the Graph
 // installedApps routes may call it with s.mu held.
 func (s *Server) botInstalled(tenant, userObjectID string) {
-	b := s.lockBot()
-	c := b.convLocked(tenant, userObjectID)
-	c.installed, c.blocked = true, false
-	appID, endpoint := b.appID, b.endpoint
-	b.pending.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.pending.Done()
-		if appID == "" || endpoint == "" {
-			return
-		}
-		bot := map[string]any{"id": "28:" + appID}
-		s.deliver(tenant, userObjectID, map[string]any{"type": "conversationUpdate", "id": "f:" + uuid.NewString(), "membersAdded": []any{bot}})
-		s.deliver(tenant, userObjectID, map[string]any{"type": "installationUpdate", "id": "f:" + uuid.NewString(), "action": "add"})
-	}()
+	s.setBotInstalled(tenant, userObjectID, true)
 }
 
 // botUninstalled marks the user's conversation blocked (sends and updates answer 403
 // MessageWritesBlocked) and, asynchronously, sends the bot the installationUpdate (action
 // remove). Like botInstalled it may be called with s.mu held.
 func (s *Server) botUninstalled(tenant, userObjectID string) {
+	s.setBotInstalled(tenant, userObjectID, false)
+}
+
+// setBotInstalled records the user's conversation as installed or blocked and, when a bot
+// is registered, sends it the activities Teams sends on that change.
+func (s *Server) setBotInstalled(tenant, userObjectID string, installed bool) {
 	b := s.lockBot()
 	c := b.convLocked(tenant, userObjectID)
-	c.installed, c.blocked = false, true
+	c.installed, c.blocked = installed, !installed
 	appID, endpoint := b.appID, b.endpoint
 	b.pending.Add(1)
 	b.mu.Unlock()
@@ -43,7 +35,13 @@ func (s *Server) botUninstalled(tenant, userObjectID string) {
 		if appID == "" || endpoint == "" {
 			return
 		}
-		s.deliver(tenant, userObjectID, map[string]any{"type": "installationUpdate", "id": "f:" + uuid.NewString(), "action": "remove"})
+		action := "remove"
+		if installed {
+			bot := map[string]any{"id": "28:" + appID}
+			s.deliver(tenant, userObjectID, map[string]any{"type": "conversationUpdate", "id": "f:" + uuid.NewString(), "membersAdded": []any{bot}})
+			action = "add"
+		}
+		s.deliver(tenant, userObjectID, map[string]any{"type": "installationUpdate", "id": "f:" + uuid.NewString(), "action": action})
 	}()
 }
 
