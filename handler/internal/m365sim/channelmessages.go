@@ -656,30 +656,14 @@ func (s *Server) listMessages(r *http.Request, g *gctx, m msgReq) gresp {
 			return *e
 		}
 	} else {
-		if e := checkQuery(q, "top", "expand"); e != nil {
+		var e *gresp
+		if st, e = m.firstState(q, g, "top", "expand"); e != nil {
 			return *e
 		}
-		top, e := messagesTop(q)
-		if e != nil {
-			return *e
-		}
-		exp, e := expandReplies(q)
-		if e != nil {
-			return *e
-		}
-		st = msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Top: top, Exp: exp}
 	}
 	roots := slices.Clone(m.cm.roots)
 	slices.Reverse(roots)
-	page, end := pageAt(roots, st.Off, st.Top)
-	out := msgPage{ODataContext: m.baseCtx, Value: []chatMessageJSON{}}
-	for _, msg := range page {
-		out.Value = append(out.Value, msg.wire(m.tenant, st.Exp))
-	}
-	if end < len(roots) {
-		st.Off = end
-		out.NextLink = pageLink(g, r, "$skiptoken", encodeMsgState(st))
-	}
+	out, _ := msgsPage(g, r, m.baseCtx, roots, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, st.Exp) })
 	return jsonResp(out)
 }
 
@@ -697,24 +681,13 @@ func (s *Server) listReplies(r *http.Request, g *gctx, m msgReq) gresp {
 			return *e
 		}
 	} else {
-		if e := checkQuery(q, "top"); e != nil {
+		var e *gresp
+		if st, e = m.firstState(q, g, "top"); e != nil {
 			return *e
 		}
-		top, e := messagesTop(q)
-		if e != nil {
-			return *e
-		}
-		st = msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Root: root.ID, Top: top}
+		st.Root = root.ID
 	}
-	page, end := pageAt(root.replies, st.Off, st.Top)
-	out := msgPage{ODataContext: m.baseCtx + "('" + root.ID + "')/replies", Value: []chatMessageJSON{}}
-	for _, msg := range page {
-		out.Value = append(out.Value, msg.wire(m.tenant, false))
-	}
-	if end < len(root.replies) {
-		st.Off = end
-		out.NextLink = pageLink(g, r, "$skiptoken", encodeMsgState(st))
-	}
+	out, _ := msgsPage(g, r, m.baseCtx+"('"+root.ID+"')/replies", root.replies, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, false) })
 	return jsonResp(out)
 }
 
@@ -739,18 +712,11 @@ func (s *Server) messagesDelta(r *http.Request, g *gctx, m msgReq) gresp {
 		}
 		st = msgState{T: prev.T, Team: prev.Team, Ch: prev.Ch, Top: prev.Top, Exp: prev.Exp, Since: prev.Upto}
 	default:
-		if e := checkQuery(q, "top", "expand", "filter"); e != nil {
+		var e *gresp
+		if st, e = m.firstState(q, g, "top", "expand", "filter"); e != nil {
 			return *e
 		}
-		top, e := messagesTop(q)
-		if e != nil {
-			return *e
-		}
-		exp, e := expandReplies(q)
-		if e != nil {
-			return *e
-		}
-		st = msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Top: top, Exp: exp, Since: -1}
+		st.Since = -1
 		if f := strings.TrimSpace(qget(q, "filter")); f != "" {
 			v, ok := strings.CutPrefix(f, "lastModifiedDateTime gt ")
 			t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(v))
@@ -771,19 +737,46 @@ func (s *Server) messagesDelta(r *http.Request, g *gctx, m msgReq) gresp {
 		}
 	}
 	slices.SortStableFunc(chains, func(a, b *msgRec) int { return a.chainModified().Compare(b.chainModified()) })
-	page, end := pageAt(chains, st.Off, st.Top)
-	out := msgPage{ODataContext: g.base + "/v1.0/$metadata#Collection(chatMessage)", Value: []chatMessageJSON{}}
-	for _, msg := range page {
+	out, more := msgsPage(g, r, g.base+"/v1.0/$metadata#Collection(chatMessage)", chains, st, func(msg *msgRec) chatMessageJSON {
 		w := msg.wire(m.tenant, st.Exp)
 		w.ODataType = "#microsoft.graph.chatMessage"
-		out.Value = append(out.Value, w)
-	}
-	if end < len(chains) {
-		st.Off = end
-		out.NextLink = pageLink(g, r, "$skiptoken", encodeMsgState(st))
-	} else {
+		return w
+	})
+	if !more {
 		st.Off = 0
 		out.DeltaLink = pageLink(g, r, "$deltatoken", encodeMsgState(st))
 	}
 	return jsonResp(out)
+}
+
+// firstState reads the query of a listing's first page (allowed names the options it takes):
+// $top and $expand=replies.
+func (m msgReq) firstState(q url.Values, g *gctx, allowed ...string) (msgState, *gresp) {
+	if e := checkQuery(q, allowed...); e != nil {
+		return msgState{}, e
+	}
+	top, e := messagesTop(q)
+	if e != nil {
+		return msgState{}, e
+	}
+	exp, e := expandReplies(q) // false where allowed leaves $expand out: checkQuery refused it
+	if e != nil {
+		return msgState{}, e
+	}
+	return msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Top: top, Exp: exp}, nil
+}
+
+// msgsPage is the page of msgs that st starts, each as wire writes it, with the nextLink to
+// the rest; more reports whether there is a rest.
+func msgsPage(g *gctx, r *http.Request, ctx string, msgs []*msgRec, st msgState, wire func(*msgRec) chatMessageJSON) (out msgPage, more bool) {
+	page, end := pageAt(msgs, st.Off, st.Top)
+	out = msgPage{ODataContext: ctx, Value: []chatMessageJSON{}}
+	for _, msg := range page {
+		out.Value = append(out.Value, wire(msg))
+	}
+	if end < len(msgs) {
+		st.Off = end
+		out.NextLink = pageLink(g, r, "$skiptoken", encodeMsgState(st))
+	}
+	return out, end < len(msgs)
 }
