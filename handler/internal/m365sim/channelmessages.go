@@ -202,26 +202,25 @@ func (s *Server) postMessage(tenantID, teamID, channelID, rootID string, in Chan
 // EditChannelMessage replaces the content of a message or reply (as its author editing it in
 // Teams); the subscriptions are notified (changeType updated).
 func (s *Server) EditChannelMessage(tenantID, teamID, channelID, messageID, content string) error {
-	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.messageLocked(tenantID, teamID, channelID, messageID)
-	if err != nil {
-		return err
-	}
-	if !m.Deleted.IsZero() {
-		return fmt.Errorf("m365sim: message %q is deleted", messageID)
-	}
-	now := s.now().UTC()
-	m.Content, m.LastModified, m.LastEdited = content, now, now
-	s.changedLocked(tenantID, m, "updated")
-	return nil
+	deleted := fmt.Errorf("m365sim: message %q is deleted", messageID)
+	return s.changeMessage(tenantID, teamID, channelID, messageID, "updated", deleted, func(m *msgRec, now time.Time) {
+		m.Content, m.LastModified, m.LastEdited = content, now, now
+	})
 }
 
 // DeleteChannelMessage deletes a message or reply as Teams does (soft: it stays, with
 // deletedDateTime set and its content emptied); the subscriptions are notified (changeType
 // deleted).
 func (s *Server) DeleteChannelMessage(tenantID, teamID, channelID, messageID string) error {
+	return s.changeMessage(tenantID, teamID, channelID, messageID, "deleted", nil, func(m *msgRec, now time.Time) {
+		m.Content, m.Mentions, m.LastModified, m.Deleted = "", nil, now, now
+	})
+}
+
+// changeMessage applies change to a message that is not deleted, at the sim's time, and
+// notifies the subscriptions of changeType; a deleted message is left as it is and answers
+// ifDeleted.
+func (s *Server) changeMessage(tenantID, teamID, channelID, messageID, changeType string, ifDeleted error, change func(m *msgRec, now time.Time)) error {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -230,11 +229,10 @@ func (s *Server) DeleteChannelMessage(tenantID, teamID, channelID, messageID str
 		return err
 	}
 	if !m.Deleted.IsZero() {
-		return nil
+		return ifDeleted
 	}
-	now := s.now().UTC()
-	m.Content, m.Mentions, m.LastModified, m.Deleted = "", nil, now, now
-	s.changedLocked(tenantID, m, "deleted")
+	change(m, s.now().UTC())
+	s.changedLocked(tenantID, m, changeType)
 	return nil
 }
 
@@ -648,18 +646,9 @@ func pageLink(g *gctx, r *http.Request, name, tok string) string {
 // listMessages is GET …/messages: root messages, newest first (a sim choice; Graph does not
 // document the order), $top (default 20, at most 50), $expand=replies, $skiptoken paging.
 func (s *Server) listMessages(r *http.Request, g *gctx, m msgReq) gresp {
-	q := r.URL.Query()
-	var st msgState
-	if tok := qget(q, "skiptoken"); tok != "" {
-		var e *gresp
-		if st, e = decodeMsgState(tok, g, m); e != nil {
-			return *e
-		}
-	} else {
-		var e *gresp
-		if st, e = m.firstState(q, g, "top", "expand"); e != nil {
-			return *e
-		}
+	st, e := m.listState(r.URL.Query(), g, "", "top", "expand")
+	if e != nil {
+		return *e
 	}
 	roots := slices.Clone(m.cm.roots)
 	slices.Reverse(roots)
@@ -669,23 +658,13 @@ func (s *Server) listMessages(r *http.Request, g *gctx, m msgReq) gresp {
 
 // listReplies is GET …/messages/{id}/replies: oldest first, $top (at most 50), $skiptoken.
 func (s *Server) listReplies(r *http.Request, g *gctx, m msgReq) gresp {
-	q := r.URL.Query()
 	root := m.cm.byID[m.segs[5]]
 	if root == nil || root.ReplyToID != "" {
 		return teamsNotFound("Message not found: " + m.segs[5])
 	}
-	var st msgState
-	if tok := qget(q, "skiptoken"); tok != "" {
-		var e *gresp
-		if st, e = decodeMsgState(tok, g, m); e != nil {
-			return *e
-		}
-	} else {
-		var e *gresp
-		if st, e = m.firstState(q, g, "top"); e != nil {
-			return *e
-		}
-		st.Root = root.ID
+	st, e := m.listState(r.URL.Query(), g, root.ID, "top")
+	if e != nil {
+		return *e
 	}
 	out, _ := msgsPage(g, r, m.baseCtx+"('"+root.ID+"')/replies", root.replies, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, false) })
 	return jsonResp(out)
@@ -713,7 +692,7 @@ func (s *Server) messagesDelta(r *http.Request, g *gctx, m msgReq) gresp {
 		st = msgState{T: prev.T, Team: prev.Team, Ch: prev.Ch, Top: prev.Top, Exp: prev.Exp, Since: prev.Upto}
 	default:
 		var e *gresp
-		if st, e = m.firstState(q, g, "top", "expand", "filter"); e != nil {
+		if st, e = m.firstState(q, g, "", "top", "expand", "filter"); e != nil {
 			return *e
 		}
 		st.Since = -1
@@ -749,9 +728,18 @@ func (s *Server) messagesDelta(r *http.Request, g *gctx, m msgReq) gresp {
 	return jsonResp(out)
 }
 
+// listState is the state of a listing's page: its $skiptoken's, or for a first page
+// firstState's.
+func (m msgReq) listState(q url.Values, g *gctx, root string, allowed ...string) (msgState, *gresp) {
+	if tok := qget(q, "skiptoken"); tok != "" {
+		return decodeMsgState(tok, g, m)
+	}
+	return m.firstState(q, g, root, allowed...)
+}
+
 // firstState reads the query of a listing's first page (allowed names the options it takes):
-// $top and $expand=replies.
-func (m msgReq) firstState(q url.Values, g *gctx, allowed ...string) (msgState, *gresp) {
+// $top and $expand=replies; root is the message whose replies it lists, if any.
+func (m msgReq) firstState(q url.Values, g *gctx, root string, allowed ...string) (msgState, *gresp) {
 	if e := checkQuery(q, allowed...); e != nil {
 		return msgState{}, e
 	}
@@ -763,7 +751,7 @@ func (m msgReq) firstState(q url.Values, g *gctx, allowed ...string) (msgState, 
 	if e != nil {
 		return msgState{}, e
 	}
-	return msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Top: top, Exp: exp}, nil
+	return msgState{T: g.t.id, Team: m.team.ID, Ch: m.segs[3], Root: root, Top: top, Exp: exp}, nil
 }
 
 // msgsPage is the page of msgs that st starts, each as wire writes it, with the nextLink to
