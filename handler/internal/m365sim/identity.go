@@ -531,52 +531,67 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // parseJWT verifies an RS256 signature made by the sim's key and decodes the claims.
 func parseJWT(tok string) (tokenClaims, error) {
 	var c tokenClaims
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return c, fmt.Errorf("not a JWT")
-	}
 	var hdr struct {
 		Alg string `json:"alg"`
 	}
+	j, err := splitJWS(tok, "JWT ", &hdr, func() bool { return hdr.Alg == "RS256" })
+	if err != nil {
+		return c, err
+	}
+	if err := rsa.VerifyPKCS1v15(&getSigner().key.PublicKey, crypto.SHA256, j.digest[:], j.sig); err != nil {
+		return c, fmt.Errorf("signature validation failed")
+	}
+	err = j.claims(&c)
+	return c, err
+}
+
+// jws is a compact JWS (header.payload.signature) split, with its signature decoded. noun
+// names the token in the error texts, which the sim's error answers carry.
+type jws struct {
+	noun    string
+	payload string   // base64url, as sent
+	sig     []byte   // decoded
+	digest  [32]byte // SHA-256 of the signing input
+}
+
+// splitJWS splits a compact JWS and decodes its header into hdr (headerOK, when not nil,
+// vets it) and its signature.
+func splitJWS(tok, noun string, hdr any, headerOK func() bool) (jws, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return jws{}, fmt.Errorf("not a JWT")
+	}
 	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Alg != "RS256" {
-		return c, fmt.Errorf("bad JWT header")
+	if err != nil || json.Unmarshal(hb, hdr) != nil || headerOK != nil && !headerOK() {
+		return jws{}, fmt.Errorf("bad %sheader", noun)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return c, fmt.Errorf("bad JWT signature encoding")
+		return jws{}, fmt.Errorf("bad %ssignature encoding", noun)
 	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(&getSigner().key.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
-		return c, fmt.Errorf("signature validation failed")
+	return jws{noun: noun, payload: parts[1], sig: sig, digest: sha256.Sum256([]byte(parts[0] + "." + parts[1]))}, nil
+}
+
+// claims decodes the payload into v.
+func (j jws) claims(v any) error {
+	pb, err := base64.RawURLEncoding.DecodeString(j.payload)
+	if err != nil || json.Unmarshal(pb, v) != nil {
+		return fmt.Errorf("bad %spayload", j.noun)
 	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil || json.Unmarshal(pb, &c) != nil {
-		return c, fmt.Errorf("bad JWT payload")
-	}
-	return c, nil
+	return nil
 }
 
 // verifyAssertion checks a client_assertion JWT (RS256 or PS256) against the app's certificates.
 func verifyAssertion(tok, clientID string, certs []*x509.Certificate) error {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return fmt.Errorf("not a JWT")
-	}
 	var hdr struct {
 		Alg     string `json:"alg"`
 		X5t     string `json:"x5t"`
 		X5tS256 string `json:"x5t#S256"`
 	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil || json.Unmarshal(hb, &hdr) != nil {
-		return fmt.Errorf("bad header")
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	j, err := splitJWS(tok, "", &hdr, nil)
 	if err != nil {
-		return fmt.Errorf("bad signature encoding")
+		return err
 	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	var cert *x509.Certificate
 	for _, c := range certs {
 		s1, s2 := sha1.Sum(c.Raw), sha256.Sum256(c.Raw)
@@ -593,9 +608,9 @@ func verifyAssertion(tok, clientID string, certs []*x509.Certificate) error {
 	}
 	switch hdr.Alg {
 	case "RS256":
-		err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig)
+		err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, j.digest[:], j.sig)
 	case "PS256":
-		err = rsa.VerifyPSS(pub, crypto.SHA256, sum[:], sig, nil)
+		err = rsa.VerifyPSS(pub, crypto.SHA256, j.digest[:], j.sig, nil)
 	default:
 		err = fmt.Errorf("unsupported alg %q", hdr.Alg)
 	}
@@ -607,9 +622,8 @@ func verifyAssertion(tok, clientID string, certs []*x509.Certificate) error {
 		Sub string `json:"sub"`
 		Exp int64  `json:"exp"`
 	}
-	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil || json.Unmarshal(pb, &c) != nil {
-		return fmt.Errorf("bad payload")
+	if err := j.claims(&c); err != nil {
+		return err
 	}
 	if !strings.EqualFold(c.Iss, clientID) || !strings.EqualFold(c.Sub, clientID) {
 		return fmt.Errorf("iss/sub must be the client id")
