@@ -95,7 +95,21 @@ type fixture struct {
 // registered are the orgs setup registers; every other org is unknown.
 var registered = []string{"org-a", "org-b", "org-new"}
 
-func setup(t *testing.T) *fixture {
+// testDirectory is the tenant's directory as the sync engine and the API read it.
+type testDirectory interface {
+	UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error)
+	User(ctx context.Context, tenant, id string) (entra.User, error)
+	Group(ctx context.Context, tenant, id string) (entra.Group, error)
+	TransitiveUserIDs(ctx context.Context, tenant, group string) ([]string, error)
+	SearchGroups(ctx context.Context, tenant, q string, limit int) ([]entra.Group, error)
+}
+
+// setup serves the API over Azurite with org-a connected, the registered orgs, and the
+// two-page directory.
+func setup(t *testing.T) *fixture { return setupWith(t, twoPages{}) }
+
+// setupWith is setup reading dir; the engine runs one step per page.
+func setupWith(t *testing.T, dir testDirectory) *fixture {
 	t.Helper()
 	store := tablestoretest.Open(t)
 	conns := connection.NewStore(store)
@@ -112,7 +126,7 @@ func setup(t *testing.T) *fixture {
 		return now
 	}
 	f := &fixture{q: &queuetest.Queue{}, store: store}
-	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: twoPages{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
+	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: dir, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
 	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
 	f.orgs = org.New(org.Config{Store: store, Tenant: flow, Now: clock})
@@ -122,7 +136,7 @@ func setup(t *testing.T) *fixture {
 		}
 	}
 	f.srv = httptest.NewServer(api.New(api.Deps{
-		Orgs: f.orgs, Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: twoPages{},
+		Orgs: f.orgs, Sync: f.eng, Connections: conns, Consent: flow, Settings: syncsettings.NewStore(store), Directory: dir,
 		Stakeholders: stakeholder.NewStore(store), Groups: stakeholder.NewGroups(store), Now: clock,
 		NextSync: func(syncsettings.Settings, time.Time) (time.Time, bool) {
 			return time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC), true

@@ -3,21 +3,10 @@ package api_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/leapchange/m365/handler/internal/api"
-	"github.com/leapchange/m365/handler/internal/connection"
-	"github.com/leapchange/m365/handler/internal/consent"
-	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
-	"github.com/leapchange/m365/handler/internal/org"
-	"github.com/leapchange/m365/handler/internal/queuetest"
-	"github.com/leapchange/m365/handler/internal/syncsettings"
-	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // deletingDir is twoPages whose delta rounds say u2 was deleted: the second run would deactivate
@@ -29,36 +18,6 @@ func (d deletingDir) UsersDelta(ctx context.Context, tenant, link string) (entra
 		return entra.UserPage{Users: []entra.User{{ID: "u2", Removed: entra.HardDeleted}}, DeltaLink: link}, nil
 	}
 	return d.twoPages.UsersDelta(ctx, tenant, link)
-}
-
-// setupCancel is setup with deletingDir: org-a connected and registered, one step per page.
-func setupCancel(t *testing.T) *fixture {
-	t.Helper()
-	store := tablestoretest.Open(t)
-	conns := connection.NewStore(store)
-	orgA := mustOrg(t, "org-a")
-	if _, err := conns.Put(t.Context(), orgA, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time { // a new millisecond at every reading: run ids sort by start
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Millisecond)
-		return now
-	}
-	f := &fixture{q: &queuetest.Queue{}, store: store}
-	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: deletingDir{}, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
-	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",
-		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
-	f.orgs = org.New(org.Config{Store: store, Tenant: flow, Now: clock})
-	if _, _, err := f.orgs.Register(t.Context(), orgA, org.Registration{DisplayName: "org-a", TimeZone: "Europe/London"}); err != nil {
-		t.Fatal(err)
-	}
-	f.srv = httptest.NewServer(api.New(api.Deps{Orgs: f.orgs, Sync: f.eng, Connections: conns, Settings: syncsettings.NewStore(store), Now: clock}))
-	t.Cleanup(f.srv.Close)
-	return f
 }
 
 // startRun starts a run through the API and returns its id.
@@ -140,7 +99,7 @@ func TestCancelRun(t *testing.T) {
 		{name: "not JSON", prepare: runningRun, contentType: "text/plain", body: "ada", status: 400, typ: invalidType, field: "Content-Type", before: "running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := setupCancel(t)
+			f := setupWith(t, deletingDir{})
 			id := tc.id
 			if tc.prepare != nil {
 				id = tc.prepare(t, f)

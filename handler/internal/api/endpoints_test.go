@@ -4,8 +4,6 @@ package api_test
 // endpoints, over Azurite through the same fixture as api_test.go.
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,10 +19,17 @@ const (
 	staleTag        = `W/"datetime'2020-01-01T00%3A00%3A00.0000000Z'"`
 )
 
-// doH is do with request headers as name/value pairs.
+// doH is do with a JSON body (when there is one) and request headers as name/value pairs.
 func (f *fixture) doH(t *testing.T, method, path, body string, header ...string) answer {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, f.srv.URL+path, strings.NewReader(body))
+	return send(t, jsonRequest(t, method, f.srv.URL+path, body, header...))
+}
+
+// jsonRequest is a request to url with a JSON body (when there is one) and headers as
+// name/value pairs.
+func jsonRequest(t *testing.T, method, url, body string, header ...string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,19 +39,7 @@ func (f *fixture) doH(t *testing.T, method, path, body string, header ...string)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &a.body); err != nil {
-			t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
-		}
-	}
-	return a
+	return req
 }
 
 // fieldMessages maps each field a 400 problem names to its messages, joined.

@@ -19,6 +19,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/monitoring"
 	"github.com/leapchange/m365/handler/internal/subscriptions"
 	"github.com/leapchange/m365/handler/internal/teamsmsg"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // GET and PUT /teams/monitoring over a real monitoring.Monitor and its stores (Azurite); only
@@ -32,24 +33,6 @@ const (
 	publicBaseURL  = "https://leap.example.net"
 	preconditionT  = "urn:leapchange:problem:precondition-failed"
 )
-
-// monitoringClock is the Monitor's clock: tests move it to reach a subscription's renewal.
-type monitoringClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *monitoringClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *monitoringClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // graphSubs stands in for Microsoft Graph's change-notification subscriptions of the tenant,
 // checking each request as Graph does (resource, URLs, clientState, lifetime, certificate, one
@@ -181,7 +164,7 @@ type monitoringFixture struct {
 	*fixture // serves the API with the Monitor
 	tenant   *teamsTenant
 	graph    *graphSubs
-	clock    *monitoringClock
+	clock    *testenv.Clock
 }
 
 // setupMonitoring serves the API with a Monitor over the teams fixture's stores and tenant,
@@ -192,7 +175,7 @@ func setupMonitoring(t *testing.T) *monitoringFixture {
 	if a := tf.do(t, "POST", teamsOrg+"/teams/connect", "", ""); a.status != http.StatusOK {
 		t.Fatalf("POST /teams/connect = %d %s", a.status, a.raw)
 	}
-	clock := &monitoringClock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	states, err := subscriptions.NewClientStates([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +222,7 @@ func (f *monitoringFixture) view(t *testing.T, path string) (monitoringView, ans
 // put sends PUT /teams/monitoring, wanting 200.
 func (f *monitoringFixture) put(t *testing.T, body string, header ...string) monitoringView {
 	t.Helper()
-	a := f.doWith(t, "PUT", monitoringPath, body, header...)
+	a := f.doH(t, "PUT", monitoringPath, body, header...)
 	if a.status != http.StatusOK || a.header.Get("ETag") == "" {
 		t.Fatalf("PUT = %d ETag %q %s", a.status, a.header.Get("ETag"), a.raw)
 	}
@@ -359,7 +342,7 @@ func TestMonitoringRefused(t *testing.T) {
 			if tc.status == http.StatusPreconditionFailed {
 				header = []string{"If-Match", staleETag}
 			}
-			a := f.doWith(t, "PUT", o+"/teams/monitoring", tc.body, header...)
+			a := f.doH(t, "PUT", o+"/teams/monitoring", tc.body, header...)
 			for _, field := range cmpOr(tc.fields, []string{""}) {
 				wantProblem(t, a, tc.status, tc.typ, field)
 			}
@@ -448,7 +431,7 @@ func TestMonitoringSave(t *testing.T) {
 		t.Errorf("reconciled = %+v, want nothing done", *v.Reconciled)
 	}
 	// The ETag from before that save is stale now.
-	wantProblem(t, f.doWith(t, "PUT", monitoringPath, body, "If-Match", etag), http.StatusPreconditionFailed, preconditionT, "")
+	wantProblem(t, f.doH(t, "PUT", monitoringPath, body, "If-Match", etag), http.StatusPreconditionFailed, preconditionT, "")
 
 	// One channel dropped: its subscription deleted.
 	v = f.put(t, monitoringBody(true, monitorChannel(teamOps, chanAlerts)))
@@ -505,7 +488,7 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 	}
 
 	// Two days on, both are due for renewal; Graph fails it: each subscription shows why.
-	f.clock.advance(48 * time.Hour)
+	f.clock.Advance(48 * time.Hour)
 	f.graph.set(func(g *graphSubs) {
 		g.renewErr = &errkind.Error{Kind: errkind.Unavailable, Status: http.StatusServiceUnavailable, Message: "try later"}
 	})
@@ -538,7 +521,7 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 			}
 		}
 	})
-	f.clock.advance(48 * time.Hour)
+	f.clock.Advance(48 * time.Hour)
 	v = f.put(t, body)
 	if *v.Reconciled != (monitoring.Report{Renewed: 1, Recreated: 1}) || !slices.Equal(f.graph.live(), []string{alerts, general}) {
 		t.Errorf("reconciled = %+v, at Graph %v", *v.Reconciled, f.graph.live())

@@ -569,16 +569,7 @@ func (c *conformance) check(method, target string, resp *http.Response, raw []by
 func (c *conformance) call(base, method, target, body string, header ...string) (*http.Response, jsonObj) {
 	t := c.t
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, base+target, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
+	req := jsonRequest(t, method, base+target, body, header...)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -832,7 +823,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	resp, _ = c.call(mon.srv.URL, "PUT", mp, monBody) // 200, one subscription refused: status.lastError
 	c.call(mon.srv.URL, "GET", mp, "")                // 200 with ETag, subscriptions, status
 	mon.graph.reset()
-	mon.clock.advance(48 * time.Hour)
+	mon.clock.Advance(48 * time.Hour)
 	mon.graph.set(func(g *graphSubs) { g.renewErr = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
 	c.call(mon.srv.URL, "PUT", mp, monBody, "If-Match", resp.Header.Get("ETag")) // 200, a renewal failed: the subscription's lastError
 	mon.graph.reset()
