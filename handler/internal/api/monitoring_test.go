@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/monitoring"
 	"github.com/leapchange/m365/handler/internal/subscriptions"
+	"github.com/leapchange/m365/handler/internal/subscriptionstest"
 	"github.com/leapchange/m365/handler/internal/teamsmsg"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
@@ -35,111 +35,32 @@ const (
 )
 
 // graphSubs stands in for Microsoft Graph's change-notification subscriptions of the tenant,
-// checking each request as Graph does (resource, URLs, clientState, lifetime, certificate, one
-// subscription per channel and app), and for the channel messages a catch-up reads (none).
-type graphSubs struct {
-	now func() time.Time
-	mu  sync.Mutex
-	n   int
-	// subs are the live subscriptions, by id.
-	subs map[string]monitoring.SubscriptionRequest
-	// refuse is CreateSubscription's error, by resource; renewErr RenewSubscription's.
-	refuse   map[string]error
-	renewErr error
-}
+// checking each creation as Graph does for channel messages (monitoringCheck), and for the
+// channel messages a catch-up reads (none).
+type graphSubs struct{ *subscriptionstest.Graph }
 
-func (g *graphSubs) reset() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refuse, g.renewErr = map[string]error{}, nil
-}
-
-func (g *graphSubs) set(change func(g *graphSubs)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	change(g)
-}
-
-// live lists the resources of the live subscriptions, sorted.
-func (g *graphSubs) live() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var out []string
-	for _, s := range g.subs {
-		out = append(out, s.Resource)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func graphInvalid(msg string) error {
-	return &errkind.Error{Kind: errkind.Invalid, Status: http.StatusBadRequest, Code: "InvalidRequest", Message: msg}
-}
-
-func (g *graphSubs) CreateSubscription(_ context.Context, tenantID string, s monitoring.SubscriptionRequest) (monitoring.SubscriptionRequest, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	notify := publicBaseURL + "/api/graph/notifications?org=org-t"
-	switch {
-	case tenantID != teamsTenantID:
-		return s, graphInvalid("subscription in tenant " + tenantID)
-	case g.refuse[s.Resource] != nil:
-		return s, g.refuse[s.Resource]
-	case !strings.HasPrefix(s.Resource, "/teams/") || !strings.HasSuffix(s.Resource, "/messages") || s.ChangeType != "created,updated,deleted":
-		return s, graphInvalid("resource " + s.Resource + " changeType " + s.ChangeType)
-	case s.NotificationURL != notify || s.LifecycleURL != publicBaseURL+"/api/graph/lifecycle?org=org-t":
-		return s, graphInvalid("notificationUrl " + s.NotificationURL + " lifecycleNotificationUrl " + s.LifecycleURL)
-	case s.ClientState == "" || len(s.ClientState) > 128:
-		return s, graphInvalid("clientState")
-	case !s.Expires.After(now.Add(time.Hour)) || s.Expires.After(now.Add(4320*time.Minute)):
-		return s, graphInvalid("expirationDateTime " + s.Expires.String())
-	case !s.IncludeResourceData || s.Certificate != testCertificate{}.Base64DER() || s.CertificateID != testCertificate{}.ID():
-		return s, graphInvalid("encryptionCertificate")
-	}
-	for _, other := range g.subs {
-		if other.Resource == s.Resource {
-			return s, &errkind.Error{Kind: errkind.Conflict, Status: http.StatusConflict, Message: "a subscription exists for " + s.Resource}
+// monitoringCheck accepts what Graph accepts for org-t's channel-message subscriptions at now:
+// resource and change type, our URLs, a clientState, a lifetime between an hour and 4 320
+// minutes (a lifecycle URL is required past an hour), and the resource-data certificate.
+func monitoringCheck(now func() time.Time) func(string, subscriptions.Request) error {
+	invalid := subscriptionstest.Invalid
+	return func(tenantID string, s subscriptions.Request) error {
+		switch {
+		case tenantID != teamsTenantID:
+			return invalid("subscription in tenant " + tenantID)
+		case !strings.HasPrefix(s.Resource, "/teams/") || !strings.HasSuffix(s.Resource, "/messages") || s.ChangeType != "created,updated,deleted":
+			return invalid("resource " + s.Resource + " changeType " + s.ChangeType)
+		case s.NotificationURL != publicBaseURL+"/api/graph/notifications?org=org-t" || s.LifecycleURL != publicBaseURL+"/api/graph/lifecycle?org=org-t":
+			return invalid("notificationUrl " + s.NotificationURL + " lifecycleNotificationUrl " + s.LifecycleURL)
+		case s.ClientState == "" || len(s.ClientState) > 128:
+			return invalid("clientState")
+		case !s.Expires.After(now().Add(time.Hour)) || s.Expires.After(now().Add(4320*time.Minute)):
+			return invalid("expirationDateTime " + s.Expires.String())
+		case !s.IncludeResourceData || s.Certificate != testCertificate{}.Base64DER() || s.CertificateID != testCertificate{}.ID():
+			return invalid("encryptionCertificate")
 		}
+		return nil
 	}
-	g.n++
-	s.ID = fmt.Sprintf("5b1c0000-0000-4000-8000-%012d", g.n)
-	if g.subs == nil {
-		g.subs = map[string]monitoring.SubscriptionRequest{}
-	}
-	g.subs[s.ID] = s
-	return s, nil
-}
-
-func (g *graphSubs) RenewSubscription(_ context.Context, _, id string, exp time.Time) (time.Time, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s, ok := g.subs[id]
-	switch {
-	case !ok:
-		return time.Time{}, &errkind.Error{Kind: errkind.NotFound, Status: http.StatusNotFound}
-	case g.renewErr != nil:
-		return time.Time{}, g.renewErr
-	}
-	s.Expires = exp
-	g.subs[id] = s
-	return exp, nil
-}
-
-func (g *graphSubs) ReauthorizeSubscription(_ context.Context, _, id string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.subs[id]; !ok {
-		return &errkind.Error{Kind: errkind.NotFound, Status: http.StatusNotFound}
-	}
-	return nil
-}
-
-func (g *graphSubs) DeleteSubscription(_ context.Context, _, id string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.subs, id)
-	return nil
 }
 
 func (g *graphSubs) ChannelMessage(context.Context, string, string, string, string) (teamsmsg.Message, error) {
@@ -180,7 +101,7 @@ func setupMonitoring(t *testing.T) *monitoringFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &graphSubs{now: clock.Now, refuse: map[string]error{}}
+	g := &graphSubs{&subscriptionstest.Graph{Check: monitoringCheck(clock.Now)}}
 	conns := connection.NewStore(tf.store)
 	subs := subscriptions.NewReconciler(subscriptions.ReconcilerConfig{Store: subscriptions.NewStore(tf.store), States: states, Graph: g,
 		Certificate: testCertificate{}, PublicBaseURL: publicBaseURL + "/", Now: clock.Now})
@@ -360,7 +281,7 @@ func TestMonitoringRefused(t *testing.T) {
 			if v, va := f.view(t, o+"/teams/monitoring"); v.Enabled || len(v.Channels) != 0 || va.header.Get("ETag") != "" {
 				t.Errorf("a refused PUT saved %s", va.raw)
 			}
-			if live := f.graph.live(); len(live) != 0 {
+			if live := f.graph.Live(); len(live) != 0 {
 				t.Errorf("a refused PUT subscribed to %v", live)
 			}
 		})
@@ -419,8 +340,8 @@ func TestMonitoringSave(t *testing.T) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		if !slices.Equal(res, keys) || !slices.Equal(f.graph.live(), keys) {
-			t.Errorf("subscriptions %v, at Graph %v, want %v", res, f.graph.live(), keys)
+		if !slices.Equal(res, keys) || !slices.Equal(f.graph.Live(), keys) {
+			t.Errorf("subscriptions %v, at Graph %v, want %v", res, f.graph.Live(), keys)
 		}
 	}
 	wantSubs(got, map[string]bool{general: true, alerts: true})
@@ -461,10 +382,8 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 	body := monitoringBody(true, monitorChannel(teamOps, chanGeneral), monitorChannel(teamOps, chanAlerts))
 
 	// Graph refuses one subscription: the settings stand, the other is made, the status says why.
-	f.graph.set(func(g *graphSubs) {
-		g.refuse[alerts] = &errkind.Error{Kind: errkind.Forbidden, Status: http.StatusForbidden, Code: "ExtensionError",
-			Message: "Operation: Create; Exception: [Status Code: Forbidden; Reason: Caller does not have access to ChannelMessage.Read.All]"}
-	})
+	f.graph.Refuse(alerts, &errkind.Error{Kind: errkind.Forbidden, Status: http.StatusForbidden, Code: "ExtensionError",
+		Message: "Operation: Create; Exception: [Status Code: Forbidden; Reason: Caller does not have access to ChannelMessage.Read.All]"})
 	v := f.put(t, body)
 	if *v.Reconciled != (monitoring.Report{Created: 1, Failed: 1}) || !v.Enabled || len(v.Channels) != 2 {
 		t.Errorf("reconciled %+v, settings %+v", *v.Reconciled, v.Settings)
@@ -481,17 +400,15 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 	}
 
 	// Granted: the next save makes the missing one.
-	f.graph.reset()
+	f.graph.Heal()
 	v = f.put(t, body)
-	if *v.Reconciled != (monitoring.Report{Created: 1}) || len(v.Subscriptions) != 2 || !slices.Equal(f.graph.live(), []string{alerts, general}) {
+	if *v.Reconciled != (monitoring.Report{Created: 1}) || len(v.Subscriptions) != 2 || !slices.Equal(f.graph.Live(), []string{alerts, general}) {
 		t.Errorf("after the grant: reconciled %+v, subscriptions %+v", *v.Reconciled, v.Subscriptions)
 	}
 
 	// Two days on, both are due for renewal; Graph fails it: each subscription shows why.
 	f.clock.Advance(48 * time.Hour)
-	f.graph.set(func(g *graphSubs) {
-		g.renewErr = &errkind.Error{Kind: errkind.Unavailable, Status: http.StatusServiceUnavailable, Message: "try later"}
-	})
+	f.graph.FailRenewals(&errkind.Error{Kind: errkind.Unavailable, Status: http.StatusServiceUnavailable, Message: "try later"})
 	v = f.put(t, body)
 	if *v.Reconciled != (monitoring.Report{Failed: 2}) || len(v.Subscriptions) != 2 {
 		t.Fatalf("renewal refused: reconciled %+v, subscriptions %+v", *v.Reconciled, v.Subscriptions)
@@ -502,7 +419,7 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 		}
 	}
 	// Graph answers again: renewed, healthy.
-	f.graph.reset()
+	f.graph.Heal()
 	v = f.put(t, body)
 	if *v.Reconciled != (monitoring.Report{Renewed: 2}) {
 		t.Errorf("reconciled = %+v, want 2 renewed", *v.Reconciled)
@@ -514,16 +431,10 @@ func TestMonitoringSubscriptionFailures(t *testing.T) {
 	}
 
 	// Graph lost one: it is made again.
-	f.graph.set(func(g *graphSubs) {
-		for id, s := range g.subs {
-			if s.Resource == general {
-				delete(g.subs, id)
-			}
-		}
-	})
+	f.graph.Lose(general)
 	f.clock.Advance(48 * time.Hour)
 	v = f.put(t, body)
-	if *v.Reconciled != (monitoring.Report{Renewed: 1, Recreated: 1}) || !slices.Equal(f.graph.live(), []string{alerts, general}) {
-		t.Errorf("reconciled = %+v, at Graph %v", *v.Reconciled, f.graph.live())
+	if *v.Reconciled != (monitoring.Report{Renewed: 1, Recreated: 1}) || !slices.Equal(f.graph.Live(), []string{alerts, general}) {
+		t.Errorf("reconciled = %+v, at Graph %v", *v.Reconciled, f.graph.Live())
 	}
 }

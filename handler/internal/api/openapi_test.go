@@ -817,16 +817,14 @@ func TestOpenAPIResponses(t *testing.T) {
 	mon.tenant.reset(func(s *tenantState) { s.fail["ChannelNames"] = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
 	c.call(mon.srv.URL, "PUT", mp, monBody) // 502
 	mon.tenant.reset(nil)
-	mon.graph.set(func(g *graphSubs) {
-		g.refuse[resource(teamOps, chanAlerts)] = &errkind.Error{Kind: errkind.Forbidden, Status: 403}
-	})
+	mon.graph.Refuse(resource(teamOps, chanAlerts), &errkind.Error{Kind: errkind.Forbidden, Status: 403})
 	resp, _ = c.call(mon.srv.URL, "PUT", mp, monBody) // 200, one subscription refused: status.lastError
 	c.call(mon.srv.URL, "GET", mp, "")                // 200 with ETag, subscriptions, status
-	mon.graph.reset()
+	mon.graph.Heal()
 	mon.clock.Advance(48 * time.Hour)
-	mon.graph.set(func(g *graphSubs) { g.renewErr = &errkind.Error{Kind: errkind.Unavailable, Status: 503} })
+	mon.graph.FailRenewals(&errkind.Error{Kind: errkind.Unavailable, Status: 503})
 	c.call(mon.srv.URL, "PUT", mp, monBody, "If-Match", resp.Header.Get("ETag")) // 200, a renewal failed: the subscription's lastError
-	mon.graph.reset()
+	mon.graph.Heal()
 	c.call(mon.srv.URL, "PUT", mp, `{"enabled":false}`) // 200, subscriptions deleted
 
 	// Every implemented operation was seen answering its success status.

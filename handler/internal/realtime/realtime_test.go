@@ -21,6 +21,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/realtime"
 	"github.com/leapchange/m365/handler/internal/subscriptions"
+	"github.com/leapchange/m365/handler/internal/subscriptionstest"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
@@ -37,79 +38,14 @@ const (
 
 var t0 = time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 
-// graphSubs is Graph's subscriptions endpoint for /users and /groups, in memory.
-type graphSubs struct {
-	mu      sync.Mutex
-	n       int
-	subs    map[string]subscriptions.Request
-	reauths int
-	refuse  error
-}
-
-func (g *graphSubs) CreateSubscription(_ context.Context, tenantID string, s subscriptions.Request) (subscriptions.Request, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	switch {
-	case g.refuse != nil:
-		return s, g.refuse
-	case tenantID != tenant || (s.Resource != "/users" && s.Resource != "/groups") || s.ChangeType != "updated,deleted" ||
-		s.IncludeResourceData || s.ClientState == "" || !strings.Contains(s.NotificationURL, "/api/graph/notifications?org="):
-		return s, &errkind.Error{Kind: errkind.Invalid, Status: 400, Message: fmt.Sprintf("bad subscription %+v", s)}
+// userSubscription accepts what Graph accepts for real-time sync's subscriptions: /users or
+// /groups of our tenant, updates and deletions, no resource data, a clientState, our webhook.
+func userSubscription(tenantID string, s subscriptions.Request) error {
+	if tenantID != tenant || (s.Resource != "/users" && s.Resource != "/groups") || s.ChangeType != "updated,deleted" ||
+		s.IncludeResourceData || s.ClientState == "" || !strings.Contains(s.NotificationURL, "/api/graph/notifications?org=") {
+		return subscriptionstest.Invalid(fmt.Sprintf("bad subscription %+v", s))
 	}
-	g.n++
-	s.ID = fmt.Sprintf("00000000-0000-4000-8000-%012d", g.n)
-	g.subs[s.ID] = s
-	return s, nil
-}
-
-func (g *graphSubs) RenewSubscription(_ context.Context, _, id string, exp time.Time) (time.Time, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s, ok := g.subs[id]
-	if !ok {
-		return time.Time{}, &errkind.Error{Kind: errkind.NotFound, Status: 404}
-	}
-	s.Expires = exp
-	g.subs[id] = s
-	return exp, nil
-}
-
-func (g *graphSubs) ReauthorizeSubscription(_ context.Context, _, id string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.subs[id]; !ok {
-		return &errkind.Error{Kind: errkind.NotFound, Status: 404}
-	}
-	g.reauths++
 	return nil
-}
-
-func (g *graphSubs) DeleteSubscription(_ context.Context, _, id string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.subs[id]; !ok {
-		return &errkind.Error{Kind: errkind.NotFound, Status: 404}
-	}
-	delete(g.subs, id)
-	return nil
-}
-
-func (g *graphSubs) live() []string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var out []string
-	for _, s := range g.subs {
-		out = append(out, s.Resource)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// lose drops every subscription at Graph, as if they expired unseen.
-func (g *graphSubs) lose() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	clear(g.subs)
 }
 
 // runs is the sync engine's Start: it records each start; busy makes it answer with a running run.
@@ -150,7 +86,7 @@ type rig struct {
 	org      tablestore.Org
 	clock    *testenv.Clock
 	queue    *queuetest.Queue
-	graph    *graphSubs
+	graph    *subscriptionstest.Graph
 	runs     *runs
 	conns    *connection.Store
 	settings *syncsettings.Store
@@ -163,7 +99,7 @@ func newRig(t *testing.T, set func(*syncsettings.Settings)) *rig {
 	t.Helper()
 	store := tablestoretest.Open(t)
 	clock := testenv.NewClock(t0)
-	r := &rig{org: tablestoretest.Org(t, "acme"), clock: clock, queue: &queuetest.Queue{Now: clock.Now}, graph: &graphSubs{subs: map[string]subscriptions.Request{}},
+	r := &rig{org: tablestoretest.Org(t, "acme"), clock: clock, queue: &queuetest.Queue{Now: clock.Now}, graph: &subscriptionstest.Graph{Check: userSubscription},
 		runs: &runs{now: clock.Now}, conns: connection.NewStore(store), settings: syncsettings.NewStore(store), subs: subscriptions.NewStore(store)}
 	var err error
 	if r.states, err = subscriptions.NewClientStates([]byte("0123456789abcdef0123456789abcdef")); err != nil {
@@ -440,7 +376,7 @@ func TestSubscriptionsFollowTheSettings(t *testing.T) {
 		if _, err := r.sync.Reconcile(ctx, r.org); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
-		if got := r.graph.live(); !slices.Equal(got, step.want) {
+		if got := r.graph.Live(); !slices.Equal(got, step.want) {
 			t.Fatalf("%s: Graph has %v; want %v", step.name, got, step.want)
 		}
 	}
@@ -454,7 +390,7 @@ func TestSubscriptionsFollowTheSettings(t *testing.T) {
 	if rep, err := r.sync.Reconcile(ctx, r.org); err != nil || rep.Renewed != 1 {
 		t.Fatalf("Reconcile near expiry = %+v, %v; want one renewal", rep, err)
 	}
-	r.graph.lose()
+	r.graph.Lose("")
 	r.clock.Advance(28 * 24 * time.Hour)
 	if rep, err := r.sync.Reconcile(ctx, r.org); err != nil || rep.Recreated != 1 {
 		t.Fatalf("Reconcile after Graph lost it = %+v, %v; want it recreated", rep, err)
@@ -472,21 +408,21 @@ func TestSubscriptionsFollowTheSettings(t *testing.T) {
 	if _, err := r.sync.Reconcile(ctx, r.org); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.graph.live(); len(got) != 0 {
+	if got := r.graph.Live(); len(got) != 0 {
 		t.Fatalf("after disconnect Graph still has %v", got)
 	}
 }
 
 func TestAFailedSubscriptionIsRecordedOnTheStatus(t *testing.T) {
 	r := newRig(t, nil)
-	r.graph.refuse = &errkind.Error{Kind: errkind.Forbidden, Status: 403, Message: "User.Read.All is not granted"}
+	r.graph.Refuse("", &errkind.Error{Kind: errkind.Forbidden, Status: 403, Message: "User.Read.All is not granted"})
 	if _, err := r.sync.Reconcile(t.Context(), r.org); err == nil {
 		t.Fatal("Reconcile succeeded though Graph refused")
 	}
 	if st := r.status(t); st.Healthy || !strings.Contains(st.LastError, "creating") {
 		t.Fatalf("status = %+v; want unhealthy naming the failure", st)
 	}
-	r.graph.refuse = nil
+	r.graph.Refuse("", nil)
 	if _, err := r.sync.Reconcile(t.Context(), r.org); err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +537,7 @@ func TestLifecycleEvents(t *testing.T) {
 			r := newRig(t, nil)
 			sub := r.usersSub(t)
 			if c.event == "subscriptionRemoved" {
-				r.graph.lose() // Graph removed it before telling us
+				r.graph.Lose("") // Graph removed it before telling us
 			}
 			n, _ := json.Marshal(map[string]any{"subscriptionId": sub.ID, "lifecycleEvent": c.event, "tenantId": tenant,
 				"clientState": r.states.For(r.org, sub.Nonce)})
@@ -617,10 +553,10 @@ func TestLifecycleEvents(t *testing.T) {
 			if got := r.runs.triggers(); !slices.Equal(got, c.wantRounds) {
 				t.Errorf("rounds = %v; want %v", got, c.wantRounds)
 			}
-			if r.graph.reauths != c.wantReauths {
-				t.Errorf("reauthorizations = %d; want %d", r.graph.reauths, c.wantReauths)
+			if r.graph.Reauthorizations() != c.wantReauths {
+				t.Errorf("reauthorizations = %d; want %d", r.graph.Reauthorizations(), c.wantReauths)
 			}
-			if got := r.graph.live(); !slices.Equal(got, []string{"/users"}) {
+			if got := r.graph.Live(); !slices.Equal(got, []string{"/users"}) {
 				t.Errorf("Graph has %v; want the /users subscription", got)
 			}
 			after := r.usersSub(t)
