@@ -1,7 +1,6 @@
 package devhost
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 var (
@@ -52,27 +53,10 @@ func fakeHandlerBinary(t *testing.T) string {
 	return fakeBin
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func processHost(t *testing.T, mode string, tweak func(*Config)) (*Host, *syncBuffer, error) {
+func processHost(t *testing.T, mode string, tweak func(*Config)) (*Host, *testenv.Buffer, error) {
 	t.Helper()
 	bin := fakeHandlerBinary(t)
-	stdout := &syncBuffer{}
+	stdout := &testenv.Buffer{}
 	cfg := Config{
 		Root: "testdata/app", HandlerPath: bin,
 		Settings: map[string]string{"FUNCTIONS_WORKER_RUNTIME": "custom", "FAKE_MODE": mode, "FROM_FILE": "file"},

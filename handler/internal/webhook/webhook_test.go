@@ -25,6 +25,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/subscriptions"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 	"github.com/leapchange/m365/handler/internal/webhook"
 )
 
@@ -59,24 +60,6 @@ func (q *queueStandIn) PublishBatch(ctx context.Context, msgs []queue.Message) e
 	return q.Queue.PublishBatch(ctx, msgs)
 }
 
-// syncBuffer collects log output from concurrent requests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // rig is the webhook over subscriptions in Azurite, an in-memory queue, and a validator of the
 // simulated tenant's validationTokens; every log record is kept.
 type rig struct {
@@ -86,7 +69,7 @@ type rig struct {
 	q      *queueStandIn
 	sim    *m365sim.Server
 	states subscriptions.ClientStates
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	// clientStates of the subscriptions, by org and id.
 	secret map[string]string
 }
@@ -111,7 +94,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{store: store, q: &queueStandIn{Queue: &queuetest.Queue{}}, states: states, logs: &syncBuffer{}, secret: map[string]string{}}
+	r := &rig{store: store, q: &queueStandIn{Queue: &queuetest.Queue{}}, states: states, logs: &testenv.Buffer{}, secret: map[string]string{}}
 	now := time.Now().UTC()
 	for _, s := range []struct {
 		org  tablestore.Org
