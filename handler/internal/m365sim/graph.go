@@ -313,6 +313,19 @@ func listPage(context string, count int, items func(e *enc), next string) []byte
 	}, items)
 }
 
+// objectList writes a collection page whose value array holds an object per item, as write
+// fills it.
+func objectList[T any](context string, count int, items []T, write func(e *enc, item T), next string) []byte {
+	return listPage(context, count, func(e *enc) {
+		for _, it := range items {
+			e.elem()
+			e.open()
+			write(e, it)
+			e.close()
+		}
+	}, next)
+}
+
 // pageAt cuts the page of at most size items that starts at offset from; end is where the next
 // page starts (len(items) when this page is the last).
 func pageAt[T any](items []T, from, size int) (page []T, end int) {
@@ -411,6 +424,16 @@ func parseFilter(f string, names []string) ([]strFilter, *gresp) {
 	return out, nil
 }
 
+// matchesAll reports whether a record passes every filter; field answers its properties.
+func matchesAll(filters []strFilter, field func(prop string) (string, bool, bool)) bool {
+	for _, f := range filters {
+		if !f.match(field) {
+			return false
+		}
+	}
+	return true
+}
+
 func (f strFilter) match(get func(prop string) (string, bool, bool)) bool {
 	s, b, isBool := get(strings.ToLower(f.prop))
 	if f.boolVal != nil {
@@ -423,6 +446,17 @@ func (f strFilter) match(get func(prop string) (string, bool, bool)) bool {
 		return strings.HasPrefix(strings.ToLower(s), strings.ToLower(f.val))
 	}
 	return strings.EqualFold(s, f.val)
+}
+
+// stringField answers a filter's lookups of string properties: the one of names (in any case)
+// has the value of vals at its index.
+func stringField(names []string, vals ...string) func(prop string) (string, bool, bool) {
+	return func(prop string) (string, bool, bool) {
+		if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, prop) }); i >= 0 {
+			return vals[i], false, false
+		}
+		return "", false, false
+	}
 }
 
 func userField(u *userRec) func(string) (string, bool, bool) {
@@ -551,17 +585,7 @@ func (k objectKind) listStart(r *http.Request, g *gctx, allowed ...string) (page
 
 // activeMatch matches the users or groups that are not deleted and pass every filter.
 func activeMatch[R dirObject](filters []strFilter, field func(R) func(string) (string, bool, bool)) func(R) bool {
-	return func(r R) bool {
-		if r.status() != stateActive {
-			return false
-		}
-		for _, f := range filters {
-			if !f.match(field(r)) {
-				return false
-			}
-		}
-		return true
-	}
+	return func(r R) bool { return r.status() == stateActive && matchesAll(filters, field(r)) }
 }
 
 // entityAnswer answers one user or group with the properties in mask.
@@ -848,18 +872,13 @@ func (s *Server) listMembers(r *http.Request, g *gctx) gresp {
 	if st.X {
 		count = len(all)
 	}
-	return gresp{body: listPage(ctx, count, func(e *enc) {
-		for _, m := range page {
-			e.elem()
-			e.open()
-			if m.isGroup {
-				e.str("@odata.type", "#microsoft.graph.group")
-				writeGroup(e, g.t.groups[m.idx], st.S2)
-			} else {
-				e.str("@odata.type", "#microsoft.graph.user")
-				writeUser(e, g.t.users[m.idx], st.S)
-			}
-			e.close()
+	return gresp{body: objectList(ctx, count, page, func(e *enc, m memberRef) {
+		if m.isGroup {
+			e.str("@odata.type", "#microsoft.graph.group")
+			writeGroup(e, g.t.groups[m.idx], st.S2)
+		} else {
+			e.str("@odata.type", "#microsoft.graph.user")
+			writeUser(e, g.t.users[m.idx], st.S)
 		}
 	}, next)}
 }
@@ -888,20 +907,15 @@ func (s *Server) listServicePrincipals(r *http.Request, g *gctx) gresp {
 		}
 		found = append(found, sp{spObjectID(g.t.id, appID), appID, name})
 	}
-	return gresp{body: listPage(g.base+"/v1.0/$metadata#servicePrincipals", -1, func(e *enc) {
-		for _, p := range found {
-			e.elem()
-			e.open()
-			e.str("id", p.id)
-			e.null("deletedDateTime")
-			e.boolean("accountEnabled", true)
-			e.str("appDisplayName", p.name)
-			e.str("appId", p.appID)
-			e.str("displayName", p.name)
-			e.str("servicePrincipalType", "Application")
-			e.strs("servicePrincipalNames", []string{p.appID})
-			e.close()
-		}
+	return gresp{body: objectList(g.base+"/v1.0/$metadata#servicePrincipals", -1, found, func(e *enc, p sp) {
+		e.str("id", p.id)
+		e.null("deletedDateTime")
+		e.boolean("accountEnabled", true)
+		e.str("appDisplayName", p.name)
+		e.str("appId", p.appID)
+		e.str("displayName", p.name)
+		e.str("servicePrincipalType", "Application")
+		e.strs("servicePrincipalNames", []string{p.appID})
 	}, "")}
 }
 
@@ -926,21 +940,16 @@ func (s *Server) appRoleAssignments(r *http.Request, g *gctx) gresp {
 		name = a.name
 	}
 	created := g.t.consentAt[clientID].UTC().Format("2006-01-02T15:04:05.0000000Z")
-	return gresp{body: listPage(g.base+"/v1.0/$metadata#servicePrincipals('"+id+"')/appRoleAssignments", -1, func(e *enc) {
-		for _, role := range roles {
-			e.elem()
-			e.open()
-			e.str("id", base64.RawURLEncoding.EncodeToString([]byte(uuidFrom(id, role))[:24]))
-			e.null("deletedDateTime")
-			e.str("appRoleId", Roles[role])
-			e.str("createdDateTime", created)
-			e.str("principalDisplayName", name)
-			e.str("principalId", id)
-			e.str("principalType", "ServicePrincipal")
-			e.str("resourceDisplayName", "Microsoft Graph")
-			e.str("resourceId", g.t.graphSP)
-			e.close()
-		}
+	return gresp{body: objectList(g.base+"/v1.0/$metadata#servicePrincipals('"+id+"')/appRoleAssignments", -1, roles, func(e *enc, role string) {
+		e.str("id", base64.RawURLEncoding.EncodeToString([]byte(uuidFrom(id, role))[:24]))
+		e.null("deletedDateTime")
+		e.str("appRoleId", Roles[role])
+		e.str("createdDateTime", created)
+		e.str("principalDisplayName", name)
+		e.str("principalId", id)
+		e.str("principalType", "ServicePrincipal")
+		e.str("resourceDisplayName", "Microsoft Graph")
+		e.str("resourceId", g.t.graphSP)
 	}, "")}
 }
 
@@ -959,14 +968,7 @@ func listAnswer[T any](g *gctx, st pageState, coll string, items []T, size int, 
 	if st.S != defaults {
 		ctx += "(" + selectList(st.S, names) + ")"
 	}
-	return gresp{body: listPage(ctx, count, func(e *enc) {
-		for _, it := range page {
-			e.elem()
-			e.open()
-			write(e, it, st.S)
-			e.close()
-		}
-	}, next)}
+	return gresp{body: objectList(ctx, count, page, func(e *enc, it T) { write(e, it, st.S) }, next)}
 }
 
 // filterPage returns up to size items that match, starting at index from; the index the next page

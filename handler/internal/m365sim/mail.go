@@ -777,36 +777,31 @@ func (s *Server) sentItems(r *http.Request, g *gctx) gresp {
 	if len(props) == 0 {
 		props = sentItemProps
 	}
-	return gresp{body: listPage(ctx, -1, func(e *enc) {
-		for _, i := range page {
-			m := all[i]
-			e.elem()
-			e.open()
-			e.str("@odata.etag", `W/"`+sentItemID(g.t.id, i)[:16]+`"`)
-			e.str("id", sentItemID(g.t.id, i))
-			for _, p := range props {
-				switch p {
-				case "internetMessageId":
-					e.str(p, m.InternetMessageID)
-				case "subject":
-					e.str(p, m.Subject)
-				case "sentDateTime":
-					e.str(p, m.SentAt.UTC().Format("2006-01-02T15:04:05Z"))
-				case "from":
-					e.key(p)
-					writeRecipient(e, m.From)
-				case "toRecipients", "ccRecipients", "bccRecipients":
-					l := map[string][]string{"toRecipients": m.To, "ccRecipients": m.Cc, "bccRecipients": m.Bcc}[p]
-					e.key(p)
-					e.openArr()
-					for _, a := range l {
-						e.elem()
-						writeRecipient(e, a)
-					}
-					e.closeArr()
+	return gresp{body: objectList(ctx, -1, page, func(e *enc, i int32) {
+		m := all[i]
+		e.str("@odata.etag", `W/"`+sentItemID(g.t.id, i)[:16]+`"`)
+		e.str("id", sentItemID(g.t.id, i))
+		for _, p := range props {
+			switch p {
+			case "internetMessageId":
+				e.str(p, m.InternetMessageID)
+			case "subject":
+				e.str(p, m.Subject)
+			case "sentDateTime":
+				e.str(p, m.SentAt.UTC().Format("2006-01-02T15:04:05Z"))
+			case "from":
+				e.key(p)
+				writeRecipient(e, m.From)
+			case "toRecipients", "ccRecipients", "bccRecipients":
+				l := map[string][]string{"toRecipients": m.To, "ccRecipients": m.Cc, "bccRecipients": m.Bcc}[p]
+				e.key(p)
+				e.openArr()
+				for _, a := range l {
+					e.elem()
+					writeRecipient(e, a)
 				}
+				e.closeArr()
 			}
-			e.close()
 		}
 	}, "")}
 }

@@ -128,6 +128,19 @@ func (s *Server) teamsLocked(tenantID string) (*teamsTenant, error) {
 	return tt, nil
 }
 
+// teamLocked returns a team of a known tenant (s.mu held); ErrNotFound when there is none.
+func (s *Server) teamLocked(tenantID, teamID string) (*teamRec, error) {
+	tt, err := s.teamsLocked(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	t := tt.team(teamID)
+	if t == nil {
+		return nil, fmt.Errorf("team %q in tenant %q: %w", teamID, tenantID, ErrNotFound)
+	}
+	return t, nil
+}
+
 func (tt *teamsTenant) team(id string) *teamRec {
 	if i, ok := tt.teamIdx[strings.ToLower(id)]; ok {
 		return tt.teams[i]
@@ -211,13 +224,9 @@ func (s *Server) AddChannel(tenantID, teamID string, c Channel) (Channel, error)
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tt, err := s.teamsLocked(tenantID)
+	t, err := s.teamLocked(tenantID, teamID)
 	if err != nil {
 		return Channel{}, err
-	}
-	t := tt.team(teamID)
-	if t == nil {
-		return Channel{}, fmt.Errorf("team %q in tenant %q: %w", teamID, tenantID, ErrNotFound)
 	}
 	return t.addChannel(c, s.now())
 }
@@ -231,11 +240,7 @@ func (s *Server) TeamsOf(tenantID string) []Team {
 	if err != nil {
 		return nil
 	}
-	out := make([]Team, 0, len(tt.teams))
-	for _, t := range tt.teams {
-		out = append(out, t.Team)
-	}
-	return out
+	return values(tt.teams, func(t *teamRec) Team { return t.Team })
 }
 
 // ChannelsOf returns a team's channels in creation order.
@@ -243,19 +248,20 @@ func (s *Server) ChannelsOf(tenantID, teamID string) ([]Channel, error) {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tt, err := s.teamsLocked(tenantID)
+	t, err := s.teamLocked(tenantID, teamID)
 	if err != nil {
 		return nil, err
 	}
-	t := tt.team(teamID)
-	if t == nil {
-		return nil, fmt.Errorf("team %q in tenant %q: %w", teamID, tenantID, ErrNotFound)
+	return values(t.channels, func(c *channelRec) Channel { return c.Channel }), nil
+}
+
+// values copies the public value out of each record, for callers outside the lock.
+func values[R, V any](recs []R, value func(R) V) []V {
+	out := make([]V, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, value(r))
 	}
-	out := make([]Channel, 0, len(t.channels))
-	for _, c := range t.channels {
-		out = append(out, c.Channel)
-	}
-	return out, nil
+	return out
 }
 
 // GenerateTeams adds n teams with one to four channels each (besides General), deterministic
@@ -350,27 +356,15 @@ func (s *Server) TeamsApps(tenantID string) []TeamsApp {
 	if err != nil {
 		return nil
 	}
-	out := make([]TeamsApp, 0, len(tt.apps))
-	for _, a := range tt.apps {
-		out = append(out, *a)
-	}
-	return out
+	return values(tt.apps, func(a *TeamsApp) TeamsApp { return *a })
 }
 
 // Installations returns the apps installed in a user's personal scope (the user named by
 // object id or UPN), oldest first.
 func (s *Server) Installations(tenantID, userObjectID string) []TeamsAppInstallation {
-	s.init()
-	s.mu.Lock()
-	t, err := s.tenantLocked(tenantID)
+	t, tt, user, err := s.lockInstallsOf(tenantID, userObjectID)
 	if err != nil {
-		s.mu.Unlock()
 		return nil
-	}
-	tt, _ := s.teamsLocked(tenantID)
-	user := strings.ToLower(userObjectID)
-	if u := t.lookupUser(userObjectID); u != nil {
-		user = strings.ToLower(u.ID)
 	}
 	out := tt.userInstalls(user)
 	apps := make([]TeamsApp, len(out))
@@ -383,6 +377,25 @@ func (s *Server) Installations(tenantID, userObjectID string) []TeamsAppInstalla
 		out[i].ChatID = s.chatID(tenant, out[i].UserID, apps[i])
 	}
 	return out
+}
+
+// lockInstallsOf locks s.mu and finds a known tenant, its Teams data and the user's key in its
+// installations: the object id of the user named by object id or UPN, else the id as given
+// (lower-cased). On an error it unlocks.
+func (s *Server) lockInstallsOf(tenantID, userObjectID string) (*tenant, *teamsTenant, string, error) {
+	s.init()
+	s.mu.Lock()
+	t, err := s.tenantLocked(tenantID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, "", err
+	}
+	tt, _ := s.teamsLocked(tenantID)
+	user := strings.ToLower(userObjectID)
+	if u := t.lookupUser(userObjectID); u != nil {
+		user = strings.ToLower(u.ID)
+	}
+	return t, tt, user, nil
 }
 
 func (tt *teamsTenant) userInstalls(userID string) []TeamsAppInstallation {
@@ -476,17 +489,9 @@ func PersonalChatID(userObjectID, botAppID string) string {
 // catalog installed for the user is uninstalled, and the bot hears of it (later sends to the
 // user are refused).
 func (s *Server) UninstallBot(tenantID, userObjectID string) {
-	s.init()
-	s.mu.Lock()
-	t, err := s.tenantLocked(tenantID)
+	t, tt, user, err := s.lockInstallsOf(tenantID, userObjectID)
 	if err != nil {
-		s.mu.Unlock()
 		return
-	}
-	tt, _ := s.teamsLocked(tenantID)
-	user := strings.ToLower(userObjectID)
-	if u := t.lookupUser(userObjectID); u != nil {
-		user = strings.ToLower(u.ID)
 	}
 	delete(tt.installs, user)
 	s.mu.Unlock()
@@ -579,6 +584,31 @@ func teamsNotFound(msg string) gresp { return errResp(http.StatusNotFound, "NotF
 
 func teamsBadRequest(msg string) gresp { return errResp(http.StatusBadRequest, "BadRequest", msg) }
 
+// selectAndFilter reads the query of a one-page Teams list: $select over names (see
+// teamsSelect) and $filter over the properties filterable names.
+func selectAndFilter(q url.Values, names []string, typ string, filterable []string) (uint64, []strFilter, *gresp) {
+	if e := checkQuery(q, "filter", "select"); e != nil {
+		return 0, nil, e
+	}
+	mask, e := teamsSelect(q, names, typ)
+	if e != nil {
+		return 0, nil, e
+	}
+	filters, e := parseFilter(qget(q, "filter"), filterable)
+	if e != nil {
+		return 0, nil, e
+	}
+	return mask, filters, nil
+}
+
+// withSelect adds the $select list to a collection's context URL when the query has one.
+func withSelect(ctx string, q url.Values, mask uint64, names []string) string {
+	if qget(q, "select") != "" {
+		ctx += "(" + selectList(mask, names) + ")"
+	}
+	return ctx
+}
+
 // teamsSelect parses $select over names (id always included; all by default).
 func teamsSelect(q url.Values, names []string, typ string) (uint64, *gresp) {
 	all := uint64(1)<<len(names) - 1
@@ -605,20 +635,11 @@ func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.
 var teamPropNames = []string{"id", "createdDateTime", "displayName", "description", "internalId", "classification",
 	"specialization", "visibility", "webUrl", "isArchived", "isMembershipLimitedToOwners", "tenantId"}
 
+// teamFilterProps are the team properties $filter takes, in teamField's order.
+var teamFilterProps = []string{"id", "displayName", "description", "visibility"}
+
 func teamField(t *teamRec) func(string) (string, bool, bool) {
-	return func(p string) (string, bool, bool) {
-		switch p {
-		case "id":
-			return t.ID, false, false
-		case "displayname":
-			return t.DisplayName, false, false
-		case "description":
-			return t.Description, false, false
-		case "visibility":
-			return t.Visibility, false, false
-		}
-		return "", false, false
-	}
+	return stringField(teamFilterProps, t.ID, t.DisplayName, t.Description, t.Visibility)
 }
 
 // listTeams is GET /teams: $filter (eq, startswith on id, displayName, description,
@@ -647,7 +668,7 @@ func (s *Server) listTeams(r *http.Request, g *gctx) gresp {
 		}
 		st = pageState{K: "teams", T: g.t.id, S: mask, N: top, F: qget(q, "filter"), X: qget(q, "count") == "true"}
 	}
-	filters, e := parseFilter(st.F, []string{"id", "displayName", "description", "visibility"})
+	filters, e := parseFilter(st.F, teamFilterProps)
 	if e != nil {
 		return *e
 	}
@@ -656,14 +677,7 @@ func (s *Server) listTeams(r *http.Request, g *gctx) gresp {
 	if tt != nil {
 		items = tt.teams
 	}
-	match := func(t *teamRec) bool {
-		for _, f := range filters {
-			if !f.match(teamField(t)) {
-				return false
-			}
-		}
-		return true
-	}
+	match := func(t *teamRec) bool { return matchesAll(filters, teamField(t)) }
 	all := uint64(1)<<len(teamPropNames) - 1
 	return listAnswer(g, st, "teams", items, s.listPageSize(r, st.N), match, all, teamPropNames, func(e *enc, t *teamRec, mask uint64) {
 		writeMasked(e, teamPropNames, mask, func(e *enc, name string) {
@@ -688,18 +702,18 @@ func (s *Server) listTeams(r *http.Request, g *gctx) gresp {
 var channelPropNames = []string{"id", "createdDateTime", "displayName", "description", "isFavoriteByDefault", "email",
 	"tenantId", "webUrl", "membershipType", "isArchived"}
 
+// channelFilterProps are the channel properties $filter takes, in channelField's order.
+var channelFilterProps = []string{"id", "displayName", "description", "membershipType"}
+
+func channelField(c *channelRec) func(string) (string, bool, bool) {
+	return stringField(channelFilterProps, c.ID, c.DisplayName, c.Description, c.MembershipType)
+}
+
 // listChannels is GET /teams/{id}/channels: $filter (eq, startswith on id, displayName,
 // description, membershipType) and $select; one page, as Graph answers it.
 func (s *Server) listChannels(r *http.Request, g *gctx) gresp {
 	q := r.URL.Query()
-	if e := checkQuery(q, "filter", "select"); e != nil {
-		return *e
-	}
-	mask, e := teamsSelect(q, channelPropNames, "channel")
-	if e != nil {
-		return *e
-	}
-	filters, e := parseFilter(qget(q, "filter"), []string{"id", "displayName", "description", "membershipType"})
+	mask, filters, e := selectAndFilter(q, channelPropNames, "channel", channelFilterProps)
 	if e != nil {
 		return *e
 	}
@@ -711,57 +725,36 @@ func (s *Server) listChannels(r *http.Request, g *gctx) gresp {
 	if team == nil {
 		return teamsNotFound("No team found with Group Id " + teamID)
 	}
-	ctx := g.base + "/v1.0/$metadata#teams('" + team.ID + "')/channels"
-	if qget(q, "select") != "" {
-		ctx += "(" + selectList(mask, channelPropNames) + ")"
-	}
-	return gresp{body: listPage(ctx, -1, func(e *enc) {
-		for _, c := range team.channels {
-			field := func(p string) (string, bool, bool) {
-				switch p {
-				case "id":
-					return c.ID, false, false
-				case "displayname":
-					return c.DisplayName, false, false
-				case "description":
-					return c.Description, false, false
-				case "membershiptype":
-					return c.MembershipType, false, false
-				}
-				return "", false, false
+	ctx := withSelect(g.base+"/v1.0/$metadata#teams('"+team.ID+"')/channels", q, mask, channelPropNames)
+	channels := slices.DeleteFunc(slices.Clone(team.channels), func(c *channelRec) bool {
+		return !matchesAll(filters, channelField(c))
+	})
+	return gresp{body: objectList(ctx, -1, channels, func(e *enc, c *channelRec) {
+		writeMasked(e, channelPropNames, mask, func(e *enc, name string) {
+			switch name {
+			case "id":
+				e.str(name, c.ID)
+			case "createdDateTime":
+				e.str(name, graphTime(c.created))
+			case "displayName":
+				e.str(name, c.DisplayName)
+			case "description":
+				e.strOrNull(name, c.Description)
+			case "isFavoriteByDefault":
+				e.null(name)
+			case "email":
+				e.str(name, "")
+			case "tenantId":
+				e.str(name, g.t.id)
+			case "webUrl":
+				e.str(name, "https://teams.microsoft.com/l/channel/"+url.PathEscape(c.ID)+"/"+url.PathEscape(c.DisplayName)+
+					"?groupId="+team.ID+"&tenantId="+g.t.id)
+			case "membershipType":
+				e.str(name, c.MembershipType)
+			case "isArchived":
+				e.boolean(name, false)
 			}
-			if slices.ContainsFunc(filters, func(f strFilter) bool { return !f.match(field) }) {
-				continue
-			}
-			e.elem()
-			e.open()
-			writeMasked(e, channelPropNames, mask, func(e *enc, name string) {
-				switch name {
-				case "id":
-					e.str(name, c.ID)
-				case "createdDateTime":
-					e.str(name, graphTime(c.created))
-				case "displayName":
-					e.str(name, c.DisplayName)
-				case "description":
-					e.strOrNull(name, c.Description)
-				case "isFavoriteByDefault":
-					e.null(name)
-				case "email":
-					e.str(name, "")
-				case "tenantId":
-					e.str(name, g.t.id)
-				case "webUrl":
-					e.str(name, "https://teams.microsoft.com/l/channel/"+url.PathEscape(c.ID)+"/"+url.PathEscape(c.DisplayName)+
-						"?groupId="+team.ID+"&tenantId="+g.t.id)
-				case "membershipType":
-					e.str(name, c.MembershipType)
-				case "isArchived":
-					e.boolean(name, false)
-				}
-			})
-			e.close()
-		}
+		})
 	}, "")}
 }
 
@@ -769,20 +762,11 @@ func (s *Server) listChannels(r *http.Request, g *gctx) gresp {
 
 var teamsAppPropNames = []string{"id", "externalId", "displayName", "distributionMethod"}
 
+// appField answers filters on the app's properties, also named through an installation's
+// teamsApp navigation property (teamsApp/id).
 func appField(a *TeamsApp) func(string) (string, bool, bool) {
-	return func(p string) (string, bool, bool) {
-		switch p {
-		case "id", "teamsapp/id":
-			return a.ID, false, false
-		case "externalid", "teamsapp/externalid":
-			return a.ExternalID, false, false
-		case "displayname", "teamsapp/displayname":
-			return a.DisplayName, false, false
-		case "distributionmethod", "teamsapp/distributionmethod":
-			return a.DistributionMethod, false, false
-		}
-		return "", false, false
-	}
+	field := stringField(teamsAppPropNames, a.ID, a.ExternalID, a.DisplayName, a.DistributionMethod)
+	return func(p string) (string, bool, bool) { return field(strings.TrimPrefix(p, "teamsapp/")) }
 }
 
 func writeTeamsApp(e *enc, a *TeamsApp, mask uint64) {
@@ -804,37 +788,20 @@ func writeTeamsApp(e *enc, a *TeamsApp, mask uint64) {
 // distributionMethod, joined by and) and $select; $expand (appDefinitions) is not implemented.
 func (s *Server) listTeamsApps(r *http.Request, g *gctx) gresp {
 	q := r.URL.Query()
-	if e := checkQuery(q, "filter", "select"); e != nil {
-		return *e
-	}
-	mask, e := teamsSelect(q, teamsAppPropNames, "teamsApp")
-	if e != nil {
-		return *e
-	}
-	filters, e := parseFilter(qget(q, "filter"), teamsAppPropNames)
+	mask, filters, e := selectAndFilter(q, teamsAppPropNames, "teamsApp", teamsAppPropNames)
 	if e != nil {
 		return *e
 	}
 	var apps []*TeamsApp
 	if tt := s.teams.tenants[g.t.id]; tt != nil {
 		for _, a := range tt.apps {
-			if !slices.ContainsFunc(filters, func(f strFilter) bool { return !f.match(appField(a)) }) {
+			if matchesAll(filters, appField(a)) {
 				apps = append(apps, a)
 			}
 		}
 	}
-	ctx := g.base + "/v1.0/$metadata#appCatalogs/teamsApps"
-	if qget(q, "select") != "" {
-		ctx += "(" + selectList(mask, teamsAppPropNames) + ")"
-	}
-	return gresp{body: listPage(ctx, -1, func(e *enc) {
-		for _, a := range apps {
-			e.elem()
-			e.open()
-			writeTeamsApp(e, a, mask)
-			e.close()
-		}
-	}, "")}
+	ctx := withSelect(g.base+"/v1.0/$metadata#appCatalogs/teamsApps", q, mask, teamsAppPropNames)
+	return gresp{body: objectList(ctx, -1, apps, func(e *enc, a *TeamsApp) { writeTeamsApp(e, a, mask) }, "")}
 }
 
 // --- installed apps ------------------------------------------------------------------------------
@@ -937,20 +904,13 @@ func (s *Server) listInstalledApps(r *http.Request, g *gctx) (gresp, func() *gre
 	var items []item
 	for _, in := range tt.userInstalls(user) {
 		a := tt.app(in.AppID)
-		if a == nil || !g.mayRead(a) || slices.ContainsFunc(filters, func(f strFilter) bool { return !f.match(appField(a)) }) {
+		if a == nil || !g.mayRead(a) || !matchesAll(filters, appField(a)) {
 			continue
 		}
 		items = append(items, item{in, a})
 	}
 	ctx := g.base + "/v1.0/$metadata#users('" + user + "')/teamwork/installedApps"
-	return gresp{body: listPage(ctx, -1, func(e *enc) {
-		for _, it := range items {
-			e.elem()
-			e.open()
-			writeInstallation(e, &it.in, it.a, expandApp, expandDef)
-			e.close()
-		}
-	}, "")}, nil
+	return gresp{body: objectList(ctx, -1, items, func(e *enc, it item) { writeInstallation(e, &it.in, it.a, expandApp, expandDef) }, "")}, nil
 }
 
 // findInstall finds the user's installation with this id.
@@ -963,6 +923,20 @@ func (tt *teamsTenant) findInstall(user, id string) (*TeamsAppInstallation, *Tea
 	return nil, nil
 }
 
+// readableInstall reads users/{id}/teamwork/installedApps/{id}[/…]: the installation and its
+// app, 404 unless the caller may read it.
+func (s *Server) readableInstall(r *http.Request, g *gctx) (user string, tt *teamsTenant, in *TeamsAppInstallation, a *TeamsApp, bad *gresp) {
+	user, tt, id, bad := s.installRequest(r, g)
+	if bad != nil {
+		return "", nil, nil, nil, bad
+	}
+	in, a = tt.findInstall(user, id)
+	if in == nil || a == nil || !g.mayRead(a) {
+		return "", nil, nil, nil, new(teamsNotFound("The app installation was not found."))
+	}
+	return user, tt, in, a, nil
+}
+
 func (s *Server) getInstalledApp(r *http.Request, g *gctx) (gresp, func() *gresp) {
 	q := r.URL.Query()
 	if e := checkQuery(q, "expand"); e != nil {
@@ -972,13 +946,9 @@ func (s *Server) getInstalledApp(r *http.Request, g *gctx) (gresp, func() *gresp
 	if e != nil {
 		return *e, nil
 	}
-	user, tt, id, e := s.installRequest(r, g)
+	user, _, in, a, e := s.readableInstall(r, g)
 	if e != nil {
 		return *e, nil
-	}
-	in, a := tt.findInstall(user, id)
-	if in == nil || a == nil || !g.mayRead(a) {
-		return teamsNotFound("The app installation was not found."), nil
 	}
 	var enc enc
 	enc.open()
@@ -1036,15 +1006,11 @@ func (s *Server) uninstallApp(r *http.Request, g *gctx) (gresp, func() *gresp) {
 	if e := checkQuery(r.URL.Query()); e != nil {
 		return *e, nil
 	}
-	user, tt, id, e := s.installRequest(r, g)
+	user, tt, in, a, e := s.readableInstall(r, g)
 	if e != nil {
 		return *e, nil
 	}
-	in, a := tt.findInstall(user, id)
-	switch {
-	case in == nil || a == nil || !g.mayRead(a):
-		return teamsNotFound("The app installation was not found."), nil
-	case !g.mayManage(a):
+	if !g.mayManage(a) {
 		return errResp(http.StatusForbidden, "Forbidden", "The app can uninstall only itself with TeamsAppInstallation.ReadWriteSelfForUser.All."), nil
 	}
 	delete(tt.installs[user], in.AppID)
@@ -1058,13 +1024,9 @@ func (s *Server) installationChat(r *http.Request, g *gctx) (gresp, func() *gres
 	if e := checkQuery(r.URL.Query(), "select"); e != nil {
 		return *e, nil
 	}
-	user, tt, id, e := s.installRequest(r, g)
+	user, _, in, a, e := s.readableInstall(r, g)
 	if e != nil {
 		return *e, nil
-	}
-	in, a := tt.findInstall(user, id)
-	if in == nil || a == nil || !g.mayRead(a) {
-		return teamsNotFound("The app installation was not found."), nil
 	}
 	tenant, base, app, inst := g.t.id, g.base, *a, *in
 	return gresp{}, func() *gresp {
