@@ -214,11 +214,7 @@ func TestImpacting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, c := range cs {
-				got = append(got, c.ID)
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := changeIDs(cs); !slices.Equal(got, tc.want) {
 				t.Errorf("Impacting = %v, want %v", got, tc.want)
 			}
 		})
@@ -275,11 +271,7 @@ func TestSearch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, c := range cs {
-				got = append(got, c.ID)
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := changeIDs(cs); !slices.Equal(got, tc.want) {
 				t.Errorf("Search(%q) = %v, want %v", tc.q, got, tc.want)
 			}
 		})
@@ -328,4 +320,13 @@ func TestQueriesDoNotScanTheOrg(t *testing.T) {
 	if n := r.ts.Stats().Requests - before; n > 3 { // "payroll" as an id, one index query, one read
 		t.Errorf("Search sent %d requests", n)
 	}
+}
+
+// changeIDs are the changes' ids, in order.
+func changeIDs(cs []Change) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
 }
