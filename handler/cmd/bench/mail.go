@@ -22,7 +22,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -34,8 +33,6 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/devhost"
-	"github.com/leapchange/m365/handler/internal/graph"
-	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/pacing"
@@ -74,10 +71,8 @@ type mailOptions struct {
 }
 
 func runMail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := mailOptions{target: target{stderr: stderr}}
-	fs := flag.NewFlagSet("bench mail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.flags(fs)
+	var o mailOptions
+	fs := o.flagSet("bench mail", stderr)
 	fs.IntVar(&o.recipients, "recipients", 0, "recipients of the batch (required)")
 	fs.IntVar(&o.mailboxes, "mailboxes", 4, "sender mailboxes in the pool")
 	fs.IntVar(&o.perMinute, "per-minute", 0, "mails per minute per mailbox, as the simulated tenant enforces (required)")
@@ -88,18 +83,12 @@ func runMail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if o.recipients <= 0 || o.mailboxes <= 0 || o.perMinute <= 0 || o.workers <= 0 {
 		return fmt.Errorf("%w: -recipients and -per-minute are required; -recipients, -mailboxes, -per-minute and -workers must be positive", errUsage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := mailBench(ctx, o)
-	if err != nil {
-		return err
-	}
-	return o.report(stdout, res)
+	return measure(ctx, &o.target, stdout, mailBench, o)
 }
 
 func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 	res := MailResult{Bench: "mail", Recipients: o.recipients, Mailboxes: o.mailboxes, PerMinute: o.perMinute, Workers: o.workers}
-	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+	logf := o.logf
 	hc, err := httpClient(o.caFile)
 	if err != nil {
 		return res, err
@@ -162,8 +151,7 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 		return res, err
 	}
 
-	creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
-	gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
+	gc, err := o.graphClient(hc)
 	if err != nil {
 		return res, err
 	}

@@ -98,6 +98,16 @@ type target struct {
 	stderr                   io.Writer
 }
 
+// flagSet is benchmark name's flag set, printing to stderr (as the benchmark logs), with the
+// target's flags declared.
+func (t *target) flagSet(name string, stderr io.Writer) *flag.FlagSet {
+	t.stderr = stderr
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	t.flags(fs)
+	return fs
+}
+
 // flags declares the target's flags on fs.
 func (t *target) flags(fs *flag.FlagSet) {
 	fs.StringVar(&t.simURL, "sim", "", "simulated tenant base URL, e.g. https://127.0.0.1:1234 (required)")
@@ -105,24 +115,60 @@ func (t *target) flags(fs *flag.FlagSet) {
 	fs.StringVar(&t.tenant, "tenant", "", "tenant id (required)")
 	fs.StringVar(&t.appID, "app-id", "", "client id (required)")
 	fs.StringVar(&t.appSecret, "app-secret", "", "client secret (required)")
-	fs.StringVar(&t.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
-	fs.StringVar(&t.out, "out", "", "also write the result, with date and machine, to this JSON file")
-	fs.DurationVar(&t.timeout, "timeout", 60*time.Minute, "give up after this long")
+	t.runFlags(fs, 60*time.Minute)
 }
 
-// parse parses args into fs and checks the target's flags.
-func (t *target) parse(fs *flag.FlagSet, args []string) error {
+// runFlags declares the flags that need no simulated tenant: the tables, the result file and
+// the time limit.
+func (t *target) runFlags(fs *flag.FlagSet, timeout time.Duration) {
+	fs.StringVar(&t.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
+	fs.StringVar(&t.out, "out", "", "also write the result, with date and machine, to this JSON file")
+	fs.DurationVar(&t.timeout, "timeout", timeout, "give up after this long")
+}
+
+// parseArgs parses args into fs; a bad flag or a stray argument is a usage error.
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	return nil
+}
+
+// parse parses args into fs and checks the target's flags.
+func (t *target) parse(fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
 	if t.simURL == "" || t.caFile == "" || t.tenant == "" || t.appID == "" || t.appSecret == "" || t.tables == "" {
 		return fmt.Errorf("%w: -sim, -ca, -tenant, -app-id, -app-secret and -tables (or AZURITE_TABLES_CONNECTION) are required", errUsage)
 	}
 	t.simURL = strings.TrimRight(t.simURL, "/")
 	return nil
+}
+
+// measure runs bench with o within the target's time limit and reports its result.
+func measure[O, R any](ctx context.Context, t *target, stdout io.Writer, bench func(context.Context, O) (R, error), o O) error {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	res, err := bench(ctx, o)
+	if err != nil {
+		return err
+	}
+	return t.report(stdout, res)
+}
+
+// logf writes one line of the benchmark's progress to stderr.
+func (t *target) logf(format string, args ...any) {
+	fmt.Fprintf(t.stderr, "bench: "+format+"\n", args...)
+}
+
+// graphClient is the real Graph client, signed in as the app to the simulated tenant.
+func (t *target) graphClient(hc *http.Client) (*graph.Client, error) {
+	creds := m365auth.New(m365auth.Config{ClientID: t.appID, ClientSecret: t.appSecret, AuthorityHost: t.simURL + "/", HTTPClient: hc})
+	return graph.New(graph.Config{BaseURL: t.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
 }
 
 // report prints the result as one JSON line and writes it, with date and machine, to -out.
@@ -217,10 +263,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := options{target: target{stderr: stderr}}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.flags(fs)
+	var o options
+	fs := o.flagSet("bench", stderr)
 	fs.IntVar(&o.users, "users", 0, "users the simulated tenant was generated with (reported)")
 	fs.IntVar(&o.groups, "groups", 0, "groups the simulated tenant was generated with (reported)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the full run to this file")
@@ -241,20 +285,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		return fmt.Errorf("%w: -floor %q: want both, sequential, pipelined or auto", errUsage, o.floorMode)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := bench(ctx, o)
-	if err != nil {
-		return err
-	}
-	return o.report(stdout, res)
+	return measure(ctx, &o.target, stdout, bench, o)
 }
 
 // bench is one measurement: full, floor, delta.
 func bench(ctx context.Context, o options) (Result, error) {
 	res := Result{Bench: "sync", Users: o.users, Groups: o.groups}
 	res.GOGC, res.GOMemLimitMB = gcPolicy()
-	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+	logf := o.logf
 
 	hc, err := httpClient(o.caFile)
 	if err != nil {
@@ -263,8 +301,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 	graphTimer := &timer{next: hc.Transport}
 	hc = &http.Client{Transport: graphTimer}
 	tableTimer := &timer{next: http.DefaultTransport}
-	creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
-	gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
+	gc, err := o.graphClient(hc)
 	if err != nil {
 		return res, err
 	}

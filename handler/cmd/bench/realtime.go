@@ -42,7 +42,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,7 +63,6 @@ import (
 	"github.com/leapchange/m365/handler/internal/devhost"
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/graph"
-	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -137,10 +135,8 @@ type realtimeOptions struct {
 }
 
 func runRealtime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := realtimeOptions{target: target{stderr: stderr}}
-	fs := flag.NewFlagSet("bench realtime", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.flags(fs)
+	var o realtimeOptions
+	fs := o.flagSet("bench realtime", stderr)
 	fs.StringVar(&o.root, "root", ".", "repository root (host.json, functions/)")
 	fs.StringVar(&o.handler, "handler", "", "prebuilt handler binary (default: build ./handler into a temporary directory)")
 	fs.IntVar(&o.users, "users", 0, "users the simulated tenant was generated with (required)")
@@ -166,13 +162,7 @@ func runRealtime(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.debounce != 0 && (o.debounce < time.Second || o.debounce > 5*time.Minute) {
 		return fmt.Errorf("%w: -debounce must be from 1s to 5m (the handler's REALTIME_DEBOUNCE)", errUsage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := realtimeBench(ctx, o)
-	if err != nil {
-		return err
-	}
-	return o.report(stdout, res)
+	return measure(ctx, &o.target, stdout, realtimeBench, o)
 }
 
 const filteredOrg = "benchfiltered"
@@ -182,7 +172,7 @@ func realtimeBench(ctx context.Context, o realtimeOptions) (RealtimeResult, erro
 	res := RealtimeResult{Bench: "realtime", Users: o.users, Changes: o.changes, Rate: o.rate, DebounceS: secs(debounce),
 		Groups: o.groups, FilterChanges: o.filterChanges, FilterRepeats: o.filterRepeats, PollMs: ms(o.poll),
 		LostAfterS: secs(o.lostAfter), NumCPU: runtime.NumCPU()}
-	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+	logf := o.logf
 	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x2545f4914f6cdd1d))
 
 	hc, err := httpClient(o.caFile)
@@ -298,8 +288,7 @@ func realtimeBench(ctx context.Context, o realtimeOptions) (RealtimeResult, erro
 	var filter []string
 	var pick filterPick
 	if o.filterRepeats > 0 {
-		creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
-		gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
+		gc, err := o.graphClient(hc)
 		if err != nil {
 			return res, err
 		}

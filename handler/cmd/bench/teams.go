@@ -27,7 +27,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,8 +39,6 @@ import (
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/conversations"
 	"github.com/leapchange/m365/handler/internal/devhost"
-	"github.com/leapchange/m365/handler/internal/graph"
-	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/outbound"
 	"github.com/leapchange/m365/handler/internal/pacing"
@@ -95,10 +92,8 @@ type teamsOptions struct {
 }
 
 func runTeams(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := teamsOptions{target: target{stderr: stderr}}
-	fs := flag.NewFlagSet("bench teams", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o.flags(fs)
+	var o teamsOptions
+	fs := o.flagSet("bench teams", stderr)
 	fs.IntVar(&o.recipients, "recipients", 0, "recipients of the batch: the first N users of the simulated tenant (required)")
 	fs.IntVar(&o.rate, "rate", 30, "Bot Connector requests per second per tenant, as the simulated tenant enforces (Teams: 30)")
 	fs.IntVar(&o.workers, "workers", 32, "concurrent TeamsSender invocations (the host's maxConcurrentCalls)")
@@ -116,13 +111,7 @@ func runTeams(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.botAppID == "" || o.botTenant == "" || o.botSecret == "" {
 		return fmt.Errorf("%w: -bot-app-id, -bot-tenant and -bot-secret are required", errUsage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := teamsBench(ctx, o)
-	if err != nil {
-		return err
-	}
-	return o.report(stdout, res)
+	return measure(ctx, &o.target, stdout, teamsBench, o)
 }
 
 // recipientOf is one recipient: the tenant's user and the bot's conversation with them.
@@ -139,7 +128,7 @@ func withoutApp(i int, share float64) bool {
 
 func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	res := TeamsResult{Bench: "teams", Recipients: o.recipients, Workers: o.workers}
-	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+	logf := o.logf
 	hc, err := httpClient(o.caFile)
 	if err != nil {
 		return res, err
@@ -150,8 +139,7 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 	defer store.DropTables(context.WithoutCancel(ctx))
 	orgKey, _ := tablestore.NewOrg(org)
-	creds := m365auth.New(m365auth.Config{ClientID: o.appID, ClientSecret: o.appSecret, AuthorityHost: o.simURL + "/", HTTPClient: hc})
-	gc, err := graph.New(graph.Config{BaseURL: o.simURL + "/v1.0", Credentials: creds, HTTPClient: hc})
+	gc, err := o.graphClient(hc)
 	if err != nil {
 		return res, err
 	}

@@ -101,9 +101,7 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	o := webhookOptions{target: target{stderr: stderr}}
 	fs := flag.NewFlagSet("bench webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.tables, "tables", os.Getenv("AZURITE_TABLES_CONNECTION"), "Table Storage connection string (default $AZURITE_TABLES_CONNECTION)")
-	fs.StringVar(&o.out, "out", "", "also write the result, with date and machine, to this JSON file")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	o.runFlags(fs, 10*time.Minute) // no simulated tenant: the webhook needs only Table Storage
 	fs.StringVar(&o.root, "root", ".", "repository root (host.json, functions/)")
 	fs.StringVar(&o.handler, "handler", "", "prebuilt handler binary (default: build ./handler into a temporary directory)")
 	fs.StringVar(&o.route, "route", "devhost", "devhost: the handler binary behind the host stand-in, as Graph reaches it; inprocess: the webhook's Handler alone on a loopback HTTP server in this process, publishing to an in-memory queue")
@@ -113,11 +111,8 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.nsubs, "subscriptions", 20, "monitored channels (subscriptions) the notifications are spread over")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the load, the host stand-in and its queues) during the measured period")
 	fs.IntVar(&o.warmup, "warmup", 0, "warm-up requests before the measured period (default: one per subscription)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if o.rate <= 0 || o.seconds <= 0 || o.perRequest <= 0 || o.perRequest > 1000 || o.nsubs <= 0 || o.warmup < 0 {
 		return fmt.Errorf("%w: -rate is required; -rate, -seconds, -subscriptions positive; -per-request 1..1000", errUsage)
@@ -128,13 +123,7 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.tables == "" {
 		return fmt.Errorf("%w: -tables (or AZURITE_TABLES_CONNECTION) is required", errUsage)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	res, err := webhookBench(ctx, o)
-	if err != nil {
-		return err
-	}
-	return o.report(stdout, res)
+	return measure(ctx, &o.target, stdout, webhookBench, o)
 }
 
 // sentNote identifies a notification: its subscription and resource.
@@ -143,7 +132,7 @@ type sentNote struct{ sub, resource string }
 func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) {
 	res := WebhookResult{Bench: "webhook", Rate: o.rate, Seconds: o.seconds, PerRequest: o.perRequest, Subscriptions: o.nsubs,
 		Route: o.route, NumCPU: runtime.NumCPU(), Statuses: map[string]int{}}
-	logf := func(format string, args ...any) { fmt.Fprintf(o.stderr, "bench: "+format+"\n", args...) }
+	logf := o.logf
 	work, err := os.MkdirTemp("", "bench-webhook-")
 	if err != nil {
 		return res, err
