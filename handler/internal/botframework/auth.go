@@ -52,15 +52,7 @@ type Validator struct {
 // NewValidator returns a Validator. It does no I/O.
 func NewValidator(cfg ValidatorConfig) *Validator {
 	cfg.MetadataURL = cmp.Or(cfg.MetadataURL, DefaultMetadataURL)
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	// jwks defaults the clock and the logger, jwks.GetJSON the client.
 	v := &Validator{cfg: cfg}
 	v.keys = jwks.New(jwks.Config{Fetch: v.fetchKeys, Now: cfg.Now, Logger: cfg.Logger, Name: "botframework"})
 	return v

@@ -49,15 +49,7 @@ type TokenValidator struct {
 // NewTokenValidator returns a TokenValidator. It does no I/O.
 func NewTokenValidator(cfg TokenConfig) *TokenValidator {
 	cfg.KeysURL = cmp.Or(cfg.KeysURL, DefaultKeysURL)
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	// jwks defaults the clock and the logger, jwks.GetJSON the client.
 	v := &TokenValidator{cfg: cfg}
 	v.keys = jwks.New(jwks.Config{
 		Fetch: func(ctx context.Context) (map[string]jwks.Key, error) {
