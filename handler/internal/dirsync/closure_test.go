@@ -103,7 +103,7 @@ func TestFilteredDeltaReadsMembershipChanges(t *testing.T) {
 	b := e.addUsers(t, "Beta", 5)
 	out := e.addUsers(t, "Out", 3)
 	ga, gb := e.addGroup(t, "Alpha", a...), e.addGroup(t, "Beta", b...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga, gb}; generous(s) })
+	e.filterTo(t, ga, gb)
 	first, cost := e.syncCost(t)
 	if first.Created != 65 || cost.transitive != 0 {
 		t.Errorf("first run created %d with %d TransitiveUserIDs; want 65, 0", first.Created, cost.transitive)
@@ -146,7 +146,7 @@ func TestFilterCostsAboutTheSame(t *testing.T) {
 	b := plain.addUsers(t, "Beta", 150)
 	ga, gb := plain.addGroup(t, "Alpha", a...), plain.addGroup(t, "Beta", b...)
 	plain.settings(t, generous)
-	filtered.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga, gb}; generous(s) })
+	filtered.filterTo(t, ga, gb)
 	plain.syncCost(t)
 	filtered.syncCost(t)
 
@@ -181,7 +181,7 @@ func TestNestedGroupAddedAndRemoved(t *testing.T) {
 	sub := e.addGroup(t, "Sub", nested...)
 	deep := e.addGroup(t, "Deep", deeper...)
 	must(t, e.sim.AddMember(testenv.Tenant, sub, deep))
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	e.filterTo(t, parent)
 	if run, _ := e.syncCost(t); run.Created != 2 {
 		t.Fatalf("created %d, want the 2 direct members", run.Created)
 	}
@@ -224,7 +224,7 @@ func TestFilterChangedBetweenRuns(t *testing.T) {
 	b := e.addUsers(t, "Beta", 3)
 	ga := e.addGroup(t, "Alpha", a...)
 	gb := e.addGroup(t, "Beta", append(slices.Clone(b), a[0])...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.filterTo(t, ga)
 	e.syncCost(t)
 
 	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{gb} })
@@ -261,7 +261,7 @@ func alphaFiltered(t *testing.T) (e *env, alpha []string, out, group string) {
 	alpha = e.addUsers(t, "Alpha", 4)
 	out = e.addUser(t, "Out", "Sider")
 	group = e.addGroup(t, "Alpha", alpha...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{group}; generous(s) })
+	e.filterTo(t, group)
 	e.syncCost(t)
 	return e, alpha, out, group
 }
@@ -335,7 +335,7 @@ func TestClosureUpdateRedone(t *testing.T) {
 			if c.nested {
 				must(t, e.sim.AddMember(testenv.Tenant, ga, sub))
 			}
-			e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+			e.filterTo(t, ga)
 			e.syncCost(t)
 
 			c.change(e, ga, sub, a, out)
@@ -386,7 +386,7 @@ func TestDryRunLeavesMembershipChangesToTheRealRun(t *testing.T) {
 	a := e.addUsers(t, "Alpha", 3)
 	out := e.addUser(t, "Out", "Sider")
 	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.filterTo(t, ga)
 	e.syncCost(t)
 
 	must(t, e.sim.AddMember(testenv.Tenant, ga, out))
@@ -436,7 +436,7 @@ func TestFilterWithoutGroupsDelta(t *testing.T) {
 	sub := e.addGroup(t, "Sub", nested...)
 	parent := e.addGroup(t, "Parent", direct...)
 	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	e.filterTo(t, parent)
 	if run, cost := e.syncCost(t); run.Created != 4 || cost.transitive != 1 {
 		t.Errorf("created %d with %d TransitiveUserIDs, want 4, 1", run.Created, cost.transitive)
 	}
@@ -482,7 +482,7 @@ func TestNestedRoundsMergeIntoOne(t *testing.T) {
 	parent, sub, deep := e.addGroup(t, "Parent", direct...), e.addGroup(t, "Sub", nested...), e.addGroup(t, "Deep", deeper...)
 	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
 	must(t, e.sim.AddMember(testenv.Tenant, sub, deep))
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	e.filterTo(t, parent)
 	if run, _ := e.syncCost(t); run.Created != 6 {
 		t.Fatalf("the build created %d, want 6", run.Created)
 	}
@@ -573,7 +573,7 @@ func TestClosureSummariesFollowMemberRows(t *testing.T) {
 	parent := e.addGroup(t, "Parent", direct...)
 	sub := e.addGroup(t, "Sub", append(slices.Clone(nested), direct[0])...)
 	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	e.filterTo(t, parent)
 	if run, _ := e.syncCost(t); run.Created != 6 {
 		t.Errorf("build: created %d, want 6", run.Created)
 	}

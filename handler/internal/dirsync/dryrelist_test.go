@@ -43,15 +43,8 @@ func TestDryRunOfUserListedTwice(t *testing.T) {
 			e.settings(t, generous)
 			target := tc.prepare(t, e)
 
-			dryDir := e.relisting(t, target, tc.change)
-			dry := e.dryRun(t)
-			wantState(t, dry, dirsync.Succeeded)
-			dryDir.staged(t)
-
-			realDir := e.relisting(t, target, tc.change)
-			real := e.sync(t)
-			wantState(t, real, dirsync.Succeeded)
-			realDir.staged(t)
+			dry := runStaged(t, e.relisting(target, tc.change), e.dryRun)
+			real := runStaged(t, e.relisting(target, tc.change), e.sync)
 			if dry.Kind != real.Kind {
 				t.Fatalf("dry run kind %s, real run kind %s", dry.Kind, real.Kind)
 			}
@@ -105,7 +98,7 @@ func TestDryRunRedoesARelistingPage(t *testing.T) {
 
 	e.configure(func(c *dirsync.Config) {
 		onePagePerStep(c)
-		c.Directory = &relistDir{graphDir: e.dir, target: target, change: change}
+		c.Directory = &relistDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	})
 	var busy atomic.Bool
 	e.kill.mu.Lock()
@@ -126,17 +119,14 @@ func TestDryRunRedoesARelistingPage(t *testing.T) {
 		t.Fatalf("dry run rescheduled %d times, want 1: the redo was not staged", got.Rescheduled)
 	}
 
-	realDir := e.relisting(t, target, change)
-	e.wantDryAsReal(t, got, target, realDir.staged)
+	e.wantDryAsReal(t, got, target, e.relisting(target, change))
 }
 
-// wantDryAsReal runs the real round (its directory configured) and checks that dry, the finished
+// wantDryAsReal runs the real round over dir (configured) and checks that dry, the finished
 // dry run of the same round, counted what it did and logged target's creation once.
-func (e *env) wantDryAsReal(t *testing.T, dry dirsync.Run, target string, staged func(*testing.T)) {
+func (e *env) wantDryAsReal(t *testing.T, dry dirsync.Run, target string, dir stager) {
 	t.Helper()
-	real := e.sync(t)
-	wantState(t, real, dirsync.Succeeded)
-	staged(t)
+	real := runStaged(t, dir, e.sync)
 	if g, w := countsOf(dry), countsOf(real); g != w {
 		t.Errorf("dry run counts %+v\nreal run counts %+v", g, w)
 	}

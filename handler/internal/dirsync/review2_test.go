@@ -19,7 +19,7 @@ func TestScopeChunkRedoneAfterItsWritesKeepsItsCounts(t *testing.T) {
 	a := e.addUsers(t, "Alpha", 2)
 	x := e.addUser(t, "Joiner", "Late") // out of the filter: no stakeholder
 	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.filterTo(t, ga)
 	if r := e.sync(t); r.Created != len(a) {
 		t.Fatalf("first run created %d, want %d", r.Created, len(a))
 	}
@@ -107,7 +107,7 @@ func dryScopeAfterAStepBoundary(t *testing.T, dry bool) {
 	e := setup(t)
 	a := e.addUsers(t, "Alpha", 2)
 	ga := e.addGroup(t, "Alpha", a...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.filterTo(t, ga)
 	e.sync(t)
 	n := e.addUser(t, "New", "Joiner")
 	must(t, e.sim.AddMember(testenv.Tenant, ga, n))

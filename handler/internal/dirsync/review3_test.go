@@ -1,10 +1,8 @@
 package dirsync_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,11 +24,11 @@ func TestDryRunRedoOfSeveralPages(t *testing.T) {
 	e.settings(t, generous)
 	target := emptyDirectory(t, e)
 	change := func(u *entra.User) { u.Department = "Moved" }
-	whole := func(d *seqDir) func(*dirsync.Config) {
+	whole := func(d *relistDir) func(*dirsync.Config) {
 		return func(c *dirsync.Config) { c.StepBudget, c.Directory = time.Hour, d }
 	}
 
-	dryDir := &seqDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
+	dryDir := &relistDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	e.configure(whole(dryDir))
 	var failing atomic.Bool
 	e.kill.mu.Lock()
@@ -59,65 +57,9 @@ func TestDryRunRedoOfSeveralPages(t *testing.T) {
 	got := accounted(t, e.run(t, dry.ID))
 	wantState(t, got, dirsync.Succeeded)
 
-	realDir := &seqDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
+	realDir := &relistDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	e.configure(whole(realDir))
-	e.wantDryAsReal(t, got, target, realDir.staged)
-}
-
-// seqDir lists the user target again at the end of each of the pages after the one listing
-// it, changed by changes[0], then also by changes[1], and so on (each time such a page is
-// fetched: a page fetched again from the round's start has another link, so it is also known
-// by its first user).
-type seqDir struct {
-	*graphDir
-	target  string
-	changes []func(*entra.User)
-
-	mu     sync.Mutex
-	first  *entra.User
-	at     map[string]int // page link → how many changes the repeat on that page has
-	byHead map[string]int // the same by the page's first user
-	listed int
-}
-
-func (d *seqDir) UsersDelta(ctx context.Context, tenant, link string) (entra.UserPage, error) {
-	page, err := d.graphDir.UsersDelta(ctx, tenant, link)
-	if err != nil {
-		return page, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n, ok := d.at[link]
-	if !ok && len(page.Users) > 0 {
-		n, ok = d.byHead[page.Users[0].ID]
-	}
-	if ok {
-		d.byHead[page.Users[0].ID] = n
-		u := *d.first
-		for _, c := range d.changes[:n] {
-			c(&u)
-		}
-		page.Users = append(page.Users, u)
-		d.listed = max(d.listed, n)
-		if n < len(d.changes) && page.NextLink != "" {
-			d.at[page.NextLink] = n + 1
-		}
-	}
-	for _, u := range page.Users {
-		if u.ID == d.target && d.first == nil && page.NextLink != "" {
-			d.first, d.at, d.byHead = &u, map[string]int{page.NextLink: 1}, map[string]int{}
-		}
-	}
-	return page, nil
-}
-
-func (d *seqDir) staged(t *testing.T) {
-	t.Helper()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.listed != len(d.changes) {
-		t.Fatalf("user %s was listed again with %d of %d changes: the repeats were not staged", d.target, d.listed, len(d.changes))
-	}
+	e.wantDryAsReal(t, got, target, realDir)
 }
 
 // TestUserReenabledWhileAFullRoundRuns: a full round into an empty directory creates a user's
@@ -143,17 +85,8 @@ func testUserReenabledWhileAFullRoundRuns(t *testing.T) {
 		func(u *entra.User) { u.AccountEnabled = true },
 	}
 
-	dryDir := &seqDir{graphDir: e.dir, target: ids[0], changes: steps}
-	e.configure(func(c *dirsync.Config) { c.Directory = dryDir })
-	dry := e.dryRun(t)
-	wantState(t, dry, dirsync.Succeeded)
-	dryDir.staged(t)
-
-	realDir := &seqDir{graphDir: e.dir, target: ids[0], changes: steps}
-	e.configure(func(c *dirsync.Config) { c.Directory = realDir })
-	run := e.sync(t)
-	wantState(t, run, dirsync.Succeeded)
-	realDir.staged(t)
+	dry := runStaged(t, e.relisting(ids[0], steps...), e.dryRun)
+	run := runStaged(t, e.relisting(ids[0], steps...), e.sync)
 	if run.Created != 130 || run.Deactivated != 0 || run.PendingDeactivations != 0 {
 		t.Errorf("run = created %d, deactivated %d, pending deactivations %d; want 130, 0, 0", run.Created, run.Deactivated, run.PendingDeactivations)
 	}
@@ -176,21 +109,12 @@ func TestDryRunOfUserChangedBackDuringARound(t *testing.T) {
 	ids := e.addUsers(t, "Back", 80)
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Moved" })
-	back := []func(*entra.User){func(u *entra.User) { u.Department = "Operations" }}
+	back := func(u *entra.User) { u.Department = "Operations" }
 
 	must(t, e.sim.ResetDelta(testenv.Tenant))
-	dryDir := &seqDir{graphDir: e.dir, target: ids[0], changes: back}
-	e.configure(func(c *dirsync.Config) { c.Directory = dryDir })
-	dry := e.dryRun(t)
-	wantState(t, dry, dirsync.Succeeded)
-	dryDir.staged(t)
-
+	dry := runStaged(t, e.relisting(ids[0], back), e.dryRun)
 	must(t, e.sim.ResetDelta(testenv.Tenant))
-	realDir := &seqDir{graphDir: e.dir, target: ids[0], changes: back}
-	e.configure(func(c *dirsync.Config) { c.Directory = realDir })
-	run := e.sync(t)
-	wantState(t, run, dirsync.Succeeded)
-	realDir.staged(t)
+	run := runStaged(t, e.relisting(ids[0], back), e.sync)
 	if run.Kind != "full" || dry.Kind != "full" {
 		t.Fatalf("runs of kind %s and %s, want full rounds", dry.Kind, run.Kind)
 	}

@@ -36,7 +36,7 @@ func TestScopeWideningGoesChunkByChunk(t *testing.T) {
 	b := e.addUsers(t, "Beta", 1010)
 	ga := e.addGroup(t, "Alpha", a...)
 	gb := e.addGroup(t, "Beta", b...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+	e.filterTo(t, ga)
 	e.syncCost(t)
 
 	e.configure(func(c *dirsync.Config) { onePagePerStep(c); c.ScopeFetchMax = 5000 })
@@ -76,7 +76,7 @@ func TestWideScopeChangeResyncsInFull(t *testing.T) {
 			b := e.addUsers(t, "Beta", tt.joining)
 			ga := e.addGroup(t, "Alpha", a...)
 			gb := e.addGroup(t, "Beta", b...)
-			e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{ga}; generous(s) })
+			e.filterTo(t, ga)
 			e.syncCost(t)
 			e.configure(func(c *dirsync.Config) { c.ScopeFetchMax = 10 })
 

@@ -29,6 +29,12 @@ func generous(s *syncsettings.Settings) {
 	s.DeletionThreshold = syncsettings.Threshold{Percent: 100, Count: 10000}
 }
 
+// filterTo stores a group filter of groups, with the deletion guard kept generous.
+func (e *env) filterTo(t *testing.T, groups ...string) {
+	t.Helper()
+	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = groups; generous(s) })
+}
+
 func TestFullThenDeltaSync(t *testing.T) {
 	e := setup(t)
 	must(t, e.sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: 130, Groups: 3, Seed: 7}))
@@ -336,7 +342,7 @@ func TestGroupFilterScope(t *testing.T) {
 	sub := e.addGroup(t, "Sub", nested...)
 	parent := e.addGroup(t, "Parent", direct...)
 	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{parent}; generous(s) })
+	e.filterTo(t, parent)
 
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	got := e.byExternal(t, e.org)
@@ -1050,7 +1056,7 @@ func TestDryRunWithFilter(t *testing.T) {
 	e.configure(func(c *dirsync.Config) { c.StepBudget, c.GiveUpAfter = 0, 0 }) // the defaults
 	ids := e.addUsers(t, "User", 5)
 	g := e.addGroup(t, "All", ids...)
-	e.settings(t, func(s *syncsettings.Settings) { s.GroupFilter = []string{g}; generous(s) })
+	e.filterTo(t, g)
 	wantState(t, e.sync(t), dirsync.Succeeded)
 
 	joiner := e.addUser(t, "Join", "Er")
