@@ -114,13 +114,9 @@ func channelKey(tenantID, teamID, channelID string) string {
 
 // channelLocked finds a team's channel (s.mu held) and its messages.
 func (s *Server) channelLocked(tenantID, teamID, channelID string) (*teamRec, *channelRec, *channelMsgs, error) {
-	tt, err := s.teamsLocked(tenantID)
+	team, err := s.teamLocked(tenantID, teamID)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	team := tt.team(teamID)
-	if team == nil {
-		return nil, nil, nil, fmt.Errorf("team %q in tenant %q: %w", teamID, tenantID, ErrNotFound)
 	}
 	i := slices.IndexFunc(team.channels, func(c *channelRec) bool { return strings.EqualFold(c.ID, channelID) })
 	if i < 0 {
@@ -277,13 +273,9 @@ func (s *Server) GrantRSC(tenantID, teamID, appID string, permissions ...string)
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tt, err := s.teamsLocked(tenantID)
+	team, err := s.teamLocked(tenantID, teamID)
 	if err != nil {
 		return err
-	}
-	team := tt.team(teamID)
-	if team == nil {
-		return fmt.Errorf("team %q in tenant %q: %w", teamID, tenantID, ErrNotFound)
 	}
 	n := s.notify()
 	key := strings.ToLower(tenantID) + "|" + strings.ToLower(team.ID)
