@@ -203,22 +203,30 @@ func (s *Server) lockResolvedTenant(tenantID string) (t *tenant, unlock func(), 
 	return t, s.mu.Unlock, nil
 }
 
-func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
+// discoveryTenant reads the tenant of a discovery path (openid-configuration, keys): the one
+// its URLs name (a meta-tenant such as common as given, else the tenant's id) and the one its
+// issuer names ("{tenantid}" for a meta-tenant). On false it has answered 400 invalid_tenant.
+func (s *Server) discoveryTenant(w http.ResponseWriter, r *http.Request) (tid, issuerTenant string, ok bool) {
 	pathTenant := tenantInPath(r)
-	base := baseURL(r)
-	tid, issuerTenant := pathTenant, pathTenant
 	if isMetaTenant(pathTenant) {
-		issuerTenant = "{tenantid}"
-	} else {
-		s.mu.Lock()
-		t := s.resolveTenantLocked(pathTenant)
-		s.mu.Unlock()
-		if t == nil {
-			s.entraError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, tenantNotFound(pathTenant))
-			return
-		}
-		tid, issuerTenant = t.id, t.id
+		return pathTenant, "{tenantid}", true
 	}
+	s.mu.Lock()
+	t := s.resolveTenantLocked(pathTenant)
+	s.mu.Unlock()
+	if t == nil {
+		s.entraError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, tenantNotFound(pathTenant))
+		return "", "", false
+	}
+	return t.id, t.id, true
+}
+
+func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
+	tid, issuerTenant, ok := s.discoveryTenant(w, r)
+	if !ok {
+		return
+	}
+	base := baseURL(r)
 	cfg := map[string]any{
 		"token_endpoint":                        base + "/" + tid + "/oauth2/v2.0/token",
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
@@ -248,18 +256,11 @@ func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
-	pathTenant := tenantInPath(r)
-	issuer := baseURL(r) + "/{tenantid}/v2.0"
-	if !isMetaTenant(pathTenant) {
-		s.mu.Lock()
-		t := s.resolveTenantLocked(pathTenant)
-		s.mu.Unlock()
-		if t == nil {
-			s.entraError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, tenantNotFound(pathTenant))
-			return
-		}
-		issuer = baseURL(r) + "/" + t.id + "/v2.0"
+	_, issuerTenant, ok := s.discoveryTenant(w, r)
+	if !ok {
+		return
 	}
+	issuer := baseURL(r) + "/" + issuerTenant + "/v2.0"
 	sg := getSigner()
 	pub := sg.key.PublicKey
 	writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
