@@ -149,8 +149,13 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case n >= 3 && at(0, "tenants"):
 		s.adminTenant(r, parts[1], parts[2:], reply, decode)
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
+}
+
+// unknownAdmin is the error of an admin request that no route serves.
+func unknownAdmin(r *http.Request) error {
+	return fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path)
 }
 
 func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(any, error), decode func(any) bool) {
@@ -266,7 +271,7 @@ func (s *Server) adminTenant(r *http.Request, t string, p []string, reply func(a
 	case m == http.MethodDelete && n == 2 && p[0] == "groups":
 		reply(nil, s.DeleteGroup(t, p[1]))
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }
 
@@ -320,6 +325,6 @@ func (s *Server) adminMail(r *http.Request, what string, reply func(any, error),
 		s.SetMailLimits(l)
 		reply(show(s.MailLimits()), nil)
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }

@@ -145,6 +145,6 @@ func (s *Server) adminBot(r *http.Request, p []string, reply func(any, error), d
 		s.RotateBotKeys()
 		reply(nil, nil)
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }

@@ -21,7 +21,7 @@ func (s *Server) adminChannelMessages(r *http.Request, p []string, reply func(an
 	m, n := r.Method, len(p)
 	tenant, team, channel := p[0], p[2], p[3]
 	if n < 5 || p[4] != "messages" {
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 		return
 	}
 	switch {
@@ -56,7 +56,7 @@ func (s *Server) adminChannelMessages(r *http.Request, p []string, reply func(an
 	case m == http.MethodDelete && n == 6:
 		reply(nil, s.DeleteChannelMessage(tenant, team, channel, p[5]))
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }
 
@@ -170,6 +170,6 @@ func (s *Server) adminSubscriptions(r *http.Request, p []string, reply func(any,
 	case m == http.MethodDelete && n == 4 && at(0, "rsc"):
 		reply(nil, s.RevokeRSC(p[1], p[2], p[3]))
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }

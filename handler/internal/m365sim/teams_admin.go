@@ -89,7 +89,7 @@ func (s *Server) adminTeams(r *http.Request, p []string, reply func(any, error),
 	case n == 4 && at(1, "users") && at(3, "installations"):
 		s.adminInstallations(r, tenant, p[2], reply, decode)
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }
 
@@ -114,6 +114,6 @@ func (s *Server) adminInstallations(r *http.Request, tenant, user string, reply 
 		s.UninstallBot(tenant, user)
 		reply(nil, nil)
 	default:
-		reply(nil, fmt.Errorf("unknown admin request %s %s", r.Method, r.URL.Path))
+		reply(nil, unknownAdmin(r))
 	}
 }
