@@ -40,6 +40,14 @@ type hook struct {
 	posts  int
 }
 
+// answerWith sets how the hook answers later notifications: status by post number (nil: 202
+// Accepted), after delay.
+func (h *hook) answerWith(status func(n int) int, delay time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.status, h.delay = status, delay
+}
+
 func newHook(t *testing.T) *hook {
 	h := &hook{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -418,42 +426,37 @@ func TestLifecycleDuplicatesRetriesAndSlowAcks(t *testing.T) {
 		t.Fatalf("duplicates: %v", got)
 	}
 
+	// postStats posts a message and returns the webhook stats of its deliveries alone.
+	postStats := func(content string) m365sim.WebhookStats {
+		sim.ResetWebhookStats()
+		sim.PostChannelMessage(tenantA, team, channel, m365sim.ChannelMessageInput{Content: content})
+		wait(t, sim)
+		return sim.WebhookStats()
+	}
+
 	// A 500 then 202: retried once, delivered once.
 	h.mu.Lock()
 	first := h.posts
-	h.status = func(n int) int {
+	h.mu.Unlock()
+	h.answerWith(func(n int) int {
 		if n == first {
 			return 500
 		}
 		return 202
-	}
-	h.mu.Unlock()
-	sim.ResetWebhookStats()
-	sim.PostChannelMessage(tenantA, team, channel, m365sim.ChannelMessageInput{Content: "two"})
-	wait(t, sim)
-	if st := sim.WebhookStats(); st.Delivered != 1 || st.Retried != 1 || st.Failed != 0 {
+	}, 0)
+	if st := postStats("two"); st.Delivered != 1 || st.Retried != 1 || st.Failed != 0 {
 		t.Errorf("after a 500: %+v", st)
 	}
 	// Always 500: given up after the retries.
-	h.mu.Lock()
-	h.status = func(int) int { return 503 }
-	h.mu.Unlock()
-	sim.ResetWebhookStats()
-	sim.PostChannelMessage(tenantA, team, channel, m365sim.ChannelMessageInput{Content: "three"})
-	wait(t, sim)
-	if st := sim.WebhookStats(); st.Failed != 1 || st.Retried != 3 || st.Delivered != 0 {
+	h.answerWith(func(int) int { return 503 }, 0)
+	if st := postStats("three"); st.Failed != 1 || st.Retried != 3 || st.Delivered != 0 {
 		t.Errorf("always 503: %+v", st)
 	}
 
 	// Slow acks: a 300 ms answer against a 20 ms threshold counts as slow.
-	h.mu.Lock()
-	h.status, h.delay = nil, 300*time.Millisecond
-	h.mu.Unlock()
+	h.answerWith(nil, 300*time.Millisecond)
 	sim.SetWebhookOptions(m365sim.WebhookOptions{SlowAfter: 20 * time.Millisecond, RetryBackoff: time.Millisecond})
-	sim.ResetWebhookStats()
-	sim.PostChannelMessage(tenantA, team, channel, m365sim.ChannelMessageInput{Content: "four"})
-	wait(t, sim)
-	if st := sim.WebhookStats(); st.Slow != 1 || st.Delivered != 1 || st.AckP99 < 20*time.Millisecond {
+	if st := postStats("four"); st.Slow != 1 || st.Delivered != 1 || st.AckP99 < 20*time.Millisecond {
 		t.Errorf("slow ack: %+v", st)
 	}
 
