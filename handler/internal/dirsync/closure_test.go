@@ -433,10 +433,7 @@ func TestFilterWithoutGroupsDelta(t *testing.T) {
 	direct := e.addUsers(t, "Direct", 2)
 	nested := e.addUsers(t, "Nested", 2)
 	out := e.addUser(t, "Out", "Sider")
-	sub := e.addGroup(t, "Sub", nested...)
-	parent := e.addGroup(t, "Parent", direct...)
-	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
-	e.filterTo(t, parent)
+	_, sub := e.filterToNested(t, direct, nested)
 	if run, cost := e.syncCost(t); run.Created != 4 || cost.transitive != 1 {
 		t.Errorf("created %d with %d TransitiveUserIDs, want 4, 1", run.Created, cost.transitive)
 	}

@@ -364,10 +364,7 @@ func (e *env) wantConflictClosed(t *testing.T, stakeholderID string) {
 func TestConflictClosesWhenDeactivationRacesLeapEdit(t *testing.T) {
 	e, both, _, _ := conflictEnv(t)
 	e.settings(t, generous)
-	must(t, e.sim.SoftDeleteUser(testenv.Tenant, both))
-	run := e.syncRacingEdits(t, 1, func(int) {
-		e.edit(t, both, func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
-	}, `"deactivatedReason":"deleted"`)
+	run := e.syncDeletionRacingEdit(t, both)
 	st, _ := e.get(t, both)
 	if st.Active || st.Influence != "edited meanwhile" || run.Deactivated != 1 {
 		t.Errorf("stakeholder = %+v, deactivated %d; want deactivated with the edit kept", st, run.Deactivated)

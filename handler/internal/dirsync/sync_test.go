@@ -332,6 +332,17 @@ func testDeletedAndDisabled(t *testing.T, filtered bool) {
 	}
 }
 
+// filterToNested filters to a group Parent of the users direct and a group Sub of the users
+// nested, Sub nested in Parent.
+func (e *env) filterToNested(t *testing.T, direct, nested []string) (parent, sub string) {
+	t.Helper()
+	sub = e.addGroup(t, "Sub", nested...)
+	parent = e.addGroup(t, "Parent", direct...)
+	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
+	e.filterTo(t, parent)
+	return parent, sub
+}
+
 // TestGroupFilterScope: a parent group's filter includes the members of its subgroups; users
 // leaving or joining the scope through membership alone are deactivated and reactivated.
 func TestGroupFilterScope(t *testing.T) {
@@ -339,10 +350,7 @@ func TestGroupFilterScope(t *testing.T) {
 	direct := e.addUsers(t, "Direct", 3)
 	nested := e.addUsers(t, "Nested", 3)
 	outside := e.addUsers(t, "Outside", 3)
-	sub := e.addGroup(t, "Sub", nested...)
-	parent := e.addGroup(t, "Parent", direct...)
-	must(t, e.sim.AddMember(testenv.Tenant, parent, sub))
-	e.filterTo(t, parent)
+	parent, sub := e.filterToNested(t, direct, nested)
 
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	got := e.byExternal(t, e.org)
@@ -1084,11 +1092,8 @@ func TestDeactivationRacesLeapEdit(t *testing.T) {
 	ids := e.addUsers(t, "User", 10)
 	e.settings(t, generous)
 	wantState(t, e.sync(t), dirsync.Succeeded)
-	must(t, e.sim.SoftDeleteUser(testenv.Tenant, ids[0]))
 
-	run := e.syncRacingEdits(t, 1, func(int) {
-		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
-	}, `"deactivatedReason":"deleted"`)
+	run := e.syncDeletionRacingEdit(t, ids[0])
 
 	st, _ := e.get(t, ids[0])
 	if st.Active || st.DeactivatedReason != "deleted" || st.Influence != "edited meanwhile" {
@@ -1099,19 +1104,37 @@ func TestDeactivationRacesLeapEdit(t *testing.T) {
 	}
 }
 
-// TestUpdateRacesLeapEdit: a stakeholder edited in Leap Change while sync writes Entra's change
-// is merged again: both changes are kept, counted once.
-func TestUpdateRacesLeapEdit(t *testing.T) {
-	e := setup(t)
+// syncDeletionRacingEdit deletes user id in Entra ID and syncs, with its stakeholder's influence
+// edited in Leap Change while the deactivation is written.
+func (e *env) syncDeletionRacingEdit(t *testing.T, id string) dirsync.Run {
+	t.Helper()
+	must(t, e.sim.SoftDeleteUser(testenv.Tenant, id))
+	return e.syncRacingEdits(t, 1, func(int) {
+		e.edit(t, id, func(s *stakeholder.Stakeholder) { s.Influence = "edited meanwhile" })
+	}, `"deactivatedReason":"deleted"`)
+}
+
+// entraRaceEnv syncs three users, then changes the first one's department in Entra ID to
+// "Entra Race": the change whose write the tests race with Leap Change edits.
+func entraRaceEnv(t *testing.T) (e *env, raced string) {
+	t.Helper()
+	e = setup(t)
 	ids := e.addUsers(t, "User", 3)
 	wantState(t, e.sync(t), dirsync.Succeeded)
 	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
+	return e, ids[0]
+}
+
+// TestUpdateRacesLeapEdit: a stakeholder edited in Leap Change while sync writes Entra's change
+// is merged again: both changes are kept, counted once.
+func TestUpdateRacesLeapEdit(t *testing.T) {
+	e, id := entraRaceEnv(t)
 
 	run := e.syncRacingEdits(t, 1, func(int) {
-		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Location = "Leap Race"; s.Influence = "high" })
+		e.edit(t, id, func(s *stakeholder.Stakeholder) { s.Location = "Leap Race"; s.Influence = "high" })
 	}, `Entra Race`)
 
-	st, _ := e.get(t, ids[0])
+	st, _ := e.get(t, id)
 	if st.Department != "Entra Race" || st.Location != "Leap Race" || st.Influence != "high" || st.Base[stakeholder.Department] != "Entra Race" {
 		t.Errorf("stakeholder = %+v, want Entra's and Leap's changes", st)
 	}
@@ -1124,28 +1147,25 @@ func TestUpdateRacesLeapEdit(t *testing.T) {
 // and again before its re-merge's write is left as it is; the user still lands in exactly one
 // outcome column (skipped), and the error says truthfully when Entra's change arrives.
 func TestUpdateKeepsRacingLeapEdits(t *testing.T) {
-	e := setup(t)
-	ids := e.addUsers(t, "User", 3)
-	wantState(t, e.sync(t), dirsync.Succeeded)
-	e.updateUser(t, ids[0], func(u *m365sim.User) { u.Department = "Entra Race" })
+	e, id := entraRaceEnv(t)
 
 	// Every stakeholder write of Entra's change: the page's, the one-by-one retry, the re-merge.
 	run := e.syncRacingEdits(t, 3, func(n int) { // the run checks that every processed user is in one column
-		e.edit(t, ids[0], func(s *stakeholder.Stakeholder) { s.Influence = fmt.Sprintf("edit %d", n) })
+		e.edit(t, id, func(s *stakeholder.Stakeholder) { s.Influence = fmt.Sprintf("edit %d", n) })
 	}, "/"+e.kill.prefix+stakeholder.Table, `Entra Race`)
 
 	if run.Processed != 1 || run.Skipped != 1 || run.Updated != 0 {
 		t.Errorf("run: processed %d skipped %d updated %d; want 1 1 0", run.Processed, run.Skipped, run.Updated)
 	}
-	rerr := hasError(run, "conflict", ids[0])
+	rerr := hasError(run, "conflict", id)
 	if rerr == nil || strings.Contains(rerr.Hint, "next sync merges") {
 		t.Errorf("errors %+v, want a conflict error whose hint does not promise the next (delta) sync", run.Errors)
 	}
-	st, _ := e.get(t, ids[0])
+	st, _ := e.get(t, id)
 	if st.Department == "Entra Race" || st.Influence != "edit 3" {
 		t.Errorf("stakeholder = %+v, want Leap's last edit and not Entra's change", st)
 	}
-	if cs := changesOf(e.changes(t, run.ID), ids[0]); len(cs) != 2 || cs[1].Action != dirsync.ActError {
+	if cs := changesOf(e.changes(t, run.ID), id); len(cs) != 2 || cs[1].Action != dirsync.ActError {
 		t.Errorf("change log %+v, want the update and its not-written error", cs)
 	}
 }
