@@ -1,12 +1,7 @@
 package m365sim
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
@@ -285,11 +280,8 @@ func (s *Server) BotWait() { s.bot.pending.Wait() }
 
 // --- keys (shared by every Server in the process: RSA generation is slow) -------------------
 
-type botKey struct {
-	key  *rsa.PrivateKey
-	cert []byte
-	kid  string
-}
+// botKey is a Bot Framework signing key, made like the Entra token signer's.
+type botKey = signer
 
 var botKeys struct {
 	mu   sync.Mutex
@@ -303,22 +295,7 @@ func botKeyNamed(name string) *botKey {
 	if k, ok := botKeys.keys[name]; ok {
 		return k
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(len(botKeys.keys) + 10)),
-		Subject:      pkix.Name{CommonName: "m365sim Bot Framework signing " + name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	sum := sha1.Sum(der)
-	k := &botKey{key: key, cert: der, kid: base64.RawURLEncoding.EncodeToString(sum[:])}
+	k := newSigner(int64(len(botKeys.keys)+10), "m365sim Bot Framework signing "+name)
 	if botKeys.keys == nil {
 		botKeys.keys = map[string]*botKey{}
 	}

@@ -142,25 +142,29 @@ var (
 )
 
 func getSigner() *signer {
-	signerOnce.Do(func() {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(3),
-			Subject:      pkix.Name{CommonName: "m365sim token signing"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		sum := sha1.Sum(der)
-		signerVal = &signer{key: key, cert: der, kid: base64.RawURLEncoding.EncodeToString(sum[:])}
-	})
+	signerOnce.Do(func() { signerVal = newSigner(3, "m365sim token signing") })
 	return signerVal
+}
+
+// newSigner makes a 2048-bit RSA signing key with a self-signed certificate of this serial
+// number and common name; it panics if the system cannot (crypto/rand failing).
+func newSigner(serial int64, commonName string) *signer {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha1.Sum(der)
+	return &signer{key: key, cert: der, kid: base64.RawURLEncoding.EncodeToString(sum[:])}
 }
 
 // SigningKey returns the public key the sim signs tokens with (also served as JWKS).
