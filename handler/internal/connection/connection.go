@@ -97,12 +97,7 @@ func (s *Store) Get(ctx context.Context, org tablestore.Org) (Record, tablestore
 
 // Put stores rec; etag "" creates it (failing if one appeared meanwhile), otherwise it must match.
 func (s *Store) Put(ctx context.Context, org tablestore.Org, rec Record, etag tablestore.ETag) (tablestore.ETag, error) {
-	var err error
-	if etag == "" {
-		etag, err = s.t.Insert(ctx, org, rowKey, rec)
-	} else {
-		etag, err = s.t.Update(ctx, org, rowKey, rec, etag, tablestore.Replace)
-	}
+	etag, err := s.t.Save(ctx, org, rowKey, rec, etag)
 	if err != nil {
 		return "", fmt.Errorf("save connection of %s: %w", org, err)
 	}

@@ -7,10 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/leapchange/m365/handler/internal/fielderr"
 	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/leapchange/m365/handler/internal/fielderr"
 
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -104,8 +105,5 @@ func (s *Store) Put(ctx context.Context, org tablestore.Org, v Settings, etag ta
 	if err := v.Normalize(); err != nil {
 		return "", err
 	}
-	if etag == "" {
-		return s.t.Insert(ctx, org, rowKey, v)
-	}
-	return s.t.Update(ctx, org, rowKey, v, etag, tablestore.Replace)
+	return s.t.Save(ctx, org, rowKey, v, etag)
 }

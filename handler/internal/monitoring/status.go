@@ -46,11 +46,7 @@ func (m *Monitor) setStatus(ctx context.Context, org tablestore.Org, change func
 			return err
 		}
 		change(&st)
-		if etag == "" {
-			_, err = t.Insert(ctx, org, statusKey, st)
-		} else {
-			_, err = t.Update(ctx, org, statusKey, st, etag, tablestore.Replace)
-		}
+		_, err = t.Save(ctx, org, statusKey, st, etag)
 		if !errors.Is(err, errkind.Conflict) {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +176,7 @@ func (m *Monitor) evaluate(ctx context.Context, org tablestore.Org, msg teamsmsg
 		return err
 	}
 	if found {
-		if !edited || (slicesEqual(existing.Keywords, matched) && existing.Excerpt == excerpt) {
+		if !edited || (slices.Equal(existing.Keywords, matched) && existing.Excerpt == excerpt) {
 			return m.alert(ctx, org, s, existing) // a redelivery: make sure the alert went
 		}
 		return m.cfg.Insights.Edited(ctx, org, msg.TeamID, msg.ChannelID, msg.ID, matched, excerpt, later(msg.LastEdited, now))
@@ -193,18 +194,6 @@ func (m *Monitor) evaluate(ctx context.Context, org tablestore.Org, msg teamsmsg
 		return err
 	}
 	return m.alert(ctx, org, s, in)
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // alert sends the watchers one message naming every matched keyword, by mail and/or in Teams;

@@ -130,11 +130,7 @@ func (s *Sync) change(ctx context.Context, org tablestore.Org, fn func(*state) e
 		if err := fn(&st); err != nil {
 			return st, err
 		}
-		if etag == "" {
-			_, err = s.state.Insert(ctx, org, stateKey, st)
-		} else {
-			_, err = s.state.Update(ctx, org, stateKey, st, etag, tablestore.Replace)
-		}
+		_, err = s.state.Save(ctx, org, stateKey, st, etag)
 		if !errors.Is(err, errkind.Conflict) {
 			return st, err
 		}

@@ -362,10 +362,7 @@ func (s *Scheduler) startedSince(ctx context.Context, org tablestore.Org, t time
 
 // put writes v as org's state: an insert when etag is "" (no row yet), else an ETag-guarded replace.
 func (s *Scheduler) put(ctx context.Context, org tablestore.Org, v state, etag tablestore.ETag) (tablestore.ETag, error) {
-	if etag == "" {
-		return s.table.Insert(ctx, org, rowKey, v)
-	}
-	return s.table.Update(ctx, org, rowKey, v, etag, tablestore.Replace)
+	return s.table.Save(ctx, org, rowKey, v, etag)
 }
 
 // scheduleChanged is when the org's schedule last changed; settings saved before that field

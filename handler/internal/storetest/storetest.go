@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) *tablestore.Store) {
 		{"InsertTwiceConflicts", insertTwice},
 		{"RoundTripTypes", roundTrip},
 		{"UpdateStaleETagConflicts", updateStale},
+		{"SaveCreatesThenReplacesByETag", saveByETag},
 		{"NoLostUpdates", noLostUpdates},
 		{"DeleteStaleETagConflicts", deleteStale},
 		{"UpsertMergeVersusReplace", upsertModes},
@@ -212,6 +213,28 @@ func updateStale(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	}
 	_, err = tbl.Update(ctx, org, "missing", counter{N: 1}, tablestore.ETagAny, tablestore.Replace)
 	wantKind(t, "Update of a missing entity", err, tablestore.ErrNotFound)
+}
+
+// saveByETag: Save creates without an ETag (once), then replaces only the version it was given.
+func saveByETag(t *testing.T, open func(*testing.T) *tablestore.Store) {
+	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	first, err := tbl.Save(ctx, org, "k", counter{N: 1}, "")
+	if err != nil || first == "" {
+		t.Fatalf("Save without an ETag = %q, %v", first, err)
+	}
+	_, err = tbl.Save(ctx, org, "k", counter{N: 9}, "")
+	wantKind(t, "Save without an ETag over an existing entity", err, tablestore.ErrConflict)
+	second, err := tbl.Save(ctx, org, "k", counter{N: 2}, first)
+	if err != nil || second == first {
+		t.Fatalf("Save with the current ETag = %q, %v (was %q)", second, err, first)
+	}
+	_, err = tbl.Save(ctx, org, "k", counter{N: 9}, first)
+	wantKind(t, "Save with a stale ETag", err, tablestore.ErrConflict)
+	if got, tag, _ := tablestore.Get[counter](ctx, tbl, org, "k"); got.N != 2 || tag != second {
+		t.Fatalf("after Save, N = %d (ETag %q), want 2 (%q)", got.N, tag, second)
+	}
+	_, err = tbl.Save(ctx, org, "missing", counter{N: 1}, second)
+	wantKind(t, "Save with an ETag of a missing entity", err, tablestore.ErrNotFound)
 }
 
 // noLostUpdates runs read-modify-write loops that retry on ErrConflict; every increment must survive.

@@ -6,9 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/leapchange/m365/handler/internal/fielderr"
 	"regexp"
 	"time"
+
+	"github.com/leapchange/m365/handler/internal/fielderr"
 
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -159,10 +160,7 @@ func (s *Store) Put(ctx context.Context, org tablestore.Org, v Settings, etag ta
 	if err := v.Validate(); err != nil {
 		return "", err
 	}
-	if etag == "" {
-		return s.t.Insert(ctx, org, rowKey, v)
-	}
-	return s.t.Update(ctx, org, rowKey, v, etag, tablestore.Replace)
+	return s.t.Save(ctx, org, rowKey, v, etag)
 }
 
 // Orgs lists every org that saved settings, for the scheduler.

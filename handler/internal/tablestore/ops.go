@@ -155,6 +155,16 @@ func (t *Table) Update(ctx context.Context, part Partition, key string, v any, e
 	})
 }
 
+// Save is the write of a read-modify-write under optimistic concurrency: with etag "" (nothing
+// was read) it creates the entity, ErrConflict if one appeared meanwhile; otherwise it replaces
+// the entity whose ETag is still etag, ErrConflict if it changed.
+func (t *Table) Save(ctx context.Context, part Partition, key string, v any, etag ETag) (ETag, error) {
+	if etag == "" {
+		return t.Insert(ctx, part, key, v)
+	}
+	return t.Update(ctx, part, key, v, etag, Replace)
+}
+
 // Delete removes the entity key of org if its ETag still equals etag (ETagAny: any version). A changed
 // entity is ErrConflict and is kept; a missing one is ErrNotFound.
 func (t *Table) Delete(ctx context.Context, part Partition, key string, etag ETag) error {

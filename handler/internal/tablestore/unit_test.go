@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/errkind"
 )
@@ -140,22 +142,10 @@ func TestSplit(t *testing.T) {
 		"bytes":      {mk("a", "b", "c"), sizes(3, 2<<20), []chunk{{0, 1}, {1, 2}, {2, 3}}},
 		"big single": {mk("a"), sizes(1, 8<<20), []chunk{{0, 1}}},
 	} {
-		if got := split(tc.ops, tc.sizes); !equalChunks(got, tc.want) {
+		if got := split(tc.ops, tc.sizes); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: split = %v, want %v", name, got, tc.want)
 		}
 	}
-}
-
-func equalChunks(a, b []chunk) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestOpenChecksConfigWithoutIO(t *testing.T) {
