@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/outbound"
@@ -193,7 +194,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request, org tablesto
 	}
 	q := r.URL.Query()
 	status := outbound.Status(q.Get("status"))
-	if status != "" && !contains(statusNames(), string(status)) {
+	if status != "" && !slices.Contains(statusNames(), string(status)) {
 		return invalid("status", fmt.Sprintf("one of %v", statusNames()))
 	}
 	b, err := s.batch(r, org)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -85,7 +86,7 @@ func (s *Server) validateSettings(r *http.Request, org tablestore.Org, v, cur sy
 	}
 	var wellFormed []string
 	for _, id := range v.GroupFilter {
-		if guid.MatchString(id) && !contains(wellFormed, id) {
+		if guid.MatchString(id) && !slices.Contains(wellFormed, id) {
 			wellFormed = append(wellFormed, id)
 		}
 	}
@@ -110,7 +111,7 @@ var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []string) error {
 	var added []string
 	for _, id := range ids {
-		if !contains(before, id) {
+		if !slices.Contains(before, id) {
 			added = append(added, id)
 		}
 	}
@@ -139,15 +140,6 @@ func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []
 		return invalid("groupFilter", "unknown Entra group ids: "+strings.Join(unknown, ", "))
 	}
 	return nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // searchGroups serves the "Configure Groups" picker.

@@ -259,15 +259,13 @@ func TestSchedulerTicks(t *testing.T) {
 			e := newEnv(t)
 			tc.setup(e)
 			for _, tk := range tc.ticks {
-				if got := summary(e.tick(tk.at)); !equal(got, tk.want) {
+				if got := summary(e.tick(tk.at)); !slices.Equal(got, tk.want) {
 					t.Errorf("tick at %s:\n got  %q\n want %q", tk.at, got, tk.want)
 				}
 			}
 		})
 	}
 }
-
-func equal(a, b []string) bool { return slices.Equal(a, b) }
 
 func TestNotConnectedCatchUp(t *testing.T) {
 	e := newEnv(t)
@@ -279,13 +277,13 @@ func TestNotConnectedCatchUp(t *testing.T) {
 	e.starter.mu.Lock()
 	e.starter.err["acme"] = nil // the admin reconnects
 	e.starter.mu.Unlock()
-	if got, want := summary(e.tick("2026-06-03T12:15:00Z")), []string{"started acme@2026-06-03T06:00:00Z new=true"}; !equal(got, want) {
+	if got, want := summary(e.tick("2026-06-03T12:15:00Z")), []string{"started acme@2026-06-03T06:00:00Z new=true"}; !slices.Equal(got, want) {
 		t.Errorf("after reconnecting: %q, want %q", got, want)
 	}
 	if got := summary(e.tick("2026-06-03T12:30:00Z")); got != nil {
 		t.Errorf("tick after the catch-up: %q, want nothing", got)
 	}
-	if got, want := summary(e.tick("2026-06-04T06:00:00Z")), []string{"started acme@2026-06-04T06:00:00Z new=true"}; !equal(got, want) {
+	if got, want := summary(e.tick("2026-06-04T06:00:00Z")), []string{"started acme@2026-06-04T06:00:00Z new=true"}; !slices.Equal(got, want) {
 		t.Errorf("next slot: %q, want %q", got, want)
 	}
 }
@@ -310,7 +308,7 @@ func TestWeeklyOnlyOnMonday(t *testing.T) {
 		"2026-12-06T21:00:00Z tokyo@Mon 06:00 JST",
 		"2026-12-07T16:00:00Z honolulu@Mon 06:00 HST",
 	}
-	if !equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("weekly starts:\n got  %q\n want %q", got, want)
 	}
 }

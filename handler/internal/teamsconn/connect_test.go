@@ -126,7 +126,7 @@ func TestConnect(t *testing.T) {
 			var bad fielderr.List
 			switch {
 			case tc.wantReason != "":
-				if !notReady || !contains(reason, tc.wantReason) || !slices.Equal(missing, tc.wantMissing) {
+				if !notReady || !strings.Contains(reason, tc.wantReason) || !slices.Equal(missing, tc.wantMissing) {
 					t.Fatalf("Connect = %+v, %v; want not ready (%q, missing %v)", rec, err, tc.wantReason, tc.wantMissing)
 				}
 			case tc.wantField != "":
@@ -162,5 +162,3 @@ func TestConnect(t *testing.T) {
 		})
 	}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
