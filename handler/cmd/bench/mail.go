@@ -131,23 +131,14 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 		return res, err
 	}
 	logf("writing %d stakeholders and their group", o.recipients)
-	people, groups := stakeholder.NewStore(store), stakeholder.NewGroups(store)
-	ids := make([]string, o.recipients)
-	var ops []tablestore.Op
 	now := time.Now().UTC()
-	for i := range ids {
-		st := stakeholder.Stakeholder{ID: fmt.Sprintf("r%07d", i), FirstName: fmt.Sprintf("R%d", i), LastName: "Bench",
+	recipients := make([]stakeholder.Stakeholder, o.recipients)
+	for i := range recipients {
+		recipients[i] = stakeholder.Stakeholder{ID: fmt.Sprintf("r%07d", i), FirstName: fmt.Sprintf("R%d", i), LastName: "Bench",
 			Email: fmt.Sprintf("r%07d@fabrikam.example", i), Source: stakeholder.Manual, Active: true, CreatedAt: now, UpdatedAt: now}
-		ids[i] = st.ID
-		ops = append(ops, stakeholder.Ops(st, nil, "")...)
 	}
-	if err := people.Apply(ctx, orgKey, ops); err != nil {
-		return res, err
-	}
-	if err := groups.Put(ctx, orgKey, stakeholder.Group{ID: "everyone", Name: "Everyone", Type: "custom", Source: stakeholder.Manual, Active: true}); err != nil {
-		return res, err
-	}
-	if _, _, err := groups.SetMembers(ctx, orgKey, "everyone", ids, stakeholder.Manual, now); err != nil {
+	people, groups, err := writeEveryone(ctx, store, orgKey, recipients, now)
+	if err != nil {
 		return res, err
 	}
 
@@ -166,55 +157,39 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 		MailSettings: ms, Pacer: pacer, Mailer: gc})
 
 	tx0 := store.Stats().Requests
-	logf("accepting the batch")
-	start := time.Now()
-	rec, err := p.Accept(ctx, orgKey, outbound.Request{GroupIDs: []string{"everyone"}, Channels: []string{outbound.Mail}, Kind: "notification",
-		Content: outbound.Content{Subject: "{{firstName}}, the expense tool changes on Monday", HTML: "<p>Hello {{firstName}},</p><p>The <b>new expense tool</b> goes live on Monday.</p>"}})
+	rec, acceptS, err := acceptBatch(ctx, p, orgKey, outbound.Mail,
+		outbound.Content{Subject: "{{firstName}}, the expense tool changes on Monday", HTML: "<p>Hello {{firstName}},</p><p>The <b>new expense tool</b> goes live on Monday.</p>"}, logf)
 	if err != nil {
 		return res, err
 	}
-	res.AcceptS = secs(time.Since(start))
+	res.AcceptS = acceptS
 	logf("accepted %d recipients in %.2fs; sending through %d mailboxes at %d/min each", rec.Batch.Recipients, res.AcceptS, o.mailboxes, o.perMinute)
 
 	// Workers: receive, invoke MailSender, settle — the Functions host's part.
 	sendStart := time.Now()
 	w := startWorkers(ctx, queues, logf)
-	stopWorkers, failures := w.stop, &w.failures
 	w.run(queue.OutboundMail, "MailSender", o.workers, p.HandleMail)
 	// Watch the simulated tenant's count (cheap) rather than scanning the batch's rows (at 50 000
 	// rows a scan every few seconds would compete with the workers for Azurite); the batch view
 	// is read at the end, or once a minute in case deliveries fail.
-	var prog outbound.Progress
 	lastScan := time.Now()
-	for {
+	prog, err := w.watchBatch(ctx, p, orgKey, rec.Batch.ID, func() (bool, error) {
 		var st struct {
 			Accepted int64 `json:"accepted"`
 		}
 		if err := simAdmin(ctx, hc, "GET", o.simURL+"/_sim/mail/stats", nil, &st); err != nil {
-			stopWorkers()
-			return res, err
+			return false, err
 		}
-		logf("%5.1fs %d mails accepted by the simulated tenant (worker errors %d)", time.Since(sendStart).Seconds(), st.Accepted, failures.Load())
+		logf("%5.1fs %d mails accepted by the simulated tenant (worker errors %d)", time.Since(sendStart).Seconds(), st.Accepted, w.failures.Load())
 		if int(st.Accepted) >= rec.Batch.Recipients || time.Since(lastScan) > time.Minute {
 			lastScan = time.Now()
-			var done bool
-			var err error
-			if prog, done, err = batchProgress(ctx, p, orgKey, rec.Batch.ID, logf); err != nil {
-				stopWorkers()
-				return res, err
-			}
-			if done {
-				break
-			}
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			stopWorkers()
-			return res, ctx.Err()
-		case <-time.After(5 * time.Second):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return res, err
 	}
-	w.wait()
 	res.SendS = secs(time.Since(sendStart))
 	res.TableTx = store.Stats().Requests - tx0
 	res.PeakRSSMB = peakRSSMB()
@@ -253,24 +228,71 @@ func mailBench(ctx context.Context, o mailOptions) (MailResult, error) {
 	}
 	res.Lost = max(res.Lost, o.recipients-res.Sent)
 	res.LimitViolations, res.PeakConcurrency = stats.Violations, stats.PeakConcurrency
-	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
 	res.LimitPerS = round3(float64(o.mailboxes*o.perMinute) / 60)
-	if len(times) > 1 {
-		span := times[len(times)-1].Sub(times[0]).Seconds()
-		res.RatePerS = round3(float64(len(times)-1) / span)
-		res.RateRatio = round3(res.RatePerS / res.LimitPerS)
-	}
+	res.RatePerS, res.RateRatio = sendRate(times, res.LimitPerS)
 
-	logf("floor: %d plain entities in ≤100-entity transactions", rec.Batch.Rows)
-	floorS, err := acceptFloor(ctx, store, rec.Batch.Rows)
-	if err != nil {
+	if res.AcceptFloorS, res.AcceptRatio, err = acceptFloorRatio(ctx, store, rec.Batch.Rows, res.AcceptS, logf); err != nil {
 		return res, err
 	}
-	res.AcceptFloorS = secs(floorS)
-	if floorS > 0 {
-		res.AcceptRatio = round3(res.AcceptS / res.AcceptFloorS)
-	}
 	return res, nil
+}
+
+// writeEveryone writes the recipients and the group "everyone" of all of them, to which the
+// benchmark's batch goes.
+func writeEveryone(ctx context.Context, store *tablestore.Store, orgKey tablestore.Org, recipients []stakeholder.Stakeholder, now time.Time) (*stakeholder.Store, *stakeholder.Groups, error) {
+	people, groups := stakeholder.NewStore(store), stakeholder.NewGroups(store)
+	ids := make([]string, len(recipients))
+	var ops []tablestore.Op
+	for i, st := range recipients {
+		ids[i] = st.ID
+		ops = append(ops, stakeholder.Ops(st, nil, "")...)
+	}
+	if err := people.Apply(ctx, orgKey, ops); err != nil {
+		return nil, nil, err
+	}
+	if err := groups.Put(ctx, orgKey, stakeholder.Group{ID: "everyone", Name: "Everyone", Type: "custom", Source: stakeholder.Manual, Active: true}); err != nil {
+		return nil, nil, err
+	}
+	if _, _, err := groups.SetMembers(ctx, orgKey, "everyone", ids, stakeholder.Manual, now); err != nil {
+		return nil, nil, err
+	}
+	return people, groups, nil
+}
+
+// acceptBatch accepts the benchmark's batch, one notification to the group "everyone" on
+// channel, and times it (accept_s).
+func acceptBatch(ctx context.Context, p *outbound.Pipeline, orgKey tablestore.Org, channel string, content outbound.Content, logf func(string, ...any)) (outbound.Receipt, float64, error) {
+	logf("accepting the batch")
+	start := time.Now()
+	rec, err := p.Accept(ctx, orgKey, outbound.Request{GroupIDs: []string{"everyone"}, Channels: []string{channel}, Kind: "notification", Content: content})
+	return rec, secs(time.Since(start)), err
+}
+
+// sendRate sorts times (when the simulated tenant took each message) and returns the rate
+// between the first and the last, a second, and its ratio to limit; zeros for fewer than two.
+func sendRate(times []time.Time, limit float64) (rate, ratio float64) {
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	if len(times) < 2 {
+		return 0, 0
+	}
+	span := times[len(times)-1].Sub(times[0]).Seconds()
+	rate = round3(float64(len(times)-1) / span)
+	return rate, round3(rate / limit)
+}
+
+// acceptFloorRatio measures the accept floor of rows delivery rows (accept_floor_s) and
+// returns it with accept's ratio to it (accept_ratio).
+func acceptFloorRatio(ctx context.Context, store *tablestore.Store, rows int, acceptS float64, logf func(string, ...any)) (floorS, ratio float64, err error) {
+	logf("floor: %d plain entities in ≤100-entity transactions", rows)
+	d, err := acceptFloor(ctx, store, rows)
+	if err != nil {
+		return 0, 0, err
+	}
+	floorS = secs(d)
+	if d > 0 {
+		ratio = round3(acceptS / floorS)
+	}
+	return floorS, ratio, nil
 }
 
 // acceptFloor writes n small entities into a fresh table in the transactions and concurrency
@@ -427,6 +449,37 @@ func (w *workers) run(name, fn string, n int, handle func(context.Context, []byt
 				_ = w.queues.Complete(d)
 			}
 		})
+	}
+}
+
+// watchBatch lets the workers send until every delivery of the batch is final, then stops them
+// (waiting for them only then: on an error the benchmark gives up). Every 5 seconds
+// tenantCount reads and logs the simulated tenant's count, and says whether the batch's rows
+// are worth a scan (a scan competes with the workers for Azurite).
+func (w *workers) watchBatch(ctx context.Context, p *outbound.Pipeline, orgKey tablestore.Org, batchID string, tenantCount func() (scan bool, err error)) (outbound.Progress, error) {
+	for {
+		scan, err := tenantCount()
+		if err != nil {
+			w.stop()
+			return outbound.Progress{}, err
+		}
+		if scan {
+			prog, done, err := batchProgress(ctx, p, orgKey, batchID, w.logf)
+			if err != nil {
+				w.stop()
+				return prog, err
+			}
+			if done {
+				w.wait()
+				return prog, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			w.stop()
+			return outbound.Progress{}, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
 

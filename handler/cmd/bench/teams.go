@@ -187,22 +187,13 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 
 	logf("writing %d synced stakeholders and their group", o.recipients)
-	people, groups := stakeholder.NewStore(store), stakeholder.NewGroups(store)
-	ids := make([]string, o.recipients)
-	var ops []tablestore.Op
+	recipients := make([]stakeholder.Stakeholder, len(users))
 	for i, u := range users {
-		st := stakeholder.Stakeholder{ID: stakeholder.SyncedID(u), FirstName: fmt.Sprintf("R%d", i), LastName: "Bench",
+		recipients[i] = stakeholder.Stakeholder{ID: stakeholder.SyncedID(u), FirstName: fmt.Sprintf("R%d", i), LastName: "Bench",
 			Email: fmt.Sprintf("r%07d@fabrikam.example", i), Source: stakeholder.Entra, ExternalID: u, Active: true, CreatedAt: now, UpdatedAt: now}
-		ids[i] = st.ID
-		ops = append(ops, stakeholder.Ops(st, nil, "")...)
 	}
-	if err := people.Apply(ctx, orgKey, ops); err != nil {
-		return res, err
-	}
-	if err := groups.Put(ctx, orgKey, stakeholder.Group{ID: "everyone", Name: "Everyone", Type: "custom", Source: stakeholder.Manual, Active: true}); err != nil {
-		return res, err
-	}
-	if _, _, err := groups.SetMembers(ctx, orgKey, "everyone", ids, stakeholder.Manual, now); err != nil {
+	people, groups, err := writeEveryone(ctx, store, orgKey, recipients, now)
+	if err != nil {
 		return res, err
 	}
 
@@ -278,21 +269,18 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 			Pacer: teamsPacer, FallbackServiceURL: serviceURL.ServiceURL, Gate: outbound.NewGate(o.rate)}})
 
 	tx0 := store.Stats().Requests
-	logf("accepting the batch")
-	start := time.Now()
-	rec, err := p.Accept(ctx, orgKey, outbound.Request{GroupIDs: []string{"everyone"}, Channels: []string{outbound.Teams}, Kind: "notification",
-		Content: outbound.Content{Subject: "{{firstName}}, the expense tool changes on Monday", Text: "Hello {{firstName}}, the new expense tool goes live on Monday."}})
+	rec, acceptS, err := acceptBatch(ctx, p, orgKey, outbound.Teams,
+		outbound.Content{Subject: "{{firstName}}, the expense tool changes on Monday", Text: "Hello {{firstName}}, the new expense tool goes live on Monday."}, logf)
 	if err != nil {
 		return res, err
 	}
-	res.AcceptS = secs(time.Since(start))
+	res.AcceptS = acceptS
 	logf("accepted %d recipients in %.2fs; posting at %d requests/s (paced 5 %% under)", rec.Batch.Recipients, res.AcceptS, o.rate)
 
 	// Workers: receive, invoke the function, settle — the Functions host's part. MailSender
 	// takes the dispatch steps, TeamsSender the deliveries.
 	sendStart := time.Now()
 	w := startWorkers(ctx, queues, logf)
-	stopWorkers, failures := w.stop, &w.failures
 	w.run(queue.OutboundMail, "MailSender", 2, p.HandleMail)
 	w.run(queue.OutboundTeams, "TeamsSender", o.workers, p.HandleTeams)
 	// Watch the simulated tenant's count; the batch's rows are scanned only once every
@@ -300,43 +288,31 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	// 10 000 rows holds this machine's one Azurite process for most of a second, and posts
 	// delayed that long go out together with the next ones — over Teams' per-second limit.
 	lastSent, lastMove := int64(-1), time.Now()
-	for {
+	_, err = w.watchBatch(ctx, p, orgKey, rec.Batch.ID, func() (bool, error) {
 		var st struct {
 			Sent       int64 `json:"sent"`
 			Violations int64 `json:"violations"`
 		}
 		if err := admin("GET", "/_sim/bot/stats", nil, &st); err != nil {
-			stopWorkers()
-			return res, err
+			return false, err
 		}
-		logf("%5.1fs %d activities posted (limit violations %d, worker errors %d)", time.Since(sendStart).Seconds(), st.Sent, st.Violations, failures.Load())
+		logf("%5.1fs %d activities posted (limit violations %d, worker errors %d)", time.Since(sendStart).Seconds(), st.Sent, st.Violations, w.failures.Load())
 		if st.Sent != lastSent {
 			lastSent, lastMove = st.Sent, time.Now()
 		}
 		if int(st.Sent) >= rec.Batch.Recipients || time.Since(lastMove) > 30*time.Second {
 			lastMove = time.Now()
-			var done bool
-			var err error
-			if _, done, err = batchProgress(ctx, p, orgKey, rec.Batch.ID, logf); err != nil {
-				stopWorkers()
-				return res, err
-			}
-			if done {
-				break
-			}
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			stopWorkers()
-			return res, ctx.Err()
-		case <-time.After(5 * time.Second):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return res, err
 	}
-	w.wait()
 	res.SendS = secs(time.Since(sendStart))
 	res.TableTx = store.Stats().Requests - tx0
 	res.PeakRSSMB = peakRSSMB()
-	res.WorkerErrors = failures.Load()
+	res.WorkerErrors = w.failures.Load()
 
 	// What the pipeline recorded.
 	status := make(map[string]outbound.Delivery, o.recipients)
@@ -363,7 +339,6 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 	if len(late) > 0 {
 		slices.Sort(late)
-		ms := func(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
 		res.LateP50Ms, res.LateP99Ms, res.LateMaxMs = ms(late[len(late)/2]), ms(late[len(late)*99/100]), ms(late[len(late)-1])
 	}
 	// What the simulated tenant saw.
@@ -407,13 +382,8 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 	res.LimitViolations, res.TenantViolations, res.ConversationViolations, res.Throttled =
 		stats.Violations, stats.TenantViolations, stats.ConversationViolations, stats.Throttled
-	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
 	res.LimitPerS = float64(o.rate)
-	if len(times) > 1 {
-		span := times[len(times)-1].Sub(times[0]).Seconds()
-		res.RatePerS = round3(float64(len(times)-1) / span)
-		res.RateRatio = round3(res.RatePerS / res.LimitPerS)
-	}
+	res.RatePerS, res.RateRatio = sendRate(times, res.LimitPerS) // sorts times
 	for i, j := 0, 0; i < len(times); i++ {
 		for times[i].Sub(times[j]) >= time.Second {
 			j++
@@ -421,14 +391,8 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 		res.PeakPosts1s = max(res.PeakPosts1s, i-j+1)
 	}
 
-	logf("floor: %d plain entities in ≤100-entity transactions", rec.Batch.Rows)
-	floorS, err := acceptFloor(ctx, store, rec.Batch.Rows)
-	if err != nil {
+	if res.AcceptFloorS, res.AcceptRatio, err = acceptFloorRatio(ctx, store, rec.Batch.Rows, res.AcceptS, logf); err != nil {
 		return res, err
-	}
-	res.AcceptFloorS = secs(floorS)
-	if floorS > 0 {
-		res.AcceptRatio = round3(res.AcceptS / res.AcceptFloorS)
 	}
 	return res, nil
 }
