@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -455,11 +454,7 @@ type latestDir struct{ *graphDir }
 
 func (d latestDir) GroupsDeltaLatest(ctx context.Context, tenant string, ids []string) (string, error) {
 	d.groupsDelta.Add(1)
-	clauses := make([]string, len(ids))
-	for i, id := range ids {
-		clauses[i] = "id eq '" + id + "'"
-	}
-	link := d.base + "/groups/delta?$select=displayName,description,members&$deltatoken=latest&$filter=" + url.QueryEscape(strings.Join(clauses, " or "))
+	link := d.groupsDeltaStart(ids, "&$deltatoken=latest")
 	var page struct {
 		DeltaLink string `json:"@odata.deltaLink"`
 	}

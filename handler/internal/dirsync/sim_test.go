@@ -221,17 +221,24 @@ type wireGroup struct {
 	} `json:"@removed"`
 }
 
+// groupsDeltaStart is the link that starts a groups/delta round over the groups ids (every group
+// when there are none), with params (such as "&$deltatoken=latest") added.
+func (g *graphDir) groupsDeltaStart(ids []string, params string) string {
+	link := g.base + "/groups/delta?$select=displayName,description,members" + params
+	if len(ids) > 0 {
+		clauses := make([]string, len(ids))
+		for i, id := range ids {
+			clauses[i] = "id eq '" + id + "'"
+		}
+		link += "&$filter=" + url.QueryEscape(strings.Join(clauses, " or "))
+	}
+	return link
+}
+
 func (g *graphDir) GroupsDelta(ctx context.Context, tenant, link string, ids []string) (entra.GroupPage, error) {
 	g.groupsDelta.Add(1)
 	if link == "" {
-		link = g.base + "/groups/delta?$select=displayName,description,members"
-		if len(ids) > 0 {
-			clauses := make([]string, len(ids))
-			for i, id := range ids {
-				clauses[i] = "id eq '" + id + "'"
-			}
-			link += "&$filter=" + url.QueryEscape(strings.Join(clauses, " or "))
-		}
+		link = g.groupsDeltaStart(ids, "")
 	}
 	var page struct {
 		Value     []wireGroup `json:"value"`
