@@ -3,9 +3,7 @@ package graph_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,32 +204,6 @@ func TestExpiredDeltaTokenMeansResync(t *testing.T) {
 	}
 	if _, err := c.UsersDelta(t.Context(), tenantID, deltaLink); entra.KindOf(err) != entra.KindResync {
 		t.Errorf("after a reset: %v, want resync", err)
-	}
-}
-
-func TestRetryHonoursFractionalRetryAfter(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) < 3 {
-			w.Header().Set("Retry-After", "1.5")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		}
-		w.Write([]byte("ok"))
-	}))
-	t.Cleanup(srv.Close)
-	var waits []time.Duration
-	rt := graph.NewRetryTransportForTest(http.DefaultTransport, graph.RetryPolicy{Sleep: func(_ context.Context, d time.Duration) error {
-		waits = append(waits, d)
-		return nil
-	}})
-	resp, err := (&http.Client{Transport: rt}).Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !slices.Equal(waits, []time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond}) {
-		t.Errorf("status %d after waits %v, want 200 after two 1.5 s waits", resp.StatusCode, waits)
 	}
 }
 

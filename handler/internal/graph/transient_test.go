@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,22 +26,25 @@ func TestRetryTransientFailures(t *testing.T) {
 		fail      func(w http.ResponseWriter)
 		retried   bool
 		throttled int
-		method    string // default GET
+		method    string          // default GET
+		waits     []time.Duration // the exact waits, when set
 	}{
-		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, true, 0, ""},
-		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, true, 0, ""},
-		{"503 with Retry-After", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "2"); w.WriteHeader(503) }, true, 2, ""},
-		{"429", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0.5"); w.WriteHeader(429) }, true, 2, ""},
+		{"500", func(w http.ResponseWriter) { w.WriteHeader(500) }, true, 0, "", nil},
+		{"502", func(w http.ResponseWriter) { w.WriteHeader(502) }, true, 0, "", nil},
+		{"503 with Retry-After", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "2"); w.WriteHeader(503) }, true, 2, "", nil},
+		{"429", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0.5"); w.WriteHeader(429) }, true, 2, "", nil},
 		{"connection reset", func(w http.ResponseWriter) {
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.(*net.TCPConn).SetLinger(0) // an RST, not a clean close
 			conn.Close()
-		}, true, 0, ""},
-		{"429 with Retry-After 0 still waits", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0"); w.WriteHeader(429) }, true, 2, ""},
-		{"500 on a POST is not sent twice", func(w http.ResponseWriter) { w.WriteHeader(500) }, false, 0, "POST"},
-		{"429 on a POST is retried (not processed)", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "1"); w.WriteHeader(429) }, true, 2, "POST"},
-		{"400 is permanent", func(w http.ResponseWriter) { w.WriteHeader(400) }, false, 0, ""},
-		{"404 is permanent", func(w http.ResponseWriter) { w.WriteHeader(404) }, false, 0, ""},
+		}, true, 0, "", nil},
+		{"429 with Retry-After 0 still waits", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "0"); w.WriteHeader(429) }, true, 2, "", nil},
+		{"500 on a POST is not sent twice", func(w http.ResponseWriter) { w.WriteHeader(500) }, false, 0, "POST", nil},
+		{"429 on a POST is retried (not processed)", func(w http.ResponseWriter) { w.Header().Set("Retry-After", "1"); w.WriteHeader(429) }, true, 2, "POST", nil},
+		{name: "fractional Retry-After is honoured exactly", fail: func(w http.ResponseWriter) { w.Header().Set("Retry-After", "1.5"); w.WriteHeader(429) },
+			retried: true, throttled: 2, waits: []time.Duration{1500 * time.Millisecond, 1500 * time.Millisecond}},
+		{"400 is permanent", func(w http.ResponseWriter) { w.WriteHeader(400) }, false, 0, "", nil},
+		{"404 is permanent", func(w http.ResponseWriter) { w.WriteHeader(404) }, false, 0, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int32
@@ -74,6 +78,9 @@ func TestRetryTransientFailures(t *testing.T) {
 			}
 			if resp.StatusCode != 200 || len(waits) != 2 || got.Retried != 2 || got.Throttled != tc.throttled {
 				t.Errorf("status %d after waits %v, stats %+v; want 200 after two retries, %d throttled", resp.StatusCode, waits, got, tc.throttled)
+			}
+			if tc.waits != nil && !slices.Equal(waits, tc.waits) {
+				t.Errorf("waits %v, want %v", waits, tc.waits)
 			}
 			var sum time.Duration
 			for _, w := range waits {
