@@ -424,10 +424,11 @@ func parseFilter(f string, names []string) ([]strFilter, *gresp) {
 	return out, nil
 }
 
-// matchesAll reports whether a record passes every filter; field answers its properties.
-func matchesAll(filters []strFilter, field func(prop string) (string, bool, bool)) bool {
+// matchesAll reports whether rec passes every filter; field answers its properties (built
+// only when there is a filter: a list without $filter allocates nothing per item).
+func matchesAll[R any](filters []strFilter, rec R, field func(R) func(prop string) (string, bool, bool)) bool {
 	for _, f := range filters {
-		if !f.match(field) {
+		if !f.match(field(rec)) {
 			return false
 		}
 	}
@@ -585,7 +586,7 @@ func (k objectKind) listStart(r *http.Request, g *gctx, allowed ...string) (page
 
 // activeMatch matches the users or groups that are not deleted and pass every filter.
 func activeMatch[R dirObject](filters []strFilter, field func(R) func(string) (string, bool, bool)) func(R) bool {
-	return func(r R) bool { return r.status() == stateActive && matchesAll(filters, field(r)) }
+	return func(r R) bool { return r.status() == stateActive && matchesAll(filters, r, field) }
 }
 
 // entityAnswer answers one user or group with the properties in mask.

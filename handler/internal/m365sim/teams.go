@@ -677,7 +677,7 @@ func (s *Server) listTeams(r *http.Request, g *gctx) gresp {
 	if tt != nil {
 		items = tt.teams
 	}
-	match := func(t *teamRec) bool { return matchesAll(filters, teamField(t)) }
+	match := func(t *teamRec) bool { return matchesAll(filters, t, teamField) }
 	all := uint64(1)<<len(teamPropNames) - 1
 	return listAnswer(g, st, "teams", items, s.listPageSize(r, st.N), match, all, teamPropNames, func(e *enc, t *teamRec, mask uint64) {
 		writeMasked(e, teamPropNames, mask, func(e *enc, name string) {
@@ -727,7 +727,7 @@ func (s *Server) listChannels(r *http.Request, g *gctx) gresp {
 	}
 	ctx := withSelect(g.base+"/v1.0/$metadata#teams('"+team.ID+"')/channels", q, mask, channelPropNames)
 	channels := slices.DeleteFunc(slices.Clone(team.channels), func(c *channelRec) bool {
-		return !matchesAll(filters, channelField(c))
+		return !matchesAll(filters, c, channelField)
 	})
 	return gresp{body: objectList(ctx, -1, channels, func(e *enc, c *channelRec) {
 		writeMasked(e, channelPropNames, mask, func(e *enc, name string) {
@@ -795,7 +795,7 @@ func (s *Server) listTeamsApps(r *http.Request, g *gctx) gresp {
 	var apps []*TeamsApp
 	if tt := s.teams.tenants[g.t.id]; tt != nil {
 		for _, a := range tt.apps {
-			if matchesAll(filters, appField(a)) {
+			if matchesAll(filters, a, appField) {
 				apps = append(apps, a)
 			}
 		}
@@ -904,7 +904,7 @@ func (s *Server) listInstalledApps(r *http.Request, g *gctx) (gresp, func() *gre
 	var items []item
 	for _, in := range tt.userInstalls(user) {
 		a := tt.app(in.AppID)
-		if a == nil || !g.mayRead(a) || !matchesAll(filters, appField(a)) {
+		if a == nil || !g.mayRead(a) || !matchesAll(filters, a, appField) {
 			continue
 		}
 		items = append(items, item{in, a})
