@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -117,14 +117,7 @@ func setupWith(t *testing.T, dir testDirectory) *fixture {
 	if _, err := conns.Put(t.Context(), orgA, connection.Record{Status: connection.Connected, TenantID: "11111111-2222-3333-4444-555555555555"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time { // a new millisecond at every reading: run ids sort by start
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Millisecond)
-		return now
-	}
+	clock := testenv.Ticking(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), time.Millisecond) // run ids sort by start
 	f := &fixture{q: &queuetest.Queue{}, store: store}
 	f.eng = dirsync.New(dirsync.Config{Store: store, Directory: dir, Queue: f.q, Tenants: conns, Now: clock, StepBudget: time.Nanosecond})
 	flow := consent.New(consent.Config{Store: store, Connections: conns, ClientID: "6d0a4f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6",

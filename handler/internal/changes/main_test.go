@@ -1,13 +1,13 @@
 package changes
 
 import (
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 	"github.com/leapchange/m365/handler/internal/tablestoretest"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -24,14 +24,7 @@ type rig struct {
 func newRig(t *testing.T) rig {
 	t.Helper()
 	ts := tablestoretest.Open(t)
-	var mu sync.Mutex
-	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Second)
-		return now
-	}
+	clock := testenv.Ticking(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), time.Second)
 	return rig{s: NewStore(ts).WithClock(clock), ts: ts, tbl: ts.Table(Table), org: tablestoretest.Org(t, "acme")}
 }
 

@@ -33,3 +33,16 @@ func (c *Clock) Set(t time.Time) {
 
 // Advance moves the clock on by d.
 func (c *Clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// Ticking is a clock that moves on by step before every reading, from start: each write a test
+// makes is newer than the one before (run ids, updatedAt), without the test waiting.
+func Ticking(start time.Time, step time.Duration) func() time.Time {
+	var mu sync.Mutex
+	now := start
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(step)
+		return now
+	}
+}
