@@ -192,13 +192,11 @@ func TestCancelMidStep(t *testing.T) {
 		{"as the step checkpoints", func(e *env, cancel func()) {
 			e.configure(onePagePerStep) // the step saves the run after its first page
 			var fired atomic.Bool
-			e.kill.mu.Lock()
-			e.kill.watch = func(r *http.Request, _ []byte) {
+			e.kill.setWatch(func(r *http.Request, _ []byte) {
 				if r.Method == http.MethodPut && strings.Contains(r.URL.Path, dirsync.RunsTable+"(") && fired.CompareAndSwap(false, true) {
 					cancel() // its own requests pass here too: fired keeps them out
 				}
-			}
-			e.kill.mu.Unlock()
+			})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,9 +212,7 @@ func TestCancelMidStep(t *testing.T) {
 			if err := e.eng.Step(t.Context(), m.Body, 1); err != nil {
 				t.Fatalf("the step of the cancelled run = %v, want it to end quietly", err)
 			}
-			e.kill.mu.Lock()
-			e.kill.watch = nil
-			e.kill.mu.Unlock()
+			e.kill.setWatch(nil)
 			if cancelErr != nil || cancelled.State != dirsync.Cancelled {
 				t.Fatalf("Cancel during the step = %s, %v; the cancel was not staged", cancelled.State, cancelErr)
 			}

@@ -344,13 +344,11 @@ func TestClosureUpdateRedone(t *testing.T) {
 			var saves atomic.Int32
 			busy.Store(true)
 			stateRow := "RowKey='state'"
-			e.kill.mu.Lock()
-			e.kill.fail = func(r *http.Request, body []byte) bool {
+			e.kill.setFail(func(r *http.Request, body []byte) bool {
 				save := r.Method != http.MethodGet && strings.Contains(r.URL.Path, dirsync.ScopeTable) &&
 					(strings.Contains(r.URL.Path, stateRow) || bytes.Contains(body, []byte(stateRow)))
 				return save && busy.Load() && saves.Add(1) > int32(c.saves)
-			}
-			e.kill.mu.Unlock()
+			})
 			e.configure(func(cfg *dirsync.Config) { cfg.StepBudget = time.Hour }) // one step, up to the failure
 			run := e.startOpts(t, dirsync.StartOptions{})
 			e.deliverOne(t)

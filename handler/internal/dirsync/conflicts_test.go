@@ -312,21 +312,17 @@ func TestResolveConflictRacingSync(t *testing.T) {
 	e, both, _, _ := conflictEnv(t)
 	e.updateUser(t, both, func(u *m365sim.User) { u.JobTitle = "Site director" })
 	var inside, synced atomic.Bool
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, _ []byte) {
+	e.kill.setWatch(func(r *http.Request, _ []byte) {
 		// The resolution's transaction: the sync lands between its reads and its write.
 		if !strings.HasSuffix(r.URL.Path, "$batch") || !inside.CompareAndSwap(false, true) {
 			return
 		}
 		wantState(t, e.sync(t), dirsync.Succeeded)
 		synced.Store(true)
-	}
-	e.kill.mu.Unlock()
+	})
 	before, etag := e.get(t, both)
 	_, err := e.eng.ResolveConflict(t.Context(), e.org, before.ID, dirsync.Resolution{Choice: dirsync.KeepLeap}, etag)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	e.kill.setWatch(nil)
 	if !synced.Load() {
 		t.Fatalf("the race was not staged: %v", err)
 	}

@@ -101,12 +101,10 @@ func TestDryRunRedoesARelistingPage(t *testing.T) {
 		c.Directory = &relistDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	})
 	var busy atomic.Bool
-	e.kill.mu.Lock()
-	e.kill.fail = func(r *http.Request, body []byte) bool {
+	e.kill.setFail(func(r *http.Request, body []byte) bool {
 		return busy.Load() && strings.HasSuffix(r.URL.Path, "$batch") && bytes.Contains(body, []byte(dirsync.ChangesTable)) &&
 			bytes.Contains(body, []byte(`"seq"`)) && bytes.Contains(body, []byte(target))
-	}
-	e.kill.mu.Unlock()
+	})
 	dry := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: true})
 	e.deliverOne(t) // page 1
 	busy.Store(true)

@@ -272,11 +272,9 @@ func TestPutOffPageIsCountedOnce(t *testing.T) {
 	e.addUsers(t, "User", 120) // 3 pages of 50
 	var busy atomic.Bool
 	busy.Store(true)
-	e.kill.mu.Lock()
-	e.kill.fail = func(r *http.Request, body []byte) bool {
+	e.kill.setFail(func(r *http.Request, body []byte) bool {
 		return busy.Load() && strings.HasSuffix(r.URL.Path, "$batch") && bytes.Contains(body, []byte(dirsync.ChangesTable))
-	}
-	e.kill.mu.Unlock()
+	})
 	run := e.startOpts(t, dirsync.StartOptions{})
 	e.deliverOne(t) // the first page's change log fails: the step is put off
 	busy.Store(false)

@@ -191,13 +191,11 @@ func TestDisabledUserLookupsInAFirstRound(t *testing.T) {
 			e.updateUser(t, id, func(u *m365sim.User) { u.AccountEnabled = false })
 		}
 		var reads atomic.Int32
-		e.kill.watch = func(r *http.Request, _ []byte) {
+		run := e.syncWatching(t, func(r *http.Request, _ []byte) {
 			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, stakeholder.Table+"(") && strings.Contains(r.URL.Path, "RowKey=") {
 				reads.Add(1)
 			}
-		}
-		run := e.sync(t)
-		e.kill.watch = nil
+		})
 		wantState(t, run, dirsync.Succeeded)
 		if run.Created != 77 || run.Excluded.Disabled != 3 {
 			t.Errorf("run = created %d, excluded disabled %d; want 77, 3", run.Created, run.Excluded.Disabled)

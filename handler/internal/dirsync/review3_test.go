@@ -31,12 +31,10 @@ func TestDryRunRedoOfSeveralPages(t *testing.T) {
 	dryDir := &relistDir{graphDir: e.dir, target: target, changes: []func(*entra.User){change}}
 	e.configure(whole(dryDir))
 	var failing atomic.Bool
-	e.kill.mu.Lock()
-	e.kill.fail = func(r *http.Request, _ []byte) bool {
+	e.kill.setFail(func(r *http.Request, _ []byte) bool {
 		return failing.Load() && r.Method == http.MethodPut && strings.Contains(r.URL.Path, dirsync.RunsTable+"(")
-	}
-	e.kill.mu.Unlock()
-	t.Cleanup(func() { e.kill.mu.Lock(); e.kill.fail = nil; e.kill.mu.Unlock() })
+	})
+	t.Cleanup(func() { e.kill.setFail(nil) })
 
 	dry := e.startOpts(t, dirsync.StartOptions{Trigger: "manual", DryRun: true})
 	m, ok := e.next()

@@ -331,6 +331,20 @@ func (k *killer) arm() {
 	k.armed, k.wrote = true, false
 }
 
+// setWatch and setFail set watch and fail under the lock: the transport reads them on the
+// engine's goroutines.
+func (k *killer) setWatch(watch func(r *http.Request, body []byte)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.watch = watch
+}
+
+func (k *killer) setFail(fail func(r *http.Request, body []byte) bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fail = fail
+}
+
 // peekBody reads r's body and puts it back for the transport.
 func peekBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
@@ -426,8 +440,7 @@ func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...
 	t.Helper()
 	var editing atomic.Bool
 	var edited atomic.Int32
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
+	run := e.syncWatching(t, func(r *http.Request, body []byte) {
 		if !strings.HasSuffix(r.URL.Path, "$batch") || int(edited.Load()) >= max {
 			return
 		}
@@ -441,12 +454,7 @@ func (e *env) syncRacingEdits(t *testing.T, max int, edit func(n int), marks ...
 		}
 		defer editing.Store(false)
 		edit(int(edited.Add(1)))
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	})
 	wantState(t, run, dirsync.Succeeded)
 	if n := int(edited.Load()); n != max {
 		t.Fatalf("%d racing edits, want %d: the race was not staged", n, max)
@@ -596,6 +604,14 @@ func (e *env) startOpts(t *testing.T, o dirsync.StartOptions) dirsync.Run {
 		t.Fatalf("Start = %v, started %v; want a new run", err, started)
 	}
 	return run
+}
+
+// syncWatching is sync with watch seeing every request the run sends.
+func (e *env) syncWatching(t *testing.T, watch func(r *http.Request, body []byte)) dirsync.Run {
+	t.Helper()
+	e.kill.setWatch(watch)
+	defer e.kill.setWatch(nil)
+	return e.sync(t)
 }
 
 // sync runs one whole run and returns its final record.

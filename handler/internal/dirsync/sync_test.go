@@ -937,8 +937,7 @@ func TestOrgIsolation(t *testing.T) {
 	var mu sync.Mutex
 	var touchedB []string
 	touchedA := 0
-	e.kill.mu.Lock()
-	e.kill.watch = func(r *http.Request, body []byte) {
+	run := e.syncWatching(t, func(r *http.Request, body []byte) {
 		u, _ := url.PathUnescape(r.URL.String())
 		if strings.Contains(u, "org-a") || bytes.Contains(body, []byte("org-a")) {
 			mu.Lock()
@@ -950,12 +949,7 @@ func TestOrgIsolation(t *testing.T) {
 			touchedB = append(touchedB, r.Method+" "+u)
 			mu.Unlock()
 		}
-	}
-	e.kill.mu.Unlock()
-	run := e.sync(t)
-	e.kill.mu.Lock()
-	e.kill.watch = nil
-	e.kill.mu.Unlock()
+	})
 	if touchedA == 0 {
 		t.Error("the request watch saw no request about org A: it cannot see org B's either")
 	}
