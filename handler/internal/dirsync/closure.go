@@ -247,22 +247,29 @@ func (c closure) parents(ctx context.Context, gen int, user string) ([]string, e
 // inScope says for each of users whether it is in scope: a point read of its summary row each, a
 // few at a time. A user is in scope when the row exists and a group property is true.
 func (c closure) inScope(ctx context.Context, gen int, users []string) (map[string]bool, error) {
-	out := make(map[string]bool, len(users))
+	return readSummaries(ctx, c, gen, users, func(row map[string]any) bool {
+		for name, v := range row {
+			if b, ok := v.(bool); ok && b && name != summaryUser {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// readSummaries point-reads users' summary rows in generation gen, a few at a time, and maps
+// each user to what of makes of its row (nil when there is none).
+func readSummaries[T any](ctx context.Context, c closure, gen int, users []string, of func(row map[string]any) T) (map[string]T, error) {
+	out := make(map[string]T, len(users))
 	var mu sync.Mutex
 	err := concurrently(len(users), func(i int) error {
 		row, _, err := tablestore.Get[map[string]any](ctx, c.t, c.org, summaryKey(gen, users[i]))
 		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
 			return fmt.Errorf("read scope of %s: %w", users[i], err)
 		}
-		in := false
-		for name, v := range row {
-			if b, ok := v.(bool); ok && b && name != summaryUser {
-				in = true
-				break
-			}
-		}
+		v := of(row)
 		mu.Lock()
-		out[users[i]] = in
+		out[users[i]] = v
 		mu.Unlock()
 		return nil
 	})
@@ -377,25 +384,15 @@ func (c closure) summaryFlags(ctx context.Context, gen int, users []string, grou
 	for g := range groups {
 		byProp[groupProp(g)] = g
 	}
-	out := make(map[string]map[string]bool, len(users))
-	var mu sync.Mutex
-	err := concurrently(len(users), func(i int) error {
-		row, _, err := tablestore.Get[map[string]any](ctx, c.t, c.org, summaryKey(gen, users[i]))
-		if err != nil && !errors.Is(err, tablestore.ErrNotFound) {
-			return fmt.Errorf("read scope of %s: %w", users[i], err)
-		}
+	return readSummaries(ctx, c, gen, users, func(row map[string]any) map[string]bool {
 		flags := map[string]bool{}
 		for name, v := range row {
 			if b, ok := v.(bool); ok && byProp[name] != "" {
 				flags[byProp[name]] = b
 			}
 		}
-		mu.Lock()
-		out[users[i]] = flags
-		mu.Unlock()
-		return nil
+		return flags
 	})
-	return out, err
 }
 
 // markPage returns up to limit marked users after mark key after ("" from the first), with the
