@@ -113,6 +113,23 @@ func cloneKeepNil(s []string) []string {
 	return append([]string{}, s...)
 }
 
+// clientRedirectError is the Entra error page (AADSTS code and message) of a browser request
+// whose client or redirect URI cannot be trusted with a redirect; code 0 when they can. known
+// reports whether the client is a registered app, dir names the directory it was looked up in.
+func clientRedirectError(clientID string, known bool, dir, redirectURI string, redirects []string) (code int, msg string) {
+	switch {
+	case clientID == "":
+		return 900144, missingParam("client_id")
+	case !known:
+		return 700016, appNotFound(clientID, dir)
+	case redirectURI == "":
+		return 900144, missingParam("redirect_uri")
+	case !slices.Contains(redirects, redirectURI):
+		return 50011, fmt.Sprintf("The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.", redirectURI, clientID)
+	}
+	return 0, ""
+}
+
 // adminConsent serves the v2 admin-consent endpoint. Requests that cannot be trusted to
 // redirect (unknown tenant or app, unregistered redirect URI, missing parameters) get Entra's
 // error page (400, HTML) and never a redirect; everything after that is answered by a 302 to
@@ -147,6 +164,11 @@ func (s *Server) adminConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
+	dir := ""
+	if t != nil {
+		dir = t.domain
+	}
+	clientErr, clientMsg := clientRedirectError(clientID, a != nil, dir, redirectURI, redirects)
 	switch {
 	case pathTenant == "common" || pathTenant == "consumers":
 		s.entraErrorPage(w, r, 90130, fmt.Sprintf("m365sim: the admin-consent endpoint needs 'organizations' or a tenant id or domain in the path, not '%s' (personal accounts cannot grant admin consent).", pathTenant))
@@ -154,16 +176,10 @@ func (s *Server) adminConsent(w http.ResponseWriter, r *http.Request) {
 		s.entraErrorPage(w, r, 50058, "m365sim: no admin is signed in to the simulated browser; call SetSignedInTenant (or POST /_sim/tenants/{t}/sign-in) first, or put a tenant id in the path.")
 	case t == nil:
 		s.entraErrorPage(w, r, 90002, tenantNotFound(pathTenant))
-	case clientID == "":
-		s.entraErrorPage(w, r, 900144, "The request body must contain the following parameter: 'client_id'.")
-	case a == nil:
-		s.entraErrorPage(w, r, 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.domain))
-	case redirectURI == "":
-		s.entraErrorPage(w, r, 900144, "The request body must contain the following parameter: 'redirect_uri'.")
-	case !slices.Contains(redirects, redirectURI):
-		s.entraErrorPage(w, r, 50011, fmt.Sprintf("The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.", redirectURI, clientID))
+	case clientErr != 0:
+		s.entraErrorPage(w, r, clientErr, clientMsg)
 	case !hasScope || strings.TrimSpace(scope) == "":
-		s.entraErrorPage(w, r, 900144, "The request body must contain the following parameter: 'scope'.")
+		s.entraErrorPage(w, r, 900144, missingParam("scope"))
 	case !graphDefaultScope(scope):
 		// The sim models application permissions only: .default of Microsoft Graph.
 		s.consentRedirect(w, r, redirectURI, []kv{

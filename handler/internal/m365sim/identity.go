@@ -283,6 +283,16 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 
 // --- token endpoint ------------------------------------------------------------------------
 
+// missingParam is Entra's AADSTS900144 text for a request without a required parameter.
+func missingParam(name string) string {
+	return "The request body must contain the following parameter: '" + name + "'."
+}
+
+// appNotFound is Entra's AADSTS700016 text for a client id that no app of the directory has.
+func appNotFound(clientID, dir string) string {
+	return fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, dir)
+}
+
 func tenantNotFound(t string) string {
 	return fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", t)
 }
@@ -290,7 +300,7 @@ func tenantNotFound(t string) string {
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	pathTenant := tenantInPath(r)
 	if err := r.ParseForm(); err != nil {
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("grant_type"))
 		return
 	}
 	f := r.PostForm
@@ -325,19 +335,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 
 	switch {
 	case f.Get("grant_type") == "":
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("grant_type"))
 		return
 	case f.Get("grant_type") != "client_credentials":
 		s.entraError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '"+f.Get("grant_type")+"'. (m365sim supports client_credentials and authorization_code only.)")
 		return
 	case clientID == "":
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("client_id"))
 		return
 	case t == nil:
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 90002, tenantNotFound(pathTenant))
 		return
 	case a == nil || !consented:
-		s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.domain))
+		s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, appNotFound(clientID, t.domain))
 		return
 	}
 
@@ -371,7 +381,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "https://api.botframework.com":
 		// A single-tenant bot gets its Bot Connector token in its home tenant only.
 		if home, isBot := s.botHome(clientID); isBot && home != t.id {
-			s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.domain))
+			s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, appNotFound(clientID, t.domain))
 			return
 		}
 		aud, roles = "https://api.botframework.com", nil

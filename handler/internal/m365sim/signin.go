@@ -168,6 +168,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if target != nil {
 		dir = cmp.Or(target.domain, target.id)
 	}
+	clientErr, clientMsg := clientRedirectError(clientID, a != nil, dir, redirectURI, redirects)
 	switch {
 	case pathTenant == "consumers":
 		s.entraErrorPage(w, r, 90130, "m365sim: the simulated tenants have work accounts only; use organizations, common or a tenant id or domain.")
@@ -175,17 +176,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	case !isMetaTenant(pathTenant) && target == nil:
 		s.entraErrorPage(w, r, 90002, tenantNotFound(pathTenant))
 		return
-	case clientID == "":
-		s.entraErrorPage(w, r, 900144, "The request body must contain the following parameter: 'client_id'.")
-		return
-	case a == nil:
-		s.entraErrorPage(w, r, 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, dir))
-		return
-	case redirectURI == "":
-		s.entraErrorPage(w, r, 900144, "The request body must contain the following parameter: 'redirect_uri'.")
-		return
-	case !slices.Contains(redirects, redirectURI):
-		s.entraErrorPage(w, r, 50011, fmt.Sprintf("The redirect URI '%s' specified in the request does not match the redirect URIs configured for the application '%s'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this.", redirectURI, clientID))
+	case clientErr != 0:
+		s.entraErrorPage(w, r, clientErr, clientMsg)
 		return
 	case mode != "query" && mode != "fragment" && mode != "form_post":
 		s.entraErrorPage(w, r, 900144, fmt.Sprintf("m365sim: response_mode '%s' is not supported (query, fragment or form_post).", mode))
@@ -217,7 +209,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case responseType == "":
-		fail("invalid_request", 900144, "The request body must contain the following parameter: 'response_type'.")
+		fail("invalid_request", 900144, missingParam("response_type"))
 		return
 	case responseType != "code":
 		fail("unsupported_response_type", 700054, fmt.Sprintf("response_type '%s' is not enabled for the application. (m365sim supports response_type=code only.)", responseType))
@@ -338,13 +330,13 @@ func (s *Server) tokenAuthCode(w http.ResponseWriter, r *http.Request, pathTenan
 
 	switch {
 	case clientID == "":
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("client_id"))
 		return
 	case pathTenant == "consumers" || (!isMetaTenant(pathTenant) && target == nil):
 		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 90002, tenantNotFound(pathTenant))
 		return
 	case a == nil:
-		s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, pathTenant))
+		s.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, appNotFound(clientID, pathTenant))
 		return
 	}
 	acr, ok := s.authenticateClient(w, r, f, clientID, secrets, certs, now)
@@ -352,11 +344,11 @@ func (s *Server) tokenAuthCode(w http.ResponseWriter, r *http.Request, pathTenan
 		return
 	}
 	if f.Get("code") == "" {
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'code'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("code"))
 		return
 	}
 	if f.Get("redirect_uri") == "" {
-		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'redirect_uri'.")
+		s.entraError(w, r, http.StatusBadRequest, "invalid_request", 900144, missingParam("redirect_uri"))
 		return
 	}
 
