@@ -311,13 +311,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer dcancel()
-		if err := store.DropTables(dctx); err != nil {
-			logf("dropping tables %s*: %v", prefix, err)
-		}
-	}()
+	defer dropTables(ctx, store, 2*time.Minute, logf, "dropping tables "+prefix+"*")
 	orgKey, err := tablestore.NewOrg(org)
 	if err != nil {
 		return res, err
@@ -345,22 +339,12 @@ func bench(ctx context.Context, o options) (Result, error) {
 	logf("tables %s*, tenant %s at %s, %d users", prefix, o.tenant, o.simURL, o.users)
 
 	// (a) full
-	var stopProfile func()
+	stopProfile := func() {}
 	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
+		if stopProfile, err = startCPUProfile(o.cpuProfile); err != nil {
 			return res, err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return res, err
-		}
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close(); stopProfile = nil }
-		defer func() {
-			if stopProfile != nil {
-				stopProfile()
-			}
-		}()
+		defer stopProfile()
 	}
 	gw0, tw0, tb0 := graphTimer.snapshot(tableTimer)
 	kinds0 := tableTimer.kindsNow()
@@ -368,9 +352,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 	gw1, tw1, tb1 := graphTimer.snapshot(tableTimer)
 	logf("full: Table requests by kind: %s", tableTimer.kindsSince(kinds0))
 	res.FullGraphWaitS, res.FullTableWaitS, res.FullTableBytes = secs(gw1-gw0), secs(tw1-tw0), tb1-tb0
-	if stopProfile != nil {
-		stopProfile()
-	}
+	stopProfile()
 	if err != nil {
 		return res, err
 	}
@@ -630,13 +612,7 @@ func floor(ctx context.Context, gc *graph.Client, open func(name string) (*table
 	if err != nil {
 		return f, err
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-		defer dcancel()
-		if err := store.DropTables(dctx); err != nil {
-			logf("floor: dropping its table: %v", err)
-		}
-	}()
+	defer dropTables(ctx, store, 5*time.Minute, logf, "floor: dropping its table")
 	g0, t0 := gc.Requests(), store.Stats().Requests
 	start := time.Now()
 	var pages <-chan int
@@ -894,16 +870,31 @@ func peakRSSMB() float64 {
 	if err != nil {
 		return 0
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseFloat(f[0], 64)
-				return round3(kb / 1024)
-			}
-		}
+	return parseVmHWM(string(b))
+}
+
+// dropTables drops store's tables even once ctx has ended (the bench cleans up after itself),
+// giving up after limit, and logs a failure after what.
+func dropTables(ctx context.Context, store *tablestore.Store, limit time.Duration, logf func(string, ...any), what string) {
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+	defer dcancel()
+	if err := store.DropTables(dctx); err != nil {
+		logf("%s: %v", what, err)
 	}
-	return 0
+}
+
+// startCPUProfile writes a CPU profile of this process to path until stop is called (stop may
+// be called more than once).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return sync.OnceFunc(func() { pprof.StopCPUProfile(); f.Close() }), nil
 }
 
 func writeHeapProfile(path string) error {

@@ -125,7 +125,7 @@ type RealtimeResult struct {
 
 type realtimeOptions struct {
 	target
-	root, handler                string
+	handlerApp
 	users, groups, changes       int
 	rate                         float64
 	debounce, poll, lostAfter    time.Duration
@@ -137,8 +137,7 @@ type realtimeOptions struct {
 func runRealtime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o realtimeOptions
 	fs := o.flagSet("bench realtime", stderr)
-	fs.StringVar(&o.root, "root", ".", "repository root (host.json, functions/)")
-	fs.StringVar(&o.handler, "handler", "", "prebuilt handler binary (default: build ./handler into a temporary directory)")
+	o.handlerApp.flags(fs)
 	fs.IntVar(&o.users, "users", 0, "users the simulated tenant was generated with (required)")
 	fs.IntVar(&o.groups, "groups", 0, "groups the simulated tenant was generated with (reported)")
 	fs.IntVar(&o.changes, "changes", 0, "user changes made with real-time sync on (required)")
@@ -185,14 +184,8 @@ func realtimeBench(ctx context.Context, o realtimeOptions) (RealtimeResult, erro
 		return res, err
 	}
 	defer os.RemoveAll(work)
-	handlerPath := o.handler
-	if handlerPath == "" {
-		logf("building ./handler")
-		if handlerPath, err = devhost.BuildHandler(ctx, o.root, work, o.stderr); err != nil {
-			return res, err
-		}
-	}
-	if handlerPath, err = filepath.Abs(handlerPath); err != nil {
+	handlerPath, err := o.binary(ctx, work, o.stderr, logf)
+	if err != nil {
 		return res, err
 	}
 	caFile, err := filepath.Abs(o.caFile)
@@ -205,13 +198,7 @@ func realtimeBench(ctx context.Context, o realtimeOptions) (RealtimeResult, erro
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer dcancel()
-		if err := store.DropTables(dctx); err != nil {
-			logf("dropping tables %s*: %v", prefix, err)
-		}
-	}()
+	defer dropTables(ctx, store, 2*time.Minute, logf, "dropping tables "+prefix+"*")
 
 	// The handler behind the host stand-in, reachable by the simulated tenant's webhooks: the
 	// host's address is PUBLIC_BASE_URL, so its port is chosen first.
@@ -221,27 +208,19 @@ func realtimeBench(ctx context.Context, o realtimeOptions) (RealtimeResult, erro
 	}
 	publicURL := fmt.Sprintf("http://127.0.0.1:%d", port)
 	key := randomKey()
-	settings := map[string]string{
-		"FUNCTIONS_WORKER_RUNTIME": "custom",
-		"TablesConnection":         o.tables,
-		"TABLE_PREFIX":             prefix,
-		"ServiceBusConnection":     "devhost",
-		"M365_CLIENT_ID":           o.appID,
-		"M365_CLIENT_SECRET":       o.appSecret,
-		"GRAPH_BASE_URL":           o.simURL + "/v1.0",
-		"AZURE_AUTHORITY_HOST":     o.simURL + "/",
-		"GRAPH_NOTIFY_KEYS_URL":    o.simURL + "/common/discovery/v2.0/keys",
-		// The bot is not used here; the handler needs its settings to start.
-		"BOT_APP_ID":              "6d7e8f90-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
-		"BOT_APP_SECRET":          "unused",
-		"BOT_TENANT_ID":           "2f3e4d5c-6b7a-4980-9a1b-2c3d4e5f6a7b",
+	settings := hostSettings(o.tables, prefix, map[string]string{
+		"M365_CLIENT_ID":          o.appID,
+		"M365_CLIENT_SECRET":      o.appSecret,
+		"GRAPH_BASE_URL":          o.simURL + "/v1.0",
+		"AZURE_AUTHORITY_HOST":    o.simURL + "/",
+		"GRAPH_NOTIFY_KEYS_URL":   o.simURL + "/common/discovery/v2.0/keys",
 		"BOT_OPENID_METADATA_URL": o.simURL + "/botframework/v1/.well-known/openidconfiguration",
 		"BOT_SERVICE_URL":         o.simURL + "/bot/emea/",
 		"PUBLIC_BASE_URL":         publicURL,
 		"LEAP_APP_URL":            "http://localhost:3000/settings/integrations",
 		"STATE_SIGNING_KEY":       randomKey(),
 		"DEVHOST_FUNCTION_KEY":    key,
-	}
+	})
 	if o.debounce > 0 {
 		settings["REALTIME_DEBOUNCE"] = o.debounce.String()
 	}

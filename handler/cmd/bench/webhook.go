@@ -46,7 +46,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,7 +91,8 @@ type WebhookResult struct {
 
 type webhookOptions struct {
 	target
-	root, handler, cpuProfile, route string
+	handlerApp
+	cpuProfile, route                string
 	rate, seconds, perRequest, nsubs int
 	warmup                           int
 }
@@ -102,8 +102,7 @@ func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("bench webhook", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o.runFlags(fs, 10*time.Minute) // no simulated tenant: the webhook needs only Table Storage
-	fs.StringVar(&o.root, "root", ".", "repository root (host.json, functions/)")
-	fs.StringVar(&o.handler, "handler", "", "prebuilt handler binary (default: build ./handler into a temporary directory)")
+	o.handlerApp.flags(fs)
 	fs.StringVar(&o.route, "route", "devhost", "devhost: the handler binary behind the host stand-in, as Graph reaches it; inprocess: the webhook's Handler alone on a loopback HTTP server in this process, publishing to an in-memory queue")
 	fs.IntVar(&o.rate, "rate", 0, "requests per second (required)")
 	fs.IntVar(&o.seconds, "seconds", 10, "measured seconds")
@@ -145,15 +144,9 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 	if err := copyAppFiles(o.root, appRoot); err != nil {
 		return res, err
 	}
-	handlerPath := o.handler
-	if handlerPath == "" && o.route == "devhost" {
-		logf("building ./handler")
-		if handlerPath, err = devhost.BuildHandler(ctx, o.root, work, o.stderr); err != nil {
-			return res, err
-		}
-	}
-	if handlerPath != "" {
-		if handlerPath, err = filepath.Abs(handlerPath); err != nil {
+	var handlerPath string // only the devhost route runs the handler
+	if o.route == "devhost" {
+		if handlerPath, err = o.binary(ctx, work, o.stderr, logf); err != nil {
 			return res, err
 		}
 	}
@@ -204,25 +197,18 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 		var host *devhost.Host
 		host, err = devhost.New(devhost.Config{
 			Root: appRoot, HandlerPath: handlerPath, Env: os.Environ(),
-			Settings: map[string]string{
-				"FUNCTIONS_WORKER_RUNTIME": "custom",
-				"TablesConnection":         o.tables,
-				"TABLE_PREFIX":             prefix,
-				"ServiceBusConnection":     "devhost",
+			Settings: hostSettings(o.tables, prefix, map[string]string{
 				// Nothing below is called by the webhook; the handler needs them to start.
 				"M365_CLIENT_ID":          "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
 				"M365_CLIENT_SECRET":      "unused",
 				"GRAPH_BASE_URL":          "https://127.0.0.1:9/v1.0",
 				"AZURE_AUTHORITY_HOST":    "https://127.0.0.1:9/",
-				"BOT_APP_ID":              "6d7e8f90-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
-				"BOT_APP_SECRET":          "unused",
-				"BOT_TENANT_ID":           "2f3e4d5c-6b7a-4980-9a1b-2c3d4e5f6a7b",
 				"BOT_OPENID_METADATA_URL": "https://127.0.0.1:9/openid",
 				"PUBLIC_BASE_URL":         "https://leap-func.example.net",
 				"LEAP_APP_URL":            "https://leap.example.net/settings/integrations",
 				"STATE_SIGNING_KEY":       stateKey,
 				"DEVHOST_FUNCTION_KEY":    randomKey(),
-			},
+			}),
 			Logger: slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Stderr: o.stderr, // the handler's warnings and errors (stdout, its info log, is dropped)
 		})
@@ -368,15 +354,11 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 	samples := make([]sample, n)
 	logf("sending %d requests at %d/s for %ds (%d notification(s) each)", n, o.rate, o.seconds, o.perRequest)
 	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+		stopProfile, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return res, err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return res, err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer stopProfile()
 	}
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -421,9 +403,9 @@ func webhookBench(ctx context.Context, o webhookOptions) (WebhookResult, error) 
 	slices.Sort(lats)
 	slices.Sort(scheds)
 	if len(lats) > 0 {
-		pct := func(d []time.Duration, p float64) float64 { return ms(d[min(len(d)-1, int(float64(len(d))*p))]) }
-		res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms, res.MaxMs = pct(lats, 0.50), pct(lats, 0.90), pct(lats, 0.99), pct(lats, 0.999), ms(lats[len(lats)-1])
-		res.SchedP99Ms = pct(scheds, 0.99)
+		res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms, res.MaxMs = ms(percentile(lats, 0.50)), ms(percentile(lats, 0.90)), ms(percentile(lats, 0.99)),
+			ms(percentile(lats, 0.999)), ms(lats[len(lats)-1])
+		res.SchedP99Ms = ms(percentile(scheds, 0.99))
 	}
 	logf("%d requests in %.2fs: %d notifications accepted, %d requests failed; ack p50 %.2f ms, p99 %.2f ms, max %.2f ms",
 		n, sentFor.Seconds(), res.Accepted, res.Failed, res.P50Ms, res.P99Ms, res.MaxMs)
