@@ -28,30 +28,15 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 	if err := sim.Generate(testenv.Tenant, m365sim.GenSpec{Users: users, Groups: 5, Depth: 2, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	outFile := filepath.Join(dir, "sync.json")
+	outFile := filepath.Join(t.TempDir(), "sync.json")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testenv.Tenant, "-app-id", testenv.ClientID, "-app-secret", testenv.Secret,
-		"-users", "300", "-groups", "5", "-tables", conn, "-out", outFile}
+	args := append(targetArgs(t, sim, conn, outFile), "-users", "300", "-groups", "5")
 	if err := runWith(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var got map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
-		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
-	}
-	for _, k := range []string{"bench", "users", "full_s", "floor_s", "ratio", "delta_s", "delta_ratio",
-		"graph_requests_full", "graph_requests_delta", "table_transactions_full", "peak_rss_mb", "floor_entities"} {
-		if _, ok := got[k]; !ok {
-			t.Errorf("key %q missing from %s", k, lines[len(lines)-1])
-		}
-	}
-	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	got, line := resultLine(t, stdout.String(), "bench", "users", "full_s", "floor_s", "ratio", "delta_s", "delta_ratio",
+		"graph_requests_full", "graph_requests_delta", "table_transactions_full", "peak_rss_mb", "floor_entities")
+	num := got.num
 	if got["bench"] != "sync" || num("users") != users {
 		t.Errorf("bench/users = %v/%v", got["bench"], got["users"])
 	}
@@ -83,18 +68,60 @@ func TestSyncBenchEndToEnd(t *testing.T) {
 			t.Errorf("the floor read entities: %q", line)
 		}
 	}
-	b, err := os.ReadFile(outFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var saved map[string]any
-	if err := json.Unmarshal(b, &saved); err != nil {
-		t.Fatal(err)
-	}
+	saved, b := savedResult(t, outFile)
 	if saved["date"] == nil || saved["machine"] == nil || saved["ratio"] != got["ratio"] {
 		t.Errorf("result file lacks date/machine or differs: %s", b)
 	}
-	t.Logf("%s", lines[len(lines)-1])
+	t.Logf("%s", line)
+}
+
+// targetArgs are the target flags of a benchmark run against sim's tenant as testenv's app,
+// with its CA certificate in a file, the tables at conn and the result file out.
+func targetArgs(t *testing.T, sim *m365sim.Server, conn, out string) []string {
+	t.Helper()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testenv.Tenant, "-app-id", testenv.ClientID, "-app-secret", testenv.Secret,
+		"-tables", conn, "-out", out}
+}
+
+// result is a benchmark's JSON result.
+type result map[string]any
+
+// num is key k's number; 0 when it is missing or not a number.
+func (r result) num(k string) float64 { f, _ := r[k].(float64); return f }
+
+// resultLine parses the last line of a benchmark's stdout, its result, and checks it has keys.
+func resultLine(t *testing.T, stdout string, keys ...string) (result, string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	line := lines[len(lines)-1]
+	var got result
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout)
+	}
+	for _, k := range keys {
+		if _, ok := got[k]; !ok {
+			t.Errorf("key %q missing from %s", k, line)
+		}
+	}
+	return got, line
+}
+
+// savedResult reads the result file a benchmark wrote (-out).
+func savedResult(t *testing.T, path string) (result, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved result
+	if err := json.Unmarshal(b, &saved); err != nil {
+		t.Fatalf("result file: %v %s", err, b)
+	}
+	return saved, b
 }
 
 // lineWith returns the first line of text that contains s, or "".
@@ -156,32 +183,17 @@ func TestTeamsBenchEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.RegisterBot(botApp, botTenant, "bot-secret", "")
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, sim.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	outFile := filepath.Join(dir, "teams.json")
+	outFile := filepath.Join(t.TempDir(), "teams.json")
 	var stdout, stderr bytes.Buffer
 	// A rate well above what 40 posts need: the test is about what arrives, not how fast.
-	args := []string{"-sim", sim.URL(), "-ca", ca, "-tenant", testenv.Tenant, "-app-id", testenv.ClientID, "-app-secret", testenv.Secret,
-		"-bot-app-id", botApp, "-bot-tenant", botTenant, "-bot-secret", "bot-secret",
-		"-recipients", "40", "-rate", "200", "-workers", "8", "-uninstalled", "0.1", "-tables", conn, "-out", outFile}
+	args := append(targetArgs(t, sim, conn, outFile), "-bot-app-id", botApp, "-bot-tenant", botTenant, "-bot-secret", "bot-secret",
+		"-recipients", "40", "-rate", "200", "-workers", "8", "-uninstalled", "0.1")
 	if err := runTeams(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var got map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
-		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
-	}
-	for _, k := range []string{"bench", "recipients", "accept_s", "accept_floor_s", "accept_ratio", "send_s", "rate_per_s", "limit_per_s",
-		"rate_ratio", "sent", "lost", "duplicated", "limit_violations", "installed_via_graph", "peak_rss_mb", "workers"} {
-		if _, ok := got[k]; !ok {
-			t.Errorf("key %q missing from %s", k, lines[len(lines)-1])
-		}
-	}
-	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	got, line := resultLine(t, stdout.String(), "bench", "recipients", "accept_s", "accept_floor_s", "accept_ratio", "send_s", "rate_per_s", "limit_per_s",
+		"rate_ratio", "sent", "lost", "duplicated", "limit_violations", "installed_via_graph", "peak_rss_mb", "workers")
+	num := got.num
 	if got["bench"] != "teams" || num("recipients") != recipients || num("sent") != recipients {
 		t.Errorf("bench/recipients/sent = %v/%v/%v", got["bench"], got["recipients"], got["sent"])
 	}
@@ -196,13 +208,8 @@ func TestTeamsBenchEndToEnd(t *testing.T) {
 	if st := sim.BotStats(); st.Sent != recipients {
 		t.Errorf("the simulated Bot Connector counted %d posts, want %d", st.Sent, recipients)
 	}
-	b, err := os.ReadFile(outFile)
-	if err != nil {
-		t.Fatal(err)
+	if saved, b := savedResult(t, outFile); saved["date"] == nil || saved["bench"] != "teams" {
+		t.Errorf("result file: %s", b)
 	}
-	var saved map[string]any
-	if err := json.Unmarshal(b, &saved); err != nil || saved["date"] == nil || saved["bench"] != "teams" {
-		t.Errorf("result file: %v %s", err, b)
-	}
-	t.Logf("%s", lines[len(lines)-1])
+	t.Logf("%s", line)
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/leapchange/m365/handler/internal/azuritetest"
@@ -29,17 +26,8 @@ func webhookBenchEndToEnd(t *testing.T, route string) {
 	if err := runWebhook(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("bench failed: %v\nstderr:\n%s", err, stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	var got map[string]any
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
-		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
-	}
-	for _, k := range []string{"bench", "rate", "accepted", "lost", "p50_ms", "p99_ms"} {
-		if _, ok := got[k]; !ok {
-			t.Errorf("key %q missing from %s", k, lines[len(lines)-1])
-		}
-	}
-	num := func(k string) float64 { f, _ := got[k].(float64); return f }
+	got, line := resultLine(t, stdout.String(), "bench", "rate", "accepted", "lost", "p50_ms", "p99_ms")
+	num := got.num
 	// 40 requests of 3 notifications, plus 4 warm-up requests.
 	if got["route"] != route {
 		t.Errorf("route %v, want %s", got["route"], route)
@@ -53,15 +41,10 @@ func webhookBenchEndToEnd(t *testing.T, route string) {
 	if num("p50_ms") <= 0 || num("p99_ms") < num("p50_ms") {
 		t.Errorf("p50_ms %v, p99_ms %v", got["p50_ms"], got["p99_ms"])
 	}
-	b, err := os.ReadFile(outFile)
-	if err != nil {
-		t.Fatal(err)
+	if saved, b := savedResult(t, outFile); saved["date"] == nil || saved["bench"] != "webhook" {
+		t.Errorf("result file: %s", b)
 	}
-	var saved map[string]any
-	if err := json.Unmarshal(b, &saved); err != nil || saved["date"] == nil || saved["bench"] != "webhook" {
-		t.Errorf("result file: %v %s", err, b)
-	}
-	t.Logf("%s", lines[len(lines)-1])
+	t.Logf("%s", line)
 }
 
 func TestWebhookBenchUsage(t *testing.T) {
