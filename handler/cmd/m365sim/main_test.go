@@ -77,6 +77,26 @@ func (s *sim) stop(t *testing.T) {
 	}
 }
 
+// call sends a JSON body to url with bearer token tok (none when empty), decodes the answer
+// into v (when not nil) and returns its status.
+func call(t *testing.T, c *http.Client, method, url, tok, body string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
+}
+
 func TestRun(t *testing.T) {
 	s := startSim(t, "-tenant", "t1", "-users", "50", "-groups", "3", "-app-id", "app", "-app-secret", "sec")
 	c, base := s.client(), s.base
@@ -141,22 +161,9 @@ func TestRunMailFlags(t *testing.T) {
 	s := startSim(t, "-tenant", "t1", "-users", "5", "-groups", "1", "-app-id", "app", "-app-secret", "sec",
 		"-mail-per-minute", "2", "-mail-concurrency", "3", "-mail-daily-recipients", "40", "-mail-latency", "5ms")
 	c, base := s.client(), s.base
-	do := func(method, url, tok, body string, v any) int {
+	do := func(method, path, tok, body string, v any) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, base+url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if v != nil {
-			json.NewDecoder(resp.Body).Decode(v)
-		}
-		return resp.StatusCode
+		return call(t, c, method, base+path, tok, body, v)
 	}
 	var lim map[string]int
 	if st := do("GET", "/_sim/mail/limits", "", "", &lim); st != 200 || lim["perMinute"] != 2 || lim["concurrency"] != 3 || lim["dailyRecipients"] != 40 || lim["latency"] != 5 || lim["requestsPer10Min"] != 10000 {
@@ -202,23 +209,6 @@ func TestRunBotFlags(t *testing.T) {
 	s := startSim(t, "-tenant", "t1", "-users", "3", "-groups", "0", "-app-id", "app", "-app-secret", "sec",
 		"-bot-app-id", bot, "-bot-tenant", botTenant, "-bot-secret", "bsec", "-bot-tenant-rate", "2")
 	c, base := s.client(), s.base
-	do := func(method, url, tok, body string, v any) int {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if v != nil {
-			json.NewDecoder(resp.Body).Decode(v)
-		}
-		return resp.StatusCode
-	}
 	token := func(tenant, id, secret, resource string) string {
 		t.Helper()
 		resp, err := c.PostForm(base+"/"+tenant+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}, "scope": {resource + "/.default"}})
@@ -240,7 +230,7 @@ func TestRunBotFlags(t *testing.T) {
 			ID string `json:"id"`
 		} `json:"value"`
 	}
-	if st := do("GET", base+"/v1.0/users?$select=id", token("t1", "app", "sec", "https://graph.microsoft.com"), "", &users); st != 200 || len(users.Value) == 0 {
+	if st := call(t, c, "GET", base+"/v1.0/users?$select=id", token("t1", "app", "sec", "https://graph.microsoft.com"), "", &users); st != 200 || len(users.Value) == 0 {
 		t.Fatalf("users: %d %+v", st, users)
 	}
 	user := users.Value[0].ID
@@ -248,17 +238,17 @@ func TestRunBotFlags(t *testing.T) {
 	var app struct {
 		ID string `json:"id"`
 	}
-	if st := do("POST", base+"/_sim/teams/t1/apps", "", `{"externalId":"`+bot+`"}`, &app); st != 200 || app.ID == "" {
+	if st := call(t, c, "POST", base+"/_sim/teams/t1/apps", "", `{"externalId":"`+bot+`"}`, &app); st != 200 || app.ID == "" {
 		t.Fatalf("apps: %d %+v", st, app)
 	}
-	if st := do("POST", base+"/_sim/teams/t1/users/"+user+"/installations", "", `{"teamsAppId":"`+app.ID+`"}`, nil); st != 200 {
+	if st := call(t, c, "POST", base+"/_sim/teams/t1/users/"+user+"/installations", "", `{"teamsAppId":"`+app.ID+`"}`, nil); st != 200 {
 		t.Fatalf("installations: %d", st)
 	}
 	var conv struct {
 		ConversationID string `json:"conversationId"`
 		ServiceURL     string `json:"serviceUrl"`
 	}
-	if st := do("GET", base+"/_sim/bot/conversations?tenant=t1&user="+user, "", "", &conv); st != 200 || conv.ConversationID == "" {
+	if st := call(t, c, "GET", base+"/_sim/bot/conversations?tenant=t1&user="+user, "", "", &conv); st != 200 || conv.ConversationID == "" {
 		t.Fatalf("conversations: %d %+v", st, conv)
 	}
 	// The bot's token is issued in its home tenant; -bot-tenant-rate 2 refuses the third post
@@ -266,12 +256,12 @@ func TestRunBotFlags(t *testing.T) {
 	botTok := token(botTenant, bot, "bsec", "https://api.botframework.com")
 	post := `{"type":"message","text":"hi"}`
 	for i, want := range []int{201, 201, 429} {
-		if st := do("POST", conv.ServiceURL+"v3/conversations/"+url.PathEscape(conv.ConversationID)+"/activities", botTok, post, nil); st != want {
+		if st := call(t, c, "POST", conv.ServiceURL+"v3/conversations/"+url.PathEscape(conv.ConversationID)+"/activities", botTok, post, nil); st != want {
 			t.Fatalf("post %d: %d, want %d", i, st, want)
 		}
 	}
 	var stats map[string]any
-	if st := do("GET", base+"/_sim/bot/stats", "", "", &stats); st != 200 || stats["sent"] != 2.0 || stats["tenantViolations"] != 1.0 {
+	if st := call(t, c, "GET", base+"/_sim/bot/stats", "", "", &stats); st != 200 || stats["sent"] != 2.0 || stats["tenantViolations"] != 1.0 {
 		t.Fatalf("stats: %d %v", st, stats)
 	}
 	s.stop(t)
