@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// config is every setting of DESIGN §2.2, read once at start-up.
+// config is every setting of the README's Settings table, read once at start-up.
 type config struct {
 	Port string
 

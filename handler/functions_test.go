@@ -15,7 +15,8 @@ import (
 	"github.com/leapchange/m365/handler/internal/appfiles"
 )
 
-// designTable is DESIGN §2.1: the function names, triggers and queues are a contract.
+// designTable is the function contract (README, Architecture; functions/): names, triggers and
+// queues are fixed.
 var designTable = map[string]struct {
 	trigger, route, authLevel, queue, schedule string
 	methods                                    []string

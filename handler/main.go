@@ -1,6 +1,6 @@
 // Command handler is the Azure Functions custom handler of the Leap Change Microsoft 365
 // integration: one net/http server that the Functions host starts, pings, and calls for every
-// function in functions/ (see README and DESIGN §2).
+// function in functions/ (see the README's Architecture).
 package main
 
 import (

@@ -15,7 +15,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/webhook"
 )
 
-// function is one row of DESIGN §2.1 as the handler serves it.
+// function is one function of the contract (README, Architecture) as the handler serves it.
 type function struct {
 	name string
 	// http is the proxied path pattern of an HTTP function ("" for JSON-mode functions).

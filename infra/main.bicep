@@ -1,6 +1,6 @@
 // Leap Change Microsoft 365 integration: Azure Functions (Flex Consumption, Linux, custom handler)
 // with Table Storage, Service Bus, Key Vault and Application Insights, all reached with the app's
-// user-assigned managed identity. See DESIGN.md §2 and shared reference functions-host.md §12-13.
+// user-assigned managed identity. See the README's Architecture and Deploying.
 //
 // Deploy with `azd up` (azure.yaml; parameters from infra/main.parameters.json, whose ${VAR} values come
 // from the azd environment) or with scripts/deploy.sh (the same parameters file, ${VAR} values from the
@@ -38,7 +38,7 @@ param functionAppName string = ''
 param tags object = {}
 
 // ---------------------------------------------------------------------------------------------
-// App configuration (DESIGN.md §2.2)
+// App configuration (README, Settings)
 // ---------------------------------------------------------------------------------------------
 
 @description('M365_CLIENT_ID: application (client) id of the multi-tenant Entra app.')
@@ -177,7 +177,7 @@ var botName = '${namePrefix}-bot-${suffix}'
 var identityName = '${namePrefix}-id-${suffix}'
 var deploymentContainerName = 'app-package'
 
-// Work queues of DESIGN.md §2.1 (names are contract: function.json queueName values).
+// Work queues (README, Architecture; names are contract: function.json queueName values).
 var queueNames = [
   'sync-jobs'
   'channel-events'

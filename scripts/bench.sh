@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (DESIGN §6). Usage:
+# Benchmarks (README, Benchmarks). Usage:
 #
 #   scripts/bench.sh sync --users N [--groups M] [--floor both|sequential|pipelined|auto] [--out FILE] [--cpuprofile FILE] [--memprofile FILE]
 #   scripts/bench.sh mail --recipients N [--mailboxes M] [--per-minute P] [--workers W] [--out FILE]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the deployable Azure Functions app (functions-host.md §1):
+# Build the deployable Azure Functions app (README, Deploying):
 #
 #   <stage>/host.json
 #   <stage>/handler                 linux/amd64 executable, mode 0755

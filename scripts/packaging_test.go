@@ -203,7 +203,7 @@ func checkPackage(t *testing.T, root string, r pkgRun) {
 		t.Fatalf("host.json is not valid JSON: %v", err)
 	}
 	if host.CustomHandler == nil || host.CustomHandler.Description.DefaultExecutablePath != "handler" {
-		t.Errorf("host.json customHandler.description.defaultExecutablePath must be \"handler\" (functions-host.md §2)")
+		t.Errorf("host.json customHandler.description.defaultExecutablePath must be \"handler\"")
 	}
 	if host.Version != "2.0" {
 		t.Errorf("host.json version = %q, want \"2.0\"", host.Version)
@@ -474,7 +474,7 @@ func checkContractFunctions(t *testing.T, stage string) {
 	}
 	for _, name := range sortedKeys(contractFunctions) {
 		if !got[name] {
-			t.Errorf("function %s (DESIGN.md §2.1) is missing: no functions/%s/function.json", name, name)
+			t.Errorf("function %s (function contract) is missing: no functions/%s/function.json", name, name)
 		}
 	}
 	queues := map[string]bool{}
@@ -484,7 +484,7 @@ func checkContractFunctions(t *testing.T, stage string) {
 	for _, name := range sortedKeys(got) {
 		wantQueue, ok := contractFunctions[name]
 		if !ok {
-			t.Errorf("function %s is not in DESIGN.md §2.1", name)
+			t.Errorf("function %s is not in the function contract", name)
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(stage, name, "function.json"))
@@ -519,7 +519,7 @@ func checkContractFunctions(t *testing.T, stage string) {
 			}
 		}
 		if trigger != wantQueue {
-			t.Errorf("%s/function.json: triggered by queue %q, DESIGN.md §2.1 says %q", name, trigger, wantQueue)
+			t.Errorf("%s/function.json: triggered by queue %q, the contract says %q", name, trigger, wantQueue)
 		}
 	}
 }
@@ -910,7 +910,7 @@ func TestInfraBicep(t *testing.T) {
 	}
 	for _, s := range contractSettings {
 		if !keys[s] {
-			t.Errorf("app setting %s (DESIGN.md §2.2) is not set in modules/appsettings.bicep", s)
+			t.Errorf("app setting %s (README, Settings) is not set in modules/appsettings.bicep", s)
 		}
 	}
 	for _, s := range keyVaultSettings {

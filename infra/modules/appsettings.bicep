@@ -1,4 +1,4 @@
-// The Function App's complete app settings (DESIGN.md §2.2), computed here and written by functionapp.bicep
+// The Function App's complete app settings (README, Settings), computed here and written by functionapp.bicep
 // in the site resource itself (siteConfig.appSettings). This module creates no resource.
 //
 // Why in the site: a PUT of Microsoft.Web/sites replaces the whole app-settings set with the site's

@@ -1,5 +1,5 @@
 // Data-plane role assignments for the Function App's user-assigned identity (identity.bicep), each at the
-// narrowest scope that works (functions-host.md §13). main.bicep deploys these before the Function App, so
+// narrowest scope that works. main.bicep deploys these before the Function App, so
 // the site starts with access already granted (RBAC still needs a few minutes to propagate; deploy.sh waits
 // for the Key Vault references to resolve and retries the code upload through that window).
 //   Service Bus  : Data Receiver + Data Sender on each work queue (triggers, output bindings and the Go

@@ -1,5 +1,5 @@
 // Service Bus namespace (Standard: duplicate detection and scheduled messages need Standard or above)
-// with the work queues of DESIGN.md §2.1. Identity-only: SAS keys are disabled, the app uses
+// with the work queues (README, Architecture). Identity-only: SAS keys are disabled, the app uses
 // ServiceBusConnection__fullyQualifiedNamespace with its managed identity.
 
 @description('Azure region.')
@@ -10,7 +10,7 @@ param location string
 @maxLength(50)
 param name string
 
-@description('Queue names (DESIGN.md §2.1).')
+@description('Queue names (README, Architecture; function.json queueName values).')
 param queueNames string[]
 
 @description('Deliveries before a message is dead-lettered (the Functions trigger abandons on failure).')

@@ -1,6 +1,6 @@
-// Package api serves the Leap Change web app's API under /api/orgs/{org}/ (DESIGN §3): JSON in
-// and out, errors as problem+json with stable types, every org's data reached only through its
-// validated partition.
+// Package api serves the Leap Change web app's API under /api/orgs/{org}/ (openapi.json; the
+// paths are contract): JSON in and out, errors as problem+json with stable types, every org's
+// data reached only through its validated partition.
 package api
 
 import (

@@ -2,7 +2,7 @@ package api
 
 import "net/http"
 
-// routes lists every path of DESIGN §3. Paths whose feature is a later issue answer 501.
+// routes lists every contract path (openapi.json). Paths whose feature is a later issue answer 501.
 func (s *Server) routes() {
 	// The org itself: the only path served for an org that is not registered (PUT registers it)
 	// or is being erased (GET shows it, DELETE continues).

@@ -16,7 +16,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
-// The queues of DESIGN §2.1.
+// The work queues (README, Architecture); their names are contract.
 const (
 	SyncJobs      = "sync-jobs"
 	ChannelEvents = "channel-events"
