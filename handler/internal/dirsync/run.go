@@ -1,6 +1,6 @@
-// Package dirsync syncs Entra ID users into Leap Change stakeholders (DESIGN §4). A run is a
-// chain of bounded steps carried by sync-jobs messages; every step checkpoints the run, so a
-// killed step resumes where it stopped and a huge tenant never needs one long invocation.
+// Package dirsync syncs Entra ID users into Leap Change stakeholders (README, Stakeholder sync).
+// A run is a chain of bounded steps carried by sync-jobs messages; every step checkpoints the run,
+// so a killed step resumes where it stopped and a huge tenant never needs one long invocation.
 //
 // A run goes through phases: "users" reads users/delta pages and merges each user into its
 // stakeholder (three-way, per field); "scope" applies the group filter; "unseen" (full rounds
