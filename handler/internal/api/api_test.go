@@ -124,7 +124,7 @@ func setupWith(t *testing.T, dir testDirectory) *fixture {
 		PublicBaseURL: "https://leap.example.net", LeapAppURL: "https://app.leap.example.net/settings", Key: []byte("0123456789abcdef0123456789abcdef"), Now: clock})
 	f.orgs = org.New(org.Config{Store: store, Tenant: flow, Now: clock})
 	for _, id := range registered {
-		if _, _, err := f.orgs.Register(t.Context(), mustOrg(t, id), org.Registration{DisplayName: id, TimeZone: "Europe/London"}); err != nil {
+		if _, _, err := f.orgs.Register(t.Context(), tablestoretest.Org(t, id), org.Registration{DisplayName: id, TimeZone: "Europe/London"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,7 +246,7 @@ func TestRequestErrors(t *testing.T) {
 		})
 	}
 	// None of these started a run.
-	if runs, err := f.eng.Runs(t.Context(), mustOrg(t, "org-a"), 10); err != nil || len(runs) != 0 {
+	if runs, err := f.eng.Runs(t.Context(), tablestoretest.Org(t, "org-a"), 10); err != nil || len(runs) != 0 {
 		t.Errorf("runs after bad requests = %d, %v", len(runs), err)
 	}
 }
@@ -315,7 +315,7 @@ func TestRunViewHidesCheckpoint(t *testing.T) {
 	if err := f.eng.Step(t.Context(), m.Body, 1); err != nil {
 		t.Fatal(err)
 	}
-	stored, _, err := f.eng.Run(t.Context(), mustOrg(t, "org-a"), id)
+	stored, _, err := f.eng.Run(t.Context(), tablestoretest.Org(t, "org-a"), id)
 	if err != nil || stored.NextLink == "" || stored.State != dirsync.Running {
 		t.Fatalf("stored run = %+v, %v; want a running run with a checkpoint link", stored, err)
 	}
@@ -329,15 +329,6 @@ func TestRunViewHidesCheckpoint(t *testing.T) {
 	if got := f.do(t, "GET", base+"/sync/runs/"+id, "", ""); got.body["step"] != 1.0 || got.body["processed"] != 1.0 {
 		t.Errorf("run view = %s, want step 1, processed 1", got.raw)
 	}
-}
-
-func mustOrg(t *testing.T, s string) tablestore.Org {
-	t.Helper()
-	org, err := tablestore.NewOrg(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return org
 }
 
 func TestConnectionEndpoints(t *testing.T) {

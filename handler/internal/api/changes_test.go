@@ -19,7 +19,7 @@ func setupChanges(t *testing.T) *fixture {
 	store := tablestoretest.Open(t)
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	orgs := org.New(org.Config{Store: store, Now: func() time.Time { return now }})
-	if _, _, err := orgs.Register(t.Context(), mustOrg(t, "org-a"), org.Registration{DisplayName: "A", TimeZone: "Europe/London"}); err != nil {
+	if _, _, err := orgs.Register(t.Context(), tablestoretest.Org(t, "org-a"), org.Registration{DisplayName: "A", TimeZone: "Europe/London"}); err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{store: store, orgs: orgs}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // openConflict stores a synced stakeholder of org-a with an open conflict on its department
@@ -14,7 +15,7 @@ import (
 func openConflict(t *testing.T, f *fixture) (stakeholder.Stakeholder, tablestore.ETag) {
 	t.Helper()
 	shs := stakeholder.NewStore(f.store)
-	org := mustOrg(t, "org-a")
+	org := tablestoretest.Org(t, "org-a")
 	synced := stakeholder.Values{stakeholder.FirstName: "Bea", stakeholder.LastName: "Both", stakeholder.Email: "bea@contoso.example", stakeholder.Department: "Operations"}
 	st := stakeholder.Stakeholder{ID: stakeholder.NewID(), Source: stakeholder.Entra, ExternalID: "u-conflict", Active: true, Base: synced}
 	for f, v := range synced {

@@ -32,7 +32,7 @@ func setupInsights(t *testing.T) *fixture {
 	t.Helper()
 	store := tablestoretest.Open(t)
 	orgs := org.New(org.Config{Store: store, Now: func() time.Time { return insightsStart }})
-	orgA := mustOrg(t, "org-a")
+	orgA := tablestoretest.Org(t, "org-a")
 	if _, _, err := orgs.Register(t.Context(), orgA, org.Registration{DisplayName: "A", TimeZone: "Europe/London"}); err != nil {
 		t.Fatal(err)
 	}

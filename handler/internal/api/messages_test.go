@@ -19,6 +19,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/pacing"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func setupMail(t *testing.T, withSettings bool) *mailFixture {
 			t.Fatal(err)
 		}
 	}
-	o := mustOrg(t, "org-m")
+	o := tablestoretest.Org(t, "org-m")
 	conns := connection.NewStore(env.Store)
 	if _, err := conns.Put(t.Context(), o, connection.Record{Status: connection.Connected, TenantID: testenv.Tenant, Granted: []string{"User.Read.All", "Mail.Send"}}, ""); err != nil {
 		t.Fatal(err)

@@ -646,7 +646,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	}
 	c.call(srv, "GET", a+"/settings", "") // saved, with ETag
 	drain(t, f.q, f.eng)                  // u2 is out of the filter: 1 of 2 deactivations is over the guard's 20%
-	runs, _ := f.eng.Runs(t.Context(), mustOrg(t, "org-a"), 1)
+	runs, _ := f.eng.Runs(t.Context(), tablestoretest.Org(t, "org-a"), 1)
 	if len(runs) != 1 || runs[0].State != "held" {
 		t.Fatalf("the second run is %+v, want held by the deletion guard", runs)
 	}

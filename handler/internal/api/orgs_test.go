@@ -17,6 +17,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/api"
 	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // rowsOf counts org's rows in every table of the store.
@@ -28,7 +29,7 @@ func rowsOf(t *testing.T, s *tablestore.Store, id string) map[string]int {
 	}
 	out := map[string]int{}
 	for _, n := range names {
-		for _, err := range tablestore.Query[map[string]any](t.Context(), s.Table(n), mustOrg(t, id), tablestore.QueryOptions{}) {
+		for _, err := range tablestore.Query[map[string]any](t.Context(), s.Table(n), tablestoretest.Org(t, id), tablestore.QueryOptions{}) {
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -196,7 +196,7 @@ func setupTeams(t *testing.T) *teamsFixture {
 	orgs := org.New(org.Config{Store: store, Now: clock})
 	conns := connection.NewStore(store)
 	for id, status := range map[string]connection.Status{"org-t": connection.Connected, "org-u": "", "org-r": connection.NeedsReauthorization} {
-		o := mustOrg(t, id)
+		o := tablestoretest.Org(t, id)
 		if _, _, err := orgs.Register(t.Context(), o, org.Registration{DisplayName: id, TimeZone: "Europe/London"}); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/tablestore"
+	"github.com/leapchange/m365/handler/internal/tablestoretest"
 )
 
 // Run runs the suite. open must return a new, empty store with its own test prefix each time it is
@@ -78,20 +79,11 @@ type counter struct {
 	N int64 `json:"n"`
 }
 
-func mustOrg(t *testing.T, id string) tablestore.Org {
-	t.Helper()
-	o, err := tablestore.NewOrg(id)
-	if err != nil {
-		t.Fatalf("NewOrg(%q): %v", id, err)
-	}
-	return o
-}
-
 // ready returns a table that exists already, so request counts below exclude its creation.
 func ready(t *testing.T, s *tablestore.Store, name string) *tablestore.Table {
 	t.Helper()
 	tbl := s.Table(name)
-	_, _, err := tablestore.Get[record](t.Context(), tbl, mustOrg(t, "warmup"), "none")
+	_, _, err := tablestore.Get[record](t.Context(), tbl, tablestoretest.Org(t, "warmup"), "none")
 	if !errors.Is(err, tablestore.ErrNotFound) {
 		t.Fatalf("warm-up Get: err = %v, want ErrNotFound", err)
 	}
@@ -107,12 +99,12 @@ func wantKind(t *testing.T, what string, err, kind error) {
 
 func getMissing(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	tbl := open(t).Table("items")
-	_, _, err := tablestore.Get[record](t.Context(), tbl, mustOrg(t, "acme"), "no-such-key")
+	_, _, err := tablestore.Get[record](t.Context(), tbl, tablestoretest.Org(t, "acme"), "no-such-key")
 	wantKind(t, "Get(missing)", err, tablestore.ErrNotFound)
 }
 
 func insertTwice(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	if _, err := tbl.Insert(ctx, org, "k", record{Name: "first"}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +117,7 @@ func insertTwice(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func roundTrip(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	when := time.Date(2031, 12, 31, 23, 59, 59, 0, time.FixedZone("UTC+2", 2*3600))
 	want := record{
 		Name:   "Zoë 👩‍💼",
@@ -187,7 +179,7 @@ func roundTrip(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func updateStale(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	first, err := tbl.Insert(ctx, org, "k", counter{N: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +209,7 @@ func updateStale(t *testing.T, open func(*testing.T) *tablestore.Store) {
 
 // saveByETag: Save creates without an ETag (once), then replaces only the version it was given.
 func saveByETag(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	first, err := tbl.Save(ctx, org, "k", counter{N: 1}, "")
 	if err != nil || first == "" {
 		t.Fatalf("Save without an ETag = %q, %v", first, err)
@@ -239,7 +231,7 @@ func saveByETag(t *testing.T, open func(*testing.T) *tablestore.Store) {
 
 // noLostUpdates runs read-modify-write loops that retry on ErrConflict; every increment must survive.
 func noLostUpdates(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	if _, err := tbl.Insert(ctx, org, "c", counter{}); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +278,7 @@ func noLostUpdates(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func deleteStale(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	first, err := tbl.Insert(ctx, org, "k", counter{N: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +301,7 @@ func deleteStale(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func upsertModes(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	type partial struct {
 		Count int64 `json:"count"`
 	}
@@ -352,7 +344,7 @@ func count(t *testing.T, tbl *tablestore.Table, org tablestore.Org, q tablestore
 func key(i int) string { return fmt.Sprintf("k%04d", i) }
 
 func batchSplits(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	tbl := ready(t, s, "items")
 	ops := make([]tablestore.Op, 250)
 	for i := range ops {
@@ -403,7 +395,7 @@ func batchSplits(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func batchFailure(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	tbl := ready(t, s, "items")
 	if _, err := tbl.Insert(ctx, org, key(150), record{Name: "already here"}); err != nil {
 		t.Fatal(err)
@@ -440,7 +432,7 @@ func batchFailure(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func batchSameKey(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	tbl := ready(t, s, "items")
 	ops := []tablestore.Op{
 		tablestore.InsertOp("a", record{Name: "a1", Count: 1}),
@@ -467,7 +459,7 @@ func batchSameKey(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func batchChecks(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	tbl := ready(t, s, "items")
 	before := s.Stats().Requests
 	for name, op := range map[string]tablestore.Op{
@@ -490,7 +482,7 @@ func batchChecks(t *testing.T, open func(*testing.T) *tablestore.Store) {
 
 func orgIsolation(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	ctx, tbl := t.Context(), open(t).Table("items")
-	a, b := mustOrg(t, "org-a"), mustOrg(t, "org-b")
+	a, b := tablestoretest.Org(t, "org-a"), tablestoretest.Org(t, "org-b")
 	if _, err := tbl.Insert(ctx, a, "shared", record{Name: "A's"}); err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +534,7 @@ func sharedPartitions(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	if err := tbl.Batch(ctx, tenant, []tablestore.Op{tablestore.InsertOp("shared", record{Name: "allowed"})}); err != nil {
 		t.Fatal(err)
 	}
-	if keys := count(t, tbl, mustOrg(t, "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"), tablestore.QueryOptions{}); !slices.Equal(keys, []string{"binding", "shared"}) {
+	if keys := count(t, tbl, tablestoretest.Org(t, "3b9e7c21-4f0a-4d6b-9a8e-5c1d2e3f4a5b"), tablestore.QueryOptions{}); !slices.Equal(keys, []string{"binding", "shared"}) {
 		t.Errorf("the partition's rows = %v, want [binding shared] (the PartitionKey is the id itself)", keys)
 	}
 	if got, _, err := tablestore.Get[record](ctx, tbl, tenant, "binding"); err != nil || got.Name != "org-b" {
@@ -561,7 +553,7 @@ func sharedPartitions(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func prefixIsolation(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, org := t.Context(), mustOrg(t, "acme")
+	ctx, org := t.Context(), tablestoretest.Org(t, "acme")
 	s1, s2 := open(t), open(t)
 	if s1.Prefix() == s2.Prefix() {
 		t.Fatalf("open returned two stores with prefix %q", s1.Prefix())
@@ -581,7 +573,7 @@ func prefixIsolation(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func queryPaging(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	tbl := ready(t, s, "items")
 	const n = 1100
 	var ops []tablestore.Op
@@ -632,7 +624,7 @@ func queryPaging(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func queryRange(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	var ops []tablestore.Op
 	for i := range 10 {
 		ops = append(ops, tablestore.InsertOp(key(i), record{Name: fmt.Sprint("n", i), Count: int64(i), Active: i%2 == 0, Notes: "long"}))
@@ -671,7 +663,7 @@ func invalidInput(t *testing.T, open func(*testing.T) *tablestore.Store) {
 	if _, err := tablestore.NewOrg(strings.Repeat("o", 255)); err != nil {
 		t.Errorf("NewOrg(255 bytes): %v", err)
 	}
-	org := mustOrg(t, "acme")
+	org := tablestoretest.Org(t, "acme")
 	before := s.Stats().Requests
 	_, _, err := tablestore.Get[record](ctx, tbl, tablestore.Org{}, "k")
 	wantKind(t, "Get with the zero Org", err, tablestore.ErrInvalid)
@@ -717,7 +709,7 @@ func bigEntity() map[string]string {
 }
 
 func escapedKeys(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, tbl, org := t.Context(), open(t).Table("items"), mustOrg(t, "acme")
+	ctx, tbl, org := t.Context(), open(t).Table("items"), tablestoretest.Org(t, "acme")
 	ids := []string{"o'brien+tag@example.com", "a/b#c?d\\e", "AAMkAGI2-THhE=", "Zoë 👩‍💼", "100%~", "tab\there"}
 	var ops []tablestore.Op
 	for _, id := range ids {
@@ -754,7 +746,7 @@ func escapedKeys(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func tableCreatedOnce(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, s, org := t.Context(), open(t), mustOrg(t, "acme")
+	ctx, s, org := t.Context(), open(t), tablestoretest.Org(t, "acme")
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -777,7 +769,7 @@ func tableCreatedOnce(t *testing.T, open func(*testing.T) *tablestore.Store) {
 }
 
 func dropTables(t *testing.T, open func(*testing.T) *tablestore.Store) {
-	ctx, org := context.Background(), mustOrg(t, "acme")
+	ctx, org := context.Background(), tablestoretest.Org(t, "acme")
 	s1, s2 := open(t), open(t)
 	for _, s := range []*tablestore.Store{s1, s2} {
 		for _, name := range []string{"one", "two"} {
