@@ -27,11 +27,7 @@ const (
 // its home tenant, its endpoint at endpoint ("" for none).
 func newSim(t *testing.T, clk *testenv.Clock, endpoint string) *m365sim.Server {
 	t.Helper()
-	sim := m365sim.New(m365sim.Options{Clock: clk.Now})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := testenv.StartSim(t, m365sim.Options{Clock: clk.Now})
 	sim.AddTenant(customerTenant, "contoso.example")
 	if _, err := sim.AddUser(customerTenant, m365sim.User{ID: userID, DisplayName: "Ines Okafor", UserPrincipalName: "ines@contoso.example", AccountEnabled: true}); err != nil {
 		t.Fatal(err)

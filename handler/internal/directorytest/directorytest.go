@@ -21,6 +21,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // The app the suite registers in every simulated tenant it sets up; open builds its credentials
@@ -132,15 +133,11 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	// Access tokens outlive the clock jumps of ExpiredDeltaLinkIsResync.
-	sim := m365sim.New(m365sim.Options{PageSize: PageSize, TokenLifetime: 30 * 24 * time.Hour})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
+	sim := testenv.StartSim(t, m365sim.Options{PageSize: PageSize, TokenLifetime: 30 * 24 * time.Hour})
+	t.Cleanup(func() { // before the close
 		if n := sim.Unhandled(); n != 0 {
 			t.Errorf("the implementation sent %d requests the simulated tenant does not know", n)
 		}
-		sim.Close()
 	})
 	sim.RegisterApp(ClientID, ClientSecret)
 	sim.AddTenant(Tenant, "contoso.example")

@@ -11,6 +11,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 const (
@@ -22,11 +23,7 @@ const (
 // newTenant starts a simulated tenant with n generated users, consented with roles.
 func newTenant(t *testing.T, n int, roles ...string) *m365sim.Server {
 	t.Helper()
-	sim := m365sim.New(m365sim.Options{PageSize: 50})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := testenv.StartSim(t, m365sim.Options{PageSize: 50})
 	sim.RegisterApp(clientID, secret)
 	sim.AddTenant(tenantID, "fabrikam.example")
 	if err := sim.Consent(tenantID, clientID, roles...); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365sim"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 const manifestID = "0f3c5a7e-2b4d-4c6e-8f10-213243546576"
@@ -18,12 +19,8 @@ const manifestID = "0f3c5a7e-2b4d-4c6e-8f10-213243546576"
 // client, as a bot's manifest is) and two users, consented with roles; pages of two items.
 func teamsTenant(t *testing.T, roles ...string) (*m365sim.Server, []m365sim.User) {
 	t.Helper()
-	sim := m365sim.New(m365sim.Options{PageSize: 2})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
+	sim := testenv.StartSim(t, m365sim.Options{PageSize: 2})
 	t.Cleanup(func() {
-		sim.Close()
 		if n := sim.Unhandled(); n != 0 {
 			t.Errorf("%d requests the simulated tenant does not know", n)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/outmail"
+	"github.com/leapchange/m365/handler/internal/testenv"
 )
 
 // Mailer is what the outbound pipeline needs of a Graph mail client.
@@ -31,11 +32,7 @@ const (
 // mailbox Sender): what is sent is captured as sent, found in Sent Items by its
 // internetMessageId, and every failure has the kind the pipeline's policy expects.
 func Conformance(t *testing.T, newMailer func(t *testing.T, sim *m365sim.Server) Mailer) {
-	sim := m365sim.New(m365sim.Options{Mail: m365sim.MailLimits{PerMinute: 2}})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := testenv.StartSim(t, m365sim.Options{Mail: m365sim.MailLimits{PerMinute: 2}})
 	sim.AddTenant(Tenant, "contoso.example")
 	sim.RegisterApp(ClientID, ClientSecret)
 	if err := sim.Consent(Tenant, ClientID, "User.Read.All", "Mail.Send", "Mail.ReadBasic.All"); err != nil {

@@ -22,11 +22,7 @@ import (
 // pass the validator — the two implementations agree.
 func TestSimulatedTenantNotifications(t *testing.T) {
 	clk := testenv.NewClock(testNow)
-	sim := m365sim.New(m365sim.Options{Clock: clk.Now})
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := testenv.StartSim(t, m365sim.Options{Clock: clk.Now})
 	sim.AddTenant(tenantID, "contoso.example")
 	sim.RegisterApp(appID, "s3cret-value")
 	if err := sim.Consent(tenantID, appID, "Team.ReadBasic.All", "ChannelMessage.Read.All"); err != nil {

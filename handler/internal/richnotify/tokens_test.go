@@ -38,11 +38,7 @@ type tokenRig struct {
 func newTokenRig(t *testing.T) *tokenRig {
 	t.Helper()
 	r := &tokenRig{clk: testenv.NewClock(testNow)}
-	r.sim = m365sim.New(m365sim.Options{Clock: r.clk.Now})
-	if err := r.sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.sim.Close() })
+	r.sim = testenv.StartSim(t, m365sim.Options{Clock: r.clk.Now})
 	r.sim.AddTenant(tenantID, "contoso.example")
 	r.sim.AddTenant(otherTenant, "fabrikam.example")
 	r.v = richnotify.NewTokenValidator(richnotify.TokenConfig{

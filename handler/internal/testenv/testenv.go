@@ -65,16 +65,23 @@ func New(t testing.TB, opts Options) *Env {
 	return &Env{Sim: sim, Store: store, Queue: &queuetest.Queue{}}
 }
 
+// StartSim starts a simulated Microsoft 365 with no tenant yet; it is closed when the test ends.
+func StartSim(t testing.TB, opts m365sim.Options) *m365sim.Server {
+	t.Helper()
+	sim := m365sim.New(opts)
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return sim
+}
+
 // NewTenant starts the rig's simulated tenant alone, for tests that need no store (and no
 // Azurite): Tenant with our app registered and, unless opts.NoConsent, consented.
 // opts.StoreTransport is not used.
 func NewTenant(t testing.TB, opts Options) *m365sim.Server {
 	t.Helper()
-	sim := m365sim.New(opts.Sim)
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim := StartSim(t, opts.Sim)
 	sim.AddTenant(Tenant, cmp.Or(opts.Domain, "contoso.example"))
 	sim.RegisterApp(ClientID, Secret)
 	if !opts.NoConsent {

@@ -117,11 +117,7 @@ func newRig(t testing.TB) *rig {
 		r.secret[s.org.String()+"/"+sub.ID] = states.For(s.org, sub.Nonce)
 	}
 
-	r.sim = m365sim.New(m365sim.Options{})
-	if err := r.sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.sim.Close() })
+	r.sim = testenv.StartSim(t, m365sim.Options{})
 	r.sim.AddTenant(tenantA, "contoso.example")
 	r.sim.AddTenant(tenantB, "fabrikam.example")
 	tokens := richnotify.NewTokenValidator(richnotify.TokenConfig{
