@@ -245,11 +245,8 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "manual stakeholder %v %v <%v>, influence high\n", manual["firstName"], manual["lastName"], manual["email"])
 
 	step("Full sync")
-	full, err := syncOnce(ctx, api, out, false)
+	full, err := syncAndPrint(ctx, api, out)
 	if err != nil {
-		return err
-	}
-	if err := printRun(out, full); err != nil {
 		return err
 	}
 	var linked map[string]any
@@ -277,11 +274,8 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "%s's role edited in Leap Change and in Entra; %d other users changed in Entra\n", target.DisplayName, changed)
 
 	step("Delta sync")
-	delta, err := syncOnce(ctx, api, out, false)
+	delta, err := syncAndPrint(ctx, api, out)
 	if err != nil {
-		return err
-	}
-	if err := printRun(out, delta); err != nil {
 		return err
 	}
 	if err := printChanges(ctx, api, out, delta.ID, 6); err != nil {
@@ -577,6 +571,15 @@ func syncOnce(ctx context.Context, api *client, out io.Writer, dryRun bool) (run
 			return runView{}, fmt.Errorf("run %s still running: %w", started.RunID, err)
 		}
 	}
+}
+
+// syncAndPrint runs a sync to its end and prints its summary.
+func syncAndPrint(ctx context.Context, api *client, out io.Writer) (runView, error) {
+	r, err := syncOnce(ctx, api, out, false)
+	if err != nil {
+		return r, err
+	}
+	return r, printRun(out, r)
 }
 
 // printRun prints a run's summary, in which every processed user has exactly one column.
