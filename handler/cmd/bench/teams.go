@@ -50,19 +50,9 @@ import (
 
 // TeamsResult is the Teams benchmark's JSON line; the first keys are the benchmark contract's.
 type TeamsResult struct {
-	Bench             string  `json:"bench"`
-	Recipients        int     `json:"recipients"`
-	AcceptS           float64 `json:"accept_s"`
-	AcceptFloorS      float64 `json:"accept_floor_s"`
-	AcceptRatio       float64 `json:"accept_ratio"`
-	SendS             float64 `json:"send_s"`
-	RatePerS          float64 `json:"rate_per_s"`
-	LimitPerS         float64 `json:"limit_per_s"`
-	RateRatio         float64 `json:"rate_ratio"`
-	Sent              int     `json:"sent"`
-	Lost              int     `json:"lost"`
-	Duplicated        int     `json:"duplicated"`
-	LimitViolations   int64   `json:"limit_violations"`
+	Bench      string `json:"bench"`
+	Recipients int    `json:"recipients"`
+	outboundFigures
 	InstalledViaGraph int     `json:"installed_via_graph"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
 	Workers           int     `json:"workers"`
