@@ -20,21 +20,7 @@ usage() {
 }
 
 recipients="" mailboxes=4 per_minute="" workers=32 out=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --recipients) [ $# -ge 2 ] || usage; recipients=$2; shift 2 ;;
-    --mailboxes) [ $# -ge 2 ] || usage; mailboxes=$2; shift 2 ;;
-    --per-minute) [ $# -ge 2 ] || usage; per_minute=$2; shift 2 ;;
-    --workers) [ $# -ge 2 ] || usage; workers=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-    --recipients=*) recipients=${1#*=}; shift ;;
-    --mailboxes=*) mailboxes=${1#*=}; shift ;;
-    --per-minute=*) per_minute=${1#*=}; shift ;;
-    --workers=*) workers=${1#*=}; shift ;;
-    --out=*) out=${1#*=}; shift ;;
-    *) echo "unknown flag: $1" >&2; usage ;;
-  esac
-done
+parse_flags recipients mailboxes per-minute workers out -- "$@"
 [[ "$recipients" =~ ^[1-9][0-9]*$ ]] || { echo "--recipients N is required (a positive integer)" >&2; usage; }
 [[ "$mailboxes" =~ ^[1-9][0-9]*$ ]] || { echo "--mailboxes must be a positive integer" >&2; usage; }
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "--workers must be a positive integer" >&2; usage; }

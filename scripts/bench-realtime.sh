@@ -26,25 +26,7 @@ usage() {
 }
 
 users="" changes="" rate=5 debounce="" groups=12 filter_repeats=3 out=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --users) [ $# -ge 2 ] || usage; users=$2; shift 2 ;;
-    --changes) [ $# -ge 2 ] || usage; changes=$2; shift 2 ;;
-    --rate) [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
-    --debounce) [ $# -ge 2 ] || usage; debounce=$2; shift 2 ;;
-    --groups) [ $# -ge 2 ] || usage; groups=$2; shift 2 ;;
-    --filter-repeats) [ $# -ge 2 ] || usage; filter_repeats=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-    --users=*) users=${1#*=}; shift ;;
-    --changes=*) changes=${1#*=}; shift ;;
-    --rate=*) rate=${1#*=}; shift ;;
-    --debounce=*) debounce=${1#*=}; shift ;;
-    --groups=*) groups=${1#*=}; shift ;;
-    --filter-repeats=*) filter_repeats=${1#*=}; shift ;;
-    --out=*) out=${1#*=}; shift ;;
-    *) echo "unknown flag: $1" >&2; usage ;;
-  esac
-done
+parse_flags users changes rate debounce groups filter-repeats out -- "$@"
 [[ "$users" =~ ^[1-9][0-9]*$ ]] || { echo "--users N is required (a positive integer)" >&2; usage; }
 [[ "$changes" =~ ^[1-9][0-9]*$ ]] || { echo "--changes C is required (a positive integer)" >&2; usage; }
 [[ "$rate" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--rate must be a positive number of changes a second" >&2; usage; }

@@ -24,23 +24,7 @@ usage() {
 }
 
 recipients="" rate=30 workers=32 uninstalled=0.05 horizon=0 out=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --recipients) [ $# -ge 2 ] || usage; recipients=$2; shift 2 ;;
-    --rate) [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
-    --workers) [ $# -ge 2 ] || usage; workers=$2; shift 2 ;;
-    --uninstalled) [ $# -ge 2 ] || usage; uninstalled=$2; shift 2 ;;
-    --horizon) [ $# -ge 2 ] || usage; horizon=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-    --recipients=*) recipients=${1#*=}; shift ;;
-    --rate=*) rate=${1#*=}; shift ;;
-    --workers=*) workers=${1#*=}; shift ;;
-    --uninstalled=*) uninstalled=${1#*=}; shift ;;
-    --horizon=*) horizon=${1#*=}; shift ;;
-    --out=*) out=${1#*=}; shift ;;
-    *) echo "unknown flag: $1" >&2; usage ;;
-  esac
-done
+parse_flags recipients rate workers uninstalled horizon out -- "$@"
 [[ "$recipients" =~ ^[1-9][0-9]*$ ]] || { echo "--recipients N is required (a positive integer)" >&2; usage; }
 [[ "$rate" =~ ^[1-9][0-9]*$ ]] || { echo "--rate must be a positive integer" >&2; usage; }
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "--workers must be a positive integer" >&2; usage; }

@@ -24,45 +24,23 @@ usage() {
   exit 2
 }
 
-rate="" seconds=10 per_request=1 subs=20 route=devhost out=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --rate) [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
-    --seconds) [ $# -ge 2 ] || usage; seconds=$2; shift 2 ;;
-    --per-request) [ $# -ge 2 ] || usage; per_request=$2; shift 2 ;;
-    --subscriptions) [ $# -ge 2 ] || usage; subs=$2; shift 2 ;;
-    --route) [ $# -ge 2 ] || usage; route=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-    --rate=*) rate=${1#*=}; shift ;;
-    --seconds=*) seconds=${1#*=}; shift ;;
-    --per-request=*) per_request=${1#*=}; shift ;;
-    --subscriptions=*) subs=${1#*=}; shift ;;
-    --route=*) route=${1#*=}; shift ;;
-    --out=*) out=${1#*=}; shift ;;
-    *) echo "unknown flag: $1" >&2; usage ;;
-  esac
-done
+rate="" seconds=10 per_request=1 subscriptions=20 route=devhost out=""
+parse_flags rate seconds per-request subscriptions route out -- "$@"
 [[ "$rate" =~ ^[1-9][0-9]*$ ]] || { echo "--rate R is required (a positive integer)" >&2; usage; }
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "--seconds must be a positive integer" >&2; usage; }
 [[ "$per_request" =~ ^[1-9][0-9]*$ ]] || { echo "--per-request must be a positive integer" >&2; usage; }
-[[ "$subs" =~ ^[1-9][0-9]*$ ]] || { echo "--subscriptions must be a positive integer" >&2; usage; }
+[[ "$subscriptions" =~ ^[1-9][0-9]*$ ]] || { echo "--subscriptions must be a positive integer" >&2; usage; }
 [[ "$route" =~ ^(devhost|inprocess)$ ]] || { echo "--route is devhost or inprocess" >&2; usage; }
 suffix=""
 [ "$route" = inprocess ] && suffix=-inprocess
 out=${out:-bench-results/webhook-$rate$suffix.json}
 
-work=$(mktemp -d)
-sim_pid="" azurite_pid=""
-trap bench_cleanup EXIT
-ensure_npm_tools
-say "starting Azurite (Table Storage)"
-start_azurite
-say "building the handler and the bench"
+bench_setup # builds the simulated tenant too, which this benchmark does not start
+say "building the handler"
 go build -o "$work/handler" ./handler
-go build -o "$work/bench" ./handler/cmd/bench
 
 mkdir -p "$(dirname "$out")"
 say "running the webhook benchmark ($route): $rate requests/s for ${seconds}s"
 "$work/bench" webhook -root "$root" -handler "$work/handler" -rate "$rate" -seconds "$seconds" \
-  -per-request "$per_request" -subscriptions "$subs" -route "$route" -tables "$AZURITE_TABLES_CONNECTION" -out "$out"
+  -per-request "$per_request" -subscriptions "$subscriptions" -route "$route" -tables "$AZURITE_TABLES_CONNECTION" -out "$out"
 say "result written to $out"

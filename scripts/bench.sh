@@ -42,20 +42,7 @@ case "$name" in
 esac
 
 users="" groups=50 out="" cpuprofile="" memprofile="" floor=auto
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --users) [ $# -ge 2 ] || usage; users=$2; shift 2 ;;
-    --groups) [ $# -ge 2 ] || usage; groups=$2; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
-    --floor) [ $# -ge 2 ] || usage; floor=$2; shift 2 ;;
-    --cpuprofile) [ $# -ge 2 ] || usage; cpuprofile=$2; shift 2 ;;
-    --memprofile) [ $# -ge 2 ] || usage; memprofile=$2; shift 2 ;;
-    --users=*) users=${1#*=}; shift ;;
-    --groups=*) groups=${1#*=}; shift ;;
-    --out=*) out=${1#*=}; shift ;;
-    *) echo "unknown flag: $1" >&2; usage ;;
-  esac
-done
+parse_flags users groups out floor cpuprofile memprofile -- "$@"
 [[ "$users" =~ ^[1-9][0-9]*$ ]] || { echo "--users N is required (a positive integer)" >&2; usage; }
 [[ "$groups" =~ ^[0-9]+$ ]] || { echo "--groups must be a non-negative integer" >&2; usage; }
 out=${out:-bench-results/sync-$users.json}

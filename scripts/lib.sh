@@ -49,6 +49,29 @@ start_azurite() {
   export AZURITE_TABLES_CONNECTION
 }
 
+# parse_flags NAME... -- ARG...: sets the variable of each --NAME (dashes as underscores) from
+# "--NAME VALUE" or "--NAME=VALUE" in the ARGs; an unknown flag or a missing value calls the
+# script's usage.
+parse_flags() {
+  local names=" " flag value
+  while [ "$1" != -- ]; do names+="$1 "; shift; done
+  shift
+  while [ $# -gt 0 ]; do
+    flag=${1%%=*}
+    flag=${flag#--}
+    if [[ $1 != --* || $names != *" $flag "* ]]; then echo "unknown flag: $1" >&2; usage; fi
+    if [[ $1 == *=* ]]; then
+      value=${1#*=}
+      shift
+    else
+      [ $# -ge 2 ] || usage
+      value=$2
+      shift 2
+    fi
+    printf -v "${flag//-/_}" '%s' "$value"
+  done
+}
+
 # bench_setup prepares a benchmark run: the bench's tenant, app and a fresh secret, a work
 # directory, Azurite, and the simulated tenant and bench binaries built into it; everything
 # started is stopped on exit.
