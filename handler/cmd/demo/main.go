@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -126,7 +125,7 @@ func demo(ctx context.Context, o options, out, errOut io.Writer) error {
 
 	prefix := "demo" + strconv.FormatInt(time.Now().Unix(), 36) // this run's own tables
 	// The host's address must be known before it starts: it is the consent redirect URI.
-	port, err := freePort()
+	port, err := devhost.FreePort()
 	if err != nil {
 		return err
 	}
@@ -450,15 +449,6 @@ func connect(ctx context.Context, api *client, sim *m365sim.Server, out io.Write
 		return fmt.Errorf("connection is %s, not connected", status.Status)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // runView is the part of a run the demo prints.

@@ -88,7 +88,8 @@ func fileExecutable(p string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
-func freePort() (int, error) {
+// FreePort is a loopback TCP port free at the time of asking, for a process about to listen on it.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -101,7 +102,7 @@ func freePort() (int, error) {
 // answer. It fails when the process exits first or the init timeout passes, with the tail of the
 // handler's stderr.
 func (p *process) start(ctx context.Context) error {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}

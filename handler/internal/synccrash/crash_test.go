@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -63,7 +62,7 @@ func TestSyncSurvivesKillsAndALostQueue(t *testing.T) {
 
 	var handlerErr bytes.Buffer
 	newHost := func() *devhost.Host {
-		port, err := freePort()
+		port, err := devhost.FreePort()
 		must(t, err)
 		public := fmt.Sprintf("http://127.0.0.1:%d", port)
 		h, err := devhost.New(devhost.Config{
@@ -330,15 +329,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string) string {
