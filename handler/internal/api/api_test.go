@@ -17,6 +17,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/consent"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/org"
 	"github.com/leapchange/m365/handler/internal/queuetest"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
@@ -46,14 +47,14 @@ func (twoPages) UsersDelta(_ context.Context, _, link string) (entra.UserPage, e
 }
 
 func (twoPages) User(context.Context, string, string) (entra.User, error) {
-	return entra.User{}, &entra.Error{Kind: entra.KindNotFound}
+	return entra.User{}, &errkind.Error{Kind: errkind.NotFound}
 }
 
 func (twoPages) Group(_ context.Context, _, id string) (entra.Group, error) {
 	if id == knownGroup {
 		return entra.Group{ID: id, DisplayName: "Change champions"}, nil
 	}
-	return entra.Group{}, &entra.Error{Kind: entra.KindNotFound}
+	return entra.Group{}, &errkind.Error{Kind: errkind.NotFound}
 }
 
 func (twoPages) TransitiveUserIDs(context.Context, string, string) ([]string, error) {
@@ -62,7 +63,7 @@ func (twoPages) TransitiveUserIDs(context.Context, string, string) ([]string, er
 
 func (twoPages) SearchGroups(_ context.Context, _, q string, limit int) ([]entra.Group, error) {
 	if strings.Contains(q, `"`) { // as Graph does for a $search it cannot parse
-		return nil, &entra.Error{Kind: entra.KindInvalid, Status: http.StatusBadRequest, Code: "Request_UnsupportedQuery"}
+		return nil, &errkind.Error{Kind: errkind.Invalid, Status: http.StatusBadRequest, Code: "Request_UnsupportedQuery"}
 	}
 	if strings.Contains("change champions", strings.ToLower(q)) {
 		return []entra.Group{{ID: knownGroup, DisplayName: "Change champions"}}, nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/mailsettings"
 	"github.com/leapchange/m365/handler/internal/problem"
@@ -53,13 +52,13 @@ func (s *Server) putMailSettings(w http.ResponseWriter, r *http.Request, org tab
 	for i, m := range v.Senders {
 		u, err := s.d.Mailboxes.Mailbox(ctx, tenant, m)
 		field := fmt.Sprintf("senders[%d]", i)
-		switch k := entra.KindOf(err); {
+		switch k := errkind.Of(err); {
 		case err == nil && u.Mail == "":
 			bad = append(bad, problem.FieldError{Field: field, Message: m + " is a user of the tenant without a mailbox"})
 		case err == nil:
-		case k == entra.KindNotFound, k == entra.KindInvalid:
+		case k == errkind.NotFound, k == errkind.Invalid:
 			bad = append(bad, problem.FieldError{Field: field, Message: "no user " + m + " in the tenant: use the mailbox's user principal name"})
-		case k == entra.KindForbidden, k == entra.KindUnauthorized:
+		case k == errkind.Forbidden, k == errkind.Unauthorized:
 			p := problem.New(http.StatusConflict, problem.Forbidden, "the tenant refused reading users: grant User.Read.All and re-authorize")
 			problem.Write(w, r, p)
 			return nil

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/problem"
 	"github.com/leapchange/m365/handler/internal/syncsettings"
 	"github.com/leapchange/m365/handler/internal/tablestore"
@@ -125,12 +125,12 @@ func (s *Server) checkGroups(r *http.Request, org tablestore.Org, ids, before []
 	var unknown []string
 	for _, id := range added {
 		_, err := s.d.Directory.Group(r.Context(), tenant, id)
-		switch entra.KindOf(err) {
-		case entra.KindOther:
+		switch errkind.Of(err) {
+		case errkind.Other:
 			if err != nil {
 				return err
 			}
-		case entra.KindNotFound, entra.KindInvalid:
+		case errkind.NotFound, errkind.Invalid:
 			unknown = append(unknown, id)
 		default:
 			return fmt.Errorf("%w: %w", entraUnavailable, err)
@@ -161,12 +161,12 @@ func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, org tables
 	}
 	groups, err := s.d.Directory.SearchGroups(r.Context(), tenant, q, limit)
 	if err != nil {
-		if k := entra.KindOf(err); k == entra.KindForbidden || k == entra.KindUnauthorized {
+		if k := errkind.Of(err); k == errkind.Forbidden || k == errkind.Unauthorized {
 			p := problem.New(http.StatusConflict, problem.Forbidden, "the tenant refused listing groups: grant GroupMember.Read.All and re-authorize")
 			problem.Write(w, r, p)
 			return nil
 		}
-		if entra.KindOf(err) == entra.KindInvalid {
+		if errkind.Of(err) == errkind.Invalid {
 			// Our request is fixed but for the user's text: Graph's 400 is about what they typed.
 			return fmt.Errorf("%w: %w", searchRefused, err)
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -325,7 +326,7 @@ func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code 
 	}
 	who, err := f.cfg.Tokens.RedeemCode(ctx, c.Tenant, code, f.redirectURI())
 	switch {
-	case entra.KindOf(err) == entra.KindUnavailable:
+	case errkind.Of(err) == errkind.Unavailable:
 		out.Reason = "unreachable"
 		return out, f.record(ctx, org, failure{reason: "could not reach Microsoft sign-in: " + err.Error(), hint: hintNetwork})
 	case err != nil:
@@ -345,7 +346,7 @@ func (f *Flow) signedIn(ctx context.Context, org tablestore.Org, c claims, code 
 	}
 	tok, err := f.prove(ctx, who.TenantID)
 	if err != nil {
-		if entra.KindOf(err) == entra.KindUnavailable {
+		if errkind.Of(err) == errkind.Unavailable {
 			out.Reason = "unreachable"
 			return out, f.record(ctx, org, failure{reason: "could not reach Microsoft sign-in: " + err.Error(), hint: hintNetwork})
 		}
@@ -551,9 +552,9 @@ func (f *Flow) prove(ctx context.Context, tenant string) (m365auth.AppToken, err
 		if tok, err = f.cfg.Tokens.Token(ctx, tenant); err == nil {
 			return tok, nil
 		}
-		var e *entra.Error
+		var e *errkind.Error
 		// Only "app not found in the directory" is what propagation looks like; the rest is final.
-		if !errors.As(err, &e) || (e.Code != "AADSTS700016" && e.Kind != entra.KindUnavailable) {
+		if !errors.As(err, &e) || (e.Code != "AADSTS700016" && e.Kind != errkind.Unavailable) {
 			return m365auth.AppToken{}, err
 		}
 	}

@@ -320,7 +320,8 @@ func emptyDeltaRound(t *testing.T, f *fixture) {
 	}
 }
 
-// wantKind checks that err is an *errkind.Error (as dirsync's entra.KindOf needs) of kind want.
+// wantKind checks that err is an *errkind.Error (a service's failure, as callers tell it from the
+// store's) of kind want.
 func wantKind(t *testing.T, what string, err error, want errkind.Kind) *errkind.Error {
 	t.Helper()
 	if err == nil {
@@ -332,7 +333,7 @@ func wantKind(t *testing.T, what string, err error, want errkind.Kind) *errkind.
 		t.Errorf("%s: %v (%T) is not an *errkind.Error, want kind %v", what, err, err, want)
 		return nil
 	}
-	if got := errkind.Of(err); got != want || !errors.Is(err, want) || entra.KindOf(err) != want {
+	if got := errkind.Of(err); got != want || !errors.Is(err, want) || e.Kind != want {
 		t.Errorf("%s: kind %v (%v), want %v", what, got, err, want)
 	}
 	return e

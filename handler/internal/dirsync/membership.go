@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
 
@@ -207,7 +208,7 @@ func (s *stepper) buildPage(ctx context.Context, c closure, gd groupsDeltaReader
 		b.Queue = slices.Clone(b.Queue[n:])
 	}
 	page, err := gd.GroupsDelta(ctx, s.tenant, b.Cur.Next, b.Cur.IDs)
-	if entra.KindOf(err) == entra.KindResync {
+	if errkind.Of(err) == errkind.Resync {
 		st.startBuild(filter) // an initial round's nextLink expired: start over
 		return c.save(ctx, *st)
 	}
@@ -266,14 +267,14 @@ func (s *stepper) buildTransitive(ctx context.Context, c closure, st *scopeState
 	}
 	for _, gid := range filter {
 		g, err := s.e.cfg.Directory.Group(ctx, s.tenant, gid)
-		if entra.KindOf(err) == entra.KindNotFound {
+		if errkind.Of(err) == errkind.NotFound {
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		ids, err := s.e.cfg.Directory.TransitiveUserIDs(ctx, s.tenant, gid)
-		if entra.KindOf(err) == entra.KindNotFound {
+		if errkind.Of(err) == errkind.NotFound {
 			continue
 		}
 		if err != nil {
@@ -305,7 +306,7 @@ func (s *stepper) deltaPage(ctx context.Context, c closure, gd groupsDeltaReader
 		link = sm.Link
 	}
 	page, err := gd.GroupsDelta(ctx, s.tenant, link, nil)
-	if entra.KindOf(err) == entra.KindResync {
+	if errkind.Of(err) == errkind.Resync {
 		s.log.InfoContext(ctx, "groups delta token expired; rebuilding the group filter's closure")
 		st.startBuild(filter)
 		return c.save(ctx, *st)

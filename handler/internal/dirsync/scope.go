@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -158,7 +159,7 @@ func (s *stepper) fetchJoined(ctx context.Context, ids []string) error {
 	users := make([]entra.User, 0, len(ids))
 	for _, id := range ids {
 		u, err := s.e.cfg.Directory.User(ctx, s.tenant, id)
-		if entra.KindOf(err) == entra.KindNotFound {
+		if errkind.Of(err) == errkind.NotFound {
 			continue // deleted meanwhile: the next delta round reports it
 		}
 		if err != nil {

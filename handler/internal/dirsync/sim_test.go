@@ -22,6 +22,7 @@ import (
 	"github.com/leapchange/m365/handler/internal/connection"
 	"github.com/leapchange/m365/handler/internal/dirsync"
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graphkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
@@ -91,7 +92,7 @@ func (w wireUser) user() entra.User {
 	return u
 }
 
-// get does one authorized GET and maps a Graph error answer to an *entra.Error.
+// get does one authorized GET and maps a Graph error answer to an *errkind.Error.
 func (g *graphDir) get(ctx context.Context, tenant, link string, hdr http.Header, out any) error {
 	g.calls.Add(1)
 	cred, err := g.creds.ForTenant(tenant)
@@ -112,12 +113,12 @@ func (g *graphDir) get(ctx context.Context, tenant, link string, hdr http.Header
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	resp, err := g.hc.Do(req)
 	if err != nil {
-		return &entra.Error{Kind: entra.KindUnavailable, Err: err}
+		return &errkind.Error{Kind: errkind.Unavailable, Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return &entra.Error{Kind: entra.KindUnavailable, Err: err}
+		return &errkind.Error{Kind: errkind.Unavailable, Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
 		if resp.StatusCode == http.StatusTooManyRequests {
@@ -126,7 +127,7 @@ func (g *graphDir) get(ctx context.Context, tenant, link string, hdr http.Header
 		return graphError(resp, body)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return &entra.Error{Kind: entra.KindInvalid, Message: link + ": " + err.Error(), Err: err}
+		return &errkind.Error{Kind: errkind.Invalid, Message: link + ": " + err.Error(), Err: err}
 	}
 	return nil
 }
@@ -164,7 +165,7 @@ func (g *graphDir) User(ctx context.Context, tenant, id string) (entra.User, err
 	switch {
 	case err == nil:
 		u.ManagerID = m.ID
-	case entra.KindOf(err) != entra.KindNotFound: // no manager is a 404
+	case errkind.Of(err) != errkind.NotFound: // no manager is a 404
 		return entra.User{}, err
 	}
 	return u, nil

@@ -356,7 +356,7 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 	}
 	s.absorb()
 	e, run := s.e, s.durable()
-	var ge *entra.Error
+	var ge *errkind.Error
 	errors.As(err, &ge)
 	action := errkind.Policy(err, deliveryCount, e.cfg.GiveUpAfter)
 	switch {
@@ -411,7 +411,7 @@ func (s *stepper) fail(ctx context.Context, err error, deliveryCount int) error 
 // reschedule puts the step off after a transient failure, keeping the run's checkpoint (the
 // users round's next link included), so the later attempt resumes rather than restarts. After
 // MaxReschedules in a row without progress the failure is taken for permanent.
-func (s *stepper) reschedule(ctx context.Context, run Run, ge *entra.Error, cause error) error {
+func (s *stepper) reschedule(ctx context.Context, run Run, ge *errkind.Error, cause error) error {
 	e := s.e
 	retry := s.job.Retry + 1
 	if run.Step != s.job.Step {
@@ -419,7 +419,8 @@ func (s *stepper) reschedule(ctx context.Context, run Run, ge *entra.Error, caus
 	}
 	if retry > e.cfg.MaxReschedules {
 		code, hint := "unavailable", "Check network access to Microsoft Graph and Table Storage, then sync again."
-		if entra.KindOf(cause) == entra.KindThrottled {
+		var service *errkind.Error // Graph's throttling, not the store's (tablestore.Error)
+		if errors.As(cause, &service) && service.Kind == errkind.Throttled {
 			code, hint = "rate_limited", "Microsoft Graph kept throttling the sync; sync again later."
 		}
 		msg := fmt.Sprintf("step %d (%s phase) failed %d times in a row: %v", run.Step, run.Phase, retry, cause)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/stakeholder"
 	"github.com/leapchange/m365/handler/internal/tablestore"
 )
@@ -71,7 +72,7 @@ func (s *stepper) usersPage(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	if page.NextLink == "" {
-		return false, &entra.Error{Kind: entra.KindInvalid, Message: "users/delta page has neither nextLink nor deltaLink"}
+		return false, &errkind.Error{Kind: errkind.Invalid, Message: "users/delta page has neither nextLink nor deltaLink"}
 	}
 	return false, nil
 }

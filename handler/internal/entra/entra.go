@@ -1,14 +1,8 @@
 // Package entra holds the directory objects the integration reads from Microsoft Graph (users,
-// groups, membership changes) as plain data, and the kinds of Graph failure callers act on. It
-// exists so that sync, API and tests never import the compile-heavy Graph SDK: the graph package
+// groups, membership changes) as plain data; Graph's failures are errkind's, as every service's.
+// It exists so that sync, API and tests never import the compile-heavy Graph SDK: the graph package
 // fills these types, everyone else consumes them.
 package entra
-
-import (
-	"errors"
-
-	"github.com/leapchange/m365/handler/internal/errkind"
-)
 
 // Removal says why a delta entry carries @removed.
 type Removal string
@@ -65,30 +59,4 @@ type GroupPage struct {
 	Groups    []Group
 	NextLink  string
 	DeltaLink string
-}
-
-// Kind is the project's failure kind (errkind); the names below keep the directory code short.
-type Kind = errkind.Kind
-
-const (
-	KindOther        = errkind.Other
-	KindNotFound     = errkind.NotFound     // 404: the object is gone → run error user_not_found
-	KindForbidden    = errkind.Forbidden    // 403: a permission is missing → permission_denied
-	KindThrottled    = errkind.Throttled    // 429/503/504 after our retries → rate_limited
-	KindInvalid      = errkind.Invalid      // 400: a request we built is wrong → invalid_data
-	KindResync       = errkind.Resync       // 410 Gone, syncStateNotFound, resyncRequired → restart delta from scratch
-	KindUnauthorized = errkind.Unauthorized // token refused or not obtainable → connection needs re-authorization
-	KindUnavailable  = errkind.Unavailable  // network, timeout or 5xx after retries
-)
-
-// Error is a classified failure of a Graph call or token request (errkind.Error).
-type Error = errkind.Error
-
-// KindOf returns the kind of err, KindOther when it is not a classified failure.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return KindOther
 }

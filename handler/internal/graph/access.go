@@ -6,7 +6,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
-	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // CheckAccess confirms application permissions with the cheapest call each one allows, as
@@ -36,7 +36,7 @@ func (c *Client) CheckAccess(ctx context.Context, tenantID string) (map[string]b
 		err := probe()
 		if err == nil {
 			out[perm] = true
-		} else if entra.KindOf(classify(perm, err)) == entra.KindForbidden {
+		} else if errkind.Of(classify(perm, err)) == errkind.Forbidden {
 			out[perm] = false
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graphkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 )
@@ -29,7 +30,7 @@ func classify(op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		// The caller's deadline or the client's timeout: Graph did not answer in time, which is
 		// transient; errors.Is still sees the deadline.
-		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": timed out: " + entra.RedactURLs(err.Error()), Err: err}
+		return &errkind.Error{Kind: errkind.Unavailable, Message: op + ": timed out: " + entra.RedactURLs(err.Error()), Err: err}
 	}
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) {
@@ -37,9 +38,9 @@ func classify(op string, err error) error {
 	}
 	var odata *odataerrors.ODataError
 	if !errors.As(err, &odata) {
-		return &entra.Error{Kind: entra.KindUnavailable, Message: op + ": " + entra.RedactURLs(err.Error()), Err: err}
+		return &errkind.Error{Kind: errkind.Unavailable, Message: op + ": " + entra.RedactURLs(err.Error()), Err: err}
 	}
-	e := &entra.Error{Status: odata.ResponseStatusCode, Err: err, Message: op}
+	e := &errkind.Error{Status: odata.ResponseStatusCode, Err: err, Message: op}
 	if main := odata.GetErrorEscaped(); main != nil {
 		e.Code = deref(main.GetCode())
 		if msg := deref(main.GetMessage()); msg != "" {

@@ -1,6 +1,6 @@
 // Package graph is the only package that uses msgraph-sdk-go (it takes minutes to compile, so
 // nothing else imports it). It reads users and groups from Microsoft Graph per tenant and returns
-// them as entra's plain data; every SDK error is classified into an entra.Error here, in one place.
+// them as entra's plain data; every SDK error is classified into an errkind.Error here, in one place.
 //
 // Throttling is handled below the SDK by our own transport, because the SDK's retry handler does
 // not honour fractional Retry-After values and would hide rate limiting from the run's report.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
@@ -169,13 +170,13 @@ func TestErrorsAreClassified(t *testing.T) {
 		secret string
 		fault  *m365sim.FaultRule
 		reset  bool
-		want   entra.Kind
+		want   errkind.Kind
 	}{
-		{name: "missing permission", roles: []string{"GroupMember.Read.All"}, secret: secret, want: entra.KindForbidden},
-		{name: "revoked secret", roles: []string{"User.Read.All"}, secret: "wrong", want: entra.KindUnauthorized},
-		{name: "429 storm", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: 1500 * time.Millisecond}, want: entra.KindThrottled},
-		{name: "5xx", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500}, want: entra.KindUnavailable},
-		{name: "404", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 404}, want: entra.KindNotFound},
+		{name: "missing permission", roles: []string{"GroupMember.Read.All"}, secret: secret, want: errkind.Forbidden},
+		{name: "revoked secret", roles: []string{"User.Read.All"}, secret: "wrong", want: errkind.Unauthorized},
+		{name: "429 storm", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 429, RetryAfter: 1500 * time.Millisecond}, want: errkind.Throttled},
+		{name: "5xx", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 500}, want: errkind.Unavailable},
+		{name: "404", roles: []string{"User.Read.All"}, secret: secret, fault: &m365sim.FaultRule{PathPrefix: "/v1.0/users/delta", Status: 404}, want: errkind.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sim := newTenant(t, 5, tc.roles...)
@@ -185,7 +186,7 @@ func TestErrorsAreClassified(t *testing.T) {
 				}
 			}
 			_, err := newClient(t, sim, tc.secret).UsersDelta(t.Context(), tenantID, "")
-			if got := entra.KindOf(err); got != tc.want {
+			if got := errkind.Of(err); got != tc.want {
 				t.Errorf("kind = %v (%v), want %v", got, err, tc.want)
 			}
 		})
@@ -199,7 +200,7 @@ func TestExpiredDeltaTokenMeansResync(t *testing.T) {
 	if err := sim.ResetDelta(tenantID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.UsersDelta(t.Context(), tenantID, deltaLink); entra.KindOf(err) != entra.KindResync {
+	if _, err := c.UsersDelta(t.Context(), tenantID, deltaLink); errkind.Of(err) != errkind.Resync {
 		t.Errorf("after a reset: %v, want resync", err)
 	}
 }
@@ -254,7 +255,7 @@ func TestGroupReads(t *testing.T) {
 	if g, err := c.Group(t.Context(), tenantID, all[1].ID); err != nil || g.DisplayName != all[1].DisplayName {
 		t.Errorf("Group = %+v, %v", g, err)
 	}
-	if _, err := c.Group(t.Context(), tenantID, "00000000-0000-4000-8000-000000000000"); entra.KindOf(err) != entra.KindNotFound {
+	if _, err := c.Group(t.Context(), tenantID, "00000000-0000-4000-8000-000000000000"); errkind.Of(err) != errkind.NotFound {
 		t.Errorf("missing group: %v, want not_found", err)
 	}
 	for _, g := range all {

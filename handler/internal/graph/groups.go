@@ -9,6 +9,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // eventual is the header advanced queries ($search, $count, type casts) need; it is not carried
@@ -105,7 +106,7 @@ func (c *Client) User(ctx context.Context, tenantID, id string) (entra.User, err
 	switch {
 	case err == nil:
 		out.ManagerID = deref(m.GetId())
-	case entra.KindOf(classify("manager", err)) != entra.KindNotFound: // no manager is a 404
+	case errkind.Of(classify("manager", err)) != errkind.NotFound: // no manager is a 404
 		return entra.User{}, classify("users/"+id+"/manager", err)
 	}
 	return out, nil
@@ -137,5 +138,5 @@ func (c *Client) CountUsers(ctx context.Context, tenantID string) (int, error) {
 	if n := resp.GetOdataCount(); n != nil {
 		return int(*n), nil
 	}
-	return 0, &entra.Error{Kind: entra.KindOther, Message: "users: no @odata.count in the answer"}
+	return 0, &errkind.Error{Kind: errkind.Other, Message: "users: no @odata.count in the answer"}
 }

@@ -15,7 +15,7 @@ import (
 // its Sent Items (which FindSent relies on). It is sent once: a throttled or failed answer is
 // returned at once, never retried in-process — the mail pipeline re-enqueues the delivery at
 // Retry-After as a scheduled message instead of holding a worker (and a 5xx may mean the mail
-// went). Errors are *entra.Error with a kind (graphkind).
+// went). Errors are *errkind.Error with a kind (graphkind).
 func (c *Client) SendMail(ctx context.Context, tenantID string, m outmail.Message) error {
 	gc, err := c.tenant(tenantID)
 	if err != nil {

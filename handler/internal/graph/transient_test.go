@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/graph"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 )
@@ -113,8 +114,8 @@ func TestTransportErrorsCarryNoQuery(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error from a closed port")
 	}
-	if entra.KindOf(err) != entra.KindUnavailable {
-		t.Errorf("kind = %v, want unavailable", entra.KindOf(err))
+	if errkind.Of(err) != errkind.Unavailable {
+		t.Errorf("kind = %v, want unavailable", errkind.Of(err))
 	}
 	if strings.Contains(err.Error(), "SECRETSKIP") || strings.Contains(err.Error(), "skiptoken") {
 		t.Errorf("error carries the query: %v", err)
@@ -155,7 +156,7 @@ func TestTimeoutCarriesNoQuery(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "SECRETSKIP") {
 		t.Errorf("err = %v; want a timeout without the query", err)
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || entra.KindOf(err) != entra.KindUnavailable {
-		t.Errorf("err = %v (kind %v); want unavailable, still a deadline", err, entra.KindOf(err))
+	if !errors.Is(err, context.DeadlineExceeded) || errkind.Of(err) != errkind.Unavailable {
+		t.Errorf("err = %v (kind %v); want unavailable, still a deadline", err, errkind.Of(err))
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
-	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // GraphScope is the only scope an app-only Graph token can ask for.
@@ -67,7 +67,7 @@ func IsTenantID(id string) bool { return guidPattern.MatchString(id) }
 // ForTenant returns the cached credential for tenantID.
 func (c *Credentials) ForTenant(tenantID string) (azcore.TokenCredential, error) {
 	if !ValidTenant(tenantID) {
-		return nil, &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenantID)}
+		return nil, &errkind.Error{Kind: errkind.Invalid, Message: fmt.Sprintf("%q is not a tenant id", tenantID)}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,7 +94,7 @@ func (c *Credentials) newCredential(tenantID string) (azcore.TokenCredential, er
 	}
 	cred, err := azidentity.NewClientSecretCredential(tenantID, c.cfg.ClientID, c.cfg.ClientSecret, opts)
 	if err != nil {
-		return nil, &entra.Error{Kind: entra.KindInvalid, Message: "app credential: " + err.Error(), Err: err}
+		return nil, &errkind.Error{Kind: errkind.Invalid, Message: "app credential: " + err.Error(), Err: err}
 	}
 	return cred, nil
 }
@@ -104,7 +104,7 @@ func (c *Credentials) newCredential(tenantID string) (azcore.TokenCredential, er
 // expects them to count.
 func (c *Credentials) FreshRoles(ctx context.Context, tenantID string) ([]string, error) {
 	if !ValidTenant(tenantID) {
-		return nil, &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenantID)}
+		return nil, &errkind.Error{Kind: errkind.Invalid, Message: fmt.Sprintf("%q is not a tenant id", tenantID)}
 	}
 	cred, err := c.newCredential(tenantID)
 	if err != nil {
@@ -119,7 +119,7 @@ func (c *Credentials) FreshRoles(ctx context.Context, tenantID string) ([]string
 	}
 	claims, err := readClaims(tok.Token)
 	if err != nil {
-		return nil, &entra.Error{Kind: entra.KindOther, Message: "token has unreadable claims"}
+		return nil, &errkind.Error{Kind: errkind.Other, Message: "token has unreadable claims"}
 	}
 	return claims.Roles, nil
 }
@@ -154,7 +154,7 @@ func (c *Credentials) Token(ctx context.Context, tenantID string) (AppToken, err
 	}
 	claims, err := readClaims(tok.Token)
 	if err != nil {
-		return AppToken{}, &entra.Error{Kind: entra.KindOther, Message: "token has unreadable claims"}
+		return AppToken{}, &errkind.Error{Kind: errkind.Other, Message: "token has unreadable claims"}
 	}
 	return AppToken{TenantID: claims.TID, Roles: claims.Roles, ExpiresOn: tok.ExpiresOn}, nil
 }
@@ -194,19 +194,19 @@ var aadstsCode = regexp.MustCompile(`AADSTS\d+`)
 func Classify(err error) error {
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) {
-		e := &entra.Error{Kind: entra.KindUnauthorized, Err: err, Message: "sign-in refused"}
+		e := &errkind.Error{Kind: errkind.Unauthorized, Err: err, Message: "sign-in refused"}
 		code := aadstsCode.FindString(authErr.Error())
 		switch {
 		case authErr.RawResponse != nil:
 			e.Status = authErr.RawResponse.StatusCode
 			if e.Status == http.StatusTooManyRequests || e.Status >= 500 {
-				e.Kind = entra.KindUnavailable
+				e.Kind = errkind.Unavailable
 			}
 		case code == "":
 			// No answer and no AADSTS code: the token endpoint was not reached (network, a
 			// cancelled or timed-out request), which says nothing about the consent; calling it
 			// a refusal would send the org to re-authorize for a blip.
-			e.Kind, e.Message = entra.KindUnavailable, "token endpoint unreachable"
+			e.Kind, e.Message = errkind.Unavailable, "token endpoint unreachable"
 			return e
 		}
 		if code != "" {
@@ -218,7 +218,7 @@ func Classify(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return &entra.Error{Kind: entra.KindUnavailable, Message: "token endpoint unreachable", Err: err}
+	return &errkind.Error{Kind: errkind.Unavailable, Message: "token endpoint unreachable", Err: err}
 }
 
 // describe turns the AADSTS codes an admin can act on into advice.

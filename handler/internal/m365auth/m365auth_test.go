@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leapchange/m365/handler/internal/entra"
 	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/testenv"
@@ -40,16 +39,16 @@ func TestTokenThroughAzidentity(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, secret, tenant, code string
-		kind                       entra.Kind
+		kind                       errkind.Kind
 	}{
-		{"wrong secret", "not-the-secret", tenantID, "AADSTS7000215", entra.KindUnauthorized},
-		{"not consented", secret, otherID, "AADSTS700016", entra.KindUnauthorized},
-		{"unknown tenant", secret, "11111111-2222-4333-8444-555555555555", "AADSTS90002", entra.KindUnauthorized},
-		{"not a tenant", secret, "../evil", "", entra.KindInvalid},
+		{"wrong secret", "not-the-secret", tenantID, "AADSTS7000215", errkind.Unauthorized},
+		{"not consented", secret, otherID, "AADSTS700016", errkind.Unauthorized},
+		{"unknown tenant", secret, "11111111-2222-4333-8444-555555555555", "AADSTS90002", errkind.Unauthorized},
+		{"not a tenant", secret, "../evil", "", errkind.Invalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := creds(tc.secret).Token(t.Context(), tc.tenant)
-			var e *entra.Error
+			var e *errkind.Error
 			if !asEntra(err, &e) || e.Kind != tc.kind || e.Code != tc.code {
 				t.Fatalf("err = %#v, want kind %v code %q", err, tc.kind, tc.code)
 			}
@@ -60,8 +59,8 @@ func TestTokenThroughAzidentity(t *testing.T) {
 	}
 }
 
-func asEntra(err error, target **entra.Error) bool {
-	e, ok := err.(*entra.Error)
+func asEntra(err error, target **errkind.Error) bool {
+	e, ok := err.(*errkind.Error)
 	if ok {
 		*target = e
 	}

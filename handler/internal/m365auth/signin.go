@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 )
 
 // SignIn is who signed in through the OpenID Connect authorization-code flow.
@@ -49,7 +49,7 @@ func (s SignIn) IsConsentAdmin() bool {
 // AuthCodeURL cannot add a state or a nonce; see RedeemCode.)
 func (c *Credentials) AuthorizeURL(tenant, redirectURI, state, nonce string) (string, error) {
 	if !ValidTenant(tenant) {
-		return "", &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}
+		return "", &errkind.Error{Kind: errkind.Invalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}
 	}
 	q := url.Values{
 		"client_id":     {c.cfg.ClientID},
@@ -80,7 +80,7 @@ func (c *Credentials) authority() string {
 // check the token here anyway. The README's "Connecting Microsoft 365" section says why in full.
 func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI string) (SignIn, error) {
 	if !ValidTenant(tenant) {
-		return SignIn{}, &entra.Error{Kind: entra.KindInvalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}
+		return SignIn{}, &errkind.Error{Kind: errkind.Invalid, Message: fmt.Sprintf("%q is not a tenant id", tenant)}
 	}
 	form := url.Values{
 		"client_id":     {c.cfg.ClientID},
@@ -101,12 +101,12 @@ func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return SignIn{}, &entra.Error{Kind: entra.KindUnavailable, Message: "token endpoint unreachable", Err: err}
+		return SignIn{}, &errkind.Error{Kind: errkind.Unavailable, Message: "token endpoint unreachable", Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return SignIn{}, &entra.Error{Kind: entra.KindUnavailable, Message: "reading the token answer", Err: err}
+		return SignIn{}, &errkind.Error{Kind: errkind.Unavailable, Message: "reading the token answer", Err: err}
 	}
 	var answer struct {
 		IDToken     string `json:"id_token"`
@@ -115,9 +115,9 @@ func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI 
 	}
 	_ = json.Unmarshal(body, &answer)
 	if resp.StatusCode != http.StatusOK || answer.IDToken == "" {
-		e := &entra.Error{Kind: entra.KindUnauthorized, Status: resp.StatusCode, Message: "sign-in refused"}
+		e := &errkind.Error{Kind: errkind.Unauthorized, Status: resp.StatusCode, Message: "sign-in refused"}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			e.Kind = entra.KindUnavailable
+			e.Kind = errkind.Unavailable
 		}
 		if code := aadstsCode.FindString(answer.Description); code != "" {
 			e.Code, e.Message = code, "sign-in refused ("+code+")"
@@ -128,11 +128,11 @@ func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI 
 	}
 	parts := strings.Split(answer.IDToken, ".")
 	if len(parts) != 3 {
-		return SignIn{}, &entra.Error{Kind: entra.KindOther, Message: "the ID token is not a JWT"}
+		return SignIn{}, &errkind.Error{Kind: errkind.Other, Message: "the ID token is not a JWT"}
 	}
 	raw, err := decodeSegment(parts[1])
 	if err != nil {
-		return SignIn{}, &entra.Error{Kind: entra.KindOther, Message: "the ID token has unreadable claims"}
+		return SignIn{}, &errkind.Error{Kind: errkind.Other, Message: "the ID token has unreadable claims"}
 	}
 	var cl struct {
 		TID      string   `json:"tid"`
@@ -143,16 +143,16 @@ func (c *Credentials) RedeemCode(ctx context.Context, tenant, code, redirectURI 
 		Wids     []string `json:"wids"`
 	}
 	if err := json.Unmarshal(raw, &cl); err != nil {
-		return SignIn{}, &entra.Error{Kind: entra.KindOther, Message: "the ID token has unreadable claims"}
+		return SignIn{}, &errkind.Error{Kind: errkind.Other, Message: "the ID token has unreadable claims"}
 	}
 	if cl.Aud != c.cfg.ClientID {
-		return SignIn{}, &entra.Error{Kind: entra.KindUnauthorized, Message: "the ID token is for another app"}
+		return SignIn{}, &errkind.Error{Kind: errkind.Unauthorized, Message: "the ID token is for another app"}
 	}
 	// Entra refuses a code from another tenant at this tenant's endpoint, but the caller binds a
 	// tenant on the strength of this answer, so the token must say so itself. (A domain name
 	// cannot be compared with tid here; the consent flow compares the tenant id it knows.)
 	if guidPattern.MatchString(tenant) && !strings.EqualFold(cl.TID, tenant) {
-		return SignIn{}, &entra.Error{Kind: entra.KindUnauthorized, Message: "the ID token is for another tenant"}
+		return SignIn{}, &errkind.Error{Kind: errkind.Unauthorized, Message: "the ID token is for another tenant"}
 	}
 	return SignIn{TenantID: cl.TID, ObjectID: cl.OID, Username: cl.Username, Nonce: cl.Nonce, Roles: cl.Wids}, nil
 }

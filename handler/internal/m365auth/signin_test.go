@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leapchange/m365/handler/internal/entra"
+	"github.com/leapchange/m365/handler/internal/errkind"
 	"github.com/leapchange/m365/handler/internal/m365auth"
 	"github.com/leapchange/m365/handler/internal/m365sim"
 	"github.com/leapchange/m365/handler/internal/testenv"
@@ -51,14 +51,14 @@ func TestSignInThroughTheCodeFlow(t *testing.T) {
 		t.Errorf("sign-in = %+v, want an admin of %s with nonce-1", who, tenantID)
 	}
 	// A code is single use; a wrong secret is refused.
-	if _, err := creds.RedeemCode(t.Context(), tenantID, code, redirect); entra.KindOf(err) != entra.KindUnauthorized {
+	if _, err := creds.RedeemCode(t.Context(), tenantID, code, redirect); errkind.Of(err) != errkind.Unauthorized {
 		t.Errorf("reused code: %v, want unauthorized", err)
 	}
 	bad := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: "wrong", AuthorityHost: sim.URL() + "/", HTTPClient: sim.HTTPClient()})
 	if _, err := bad.RedeemCode(t.Context(), tenantID, "x", redirect); err == nil || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("wrong secret: %v", err)
 	}
-	if _, err := creds.AuthorizeURL("../evil", redirect, "s", "n"); entra.KindOf(err) != entra.KindInvalid {
+	if _, err := creds.AuthorizeURL("../evil", redirect, "s", "n"); errkind.Of(err) != errkind.Invalid {
 		t.Errorf("bad tenant: %v", err)
 	}
 	// Only roles that can grant Microsoft Graph application permissions count: Microsoft
@@ -92,19 +92,19 @@ func TestRedeemCodeChecks(t *testing.T) {
 		name   string
 		status int
 		body   string
-		kind   entra.Kind
+		kind   errkind.Kind
 		code   string
 	}{
-		{"another app's ID token", 200, `{"id_token":"` + idToken(`{"aud":"11111111-2222-4333-8444-555555555555","tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
-		{"another tenant's ID token", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","tid":"9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
-		{"ID token without tid", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
-		{"no audience", 200, `{"id_token":"` + idToken(`{"tid":"`+tenantID+`","nonce":"n"}`) + `"}`, entra.KindUnauthorized, ""},
-		{"not a JWT", 200, `{"id_token":"opaque"}`, entra.KindOther, ""},
-		{"no ID token", 200, `{"access_token":"a"}`, entra.KindUnauthorized, ""},
-		{"code already redeemed", 400, `{"error":"invalid_grant","error_description":"AADSTS54005: OAuth2 Authorization code was already redeemed."}`, entra.KindUnauthorized, "AADSTS54005"},
-		{"refused without AADSTS", 401, `{"error":"invalid_client"}`, entra.KindUnauthorized, "invalid_client"},
-		{"throttled", 429, `{"error":"temporarily_unavailable"}`, entra.KindUnavailable, "temporarily_unavailable"},
-		{"Entra down", 503, `<html>Service Unavailable</html>`, entra.KindUnavailable, ""},
+		{"another app's ID token", 200, `{"id_token":"` + idToken(`{"aud":"11111111-2222-4333-8444-555555555555","tid":"`+tenantID+`","nonce":"n"}`) + `"}`, errkind.Unauthorized, ""},
+		{"another tenant's ID token", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","tid":"9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a","nonce":"n"}`) + `"}`, errkind.Unauthorized, ""},
+		{"ID token without tid", 200, `{"id_token":"` + idToken(`{"aud":"`+clientID+`","nonce":"n"}`) + `"}`, errkind.Unauthorized, ""},
+		{"no audience", 200, `{"id_token":"` + idToken(`{"tid":"`+tenantID+`","nonce":"n"}`) + `"}`, errkind.Unauthorized, ""},
+		{"not a JWT", 200, `{"id_token":"opaque"}`, errkind.Other, ""},
+		{"no ID token", 200, `{"access_token":"a"}`, errkind.Unauthorized, ""},
+		{"code already redeemed", 400, `{"error":"invalid_grant","error_description":"AADSTS54005: OAuth2 Authorization code was already redeemed."}`, errkind.Unauthorized, "AADSTS54005"},
+		{"refused without AADSTS", 401, `{"error":"invalid_client"}`, errkind.Unauthorized, "invalid_client"},
+		{"throttled", 429, `{"error":"temporarily_unavailable"}`, errkind.Unavailable, "temporarily_unavailable"},
+		{"Entra down", 503, `<html>Service Unavailable</html>`, errkind.Unavailable, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +118,7 @@ func TestRedeemCodeChecks(t *testing.T) {
 			t.Cleanup(srv.Close)
 			creds := m365auth.New(m365auth.Config{ClientID: clientID, ClientSecret: secret, AuthorityHost: srv.URL, HTTPClient: srv.Client()})
 			_, err := creds.RedeemCode(t.Context(), tenantID, "code", "https://leap.example.net/api/consent/callback")
-			var e *entra.Error
+			var e *errkind.Error
 			if !asEntra(err, &e) || e.Kind != tc.kind || e.Code != tc.code {
 				t.Fatalf("err = %#v, want kind %v code %q", err, tc.kind, tc.code)
 			}
