@@ -56,8 +56,8 @@ func TestSendsEveryoneOnceAndAccountsForEveryRecipient(t *testing.T) {
 			t.Errorf("%s got %d mails, want 1", addr, sent[addr])
 		}
 	}
-	if len(r.env.Sim.SentMail(testenv.Tenant)) != 6 {
-		t.Errorf("%d mails sent, want 6", len(r.env.Sim.SentMail(testenv.Tenant)))
+	if r.mails() != 6 {
+		t.Errorf("%d mails sent, want 6", r.mails())
 	}
 	m := r.env.Sim.SentMail(testenv.Tenant)[0]
 	if !strings.HasPrefix(m.Subject, "Change ahead, P0") || strings.Contains(m.Content, "{{") || m.From != sender ||
@@ -95,9 +95,7 @@ func TestRedeliveryAndDuplicatesSendOnce(t *testing.T) {
 		}
 	}
 	r.drain(t)
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 3 {
-		t.Fatalf("%d mails after redeliveries, want 3", n)
-	}
+	r.wantMails(t, 3, "after redeliveries")
 	if p := r.progress(t, rec.Batch.ID); p.Counts[outbound.Sent] != 3 {
 		t.Fatalf("progress %+v", p.Counts)
 	}
@@ -117,9 +115,7 @@ func TestIdempotencyKeyReturnsTheSameBatch(t *testing.T) {
 		t.Fatalf("second accept: created %v, batch %s; want the first batch %s", second.Created, second.Batch.ID, first.Batch.ID)
 	}
 	r.drain(t)
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 2 {
-		t.Fatalf("%d mails, want 2", n)
-	}
+	r.wantMails(t, 2, "in all")
 	list, _, err := r.p.Store().Batches(t.Context(), r.org, "", 10)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("batches %d (%v), want 1", len(list), err)
@@ -155,9 +151,7 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 			if !crashed {
 				t.Fatal("the crash was not staged")
 			}
-			if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != tc.wantMails {
-				t.Fatalf("%d mails, want %d", n, tc.wantMails)
-			}
+			r.wantMails(t, tc.wantMails, "in all")
 			rows := r.rows(t, rec.Batch.ID)
 			if rows[0].Status != outbound.Sent || !tc.wantFlag(rows[0]) {
 				t.Fatalf("row %+v", rows[0])
@@ -196,9 +190,7 @@ func TestCancelScheduledBatch(t *testing.T) {
 	}
 	r.clock.Advance(48 * time.Hour)
 	r.drain(t)
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 0 {
-		t.Fatalf("%d mails sent after cancel", n)
-	}
+	r.wantMails(t, 0, "after cancel")
 }
 
 // TestPoolPacingKeepsUnderTheLimits: twenty mails through two mailboxes at the simulated
@@ -243,8 +235,8 @@ func TestThrottledSendWaitsAndGoes(t *testing.T) {
 			start := r.clock.Now()
 			r.drain(t)
 			rows := r.rows(t, rec.Batch.ID)
-			if rows[0].Status != outbound.Sent || rows[0].Attempts != 3 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 {
-				t.Fatalf("row %+v, mails %d: want sent on the third attempt, once", rows[0], len(r.env.Sim.SentMail(testenv.Tenant)))
+			if rows[0].Status != outbound.Sent || rows[0].Attempts != 3 || r.mails() != 1 {
+				t.Fatalf("row %+v, mails %d: want sent on the third attempt, once", rows[0], r.mails())
 			}
 			if r.clock.Now().Sub(start) < 3*time.Second {
 				t.Errorf("the Retry-After waits were not honoured: %v", r.clock.Now().Sub(start))
@@ -264,8 +256,8 @@ func TestServerFailureIsCheckedBeforeResending(t *testing.T) {
 	rec := r.accept(t, request(ids...))
 	r.drain(t)
 	d := r.rows(t, rec.Batch.ID)[0]
-	if d.Status != outbound.Sent || d.Attempts != 2 || len(r.env.Sim.SentMail(testenv.Tenant)) != 1 || r.env.Sim.Stats().Routes["sentItems"] == 0 {
-		t.Fatalf("row %+v, mails %d, Sent Items lookups %d: want one lookup, then sent once", d, len(r.env.Sim.SentMail(testenv.Tenant)), r.env.Sim.Stats().Routes["sentItems"])
+	if d.Status != outbound.Sent || d.Attempts != 2 || r.mails() != 1 || r.env.Sim.Stats().Routes["sentItems"] == 0 {
+		t.Fatalf("row %+v, mails %d, Sent Items lookups %d: want one lookup, then sent once", d, r.mails(), r.env.Sim.Stats().Routes["sentItems"])
 	}
 }
 
@@ -336,9 +328,7 @@ func TestFailuresThatNeverEndAreRecorded(t *testing.T) {
 			if n := len(r.env.Queue.DeadLettered()); n != 0 {
 				t.Fatalf("%d dead-lettered: the last delivery should have recorded and completed", n)
 			}
-			if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 0 {
-				t.Fatalf("%d mails sent", n)
-			}
+			r.wantMails(t, 0, "after giving up")
 		})
 	}
 }
@@ -363,9 +353,7 @@ func TestReconcilerRevivesLostMessages(t *testing.T) {
 		t.Fatalf("reconcile %+v revived nothing", rep)
 	}
 	r.drain(t)
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 3 {
-		t.Fatalf("%d mails after reconcile, want 3", n)
-	}
+	r.wantMails(t, 3, "after reconcile")
 	rep, err = r.p.Reconcile(t.Context())
 	if err != nil || rep.Settled+rep.Batches == 0 {
 		t.Fatalf("second reconcile %+v %v", rep, err)
@@ -473,9 +461,7 @@ func TestDispatchChainUnderConcurrentWorkers(t *testing.T) {
 	if p := r.progress(t, rec.Batch.ID); p.Counts[outbound.Sent] != 700 {
 		t.Fatalf("progress %+v, want 700 sent", p.Counts)
 	}
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 700 {
-		t.Fatalf("%d mails, want 700", n)
-	}
+	r.wantMails(t, 700, "in all")
 }
 
 // TestUnknownOutcomeIsCheckedEvenAfterAReauthorization: a worker dies after Graph took the mail;
@@ -512,7 +498,7 @@ func TestUnknownOutcomeIsCheckedEvenAfterAReauthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := r.rows(t, rec.Batch.ID)[0]
-	if n := len(r.env.Sim.SentMail(testenv.Tenant)); n != 1 || d.Status != outbound.Sent || !d.Verified {
+	if n := r.mails(); n != 1 || d.Status != outbound.Sent || !d.Verified {
 		t.Fatalf("%d mails, row %+v: want one mail, verified in Sent Items", n, d)
 	}
 }
@@ -535,8 +521,8 @@ func TestRetriedAcceptNeverResetsRows(t *testing.T) {
 		t.Fatalf("retry: %v, batch %s", err, again.Batch.ID)
 	}
 	r.drain(t)
-	if p := r.progress(t, first.Batch.ID); p.Counts[outbound.Sent] != 3 || len(r.env.Sim.SentMail(testenv.Tenant)) != 3 {
-		t.Fatalf("progress %+v, %d mails: want 3 sent once", p.Counts, len(r.env.Sim.SentMail(testenv.Tenant)))
+	if p := r.progress(t, first.Batch.ID); p.Counts[outbound.Sent] != 3 || r.mails() != 3 {
+		t.Fatalf("progress %+v, %d mails: want 3 sent once", p.Counts, r.mails())
 	}
 	other := req
 	other.Subject = "Something else"

@@ -217,6 +217,17 @@ func (r *rig) rows(t *testing.T, id string) []outbound.Delivery {
 }
 
 // sentTo counts the captured mails per recipient address.
+// mails counts the mails the simulated tenant sent.
+func (r *rig) mails() int { return len(r.env.Sim.SentMail(testenv.Tenant)) }
+
+// wantMails fails the test unless the tenant sent exactly want mails; when says at what point.
+func (r *rig) wantMails(t *testing.T, want int, when string) {
+	t.Helper()
+	if n := r.mails(); n != want {
+		t.Fatalf("%d mails sent (%s), want %d", n, when, want)
+	}
+}
+
 func (r *rig) sentTo() map[string]int {
 	out := map[string]int{}
 	for _, m := range r.env.Sim.SentMail(testenv.Tenant) {
