@@ -16,32 +16,15 @@ const Percent = 400
 // near it the collector works harder again, whatever Percent says.
 const SoftLimit int64 = 1 << 30
 
-// Policy is what Apply left in force.
-type Policy struct {
-	Percent  int   // the collector's target, as GOGC
-	Limit    int64 // the soft memory limit in bytes, as GOMEMLIMIT
-	FromEnv  bool  // GOGC or GOMEMLIMIT was set: the runtime applied it at start and Apply kept it
-	Defaults bool  // Apply set at least one of Percent and SoftLimit
-}
-
 // Apply sets Percent and SoftLimit, each unless the environment sets its variable (the runtime
-// has applied that already), and returns the policy in force.
-func Apply(getenv func(string) string) Policy {
-	var p Policy
+// has applied that already); Current reads what is in force.
+func Apply(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(Percent)
-		p.Defaults = true
-	} else {
-		p.FromEnv = true
 	}
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(SoftLimit)
-		p.Defaults = true
-	} else {
-		p.FromEnv = true
 	}
-	p.Percent, p.Limit = Current()
-	return p
 }
 
 // Current returns the collector's target and soft memory limit in force.
