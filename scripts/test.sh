@@ -31,19 +31,16 @@ if [ $# -eq 0 ]; then
     ./handler/internal/invoke:FuzzDecode \
     ./handler/internal/signer:FuzzVerify; do
     fuzz=(go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-4s}" -fuzzminimizetime 2s "${target%%:*}")
-    if ! out=$("${fuzz[@]}" 2>&1); then
-      printf '%s\n' "$out"
-      # Go's fuzzer itself sometimes fails a run as its time runs out, with "context deadline
-      # exceeded" and no input: that is the tool's flake, not a finding, and is run once more.
-      # A real finding writes its input ("Failing input written") and fails here.
-      if [[ $out == *"context deadline exceeded"* && $out != *"Failing input written"* ]]; then
-        say "fuzzing ${target#*:} again: the fuzzer timed out without a finding"
-        "${fuzz[@]}"
-      else
-        exit 1
-      fi
-    else
-      printf '%s\n' "$out"
+    status=0
+    out=$("${fuzz[@]}" 2>&1) || status=$?
+    printf '%s\n' "$out"
+    # Go's fuzzer itself sometimes fails a run as its time runs out, with "context deadline
+    # exceeded" and no input: that is the tool's flake, not a finding, and is run once more.
+    # A real finding writes its input ("Failing input written") and fails here.
+    if [ "$status" -ne 0 ]; then
+      [[ $out == *"context deadline exceeded"* && $out != *"Failing input written"* ]] || exit 1
+      say "fuzzing ${target#*:} again: the fuzzer timed out without a finding"
+      "${fuzz[@]}"
     fi
   done
 fi
