@@ -161,12 +161,13 @@ func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, org tables
 	}
 	groups, err := s.d.Directory.SearchGroups(r.Context(), tenant, q, limit)
 	if err != nil {
-		if k := errkind.Of(err); k == errkind.Forbidden || k == errkind.Unauthorized {
+		k := errkind.Of(err)
+		if k == errkind.Forbidden || k == errkind.Unauthorized {
 			p := problem.New(http.StatusConflict, problem.Forbidden, "the tenant refused listing groups: grant GroupMember.Read.All and re-authorize")
 			problem.Write(w, r, p)
 			return nil
 		}
-		if errkind.Of(err) == errkind.Invalid {
+		if k == errkind.Invalid {
 			// Our request is fixed but for the user's text: Graph's 400 is about what they typed.
 			return fmt.Errorf("%w: %w", searchRefused, err)
 		}
