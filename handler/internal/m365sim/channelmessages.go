@@ -644,7 +644,7 @@ func (s *Server) listMessages(r *http.Request, g *gctx, m msgReq) gresp {
 	}
 	roots := slices.Clone(m.cm.roots)
 	slices.Reverse(roots)
-	out, _ := msgsPage(g, r, m.baseCtx, roots, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, st.Exp) })
+	out := msgsPage(g, r, m.baseCtx, roots, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, st.Exp) })
 	return jsonResp(out)
 }
 
@@ -658,7 +658,7 @@ func (s *Server) listReplies(r *http.Request, g *gctx, m msgReq) gresp {
 	if e != nil {
 		return *e
 	}
-	out, _ := msgsPage(g, r, m.baseCtx+"('"+root.ID+"')/replies", root.replies, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, false) })
+	out := msgsPage(g, r, m.baseCtx+"('"+root.ID+"')/replies", root.replies, st, func(msg *msgRec) chatMessageJSON { return msg.wire(m.tenant, false) })
 	return jsonResp(out)
 }
 
@@ -708,12 +708,12 @@ func (s *Server) messagesDelta(r *http.Request, g *gctx, m msgReq) gresp {
 		}
 	}
 	slices.SortStableFunc(chains, func(a, b *msgRec) int { return a.chainModified().Compare(b.chainModified()) })
-	out, more := msgsPage(g, r, g.base+"/v1.0/$metadata#Collection(chatMessage)", chains, st, func(msg *msgRec) chatMessageJSON {
+	out := msgsPage(g, r, g.base+"/v1.0/$metadata#Collection(chatMessage)", chains, st, func(msg *msgRec) chatMessageJSON {
 		w := msg.wire(m.tenant, st.Exp)
 		w.ODataType = "#microsoft.graph.chatMessage"
 		return w
 	})
-	if !more {
+	if out.NextLink == "" { // the last page
 		st.Off = 0
 		out.DeltaLink = pageLink(g, r, "$deltatoken", encodeMsgState(st))
 	}
@@ -747,8 +747,8 @@ func (m msgReq) firstState(q url.Values, g *gctx, root string, allowed ...string
 }
 
 // msgsPage is the page of msgs that st starts, each as wire writes it, with the nextLink to
-// the rest; more reports whether there is a rest.
-func msgsPage(g *gctx, r *http.Request, ctx string, msgs []*msgRec, st msgState, wire func(*msgRec) chatMessageJSON) (out msgPage, more bool) {
+// the rest when there is one.
+func msgsPage(g *gctx, r *http.Request, ctx string, msgs []*msgRec, st msgState, wire func(*msgRec) chatMessageJSON) (out msgPage) {
 	page, end := pageAt(msgs, st.Off, st.Top)
 	out = msgPage{ODataContext: ctx, Value: []chatMessageJSON{}}
 	for _, msg := range page {
@@ -758,5 +758,5 @@ func msgsPage(g *gctx, r *http.Request, ctx string, msgs []*msgRec, st msgState,
 		st.Off = end
 		out.NextLink = pageLink(g, r, "$skiptoken", encodeMsgState(st))
 	}
-	return out, end < len(msgs)
+	return out
 }

@@ -424,11 +424,15 @@ func parseFilter(f string, names []string) ([]strFilter, *gresp) {
 	return out, nil
 }
 
-// matchesAll reports whether rec passes every filter; field answers its properties (built
-// only when there is a filter: a list without $filter allocates nothing per item).
+// matchesAll reports whether rec passes every filter; field answers its properties (built once,
+// and only when there is a filter: a list without $filter allocates nothing per item).
 func matchesAll[R any](filters []strFilter, rec R, field func(R) func(prop string) (string, bool, bool)) bool {
+	if len(filters) == 0 {
+		return true
+	}
+	get := field(rec)
 	for _, f := range filters {
-		if !f.match(field(rec)) {
+		if !f.match(get) {
 			return false
 		}
 	}
@@ -453,8 +457,10 @@ func (f strFilter) match(get func(prop string) (string, bool, bool)) bool {
 // has the value of vals at its index.
 func stringField(names []string, vals ...string) func(prop string) (string, bool, bool) {
 	return func(prop string) (string, bool, bool) {
-		if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, prop) }); i >= 0 {
-			return vals[i], false, false
+		for i, n := range names {
+			if strings.EqualFold(n, prop) {
+				return vals[i], false, false
+			}
 		}
 		return "", false, false
 	}
