@@ -51,7 +51,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,7 +291,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // bench is one measurement: full, floor, delta.
 func bench(ctx context.Context, o options) (Result, error) {
 	res := Result{Bench: "sync", Users: o.users, Groups: o.groups}
-	res.GOGC, res.GOMemLimitMB = gcPolicy()
+	gogc, limit := gcpolicy.Current()
+	res.GOGC, res.GOMemLimitMB = gogc, round3(float64(limit)/(1<<20))
 	logf := o.logf
 
 	hc, err := httpClient(o.caFile)
@@ -300,7 +301,7 @@ func bench(ctx context.Context, o options) (Result, error) {
 	}
 	graphTimer := &timer{next: hc.Transport}
 	hc = &http.Client{Transport: graphTimer}
-	tableTimer := &timer{next: http.DefaultTransport}
+	tableTimer := &timer{next: http.DefaultTransport, byKind: true}
 	gc, err := o.graphClient(hc)
 	if err != nil {
 		return res, err
@@ -757,13 +758,15 @@ func drain(ctx context.Context, q *queuetest.Queue, e *dirsync.Engine) (steps in
 }
 
 // timer is a RoundTripper that adds up the time to each response's headers and the request
-// bytes sent, in all and by kind of request (which says where a run's time with a service goes).
+// bytes sent, in all and, with byKind, by kind of Table Storage request (which says where a
+// run's time with the store goes).
 type timer struct {
-	next  http.RoundTripper
-	wait  atomic.Int64 // nanoseconds
-	bytes atomic.Int64
-	mu    sync.Mutex
-	kinds map[string]kindFigures
+	next   http.RoundTripper
+	byKind bool
+	wait   atomic.Int64 // nanoseconds
+	bytes  atomic.Int64
+	mu     sync.Mutex
+	kinds  map[string]kindFigures
 }
 
 // kindFigures is how many requests of a kind were sent and how long they waited in all.
@@ -780,6 +783,9 @@ func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	d := time.Since(start)
 	t.wait.Add(int64(d))
+	if !t.byKind {
+		return resp, err
+	}
 	kind := requestKind(req)
 	t.mu.Lock()
 	if t.kinds == nil {
@@ -791,12 +797,6 @@ func (t *timer) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.kinds[kind] = k
 	t.mu.Unlock()
 	return resp, err
-}
-
-// gcPolicy returns the collector's target and soft memory limit in force, for the result.
-func gcPolicy() (int, float64) {
-	p, l := gcpolicy.Current()
-	return p, round3(float64(l) / (1 << 20))
 }
 
 // requestKind names a Table Storage request by what it asks of the service.
@@ -816,13 +816,8 @@ func requestKind(req *http.Request) string {
 // kindsSince describes the requests by kind sent since before (a copy taken by kinds).
 func (t *timer) kindsSince(before map[string]kindFigures) string {
 	now := t.kindsNow()
-	names := make([]string, 0, len(now))
-	for k := range now {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var b strings.Builder
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(now)) {
 		n, w := now[k].n-before[k].n, now[k].wait-before[k].wait
 		if n == 0 {
 			continue
@@ -864,14 +859,8 @@ func httpClient(caFile string) (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// peakRSSMB is VmHWM (peak resident set) from /proc/self/status in MB; 0 where there is none.
-func peakRSSMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	return parseVmHWM(string(b))
-}
+// peakRSSMB is this process's VmHWM (peak resident set) in MB; 0 where there is none.
+func peakRSSMB() float64 { return vmHWM(os.Getpid()) }
 
 // dropTables drops store's tables even once ctx has ended (the bench cleans up after itself),
 // giving up after limit, and logs a failure after what.

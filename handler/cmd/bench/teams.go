@@ -329,7 +329,7 @@ func teamsBench(ctx context.Context, o teamsOptions) (TeamsResult, error) {
 	}
 	if len(late) > 0 {
 		slices.Sort(late)
-		res.LateP50Ms, res.LateP99Ms, res.LateMaxMs = ms(late[len(late)/2]), ms(late[len(late)*99/100]), ms(late[len(late)-1])
+		res.LateP50Ms, res.LateP99Ms, res.LateMaxMs = ms(percentile(late, 0.50)), ms(percentile(late, 0.99)), ms(late[len(late)-1])
 	}
 	// What the simulated tenant saw.
 	posts := make([][]time.Time, len(rcpt))
